@@ -1,0 +1,268 @@
+"""Readers and writers for the three documented trace formats.
+
+1. Arrival file: one request per line, first comma-separated field = arrival
+   time in ms (``arrival_ms[,qos,deadline_ms]``).
+2. Rate series CSV: ``time_s,qps`` (header optional), evenly spaced rows.
+3. Timestamp CSV with a header: one request per row, the column named by
+   ``column`` holds ISO datetimes or seconds.
+
+Every problem is raised as :class:`lokirl.errors.TraceError` with one line that
+names the file, the line or field, and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from lokirl.errors import TraceError
+from lokirl.traces.types import ArrivalTrace, RateSeries, Trace
+
+FORMATS: tuple[str, ...] = ("auto", "arrivals", "rates", "timestamps")
+_RATE_HEADERS = {"qps", "rate", "rps", "rate_qps", "req_s"}
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        raise TraceError(f"{path}: no such trace file. Fix: check the path or use a bundled name")
+    if path.is_dir():
+        raise TraceError(f"{path}: is a folder, not a trace file. Fix: name one file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TraceError(
+            f"{path}: not a text file ({exc.reason}). Fix: pass a CSV/text trace"
+        ) from None
+    lines = text.splitlines()
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in lines):
+        raise TraceError(f"{path}: trace file is empty. Fix: give a file with at least one row")
+    return lines
+
+
+def _data_rows(lines: list[str]) -> list[tuple[int, list[str]]]:
+    """Return ``(line number, fields)`` of each non-blank, non-comment line."""
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        s = line.strip()
+        if s and not s.startswith("#"):
+            rows.append((n, [f.strip() for f in s.split(",")]))
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _name(path: Path) -> str:
+    return path.stem
+
+
+def read_arrivals(path: str | Path) -> ArrivalTrace:
+    """Read an arrival file (format 1: ``arrival_ms[,qos,deadline_ms]`` per line).
+
+    Times stay on the file's own origin (a first arrival at 6 ms stays at 0.006 s);
+    unsorted rows are sorted.
+
+    Raises:
+        TraceError: missing/empty file, an unparsable or negative time.
+
+    """
+    path = Path(path)
+    rows = _data_rows(_read_lines(path))
+    out = np.empty(len(rows))
+    for i, (n, fields) in enumerate(rows):
+        try:
+            value = float(fields[0])
+        except ValueError:
+            raise TraceError(
+                f"{path}: line {n}: arrival time {fields[0]!r} is not a number. "
+                "Fix: first field must be the arrival time in ms"
+            ) from None
+        if not math.isfinite(value) or value < 0:
+            raise TraceError(
+                f"{path}: line {n}: arrival time {fields[0]!r} must be finite and >= 0. "
+                "Fix: correct or drop the line"
+            )
+        out[i] = value / 1000.0
+    return ArrivalTrace(out, name=_name(path))
+
+
+def read_rates(path: str | Path) -> RateSeries:
+    """Read a rate series CSV (format 2: ``time_s,qps``, header optional).
+
+    The bin width is the spacing of ``time_s`` (1 s for a single row); rows must be
+    evenly spaced and ascending.
+
+    Raises:
+        TraceError: missing/empty file, unparsable row, negative or NaN rate,
+            uneven spacing.
+
+    """
+    path = Path(path)
+    rows = _data_rows(_read_lines(path))
+    if rows and not _is_number(rows[0][1][0]):
+        header = [h.lower() for h in rows[0][1]]
+        rows = rows[1:]
+        if len(header) < 2:
+            raise TraceError(f"{path}: header {header} has no qps column. Fix: use time_s,qps")
+    if not rows:
+        raise TraceError(f"{path}: rate file has a header but no rows. Fix: add time_s,qps rows")
+    times = np.empty(len(rows))
+    rates = np.empty(len(rows))
+    for i, (n, fields) in enumerate(rows):
+        if len(fields) < 2:
+            raise TraceError(f"{path}: line {n}: expected time_s,qps, got {','.join(fields)!r}")
+        for j, (label, target) in enumerate((("time_s", times), ("qps", rates))):
+            try:
+                target[i] = float(fields[j])
+            except ValueError:
+                raise TraceError(
+                    f"{path}: line {n}: {label} {fields[j]!r} is not a number. "
+                    "Fix: write numbers only (time_s,qps)"
+                ) from None
+        if not math.isfinite(rates[i]) or rates[i] < 0:
+            raise TraceError(
+                f"{path}: line {n}: qps {fields[1]!r} must be finite and >= 0. Fix: correct it"
+            )
+        if not math.isfinite(times[i]):
+            raise TraceError(f"{path}: line {n}: time_s {fields[0]!r} is not finite")
+    bin_s = 1.0
+    if len(times) > 1:
+        steps = np.diff(times)
+        bin_s = float(steps[0])
+        if bin_s <= 0 or np.any(np.abs(steps - bin_s) > 1e-6 * max(1.0, bin_s)):
+            bad = int(np.flatnonzero(np.abs(steps - bin_s) > 1e-6 * max(1.0, bin_s))[0]) + 1
+            raise TraceError(
+                f"{path}: line {rows[bad][0]}: time_s is not evenly spaced ascending "
+                f"(expected step {bin_s:g}). Fix: one row per equal-width bin"
+            )
+    return RateSeries(rates, bin_s=bin_s, name=_name(path))
+
+
+def _parse_time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return ts.timestamp()
+
+
+def read_timestamps(path: str | Path, column: str | None = None) -> ArrivalTrace:
+    """Read a timestamp CSV (format 3: a header, one request per row).
+
+    Args:
+        path: The CSV file.
+        column: The header name of the timestamp column; may be omitted when the
+            file has a single column.
+
+    Times are shifted so that the earliest request arrives at 0 s.
+
+    Raises:
+        TraceError: missing/empty file, unknown column, unparsable timestamp.
+
+    """
+    path = Path(path)
+    lines = _read_lines(path)
+    reader = csv.reader(line for line in lines if line.strip())
+    header = [h.strip() for h in next(reader)]
+    if column is None:
+        if len(header) != 1:
+            raise TraceError(
+                f"{path}: timestamp CSV has columns {header}. Fix: choose one with column=NAME"
+            )
+        column = header[0]
+    if column not in header:
+        raise TraceError(
+            f"{path}: no column {column!r} in header {header}. Fix: use one of those names"
+        )
+    col = header.index(column)
+    values = []
+    n = 1
+    for n, fields in enumerate(reader, start=2):
+        if col >= len(fields) or not fields[col].strip():
+            raise TraceError(f"{path}: line {n}: column {column!r} is missing. Fix: fill it")
+        text = fields[col].strip()
+        try:
+            value = _parse_time(text)
+        except ValueError:
+            raise TraceError(
+                f"{path}: line {n}: {column}={text!r} is neither seconds nor an ISO datetime. "
+                "Fix: write e.g. 2021-01-31T12:00:00.250 or 12.25"
+            ) from None
+        if not math.isfinite(value):
+            raise TraceError(f"{path}: line {n}: {column}={text!r} is not finite")
+        values.append(value)
+    if not values:
+        raise TraceError(f"{path}: timestamp CSV has a header but no rows. Fix: add rows")
+    arr = np.asarray(values, dtype=float)
+    return ArrivalTrace(arr - arr.min(), name=_name(path))
+
+
+def detect_format(path: str | Path, column: str | None = None) -> str:
+    """Guess the format of a trace file: ``arrivals``, ``rates`` or ``timestamps``.
+
+    A ``column`` means timestamps. A header naming a rate column (``qps``) means
+    rates; any other header means timestamps. Without a header, two fields per row
+    mean rates (``time_s,qps``) and one or three mean arrivals (``arrival_ms,...``).
+    """
+    if column is not None:
+        return "timestamps"
+    path = Path(path)
+    rows = _data_rows(_read_lines(path))
+    first = rows[0][1]
+    if not _is_number(first[0]):
+        lowered = {f.lower() for f in first}
+        return "rates" if len(first) == 2 and lowered & _RATE_HEADERS else "timestamps"
+    return "rates" if len(first) == 2 else "arrivals"
+
+
+def load_trace(path: str | Path, fmt: str = "auto", column: str | None = None) -> Trace:
+    """Read a trace file in any documented format.
+
+    Args:
+        path: The file.
+        fmt: ``auto`` (detect), ``arrivals``, ``rates`` or ``timestamps``.
+        column: Timestamp column for the timestamp format.
+
+    Returns:
+        A :class:`RateSeries` (rates format) or an :class:`ArrivalTrace`.
+
+    """
+    if fmt not in FORMATS:
+        raise TraceError(f"{path}: unknown trace format {fmt!r}. Fix: use one of {FORMATS}")
+    if fmt == "auto":
+        fmt = detect_format(path, column)
+    if fmt == "arrivals":
+        return read_arrivals(path)
+    if fmt == "rates":
+        return read_rates(path)
+    return read_timestamps(path, column)
+
+
+def write_rates(series: RateSeries, path: str | Path, decimals: int = 3) -> Path:
+    """Write ``series`` as a ``time_s,qps`` CSV with a header; returns the path."""
+    path = Path(path)
+    lines = ["time_s,qps"]
+    for t, r in zip(series.times_s, series.rates, strict=True):
+        value = f"{r:.{decimals}f}"
+        if decimals > 0:
+            value = value.rstrip("0").rstrip(".")
+        lines.append(f"{t:g},{value}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_arrivals(trace: ArrivalTrace, path: str | Path) -> Path:
+    """Write ``trace`` as an arrival file (one ``arrival_ms`` per line); returns the path."""
+    path = Path(path)
+    path.write_text("".join(f"{t * 1000:.3f}\n" for t in trace.arrivals_s), encoding="utf-8")
+    return path

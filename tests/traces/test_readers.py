@@ -1,0 +1,133 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lokirl.errors import TraceError
+from lokirl.traces import (
+    ArrivalTrace,
+    RateSeries,
+    detect_format,
+    load_trace,
+    read_arrivals,
+    read_rates,
+    read_timestamps,
+    write_arrivals,
+    write_rates,
+)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_arrival_file_ms_to_seconds_and_sorted(tmp_path):
+    p = write(tmp_path, "a.txt", "6,1,300\n1500,1,300\n29,1,300\n\n")
+    tr = read_arrivals(p)
+    assert isinstance(tr, ArrivalTrace)
+    np.testing.assert_allclose(tr.arrivals_s, [0.006, 0.029, 1.5])
+    assert tr.name == "a"
+
+
+def test_arrival_file_single_field(tmp_path):
+    p = write(tmp_path, "a.txt", "0\n1000\n2000\n")
+    assert load_trace(p).arrivals_s.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_arrival_file_bad_line_names_line(tmp_path):
+    p = write(tmp_path, "a.txt", "1,1,300\n2,1,300\nxx,1,300\n")
+    with pytest.raises(TraceError, match=r"a.txt: line 3: .*'xx'"):
+        read_arrivals(p)
+
+
+def test_arrival_file_negative(tmp_path):
+    p = write(tmp_path, "a.txt", "1\n-5\n")
+    with pytest.raises(TraceError, match="line 2"):
+        read_arrivals(p)
+
+
+def test_rate_csv_with_and_without_header(tmp_path):
+    with_header = write(tmp_path, "r.csv", "time_s,qps\n0,10\n1,20\n2,30\n")
+    without = write(tmp_path, "q.csv", "0,10\n1,20\n2,30\n")
+    for p in (with_header, without):
+        s = load_trace(p)
+        assert isinstance(s, RateSeries)
+        assert s.rates.tolist() == [10, 20, 30]
+        assert s.bin_s == 1.0
+
+
+def test_rate_csv_bin_width_from_spacing(tmp_path):
+    s = read_rates(write(tmp_path, "r.csv", "0,10\n0.5,20\n1.0,30\n"))
+    assert s.bin_s == 0.5
+    assert s.expected_requests == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ("time_s,qps\n0,1\n1,-3\n", "line 3: qps '-3'"),
+        ("time_s,qps\n0,1\n1,nan\n", "line 3: qps 'nan'"),
+        ("time_s,qps\n0,1\n1,abc\n", "line 3: qps 'abc' is not a number"),
+        ("time_s,qps\n0,1\n1,2\n5,3\n", "line 4: time_s is not evenly spaced"),
+        ("time_s,qps\n", "header but no rows"),
+    ],
+)
+def test_rate_csv_bad_input(tmp_path, body, match):
+    with pytest.raises(TraceError, match=match):
+        read_rates(write(tmp_path, "r.csv", body))
+
+
+def test_timestamp_csv_iso_and_seconds(tmp_path):
+    iso = write(
+        tmp_path,
+        "t.csv",
+        "id,ts,user\n1,2024-01-01T00:00:01,a\n2,2024-01-01T00:00:00.5,b\n3,2024-01-01T00:00:03Z,c\n",
+    )
+    tr = load_trace(iso, column="ts")
+    np.testing.assert_allclose(tr.arrivals_s, [0.0, 0.5, 2.5])
+    secs = write(tmp_path, "s.csv", "when\n100.0\n101.5\n")
+    assert load_trace(secs).arrivals_s.tolist() == [0.0, 1.5]
+
+
+def test_timestamp_csv_unknown_column_lists_columns(tmp_path):
+    p = write(tmp_path, "t.csv", "id,ts\n1,0\n")
+    with pytest.raises(TraceError, match=r"no column 'time'.*\['id', 'ts'\]"):
+        read_timestamps(p, column="time")
+    with pytest.raises(TraceError, match="column=NAME"):
+        load_trace(p)
+
+
+def test_timestamp_csv_bad_value(tmp_path):
+    p = write(tmp_path, "t.csv", "ts\n0\nyesterday\n")
+    with pytest.raises(TraceError, match="line 3: ts='yesterday'"):
+        read_timestamps(p, column="ts")
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(TraceError, match="no such trace file"):
+        load_trace(tmp_path / "nope.csv")
+    with pytest.raises(TraceError, match="empty"):
+        load_trace(write(tmp_path, "e.csv", "\n\n"))
+    with pytest.raises(TraceError, match="unknown trace format"):
+        load_trace(write(tmp_path, "x.csv", "0,1\n"), fmt="parquet")
+
+
+def test_detect_format(tmp_path):
+    assert detect_format(write(tmp_path, "a.txt", "6,1,300\n")) == "arrivals"
+    assert detect_format(write(tmp_path, "b.txt", "6\n")) == "arrivals"
+    assert detect_format(write(tmp_path, "c.csv", "0,5\n")) == "rates"
+    assert detect_format(write(tmp_path, "d.csv", "time_s,qps\n0,5\n")) == "rates"
+    assert detect_format(write(tmp_path, "e.csv", "ts,x\n0,5\n")) == "timestamps"
+
+
+def test_write_read_round_trip(tmp_path):
+    s = RateSeries(np.array([0.0, 1.25, 100.0, 7.5]), bin_s=2.0, name="x")
+    back = read_rates(write_rates(s, tmp_path / "x.csv"))
+    np.testing.assert_allclose(back.rates, s.rates)
+    assert back.bin_s == 2.0
+    tr = ArrivalTrace(np.array([0.001, 0.5, 2.25]))
+    np.testing.assert_allclose(
+        read_arrivals(write_arrivals(tr, tmp_path / "a.txt")).arrivals_s, tr.arrivals_s
+    )
