@@ -1,0 +1,91 @@
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+import lokirl.tracking.mlflow_helper as mr
+from lokirl.tracking import log_scalars, mlflow_run, run_dir, tb_writer, write_config
+
+
+def test_run_dir_name_and_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path / "r"))
+    d = run_dir("forecast-train", "my trace/1")
+    assert d.is_dir() and d.parent == tmp_path / "r"
+    assert re.fullmatch(r"forecast-train__my-trace-1__\d{8}-\d{6}", d.name)
+    d2 = run_dir("forecast-train", "my trace/1")
+    assert d2 != d and d2.is_dir()
+
+
+@dataclass(frozen=True)
+class Cfg:
+    lr: float = 0.01
+    horizons: tuple[int, ...] = (1, 5)
+    out: Path = Path("x")
+
+
+def test_write_config_dataclass(tmp_path):
+    p = write_config(tmp_path, {"model": Cfg(), "seed": 3})
+    assert yaml.safe_load(p.read_text()) == {
+        "model": {"lr": 0.01, "horizons": [1, 5], "out": "x"},
+        "seed": 3,
+    }
+
+
+def test_mlflow_run_sqlite(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    art = tmp_path / "model.txt"
+    art.write_text("weights")
+    with mlflow_run(
+        "test-exp",
+        "r1",
+        tracking_uri=uri,
+        params={"a": 1, "nested": {"b": 2}},
+        tags={"kind": "test"},
+        artifact_root=tmp_path / "mlartifacts",
+    ) as run:
+        assert run.active
+        run.log_metrics({"loss": 0.5, "bad": float("nan")}, step=1)
+        run.log_metrics({"loss": 0.25}, step=2)
+        run.log_artifact(art)
+    client = MlflowClient(tracking_uri=uri)
+    got = client.get_run(run.run_id)
+    assert got.info.status == "FINISHED"
+    assert got.data.params == {"a": "1", "nested.b": "2"}
+    assert got.data.tags["kind"] == "test"
+    assert got.data.metrics == {"loss": 0.25}
+    assert [m.value for m in client.get_metric_history(run.run_id, "loss")] == [0.5, 0.25]
+    assert (tmp_path / "mlartifacts" / "test-exp").exists()
+    assert [f.path for f in client.list_artifacts(run.run_id)] == ["model.txt"]
+
+
+def test_mlflow_failure_marks_failed(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ZeroDivisionError):
+        with mlflow_run("e", "r", tracking_uri=uri, artifact_root=tmp_path / "a") as run:
+            raise ZeroDivisionError
+    assert MlflowClient(tracking_uri=uri).get_run(run.run_id).info.status == "FAILED"
+
+
+def test_mlflow_unreachable_warns_once_and_carries_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(mr, "_warned", False)
+    bad = "http://127.0.0.1:9/nothing"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    with pytest.warns(RuntimeWarning, match="MLflow unavailable"):
+        with mlflow_run("e", "r", tracking_uri=bad) as run:
+            assert not run.active
+            run.log_metrics({"x": 1.0})  # no error
+    assert mr._warned
+
+
+def test_tensorboard_writer(tmp_path):
+    w = tb_writer(tmp_path)
+    log_scalars(w, {"train/loss": 1.0}, 0)
+    w.close()
+    assert any((tmp_path / "tb").iterdir())
