@@ -17,7 +17,15 @@ from lokirl.traces.readers import (
     write_arrivals,
     write_rates,
 )
-from lokirl.traces.transforms import concat, mix_segments, rebin, rescale, speedup, window
+from lokirl.traces.transforms import (
+    concat,
+    mix_segments,
+    rebin,
+    resample,
+    rescale,
+    speedup,
+    window,
+)
 from lokirl.traces.types import (
     ArrivalTrace,
     RateSeries,
@@ -49,6 +57,7 @@ __all__ = [
     "read_rates",
     "read_timestamps",
     "rebin",
+    "resample",
     "rescale",
     "resolve_trace",
     "speedup",

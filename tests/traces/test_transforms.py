@@ -8,6 +8,7 @@ from lokirl.traces import (
     concat,
     mix_segments,
     rebin,
+    resample,
     rescale,
     speedup,
     window,
@@ -83,3 +84,11 @@ def test_mix_segments_length_and_determinism():
     np.testing.assert_array_equal(a.rates, b.rates)
     values = set(a.rates.tolist())
     assert values <= set(srcs[0].rates.tolist()) | set(srcs[1].rates.tolist())
+
+
+def test_resample_any_ratio_keeps_counts():
+    fast = speedup(series([30, 60, 90, 0, 30, 60]), 1.5)  # bins of 2/3 s
+    per_s = resample(fast, 1.0)
+    assert per_s.bin_s == 1.0 and len(per_s) == 4
+    assert per_s.expected_requests == pytest.approx(fast.expected_requests)
+    assert resample(series([1, 2]), 1.0).rates.tolist() == [1, 2]

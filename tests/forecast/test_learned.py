@@ -1,0 +1,132 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from lokirl.forecast import (
+    ForecastError,
+    LearnedForecaster,
+    ModelConfig,
+    default_model_path,
+    evaluate,
+    load_artifact,
+    make_forecaster,
+    save_artifact,
+)
+from lokirl.forecast.train import TrainConfig, build_dataset, make_windows, train
+
+TINY = TrainConfig(
+    model=ModelConfig(window=16, ref_s=4, hidden=32, horizons_s=(1, 5)),
+    n_synthetic=8,
+    synthetic_s=200,
+    traces=("step_600s",),
+    trace_repeats=2,
+    epochs=3,
+    batch_size=256,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return train(TINY)
+
+
+def test_make_windows_targets():
+    rates = np.arange(10, dtype=float)
+    cfg = ModelConfig(window=3, ref_s=1, horizons_s=(1, 2))
+    x, y, mask = make_windows(rates, cfg, np.array([0, 2, 8]))
+    assert x[0].tolist() == [0, 0, 0] and x[1].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(np.expm1(y[1]), [3.0, 3.5])
+    assert mask[2].tolist() == [True, False]
+
+
+def test_time_split_keeps_validation_after_training():
+    data = build_dataset(TINY, np.random.default_rng(0))
+    assert len(data["xt"]) > 1000 and len(data["xv"]) > 100
+    assert data["mt"].any() and data["mv"].any()
+
+
+def test_smoke_training_reaches_small_loss(tiny):
+    first, last = tiny.history[0], tiny.history[-1]
+    assert last["train/loss"] < first["train/loss"]
+    assert last["val/mean_huber"] < 0.05
+    assert tiny.seconds < 60
+
+
+def test_learned_forecaster_on_constant(tiny):
+    f = LearnedForecaster(tiny.artifact)
+    s = f.init_state()
+    for _ in range(40):
+        s = f.update(s, 300.0)
+    out = f.predict(s, (1, 3, 5))
+    assert out.mean[0] == pytest.approx(300, rel=0.15)
+    assert all(u >= m for m, u in zip(out.mean, out.upper, strict=True))
+
+
+def test_save_load_round_trip_identical(tiny, tmp_path):
+    path = save_artifact(tiny.artifact, tmp_path / "m.pt")
+    a, b = LearnedForecaster(tiny.artifact), make_forecaster(f"learned:{path}")
+    rates = np.random.default_rng(1).poisson(200, 50).astype(float)
+    sa, sb = a.init_state(), b.init_state()
+    for r in rates:
+        sa, sb = a.update(sa, r), b.update(sb, r)
+        assert a.predict(sa, (1, 5)) == b.predict(sb, (1, 5))
+    art = load_artifact(path)
+    assert art.config == TINY.model and art.meta["n_train"] == tiny.n_train
+
+
+def test_numpy_forward_matches_torch(tiny):
+    f = LearnedForecaster(tiny.artifact)
+    x = np.random.default_rng(0).normal(size=(5, TINY.model.window + 1)).astype(np.float32)
+    with torch.inference_mode():
+        ref = f._net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(f._raw(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_short_history_pads_and_bad_input(tiny):
+    f = LearnedForecaster(tiny.artifact)
+    s = f.update(f.init_state(), 100.0)
+    assert f.predict(s, (1,)).mean[0] > 0
+    with pytest.raises(ForecastError, match="invalid"):
+        f.update(s, float("nan"))
+    with pytest.raises(ForecastError, match="invalid"):
+        f.update(s, -3)
+
+
+def test_bad_artifacts(tmp_path):
+    with pytest.raises(ForecastError, match="no such forecaster model"):
+        make_forecaster(f"learned:{tmp_path / 'none.pt'}")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ForecastError, match="not a readable model"):
+        load_artifact(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(ForecastError, match="not a lokirl forecaster"):
+        load_artifact(other)
+
+
+def test_bundled_default_model_is_small_fast_and_sane():
+    assert default_model_path().stat().st_size < 400_000
+    f = make_forecaster("learned")
+    s = f.init_state()
+    for r in np.full(100, 250.0):
+        s = f.update(s, r)
+    t0 = time.perf_counter()
+    for _ in range(200):
+        s = f.update(s, 250.0)
+        out = f.predict(s, (1, 5, 10, 30, 60))
+    per_step = (time.perf_counter() - t0) / 200
+    assert per_step < 1e-3
+    np.testing.assert_allclose(out.mean, 250, rtol=0.15)
+
+
+def test_evaluate_reports_every_forecaster():
+    rates = 100 + 3.0 * np.arange(200)
+    res = evaluate([make_forecaster("last"), make_forecaster("trend")], rates, (1, 5))
+    m = res["metrics"]
+    assert set(m) == {"last", "trend"}
+    assert m["trend"][5]["mape"] < 1e-6 < m["last"][5]["mape"]
+    assert m["last"][5]["peak_under_mean"] == 100  # last value always lags a rising ramp
+    assert 0 <= m["last"][5]["peak_under"] <= 100
