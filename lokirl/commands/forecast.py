@@ -275,17 +275,19 @@ def _eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"{series.name}: {len(series)} s, mean {series.rates.mean():.0f} req/s")
-    table.add_column("forecaster")
+    for col in ("horizon", "forecaster", "MAPE %", "peak under %", "pinball % of mean"):
+        table.add_column(col, justify="left" if col == "forecaster" else "right")
     for h in horizons:
-        table.add_column(f"{h}s MAPE / peak-under / pinball %", justify="right")
-    for f, per in metrics.items():
-        table.add_row(
-            f,
-            *[
-                f"{per[h]['mape']:.1f} / {per[h]['peak_under']:.0f} / {per[h]['pinball']:.1f}"
-                for h in horizons
-            ],
-        )
+        for i, (f, per) in enumerate(metrics.items()):
+            m = per[h]
+            table.add_row(
+                f"{h} s" if i == 0 else "",
+                f,
+                f"{m['mape']:.1f}",
+                f"{m['peak_under']:.0f}",
+                f"{m['pinball']:.1f}",
+                end_section=i == len(metrics) - 1,
+            )
     console = Console()
     console.print(table)
     console.print(f"plot: {plot}")

@@ -184,13 +184,19 @@ class ResidualForecaster:
             )
         hs = check_horizons(horizons_s)
         mean = np.maximum(self._point(state, np.asarray(hs)), 0.0)
+        if state.n_resid.min() >= self.resid_window:  # steady state: one vectorised call
+            qs = np.quantile(state.resid, self.quantile, axis=0)
+        else:
+            qs = np.full(len(self.horizons_s), np.nan)
+            for j in range(len(self.horizons_s)):
+                k = int(min(state.n_resid[j], self.resid_window))
+                if k >= self.min_resid:
+                    qs[j] = np.quantile(state.resid[:k, j], self.quantile)
         upper = np.empty_like(mean)
         for i, h in enumerate(hs):
-            j = int(np.argmin(np.abs(self._h - h)))
-            k = int(min(state.n_resid[j], self.resid_window))
-            if k < self.min_resid:
+            q = qs[int(np.argmin(np.abs(self._h - h)))]
+            if np.isnan(q):
                 upper[i] = mean[i] * (1 + self.cold_margin)
             else:
-                q = float(np.quantile(state.resid[:k, j], self.quantile))
                 upper[i] = max(mean[i], (mean[i] + 1.0) * math.exp(q) - 1.0)
         return Forecast(hs, tuple(mean.tolist()), tuple(upper.tolist()), self.quantile)

@@ -1,0 +1,76 @@
+"""The ``lokirl`` command line.
+
+Each subcommand lives in its own module under :mod:`lokirl.commands` and exposes
+``register(subparsers)``; heavy imports happen inside the handlers so that
+``lokirl --help`` stays fast. Errors derived from :class:`lokirl.errors.LokiError`
+are printed as one line (what is wrong and how to fix it) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from lokirl import __version__
+from lokirl.errors import LokiError
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "lokirl.commands.plan",
+    "lokirl.commands.simulate",
+    "lokirl.commands.reproduce",
+    "lokirl.commands.forecast",
+    "lokirl.commands.train",
+    "lokirl.commands.evaluate",
+    "lokirl.commands.serve",
+    "lokirl.commands.loadgen",
+    "lokirl.commands.profile",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lokirl",
+        description=(
+            "Serve ML inference pipelines under a latency SLO: hardware scaling, "
+            "accuracy scaling (Loki's MILP) and a learned controller."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"lokirl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # subcommand not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.handler(args) or 0)
+    except LokiError as exc:
+        print(f"lokirl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print(f"lokirl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

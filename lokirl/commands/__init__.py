@@ -1,0 +1,1 @@
+"""Command-line subcommands of ``lokirl``; each module has ``register(subparsers)``."""

@@ -1,0 +1,163 @@
+"""The Controller protocol, its frozen snapshot types, and the pure-MILP periodic controller.
+
+Every epoch the host (the simulator or the live runtime) hands a controller a
+:class:`ControlContext` snapshot and gets back a :class:`Decision`: keep the running
+plan, or re-solve the allocator for a given demand (with headroom, warm or cold).
+The host runs the solve; meanwhile the running plan stays in force. Controllers
+keep no hidden state that the context does not carry, so the same object drives
+the simulator and the live runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
+
+from lokirl.core.forecasting import Forecast
+from lokirl.core.plan import Plan
+
+
+@dataclass(frozen=True)
+class ControlContext:
+    """What a controller sees at a decision epoch.
+
+    Attributes:
+        now_s: Current time in seconds since the run started.
+        demand_history: Observed root arrivals per second, oldest first (the last
+            entry is the most recent complete second).
+        plan: The running plan (``None`` before the first solve).
+        time_since_solve_s: Seconds since the last solve was requested (``inf`` if never).
+        last_solve_time_s: Wall time the last solve took.
+        solving: Whether a solve is still running (its plan not yet in force).
+        slo_violation_ratio: Recent frame-level SLO violation ratio.
+        accuracy: Recent system accuracy (0-100).
+        queue_lengths: Requests waiting per task.
+        active_workers: Workers holding a variant and taking traffic.
+        forecast: The forecaster's output, when the host runs one.
+    """
+
+    now_s: float
+    demand_history: tuple[float, ...]
+    plan: Plan | None = None
+    time_since_solve_s: float = math.inf
+    last_solve_time_s: float = 0.0
+    solving: bool = False
+    slo_violation_ratio: float = 0.0
+    accuracy: float = 0.0
+    queue_lengths: Mapping[str, int] = field(default_factory=dict)
+    active_workers: int = 0
+    forecast: Forecast | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "demand_history", tuple(float(x) for x in self.demand_history))
+        object.__setattr__(self, "queue_lengths", MappingProxyType(dict(self.queue_lengths)))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A controller's answer.
+
+    Attributes:
+        resolve: Whether to re-solve the allocation now.
+        demand: Root demand (frames/s) to plan for, headroom included.
+        warm_start: Seed the solver with the running plan.
+        churn_weight: Override of the allocator's churn weight (``None``: its default).
+        reason: Why, for logs.
+    """
+
+    resolve: bool
+    demand: float = 0.0
+    warm_start: bool = True
+    churn_weight: float | None = None
+    reason: str = ""
+
+
+#: The decision that keeps the running plan.
+KEEP = Decision(resolve=False, reason="keep")
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """Decides, every epoch, whether and how to re-solve the allocation."""
+
+    name: str
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Return the decision for this epoch."""
+        ...
+
+
+def ewma_demand(history: Sequence[float], com: float = 1.6, window: int = 20) -> float:
+    """Loki's demand estimate: pandas ``ewm(com=com).mean()`` over the last ``window`` seconds.
+
+    Matches pandas' default ``adjust=True`` weighting: the most recent value has
+    weight 1, the one before ``(1 - alpha)``, and so on, normalised, with
+    ``alpha = 1 / (1 + com)``.
+
+    Args:
+        history: Per-second arrivals, oldest first.
+        com: Centre of mass (Loki: 1.6).
+        window: Seconds of history used (Loki: 20).
+
+    Returns:
+        The estimate (0 for an empty history).
+    """
+    if com < 0:
+        raise ValueError("com must be >= 0")
+    tail = list(history)[-window:]
+    if not tail:
+        return 0.0
+    decay = 1.0 - 1.0 / (1.0 + com)
+    num = den = 0.0
+    w = 1.0
+    for x in reversed(tail):
+        num += w * x
+        den += w
+        w *= decay
+    return num / den
+
+
+@dataclass(frozen=True)
+class PeriodicMILPController:
+    """Loki's controller: re-solve every ``period_s`` seconds on an EWMA demand estimate.
+
+    Attributes:
+        period_s: Seconds between solves (Loki: 1).
+        headroom: Multiplier on the estimate (Loki's over-provisioning beta: 1, 1.05, 1.2).
+        com: EWMA centre of mass.
+        window_s: Seconds of history the EWMA uses.
+        warm_start: Ask for warm-started solves.
+        churn_weight: Allocator churn weight override (``None``: allocator default, 0 in Loki).
+        name: Display name.
+    """
+
+    period_s: float = 1.0
+    headroom: float = 1.0
+    com: float = 1.6
+    window_s: int = 20
+    warm_start: bool = True
+    churn_weight: float | None = None
+    name: str = "loki"
+
+    def __post_init__(self) -> None:
+        if self.period_s <= 0:
+            raise ValueError("period_s must be positive")
+        if self.headroom <= 0:
+            raise ValueError("headroom must be positive")
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Re-solve when the period has elapsed (or there is no plan yet)."""
+        due = context.plan is None or context.time_since_solve_s >= self.period_s - 1e-9
+        if not due or context.solving:
+            return KEEP
+        estimate = ewma_demand(context.demand_history, self.com, self.window_s)
+        return Decision(
+            resolve=True,
+            demand=estimate * self.headroom,
+            warm_start=self.warm_start,
+            churn_weight=self.churn_weight,
+            reason=f"period {self.period_s:g} s elapsed",
+        )

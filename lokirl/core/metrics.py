@@ -1,0 +1,67 @@
+"""Metric definitions shared by the simulator, the runtime and the reports.
+
+One definition everywhere (see the design notes):
+
+* **SLO violation ratio** = (dropped + finished after the deadline) / arrived,
+  reported per frame and per sub-request.
+* **System accuracy** = mean path accuracy (0-100) of the requests that finished
+  within the SLO (never counting a pass-through sink as 100).
+* Conservation: arrived = served within SLO + late + dropped + in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts of requests of one kind (frames or sub-requests).
+
+    Attributes:
+        arrived: Requests that entered.
+        on_time: Finished within their deadline.
+        late: Finished after their deadline.
+        dropped: Dropped, by reason (``over_capacity``, ``deadline``, ``no_worker``...).
+        in_flight: Neither finished nor dropped yet.
+        accuracy_sum: Sum of path accuracy over on-time requests.
+    """
+
+    arrived: int = 0
+    on_time: int = 0
+    late: int = 0
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    in_flight: int = 0
+    accuracy_sum: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dropped", MappingProxyType(dict(self.dropped)))
+
+    @property
+    def dropped_total(self) -> int:
+        """All dropped requests."""
+        return sum(self.dropped.values())
+
+    @property
+    def conserved(self) -> bool:
+        """Whether arrived = on time + late + dropped + in flight."""
+        return self.arrived == self.on_time + self.late + self.dropped_total + self.in_flight
+
+    @property
+    def slo_violation_ratio(self) -> float:
+        """(dropped + late) / arrived; 0 when nothing arrived."""
+        if self.arrived == 0:
+            return 0.0
+        return (self.dropped_total + self.late) / self.arrived
+
+    @property
+    def accuracy(self) -> float:
+        """Mean path accuracy of on-time requests (0-100); 0 when none."""
+        return self.accuracy_sum / self.on_time if self.on_time else 0.0
+
+
+def slo_violation_ratio(arrived: int, late: int, dropped: int) -> float:
+    """(dropped + late) / arrived, 0 when nothing arrived."""
+    return (dropped + late) / arrived if arrived else 0.0

@@ -1,0 +1,286 @@
+"""Pipelines from YAML files, validated with errors that name the file, field and fix.
+
+The format (see ``configs/pipelines/example.yaml``)::
+
+    name: my_pipeline
+    slo_ms: 250
+    tasks:
+      - name: detect
+        children: [classify]
+        variants:
+          - name: det-large
+            accuracy: 100            # normalised, the best variant of a task is 100
+            load_time_s: 2.0
+            branching: {classify: 3.5}   # mean sub-requests per request
+            latency_ms:
+              gpu: {1: 20.0, 2: 35.0, 4: 60.0}
+      - name: classify
+        variants: [...]
+    e2e_accuracy:                    # optional measured end-to-end accuracy
+      - {path: [det-large, cls-large], accuracy: 100}
+
+Built-in pipelines are shipped as such files inside the package.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lokirl.core.pipeline import Pipeline, Task, Variant
+from lokirl.errors import ConfigError
+
+_BUILTIN_PACKAGE = "lokirl.data.pipelines"
+
+
+def builtin_pipelines() -> list[str]:
+    """Names of the pipelines shipped with lokirl."""
+    root = resources.files(_BUILTIN_PACKAGE)
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_pipeline(spec: str | Path) -> Pipeline:
+    """Load a pipeline by built-in name or YAML path.
+
+    Looks for, in order: an existing file ``spec``; ``configs/pipelines/<spec>.yaml``
+    under the current directory; a built-in pipeline called ``spec``.
+
+    Raises:
+        ConfigError: the pipeline cannot be found or its file is invalid.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return pipeline_from_file(path)
+    local = Path("configs") / "pipelines" / f"{spec}.yaml"
+    if local.is_file():
+        return pipeline_from_file(local)
+    if str(spec) in builtin_pipelines():
+        res = resources.files(_BUILTIN_PACKAGE).joinpath(f"{spec}.yaml")
+        return pipeline_from_dict(yaml.safe_load(res.read_text()), source=f"<built-in {spec}>")
+    raise ConfigError(
+        str(spec),
+        "pipeline",
+        "no such pipeline file or built-in pipeline",
+        f"use one of {', '.join(builtin_pipelines())} or a path to a pipeline YAML file",
+    )
+
+
+def pipeline_from_file(path: str | Path) -> Pipeline:
+    """Parse and validate one pipeline YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(str(path), "-", f"cannot read the file ({exc.strerror})", "check the path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "-"
+        raise ConfigError(str(path), where, "not valid YAML", "fix the YAML syntax there") from None
+    return pipeline_from_dict(data, source=str(path))
+
+
+class _Checker:
+    """Small helper that raises ConfigError with the file name filled in."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field: str, problem: str, fix: str) -> None:
+        raise ConfigError(self.source, field, problem, fix)
+
+    def mapping(self, value: Any, field: str, fix: str) -> dict:
+        if not isinstance(value, dict):
+            self.fail(field, f"expected a mapping, got {type(value).__name__}", fix)
+        return value
+
+    def number(self, value: Any, field: str, lo: float, hi: float = math.inf) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            self.fail(field, f"expected a number, got {value!r}", f"write a number in [{lo}, {hi}]")
+        if not lo <= value <= hi:
+            self.fail(field, f"{value} is out of range", f"use a value in [{lo}, {hi}]")
+        return float(value)
+
+
+def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: C901
+    """Validate a pipeline description (as parsed from YAML) and build it.
+
+    Args:
+        data: The parsed YAML document.
+        source: File name used in error messages.
+
+    Raises:
+        ConfigError: naming ``source``, the offending field and the fix.
+    """
+    ck = _Checker(source)
+    ck.mapping(data, "-", "the file must be a mapping with name, slo_ms and tasks")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        ck.fail("name", "missing or empty", "add `name: my_pipeline`")
+    if "slo_ms" not in data:
+        ck.fail("slo_ms", "missing", "add the end-to-end latency SLO, e.g. `slo_ms: 250`")
+    slo = ck.number(data["slo_ms"], "slo_ms", 1e-3)
+    raw_tasks = data.get("tasks")
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        ck.fail("tasks", "missing or empty", "list at least one task with its variants")
+
+    task_names: list[str] = []
+    for i, rt in enumerate(raw_tasks):
+        ck.mapping(rt, f"tasks[{i}]", "each task is a mapping with name, variants, children")
+        tn = rt.get("name")
+        if not isinstance(tn, str) or not tn:
+            ck.fail(f"tasks[{i}].name", "missing or empty", "give every task a name")
+        if tn in task_names:
+            ck.fail(f"tasks[{i}].name", f"duplicate task {tn!r}", "task names must be unique")
+        task_names.append(tn)
+
+    children_of: dict[str, list[str]] = {}
+    parent_of: dict[str, str] = {}
+    for i, rt in enumerate(raw_tasks):
+        kids = rt.get("children", []) or []
+        if not isinstance(kids, list):
+            ck.fail(f"tasks[{i}].children", "expected a list", "write `children: [task_a, task_b]`")
+        for j, k in enumerate(kids):
+            if k not in task_names:
+                ck.fail(
+                    f"tasks[{i}].children[{j}]",
+                    f"unknown task {k!r}",
+                    f"use one of {', '.join(task_names)} or define the task",
+                )
+            if k in parent_of:
+                ck.fail(
+                    f"tasks[{i}].children[{j}]",
+                    f"task {k!r} already has parent {parent_of[k]!r}",
+                    "each task may have one parent (pipelines are trees); duplicate the task instead",
+                )
+            parent_of[k] = rt["name"]
+        children_of[rt["name"]] = list(kids)
+
+    # Cycle check: every task must be reachable from a root by following children.
+    roots = [t for t in task_names if t not in parent_of]
+    reached: set[str] = set()
+    stack = list(roots)
+    while stack:
+        t = stack.pop()
+        if t in reached:
+            continue
+        reached.add(t)
+        stack.extend(children_of[t])
+    if not roots or len(reached) != len(task_names):
+        cyc = sorted(set(task_names) - reached) or task_names
+        ck.fail(
+            "tasks[].children",
+            f"the tasks {', '.join(cyc)} form a cycle",
+            "remove a child link so that the pipeline is a tree",
+        )
+
+    # Topological order (parents first).
+    order: list[str] = []
+    stack = list(reversed(roots))
+    while stack:
+        t = stack.pop()
+        order.append(t)
+        stack.extend(reversed(children_of[t]))
+
+    variant_names: set[str] = set()
+    tasks: dict[str, Task] = {}
+    for i, rt in enumerate(raw_tasks):
+        tn = rt["name"]
+        raw_vars = rt.get("variants")
+        if not isinstance(raw_vars, list) or not raw_vars:
+            ck.fail(f"tasks[{i}].variants", "missing or empty", "list at least one variant")
+        variants = []
+        for j, rv in enumerate(raw_vars):
+            f = f"tasks[{i}].variants[{j}]"
+            variants.append(_variant(ck, rv, f, tn, children_of[tn], variant_names))
+        tasks[tn] = Task(name=tn, variants=tuple(variants), children=tuple(children_of[tn]))
+
+    e2e: dict[tuple[str, ...], float] = {}
+    for k, row in enumerate(data.get("e2e_accuracy", []) or []):
+        f = f"e2e_accuracy[{k}]"
+        ck.mapping(row, f, "write `{path: [variant, ...], accuracy: 95.0}`")
+        path = row.get("path")
+        if not isinstance(path, list) or not path:
+            ck.fail(f + ".path", "missing", "list the variant names from a root to a leaf")
+        for m, vn in enumerate(path):
+            if vn not in variant_names:
+                ck.fail(f"{f}.path[{m}]", f"unknown variant {vn!r}", "use a variant defined in tasks")
+        e2e[tuple(path)] = ck.number(row.get("accuracy"), f + ".accuracy", 0.0, 100.0)
+
+    pipeline = Pipeline(
+        name=name,
+        tasks=tuple(tasks[t] for t in order),
+        slo_ms=slo,
+        e2e_accuracy=e2e,
+        description=str(data.get("description", "")),
+    )
+    for chain in pipeline.root_to_leaf_tasks():
+        fastest = sum(min(v.min_latency() for v in pipeline.task(t).variants) for t in chain)
+        if 2.0 * fastest > slo:
+            ck.fail(
+                "slo_ms",
+                f"{slo:g} ms is shorter than twice the fastest path {' -> '.join(chain)} "
+                f"({fastest:g} ms of batch latency; a request may wait one batch per stage)",
+                f"raise slo_ms to at least {2.0 * fastest:g} or add faster variants",
+            )
+    return pipeline
+
+
+def _variant(
+    ck: _Checker, rv: Any, f: str, task: str, children: list[str], seen: set[str]
+) -> Variant:
+    ck.mapping(rv, f, "each variant is a mapping with name, accuracy, latency_ms")
+    vn = rv.get("name")
+    if not isinstance(vn, str) or not vn:
+        ck.fail(f + ".name", "missing or empty", "give every variant a name")
+    if vn in seen:
+        ck.fail(f + ".name", f"duplicate variant {vn!r}", "variant names must be unique in a pipeline")
+    seen.add(vn)
+    if "accuracy" not in rv:
+        ck.fail(f + ".accuracy", "missing", "add the normalised accuracy (best variant of the task = 100)")
+    acc = ck.number(rv["accuracy"], f + ".accuracy", 1e-9, 100.0)
+    load = ck.number(rv.get("load_time_s", 1.0), f + ".load_time_s", 0.0)
+    lat_raw = rv.get("latency_ms")
+    if not isinstance(lat_raw, dict) or not lat_raw:
+        ck.fail(
+            f + ".latency_ms",
+            "missing or empty",
+            "profile the variant: `latency_ms: {gpu: {1: 5.0, 2: 8.0}}` (ms per batch size)",
+        )
+    latency: dict[str, dict[int, float]] = {}
+    for accel, table in lat_raw.items():
+        fa = f"{f}.latency_ms.{accel}"
+        ck.mapping(table, fa, "map batch size to milliseconds, e.g. `{1: 5.0, 2: 8.0}`")
+        if not table:
+            ck.fail(fa, "no batch sizes", "add at least batch size 1")
+        row: dict[int, float] = {}
+        for b, ms in table.items():
+            try:
+                bi = int(b)
+            except (TypeError, ValueError):
+                bi = -1
+            if bi < 1 or str(b).strip() != str(bi):
+                ck.fail(f"{fa}.{b}", f"batch size {b!r} is not a positive integer", "use 1, 2, 4, ...")
+            row[bi] = ck.number(ms, f"{fa}.{b}", 0.0)
+        if 1 not in row:
+            ck.fail(fa, "missing batch size 1", "profile batch size 1 (a lone request must be servable)")
+        latency[str(accel)] = row
+    br_raw = rv.get("branching", {}) or {}
+    ck.mapping(br_raw, f + ".branching", "map child task to mean sub-requests per request")
+    branching: dict[str, float] = {}
+    for child, m in br_raw.items():
+        if child not in children:
+            ck.fail(
+                f"{f}.branching.{child}",
+                f"{child!r} is not a child of task {task!r}",
+                f"use one of {children} or add it to the task's children",
+            )
+        branching[child] = ck.number(m, f"{f}.branching.{child}", 0.0)
+    for child in children:
+        branching.setdefault(child, 1.0)
+    return Variant(
+        name=vn, task=task, accuracy=acc, latency_ms=latency, load_time_s=load, branching=branching
+    )

@@ -1,0 +1,88 @@
+"""A small registry per kind of pluggable object, with a ``"module:attr"`` fallback.
+
+Names map to factories. A registry may also hold *prefix* factories that take the
+text after ``prefix:`` (``ppo:runs/x/model.zip``) and *pattern* factories matched
+by a regular expression (``loki-5s``). Anything else containing ``:`` is imported
+as ``package.module:attribute`` and called with no arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from lokirl.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named factories of one kind of object.
+
+    Args:
+        kind: What the registry holds, used in error messages (``"controller"``).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._names: dict[str, tuple[Callable[..., T], str]] = {}
+        self._prefixes: dict[str, Callable[[str], T]] = {}
+        self._patterns: list[tuple[re.Pattern[str], Callable[[re.Match[str]], T], str]] = []
+
+    def register(self, name: str, factory: Callable[..., T], help: str = "") -> None:
+        """Register ``factory`` under ``name``."""
+        self._names[name] = (factory, help)
+
+    def register_prefix(self, prefix: str, factory: Callable[[str], T]) -> None:
+        """Register a factory for specs ``prefix:ARGUMENT``."""
+        self._prefixes[prefix] = factory
+
+    def register_pattern(self, pattern: str, factory: Callable[[re.Match[str]], T], help: str = "") -> None:
+        """Register a factory for specs matching the regular expression ``pattern``."""
+        self._patterns.append((re.compile(pattern), factory, help))
+
+    def names(self) -> list[str]:
+        """Registered plain names."""
+        return sorted(self._names)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """``(name or pattern, help)`` pairs for ``--help`` texts."""
+        out = [(n, h) for n, (_, h) in sorted(self._names.items())]
+        out += [(p.pattern, h) for p, _, h in self._patterns]
+        out += [(f"{p}:ARG", "") for p in self._prefixes]
+        return out
+
+    def create(self, spec: str, **kwargs: Any) -> T:
+        """Build the object that ``spec`` names.
+
+        Raises:
+            ConfigError: ``spec`` names nothing known and cannot be imported.
+        """
+        spec = spec.strip()
+        if spec in self._names:
+            return self._names[spec][0](**kwargs)
+        for pattern, factory, _ in self._patterns:
+            m = pattern.fullmatch(spec)
+            if m:
+                return factory(m)
+        if ":" in spec:
+            prefix, _, arg = spec.partition(":")
+            if prefix in self._prefixes:
+                return self._prefixes[prefix](arg)
+            try:
+                module = importlib.import_module(prefix)
+                obj = getattr(module, arg)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(
+                    spec, self.kind, f"cannot import {spec!r} ({exc})", "check the module:attribute path"
+                ) from None
+            return obj(**kwargs) if callable(obj) else obj
+        known = ", ".join(self.names() + [p.pattern for p, _, _ in self._patterns])
+        raise ConfigError(
+            spec,
+            self.kind,
+            f"unknown {self.kind} {spec!r}",
+            f"use one of: {known}; or a 'package.module:attribute' path",
+        )

@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from lokirl.cli import main
+
+
+def test_forecast_eval_json_and_plot(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path / "runs"))
+    plot = tmp_path / "f.png"
+    argv = [
+        "forecast",
+        "eval",
+        "--trace",
+        "step_600s",
+        "--window",
+        "100:300",
+        "--rescale",
+        "50:400",
+    ]
+    argv += ["--forecasters", "last,ewma", "--horizons", "1,5", "--json", "--plot", str(plot)]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["seconds"] == 200
+    assert set(out["metrics"]) == {"last", "ewma"}
+    assert out["metrics"]["last"]["5"]["mape"] >= 0
+    assert plot.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--rescale", "9:1"], "needs A < B"),
+        (["--horizons", "5,1"], "ascending"),
+        (["--forecasters", "nope"], "unknown forecaster"),
+    ],
+)
+def test_forecast_eval_user_errors(tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["forecast", "eval", "--trace", "step_600s", *extra]) == 2
+    assert message in capsys.readouterr().err
