@@ -8,6 +8,8 @@ At every second ``t`` (after a warm-up) each forecaster has seen rates
   or above the 90th percentile of all of them — where the *upper* forecast
   (the value one would provision for) is below the actual, in %;
 - ``peak_under_mean``: the same for the mean forecast;
+- ``coverage``: share of all scored seconds where the actual is at or below the
+  upper forecast, in % (a calibrated p90 gives about 90);
 - ``pinball``: pinball loss of the upper forecast at its quantile, divided by the
   mean actual rate (scale-free), in %.
 """
@@ -70,6 +72,7 @@ def score(
                 "mape": float("nan"),
                 "peak_under": float("nan"),
                 "peak_under_mean": float("nan"),
+                "coverage": float("nan"),
                 "pinball": float("nan"),
                 "n": 0,
             }
@@ -83,6 +86,7 @@ def score(
             "mape": mape,
             "peak_under": float(np.mean(u[peak] < a[peak]) * 100),
             "peak_under_mean": float(np.mean(m[peak] < a[peak]) * 100),
+            "coverage": float(np.mean(a <= u) * 100),
             "pinball": float(pin * 100),
             "n": int(a.size),
         }

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lokirl.forecast.model import Artifact, ModelConfig, Norm, build_net, features
-from lokirl.traces import as_rates, bundled_trace, generate
+from lokirl.forecast.model import Artifact, ModelConfig, Norm, build_net, features, reference
+from lokirl.traces import RateSeries, as_rates, bundled_trace, generate, resample, speedup
 
 #: Bundled traces used for training by default (the raw gpt2 file is a subset of zipf_exponential).
 TRAIN_TRACES: tuple[str, ...] = (
@@ -42,6 +42,38 @@ TRAIN_FAMILIES: dict[str, float] = {
     "random_walk": 1.0,
     "ramp": 0.5,
 }
+#: Families whose parameters are drawn at random per series (``diverse``), with weights.
+DIVERSE_FAMILIES: dict[str, float] = {
+    "mmpp": 2.0,
+    "bursts": 1.0,
+    "step": 1.0,
+}
+
+
+def _diverse_params(family: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Random parameters for a family of :data:`DIVERSE_FAMILIES`."""
+    lo = float(np.exp(rng.uniform(np.log(30), np.log(600))))
+    hi = lo * float(np.exp(rng.uniform(np.log(1.5), np.log(10))))
+    noise = float(rng.uniform(0.0, 0.15))
+    if family == "mmpp":  # on/off with sojourns from a few seconds to minutes
+        return {
+            "low": lo,
+            "high": hi,
+            "mean_low_s": float(np.exp(rng.uniform(np.log(5), np.log(120)))),
+            "mean_high_s": float(np.exp(rng.uniform(np.log(5), np.log(120)))),
+            "noise": noise,
+        }
+    if family == "bursts":
+        return {
+            "base": lo,
+            "peak": hi,
+            "burst_rate_per_min": float(rng.uniform(0.3, 4.0)),
+            "mean_burst_s": float(np.exp(rng.uniform(np.log(2), np.log(60)))),
+            "noise": noise,
+        }
+    k = int(rng.integers(2, 8))
+    levels = tuple(float(x) for x in np.exp(rng.uniform(np.log(lo), np.log(hi), k)))
+    return {"levels": levels, "noise": noise}
 
 
 @dataclass(frozen=True)
@@ -59,6 +91,11 @@ class TrainConfig:
         holdout: Bundled names left out (for held-out evaluation).
         noise_max: Largest log-sd of the multiplicative noise added per second to
             generated series (drawn uniformly from 0 to it per series).
+        diverse_frac: Share of generated series drawn from :data:`DIVERSE_FAMILIES`
+            with random parameters (sojourns, burst lengths, levels) instead of
+            the families' defaults.
+        speedup_max: Generated series are played at a speed drawn log-uniformly
+            in ``[1 / speedup_max, speedup_max]`` (1 keeps their time scale).
         val_frac: Share of each series' time kept for validation.
         stride: Step between windows of generated series.
         epochs: Passes over the training windows.
@@ -78,6 +115,8 @@ class TrainConfig:
     trace_repeats: int = 8
     holdout: tuple[str, ...] = ()
     noise_max: float = 0.3
+    diverse_frac: float = 0.5
+    speedup_max: float = 2.0
     val_frac: float = 0.2
     stride: int = 2
     epochs: int = 12
@@ -93,9 +132,23 @@ def training_series(cfg: TrainConfig, rng: np.random.Generator) -> list[tuple[np
     out: list[tuple[np.ndarray, int]] = []
     names = list(TRAIN_FAMILIES)
     weights = np.array([TRAIN_FAMILIES[n] for n in names])
+    dnames = list(DIVERSE_FAMILIES)
+    dweights = np.array([DIVERSE_FAMILIES[n] for n in dnames])
     for _ in range(cfg.n_synthetic):
-        family = str(rng.choice(names, p=weights / weights.sum()))
-        rates = generate(family, cfg.synthetic_s, rng).rates
+        speed = 1.0
+        if cfg.speedup_max > 1:
+            speed = math.exp(rng.uniform(-math.log(cfg.speedup_max), math.log(cfg.speedup_max)))
+        length = int(math.ceil(cfg.synthetic_s * speed)) + 1
+        if rng.random() < cfg.diverse_frac:
+            family = str(rng.choice(dnames, p=dweights / dweights.sum()))
+            series = generate(family, length, rng, **_diverse_params(family, rng))
+        else:
+            family = str(rng.choice(names, p=weights / weights.sum()))
+            series = generate(family, length, rng)
+        if speed != 1.0:  # play ``speed`` times faster at the same rate level
+            fast = speedup(series, speed)
+            series = resample(RateSeries(fast.rates / speed, bin_s=fast.bin_s), 1.0)
+        rates = series.rates[: cfg.synthetic_s]
         scale = math.exp(rng.uniform(math.log(0.2), math.log(3.0)))
         sigma = rng.uniform(0.0, cfg.noise_max)
         noise = rng.lognormal(-0.5 * sigma**2, sigma, size=rates.shape)
@@ -146,7 +199,7 @@ def build_dataset(cfg: TrainConfig, rng: np.random.Generator) -> dict[str, np.nd
     for rates, stride in training_series(cfg, rng):
         n = len(rates)
         split = int(n * (1 - cfg.val_frac))
-        start = min(m.ref_s, n - 1)
+        start = min(m.ref_s if m.ref == "mean" else 1, n - 1)
         t_all = np.arange(start, n - 1, stride)
         tr = t_all[t_all + 1 < split]
         va = t_all[t_all >= split]
@@ -209,7 +262,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     data = dataset if dataset is not None else build_dataset(cfg, rng)
     m = cfg.model
-    ref_train = np.log1p(data["xt"][:, -m.ref_s :]).mean(axis=1)
+    ref_train = reference(data["xt"], m)
     norm = Norm(level_mu=float(ref_train.mean()), level_sd=float(ref_train.std() + 1e-6))
 
     def tensors(prefix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -224,6 +277,10 @@ def train(
     xt, yt, mt = tensors("t")
     xv, yv, mv = tensors("v") if len(data["xv"]) else (xt[:0], yt[:0], mt[:0])
     net = build_net(m)
+    if m.ref == "ewma":  # start from the EWMA forecast: the net learns a correction
+        last = [mod for mod in net.modules() if isinstance(mod, torch.nn.Linear)][-1]
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(xt)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))

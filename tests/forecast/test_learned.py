@@ -78,7 +78,7 @@ def test_save_load_round_trip_identical(tiny, tmp_path):
 
 def test_numpy_forward_matches_torch(tiny):
     f = LearnedForecaster(tiny.artifact)
-    x = np.random.default_rng(0).normal(size=(5, TINY.model.window + 1)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(5, TINY.model.n_inputs)).astype(np.float32)
     with torch.inference_mode():
         ref = f._net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(f._raw(x), ref, rtol=1e-4, atol=1e-5)
