@@ -1,0 +1,171 @@
+"""Simulator configuration, results and the solver-time model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lokirl.core.allocator import AllocatorOptions
+from lokirl.core.metrics import Tally
+from lokirl.core.plan import Plan
+
+#: Modelled solver wall time per plan phase, in seconds. Calibrated on
+#: ``lokirl plan --sweep 25:400:75 --workers 20`` for traffic_analysis with CBC on
+#: one core: hardware-scaling solves took 13-17 ms, accuracy-scaling solves
+#: 137-169 ms; partial solves run phase 3 after a failed phase 2 and cost more.
+#: A ``failed`` solve costs its time limit in the worst case; we charge the
+#: accuracy cost (the running plan stays in force either way).
+SOLVE_TIME_BY_PHASE: dict[str, float] = {
+    "hardware": 0.02,
+    "accuracy": 0.15,
+    "partial": 0.25,
+    "fallback": 0.15,
+}
+
+
+def modelled_solve_time(plan: Plan) -> float:
+    """Deterministic solver wall time of a plan: a fixed cost per phase (seconds)."""
+    return SOLVE_TIME_BY_PHASE.get(plan.phase, 0.15)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """How a simulation runs.
+
+    Attributes:
+        epoch_s: Seconds between controller decisions (Loki: 1).
+        duration_s: Simulated seconds of trace to play; ``None``: the whole trace.
+        drain_s: Seconds simulated after the trace ends (no new arrivals, no
+            controller calls) so that requests in flight can finish.
+        solver_time: How long a solve takes in simulated time before its plan is in
+            force: ``"model"`` (deterministic, :func:`modelled_solve_time`),
+            ``"measured"`` (the solve's own wall time: not repeatable), or a fixed
+            number of seconds.
+        allocator: Allocator options; a decision's ``warm_start`` and
+            ``churn_weight`` override the matching fields.
+        initial_demand: Demand (frames/s) the first plan is solved for, at time 0,
+            before any arrival; ``None``: the trace's mean rate over the first epoch.
+            The first plan is in force at once and its workers are loaded already
+            (the cluster was serving before the trace started).
+        branching_window: Observations per (variant, child) the branching estimate
+            averages (Loki: 50).
+        history_s: Seconds of per-second arrivals a controller context carries.
+        check_conservation: Raise if arrived != on time + late + dropped + in flight.
+
+    """
+
+    epoch_s: float = 1.0
+    duration_s: float | None = None
+    drain_s: float = 2.0
+    solver_time: str | float = "model"
+    allocator: AllocatorOptions = field(default_factory=AllocatorOptions)
+    initial_demand: float | None = None
+    branching_window: int = 50
+    history_s: int = 120
+    check_conservation: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.epoch_s > 0:
+            raise ValueError("epoch_s must be positive")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise ValueError("duration_s must be positive")
+        if self.drain_s < 0:
+            raise ValueError("drain_s must be >= 0")
+        if isinstance(self.solver_time, str):
+            if self.solver_time not in ("model", "measured"):
+                raise ValueError("solver_time must be 'model', 'measured' or seconds")
+        elif not (self.solver_time >= 0 and math.isfinite(self.solver_time)):
+            raise ValueError("solver_time must be >= 0")
+
+
+class ConservationError(RuntimeError):
+    """The simulator lost or invented requests (a bug, never a user error)."""
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Totals, per-second series and control cost of one run.
+
+    Attributes:
+        controller: Controller name.
+        trace: Trace name.
+        frames: Frame-level tally (a frame is on time when all its sub-requests are;
+            dropped when any was dropped, else late when any was late). Its
+            ``accuracy_sum`` adds, per on-time frame, the mean path accuracy of the
+            frame's terminal sub-requests.
+        subrequests: Sub-request-level tally (every request any task serves). Its
+            ``accuracy_sum`` adds, per on-time sub-request, the accuracy of its path
+            from the root to itself.
+        accuracy: System accuracy: mean path accuracy (0-100, multiplicative model)
+            of the on-time sub-requests of leaf tasks (root-to-leaf paths).
+        mean_active_workers: Time-average of active workers (sampled each second).
+        solves: Solves run (the first, at time 0, included).
+        solver_time_s: Simulated solver time charged (per ``SimConfig.solver_time``).
+        solver_wall_s: Wall time the solves really took.
+        reconfigurations: Workers that changed variant (each paid a load time).
+        duration_s: Simulated seconds (trace plus drain).
+        wall_s: Wall time of the run.
+        series: Per-second arrays, all of one length: ``t`` (second start),
+            ``arrivals`` (frames), ``demand_estimate``, ``capacity`` (the running
+            plan's ``max_demand``), ``frames_done``, ``frame_violations``,
+            ``sub_done``, ``sub_violations``, ``accuracy`` (leaf, NaN where none),
+            ``active_workers``, ``queue`` (requests waiting, all tasks),
+            ``reconfigurations``, ``solves``; ``queue_<task>`` per task.
+
+    """
+
+    controller: str
+    trace: str
+    frames: Tally
+    subrequests: Tally
+    accuracy: float
+    mean_active_workers: float
+    solves: int
+    solver_time_s: float
+    solver_wall_s: float
+    reconfigurations: int
+    duration_s: float
+    wall_s: float
+    series: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def frame_violation_ratio(self) -> float:
+        """Frame-level SLO violation ratio."""
+        return self.frames.slo_violation_ratio
+
+    @property
+    def sub_violation_ratio(self) -> float:
+        """Sub-request-level SLO violation ratio."""
+        return self.subrequests.slo_violation_ratio
+
+    def totals(self) -> dict[str, Any]:
+        """JSON-ready totals (no series)."""
+
+        def tally(t: Tally) -> dict[str, Any]:
+            return {
+                "arrived": t.arrived,
+                "on_time": t.on_time,
+                "late": t.late,
+                "dropped": dict(sorted(t.dropped.items())),
+                "in_flight": t.in_flight,
+                "slo_violation_ratio": t.slo_violation_ratio,
+                "accuracy": t.accuracy,
+            }
+
+        return {
+            "controller": self.controller,
+            "trace": self.trace,
+            "frames": tally(self.frames),
+            "subrequests": tally(self.subrequests),
+            "frame_violation_ratio": self.frame_violation_ratio,
+            "sub_violation_ratio": self.sub_violation_ratio,
+            "accuracy": self.accuracy,
+            "mean_active_workers": self.mean_active_workers,
+            "solves": self.solves,
+            "solver_time_s": self.solver_time_s,
+            "reconfigurations": self.reconfigurations,
+            "duration_s": self.duration_s,
+        }

@@ -1,0 +1,875 @@
+"""The discrete-event model of a cluster serving a pipeline (simpy).
+
+Model, in short:
+
+* **Workers**: one per worker slot of the cluster. A worker holds one variant and
+  belongs to one worker group of the running plan (or none: idle). Whenever it is
+  free and its group's queue is not empty it takes up to the group's batch size of
+  requests at once (it never waits to fill a batch) and is busy for the variant's
+  profiled latency of that batch size, rounded up to the next profiled size.
+* **Queues**: one FIFO queue per worker group, shared by its replicas. At the
+  queue head a request is dropped (reason ``deadline``) when, per
+  :func:`~lokirl.core.router.should_drop_early`, it could not finish in time even
+  if served now (the batch's latency plus the least latency still needed below).
+* **Routing**: each frame sends one request to each root task; the Most-Accurate-
+  First :class:`~lokirl.core.router.RoutingTable` picks the group (or drops it at
+  admission, reason ``over_capacity``). A request served on time spawns, per child
+  task, a Poisson number of sub-requests with the serving variant's profiled mean;
+  counts feed a :class:`~lokirl.core.router.BranchingEstimator`. The table is
+  rebuilt when the plan changes and every epoch with the EWMA demand estimate and
+  the estimator's snapshot. A request that finishes after its deadline spawns
+  nothing (its frame is late already).
+* **Control**: every epoch the host builds a :class:`ControlContext`; a decision to
+  re-solve runs :func:`~lokirl.core.allocator.solve` and the plan is installed
+  after the solver time (see :class:`~lokirl.sim.config.SimConfig`); the running
+  plan serves meanwhile. Installing maps the new groups onto workers so as to
+  change as few variants as possible: workers that keep their variant keep serving
+  (batch-size changes are free), idle workers keep their last variant loaded, and
+  only a worker that changes variant is down for the new variant's load time
+  (modelled as a ``simpy.Interrupt`` to a waiting or loading worker). A batch in
+  service always completes.
+* **Metrics**: streamed per second (outcomes are counted in the second they become
+  known), never kept per request; see :class:`~lokirl.sim.config.SimResult`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import simpy
+
+from lokirl.core.allocator import AllocatorOptions, solve
+from lokirl.core.controller import ControlContext, Controller, Decision, ewma_demand
+from lokirl.core.metrics import Tally
+from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.core.plan import Plan
+from lokirl.core.router import DROP, BranchingEstimator, RoutingTable, build_routing_table
+from lokirl.sim.config import ConservationError, SimConfig, SimResult, modelled_solve_time
+from lokirl.traces.types import RateSeries, Trace
+
+# Frame record (a list, for speed): [deadline_s, outstanding, status, acc_sum, acc_n, reason]
+_DL, _OUT, _ST, _ACC, _ACCN, _WHY = range(6)
+_OK, _LATE, _DROPPED = 0, 1, 2
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """Optional hook of a controller that builds its own plans (baselines).
+
+    A controller with a ``plan`` method is asked for the plan instead of the
+    allocator's :func:`~lokirl.core.allocator.solve`.
+    """
+
+    def plan(
+        self,
+        pipeline: Pipeline,
+        cluster: Cluster,
+        decision: Decision,
+        options: AllocatorOptions,
+        current: Plan | None,
+    ) -> Plan:
+        """Return the plan for ``decision``."""
+        ...
+
+
+class _Group:
+    """A worker group of the running plan, with its queue and routing rows."""
+
+    __slots__ = (
+        "gid", "version", "task", "variant", "accel", "batch", "lat", "down", "acc",
+        "queue", "idle", "children", "leaf",
+    )
+
+    def __init__(self, gid: int, version: int, g: Any, pipeline: Pipeline) -> None:
+        v = pipeline.variant(g.variant)
+        self.gid = gid
+        self.version = version
+        self.task = g.task
+        self.variant = g.variant
+        self.accel = g.accelerator
+        self.batch = max(1, int(g.batch_size))
+        sizes = v.batch_sizes(g.accelerator)
+        # lat[n]: seconds to serve a batch of n (latency at the smallest profiled size >= n).
+        lat = [0.0]
+        for n in range(1, self.batch + 1):
+            b = next((s for s in sizes if s >= n), sizes[-1])
+            lat.append(v.latency(g.accelerator, b) / 1000.0)
+        self.lat = lat
+        self.down = 0.0
+        self.acc = v.accuracy / 100.0
+        self.queue: deque = deque()
+        self.idle: list[_Worker] = []
+        # (child task, profile mean, cumulative probs, targets) per child task.
+        self.children: list[tuple[str, float, np.ndarray, list[_Group | None]]] = []
+        self.leaf = not pipeline.task(g.task).children
+
+
+class _Worker:
+    __slots__ = ("index", "accel", "variant", "group", "wake", "batch", "loading", "load_needed",
+                 "int_pending", "proc")
+
+    def __init__(self, index: int, accel: str) -> None:
+        self.index = index
+        self.accel = accel
+        self.variant: str | None = None
+        self.group: _Group | None = None
+        self.wake: simpy.Event | None = None
+        self.batch: list | None = None
+        self.loading = False
+        self.load_needed = False
+        self.int_pending = False
+        self.proc: simpy.Process | None = None
+
+
+class Simulation:
+    """A step-wise simulation: the host drives the clock, the caller the decisions.
+
+    Typical use (what :func:`simulate` and an RL environment do)::
+
+        sim = Simulation(pipeline, cluster, trace, config, rng)
+        ctx = sim.reset()
+        while not sim.done:
+            sim.apply(controller.decide(ctx), planner=controller)
+            ctx = sim.step_epoch()
+        result = sim.finish()
+
+    Args:
+        pipeline: The pipeline served.
+        cluster: Workers per accelerator type.
+        trace: Rates (arrivals drawn as a Poisson process, bin by bin, lazily) or
+            arrival times.
+        config: See :class:`SimConfig`.
+        rng: The only source of randomness.
+        name: Controller name recorded in the result.
+
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        cluster: Cluster,
+        trace: Trace,
+        config: SimConfig | None = None,
+        rng: np.random.Generator | None = None,
+        name: str = "",
+    ) -> None:
+        self.pipeline = pipeline
+        self.cluster = cluster
+        self.trace = trace
+        self.config = config or SimConfig()
+        self.name = name
+        self._rng0 = rng if rng is not None else np.random.default_rng(0)
+        self._initialised = False
+
+    # ------------------------------------------------------------------ setup
+    def reset(
+        self, trace: Trace | None = None, rng: np.random.Generator | None = None
+    ) -> ControlContext:
+        """Start a fresh run (optionally on another trace or generator).
+
+        Returns:
+            The context at time 0 (no plan yet): the caller's decision installs the
+            first plan at once, without solver delay or load time.
+
+        """
+        if trace is not None:
+            self.trace = trace
+        if rng is not None:
+            self._rng0 = rng
+        cfg = self.config
+        self.rng = self._rng0
+        self.env = simpy.Environment()
+        trace_len = (
+            self.trace.duration_s if isinstance(self.trace, RateSeries) else self.trace.duration_s
+        )
+        self.trace_end = float(cfg.duration_s if cfg.duration_s is not None else trace_len)
+        if not self.trace_end > 0:
+            self.trace_end = 1.0
+        self.end = self.trace_end + cfg.drain_s
+        n = int(math.ceil(self.end)) + 1
+        self.n_sec = n
+        self.slo_s = self.pipeline.slo_ms / 1000.0
+        self.roots = self.pipeline.roots
+        self.task_names = [t.name for t in self.pipeline.tasks]
+        self.estimator = BranchingEstimator(self.pipeline, cfg.branching_window)
+        z = lambda: np.zeros(n)  # noqa: E731
+        zi = lambda: np.zeros(n, dtype=np.int64)  # noqa: E731
+        self.s_arrivals = zi()
+        self.s_demand = z()
+        self.s_capacity = z()
+        self.s_frames_done = zi()
+        self.s_frame_viol = zi()
+        self.s_sub_done = zi()
+        self.s_sub_viol = zi()
+        self.s_leaf_acc = z()
+        self.s_leaf_n = zi()
+        self.s_active = zi()
+        self.s_queue = zi()
+        self.s_reconf = zi()
+        self.s_solves = zi()
+        self.s_queue_task = {t: zi() for t in self.task_names}
+        # Totals.
+        self.f_arrived = self.f_on_time = self.f_late = 0
+        self.f_dropped: dict[str, int] = {}
+        self.f_acc_sum = 0.0
+        self.r_arrived = self.r_on_time = self.r_late = 0
+        self.r_dropped: dict[str, int] = {}
+        self.r_acc_sum = 0.0
+        self.leaf_on_time = 0
+        self.leaf_acc_sum = 0.0
+        self.solves = 0
+        self.solver_time = 0.0
+        self.solver_wall = 0.0
+        self.reconfigurations = 0
+        self.last_solve_time = 0.0
+        self.last_solve_at = -math.inf
+        self.pending: Plan | None = None
+        self.plan: Plan | None = None
+        self.table: RoutingTable | None = None
+        self.version = 0
+        self.groups: list[_Group] = []
+        self.root_rows: dict[str, tuple[list[float], list[_Group | None]]] = {}
+        self.none_rows: dict[str, tuple[np.ndarray, list[_Group | None]]] = {}
+        self.demand_estimate = 0.0
+        self.sec_done = 0  # seconds whose bookkeeping is done
+        self.next_epoch = 0.0
+        self.workers: list[_Worker] = []
+        for accel, count in self.cluster.workers.items():
+            for _ in range(count):
+                w = _Worker(len(self.workers), accel)
+                self.workers.append(w)
+        for w in self.workers:
+            w.proc = self.env.process(self._worker_proc(w))
+        self.env.process(self._arrival_proc())
+        self.wall_start = time.perf_counter()
+        self._initialised = True
+        self._finished: SimResult | None = None
+        return self._context(initial=True)
+
+    # ------------------------------------------------------------- stepping
+    @property
+    def now(self) -> float:
+        """Current simulated time in seconds."""
+        return float(self.env.now)
+
+    @property
+    def done(self) -> bool:
+        """Whether the trace is over (no more controller epochs)."""
+        return self.next_epoch >= self.trace_end - 1e-9
+
+    def run_until(self, t: float) -> None:
+        """Advance the clock to ``t``, doing the per-second bookkeeping on the way."""
+        t = min(float(t), self.end)
+        while self.sec_done + 1 <= t + 1e-9:
+            s = self.sec_done + 1
+            self.env.run(until=s)
+            self._second(s - 1)
+            self.sec_done = s
+        if t > self.env.now:
+            self.env.run(until=t)
+
+    def step_epoch(self) -> ControlContext:
+        """Advance one epoch; rebuild the routing table; return the new context."""
+        self.next_epoch = min(self.next_epoch + self.config.epoch_s, self.trace_end)
+        self.run_until(self.next_epoch)
+        self.demand_estimate = ewma_demand(self._history())
+        if self.plan is not None:
+            self._rebuild_routes()
+        return self._context()
+
+    def apply(self, decision: Decision, planner: object | None = None) -> Plan | None:
+        """Act on a controller decision: on ``resolve``, solve and schedule the plan.
+
+        The first plan (no plan yet) is installed at once. Later plans are installed
+        after the solver time; a decision to re-solve while a solve is pending is
+        ignored.
+
+        Args:
+            decision: The decision.
+            planner: An object with a ``plan`` method (see :class:`Planner`) used
+                instead of the allocator, typically the controller itself.
+
+        Returns:
+            The plan solved, or ``None`` when nothing was solved.
+
+        """
+        if not decision.resolve:
+            return None
+        if self.pending is not None:
+            return None
+        opts = self.config.allocator
+        changes: dict[str, Any] = {"warm_start": decision.warm_start}
+        if decision.churn_weight is not None:
+            changes["churn_weight"] = decision.churn_weight
+        opts = replace(opts, **changes)
+        demand = max(0.0, float(decision.demand)) if math.isfinite(decision.demand) else 0.0
+        start = time.perf_counter()
+        if planner is not None and callable(getattr(planner, "plan", None)):
+            plan = planner.plan(self.pipeline, self.cluster, decision, opts, self.plan)
+        else:
+            plan = solve(self.pipeline, self.cluster, demand, opts, self.plan)
+        wall = time.perf_counter() - start
+        st = self.config.solver_time
+        if st == "model":
+            delay = modelled_solve_time(plan)
+        elif st == "measured":
+            delay = wall
+        else:
+            delay = float(st)
+        self.solves += 1
+        self.solver_wall += wall
+        self.last_solve_at = self.env.now
+        self.s_solves[min(int(self.env.now), self.n_sec - 1)] += 1
+        if self.plan is None:
+            self.last_solve_time = 0.0
+            self._install(plan, instant=True)
+            return plan
+        self.solver_time += delay
+        self.last_solve_time = delay
+        self.pending = plan
+        if delay <= 0:
+            self._install(plan, instant=False)
+        else:
+            ev = self.env.timeout(delay)
+            ev.callbacks.append(lambda _ev, p=plan: self._install(p, instant=False))
+        return plan
+
+    def finish(self) -> SimResult:
+        """Drain the run to its end and return the result (conservation checked)."""
+        if self._finished is not None:
+            return self._finished
+        self.run_until(self.end)
+        self._finished = self._result()
+        return self._finished
+
+    # ------------------------------------------------------------- internals
+    def _history(self) -> tuple[float, ...]:
+        s = self.sec_done
+        lo = max(0, s - self.config.history_s)
+        return tuple(float(x) for x in self.s_arrivals[lo:s])
+
+    def _context(self, initial: bool = False) -> ControlContext:
+        if initial:
+            cfg = self.config
+            d0 = cfg.initial_demand
+            if d0 is None:
+                d0 = self._initial_rate()
+            history: tuple[float, ...] = (d0,)
+        else:
+            history = self._history()
+        s = self.sec_done - 1
+        viol = acc = 0.0
+        if s >= 0:
+            k = max(1, int(round(self.config.epoch_s)))
+            lo = max(0, s - k + 1)
+            done = int(self.s_frames_done[lo : s + 1].sum())
+            viol = float(self.s_frame_viol[lo : s + 1].sum()) / done if done else 0.0
+            ln = int(self.s_leaf_n[lo : s + 1].sum())
+            acc = float(self.s_leaf_acc[lo : s + 1].sum()) / ln if ln else 0.0
+        return ControlContext(
+            now_s=float(self.env.now),
+            demand_history=history,
+            plan=self.plan,
+            time_since_solve_s=float(self.env.now - self.last_solve_at),
+            last_solve_time_s=self.last_solve_time,
+            solving=self.pending is not None,
+            slo_violation_ratio=viol,
+            accuracy=acc,
+            queue_lengths=self._queue_lengths(),
+            active_workers=self._active(),
+        )
+
+    def _initial_rate(self) -> float:
+        tr = self.trace
+        ep = self.config.epoch_s
+        if isinstance(tr, RateSeries):
+            k = max(1, int(math.ceil(ep / tr.bin_s)))
+            return float(tr.rates[:k].mean()) if len(tr.rates) else 0.0
+        return float(np.searchsorted(tr.arrivals_s, ep) / ep)
+
+    def _queue_lengths(self) -> dict[str, int]:
+        out = {t: 0 for t in self.task_names}
+        for g in self.groups:
+            out[g.task] += len(g.queue)
+        return out
+
+    def _active(self) -> int:
+        return sum(1 for w in self.workers if w.group is not None)
+
+    def _second(self, s: int) -> None:
+        """Bookkeeping at the end of second ``s``."""
+        if s >= self.n_sec:
+            return
+        self.s_demand[s] = self.demand_estimate
+        self.s_capacity[s] = self.plan.max_demand if self.plan is not None else 0.0
+        self.s_active[s] = self._active()
+        total = 0
+        for task, n in self._queue_lengths().items():
+            self.s_queue_task[task][s] = n
+            total += n
+        self.s_queue[s] = total
+
+    # Arrivals -----------------------------------------------------------
+    def _arrival_proc(self):
+        env = self.env
+        rng = self.rng
+        tr = self.trace
+        end = self.trace_end
+        admit = self._admit
+        n_roots = len(self.roots)
+        if isinstance(tr, RateSeries):
+            bin_s = tr.bin_s
+            for k, rate in enumerate(tr.rates):
+                t0 = k * bin_s
+                if t0 >= end:
+                    break
+                count = int(rng.poisson(rate * bin_s))
+                times = np.sort(t0 + rng.random(count) * bin_s)
+                us = rng.random((count, n_roots))
+                for t, u in zip(times.tolist(), us.tolist(), strict=True):
+                    if t >= end:
+                        return
+                    if t > env.now:
+                        yield env.timeout(t - env.now)
+                    admit(u)
+        else:
+            arr = tr.arrivals_s
+            arr = arr[arr < end]
+            chunk = 4096
+            for i in range(0, len(arr), chunk):
+                times = arr[i : i + chunk]
+                us = rng.random((len(times), n_roots))
+                for t, u in zip(times.tolist(), us.tolist(), strict=True):
+                    if t > env.now:
+                        yield env.timeout(t - env.now)
+                    admit(u)
+
+    def _admit(self, us: list[float]) -> None:
+        now = self.env.now
+        sec = int(now)
+        self.s_arrivals[sec] += 1
+        self.f_arrived += 1
+        frame = [now + self.slo_s, len(self.roots), _OK, 0.0, 0, None]
+        for task, u in zip(self.roots, us, strict=True):
+            self.r_arrived += 1
+            row = self.root_rows.get(task)
+            g = None
+            if row is not None:
+                cum, targets = row
+                g = targets[min(bisect_right(cum, u), len(targets) - 1)]
+            if g is None:
+                self._drop(frame, "over_capacity" if row is not None else "no_worker")
+            else:
+                g.queue.append((frame, 1.0))
+                if g.idle:
+                    self._wake(g.idle.pop())
+
+    def _wake(self, w: _Worker) -> None:
+        ev = w.wake
+        w.wake = None
+        if ev is not None and not ev.triggered:
+            ev.succeed()
+
+    # Outcomes -----------------------------------------------------------
+    def _drop(self, frame: list, reason: str) -> None:
+        d = self.r_dropped
+        d[reason] = d.get(reason, 0) + 1
+        sec = int(self.env.now)
+        self.s_sub_done[sec] += 1
+        self.s_sub_viol[sec] += 1
+        if frame[_ST] != _DROPPED:
+            frame[_ST] = _DROPPED
+            frame[_WHY] = reason
+        frame[_OUT] -= 1
+        if frame[_OUT] == 0:
+            self._finalise(frame)
+
+    def _finalise(self, frame: list) -> None:
+        sec = int(self.env.now)
+        self.s_frames_done[sec] += 1
+        st = frame[_ST]
+        if st == _OK:
+            self.f_on_time += 1
+            self.f_acc_sum += 100.0 * frame[_ACC] / frame[_ACCN]
+        else:
+            self.s_frame_viol[sec] += 1
+            if st == _LATE:
+                self.f_late += 1
+            else:
+                r = frame[_WHY]
+                self.f_dropped[r] = self.f_dropped.get(r, 0) + 1
+
+    # Workers -----------------------------------------------------------
+    def _worker_proc(self, w: _Worker):
+        env = self.env
+        timeout = env.timeout
+        while True:
+            if w.load_needed:
+                w.load_needed = False
+                w.loading = True
+                end = env.now + self.pipeline.variant(w.variant).load_time_s
+                while env.now < end - 1e-12:
+                    try:
+                        yield timeout(end - env.now)
+                    except simpy.Interrupt:
+                        w.int_pending = False
+                        if w.load_needed:
+                            w.load_needed = False
+                            end = env.now + self.pipeline.variant(w.variant).load_time_s
+                w.loading = False
+            g = w.group
+            if g is None or not g.queue:
+                ev = env.event()
+                w.wake = ev
+                if g is not None:
+                    g.idle.append(w)
+                try:
+                    yield ev
+                except simpy.Interrupt:
+                    w.int_pending = False
+                    if g is not None and w in g.idle:
+                        g.idle.remove(w)
+                w.wake = None
+                continue
+            # Form a batch, dropping at the head what cannot make its deadline.
+            q = g.queue
+            bmax = g.batch
+            now = env.now
+            limit = now + g.lat[min(len(q), bmax)] + g.down
+            batch = []
+            append = batch.append
+            while q and len(batch) < bmax:
+                item = q.popleft()
+                if limit > item[0][_DL]:
+                    self._drop(item[0], "deadline")
+                else:
+                    append(item)
+            if not batch:
+                continue
+            w.batch = batch
+            yield timeout(g.lat[len(batch)])
+            w.batch = None
+            self._finish(g, batch)
+
+    def _finish(self, g: _Group, batch: list) -> None:
+        now = self.env.now
+        sec = int(now)
+        gacc = g.acc
+        n = len(batch)
+        self.s_sub_done[sec] += n
+        ok = []
+        late = 0
+        for item in batch:
+            frame = item[0]
+            if now <= frame[_DL]:
+                ok.append(item)
+            else:
+                late += 1
+                if frame[_ST] == _OK:
+                    frame[_ST] = _LATE
+                frame[_OUT] -= 1
+                if frame[_OUT] == 0:
+                    self._finalise(frame)
+        if late:
+            self.r_late += late
+            self.s_sub_viol[sec] += late
+        if not ok:
+            return
+        self.r_on_time += len(ok)
+        accs = [it[1] * gacc for it in ok]
+        self.r_acc_sum += 100.0 * sum(accs)
+        if g.leaf:
+            s = 100.0 * sum(accs)
+            self.leaf_on_time += len(ok)
+            self.leaf_acc_sum += s
+            self.s_leaf_acc[sec] += s
+            self.s_leaf_n[sec] += len(ok)
+            for (frame, _), a in zip(ok, accs, strict=True):
+                frame[_ACC] += a
+                frame[_ACCN] += 1
+                frame[_OUT] -= 1
+                if frame[_OUT] == 0:
+                    self._finalise(frame)
+            return
+        # Spawn sub-requests to each child task.
+        rng = self.rng
+        children = g.children if g.version == self.version else self._stale_children(g)
+        spawned = [0] * len(ok)
+        observe = self.estimator.observe
+        variant = g.variant
+        for child, mean, cum, targets in children:
+            counts = rng.poisson(mean, len(ok)).tolist()
+            total = sum(counts)
+            for c in counts:
+                observe(variant, child, c)
+            if total == 0:
+                continue
+            self.r_arrived += total
+            if len(targets) == 1:
+                idx = None
+            else:
+                idx = np.searchsorted(cum, rng.random(total), side="right").tolist()
+            pos = 0
+            touched = {}
+            nt = len(targets) - 1
+            for k, c in enumerate(counts):
+                if not c:
+                    continue
+                spawned[k] += c
+                frame = ok[k][0]
+                a = accs[k]
+                frame[_OUT] += c
+                for _ in range(c):
+                    t = targets[0] if idx is None else targets[min(idx[pos], nt)]
+                    pos += 1
+                    if t is None:
+                        self._drop(frame, "no_worker")
+                    else:
+                        t.queue.append((frame, a))
+                        touched[t.gid] = t
+            for t in touched.values():
+                idle = t.idle
+                if idle:
+                    want = -(-len(t.queue) // t.batch)
+                    while idle and want > 0:
+                        self._wake(idle.pop())
+                        want -= 1
+        for k, (frame, _) in enumerate(ok):
+            if spawned[k] == 0:
+                frame[_ACC] += accs[k]
+                frame[_ACCN] += 1
+            frame[_OUT] -= 1
+            if frame[_OUT] == 0:
+                self._finalise(frame)
+
+    def _stale_children(self, g: _Group) -> list:
+        """Children rows for a batch whose group left the plan while it was served."""
+        v = self.pipeline.variant(g.variant)
+        out = []
+        for child in self.pipeline.task(g.task).children:
+            cum, targets = self.none_rows.get(child, (np.array([1.0]), [None]))
+            out.append((child, v.branching.get(child, 1.0), cum, targets))
+        return out
+
+    # Plans ---------------------------------------------------------------
+    def _install(self, plan: Plan, instant: bool) -> None:
+        """Put ``plan`` in force: map groups to workers, migrate queues, route."""
+        self.pending = None
+        self.version += 1
+        old_groups = self.groups
+        groups = [_Group(i, self.version, g, self.pipeline) for i, g in enumerate(plan.groups)]
+        # Slots per (variant, accelerator), one per replica.
+        slots: dict[tuple[str, str], list[_Group]] = {}
+        for g, pg in zip(groups, plan.groups, strict=True):
+            slots.setdefault((g.variant, g.accel), []).extend([g] * pg.replicas)
+        assigned: dict[int, _Group] = {}
+        leftover: list[_Group] = []
+        for (variant, accel), want in slots.items():
+            holders = [w for w in self.workers if w.variant == variant and w.accel == accel]
+            holders.sort(key=lambda w: (w.group is None, w.index))
+            for w, g in zip(holders, want, strict=False):
+                assigned[w.index] = g
+            leftover.extend(want[len(holders) :])
+        pool = [w for w in self.workers if w.index not in assigned]
+        pool.sort(key=lambda w: (w.group is not None, w.index))
+        for g in leftover:
+            for k, w in enumerate(pool):
+                if w.accel == g.accel:
+                    assigned[w.index] = g
+                    del pool[k]
+                    break
+        sec = min(int(self.env.now), self.n_sec - 1)
+        for w in self.workers:
+            g = assigned.get(w.index)
+            interrupt = w.wake is not None
+            if g is not None and w.variant != g.variant:
+                w.variant = g.variant
+                if not instant:
+                    w.load_needed = True
+                    self.reconfigurations += 1
+                    self.s_reconf[sec] += 1
+                    if w.loading:
+                        interrupt = True
+            w.group = g
+            if interrupt and not w.int_pending and w.proc is not None and w.proc.is_alive:
+                w.int_pending = True
+                if w.wake is not None and w.wake.triggered:
+                    # Already woken but not yet resumed: it will re-read its group.
+                    w.int_pending = False
+                else:
+                    w.proc.interrupt("reconfigure")
+        self.groups = groups
+        self.plan = plan
+        self.table = None
+        self._rebuild_routes()
+        # Migrate waiting requests of the old groups.
+        same: dict[tuple[str, str], _Group] = {}
+        for g in groups:
+            same.setdefault((g.variant, g.accel), g)
+        for og in old_groups:
+            og.idle.clear()
+            if not og.queue:
+                continue
+            target = same.get((og.variant, og.accel))
+            if target is not None:
+                target.queue.extend(og.queue)
+            else:
+                cum, targets = self.none_rows.get(og.task, (np.array([1.0]), [None]))
+                for item in og.queue:
+                    i = int(np.searchsorted(cum, self.rng.random(), side="right"))
+                    t = targets[min(i, len(targets) - 1)]
+                    if t is None:
+                        self._drop(item[0], "no_worker")
+                    else:
+                        t.queue.append(item)
+            og.queue.clear()
+
+    def _rebuild_routes(self) -> None:
+        plan = self.plan
+        assert plan is not None
+        demand = self.demand_estimate if self.demand_estimate > 0 else plan.demand
+        table = build_routing_table(plan, self.pipeline, demand, self.estimator.snapshot())
+        self.table = table
+        groups = self.groups
+        for g, down in zip(groups, table.downstream_ms, strict=True):
+            g.down = down / 1000.0
+
+        def row(key: tuple[str, int | None]) -> tuple[np.ndarray, list[_Group | None]] | None:
+            cum = table.cumulative.get(key)
+            if cum is None:
+                return None
+            targets = [None if i == DROP else groups[i] for i in table.targets[key]]
+            return np.asarray(cum, dtype=float), targets
+
+        self.root_rows = {}
+        for r in self.roots:
+            rr = row((r, None))
+            self.root_rows[r] = (rr[0].tolist(), rr[1]) if rr is not None else ([1.0], [None])
+        self.none_rows = {}
+        for t in self.task_names:
+            rr = row((t, None))
+            self.none_rows[t] = rr if rr is not None else (np.array([1.0]), [None])
+        for g in groups:
+            v = self.pipeline.variant(g.variant)
+            kids = []
+            for child in self.pipeline.task(g.task).children:
+                rr = row((child, g.gid)) or self.none_rows[child]
+                kids.append((child, v.branching.get(child, 1.0), rr[0], rr[1]))
+            g.children = kids
+
+    # Result ---------------------------------------------------------------
+    def _result(self) -> SimResult:
+        in_sub = 0
+        frames_in: dict[int, list] = {}
+        for g in self.groups:
+            in_sub += len(g.queue)
+            for it in g.queue:
+                frames_in[id(it[0])] = it[0]
+        for w in self.workers:
+            if w.batch:
+                in_sub += len(w.batch)
+                for it in w.batch:
+                    frames_in[id(it[0])] = it[0]
+        frames = Tally(
+            arrived=self.f_arrived,
+            on_time=self.f_on_time,
+            late=self.f_late,
+            dropped=self.f_dropped,
+            in_flight=len(frames_in),
+            accuracy_sum=self.f_acc_sum,
+        )
+        subs = Tally(
+            arrived=self.r_arrived,
+            on_time=self.r_on_time,
+            late=self.r_late,
+            dropped=self.r_dropped,
+            in_flight=in_sub,
+            accuracy_sum=self.r_acc_sum,
+        )
+        if self.config.check_conservation:
+            for label, t in (("frames", frames), ("sub-requests", subs)):
+                if not t.conserved:
+                    raise ConservationError(
+                        f"{label}: arrived {t.arrived} != on time {t.on_time} + late {t.late} "
+                        f"+ dropped {t.dropped_total} + in flight {t.in_flight}"
+                    )
+        n = int(math.ceil(self.end))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(self.s_leaf_n[:n] > 0, self.s_leaf_acc[:n] / self.s_leaf_n[:n], np.nan)
+        series: dict[str, np.ndarray] = {
+            "t": np.arange(n, dtype=float),
+            "arrivals": self.s_arrivals[:n].copy(),
+            "demand_estimate": self.s_demand[:n].copy(),
+            "capacity": self.s_capacity[:n].copy(),
+            "frames_done": self.s_frames_done[:n].copy(),
+            "frame_violations": self.s_frame_viol[:n].copy(),
+            "sub_done": self.s_sub_done[:n].copy(),
+            "sub_violations": self.s_sub_viol[:n].copy(),
+            "accuracy": acc,
+            "active_workers": self.s_active[:n].copy(),
+            "queue": self.s_queue[:n].copy(),
+            "reconfigurations": self.s_reconf[:n].copy(),
+            "solves": self.s_solves[:n].copy(),
+        }
+        for t, arr in self.s_queue_task.items():
+            series[f"queue_{t}"] = arr[:n].copy()
+        tn = max(1, int(math.ceil(self.trace_end)))
+        return SimResult(
+            controller=self.name,
+            trace=getattr(self.trace, "name", "trace"),
+            frames=frames,
+            subrequests=subs,
+            accuracy=self.leaf_acc_sum / self.leaf_on_time if self.leaf_on_time else 0.0,
+            mean_active_workers=float(self.s_active[:tn].mean()),
+            solves=self.solves,
+            solver_time_s=self.solver_time,
+            solver_wall_s=self.solver_wall,
+            reconfigurations=self.reconfigurations,
+            duration_s=float(self.end),
+            wall_s=time.perf_counter() - self.wall_start,
+            series=series,
+        )
+
+
+def simulate(
+    pipeline: Pipeline,
+    cluster: Cluster,
+    trace: Trace,
+    controller: Controller,
+    config: SimConfig | None = None,
+    rng: np.random.Generator | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> SimResult:
+    """Run ``controller`` on ``trace`` and return the result.
+
+    Args:
+        pipeline: The pipeline served.
+        cluster: Workers per accelerator type.
+        trace: Rates or arrivals.
+        controller: Any object with ``name`` and ``decide(context) -> Decision``;
+            if it also has ``plan(...)`` (see :class:`Planner`) that builds the plans.
+        config: See :class:`SimConfig`.
+        rng: The only source of randomness (default: ``default_rng(0)``).
+        progress: Called with the simulated time after each epoch.
+
+    """
+    sim = Simulation(pipeline, cluster, trace, config, rng, name=getattr(controller, "name", ""))
+    ctx = sim.reset()
+    sim.apply(controller.decide(ctx), planner=controller)
+    while not sim.done:
+        ctx = sim.step_epoch()
+        if progress is not None:
+            progress(sim.now)
+        if not sim.done:
+            sim.apply(controller.decide(ctx), planner=controller)
+    return sim.finish()
+
+
+__all__ = ["Planner", "Simulation", "simulate"]
