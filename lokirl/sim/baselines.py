@@ -25,7 +25,7 @@ from lokirl.core.plan import Plan
 
 
 def best_only(pipeline: Pipeline) -> Pipeline:
-    """The pipeline with each task reduced to its most accurate variant."""
+    """Return the pipeline with each task reduced to its most accurate variant."""
     tasks = tuple(Task(t.name, (t.best,), t.children) for t in pipeline.tasks)
     return Pipeline(
         name=pipeline.name,
@@ -124,10 +124,8 @@ class ProteusController(_Periodic):
         need: dict[str, float] = {}
         for task in pipeline.tasks:
             v = task.best
-            thr = max(
-                (v.throughput(accel, b) for b in v.batch_sizes(accel) if v.latency(accel, b) <= budget_ms),
-                default=v.throughput(accel, 1),
-            )
+            fits = [b for b in v.batch_sizes(accel) if v.latency(accel, b) <= budget_ms]
+            thr = max((v.throughput(accel, b) for b in fits), default=v.throughput(accel, 1))
             need[task.name] = load[task.name] / thr if thr > 0 else math.inf
         share = {t: 1 for t in need}
         for _ in range(max(0, n - len(share))):
@@ -152,7 +150,7 @@ class ProteusController(_Periodic):
             paths_acc.append(p.expected_accuracy)
             if load[task.name] > 0 and demand > 0:
                 max_demand = min(max_demand, p.max_demand * demand / load[task.name])
-        phase = "partial" if "partial" in phases else ("accuracy" if "accuracy" in phases else "hardware")
+        phase = next((ph for ph in ("partial", "accuracy") if ph in phases), "hardware")
         acc = 1.0
         for a in paths_acc:
             acc *= a / 100.0
@@ -198,7 +196,7 @@ class StaticController:
         options: AllocatorOptions,
         current: Plan | None,
     ) -> Plan:
-        """The best-variant plan for ``demand``, or for the whole cluster."""
+        """Return the best-variant plan for ``demand``, or for the whole cluster."""
         best = best_only(pipeline)
         if self.demand is not None:
             return solve(best, cluster, self.demand, options, None)

@@ -65,6 +65,7 @@ class SimConfig:
     initial_demand: float | None = None
     branching_window: int = 50
     history_s: int = 120
+    early_drop: bool = True
     check_conservation: bool = True
 
     def __post_init__(self) -> None:

@@ -8,9 +8,10 @@ Model, in short:
   requests at once (it never waits to fill a batch) and is busy for the variant's
   profiled latency of that batch size, rounded up to the next profiled size.
 * **Queues**: one FIFO queue per worker group, shared by its replicas. At the
-  queue head a request is dropped (reason ``deadline``) when, per
-  :func:`~lokirl.core.router.should_drop_early`, it could not finish in time even
-  if served now (the batch's latency plus the least latency still needed below).
+  queue head a request is dropped (reason ``deadline``) when, by the rule of
+  :func:`~lokirl.core.router.should_drop_early` (inlined in the hot loop), it could
+  not finish in time even if served now (the batch's latency plus the least
+  latency still needed below).
 * **Routing**: each frame sends one request to each root task; the Most-Accurate-
   First :class:`~lokirl.core.router.RoutingTable` picks the group (or drops it at
   admission, reason ``over_capacity``). A request served on time spawns, per child
@@ -83,8 +84,19 @@ class _Group:
     """A worker group of the running plan, with its queue and routing rows."""
 
     __slots__ = (
-        "gid", "version", "task", "variant", "accel", "batch", "lat", "down", "acc",
-        "queue", "idle", "children", "leaf",
+        "gid",
+        "version",
+        "task",
+        "variant",
+        "accel",
+        "batch",
+        "lat",
+        "down",
+        "acc",
+        "queue",
+        "idle",
+        "children",
+        "leaf",
     )
 
     def __init__(self, gid: int, version: int, g: Any, pipeline: Pipeline) -> None:
@@ -112,8 +124,18 @@ class _Group:
 
 
 class _Worker:
-    __slots__ = ("index", "accel", "variant", "group", "wake", "batch", "loading", "load_needed",
-                 "int_pending", "proc")
+    __slots__ = (
+        "index",
+        "accel",
+        "variant",
+        "group",
+        "wake",
+        "batch",
+        "loading",
+        "load_needed",
+        "int_pending",
+        "proc",
+    )
 
     def __init__(self, index: int, accel: str) -> None:
         self.index = index
@@ -510,6 +532,7 @@ class Simulation:
     def _worker_proc(self, w: _Worker):
         env = self.env
         timeout = env.timeout
+        early = self.config.early_drop
         while True:
             if w.load_needed:
                 w.load_needed = False
@@ -542,7 +565,7 @@ class Simulation:
             q = g.queue
             bmax = g.batch
             now = env.now
-            limit = now + g.lat[min(len(q), bmax)] + g.down
+            limit = now + g.lat[min(len(q), bmax)] + g.down if early else -math.inf
             batch = []
             append = batch.append
             while q and len(batch) < bmax:
