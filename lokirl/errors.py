@@ -15,6 +15,7 @@ class ConfigError(LokiError):
         field: The field inside it, dotted (``tasks[1].variants[0].latency_ms``).
         problem: What is wrong.
         fix: How to fix it.
+
     """
 
     def __init__(self, source: str, field: str, problem: str, fix: str) -> None:

@@ -22,14 +22,28 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
 # Parameter counts in millions (published model cards); used only for load-time estimates.
 PARAMS_M = {
-    "yolov5n": 1.9, "yolov5s": 7.2, "yolov5m": 21.2, "yolov5l": 46.5, "yolov5x": 86.7,
-    "efficientnet-b0": 5.3, "efficientnet-b1": 7.8, "efficientnet-b2": 9.2,
-    "efficientnet-b3": 12.0, "efficientnet-b4": 19.0, "efficientnet-b5": 30.0,
-    "efficientnet-b6": 43.0, "efficientnet-b7": 66.0,
-    "genderNet": 11.0, "genderNet_11": 129.0, "genderNet_13": 129.0,
-    "genderNet_16": 134.0, "genderNet_19": 139.0,
-    "clip-vit-base-patch32": 151.0, "clip-vit-base-patch16": 150.0,
-    "clip-vit-large-patch14": 428.0, "clip-vit-large-patch14-336": 428.0,
+    "yolov5n": 1.9,
+    "yolov5s": 7.2,
+    "yolov5m": 21.2,
+    "yolov5l": 46.5,
+    "yolov5x": 86.7,
+    "efficientnet-b0": 5.3,
+    "efficientnet-b1": 7.8,
+    "efficientnet-b2": 9.2,
+    "efficientnet-b3": 12.0,
+    "efficientnet-b4": 19.0,
+    "efficientnet-b5": 30.0,
+    "efficientnet-b6": 43.0,
+    "efficientnet-b7": 66.0,
+    "genderNet": 11.0,
+    "genderNet_11": 129.0,
+    "genderNet_13": 129.0,
+    "genderNet_16": 134.0,
+    "genderNet_19": 139.0,
+    "clip-vit-base-patch32": 151.0,
+    "clip-vit-base-patch16": 150.0,
+    "clip-vit-large-patch14": 428.0,
+    "clip-vit-large-patch14-336": 428.0,
 }
 LOAD_TIME_NOTE = "load_time_s estimated as 0.3 s + 20 ms per million parameters (not measured)"
 
@@ -101,8 +115,14 @@ def traffic_analysis() -> dict:
                 "children": ["car_classification", "facial_recognition"],
                 "variants": [variant(n, a, lat, br[n]) for n, a in det.items()],
             },
-            {"name": "car_classification", "variants": [variant(n, a, lat) for n, a in car.items()]},
-            {"name": "facial_recognition", "variants": [variant(n, a, lat) for n, a in face.items()]},
+            {
+                "name": "car_classification",
+                "variants": [variant(n, a, lat) for n, a in car.items()],
+            },
+            {
+                "name": "facial_recognition",
+                "variants": [variant(n, a, lat) for n, a in face.items()],
+            },
         ],
     }
 
@@ -151,7 +171,13 @@ def hetero() -> dict:
         return out
 
     dets = ["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"]
-    clss = ["efficientnet-b0", "efficientnet-b1", "efficientnet-b3", "efficientnet-b5", "efficientnet-b7"]
+    clss = [
+        "efficientnet-b0",
+        "efficientnet-b1",
+        "efficientnet-b3",
+        "efficientnet-b5",
+        "efficientnet-b7",
+    ]
     return {
         "name": "detect_classify_hetero",
         "description": (

@@ -44,13 +44,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="built-in pipeline name or pipeline YAML file (default: traffic_analysis)",
     )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--demand", type=float, default=300.0, help="root demand in frames/s (default: 300)")
-    g.add_argument("--sweep", metavar="LO:HI:STEP", help="solve for every demand in a range, one row each")
+    g.add_argument(
+        "--demand", type=float, default=300.0, help="root demand in frames/s (default: 300)"
+    )
+    g.add_argument(
+        "--sweep", metavar="LO:HI:STEP", help="solve for every demand in a range, one row each"
+    )
     c = p.add_mutually_exclusive_group()
-    c.add_argument("--workers", type=int, default=20, help="workers of the pipeline's accelerator type (default: 20)")
-    c.add_argument("--cluster", metavar="TYPE=N,...", help="heterogeneous cluster, e.g. pascal=4,ampere=4")
-    p.add_argument("--solver", choices=("cbc", "highs"), default="cbc", help="MILP solver (default: cbc)")
-    p.add_argument("--time-limit", type=float, default=10.0, help="solver time limit in seconds (default: 10)")
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=20,
+        help="workers of the pipeline's accelerator type (default: 20)",
+    )
+    c.add_argument(
+        "--cluster", metavar="TYPE=N,...", help="heterogeneous cluster, e.g. pascal=4,ampere=4"
+    )
+    p.add_argument(
+        "--solver", choices=("cbc", "highs"), default="cbc", help="MILP solver (default: cbc)"
+    )
+    p.add_argument(
+        "--time-limit", type=float, default=10.0, help="solver time limit in seconds (default: 10)"
+    )
     p.add_argument(
         "--accuracy-model",
         choices=("multiplicative", "e2e"),
@@ -74,7 +89,10 @@ def parse_cluster(text: str) -> dict[str, int]:
         name, sep, n = part.partition("=")
         if not sep or not name.strip() or not n.strip().isdigit():
             raise ConfigError(
-                "--cluster", part or text, "expected TYPE=N", "write e.g. --cluster pascal=4,ampere=4"
+                "--cluster",
+                part or text,
+                "expected TYPE=N",
+                "write e.g. --cluster pascal=4,ampere=4",
             )
         out[name.strip()] = int(n)
     return out
@@ -84,9 +102,13 @@ def _parse_sweep(text: str) -> list[float]:
     try:
         lo, hi, step = (float(x) for x in text.split(":"))
     except ValueError:
-        raise ConfigError("--sweep", text, "expected LO:HI:STEP", "write e.g. --sweep 50:1000:50") from None
+        raise ConfigError(
+            "--sweep", text, "expected LO:HI:STEP", "write e.g. --sweep 50:1000:50"
+        ) from None
     if step <= 0 or hi < lo or lo < 0:
-        raise ConfigError("--sweep", text, "need 0 <= LO <= HI and STEP > 0", "write e.g. --sweep 50:1000:50")
+        raise ConfigError(
+            "--sweep", text, "need 0 <= LO <= HI and STEP > 0", "write e.g. --sweep 50:1000:50"
+        )
     n = int(math.floor((hi - lo) / step + 1e-9)) + 1
     return [lo + k * step for k in range(n)]
 
@@ -110,14 +132,22 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         if args.workers < 1:
-            raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass --workers 20")
+            raise ConfigError(
+                "--workers", str(args.workers), "must be at least 1", "pass --workers 20"
+            )
         cluster = Cluster.homogeneous(pipeline, args.workers)
     if args.demand is not None and (args.demand < 0 or not math.isfinite(args.demand)):
-        raise ConfigError("--demand", str(args.demand), "must be a finite number >= 0", "pass e.g. --demand 300")
+        raise ConfigError(
+            "--demand", str(args.demand), "must be a finite number >= 0", "pass e.g. --demand 300"
+        )
     if args.time_limit <= 0:
-        raise ConfigError("--time-limit", str(args.time_limit), "must be positive", "pass e.g. --time-limit 10")
+        raise ConfigError(
+            "--time-limit", str(args.time_limit), "must be positive", "pass e.g. --time-limit 10"
+        )
     if not 0 < args.latency_budget <= 1:
-        raise ConfigError("--latency-budget", str(args.latency_budget), "must be in (0, 1]", "pass 0.5")
+        raise ConfigError(
+            "--latency-budget", str(args.latency_budget), "must be in (0, 1]", "pass 0.5"
+        )
     options = AllocatorOptions(
         solver=args.solver,
         time_limit_s=args.time_limit,
@@ -169,8 +199,19 @@ def _print_sweep(name: str, cluster, plans) -> None:
     from rich.table import Table
 
     table = Table(title=f"{name} on {dict(cluster.workers)}: demand sweep")
-    for col in ("demand", "phase", "status", "workers", "accuracy", "served", "solve ms", "replicas"):
-        table.add_column(col, justify="right" if col not in ("phase", "status", "replicas") else "left")
+    for col in (
+        "demand",
+        "phase",
+        "status",
+        "workers",
+        "accuracy",
+        "served",
+        "solve ms",
+        "replicas",
+    ):
+        table.add_column(
+            col, justify="right" if col not in ("phase", "status", "replicas") else "left"
+        )
     for p in plans:
         style = {"hardware": "green", "accuracy": "yellow", "partial": "red"}.get(p.phase, "")
         table.add_row(
@@ -191,7 +232,9 @@ def print_plan(plan) -> None:
     from rich.table import Table
 
     console = make_console()
-    style = {"hardware": "green", "accuracy": "yellow", "partial": "red", "fallback": "red"}[plan.phase]
+    style = {"hardware": "green", "accuracy": "yellow", "partial": "red", "fallback": "red"}[
+        plan.phase
+    ]
     console.print(
         f"[bold]{plan.pipeline}[/] at [bold]{plan.demand:g}[/] frames/s on {dict(plan.workers)}: "
         f"phase [{style}]{plan.phase}[/], status [bold]{plan.status}[/] ({plan.solver}, "
@@ -205,13 +248,32 @@ def print_plan(plan) -> None:
     if plan.message:
         console.print(f"[dim]{plan.message}[/]")
     groups = Table(title="worker groups")
-    for col in ("task", "variant", "accel", "batch", "replicas", "accuracy", "batch ms", "capacity/s", "load/s", "util"):
+    for col in (
+        "task",
+        "variant",
+        "accel",
+        "batch",
+        "replicas",
+        "accuracy",
+        "batch ms",
+        "capacity/s",
+        "load/s",
+        "util",
+    ):
         groups.add_column(col, justify="left" if col in ("task", "variant", "accel") else "right")
     for g in plan.groups:
         util = g.load / g.capacity if g.capacity > 0 else 0.0
         groups.add_row(
-            g.task, g.variant, g.accelerator, str(g.batch_size), str(g.replicas), f"{g.accuracy:.1f}",
-            f"{g.latency_ms:.1f}", f"{g.capacity:.0f}", f"{g.load:.0f}", f"{util:.0%}",
+            g.task,
+            g.variant,
+            g.accelerator,
+            str(g.batch_size),
+            str(g.replicas),
+            f"{g.accuracy:.1f}",
+            f"{g.latency_ms:.1f}",
+            f"{g.capacity:.0f}",
+            f"{g.load:.0f}",
+            f"{util:.0%}",
         )
     console.print(groups)
     shares = Table(title="routing shares per task")
@@ -222,13 +284,17 @@ def print_plan(plan) -> None:
     cap = plan.capacity()
     for task, per in plan.task_shares().items():
         for k, (v, s) in enumerate(sorted(per.items(), key=lambda kv: -kv[1])):
-            shares.add_row(task if k == 0 else "", v, f"{s:.1%}", f"{cap[task]:.0f}" if k == 0 else "")
+            shares.add_row(
+                task if k == 0 else "", v, f"{s:.1%}", f"{cap[task]:.0f}" if k == 0 else ""
+            )
     console.print(shares)
     paths = Table(title="paths (solver's routing shares of frames)")
     for col in ("path", "share", "accuracy", "batch ms"):
         paths.add_column(col, justify="left" if col == "path" else "right")
     for p in plan.paths[:12]:
-        paths.add_row(" -> ".join(p.variants), f"{p.share:.1%}", f"{p.accuracy:.2f}", f"{p.latency_ms:.1f}")
+        paths.add_row(
+            " -> ".join(p.variants), f"{p.share:.1%}", f"{p.accuracy:.2f}", f"{p.latency_ms:.1f}"
+        )
     if len(plan.paths) > 12:
         paths.add_row(f"... {len(plan.paths) - 12} more", "", "", "")
     console.print(paths)

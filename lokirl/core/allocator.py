@@ -71,6 +71,7 @@ class AllocatorOptions:
         gap_rel: Relative MIP gap at which the solver stops (1e-3 of an objective
             near 100 is 0.1 accuracy points).
         threads: Solver threads (1 keeps runs repeatable).
+
     """
 
     solver: SolverName = "cbc"
@@ -142,9 +143,11 @@ class _Structure:
             if best_only:
                 # The most accurate variant that can be served within the budget at all.
                 servable = [
-                    v for v in variants
+                    v
+                    for v in variants
                     if any(
-                        cluster.workers.get(a, 0) > 0 and v.latency(a, v.batch_sizes(a)[0]) <= budget
+                        cluster.workers.get(a, 0) > 0
+                        and v.latency(a, v.batch_sizes(a)[0]) <= budget
                         for a in v.accelerators
                     )
                 ]
@@ -216,7 +219,9 @@ class _Structure:
             m = mult * last.variant.branching.get(child, 1.0)
             kids = []
             for ci in self.by_task.get(child, []):
-                k = self._grow(configs + (ci,), latency + self.configs[ci].latency_ms, m, budget, need, options)
+                k = self._grow(
+                    configs + (ci,), latency + self.configs[ci].latency_ms, m, budget, need, options
+                )
                 if k is not None:
                     kids.append(k)
             if not kids:
@@ -345,6 +350,8 @@ def _build_and_solve(
     for i in x:
         load = pulp.lpSum(chains[q].mult * demand * f[q] for q in st.chains_at[i])
         prob += load <= configs[i].throughput * x[i], f"cap_{i}"
+        # No flow through a config without replicas, even when the demand is ~0.
+        prob += pulp.lpSum(f[q] for q in st.chains_at[i]) <= x[i], f"link_{i}"
     for accel, n in cluster.workers.items():
         on = [x[i] for i in x if configs[i].accelerator == accel]
         if on:
@@ -422,12 +429,16 @@ def _seed(
     for var in x.values():
         if var.varValue is None:
             var.setInitialValue(0)
-    chain_index = {tuple(st.configs[i].key for i in ch.configs): q for q, ch in enumerate(st.chains)}
+    chain_index = {
+        tuple(st.configs[i].key for i in ch.configs): q for q, ch in enumerate(st.chains)
+    }
     for p in current.paths:
         for depth in range(1, len(p.groups) + 1):
             q = chain_index.get(tuple(p.groups[:depth]))
             if q is not None:
-                f[q].setInitialValue((f[q].varValue or 0.0) + (p.share if depth == len(p.groups) else 0.0))
+                f[q].setInitialValue(
+                    (f[q].varValue or 0.0) + (p.share if depth == len(p.groups) else 0.0)
+                )
     return seeded
 
 
@@ -531,6 +542,7 @@ def solve(
     Raises:
         ValueError: ``demand`` is negative or not finite, or the cluster has no
             workers of any accelerator type the pipeline is profiled on.
+
     """
     options = options or AllocatorOptions()
     if not math.isfinite(demand) or demand < 0:
@@ -563,8 +575,15 @@ def solve(
         out = _build_and_solve(st1, cluster, demand, options, "hardware", remaining(), current)
         if out.status is not None:
             return _plan_from(
-                st1, out, pipeline, cluster, demand, "hardware", solver_name,
-                time.perf_counter() - start, "demand fits on the most accurate variants",
+                st1,
+                out,
+                pipeline,
+                cluster,
+                demand,
+                "hardware",
+                solver_name,
+                time.perf_counter() - start,
+                "demand fits on the most accurate variants",
             )
     allowed = _neighbourhood(pipeline, current, options.warm_neighbourhood) if warm else None
     st = _Structure(pipeline, cluster, options, best_only=False, allowed=allowed)
@@ -574,7 +593,12 @@ def solve(
     restricted = allowed is not None
     if not st.feasible():
         return _failed(
-            pipeline, cluster, demand, current, solver_name, start,
+            pipeline,
+            cluster,
+            demand,
+            current,
+            solver_name,
+            start,
             "no combination of variants and batch sizes fits the latency budget "
             f"({options.latency_budget:g} x SLO {pipeline.slo_ms:g} ms)",
         )
@@ -588,7 +612,13 @@ def solve(
             if restricted:
                 out.status = "feasible"
             return _plan_from(
-                st, out, pipeline, cluster, demand, "accuracy", solver_name,
+                st,
+                out,
+                pipeline,
+                cluster,
+                demand,
+                "accuracy",
+                solver_name,
                 time.perf_counter() - start,
                 "demand exceeds the most accurate variants' capacity; cheaper variants mixed in",
             )
@@ -609,11 +639,23 @@ def solve(
                 phase = "partial"
                 msg = f"the cluster carries at most {out.s:.1%} of the demand; the rest is dropped"
             return _plan_from(
-                st, out, pipeline, cluster, demand, phase, solver_name,
-                time.perf_counter() - start, msg,
+                st,
+                out,
+                pipeline,
+                cluster,
+                demand,
+                phase,
+                solver_name,
+                time.perf_counter() - start,
+                msg,
             )
     return _failed(
-        pipeline, cluster, demand, current, solver_name, start,
+        pipeline,
+        cluster,
+        demand,
+        current,
+        solver_name,
+        start,
         f"no solution within the {options.time_limit_s:g} s time limit",
     )
 
@@ -707,7 +749,9 @@ def greedy_plan(
         (a for a in pipeline.accelerators if cluster.workers.get(a, 0) > 0),
         key=lambda a: cluster.workers[a],
     )
-    budget = latency_budget * pipeline.slo_ms / max(1, len(max(pipeline.root_to_leaf_tasks(), key=len)))
+    budget = (
+        latency_budget * pipeline.slo_ms / max(1, len(max(pipeline.root_to_leaf_tasks(), key=len)))
+    )
     choice: dict[str, tuple[Variant, int]] = {}
     for task in pipeline.tasks:
         best = None
@@ -726,7 +770,9 @@ def greedy_plan(
             mult[task.name] = 1.0
         else:
             mult[task.name] = mult[parent] * choice[parent][0].branching.get(task.name, 1.0)
-    need = {t: mult[t] * max(demand, 1.0) / choice[t][0].throughput(accel, choice[t][1]) for t in mult}
+    need = {
+        t: mult[t] * max(demand, 1.0) / choice[t][0].throughput(accel, choice[t][1]) for t in mult
+    }
     total_need = sum(need.values())
     n = cluster.workers[accel]
     reps = {t: max(1, int(n * need[t] / total_need)) for t in need}
@@ -738,9 +784,14 @@ def greedy_plan(
         v, b = choice[task.name]
         groups.append(
             WorkerGroup(
-                task=task.name, variant=v.name, accelerator=accel, batch_size=b,
-                replicas=reps[task.name], latency_ms=v.latency(accel, b),
-                throughput=v.throughput(accel, b), accuracy=v.accuracy,
+                task=task.name,
+                variant=v.name,
+                accelerator=accel,
+                batch_size=b,
+                replicas=reps[task.name],
+                latency_ms=v.latency(accel, b),
+                throughput=v.throughput(accel, b),
+                accuracy=v.accuracy,
                 load=mult[task.name] * demand,
             )
         )

@@ -37,6 +37,7 @@ class ControlContext:
         queue_lengths: Requests waiting per task.
         active_workers: Workers holding a variant and taking traffic.
         forecast: The forecaster's output, when the host runs one.
+
     """
 
     now_s: float
@@ -66,6 +67,7 @@ class Decision:
         warm_start: Seed the solver with the running plan.
         churn_weight: Override of the allocator's churn weight (``None``: its default).
         reason: Why, for logs.
+
     """
 
     resolve: bool
@@ -104,6 +106,7 @@ def ewma_demand(history: Sequence[float], com: float = 1.6, window: int = 20) ->
 
     Returns:
         The estimate (0 for an empty history).
+
     """
     if com < 0:
         raise ValueError("com must be >= 0")
@@ -132,6 +135,7 @@ class PeriodicMILPController:
         warm_start: Ask for warm-started solves.
         churn_weight: Allocator churn weight override (``None``: allocator default, 0 in Loki).
         name: Display name.
+
     """
 
     period_s: float = 1.0

@@ -22,6 +22,7 @@ class Forecast:
         mean: Forecast mean request rate (req/s) over the next ``h`` seconds, per horizon.
         upper: Forecast upper quantile (e.g. p90) of the rate over the next ``h`` seconds.
         quantile: Which quantile ``upper`` is (0.9 means p90).
+
     """
 
     horizons_s: tuple[int, ...]

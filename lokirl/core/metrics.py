@@ -27,6 +27,7 @@ class Tally:
         dropped: Dropped, by reason (``over_capacity``, ``deadline``, ``no_worker``...).
         in_flight: Neither finished nor dropped yet.
         accuracy_sum: Sum of path accuracy over on-time requests.
+
     """
 
     arrived: int = 0

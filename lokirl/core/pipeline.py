@@ -35,6 +35,7 @@ class Variant:
             batch size: ``latency_ms[accelerator][batch_size]``.
         load_time_s: Seconds a worker is down while it loads this variant.
         branching: Mean sub-requests emitted per request to each child task.
+
     """
 
     name: str
@@ -81,6 +82,7 @@ class Task:
         name: Task name (``object_detection``).
         variants: The task's variants, most accurate first.
         children: Names of the child tasks that receive this task's sub-requests.
+
     """
 
     name: str
@@ -117,6 +119,7 @@ class Pipeline:
             path, keyed by the tuple of variant names along the path; paths absent
             from the table use the multiplicative model.
         description: Free text shown by the tools.
+
     """
 
     name: str
@@ -202,6 +205,7 @@ class Pipeline:
             model: ``"multiplicative"`` (product of normalised accuracies) or
                 ``"e2e"`` (the measured end-to-end table where it has the path,
                 the product elsewhere).
+
         """
         if model == "e2e" and variants in self.e2e_accuracy:
             return float(self.e2e_accuracy[variants])
@@ -225,6 +229,7 @@ class Cluster:
 
     Attributes:
         workers: Number of workers per accelerator type, e.g. ``{"gpu": 20}``.
+
     """
 
     workers: Mapping[str, int]

@@ -51,6 +51,7 @@ def load_pipeline(spec: str | Path) -> Pipeline:
 
     Raises:
         ConfigError: the pipeline cannot be found or its file is invalid.
+
     """
     path = Path(spec)
     if path.is_file():
@@ -75,7 +76,9 @@ def pipeline_from_file(path: str | Path) -> Pipeline:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise ConfigError(str(path), "-", f"cannot read the file ({exc.strerror})", "check the path") from None
+        raise ConfigError(
+            str(path), "-", f"cannot read the file ({exc.strerror})", "check the path"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "-"
@@ -114,6 +117,7 @@ def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: 
 
     Raises:
         ConfigError: naming ``source``, the offending field and the fix.
+
     """
     ck = _Checker(source)
     ck.mapping(data, "-", "the file must be a mapping with name, slo_ms and tasks")
@@ -207,7 +211,9 @@ def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: 
             ck.fail(f + ".path", "missing", "list the variant names from a root to a leaf")
         for m, vn in enumerate(path):
             if vn not in variant_names:
-                ck.fail(f"{f}.path[{m}]", f"unknown variant {vn!r}", "use a variant defined in tasks")
+                ck.fail(
+                    f"{f}.path[{m}]", f"unknown variant {vn!r}", "use a variant defined in tasks"
+                )
         e2e[tuple(path)] = ck.number(row.get("accuracy"), f + ".accuracy", 0.0, 100.0)
 
     pipeline = Pipeline(
@@ -237,10 +243,16 @@ def _variant(
     if not isinstance(vn, str) or not vn:
         ck.fail(f + ".name", "missing or empty", "give every variant a name")
     if vn in seen:
-        ck.fail(f + ".name", f"duplicate variant {vn!r}", "variant names must be unique in a pipeline")
+        ck.fail(
+            f + ".name", f"duplicate variant {vn!r}", "variant names must be unique in a pipeline"
+        )
     seen.add(vn)
     if "accuracy" not in rv:
-        ck.fail(f + ".accuracy", "missing", "add the normalised accuracy (best variant of the task = 100)")
+        ck.fail(
+            f + ".accuracy",
+            "missing",
+            "add the normalised accuracy (best variant of the task = 100)",
+        )
     acc = ck.number(rv["accuracy"], f + ".accuracy", 1e-9, 100.0)
     load = ck.number(rv.get("load_time_s", 1.0), f + ".load_time_s", 0.0)
     lat_raw = rv.get("latency_ms")
@@ -263,10 +275,14 @@ def _variant(
             except (TypeError, ValueError):
                 bi = -1
             if bi < 1 or str(b).strip() != str(bi):
-                ck.fail(f"{fa}.{b}", f"batch size {b!r} is not a positive integer", "use 1, 2, 4, ...")
+                ck.fail(
+                    f"{fa}.{b}", f"batch size {b!r} is not a positive integer", "use 1, 2, 4, ..."
+                )
             row[bi] = ck.number(ms, f"{fa}.{b}", 0.0)
         if 1 not in row:
-            ck.fail(fa, "missing batch size 1", "profile batch size 1 (a lone request must be servable)")
+            ck.fail(
+                fa, "missing batch size 1", "profile batch size 1 (a lone request must be servable)"
+            )
         latency[str(accel)] = row
     br_raw = rv.get("branching", {}) or {}
     ck.mapping(br_raw, f + ".branching", "map child task to mean sub-requests per request")

@@ -35,6 +35,7 @@ class WorkerGroup:
         throughput: Requests per second one replica serves with full batches.
         accuracy: The variant's normalised accuracy.
         load: Requests per second the solver routed to the group at the plan's demand.
+
     """
 
     task: str
@@ -67,6 +68,7 @@ class PathShare:
         share: Fraction of frames (0-1).
         accuracy: Path accuracy (0-100).
         latency_ms: Sum of the groups' batch latencies.
+
     """
 
     groups: tuple[tuple[str, str, int], ...]
@@ -99,6 +101,7 @@ class Plan:
         objective: Objective value of the last phase solved.
         message: Human-readable note (why partial, why failed).
         workers: Workers per accelerator type available when solving.
+
     """
 
     pipeline: str

@@ -23,6 +23,7 @@ class Registry(Generic[T]):
 
     Args:
         kind: What the registry holds, used in error messages (``"controller"``).
+
     """
 
     def __init__(self, kind: str) -> None:
@@ -39,7 +40,9 @@ class Registry(Generic[T]):
         """Register a factory for specs ``prefix:ARGUMENT``."""
         self._prefixes[prefix] = factory
 
-    def register_pattern(self, pattern: str, factory: Callable[[re.Match[str]], T], help: str = "") -> None:
+    def register_pattern(
+        self, pattern: str, factory: Callable[[re.Match[str]], T], help: str = ""
+    ) -> None:
         """Register a factory for specs matching the regular expression ``pattern``."""
         self._patterns.append((re.compile(pattern), factory, help))
 
@@ -59,6 +62,7 @@ class Registry(Generic[T]):
 
         Raises:
             ConfigError: ``spec`` names nothing known and cannot be imported.
+
         """
         spec = spec.strip()
         if spec in self._names:
@@ -76,7 +80,10 @@ class Registry(Generic[T]):
                 obj = getattr(module, arg)
             except (ImportError, AttributeError) as exc:
                 raise ConfigError(
-                    spec, self.kind, f"cannot import {spec!r} ({exc})", "check the module:attribute path"
+                    spec,
+                    self.kind,
+                    f"cannot import {spec!r} ({exc})",
+                    "check the module:attribute path",
                 ) from None
             return obj(**kwargs) if callable(obj) else obj
         known = ", ".join(self.names() + [p.pattern for p, _, _ in self._patterns])

@@ -42,6 +42,7 @@ class RoutingTable:
             slowest branch below it (batch of one on each downstream variant).
         demand: Root demand the table was built for.
         drop_share: Share of root requests dropped at admission, per root task.
+
     """
 
     groups: tuple[WorkerGroup, ...]
@@ -59,6 +60,7 @@ class RoutingTable:
             task: Task the request is for.
             parent: Group id that emitted it, ``None`` for a root request.
             u: A uniform random number in [0, 1).
+
         """
         key = (task, parent)
         cum = self.cumulative.get(key)
@@ -110,6 +112,7 @@ def build_routing_table(
         The routing table. Demand beyond the plan's capacity is dropped at the
         roots; overflow inside the pipeline is spread over the child groups in
         proportion to their capacity (early dropping then sheds it).
+
     """
     demand = plan.demand if demand is None else max(0.0, float(demand))
     groups = plan.groups
@@ -131,7 +134,10 @@ def build_routing_table(
         for c in task.children:
             ids = by_task.get(c, [])
             lat = min(
-                (pipeline.variant(groups[i].variant).latency(groups[i].accelerator, 1) for i in ids),
+                (
+                    pipeline.variant(groups[i].variant).latency(groups[i].accelerator, 1)
+                    for i in ids
+                ),
                 default=math.inf,
             )
             branch.append(lat + best_below.get(c, 0.0))
@@ -146,7 +152,9 @@ def build_routing_table(
     cumulative: dict[RouteKey, tuple[float, ...]] = {}
     drop_share: dict[str, float] = {}
 
-    def fill(key: RouteKey, ids: list[int], amount: float, before_ms: float, below: float) -> dict[int, float]:
+    def fill(
+        key: RouteKey, ids: list[int], amount: float, before_ms: float, below: float
+    ) -> dict[int, float]:
         """Assign ``amount`` req/s over ``ids`` MAF; returns {gid or DROP: amount}."""
         ordered = _maf_order(groups, ids)
         fits = [i for i in ordered if before_ms + groups[i].latency_ms + below <= budget + 1e-9]
@@ -224,7 +232,9 @@ def build_routing_table(
     )
 
 
-def should_drop_early(now_ms: float, deadline_ms: float, service_ms: float, downstream_ms: float) -> bool:
+def should_drop_early(
+    now_ms: float, deadline_ms: float, service_ms: float, downstream_ms: float
+) -> bool:
     """Early-drop rule: drop a request at the queue head if it cannot meet its deadline.
 
     Args:
@@ -235,6 +245,7 @@ def should_drop_early(now_ms: float, deadline_ms: float, service_ms: float, down
 
     Returns:
         True when even immediate service cannot finish before the deadline.
+
     """
     return now_ms + service_ms + downstream_ms > deadline_ms
 
@@ -249,6 +260,7 @@ class BranchingEstimator:
     Args:
         pipeline: Pipeline whose profile values serve as the prior.
         window: Number of recent observations averaged (Loki: 50).
+
     """
 
     def __init__(self, pipeline: Pipeline, window: int = 50) -> None:
