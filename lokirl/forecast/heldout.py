@@ -44,16 +44,16 @@ def heldout(
 
 
 def markdown_table(results: dict[str, Any], horizons_s: tuple[int, ...] = (5, 30)) -> str:
-    """Format held-out results as a markdown table (MAPE and peak under-forecast %)."""
+    """Format held-out results as a markdown table (MAPE, peak under-forecast, coverage %)."""
     head = ["trace", "forecaster"]
     for h in horizons_s:
-        head += [f"MAPE {h}s %", f"peak under {h}s %"]
+        head += [f"MAPE {h}s %", f"peak under {h}s %", f"coverage {h}s %"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for trace, per_f in results.items():
         for fname, per_h in per_f.items():
             cells = [trace, fname]
             for h in horizons_s:
                 m = per_h[h] if h in per_h else per_h[str(h)]
-                cells += [f"{m['mape']:.1f}", f"{m['peak_under']:.0f}"]
+                cells += [f"{m['mape']:.1f}", f"{m['peak_under']:.0f}", f"{m['coverage']:.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

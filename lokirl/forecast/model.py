@@ -73,8 +73,8 @@ class ModelConfig:
     ref: str = "ewma"
     ref_com: float = 1.6
     multiscale: bool = True
-    calib_step: float = 0.02
-    blend_rate: float = 0.02
+    calib_step: float = 0.05
+    blend_rate: float = 0.0
 
     @property
     def n_inputs(self) -> int:
@@ -123,7 +123,7 @@ def _slope_weights(span: int) -> np.ndarray:
 
 
 def reference(windows: np.ndarray, cfg: ModelConfig) -> np.ndarray:
-    """Reference level (``log1p`` space) of raw rate windows ``(N, window)``."""
+    """Return the reference level (``log1p`` space) of raw rate windows ``(N, window)``."""
     if cfg.ref == "ewma":
         return np.log1p(windows @ _ewma_weights(windows.shape[1], cfg.ref_com))
     if cfg.ref == "mean":

@@ -103,6 +103,8 @@ class TrainConfig:
         lr: Adam learning rate (cosine-decayed to 5% of it).
         weight_decay: Adam weight decay.
         huber_delta: Huber loss threshold in log space.
+        mean_loss: Loss of the mean head: ``huber`` (on the log error) or ``mape``
+            (``|exp(log error) - 1|``, the relative error the evaluation scores).
         threads: Torch CPU threads.
 
     """
@@ -124,6 +126,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     huber_delta: float = 0.3
+    mean_loss: str = "mape"
     threads: int = 1
 
 
@@ -217,16 +220,27 @@ def build_dataset(cfg: TrainConfig, rng: np.random.Generator) -> dict[str, np.nd
 
 
 def _losses(
-    out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, q: float, delta: float
+    out: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    q: float,
+    delta: float,
+    mean_loss: str = "huber",
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean-head loss and upper-head pinball loss, both on ``log1p`` targets.
+
+    The pinball loss at ``q`` is applied to the upper head with error
+    ``target - upper``: under-forecasts cost ``q`` per unit, over-forecasts ``1 - q``.
+    """
     n_h = y.shape[1]
-    mean_err = out[:, :n_h] - y
+    if mean_loss == "mape":
+        point = torch.abs(torch.expm1((out[:, :n_h] - y).clamp(max=3.0)))
+    else:
+        point = torch.nn.functional.huber_loss(out[:, :n_h], y, reduction="none", delta=delta)
     up_err = y - out[:, n_h:]
-    huber = torch.nn.functional.huber_loss(out[:, :n_h], y, reduction="none", delta=delta)
     pinball = torch.maximum(q * up_err, (q - 1) * up_err)
     denom = mask.sum().clamp(min=1)
-    del mean_err
-    return (huber * mask).sum() / denom, (pinball * mask).sum() / denom
+    return (point * mask).sum() / denom, (pinball * mask).sum() / denom
 
 
 @dataclass
@@ -251,7 +265,7 @@ def train(
     Args:
         cfg: Training configuration.
         on_epoch: Called after each epoch with ``(epoch, metrics)``; metric keys
-            are namespaced (``train/loss``, ``val/mean_huber``...).
+            are namespaced (``train/loss``, ``val/mean_loss``...).
         on_step: Called after each batch with ``(step, total_steps)``.
         dataset: Precomputed :func:`build_dataset` output (tests, sweeps).
 
@@ -295,7 +309,9 @@ def train(
         sums = np.zeros(2)
         for b in range(steps_per_epoch):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            hub, pin = _losses(net(xt[idx]), yt[idx], mt[idx], m.quantile, cfg.huber_delta)
+            hub, pin = _losses(
+                net(xt[idx]), yt[idx], mt[idx], m.quantile, cfg.huber_delta, cfg.mean_loss
+            )
             loss = hub + pin
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -306,7 +322,7 @@ def train(
             if on_step is not None:
                 on_step(step, total)
         metrics = {
-            "train/mean_huber": float(sums[0] / steps_per_epoch),
+            "train/mean_loss": float(sums[0] / steps_per_epoch),
             "train/upper_pinball": float(sums[1] / steps_per_epoch),
             "train/loss": float(sums.sum() / steps_per_epoch),
             "train/lr": sched.get_last_lr()[0],
@@ -314,9 +330,9 @@ def train(
         if len(xv):
             net.eval()
             with torch.inference_mode():
-                hub, pin = _losses(net(xv), yv, mv, m.quantile, cfg.huber_delta)
-            metrics |= {"val/mean_huber": float(hub), "val/upper_pinball": float(pin)}
-            metrics["val/loss"] = metrics["val/mean_huber"] + metrics["val/upper_pinball"]
+                hub, pin = _losses(net(xv), yv, mv, m.quantile, cfg.huber_delta, cfg.mean_loss)
+            metrics |= {"val/mean_loss": float(hub), "val/upper_pinball": float(pin)}
+            metrics["val/loss"] = metrics["val/mean_loss"] + metrics["val/upper_pinball"]
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)

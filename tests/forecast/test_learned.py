@@ -50,7 +50,7 @@ def test_time_split_keeps_validation_after_training():
 def test_smoke_training_reaches_small_loss(tiny):
     first, last = tiny.history[0], tiny.history[-1]
     assert last["train/loss"] < first["train/loss"]
-    assert last["val/mean_huber"] < 0.05
+    assert last["val/mean_loss"] < 0.2
     assert tiny.seconds < 60
 
 
@@ -130,3 +130,80 @@ def test_evaluate_reports_every_forecaster():
     assert m["trend"][5]["mape"] < 1e-6 < m["last"][5]["mape"]
     assert m["last"][5]["peak_under_mean"] == 100  # last value always lags a rising ramp
     assert 0 <= m["last"][5]["peak_under"] <= 100
+
+
+def _zero_model(cfg=None, **over):
+    """An artifact whose network outputs zero everywhere (mean = upper = EWMA)."""
+    import dataclasses
+
+    from lokirl.forecast.model import Artifact, Norm, build_net
+
+    cfg = dataclasses.replace(cfg or ModelConfig(), **over)
+    net = build_net(cfg)
+    for p in net.parameters():
+        torch.nn.init.zeros_(p)
+    return Artifact(cfg, Norm(), {k: v.clone() for k, v in net.state_dict().items()})
+
+
+def test_residual_formulation_is_ewma_when_the_model_outputs_zero():
+    f = LearnedForecaster(_zero_model(calib_step=0.0))
+    e = make_forecaster("ewma")
+    rates = np.random.default_rng(3).poisson(300, 200).astype(float)
+    sf, se = f.init_state(), e.init_state()
+    for t, r in enumerate(rates):
+        sf, se = f.update(sf, r), e.update(se, r)
+        if t >= 63:  # a full window: the EWMA weights left out are below 1e-13
+            np.testing.assert_allclose(
+                f.predict(sf, (1, 5, 30)).mean, e.predict(se, (1, 5, 30)).mean, rtol=1e-9
+            )
+
+
+@pytest.mark.parametrize("blend", [0.0, 0.05])
+def test_online_calibration_tends_to_the_target_coverage(blend):
+    # zero model: the raw upper bound is the EWMA itself, far below p90 of noisy traffic
+    f = LearnedForecaster(_zero_model(calib_step=0.05, blend_rate=blend))
+    rng = np.random.default_rng(0)
+    rates = rng.poisson(400 * rng.lognormal(0, 0.2, 3000)).astype(float)
+    mean, upper = evaluate_rollout(f, rates)
+    from lokirl.forecast.evaluate import future_means
+
+    actual = future_means(rates, (1, 5, 30))
+    for j in range(3):
+        a, u = actual[500:, j], upper[500:, j]
+        ok = np.isfinite(a)
+        assert abs(np.mean(a[ok] <= u[ok]) - 0.9) < 0.03
+    s = f.init_state()
+    for r in rates:
+        s = f.update(s, r)
+    assert np.all(np.abs(f.coverage(s) - 0.9) < 0.03)
+    assert np.all(s.margin > 0)  # it had to widen the bound
+
+
+def test_calibration_off_keeps_raw_upper_head():
+    f = LearnedForecaster(_zero_model(calib_step=0.0))
+    rates = np.random.default_rng(1).poisson(400, 300).astype(float)
+    mean, upper = evaluate_rollout(f, rates)
+    np.testing.assert_allclose(mean, upper)
+
+
+def evaluate_rollout(f, rates):
+    from lokirl.forecast.evaluate import rollout
+
+    return rollout(f, rates, (1, 5, 30))
+
+
+def test_legacy_v1_artifact_still_loads(tmp_path):
+    import dataclasses
+
+    art = _zero_model(ref="mean", multiscale=False)
+    path = save_artifact(art, tmp_path / "v1.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["version"] = 1
+    for k in ("ref", "ref_com", "multiscale", "calib_step", "blend_rate"):
+        blob["config"].pop(k)
+    torch.save(blob, path)
+    loaded = load_artifact(path)
+    assert loaded.config == dataclasses.replace(art.config, calib_step=0.0, blend_rate=0.0)
+    f = LearnedForecaster(loaded)
+    s = f.update(f.init_state(), 100.0)
+    assert f.predict(s, (1,)).mean[0] == pytest.approx(100.0)
