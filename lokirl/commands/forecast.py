@@ -275,7 +275,14 @@ def _eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"{series.name}: {len(series)} s, mean {series.rates.mean():.0f} req/s")
-    for col in ("horizon", "forecaster", "MAPE %", "peak under %", "pinball % of mean"):
+    for col in (
+        "horizon",
+        "forecaster",
+        "MAPE %",
+        "peak under %",
+        "coverage %",
+        "pinball % of mean",
+    ):
         table.add_column(col, justify="left" if col == "forecaster" else "right")
     for h in horizons:
         for i, (f, per) in enumerate(metrics.items()):
@@ -285,6 +292,7 @@ def _eval(args: argparse.Namespace) -> int:
                 f,
                 f"{m['mape']:.1f}",
                 f"{m['peak_under']:.0f}",
+                f"{m['coverage']:.0f}",
                 f"{m['pinball']:.1f}",
                 end_section=i == len(metrics) - 1,
             )
