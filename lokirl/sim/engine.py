@@ -463,7 +463,7 @@ class Simulation:
                     admit(u)
         else:
             arr = tr.arrivals_s
-            arr = arr[arr < end]
+            arr = arr[arr <= end]
             chunk = 4096
             for i in range(0, len(arr), chunk):
                 times = arr[i : i + chunk]

@@ -1,0 +1,290 @@
+"""``lokirl simulate``: run controllers on a trace in the simulator and compare them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from lokirl.errors import ConfigError, TraceError
+
+DEFAULT_TRACE = "diurnal_600s"
+DEFAULT_CONTROLLERS = ("loki", "inferline", "proteus", "static")
+#: Without --trace: the 600 s diurnal day played 10x faster at its own rates (50..425 QPS).
+DEFAULT_SPEEDUP = 10.0
+DEFAULT_RESCALE = "50:425"
+
+EPILOG = """\
+examples:
+  lokirl simulate                      # diurnal day 50..425 QPS in 60 s, 4 controllers
+  lokirl simulate --trace step_600s --speedup 5 --controller loki --controller inferline
+  lokirl simulate --trace twitter_zipf_flat_bursty --rescale 50:400 --duration 120 --json
+  lokirl simulate --trace my_arrivals.txt --controller loki-5s --workers 16
+
+metrics: violations = (dropped + late) / arrived, per frame (a frame is on time only if all
+its sub-requests are) and per sub-request; accuracy = mean path accuracy of on-time leaf
+sub-requests; workers = mean active workers; solver = simulated solver seconds charged.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``simulate`` subcommand."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate controllers on a trace and compare SLO violations, accuracy, workers",
+        description=(
+            "Play a trace through the discrete-event model of the cluster once per controller "
+            "(same seed, same arrivals) and print a comparison table; write plots, the resolved "
+            "config and the totals into a run folder and log an MLflow run."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--pipeline", default="traffic_analysis", help="pipeline name or YAML file")
+    p.add_argument(
+        "--trace",
+        help=f"bundled trace name or trace file (default: {DEFAULT_TRACE}, --speedup 10 "
+        "--rescale 50:425)",
+    )
+    p.add_argument(
+        "--format",
+        dest="trace_format",
+        default="auto",
+        choices=("auto", "arrivals", "rates", "timestamps"),
+        help="trace file format (default: auto-detect)",
+    )
+    p.add_argument("--column", help="timestamp column of a timestamp CSV")
+    p.add_argument(
+        "--controller",
+        action="append",
+        dest="controllers",
+        metavar="NAME",
+        help=f"controller (repeatable; default: {' '.join(DEFAULT_CONTROLLERS)})",
+    )
+    p.add_argument("--window", dest="time_window", metavar="A:B", help="keep seconds A..B")
+    p.add_argument("--speedup", type=float, help="compress time by this factor")
+    p.add_argument("--rescale", metavar="LO:HI", help="map the trace's min..max rate onto LO..HI")
+    p.add_argument("--workers", type=int, default=20, help="workers (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--epoch", type=float, default=1.0, help="decision period in s (default: 1)")
+    p.add_argument("--duration", type=float, help="simulate only the first N seconds of the trace")
+    p.add_argument(
+        "--solver-time",
+        default="model",
+        help="'model' (deterministic per-phase cost), 'measured', or seconds (default: model)",
+    )
+    p.add_argument("--json", action="store_true", help="print the totals as JSON")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.set_defaults(handler=run)
+
+
+def _range(text: str, option: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(option, text, "expected A:B", f"write e.g. {option} 0:300") from None
+    if not (math.isfinite(a) and math.isfinite(b)) or b <= a or a < 0:
+        raise ConfigError(option, text, "need 0 <= A < B", f"write e.g. {option} 0:300")
+    return a, b
+
+
+def load_trace_args(args: argparse.Namespace) -> Any:
+    """Resolve and transform the trace named by the options."""
+    import numpy as np
+
+    from lokirl.traces import RateSeries, rescale, resolve_trace, speedup, window
+
+    name = args.trace or DEFAULT_TRACE
+    speed = _speed(args)
+    if args.trace is None and args.rescale is None:
+        args.rescale = DEFAULT_RESCALE
+    trace = resolve_trace(name, fmt=args.trace_format, column=args.column)
+    if args.time_window:
+        a, b = _range(args.time_window, "--window")
+        trace = window(trace, a, b)
+    if speed != 1.0:
+        if not (speed > 0 and math.isfinite(speed)):
+            raise ConfigError("--speedup", str(speed), "must be > 0", "pass e.g. --speedup 2")
+        trace = speedup(trace, speed)
+    if args.rescale:
+        lo, hi = _range(args.rescale, "--rescale") if ":" in args.rescale else (-1.0, -1.0)
+        trace = rescale(trace, lo, hi, rng=np.random.default_rng(args.seed))
+    n = len(trace.rates) if isinstance(trace, RateSeries) else len(trace.arrivals_s)
+    total = trace.expected_requests if isinstance(trace, RateSeries) else n
+    if n == 0 or total <= 0:
+        raise TraceError(
+            f"{name}: the trace (after transforms) has no requests. Fix: widen --window"
+        )
+    return trace
+
+
+def _speed(args: argparse.Namespace) -> float:
+    if args.speedup is not None:
+        return float(args.speedup)
+    return DEFAULT_SPEEDUP if args.trace is None else 1.0
+
+
+def _solver_time(text: str) -> str | float:
+    if text in ("model", "measured"):
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not (v >= 0 and math.isfinite(v)):
+        raise ConfigError("--solver-time", text, "unknown value", "use model, measured or seconds")
+    return v
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``lokirl simulate``."""
+    import numpy as np
+
+    import lokirl.sim  # noqa: F401 - registers the baselines
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.sim import SimConfig, simulate
+
+    pipeline = load_pipeline(args.pipeline)
+    if args.workers < 1:
+        raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass --workers 20")
+    if not args.epoch > 0:
+        raise ConfigError("--epoch", str(args.epoch), "must be positive", "pass --epoch 1")
+    if args.duration is not None and not args.duration > 0:
+        raise ConfigError("--duration", str(args.duration), "must be > 0", "pass --duration 60")
+    names = args.controllers or list(DEFAULT_CONTROLLERS)
+    controllers = [make_controller(n) for n in names]
+    trace = load_trace_args(args)
+    cluster = Cluster.homogeneous(pipeline, args.workers)
+    config = SimConfig(
+        epoch_s=args.epoch, duration_s=args.duration, solver_time=_solver_time(args.solver_time)
+    )
+    results = []
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    trace_len = min(trace.duration_s, args.duration or math.inf)
+    with Progress(
+        TextColumn("{task.description:>12}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=args.json,
+    ) as bar:
+        for name, ctl in zip(names, controllers, strict=True):
+            task = bar.add_task(name, total=trace_len)
+            res = simulate(
+                pipeline,
+                cluster,
+                trace,
+                ctl,
+                config,
+                np.random.default_rng(args.seed),
+                progress=lambda t, task=task: bar.update(task, completed=t),
+            )
+            if getattr(res, "controller", "") != name:
+                res = _renamed(res, name)
+            results.append(res)
+    folder = _record(args, pipeline, trace, config, names, results)
+    if args.json:
+        print(json.dumps({r.controller: r.totals() for r in results}, indent=2))
+    else:
+        print_table(results, title=f"{pipeline.name} on {args.workers} workers, trace {trace.name}")
+        print(f"run folder: {folder}")
+    return 0
+
+
+def _renamed(res: Any, name: str) -> Any:
+    from dataclasses import replace
+
+    return replace(res, controller=name)
+
+
+def _record(args, pipeline, trace, config, names, results):
+    from lokirl.tracking import mlflow_run, run_dir, to_plain, write_config
+
+    folder = run_dir("simulate", f"{pipeline.name}-{trace.name}")
+    cfg = {
+        "pipeline": pipeline.name,
+        "trace": args.trace or DEFAULT_TRACE,
+        "window": args.time_window,
+        "speedup": _speed(args),
+        "rescale": args.rescale,
+        "workers": args.workers,
+        "seed": args.seed,
+        "controllers": names,
+        "sim": to_plain(config),
+    }
+    write_config(folder, cfg)
+    (folder / "totals.json").write_text(
+        json.dumps({r.controller: r.totals() for r in results}, indent=2) + "\n"
+    )
+    plots = []
+    if not args.no_plots:
+        from lokirl.sim.plots import plot_results
+
+        plots = plot_results(results, folder)
+    if not args.no_mlflow:
+        with mlflow_run(
+            "simulate",
+            folder.name,
+            tracking_uri=args.tracking_uri,
+            params=cfg,
+            tags={"kind": "simulate"},
+        ) as ml:
+            for r in results:
+                c = r.controller
+                ml.log_metrics(
+                    {
+                        f"{c}/frame_violation_ratio": r.frame_violation_ratio,
+                        f"{c}/sub_violation_ratio": r.sub_violation_ratio,
+                        f"{c}/accuracy": r.accuracy,
+                        f"{c}/mean_active_workers": r.mean_active_workers,
+                        f"{c}/solves": r.solves,
+                        f"{c}/reconfigurations": r.reconfigurations,
+                        f"{c}/solver_time_s": r.solver_time_s,
+                    }
+                )
+            ml.log_artifact(folder / "totals.json")
+            for p in plots:
+                ml.log_artifact(p)
+    return folder
+
+
+def print_table(results, title: str = "") -> None:
+    """Print the comparison table of ``results``."""
+    from rich.table import Table
+
+    from lokirl.commands.plan import make_console
+
+    table = Table(title=title)
+    cols = (
+        "controller",
+        "frames",
+        "viol/frame",
+        "viol/sub-req",
+        "accuracy",
+        "workers",
+        "solves",
+        "reconfig",
+        "solver s",
+    )
+    for c in cols:
+        table.add_column(c, justify="left" if c == "controller" else "right")
+    for r in results:
+        table.add_row(
+            r.controller,
+            str(r.frames.arrived),
+            f"{r.frame_violation_ratio:.2%}",
+            f"{r.sub_violation_ratio:.2%}",
+            f"{r.accuracy:.2f}",
+            f"{r.mean_active_workers:.1f}",
+            str(r.solves),
+            str(r.reconfigurations),
+            f"{r.solver_time_s:.1f}",
+        )
+    make_console().print(table)

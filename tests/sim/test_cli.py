@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from lokirl.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+
+
+def _quick(*extra):
+    return [
+        "simulate",
+        "--trace",
+        "step_600s",
+        "--window",
+        "150:154",
+        "--no-mlflow",
+        "--seed",
+        "1",
+        *extra,
+    ]
+
+
+def test_simulate_json_parses_and_covers_every_controller(capsys):
+    rc = main(_quick("--controller", "loki", "--controller", "static", "--json", "--no-plots"))
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"loki", "static"}
+    for totals in out.values():
+        f = totals["frames"]
+        assert (
+            f["arrived"] == f["on_time"] + f["late"] + sum(f["dropped"].values()) + f["in_flight"]
+        )
+        assert 0 <= totals["frame_violation_ratio"] <= 1
+
+
+def test_simulate_table_writes_run_folder_and_plot(capsys, tmp_path):
+    rc = main(_quick("--controller", "inferline"))
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "inferline" in out and "viol/frame" in out
+    (folder,) = (tmp_path / "runs").glob("simulate__*")
+    assert (folder / "config.yaml").is_file() and (folder / "comparison.png").stat().st_size > 0
+    assert "inferline" in json.loads((folder / "totals.json").read_text())
+
+
+def test_simulate_accepts_an_arrival_file(capsys, tmp_path):
+    path = tmp_path / "arr.txt"
+    path.write_text("\n".join(f"{t},0,250" for t in range(0, 2000, 10)) + "\n")
+    rc = main(["simulate", "--trace", str(path), "--controller", "static", "--json", "--no-mlflow"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["static"]["frames"]["arrived"] == 200
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--trace", "no/such/file.csv"], "neither a trace file nor a bundled trace"),
+        (["--trace", "step_600s", "--controller", "nope"], "unknown controller"),
+        (["--trace", "step_600s", "--window", "5:1"], "--window"),
+        (["--trace", "step_600s", "--workers", "0"], "--workers"),
+        (["--trace", "step_600s", "--solver-time", "soon"], "--solver-time"),
+    ],
+)
+def test_bad_input_is_one_line_error(capsys, argv, needle):
+    rc = main(["simulate", "--no-mlflow", *argv])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "Fix" in err and "\n" not in err
+
+
+def test_empty_trace_is_an_error(capsys, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("time_s,qps\n0,0\n1,0\n")
+    rc = main(["simulate", "--trace", str(path), "--no-mlflow"])
+    assert rc == 2
+    assert "no requests" in capsys.readouterr().err
