@@ -1,0 +1,130 @@
+"""End-to-end tests of the live runtime on a small local Ray (tiny CNNs, 16x16 inputs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from lokirl.core.controller import KEEP, ControlContext, Decision
+
+pytestmark = pytest.mark.ray
+
+
+class KeepController:
+    """Never re-solves on its own (the tests change plans by hand)."""
+
+    name = "keep"
+
+    def decide(self, context: ControlContext) -> Decision:
+        return KEEP
+
+
+def _frame(i: int = 0) -> np.ndarray:
+    return np.random.default_rng(i).integers(0, 255, (3, 16, 16)).astype(np.uint8)
+
+
+def _runtime(pipeline: str, workers: int = 2, **kw):
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    cfg = RuntimeConfig(pipeline=pipeline, workers=workers, initial_demand=5.0, epoch_s=0.5, **kw)
+    return Runtime(cfg, controller=KeepController())
+
+
+def _check_conserved(rt) -> None:
+    ft, st = rt.plane.frame_tally(), rt.plane.sub_tally()
+    assert ft.conserved and st.conserved
+    assert ft.in_flight == 0 and st.in_flight == 0
+    assert ft.arrived == ft.on_time + ft.late + ft.dropped_total
+    assert st.arrived == st.on_time + st.late + st.dropped_total
+
+
+async def _send(rt, n: int, gap_s: float = 0.01) -> list[dict]:
+    tasks = []
+    for i in range(n):
+        tasks.append(asyncio.create_task(rt.submit(_frame(i))))
+        await asyncio.sleep(gap_s)
+    return await asyncio.gather(*tasks)
+
+
+def test_two_stage_end_to_end(ray_local, tiny_pipeline):
+    async def main():
+        rt = _runtime(tiny_pipeline)
+        await rt.start()
+        try:
+            results = await _send(rt, 30)
+        finally:
+            await rt.stop()
+        return rt, results
+
+    rt, results = asyncio.run(main())
+    assert all(r["outcome"] == "on_time" for r in results), results
+    assert {"det-large"} <= {v for r in results for v in r["variants"]}
+    assert any("cls-large" in r["variants"] for r in results)
+    assert all(r["accuracy_source"] == "profile" for r in results)
+    _check_conserved(rt)
+    st = rt.plane.sub_tally()
+    assert st.arrived > 30  # sub-requests were spawned
+    assert rt.plane.accuracy == pytest.approx(100.0)
+    assert all(lt["load_s"] > 0 for lt in rt.load_times)
+
+
+def test_plan_change_swaps_variant_without_losing_requests(ray_local, tiny_pipeline):
+    async def main():
+        rt = _runtime(tiny_pipeline)
+        await rt.start()
+        try:
+            plan = rt.plane.plan
+            det = next(g for g in plan.groups if g.task == "detect")
+            small = rt.pipeline.variant("det-small")
+            new_det = replace(det, variant="det-small", accuracy=small.accuracy)
+            new_plan = replace(plan, groups=[new_det if g is det else g for g in plan.groups])
+            sender = asyncio.create_task(_send(rt, 40))
+            await asyncio.sleep(0.15)
+            swapped = await rt.install(new_plan)
+            results = await sender
+            more = await _send(rt, 10)
+        finally:
+            await rt.stop()
+        return rt, swapped, results + more
+
+    rt, swapped, results = asyncio.run(main())
+    assert len(swapped) == 1  # only the detector's worker changed variant
+    assert all(r["outcome"] == "on_time" for r in results), [
+        r for r in results if r["outcome"] != "on_time"
+    ]
+    assert any("det-small" in r["variants"] for r in results[-10:])
+    _check_conserved(rt)
+    assert rt.plane.frame_tally().dropped_total == 0
+
+
+def test_killed_worker_leads_to_replan(ray_local, tiny_pipeline):
+    async def main():
+        rt = _runtime(tiny_pipeline, workers=3)
+        await rt.start()
+        try:
+            await _send(rt, 10)
+            victim = next(w for w in rt.plane.workers if w.group is not None)
+            pid = await asyncio.wrap_future(victim.actor.pid.remote().future())
+            solves_before = rt.solves
+            os.kill(pid, signal.SIGKILL)
+            await _send(rt, 40, gap_s=0.02)
+            for _ in range(100):  # the re-plan installs within a few epochs
+                if rt.solves > solves_before and not rt.solving:
+                    break
+                await asyncio.sleep(0.1)
+            after = await _send(rt, 20)
+        finally:
+            await rt.stop()
+        return rt, victim, solves_before, after
+
+    rt, victim, solves_before, after = asyncio.run(main())
+    assert victim.status == "dead"
+    assert rt.solves > solves_before
+    assert rt.plane.plan.active_workers <= 2
+    assert all(r["outcome"] == "on_time" for r in after), after
+    _check_conserved(rt)
