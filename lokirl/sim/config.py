@@ -53,6 +53,10 @@ class SimConfig:
         branching_window: Observations per (variant, child) the branching estimate
             averages (Loki: 50).
         history_s: Seconds of per-second arrivals a controller context carries.
+        early_drop: Drop at the queue head requests that cannot meet their deadline
+            (Loki does); ``False`` serves them and counts them late.
+        demand_quantum: Round a decision's demand up to a multiple of this (frames/s)
+            before solving (0: off); with a plan cache, nearby demands share a solve.
         check_conservation: Raise if arrived != on time + late + dropped + in flight.
 
     """
@@ -66,6 +70,7 @@ class SimConfig:
     branching_window: int = 50
     history_s: int = 120
     early_drop: bool = True
+    demand_quantum: float = 0.0
     check_conservation: bool = True
 
     def __post_init__(self) -> None:

@@ -170,6 +170,10 @@ class Simulation:
         config: See :class:`SimConfig`.
         rng: The only source of randomness.
         name: Controller name recorded in the result.
+        plan_cache: A dict the caller owns (shared across runs if it likes) that
+            memoises solves by (planner, demand, options, running plan when the solve
+            depends on it); ``None``: no memo. Solves are deterministic up to their
+            time limit, so a memo changes only the wall time.
 
     """
 
@@ -181,7 +185,9 @@ class Simulation:
         config: SimConfig | None = None,
         rng: np.random.Generator | None = None,
         name: str = "",
+        plan_cache: dict | None = None,
     ) -> None:
+        self.plan_cache = plan_cache
         self.pipeline = pipeline
         self.cluster = cluster
         self.trace = trace
@@ -332,11 +338,30 @@ class Simulation:
             changes["churn_weight"] = decision.churn_weight
         opts = replace(opts, **changes)
         demand = max(0.0, float(decision.demand)) if math.isfinite(decision.demand) else 0.0
+        q = self.config.demand_quantum
+        if q > 0:
+            demand = math.ceil(demand / q - 1e-9) * q
+            decision = replace(decision, demand=demand)
         start = time.perf_counter()
-        if planner is not None and callable(getattr(planner, "plan", None)):
-            plan = planner.plan(self.pipeline, self.cluster, decision, opts, self.plan)
-        else:
-            plan = solve(self.pipeline, self.cluster, demand, opts, self.plan)
+        has_planner = planner is not None and callable(getattr(planner, "plan", None))
+        key = None
+        if self.plan_cache is not None:
+            uses_current = opts.warm_start or opts.churn_weight > 0
+            cur = self.plan.to_dict() if (uses_current and self.plan is not None) else None
+            key = (
+                repr(planner) if has_planner else "solve",
+                demand,
+                opts,
+                None if cur is None else repr(sorted(cur.items())),
+            )
+        plan = self.plan_cache.get(key) if key is not None else None
+        if plan is None:
+            if has_planner:
+                plan = planner.plan(self.pipeline, self.cluster, decision, opts, self.plan)
+            else:
+                plan = solve(self.pipeline, self.cluster, demand, opts, self.plan)
+            if key is not None:
+                self.plan_cache[key] = plan
         wall = time.perf_counter() - start
         st = self.config.solver_time
         if st == "model":
@@ -869,6 +894,7 @@ def simulate(
     config: SimConfig | None = None,
     rng: np.random.Generator | None = None,
     progress: Callable[[float], None] | None = None,
+    plan_cache: dict | None = None,
 ) -> SimResult:
     """Run ``controller`` on ``trace`` and return the result.
 
@@ -883,7 +909,8 @@ def simulate(
         progress: Called with the simulated time after each epoch.
 
     """
-    sim = Simulation(pipeline, cluster, trace, config, rng, name=getattr(controller, "name", ""))
+    name = getattr(controller, "name", "")
+    sim = Simulation(pipeline, cluster, trace, config, rng, name=name, plan_cache=plan_cache)
     ctx = sim.reset()
     sim.apply(controller.decide(ctx), planner=controller)
     while not sim.done:
