@@ -907,6 +907,7 @@ def simulate(
         config: See :class:`SimConfig`.
         rng: The only source of randomness (default: ``default_rng(0)``).
         progress: Called with the simulated time after each epoch.
+        plan_cache: See :class:`Simulation`.
 
     """
     name = getattr(controller, "name", "")
