@@ -1,0 +1,202 @@
+"""HTTP ingress: FastAPI in front of one :class:`~lokirl.runtime.runtime.Runtime`.
+
+Endpoints:
+
+* ``POST /v1/pipelines/{name}/infer``: one frame, as an image (``image/png``,
+  ``image/jpeg``...), a raw tensor (``application/octet-stream`` with header
+  ``X-Tensor-Shape: C,H,W`` and optionally ``X-Tensor-Dtype: uint8|float32``), or
+  JSON ``{"shape": [C, H, W], "data": [...]}``. Answers 200 with the outcome
+  (``on_time`` or ``late``), 503 when the frame was dropped (with the reason),
+  4xx with a message for bad input.
+* ``GET /v1/status``: the running plan, workers and tallies.
+* ``GET /metrics``: Prometheus text format.
+* ``GET /healthz``: 200 once serving.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from lokirl.runtime.runtime import Runtime
+
+#: Default request body limit (bytes).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+_MAX_SIDE = 4096
+_MIN_SIDE = 8
+
+
+class BadInput(ValueError):
+    """The request body is not a frame this ingress accepts."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise BadInput(f"tensor shape must be C,H,W (3 numbers), got {list(shape)}")
+    c, h, w = shape
+    if c not in (1, 3):
+        raise BadInput(f"tensor must have 1 or 3 channels first (C,H,W), got C={c}")
+    if not (_MIN_SIDE <= h <= _MAX_SIDE and _MIN_SIDE <= w <= _MAX_SIDE):
+        raise BadInput(f"height and width must be in [{_MIN_SIDE}, {_MAX_SIDE}], got {h}x{w}")
+    return c, h, w
+
+
+def decode_frame(body: bytes, content_type: str, headers: dict[str, str]) -> np.ndarray:
+    """Decode a request body into a CHW array (uint8 or float32).
+
+    Raises:
+        BadInput: with the HTTP status (400, 415) and a message saying what to send.
+
+    """
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if not body:
+        raise BadInput("empty body: send an image, a raw tensor or JSON {shape, data}")
+    if ctype.startswith("image/"):
+        try:
+            from PIL import Image
+
+            img = Image.open(io.BytesIO(body))
+            img.draft("RGB", (1024, 1024))
+            arr = np.asarray(img.convert("RGB"))
+        except Exception:  # noqa: BLE001 - any decoding failure is the client's
+            raise BadInput(f"cannot decode the {ctype} image") from None
+        arr = np.ascontiguousarray(arr.transpose(2, 0, 1))
+        _check_shape(arr.shape)
+        return arr
+    if ctype in ("application/octet-stream", "application/x-tensor"):
+        raw_shape = headers.get("x-tensor-shape")
+        if not raw_shape:
+            raise BadInput(
+                "raw tensor without X-Tensor-Shape header: add e.g. X-Tensor-Shape: 3,64,64"
+            )
+        try:
+            shape = tuple(int(x) for x in raw_shape.split(","))
+        except ValueError:
+            raise BadInput(f"X-Tensor-Shape {raw_shape!r} is not C,H,W integers") from None
+        _check_shape(shape)
+        dtype = headers.get("x-tensor-dtype", "uint8").lower()
+        if dtype not in ("uint8", "float32"):
+            raise BadInput(f"X-Tensor-Dtype {dtype!r} not supported: use uint8 or float32")
+        need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if len(body) != need:
+            raise BadInput(
+                f"body has {len(body)} bytes; shape {list(shape)} of {dtype} needs {need}"
+            )
+        return np.frombuffer(body, dtype=dtype).reshape(shape)
+    if ctype == "application/json":
+        try:
+            doc = json.loads(body)
+            shape = tuple(int(x) for x in doc["shape"])
+            data = doc["data"]
+        except Exception:  # noqa: BLE001
+            raise BadInput('JSON body must be {"shape": [C, H, W], "data": [numbers...]}') from None
+        _check_shape(shape)
+        try:
+            arr = np.asarray(data, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise BadInput("JSON data must be numbers") from None
+        if arr.size != int(np.prod(shape)) or not np.all(np.isfinite(arr)):
+            raise BadInput(f"JSON data must hold {int(np.prod(shape))} finite numbers")
+        return arr.reshape(shape)
+    raise BadInput(
+        f"unsupported content type {ctype or '(none)'}: send image/*, "
+        "application/octet-stream with X-Tensor-Shape, or application/json",
+        status=415,
+    )
+
+
+def _finite(x: Any) -> Any:
+    """Replace NaN and infinities (not JSON) with ``None``."""
+    if isinstance(x, float):
+        return x if np.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def create_app(runtime: Runtime, max_body_bytes: int = MAX_BODY_BYTES, manage: bool = False) -> Any:
+    """Build the FastAPI app serving ``runtime``.
+
+    Args:
+        runtime: The runtime (started already unless ``manage``).
+        max_body_bytes: Largest request body accepted (413 beyond).
+        manage: Start the runtime on app startup and stop it on shutdown.
+
+    """
+    from contextlib import asynccontextmanager
+
+    from lokirl.runtime.metrics import render_metrics
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        if manage:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage:
+                await runtime.stop()
+
+    app = FastAPI(title="lokirl", lifespan=lifespan)
+    name = runtime.pipeline.name
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        if not runtime.started:
+            return JSONResponse({"ok": False, "reason": "starting"}, status_code=503)
+        return {"ok": True, "pipeline": name}
+
+    @app.get("/v1/status")
+    async def status() -> Any:
+        return JSONResponse(_finite(json.loads(json.dumps(runtime.status(), default=str))))
+
+    @app.get("/metrics")
+    async def metrics() -> Any:
+        body, ctype = render_metrics(runtime)
+        return PlainTextResponse(body, media_type=ctype)
+
+    @app.post("/v1/pipelines/{pipeline}/infer")
+    async def infer(pipeline: str, request: Request) -> Any:
+        if pipeline != name:
+            return JSONResponse(
+                {"error": f"no pipeline {pipeline!r} here; this server serves {name!r}"},
+                status_code=404,
+            )
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            return JSONResponse(
+                {"error": f"body of {length} bytes exceeds the limit of {max_body_bytes}"},
+                status_code=413,
+            )
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body_bytes:
+                return JSONResponse(
+                    {"error": f"body exceeds the limit of {max_body_bytes} bytes"},
+                    status_code=413,
+                )
+        try:
+            frame = decode_frame(
+                body, request.headers.get("content-type", ""), dict(request.headers)
+            )
+        except BadInput as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        if not runtime.started:
+            return JSONResponse({"error": "the runtime is not serving yet"}, status_code=503)
+        result = await runtime.submit(frame)
+        return JSONResponse(result, status_code=503 if result["outcome"] == "dropped" else 200)
+
+    return app
