@@ -18,7 +18,13 @@ import math
 from dataclasses import dataclass, replace
 
 from lokirl.core.allocator import AllocatorOptions, solve
-from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
+from lokirl.core.controller import (
+    KEEP,
+    ControlContext,
+    Decision,
+    PeriodicMILPController,
+    ewma_demand,
+)
 from lokirl.core.controllers import CONTROLLERS
 from lokirl.core.pipeline import Cluster, Pipeline, Task
 from lokirl.core.plan import Plan
@@ -206,7 +212,25 @@ class StaticController:
         return replace(plan, demand=plan.max_demand, served_share=1.0, phase="hardware")
 
 
+def _headroom(kind: str):
+    def make(m) -> object:
+        h = float(m.group(1))
+        if kind == "loki":
+            return PeriodicMILPController(period_s=1.0, headroom=h, name=m.group(0))
+        return InferLineController(headroom=h, name=m.group(0))
+
+    return make
+
+
 def _register() -> None:
+    for kind in ("loki", "inferline"):
+        pattern = rf"{kind}-h(\d+(?:\.\d+)?)"
+        if all(p.pattern != pattern for p, _, _ in CONTROLLERS._patterns):
+            CONTROLLERS.register_pattern(
+                pattern,
+                _headroom(kind),
+                f"{kind} planning for the EWMA estimate x H (over-provisioning), e.g. {kind}-h1.2",
+            )
     if "inferline" not in CONTROLLERS.names():
         CONTROLLERS.register(
             "inferline",
