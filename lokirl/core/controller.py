@@ -132,7 +132,7 @@ class PeriodicMILPController:
         headroom: Multiplier on the estimate (Loki's over-provisioning beta: 1, 1.05, 1.2).
         com: EWMA centre of mass.
         window_s: Seconds of history the EWMA uses.
-        warm_start: Ask for warm-started solves.
+        warm_start: Ask for warm-started solves (Loki solves cold each time).
         churn_weight: Allocator churn weight override (``None``: allocator default, 0 in Loki).
         name: Display name.
 
@@ -142,7 +142,7 @@ class PeriodicMILPController:
     headroom: float = 1.0
     com: float = 1.6
     window_s: int = 20
-    warm_start: bool = True
+    warm_start: bool = False
     churn_weight: float | None = None
     name: str = "loki"
 

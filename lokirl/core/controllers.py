@@ -27,6 +27,38 @@ CONTROLLERS.register_pattern(
 )
 
 
+def _periodic_churn(m: re.Match[str]) -> Controller:
+    return PeriodicMILPController(period_s=float(m.group(1)), churn_weight=1.0, name=m.group(0))
+
+
+CONTROLLERS.register_pattern(
+    r"loki-(\d+(?:\.\d+)?)s-churn",
+    _periodic_churn,
+    "Loki every N seconds with the allocator's churn term (1 accuracy point per changed worker)",
+)
+
+#: Packages that register more controllers when imported (baselines, learned
+#: policies). Named as strings so that the core imports none of them; they are
+#: imported on the first look-up that needs them.
+PLUGIN_PACKAGES: tuple[str, ...] = ("lokirl.sim", "lokirl.agents")
+
+
+def load_plugins() -> None:
+    """Import the packages that register further controllers."""
+    import importlib
+
+    for name in PLUGIN_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - a layer not installed
+            continue
+
+
 def make_controller(spec: str) -> Controller:
-    """Build a controller from its name or spec (see :data:`CONTROLLERS`)."""
+    """Build a controller from its name or spec (see :data:`CONTROLLERS`).
+
+    Known specs: ``loki``, ``loki-Ns``, ``loki-Ns-churn``, ``inferline``,
+    ``proteus``, ``static``, ``trigger``, ``ppo:PATH``, or ``package.module:attr``.
+    """
+    load_plugins()
     return CONTROLLERS.create(spec)

@@ -1,0 +1,142 @@
+"""Training configuration: a frozen dataclass built from ``configs/agents/*.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lokirl.envs.serving import EnvConfig
+from lokirl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PPOParams:
+    """stable-baselines3 PPO hyper-parameters (see its documentation).
+
+    Attributes:
+        learning_rate: Adam step size.
+        n_steps: Steps per environment per rollout.
+        batch_size: Minibatch size.
+        n_epochs: Passes over each rollout.
+        gamma: Discount factor (per 1 s epoch).
+        gae_lambda: GAE smoothing.
+        clip_range: PPO clipping.
+        ent_coef: Entropy bonus.
+        net_arch: Hidden layer sizes of the policy and value networks.
+
+    """
+
+    learning_rate: float = 3e-4
+    n_steps: int = 256
+    batch_size: int = 128
+    n_epochs: int = 5
+    gamma: float = 0.95
+    gae_lambda: float = 0.9
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    net_arch: tuple[int, ...] = (64, 64)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        name: Run name (the run folder is ``runs/train__{name}__{time}``).
+        seed: Seed of the environments and the policy.
+        total_timesteps: Environment steps to train for.
+        n_envs: Parallel environments.
+        vec_env: ``"dummy"`` (one process) or ``"subproc"`` (one process per env).
+        env: Environment configuration.
+        ppo: PPO hyper-parameters.
+        eval_every: Steps between evaluations against the baseline (0: never).
+        eval_episodes: Episodes (fixed seeds) per evaluation.
+        baseline: Controller the evaluation compares against.
+        checkpoint_every: Steps between checkpoints (0: never).
+
+    """
+
+    name: str = "ppo"
+    seed: int = 0
+    total_timesteps: int = 20000
+    n_envs: int = 2
+    vec_env: str = "subproc"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    ppo: PPOParams = field(default_factory=PPOParams)
+    eval_every: int = 5000
+    eval_episodes: int = 2
+    baseline: str = "loki"
+    checkpoint_every: int = 5000
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, prefix or "-", "expected a mapping", f"write `{prefix}:` as a mapping"
+        )
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in known:
+            raise ConfigError(
+                source, where, "unknown field", f"use one of {', '.join(sorted(known))}"
+            )
+        if key == "env":
+            try:
+                kwargs[key] = EnvConfig.from_dict(value or {})
+            except TypeError as exc:
+                raise ConfigError(
+                    source, where, str(exc), "see lokirl.envs.EnvConfig for the fields"
+                ) from None
+            continue
+        if key == "ppo":
+            if isinstance(value, dict) and "net_arch" in value:
+                value = {**value, "net_arch": tuple(value["net_arch"])}
+            kwargs[key] = _build(PPOParams, value, source, where)
+            continue
+        kwargs[key] = value
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            source, prefix or "-", str(exc), "check the field names and types"
+        ) from None
+    return obj
+
+
+def load_train_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Read a training YAML file (or the defaults) and apply top-level overrides.
+
+    Raises:
+        ConfigError: naming the file, the field and the fix.
+
+    """
+    data: dict[str, Any] = {}
+    source = str(path) if path else "<defaults>"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(
+                source, "-", "no such file", "pass an existing YAML, e.g. configs/agents/ppo.yaml"
+            )
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(source, "-", "not valid YAML", "fix the YAML syntax") from None
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    cfg = _build(TrainConfig, data, source, "")
+    if cfg.vec_env not in ("dummy", "subproc"):
+        raise ConfigError(source, "vec_env", f"unknown {cfg.vec_env!r}", "use dummy or subproc")
+    if cfg.total_timesteps < 1 or cfg.n_envs < 1:
+        raise ConfigError(source, "total_timesteps/n_envs", "must be >= 1", "use positive numbers")
+    return cfg

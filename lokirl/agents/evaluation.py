@@ -1,0 +1,161 @@
+"""Compare controllers on traces in the simulator with common random numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lokirl.agents.heuristics import OracleController
+from lokirl.agents.rollout import Episode, rollout
+from lokirl.core.controllers import make_controller
+from lokirl.envs.serving import LokiServingEnv
+from lokirl.traces.types import RateSeries
+
+#: Two-sided 95% Student t quantiles by degrees of freedom (1..30); 1.96 beyond.
+_T95 = [
+    12.71,
+    4.30,
+    3.18,
+    2.78,
+    2.57,
+    2.45,
+    2.36,
+    2.31,
+    2.26,
+    2.23,
+    2.20,
+    2.18,
+    2.16,
+    2.14,
+    2.13,
+    2.12,
+    2.11,
+    2.10,
+    2.09,
+    2.09,
+    2.08,
+    2.07,
+    2.07,
+    2.06,
+    2.06,
+    2.06,
+    2.05,
+    2.05,
+    2.05,
+    2.04,
+]
+
+METRICS = (
+    "frame_violation_ratio",
+    "sub_violation_ratio",
+    "accuracy",
+    "mean_active_workers",
+    "solves",
+    "reconfigurations",
+    "reward",
+)
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95% confidence interval (0 for one value)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan
+    if x.size == 1:
+        return float(x[0]), 0.0
+    t = _T95[x.size - 2] if x.size - 1 <= len(_T95) else 1.96
+    return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(x.size))
+
+
+def actor_factory(
+    spec: str, trace: RateSeries, cache: dict | None = None
+) -> Callable[[LokiServingEnv], object]:
+    """How to build the actor named ``spec`` for an episode on ``trace``.
+
+    Trained policies are loaded once (kept in ``cache``); other controllers are
+    built fresh for every episode; ``oracle`` is given the trace's future.
+    """
+    if spec == "oracle":
+        return lambda env: OracleController.for_trace(trace)
+    if spec.startswith("ppo:"):
+        cache = cache if cache is not None else {}
+        if spec not in cache:
+            cache[spec] = make_controller(spec)
+        policy = cache[spec]
+        return lambda env: policy
+    make_controller(spec)  # fail early on unknown names
+    return lambda env: make_controller(spec)
+
+
+@dataclass
+class Comparison:
+    """Episodes per (controller, trace, seed) and their aggregates."""
+
+    controllers: list[str]
+    traces: list[str]
+    seeds: list[int]
+    episodes: dict[tuple[str, str, int], Episode] = field(default_factory=dict)
+
+    def values(self, controller: str, metric: str, trace: str | None = None) -> list[float]:
+        """Per-episode values of a metric (one trace or all)."""
+        return [
+            ep.summary()[metric]
+            for (c, t, _), ep in self.episodes.items()
+            if c == controller and (trace is None or t == trace)
+        ]
+
+    def table(self, trace: str | None = None) -> dict[str, dict[str, tuple[float, float]]]:
+        """``{controller: {metric: (mean, ci)}}`` over seeds (and traces when ``trace`` is None)."""
+        return {
+            c: {m: mean_ci(self.values(c, m, trace)) for m in METRICS} for c in self.controllers
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-ready aggregates, overall and per trace."""
+
+        def fmt(tab):
+            return {
+                c: {m: {"mean": v[0], "ci95": v[1]} for m, v in row.items()}
+                for c, row in tab.items()
+            }
+
+        return {
+            "controllers": self.controllers,
+            "traces": self.traces,
+            "seeds": self.seeds,
+            "overall": fmt(self.table()),
+            "per_trace": {t: fmt(self.table(t)) for t in self.traces},
+        }
+
+
+def compare(
+    env: LokiServingEnv,
+    controllers: Sequence[str],
+    traces: Sequence[RateSeries],
+    seeds: Sequence[int],
+    on_episode: Callable[[str, str, int, Episode], None] | None = None,
+) -> Comparison:
+    """Run every controller on every trace and seed (same seed: same randomness).
+
+    Args:
+        env: The environment (its config fixes the pipeline, cluster, epoch, reward).
+        controllers: Controller specs (``loki``, ``loki-5s``, ``trigger``,
+            ``oracle``, ``ppo:PATH``...).
+        traces: Rate series to play (each in full).
+        seeds: Simulator seeds; each (trace, seed) pair is played by every controller.
+        on_episode: Called after each episode (progress reporting).
+
+    """
+    comp = Comparison(list(controllers), [t.name for t in traces], list(seeds))
+    cache: dict = {}
+    for trace in traces:
+        for seed in seeds:
+            for spec in controllers:
+                ep = rollout(env, actor_factory(spec, trace, cache), seed, trace=trace)
+                comp.episodes[(spec, trace.name, seed)] = ep
+                if on_episode is not None:
+                    on_episode(spec, trace.name, seed, ep)
+    return comp

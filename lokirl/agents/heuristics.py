@@ -1,0 +1,123 @@
+"""Hand-written controllers the learned policy must beat: demand-triggered and oracle.
+
+* :class:`TriggerController` re-solves only when the forecast leaves a band around
+  the running plan's capacity (or the running plan is idle-heavy), planning for
+  the forecast's upper quantile times a headroom.
+* :class:`OracleController` knows the future demand of the trace it runs on and
+  re-solves when the next seconds' peak leaves the plan's band: an upper bound on
+  what a perfect forecaster could give a trigger rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
+from lokirl.core.controllers import CONTROLLERS
+from lokirl.core.forecasting import Forecaster
+from lokirl.envs.features import run_forecaster
+from lokirl.forecast import make_forecaster
+from lokirl.traces import RateSeries
+
+
+@dataclass
+class TriggerController:
+    """Re-solve when the forecast leaves ``[low, high] x`` the running plan's capacity.
+
+    Attributes:
+        low: Re-solve (to release workers or raise accuracy) when the forecast mean
+            falls below ``low`` x capacity.
+        high: Re-solve when the forecast upper quantile rises above ``high`` x capacity.
+        headroom: Multiplier on the forecast upper quantile planned for.
+        horizon_s: Forecast horizon used.
+        forecaster: Forecaster name.
+        min_interval_s: Least time between solves.
+        name: Display name.
+
+    """
+
+    low: float = 0.6
+    high: float = 0.95
+    headroom: float = 1.1
+    horizon_s: int = 5
+    forecaster: str = "ewma"
+    min_interval_s: float = 2.0
+    name: str = "trigger"
+    _fc: Forecaster | None = field(default=None, repr=False)
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Keep the plan while the forecast stays inside the band."""
+        if self._fc is None:
+            self._fc = make_forecaster(self.forecaster)
+        hist = context.demand_history
+        if hist:
+            fc = run_forecaster(self._fc, hist, (self.horizon_s,))
+            mean, upper = fc.mean[0], fc.upper[0]
+        else:
+            mean = upper = 0.0
+        target = max(upper, mean) * self.headroom
+        if context.plan is None:
+            return Decision(True, target, reason="first plan")
+        if context.solving or context.time_since_solve_s < self.min_interval_s:
+            return KEEP
+        cap = context.plan.max_demand
+        if upper > self.high * cap:
+            return Decision(True, target, warm_start=True, reason="forecast above band")
+        if mean < self.low * cap and context.plan.demand > 0:
+            return Decision(True, target, warm_start=True, reason="forecast below band")
+        return KEEP
+
+
+@dataclass
+class OracleController:
+    """Knows the trace: plans for the true peak rate of the next ``lookahead_s`` seconds.
+
+    Attributes:
+        rates: Per-second rates of the trace being played (the future, known).
+        lookahead_s: Seconds of future the plan must carry.
+        low: Re-solve when the future peak falls below ``low`` x capacity.
+        headroom: Multiplier on the future peak (Poisson noise around the rate).
+        name: Display name.
+
+    """
+
+    rates: np.ndarray
+    lookahead_s: int = 5
+    low: float = 0.7
+    headroom: float = 1.05
+    name: str = "oracle"
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Re-solve when the known future leaves the plan's band."""
+        t = int(math.floor(context.now_s))
+        future = self.rates[t : t + self.lookahead_s + 1]
+        peak = float(future.max()) if future.size else ewma_demand(context.demand_history)
+        target = peak * self.headroom
+        if context.plan is None:
+            return Decision(True, target, reason="first plan")
+        if context.solving:
+            return KEEP
+        cap = context.plan.max_demand
+        if target > cap or target < self.low * cap:
+            return Decision(True, target, warm_start=True, reason="future leaves band")
+        return KEEP
+
+    @classmethod
+    def for_trace(cls, trace: RateSeries, **kwargs) -> OracleController:
+        """An oracle for a rate series (1 s bins)."""
+        return cls(rates=np.asarray(trace.rates, dtype=float), **kwargs)
+
+
+def _register() -> None:
+    if "trigger" not in CONTROLLERS.names():
+        CONTROLLERS.register(
+            "trigger",
+            lambda **kw: TriggerController(**kw),
+            "demand-triggered: re-solve when the forecast leaves a band around capacity",
+        )
+
+
+_register()

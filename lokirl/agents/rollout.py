@@ -1,0 +1,96 @@
+"""Play whole episodes of the serving environment with a policy or a controller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lokirl.envs.features import to_decision
+from lokirl.envs.serving import LokiServingEnv
+from lokirl.sim import SimResult
+from lokirl.traces.types import RateSeries
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Outcome of one episode.
+
+    Attributes:
+        reward: Sum of the per-epoch rewards.
+        steps: Epochs played.
+        result: The simulator's result (totals, series, control cost).
+
+    """
+
+    reward: float
+    steps: int
+    result: SimResult
+
+    def summary(self) -> dict[str, float]:
+        """Headline figures of the episode."""
+        r = self.result
+        return {
+            "reward": self.reward,
+            "frame_violation_ratio": r.frame_violation_ratio,
+            "sub_violation_ratio": r.sub_violation_ratio,
+            "accuracy": r.accuracy,
+            "mean_active_workers": r.mean_active_workers,
+            "solves": float(r.solves),
+            "reconfigurations": float(r.reconfigurations),
+        }
+
+
+Actor = Callable[[LokiServingEnv], Any]
+
+
+def rollout(
+    env: LokiServingEnv,
+    make_actor: Actor,
+    seed: int,
+    trace: RateSeries | None = None,
+    max_steps: int | None = None,
+) -> Episode:
+    """Play one episode.
+
+    Args:
+        env: The environment (not wrapped).
+        make_actor: Called with the freshly reset env; returns either a model with
+            ``predict(obs, deterministic)`` (a trained policy) or a controller with
+            ``decide(context)`` (optionally with a ``plan`` method used as planner).
+        seed: Episode seed: the same seed gives the same trace draw and the same
+            simulator randomness for every actor (common random numbers).
+        trace: Play this trace instead of drawing one from the env's mix.
+        max_steps: Stop after this many epochs (default: the whole trace).
+
+    Returns:
+        The episode's reward, length and simulator result.
+
+    """
+    options: dict[str, Any] = {"defer_first_plan": True}
+    if trace is not None:
+        options["trace"] = trace
+    obs, _ = env.reset(seed=seed, options=options)
+    actor = make_actor(env)
+    total = 0.0
+    steps = 0
+    limit = (
+        max_steps if max_steps is not None else int(np.ceil(env.sim.trace_end / env.config.epoch_s))
+    )
+    while steps < limit:
+        if hasattr(actor, "predict"):
+            action, _ = actor.predict(obs, deterministic=True)
+            decision = to_decision(env.features, action, env.context, env.forecast)
+            planner = None
+        else:
+            decision = actor.decide(env.context)
+            planner = actor if callable(getattr(actor, "plan", None)) else None
+        obs, reward, terminated, _, _ = env.advance(decision, planner=planner)
+        total += reward
+        steps += 1
+        if terminated:
+            break
+    result = env.sim.finish()
+    return Episode(reward=total, steps=steps, result=result)

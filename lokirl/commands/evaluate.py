@@ -1,0 +1,254 @@
+"""``lokirl evaluate``: controllers x traces x seeds in the simulator, with confidence intervals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from lokirl.errors import ConfigError
+
+DEFAULT_CONTROLLERS = "loki,loki-5s,loki-10s,loki-30s,loki-5s-churn,trigger,oracle"
+DEFAULT_TRACES = (
+    "twitter_zipf_flat_bursty,twitter_zipf_exponential_bursty,twitter_medium_normal_load"
+)
+
+EPILOG = """\
+examples:
+  lokirl evaluate                                            # baselines on the bundled twitter traces
+  lokirl evaluate --controllers ppo:runs/train__x/model.zip,loki,loki-5s,trigger,oracle
+  lokirl evaluate --traces my_trace.csv --rescale 40:400 --seeds 5 --json
+
+controllers: loki (re-solve every 1 s, Loki's default), loki-Ns (every N s), loki-Ns-churn
+(with the allocator's churn term), trigger (demand-triggered band), oracle (knows the
+future demand), inferline, proteus, static, ppo:PATH (a trained policy), module:attr.
+traces: bundled names or files in any documented format; each is rescaled so that its
+minimum..maximum maps onto --rescale (default: 0.3..2.0 x the cluster's capacity at full
+accuracy, 'none' to play it as is). Every (trace, seed) is played by every controller
+with the same randomness (common random numbers); intervals are 95% over seeds x traces.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` subcommand."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="compare controllers (PPO, Loki at several periods, trigger, oracle) in the simulator",
+        description="Run each controller on each trace in the simulator and print a comparison.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--controllers",
+        default=DEFAULT_CONTROLLERS,
+        help=f"comma-separated (default: {DEFAULT_CONTROLLERS})",
+    )
+    p.add_argument("--traces", default=DEFAULT_TRACES, help="comma-separated trace names or files")
+    p.add_argument(
+        "--pipeline",
+        default="traffic_analysis",
+        help="pipeline name or YAML (default: traffic_analysis)",
+    )
+    p.add_argument("--workers", type=int, default=20, help="workers (default: 20)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per trace (default: 3)")
+    p.add_argument(
+        "--window", dest="time_window", metavar="A:B", help="keep seconds A..B of each trace"
+    )
+    p.add_argument("--speedup", type=float, default=1.0, help="compress time by this factor")
+    p.add_argument(
+        "--rescale",
+        default="auto",
+        metavar="LO:HI|auto|none",
+        help="rate range each trace is mapped onto",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=300.0,
+        help="play at most N seconds of each trace (default: 300)",
+    )
+    p.add_argument(
+        "--forecaster", default="ewma", help="forecaster of the env's observation (default: ewma)"
+    )
+    p.add_argument("--json", action="store_true", help="print the aggregates as JSON")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(handler=run)
+
+
+def _range(text: str, option: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ConfigError(option, text, "expected A:B", f"write e.g. {option} 40:400") from None
+    if not (math.isfinite(a) and math.isfinite(b)) or b < a or a < 0:
+        raise ConfigError(option, text, "need 0 <= A <= B", f"write e.g. {option} 40:400")
+    return a, b
+
+
+def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
+    """Resolve, transform and rescale the traces named by the options."""
+    from lokirl.traces import as_rates, rescale, resolve_trace, speedup, window
+    from lokirl.traces.types import RateSeries
+
+    out = []
+    for spec in [s.strip() for s in args.traces.split(",") if s.strip()]:
+        trace = as_rates(resolve_trace(spec))
+        if args.time_window:
+            a, b = _range(args.time_window, "--window")
+            trace = as_rates(window(trace, a, b))
+        if args.speedup != 1.0:
+            if not args.speedup > 0:
+                raise ConfigError(
+                    "--speedup", str(args.speedup), "must be > 0", "pass e.g. --speedup 2"
+                )
+            trace = as_rates(speedup(trace, args.speedup))
+        if args.duration and trace.duration_s > args.duration:
+            trace = as_rates(window(trace, 0, args.duration))
+        if args.rescale == "auto":
+            trace = rescale(trace, 0.3 * hw_capacity, 2.0 * hw_capacity)
+        elif args.rescale != "none":
+            trace = rescale(trace, *_range(args.rescale, "--rescale"))
+        if not isinstance(trace, RateSeries) or trace.rates.size == 0 or trace.rates.sum() <= 0:
+            raise ConfigError(
+                spec, "--traces", "the trace has no requests after the transforms", "widen --window"
+            )
+        out.append(trace)
+    if not out:
+        raise ConfigError(
+            "--traces", args.traces, "no trace given", "pass e.g. --traces twitter_zipf_flat_bursty"
+        )
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``lokirl evaluate``."""
+    import lokirl.agents  # noqa: F401 - registers ppo: and trigger
+    from lokirl.agents.evaluation import METRICS, compare
+    from lokirl.core.controllers import make_controller
+    from lokirl.envs.serving import LokiServingEnv
+    from lokirl.tracking import mlflow_run, run_dir, write_config
+
+    controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
+    if not controllers:
+        raise ConfigError(
+            "--controllers",
+            args.controllers,
+            "no controller given",
+            "pass e.g. --controllers loki,trigger",
+        )
+    for c in controllers:
+        if c != "oracle":
+            make_controller(c)  # unknown names fail here, before any work
+    if args.seeds < 1:
+        raise ConfigError("--seeds", str(args.seeds), "must be >= 1", "pass e.g. --seeds 3")
+    env = LokiServingEnv(pipeline=args.pipeline, workers=args.workers, forecaster=args.forecaster)
+    traces = load_traces(args, env.hw_capacity)
+    seeds = list(range(args.seeds))
+    folder = run_dir("evaluate", "_".join(c.split(":")[0] for c in controllers)[:60])
+    total = len(traces) * len(seeds) * len(controllers)
+
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=args.json) as progress:
+        task = progress.add_task("evaluating", total=total)
+
+        def tick(spec, trace, seed, ep):
+            progress.update(task, advance=1, description=f"{spec} on {trace} (seed {seed})")
+
+        comp = compare(env, controllers, traces, seeds, on_episode=tick)
+    data = comp.to_dict()
+    data["config"] = {
+        "pipeline": args.pipeline,
+        "workers": args.workers,
+        "hw_capacity": env.hw_capacity,
+        "rescale": args.rescale,
+        "duration": args.duration,
+        "reward_weights": vars(env.config.weights),
+    }
+    (folder / "comparison.json").write_text(json.dumps(data, indent=2))
+    write_config(folder, vars(args) | {"handler": None})
+    _plot(comp, folder)
+    if not args.no_mlflow:
+        with mlflow_run(
+            "lokirl-evaluate",
+            folder.name,
+            args.tracking_uri,
+            params={"controllers": args.controllers, "traces": args.traces, "seeds": args.seeds},
+        ) as ml:
+            for c in controllers:
+                ml.log_metrics(
+                    {f"{c.replace(':', '_')}/{m}": v[0] for m, v in comp.table()[c].items()}
+                )
+            ml.log_artifact(folder / "comparison.json")
+    if args.json:
+        print(json.dumps(data["overall"], indent=2))
+        return 0
+    _print(comp, METRICS, folder)
+    return 0
+
+
+def _print(comp, metrics, folder) -> None:
+    from rich.table import Table
+
+    from lokirl.commands.plan import make_console
+
+    labels = {
+        "frame_violation_ratio": "frame viol",
+        "sub_violation_ratio": "sub viol",
+        "accuracy": "accuracy",
+        "mean_active_workers": "workers",
+        "solves": "solves",
+        "reconfigurations": "reconfigs",
+        "reward": "reward",
+    }
+    table = Table(
+        title=f"controllers on {len(comp.traces)} trace(s) x {len(comp.seeds)} seed(s), mean ± 95% CI"
+    )
+    table.add_column("controller")
+    for m in metrics:
+        table.add_column(labels[m], justify="right")
+    tab = comp.table()
+    best = max(tab, key=lambda c: tab[c]["reward"][0])
+    for c, row in tab.items():
+        cells = []
+        for m in metrics:
+            mean, ci = row[m]
+            if "violation" in m:
+                cells.append(f"{mean:.2%} ± {ci:.2%}")
+            elif m in ("solves", "reconfigurations"):
+                cells.append(f"{mean:.0f} ± {ci:.0f}")
+            else:
+                cells.append(f"{mean:.2f} ± {ci:.2f}")
+        table.add_row(f"[bold]{c}[/]" if c == best else c, *cells)
+    console = make_console()
+    console.print(table)
+    console.print(f"results: {folder}")
+
+
+def _plot(comp, folder) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tab = comp.table()
+    names = list(tab)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    for ax, metric, title in zip(
+        axes,
+        ("frame_violation_ratio", "accuracy", "solves", "reward"),
+        ("frame SLO violation ratio", "system accuracy", "solves", "reward"),
+        strict=True,
+    ):
+        means = [tab[n][metric][0] for n in names]
+        cis = [tab[n][metric][1] for n in names]
+        ax.bar(range(len(names)), means, yerr=cis, capsize=3, color="tab:blue")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(
+            [n.split("/")[-1][:18] for n in names], rotation=45, ha="right", fontsize=8
+        )
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(folder / "comparison.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,159 @@
+"""Observation and action encoding shared by the environment and the trained-policy adapter.
+
+Both the gymnasium environment and the PPO controller build observations from the
+same :class:`~lokirl.core.controller.ControlContext` with :func:`observe` and turn
+actions into decisions with :func:`to_decision`, so a policy trained in the
+simulator sees exactly the same inputs when it drives the live runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
+from lokirl.core.forecasting import Forecast, Forecaster
+
+#: Action kinds: index 0 of the MultiDiscrete action.
+KEEP_PLAN, RESOLVE_WARM, RESOLVE_COLD = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the observation holds and what the actions mean.
+
+    Attributes:
+        tasks: Task names of the pipeline (queue lengths in this order).
+        workers: Total workers of the cluster.
+        demand_scale: Demand (frames/s) that normalises rates: the cluster's
+            largest capacity at any accuracy.
+        history_s: Seconds of per-second arrivals in the observation.
+        horizons_s: Forecast horizons in the observation.
+        headrooms: Demand multipliers the policy chooses from when it re-solves.
+        forecaster: Forecaster name (``lokirl.forecast.make_forecaster``).
+        base_horizon_s: Horizon of the forecast mean that a re-solve plans for
+            (times the headroom); 0 plans for Loki's EWMA estimate instead.
+        queue_scale: Queue lengths are divided by this (then clipped to 10).
+
+    """
+
+    tasks: tuple[str, ...]
+    workers: int
+    demand_scale: float
+    history_s: int = 16
+    horizons_s: tuple[int, ...] = (5, 30)
+    headrooms: tuple[float, ...] = (0.9, 1.0, 1.1, 1.25, 1.5)
+    forecaster: str = "ewma"
+    base_horizon_s: int = 5
+    queue_scale: float = 100.0
+    version: int = field(default=1)
+
+    @property
+    def size(self) -> int:
+        """Length of the observation vector."""
+        return self.history_s + 2 * len(self.horizons_s) + 9 + len(self.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (saved next to a trained policy)."""
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        d["horizons_s"] = list(self.horizons_s)
+        d["headrooms"] = list(self.headrooms)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["tasks"] = tuple(d["tasks"])
+        d["horizons_s"] = tuple(int(h) for h in d["horizons_s"])
+        d["headrooms"] = tuple(float(h) for h in d["headrooms"])
+        return cls(**d)
+
+
+def run_forecaster(
+    forecaster: Forecaster, history: tuple[float, ...], horizons: tuple[int, ...]
+) -> Forecast:
+    """Fold a whole demand history into a fresh forecaster state and predict."""
+    state = forecaster.init_state()
+    for x in history:
+        state = forecaster.update(state, max(0.0, float(x)))
+    return forecaster.predict(state, horizons)
+
+
+def forecast_for(spec: FeatureSpec, forecaster: Forecaster, context: ControlContext) -> Forecast:
+    """The forecast at the spec's horizons (and the base horizon) for a context."""
+    horizons = tuple(sorted(set(spec.horizons_s) | {max(1, spec.base_horizon_s)}))
+    if not context.demand_history:
+        zeros = tuple(0.0 for _ in horizons)
+        return Forecast(horizons, zeros, zeros)
+    try:
+        return run_forecaster(forecaster, context.demand_history, horizons)
+    except Exception:  # noqa: BLE001 - a forecaster that cannot answer falls back to EWMA
+        e = ewma_demand(context.demand_history)
+        vals = tuple(e for _ in horizons)
+        return Forecast(horizons, vals, vals)
+
+
+def observe(spec: FeatureSpec, context: ControlContext, forecast: Forecast) -> np.ndarray:
+    """Encode a context and its forecast as a float32 vector of length ``spec.size``."""
+    scale = max(spec.demand_scale, 1e-6)
+    hist = list(context.demand_history)[-spec.history_s :]
+    hist = [0.0] * (spec.history_s - len(hist)) + hist
+    obs: list[float] = [x / scale for x in hist]
+    for h in spec.horizons_s:
+        mean, upper = forecast.at(h)
+        obs += [mean / scale, upper / scale]
+    plan = context.plan
+    base_mean, _ = forecast.at(spec.base_horizon_s)
+    if plan is not None:
+        capacity = plan.max_demand
+        ratio = capacity / max(base_mean, 1.0)
+        obs += [
+            capacity / scale,
+            min(ratio, 5.0) / 5.0,
+            plan.expected_accuracy / 100.0,
+            1.0 if plan.phase in ("accuracy", "partial") else 0.0,
+        ]
+    else:
+        obs += [0.0, 0.0, 0.0, 0.0]
+    since = context.time_since_solve_s
+    obs += [
+        min(context.slo_violation_ratio, 1.0),
+        context.accuracy / 100.0,
+        context.active_workers / max(spec.workers, 1),
+        min(since if math.isfinite(since) else 60.0, 60.0) / 60.0,
+        min(context.last_solve_time_s, 5.0) / 5.0 + (0.5 if context.solving else 0.0),
+    ]
+    for task in spec.tasks:
+        obs.append(min(context.queue_lengths.get(task, 0) / spec.queue_scale, 10.0))
+    return np.asarray(obs, dtype=np.float32)
+
+
+def to_decision(
+    spec: FeatureSpec, action: Any, context: ControlContext, forecast: Forecast
+) -> Decision:
+    """Turn a MultiDiscrete action ``[kind, headroom index]`` into a decision.
+
+    ``kind`` is keep (0), re-solve warm (1) or re-solve cold (2); a re-solve plans for
+    the forecast mean at ``base_horizon_s`` (or the EWMA estimate when it is 0)
+    times the chosen headroom. Without a running plan the first plan is always solved.
+    """
+    a = np.asarray(action).reshape(-1)
+    kind = int(a[0])
+    headroom = spec.headrooms[int(a[1]) % len(spec.headrooms)]
+    if context.plan is not None and (kind == KEEP_PLAN or context.solving):
+        return KEEP
+    if spec.base_horizon_s > 0:
+        base, _ = forecast.at(spec.base_horizon_s)
+    else:
+        base = ewma_demand(context.demand_history)
+    return Decision(
+        resolve=True,
+        demand=max(0.0, base) * headroom,
+        warm_start=kind != RESOLVE_COLD,
+        reason=f"policy: {'cold' if kind == RESOLVE_COLD else 'warm'} re-solve x{headroom:g}",
+    )

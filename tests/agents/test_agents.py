@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+
+import lokirl.agents  # noqa: F401
+from lokirl.agents.config import PPOParams, TrainConfig, load_train_config
+from lokirl.agents.evaluation import compare, mean_ci
+from lokirl.agents.heuristics import OracleController, TriggerController
+from lokirl.cli import main
+from lokirl.core.allocator import solve
+from lokirl.core.controller import KEEP, ControlContext
+from lokirl.core.controllers import make_controller
+from lokirl.core.pipeline import Cluster
+from lokirl.core.pipeline_config import load_pipeline
+from lokirl.envs import LokiServingEnv
+from lokirl.envs.serving import EnvConfig
+from lokirl.errors import ConfigError
+from lokirl.traces import RateSeries
+
+ENV = EnvConfig(pipeline="configs/pipelines/example.yaml", workers=6, episode_s=10, traces=("gen:bursts",))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import os
+
+    os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    from lokirl.agents.train import train
+
+    cfg = TrainConfig(
+        name="tiny",
+        total_timesteps=64,
+        n_envs=1,
+        vec_env="dummy",
+        env=ENV,
+        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(16,)),
+        eval_every=0,
+        checkpoint_every=0,
+    )
+    folder = train(cfg, progress=False)
+    return folder
+
+
+def test_tiny_training_run_writes_policy(trained):
+    assert (trained / "model.zip").is_file()
+    spec = json.loads((trained / "model.features.json").read_text())
+    assert spec["tasks"] == ["detect", "classify"]
+    assert (trained / "config.yaml").is_file()
+    assert any((trained / "tb").rglob("events.out.tfevents*"))
+
+
+def test_adapter_round_trips_saved_model(trained):
+    from stable_baselines3 import PPO
+
+    from lokirl.envs.features import forecast_for, observe, to_decision
+
+    ctl = make_controller(f"ppo:{trained / 'model.zip'}")
+    model = PPO.load(str(trained / "model.zip"), device="cpu")
+    env = LokiServingEnv(ENV)
+    env.reset(seed=5)
+    for _ in range(4):
+        ctx = env.context
+        fc = forecast_for(ctl.spec, ctl._forecaster, ctx)
+        action, _ = model.predict(observe(ctl.spec, ctx, fc).clip(0, 20), deterministic=True)
+        assert ctl.decide(ctx) == to_decision(ctl.spec, action, ctx, fc)
+        env.advance(ctl.decide(ctx))
+    with pytest.raises(ConfigError):
+        make_controller(f"ppo:{trained / 'missing.zip'}")
+
+
+def test_trigger_keeps_inside_band_and_resolves_outside():
+    pipe = load_pipeline("configs/pipelines/example.yaml")
+    plan = solve(pipe, Cluster({"gpu": 6}), 40.0)
+    cap = plan.max_demand
+    t = TriggerController(low=0.6, high=0.95, headroom=1.1)
+    inside = ControlContext(now_s=30, demand_history=(0.8 * cap,) * 30, plan=plan, time_since_solve_s=10)
+    assert t.decide(inside) == KEEP
+    above = ControlContext(now_s=30, demand_history=(1.2 * cap,) * 30, plan=plan, time_since_solve_s=10)
+    d = t.decide(above)
+    assert d.resolve and d.demand > 1.2 * cap
+    below = ControlContext(now_s=30, demand_history=(0.2 * cap,) * 30, plan=plan, time_since_solve_s=10)
+    assert t.decide(below).resolve
+    soon = ControlContext(now_s=30, demand_history=(1.2 * cap,) * 30, plan=plan, time_since_solve_s=0.5)
+    assert t.decide(soon) == KEEP
+
+
+def test_oracle_plans_for_future_peak():
+    rates = np.array([10.0] * 10 + [100.0] * 10)
+    o = OracleController.for_trace(RateSeries(rates, 1.0, "x"), lookahead_s=5, headroom=1.0)
+    d = o.decide(ControlContext(now_s=6.0, demand_history=(10.0,) * 6))
+    assert d.resolve and d.demand == pytest.approx(100.0)
+
+
+def test_compare_uses_common_random_numbers():
+    env = LokiServingEnv(ENV)
+    trace = RateSeries(np.concatenate([np.full(6, 20.0), np.full(6, 60.0)]), 1.0, "step")
+    comp = compare(env, ["loki", "loki-5s", "oracle"], [trace], [0, 1])
+    arrived = {c: [comp.episodes[(c, "step", s)].result.frames.arrived for s in (0, 1)] for c in comp.controllers}
+    assert arrived["loki"] == arrived["loki-5s"] == arrived["oracle"]
+    assert arrived["loki"][0] != arrived["loki"][1]
+    solves = comp.table()
+    assert solves["loki"]["solves"][0] > solves["loki-5s"]["solves"][0]
+    assert mean_ci([1.0, 3.0])[0] == 2.0 and mean_ci([2.0])[1] == 0.0
+
+
+def test_train_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("total_timesteps: 10\nppo: {learning_rat: 0.1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(bad)
+    assert err.value.field == "ppo.learning_rat" and str(bad) in str(err.value)
+    cfg = load_train_config("configs/agents/ppo.yaml", {"total_timesteps": 99})
+    assert cfg.total_timesteps == 99 and cfg.env.workers == 20
+
+
+def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,qps\n" + "\n".join(f"{i},{20 + 5 * (i % 4)}" for i in range(10)))
+    code = main([
+        "evaluate", "--controllers", "loki,trigger", "--traces", str(trace), "--seeds", "1",
+        "--pipeline", "configs/pipelines/example.yaml", "--workers", "6", "--rescale", "none",
+        "--json", "--no-mlflow",
+    ])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"loki", "trigger"}
+    assert 0 <= out["loki"]["frame_violation_ratio"]["mean"] <= 1
+    assert main(["evaluate", "--controllers", "nope", "--traces", str(trace)]) == 2
