@@ -218,6 +218,8 @@ class DataPlane:
         self.latencies_ms: deque[float] = deque(maxlen=20000)
         self.batches = 0
         self.dispatch_overhead_ms: deque[float] = deque(maxlen=20000)
+        self.admit_ms: deque[float] = deque(maxlen=20000)
+        self.complete_ms: deque[tuple[float, int]] = deque(maxlen=20000)
 
     # ------------------------------------------------------------------ admission
     def now(self) -> float:
@@ -388,7 +390,9 @@ class DataPlane:
             w.busy = True
             try:
                 ref = w.actor.infer.remote([r.frame.ref for r in batch])
-                self.dispatch_overhead_ms.append((time.perf_counter() - t_start) * 1000.0)
+                self.dispatch_overhead_ms.append(
+                    (time.perf_counter() - t_start) * 1000.0 / len(batch)
+                )
                 res = await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
             except TimeoutError:
                 log.warning("worker %d: batch of %d timed out", w.wid, len(batch))
@@ -409,7 +413,9 @@ class DataPlane:
             finally:
                 w.busy = False
             self.batches += 1
+            t_done = time.perf_counter()
             self._complete(g, batch, res)
+            self.complete_ms.append(((time.perf_counter() - t_done) * 1000.0, len(batch)))
 
     def mark_dead(self, w: WorkerState) -> None:
         """Take a dead worker out of service; requests stranded in its group are dropped."""

@@ -233,8 +233,10 @@ class Runtime:
         """
         import ray
 
+        t0 = time.perf_counter()
         ref = frame if type(frame).__name__ == "ObjectRef" else ray.put(frame)
         f = self.plane.new_frame(ref)
+        self.plane.admit_ms.append((time.perf_counter() - t0) * 1000.0)
         wait = timeout_s or (self.plane.slo_s + self.config.grace_s + self.config.epoch_s + 1.0)
         try:
             return await asyncio.wait_for(asyncio.shield(f.future), wait)
