@@ -4,9 +4,10 @@ One asyncio event loop holds everything: a frame is admitted by sampling the
 Most-Accurate-First :class:`~lokirl.core.router.RoutingTable` for each root task,
 queued at its worker group, batched by a ready worker of the group and sent to
 that worker's Ray actor; a served request spawns its sub-requests (counts drawn
-by the worker from the variant's branching profile) to the child tasks. The
-frame's image is put into the object store once; every stage passes the same
-ObjectRef on.
+by the worker from the variant's branching profile) to the child tasks. A small
+frame (at most ``inline_bytes``) travels inline in each actor call; a larger one
+is put into the object store once, when first dispatched (a frame dropped at
+admission never is), and every stage passes the same ObjectRef on.
 
 Every request ends in exactly one way: served on time, served late, or dropped
 with a reason: ``over_capacity`` (admission), ``deadline`` (early drop at the
@@ -53,12 +54,13 @@ class Frame:
         "acc_sum",
         "acc_n",
         "future",
+        "data",
         "ref",
         "final",
         "variants",
     )
 
-    def __init__(self, fid: int, arrival: float, deadline: float, ref: Any, future: Any) -> None:
+    def __init__(self, fid: int, arrival: float, deadline: float, data: Any, future: Any) -> None:
         self.id = fid
         self.arrival = arrival
         self.deadline = deadline
@@ -68,9 +70,27 @@ class Frame:
         self.acc_sum = 0.0
         self.acc_n = 0
         self.future = future
-        self.ref = ref
+        self.data = data  # the array, or an ObjectRef to it
+        self.ref: Any = None  # the ObjectRef once put
         self.final = False
         self.variants: list[str] = []
+
+    def payload(self, inline_bytes: int) -> Any:
+        """What an actor call carries: the array if small, else an ObjectRef (put once)."""
+        if self.ref is not None:
+            return self.ref
+        data = self.data
+        nbytes = getattr(data, "nbytes", None)
+        if nbytes is None:  # already an ObjectRef
+            self.ref = data
+            return data
+        if nbytes <= inline_bytes:
+            return data
+        import ray
+
+        self.ref = ray.put(data)
+        self.data = None
+        return self.ref
 
 
 class Req:
@@ -179,6 +199,8 @@ class DataPlane:
         grace_s: Extra seconds past a deadline an actor call may take before it is
             abandoned (reason ``timeout``).
         seed: Seed of the routing draws.
+        inline_bytes: Frames up to this size travel inline in actor calls; larger
+            ones go through the object store.
         on_worker_lost: Called with a worker id when its actor dies.
 
     """
@@ -191,8 +213,10 @@ class DataPlane:
         grace_s: float = 2.0,
         seed: int = 0,
         on_worker_lost: Callable[[int], None] | None = None,
+        inline_bytes: int = 64 * 1024,
     ) -> None:
         self.pipeline = pipeline
+        self.inline_bytes = inline_bytes
         self.slo_s = pipeline.slo_ms / 1000.0
         self.early_drop = early_drop
         self.grace_s = grace_s
@@ -226,8 +250,11 @@ class DataPlane:
         """Seconds since the data plane started."""
         return time.monotonic() - self.t0
 
-    def new_frame(self, ref: Any) -> Frame:
-        """Admit a frame: count it, route its root requests; the caller awaits ``frame.future``."""
+    def new_frame(self, data: Any) -> Frame:
+        """Admit a frame (an array or an ObjectRef to one): count it, route its root requests.
+
+        The caller awaits ``frame.future``.
+        """
         now = self.now()
         sec = int(now)
         aps = self.arrivals_per_s
@@ -235,7 +262,7 @@ class DataPlane:
             aps.append(0)
         aps[sec] += 1
         fut = asyncio.get_running_loop().create_future()
-        frame = Frame(self.next_id, now, now + self.slo_s, ref, fut)
+        frame = Frame(self.next_id, now, now + self.slo_s, data, fut)
         self.next_id += 1
         self.frames.arrived += 1
         self.frames_in_flight += 1
@@ -389,7 +416,8 @@ class DataPlane:
             timeout = max(r.frame.deadline for r in batch) - now + self.grace_s
             w.busy = True
             try:
-                ref = w.actor.infer.remote([r.frame.ref for r in batch])
+                inline = self.inline_bytes
+                ref = w.actor.infer.remote([r.frame.payload(inline) for r in batch])
                 self.dispatch_overhead_ms.append(
                     (time.perf_counter() - t_start) * 1000.0 / len(batch)
                 )

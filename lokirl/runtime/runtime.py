@@ -66,6 +66,10 @@ class RuntimeConfig:
         solver_time_limit_s: Time limit of one solve.
         history_s: Seconds of demand history the controller sees.
         seed: Seed of routing and branching draws.
+        health_check_s: Seconds between liveness pings of the workers that are not
+            running a batch (a dead idle worker leads to a re-plan); 0: off.
+        inline_bytes: Frames up to this size travel inline in actor calls; larger
+            ones are put into the object store once.
 
     """
 
@@ -87,6 +91,8 @@ class RuntimeConfig:
     solver_time_limit_s: float = 5.0
     history_s: int = 120
     seed: int = 0
+    health_check_s: float = 2.0
+    inline_bytes: int = 64 * 1024
     allocator: dict[str, Any] = field(default_factory=dict)
 
 
@@ -157,6 +163,7 @@ class Runtime:
             grace_s=self.config.grace_s,
             seed=self.config.seed,
             on_worker_lost=self._on_worker_lost,
+            inline_bytes=self.config.inline_bytes,
         )
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lokirl-solve")
         self.solving = False
@@ -172,6 +179,8 @@ class Runtime:
         self.force_replan = False
         self.demand_estimate = 0.0
         self._control_task: asyncio.Task | None = None
+        self._health_task: asyncio.Task | None = None
+        self.health_checks = 0
         self._load_tasks: set[asyncio.Task] = set()
         self._last_frames = (0, 0)  # (finalised, violations) at the last tick
         self.recent_violation = 0.0
@@ -201,10 +210,12 @@ class Runtime:
         """Stop the control loop, end every queued request (``shutdown``), kill the actors."""
         import ray
 
-        if self._control_task is not None:
-            self._control_task.cancel()
+        for task in (self._control_task, self._health_task):
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._control_task
+                await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         self.plane.shutdown()
@@ -231,18 +242,16 @@ class Runtime:
         Never hangs: if no outcome is known ``timeout_s`` (default: SLO + grace +
         epoch) after arrival, the frame is counted dropped (reason ``timeout``).
         """
-        import ray
-
         t0 = time.perf_counter()
-        ref = frame if type(frame).__name__ == "ObjectRef" else ray.put(frame)
-        f = self.plane.new_frame(ref)
-        self.plane.admit_ms.append((time.perf_counter() - t0) * 1000.0)
-        wait = timeout_s or (self.plane.slo_s + self.config.grace_s + self.config.epoch_s + 1.0)
+        p = self.plane
+        f = p.new_frame(frame)
+        p.admit_ms.append((time.perf_counter() - t0) * 1000.0)
+        wait = timeout_s or (p.slo_s + self.config.grace_s + self.config.epoch_s + 1.0)
+        timer = asyncio.get_running_loop().call_later(wait, p.abandon, f, "timeout")
         try:
-            return await asyncio.wait_for(asyncio.shield(f.future), wait)
-        except TimeoutError:
-            self.plane.abandon(f, "timeout")
-            return f.future.result()
+            return await asyncio.shield(f.future)
+        finally:
+            timer.cancel()
 
     # ------------------------------------------------------------------ plans
     async def _solve(self, decision: Decision) -> Plan:
@@ -347,6 +356,8 @@ class Runtime:
 
     async def _control_loop(self) -> None:
         next_tick = self.plane.now() + self.config.epoch_s
+        every = self.config.health_check_s
+        next_health = self.plane.now() + every
         while True:
             await asyncio.sleep(max(0.0, next_tick - self.plane.now()))
             next_tick += self.config.epoch_s
@@ -359,6 +370,36 @@ class Runtime:
             self.tick_ms.append((time.perf_counter() - start) * 1000.0)
             if len(self.tick_ms) > 1000:
                 del self.tick_ms[:500]
+            now = self.plane.now()
+            if every > 0 and now >= next_health:
+                next_health = now + every
+                if self._health_task is None or self._health_task.done():
+                    self._health_task = asyncio.create_task(self.check_health())
+
+    async def check_health(self) -> list[int]:
+        """Ping every live worker not running a batch; returns the ids found dead.
+
+        A worker found dead leaves its group and forces a re-plan (as one that
+        dies with a batch does). A ping that merely times out proves nothing (the
+        actor may have taken a batch meanwhile) and is ignored.
+        """
+        ws = [w for w in self.plane.workers if w.status in ("ready", "idle") and not w.busy]
+        if not ws:
+            return []
+        self.health_checks += 1
+        futs = [asyncio.wrap_future(w.actor.ping.remote().future()) for w in ws]
+        await asyncio.wait(futs, timeout=self.plane.slo_s + self.config.grace_s)
+        dead = []
+        for w, fut in zip(ws, futs, strict=True):
+            if not fut.done():
+                fut.cancel()
+                continue
+            exc = fut.exception()
+            if exc is not None and _is_actor_death(exc) and w.status != "dead":
+                log.warning("worker %d failed its health check", w.wid)
+                self.plane.mark_dead(w)
+                dead.append(w.wid)
+        return dead
 
     def _tick(self) -> None:
         p = self.plane
@@ -445,5 +486,6 @@ class Runtime:
             "reconfigurations": self.reconfigurations,
             "load_times": self.load_times[-20:],
             "tick_errors": self.tick_errors,
+            "health_checks": self.health_checks,
             "config": asdict(self.config),
         }

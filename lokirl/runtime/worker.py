@@ -108,10 +108,13 @@ class Worker:
         if self.runner is None:
             raise RuntimeError(f"worker {self.worker_id} has no variant loaded")
         start = time.perf_counter()
-        if frames and _is_ref(frames[0]):
+        refs = [i for i, f in enumerate(frames) if _is_ref(f)]
+        if refs:  # large frames travel through the object store, small ones inline
             import ray
 
-            frames = ray.get(frames)
+            frames = list(frames)
+            for i, x in zip(refs, ray.get([frames[i] for i in refs]), strict=True):
+                frames[i] = x
         self.runner.run(prepare_batch(frames, self.input_size))
         service_ms = (time.perf_counter() - start) * 1000.0
         n = len(frames)
@@ -152,6 +155,10 @@ class Worker:
     def pid(self) -> int:
         """The actor process id (tests kill it)."""
         return os.getpid()
+
+    def ping(self) -> str | None:
+        """Cheap liveness check (the controller loop calls it on idle workers)."""
+        return self.variant
 
 
 def _is_ref(x: Any) -> bool:

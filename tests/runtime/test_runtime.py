@@ -128,3 +128,68 @@ def test_killed_worker_leads_to_replan(ray_local, tiny_pipeline):
     assert rt.plane.plan.active_workers <= 2
     assert all(r["outcome"] == "on_time" for r in after), after
     _check_conserved(rt)
+
+
+class FlakyController:
+    """Raises on every other tick; re-solves on none."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def decide(self, context: ControlContext) -> Decision:
+        self.calls += 1
+        if self.calls % 2:
+            raise RuntimeError("controller bug")
+        return KEEP
+
+
+def test_controller_tick_that_raises_is_survived(ray_local, tiny_pipeline):
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    async def main():
+        cfg = RuntimeConfig(pipeline=tiny_pipeline, workers=2, initial_demand=5.0, epoch_s=0.2)
+        ctl = FlakyController()
+        rt = Runtime(cfg, controller=ctl)
+        await rt.start()
+        try:
+            await asyncio.sleep(1.0)
+            results = await _send(rt, 10)
+            ticks = len(rt.tick_ms)
+        finally:
+            await rt.stop()
+        return rt, ctl, results, ticks
+
+    rt, ctl, results, ticks = asyncio.run(main())
+    assert ctl.calls >= 4 and ticks >= 4  # the loop kept ticking
+    assert rt.tick_errors >= 2
+    assert all(r["outcome"] == "on_time" for r in results), results
+    _check_conserved(rt)
+
+
+def test_dead_idle_worker_found_by_health_check(ray_local, tiny_pipeline):
+    async def main():
+        rt = _runtime(tiny_pipeline, workers=3, health_check_s=0.3)
+        await rt.start()
+        try:
+            await _send(rt, 5)
+            victim = rt.plane.workers[-1]
+            pid = await asyncio.wrap_future(victim.actor.pid.remote().future())
+            solves_before = rt.solves
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(60):  # no traffic: only the health check can notice
+                if victim.status == "dead" and rt.solves > solves_before and not rt.solving:
+                    break
+                await asyncio.sleep(0.1)
+            after = await _send(rt, 10)
+        finally:
+            await rt.stop()
+        return rt, victim, solves_before, after
+
+    rt, victim, solves_before, after = asyncio.run(main())
+    assert victim.status == "dead"
+    assert rt.health_checks >= 1
+    assert rt.solves > solves_before
+    assert all(r["outcome"] == "on_time" for r in after), after
+    _check_conserved(rt)
