@@ -14,7 +14,8 @@ examples:
       --out traffic_gpu.yaml                                    # on a GPU machine
 
 Only latency and load time are measured; accuracy and branching are copied from
-the base profile. The output is a pipeline file the allocator and lokirl serve use.
+the base profile. Latencies are timed through a worker actor on a local Ray (as
+served: the actor call's overhead included) unless --in-process is given. The output is a pipeline file the allocator and lokirl serve use.
 """
 
 
@@ -36,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
     p.add_argument("--repeats", type=int, default=5, help="timed batches per size (default 5)")
     p.add_argument("--slo-ms", type=float, default=None, help="SLO of the written pipeline")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time the networks in this process instead of through a worker actor (no Ray)",
+    )
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+    p.add_argument("--address", default=None, help="Ray cluster address to join")
     p.add_argument("--out", required=True, help="output pipeline YAML")
     p.set_defaults(handler=run)
 
@@ -69,16 +77,28 @@ def run(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     accel = args.accelerator or ("gpu" if device == "cuda" else "cpu")
-    measured = profile_pipeline(
-        pipeline,
-        sources,
-        sizes,
-        chosen,
-        device=device,
-        threads=args.threads,
-        repeats=args.repeats,
-        progress=lambda line: print(line, flush=True),
-    )
+    mode = "process" if args.in_process else "actor"
+    ray = None
+    if mode == "actor":
+        from lokirl.runtime.cluster import connect
+
+        ray = connect(args.address, args.num_cpus)
+    try:
+        measured = profile_pipeline(
+            pipeline,
+            sources,
+            sizes,
+            chosen,
+            device=device,
+            threads=args.threads,
+            repeats=args.repeats,
+            progress=lambda line: print(line, flush=True),
+            mode=mode,
+        )
+    finally:
+        if ray is not None:
+            ray.shutdown()
+    how = "through a worker actor" if mode == "actor" else "in-process"
     size = args.input_size or next(iter(sources.values())).input_size
     path = write_profile(
         pipeline,
@@ -88,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         slo_ms=args.slo_ms,
         input_size=size,
         sources=sources,
-        note=f"Input {size}x{size}, {args.threads} thread(s), median of {args.repeats}.",
+        note=f"Input {size}x{size}, {args.threads} thread(s), median of {args.repeats}, "
+        f"timed {how}.",
     )
     try:
         pipeline_from_file(path)

@@ -3,13 +3,21 @@
 The profile keeps the base pipeline's tasks, accuracies and branching factors (the
 profiler measures speed, never accuracy) and replaces the latency table with one
 measured on this machine's device, under the accelerator name given (``cpu`` or
-``gpu``). Measurements run in-process (the same :class:`~lokirl.runtime.worker.Worker`
-code the actors run), with the thread count a worker actor uses.
+``gpu``).
+
+Two ways to measure: ``mode="actor"`` (what ``lokirl profile`` does) starts one
+worker actor with the options the runtime gives it and times back-to-back
+``infer`` calls from this process, frames passed as the ingress passes them, so a
+latency includes the actor call (serialisation, scheduling, the hop back) and the
+actor's share of the machine, as when serving; ``mode="process"`` runs the same
+:class:`~lokirl.runtime.worker.Worker` code in this process (no Ray; the network's
+own time only, which on a small CPU box under-states what serving sustains).
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,8 @@ def profile_pipeline(
     threads: int = 1,
     repeats: int = 5,
     progress: Callable[[str], None] | None = None,
+    mode: str = "process",
+    num_cpus: float = 0.25,
 ) -> dict[str, dict[str, Any]]:
     """Measure variants: ``{variant: {"load_s", "latency_ms": {b: ms}, "device"}}``.
 
@@ -40,12 +50,19 @@ def profile_pipeline(
         threads: Torch threads on CPU (a worker actor's setting).
         repeats: Timed batches per size; the median is kept (after one warm-up).
         progress: Called with a line per measurement.
+        mode: ``"actor"`` (through a worker actor, as served; Ray must be
+            initialised) or ``"process"`` (in this process).
+        num_cpus: CPUs the worker actor claims (``mode="actor"`` on CPU).
 
     """
     from lokirl.runtime.worker import Worker
 
     sizes = sorted({1, *(int(b) for b in batch_sizes)})
     names = list(variants) if variants else [v.name for v in pipeline.variants()]
+    if mode == "actor":
+        return _profile_actor(names, sources, sizes, device, threads, repeats, progress, num_cpus)
+    if mode != "process":
+        raise ValueError(f"mode must be 'actor' or 'process', not {mode!r}")
     out: dict[str, dict[str, Any]] = {}
     w = Worker(0, device=device, threads=threads)
     for name in names:
@@ -60,6 +77,54 @@ def profile_pipeline(
         out[name] = {"load_s": round(load_s, 4), "latency_ms": lat, "device": w.device}
         if progress is not None:
             progress(f"{name}: load {load_s:.3f} s, latency {lat}")
+    return out
+
+
+def _profile_actor(
+    names: list[str],
+    sources: dict[str, Any],
+    sizes: list[int],
+    device: str,
+    threads: int,
+    repeats: int,
+    progress: Callable[[str], None] | None,
+    num_cpus: float,
+) -> dict[str, dict[str, Any]]:
+    import numpy as np
+    import ray
+
+    from lokirl.runtime.worker import make_worker
+
+    use_gpu = None if device == "auto" else device.startswith("cuda")
+    actor = make_worker(0, use_gpu, num_cpus, threads)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for name in names:
+            src = sources[name]
+            res = ray.get(actor.load.remote(name, src.to_dict(), None, True))
+            size = src.input_size
+            rng = np.random.default_rng(0)
+            frames = [
+                rng.integers(0, 255, (3, size, size)).astype(np.uint8) for _ in range(max(sizes))
+            ]
+            lat: dict[int, float] = {}
+            for b in sizes:
+                batch = frames[:b]
+                times = []
+                for _ in range(repeats + 1):
+                    start = time.perf_counter()
+                    ray.get(actor.infer.remote(batch))
+                    times.append((time.perf_counter() - start) * 1000.0)
+                lat[b] = round(statistics.median(times[1:]), 3)
+            out[name] = {
+                "load_s": round(res["load_s"], 4),
+                "latency_ms": lat,
+                "device": res["device"],
+            }
+            if progress is not None:
+                progress(f"{name}: load {res['load_s']:.3f} s, latency {lat} (through the actor)")
+    finally:
+        ray.kill(actor)
     return out
 
 
