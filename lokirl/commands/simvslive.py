@@ -1,0 +1,244 @@
+"""``lokirl simvslive``: one trace and controller in the simulator and live, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from lokirl.errors import ConfigError
+
+EPILOG = """\
+examples:
+  lokirl simvslive                                   # diurnal day in 60 s at 2..8 fps, 3 workers, loki
+  lokirl simvslive --trace step_600s --speedup 10 --scale 2:12 --duration 60 --json
+  lokirl simvslive --pipeline my_cpu.yaml --controller inferline --workers 2
+
+Both runs play the same arrival times (one Poisson draw of the trace) with the
+same controller spec and the same number of workers. The simulator uses the
+pipeline's profile (measure it on this machine first: lokirl profile); live
+serving runs Runtime on a local Ray (or --address) and replays the arrivals
+open-loop in-process. Metrics as lokirl simulate defines them; accuracy is the
+profile's in both. rel = (live - sim) / sim.
+"""
+
+#: Metrics compared: (key, label).
+METRICS = (
+    ("frame_slo_violation_ratio", "frame SLO violation ratio"),
+    ("sub_slo_violation_ratio", "sub-request SLO violation ratio"),
+    ("accuracy", "system accuracy"),
+    ("mean_active_workers", "mean active workers"),
+    ("solves", "solves"),
+    ("reconfigurations", "reconfigurations"),
+    ("frames", "frames"),
+    ("frames_dropped", "frames dropped"),
+    ("frames_late", "frames late"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``simvslive`` subcommand."""
+    p = subparsers.add_parser(
+        "simvslive",
+        help="run one trace and controller in the simulator and live on Ray; compare",
+        description=(
+            "Replay the same short trace with the same controller in the simulator and on "
+            "the live runtime, and print SLO violations, accuracy, workers, solves and "
+            "reconfigurations side by side."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--pipeline", default="traffic_analysis_cpu", help="pipeline name or YAML")
+    p.add_argument("--trace", default="diurnal_600s", help="trace file or bundled name")
+    p.add_argument("--speedup", type=float, default=10.0, help="compress trace time (default 10)")
+    p.add_argument("--scale", metavar="LO:HI", default="2:8", help="rescale rates (default 2:8)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of trace (default 60)")
+    p.add_argument("--controller", default="loki", help="controller spec (default: loki)")
+    p.add_argument("--workers", type=int, default=3, help="workers (default: 3)")
+    p.add_argument("--epoch", type=float, default=1.0, help="controller period in s (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the arrivals and both runs")
+    p.add_argument("--size", type=int, default=None, help="frame side in pixels (default: input)")
+    p.add_argument(
+        "--solver-time",
+        default="measured",
+        help="simulated solve delay: 'measured' (as live), 'model', or seconds",
+    )
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+    p.add_argument("--max-in-flight", type=int, default=512, help="cap on awaiting requests")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.set_defaults(handler=run)
+
+
+def arrivals_for(args: argparse.Namespace) -> Any:
+    """The arrival trace both runs play (bounded to ``--duration``)."""
+    from lokirl.commands.loadgen import load_arrivals
+    from lokirl.runtime.loadgen import bounded_arrivals
+    from lokirl.traces.types import ArrivalTrace
+
+    arr, name = load_arrivals(args.trace, args.speedup, args.scale, args.seed)
+    arr = bounded_arrivals(arr, None, args.duration)
+    if len(arr) == 0:
+        raise ConfigError("--trace", args.trace, "no arrivals in --duration", "lengthen it")
+    return ArrivalTrace(arr, name=name, duration_s=float(args.duration))
+
+
+def initial_rate(arrivals_s: Any, epoch_s: float) -> float:
+    """Mean rate over the first epoch (the simulator's default first demand)."""
+    import numpy as np
+
+    return float(np.searchsorted(arrivals_s, epoch_s) / epoch_s)
+
+
+def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float) -> dict[str, Any]:
+    """Simulate the trace; the metrics compared."""
+    import numpy as np
+
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+    from lokirl.sim import SimConfig, simulate
+
+    st: str | float = args.solver_time
+    if st not in ("model", "measured"):
+        st = float(st)
+    cfg = SimConfig(
+        epoch_s=args.epoch,
+        duration_s=args.duration,
+        solver_time=st,
+        initial_demand=demand0,
+    )
+    cluster = Cluster({pipeline.accelerators[0]: args.workers})
+    res = simulate(
+        pipeline, cluster, trace, make_controller(args.controller), cfg, np.random.default_rng(0)
+    )
+    f, s = res.frames, res.subrequests
+    return {
+        "frame_slo_violation_ratio": f.slo_violation_ratio,
+        "sub_slo_violation_ratio": s.slo_violation_ratio,
+        "accuracy": res.accuracy,
+        "mean_active_workers": res.mean_active_workers,
+        "solves": res.solves,
+        "reconfigurations": res.reconfigurations,
+        "frames": f.arrived,
+        "frames_dropped": f.dropped_total,
+        "frames_late": f.late,
+        "dropped_by_reason": dict(sorted(f.dropped.items())),
+    }
+
+
+async def run_live(
+    pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float
+) -> dict[str, Any]:
+    """Serve the trace live (Runtime + open-loop replay in this process); the metrics compared."""
+    import asyncio
+
+    import numpy as np
+
+    from lokirl.runtime.loadgen import replay
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    cfg = RuntimeConfig(
+        pipeline=args.pipeline,
+        workers=args.workers,
+        controller=args.controller,
+        epoch_s=args.epoch,
+        initial_demand=demand0,
+        seed=args.seed,
+    )
+    rt = Runtime(cfg, pipeline=pipeline)
+    await rt.start()
+    initial_loads = rt.reconfigurations  # the first plan's loads (the simulator's are free)
+    size = args.size or next(iter(rt.sources.values())).input_size
+    frame = np.random.default_rng(args.seed).integers(0, 255, (3, size, size)).astype(np.uint8)
+    active: list[int] = []
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            active.append(rt.plane.active_workers())
+
+    sampler = asyncio.create_task(sample())
+    try:
+        client = await replay(trace.arrivals_s, lambda i: rt.submit(frame), args.max_in_flight)
+    finally:
+        sampler.cancel()
+        status = rt.status()
+        await rt.stop()
+    p = rt.plane
+    f, s = p.frame_tally(), p.sub_tally()
+    n = max(1, int(math.ceil(args.duration)))
+    return {
+        "frame_slo_violation_ratio": f.slo_violation_ratio,
+        "sub_slo_violation_ratio": s.slo_violation_ratio,
+        "accuracy": p.accuracy,
+        "mean_active_workers": float(np.mean(active[:n])) if active else 0.0,
+        "solves": rt.solves,
+        "reconfigurations": rt.reconfigurations - initial_loads,
+        "frames": f.arrived,
+        "frames_dropped": f.dropped_total,
+        "frames_late": f.late,
+        "dropped_by_reason": dict(sorted(f.dropped.items())),
+        "client_dropped_by_reason": client.to_dict()["dropped_by_reason"],
+        "latency_ms": status["latency_ms"],
+        "load_times": status["load_times"],
+        "tick_errors": rt.tick_errors,
+    }
+
+
+def compare(sim: dict[str, Any], live: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows ``{metric, sim, live, rel}`` with rel = (live - sim) / sim (None when sim is 0)."""
+    rows = []
+    for key, label in METRICS:
+        a, b = float(sim[key]), float(live[key])
+        rel = (b - a) / a if a else (0.0 if b == 0 else None)
+        rows.append({"metric": key, "label": label, "sim": a, "live": b, "rel": rel})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``lokirl simvslive``."""
+    import asyncio
+
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.runtime.cluster import connect
+
+    if args.workers < 1:
+        raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass 2")
+    if not (args.duration > 0 and math.isfinite(args.duration)):
+        raise ConfigError("--duration", str(args.duration), "must be positive", "pass 60")
+    pipeline = load_pipeline(args.pipeline)
+    trace = arrivals_for(args)
+    demand0 = initial_rate(trace.arrivals_s, args.epoch)
+    sim = run_sim(pipeline, trace, args, demand0)
+    ray = connect(args.address, args.num_cpus)
+    try:
+        live = asyncio.run(run_live(pipeline, trace, args, demand0))
+    finally:
+        ray.shutdown()
+    rows = compare(sim, live)
+    out = {
+        "pipeline": pipeline.name,
+        "trace": trace.name,
+        "duration_s": args.duration,
+        "frames": len(trace.arrivals_s),
+        "controller": args.controller,
+        "workers": args.workers,
+        "sim": sim,
+        "live": live,
+        "comparison": rows,
+    }
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    print(
+        f"{pipeline.name} <- {trace.name} ({len(trace.arrivals_s)} frames in "
+        f"{args.duration:g} s), controller {args.controller}, {args.workers} workers"
+    )
+    print(f"{'metric':34s} {'sim':>10s} {'live':>10s} {'rel':>8s}")
+    for r in rows:
+        rel = "n/a" if r["rel"] is None else f"{100 * r['rel']:+.1f}%"
+        print(f"{r['label']:34s} {r['sim']:10.4g} {r['live']:10.4g} {rel:>8s}")
+    print(f"dropped by reason: sim {sim['dropped_by_reason']}, live {live['dropped_by_reason']}")
+    return 0
