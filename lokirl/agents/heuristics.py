@@ -111,7 +111,18 @@ class OracleController:
         return cls(rates=np.asarray(trace.rates, dtype=float), **kwargs)
 
 
+def _trigger(m) -> TriggerController:
+    return TriggerController(
+        low=float(m.group(1)), high=float(m.group(2)), headroom=float(m.group(3)), name=m.group(0)
+    )
+
+
 def _register() -> None:
+    CONTROLLERS.register_pattern(
+        r"trigger-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)-x(\d+(?:\.\d+)?)",
+        _trigger,
+        "trigger with its band and headroom, e.g. trigger-0.6-0.95-x1.1",
+    )
     if "trigger" not in CONTROLLERS.names():
         CONTROLLERS.register(
             "trigger",

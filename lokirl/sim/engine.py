@@ -212,7 +212,10 @@ class Simulation:
         if rng is not None:
             self._rng0 = rng
         cfg = self.config
-        self.rng = self._rng0
+        # Two independent streams: arrivals, and everything else (routing, branching).
+        # Controllers that act differently then still see the same arrivals
+        # (common random numbers when comparing them with one seed).
+        self.arrival_rng, self.rng = self._rng0.spawn(2)
         self.env = simpy.Environment()
         trace_len = (
             self.trace.duration_s if isinstance(self.trace, RateSeries) else self.trace.duration_s
@@ -466,7 +469,7 @@ class Simulation:
     # Arrivals -----------------------------------------------------------
     def _arrival_proc(self):
         env = self.env
-        rng = self.rng
+        rng = self.arrival_rng
         tr = self.trace
         end = self.trace_end
         admit = self._admit
