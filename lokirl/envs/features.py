@@ -37,6 +37,9 @@ class FeatureSpec:
         base_horizon_s: Horizon of the forecast mean that a re-solve plans for
             (times the headroom); 0 plans for Loki's EWMA estimate instead.
         queue_scale: Queue lengths are divided by this (then clipped to 10).
+        warm_churn_weight: Churn weight of a warm re-solve (accuracy points per
+            worker that changes variant): a warm re-solve starts from the running
+            plan and stays close to it; a cold one starts afresh with no churn term.
 
     """
 
@@ -45,7 +48,8 @@ class FeatureSpec:
     demand_scale: float
     history_s: int = 16
     horizons_s: tuple[int, ...] = (5, 30)
-    headrooms: tuple[float, ...] = (0.9, 1.0, 1.1, 1.25, 1.5)
+    headrooms: tuple[float, ...] = (1.0, 1.15, 1.3, 1.5, 1.75)
+    warm_churn_weight: float = 1.0
     forecaster: str = "ewma"
     base_horizon_s: int = 5
     queue_scale: float = 100.0
@@ -138,7 +142,8 @@ def to_decision(
 ) -> Decision:
     """Turn a MultiDiscrete action ``[kind, headroom index]`` into a decision.
 
-    ``kind`` is keep (0), re-solve warm (1) or re-solve cold (2); a re-solve plans for
+    ``kind`` is keep (0), re-solve warm (1: seeded with the running plan, with a churn
+    term) or re-solve cold (2: from scratch, no churn term); a re-solve plans for
     the forecast mean at ``base_horizon_s`` (or the EWMA estimate when it is 0)
     times the chosen headroom. Without a running plan the first plan is always solved.
     """
@@ -151,9 +156,11 @@ def to_decision(
         base, _ = forecast.at(spec.base_horizon_s)
     else:
         base = ewma_demand(context.demand_history)
+    warm = kind != RESOLVE_COLD
     return Decision(
         resolve=True,
         demand=max(0.0, base) * headroom,
-        warm_start=kind != RESOLVE_COLD,
+        warm_start=warm,
+        churn_weight=spec.warm_churn_weight if warm else 0.0,
         reason=f"policy: {'cold' if kind == RESOLVE_COLD else 'warm'} re-solve x{headroom:g}",
     )

@@ -83,7 +83,7 @@ class EnvConfig:
     load_low: tuple[float, float] = (0.1, 0.6)
     load_high: tuple[float, float] = (0.8, 2.5)
     forecaster: str = "ewma"
-    headrooms: tuple[float, ...] = (0.9, 1.0, 1.1, 1.25, 1.5)
+    headrooms: tuple[float, ...] = (1.0, 1.15, 1.3, 1.5, 1.75)
     base_horizon_s: int = 5
     weights: RewardWeights = field(default_factory=RewardWeights)
     solver_time: str = "model"
