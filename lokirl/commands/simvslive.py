@@ -125,6 +125,7 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
         "frames_dropped": f.dropped_total,
         "frames_late": f.late,
         "dropped_by_reason": dict(sorted(f.dropped.items())),
+        "solver_wall_s": res.solver_wall_s,
     }
 
 
@@ -136,6 +137,7 @@ async def run_live(
 
     import numpy as np
 
+    from lokirl.runtime.dataplane import service_report
     from lokirl.runtime.loadgen import replay
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
 
@@ -184,6 +186,8 @@ async def run_live(
         "latency_ms": status["latency_ms"],
         "load_times": status["load_times"],
         "tick_errors": rt.tick_errors,
+        "solver_wall_s": rt.solver_wall_s,
+        "service_vs_profile": service_report(p.service_obs),
     }
 
 
@@ -241,4 +245,10 @@ def run(args: argparse.Namespace) -> int:
         rel = "n/a" if r["rel"] is None else f"{100 * r['rel']:+.1f}%"
         print(f"{r['label']:34s} {r['sim']:10.4g} {r['live']:10.4g} {rel:>8s}")
     print(f"dropped by reason: sim {sim['dropped_by_reason']}, live {live['dropped_by_reason']}")
+    print(f"solver wall time: sim {sim['solver_wall_s']:.1f} s, live {live['solver_wall_s']:.1f} s")
+    for v, r in live["service_vs_profile"].items():
+        print(
+            f"live {v}: {r['batches']} batches, worker time {r['worker_over_profile_p50']:.2f}x "
+            f"and round trip {r['roundtrip_over_profile_p50']:.2f}x the profile (median)"
+        )
     return 0

@@ -244,6 +244,8 @@ class DataPlane:
         self.dispatch_overhead_ms: deque[float] = deque(maxlen=20000)
         self.admit_ms: deque[float] = deque(maxlen=20000)
         self.complete_ms: deque[tuple[float, int]] = deque(maxlen=20000)
+        #: (variant, batch size, worker-side ms, round trip ms, profiled ms) per batch.
+        self.service_obs: deque[tuple[str, int, float, float, float]] = deque(maxlen=20000)
 
     # ------------------------------------------------------------------ admission
     def now(self) -> float:
@@ -442,6 +444,15 @@ class DataPlane:
                 w.busy = False
             self.batches += 1
             t_done = time.perf_counter()
+            self.service_obs.append(
+                (
+                    g.variant,
+                    len(batch),
+                    float(res.get("service_ms", math.nan)),
+                    (t_done - t_start) * 1000.0,
+                    g.service_ms(len(batch)),
+                )
+            )
             self._complete(g, batch, res)
             self.complete_ms.append(((time.perf_counter() - t_done) * 1000.0, len(batch)))
 
@@ -583,6 +594,22 @@ class DataPlane:
         done = int(self.now())
         aps = self.arrivals_per_s + [0] * max(0, done - len(self.arrivals_per_s))
         return tuple(float(x) for x in aps[:done][-seconds:])
+
+
+def service_report(obs: Any) -> dict[str, dict[str, float]]:
+    """Per variant: batches, median worker-side and round-trip time as a share of the profile."""
+    by: dict[str, list[tuple[float, float]]] = {}
+    for variant, _n, worker_ms, rtt_ms, prof_ms in obs:
+        if prof_ms > 0:
+            by.setdefault(variant, []).append((worker_ms / prof_ms, rtt_ms / prof_ms))
+    return {
+        v: {
+            "batches": len(xs),
+            "worker_over_profile_p50": float(np.median([a for a, _ in xs])),
+            "roundtrip_over_profile_p50": float(np.median([b for _, b in xs])),
+        }
+        for v, xs in sorted(by.items())
+    }
 
 
 def percentile(values: list[float] | deque[float], q: float) -> float:

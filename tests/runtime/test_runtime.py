@@ -31,6 +31,7 @@ def _frame(i: int = 0) -> np.ndarray:
 def _runtime(pipeline: str, workers: int = 2, **kw):
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
 
+    kw.setdefault("solve_in_subprocess", False)  # one test below solves in a subprocess
     cfg = RuntimeConfig(pipeline=pipeline, workers=workers, initial_demand=5.0, epoch_s=0.5, **kw)
     return Runtime(cfg, controller=KeepController())
 
@@ -104,7 +105,7 @@ def test_plan_change_swaps_variant_without_losing_requests(ray_local, tiny_pipel
 
 def test_killed_worker_leads_to_replan(ray_local, tiny_pipeline):
     async def main():
-        rt = _runtime(tiny_pipeline, workers=3)
+        rt = _runtime(tiny_pipeline, workers=3, solve_in_subprocess=True)
         await rt.start()
         try:
             await _send(rt, 10)
@@ -149,7 +150,13 @@ def test_controller_tick_that_raises_is_survived(ray_local, tiny_pipeline):
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
 
     async def main():
-        cfg = RuntimeConfig(pipeline=tiny_pipeline, workers=2, initial_demand=5.0, epoch_s=0.2)
+        cfg = RuntimeConfig(
+            pipeline=tiny_pipeline,
+            workers=2,
+            initial_demand=5.0,
+            epoch_s=0.2,
+            solve_in_subprocess=False,
+        )
         ctl = FlakyController()
         rt = Runtime(cfg, controller=ctl)
         await rt.start()
