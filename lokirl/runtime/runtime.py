@@ -69,9 +69,9 @@ class RuntimeConfig:
         seed: Seed of routing and branching draws.
         solve_in_subprocess: Run solves in a separate (spawned) process rather than
             a thread of the ingress: the allocator's Python work then does not hold
-            the ingress's GIL (measured on 2 cores: solves in a thread slowed the
-            data path enough to double the SLO violations). Falls back to a thread
-            when the controller cannot be pickled.
+            the ingress's GIL. Falls back to a thread (with a warning) when the
+            solve's arguments cannot be pickled, which today is always: a
+            ``Pipeline`` holds a mappingproxy.
         health_check_s: Seconds between liveness pings of the workers that are not
             running a batch (a dead idle worker leads to a re-plan); 0: off.
         inline_bytes: Frames up to this size travel inline in actor calls; larger
