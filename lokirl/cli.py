@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lokirl.commands.serve",
     "lokirl.commands.loadgen",
     "lokirl.commands.profile",
+    "lokirl.commands.simvslive",
 )
 
 

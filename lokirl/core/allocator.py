@@ -37,7 +37,7 @@ from typing import Literal
 
 import pulp
 
-from lokirl.core.pipeline import Cluster, Pipeline, Variant
+from lokirl.core.pipeline import DEFAULT_BATCH_SIZES, Cluster, Pipeline, Variant
 from lokirl.core.plan import PathShare, Phase, Plan, Status, WorkerGroup
 
 SolverName = Literal["cbc", "highs"]
@@ -71,6 +71,9 @@ class AllocatorOptions:
         gap_rel: Relative MIP gap at which the solver stops (1e-3 of an objective
             near 100 is 0.1 accuracy points).
         threads: Solver threads (1 keeps runs repeatable).
+        batch_sizes: Batch sizes a plan may configure (profiles may list more; the
+            simulator and the runtime use the full profile for partial batches).
+            ``None`` allows every profiled size.
 
     """
 
@@ -86,6 +89,7 @@ class AllocatorOptions:
     min_replicas_per_task: int = 1
     gap_rel: float = 1e-3
     threads: int = 1
+    batch_sizes: tuple[int, ...] | None = DEFAULT_BATCH_SIZES
 
     def __post_init__(self) -> None:
         if self.solver not in ("cbc", "highs"):
@@ -162,6 +166,7 @@ class _Structure:
                         (b, v.latency(accel, b), v.throughput(accel, b))
                         for b in v.batch_sizes(accel)
                         if v.latency(accel, b) <= budget
+                        and (options.batch_sizes is None or b in options.batch_sizes)
                     ]
                     for b, lat, thr in cands:
                         # Drop batch sizes dominated by one with lower latency and higher throughput.

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from lokirl.core.forecasting import Forecast
+from lokirl.core.frozen import FrozenMap
 from lokirl.core.plan import Plan
 
 
@@ -54,7 +54,7 @@ class ControlContext:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "demand_history", tuple(float(x) for x in self.demand_history))
-        object.__setattr__(self, "queue_lengths", MappingProxyType(dict(self.queue_lengths)))
+        object.__setattr__(self, "queue_lengths", FrozenMap(dict(self.queue_lengths)))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+
+from lokirl.core.frozen import FrozenMap
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Tally:
     accuracy_sum: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dropped", MappingProxyType(dict(self.dropped)))
+        object.__setattr__(self, "dropped", FrozenMap(dict(self.dropped)))
 
     @property
     def dropped_total(self) -> int:

@@ -13,14 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from types import MappingProxyType
+
+from lokirl.core.frozen import FrozenMap
 
 #: Batch sizes the Loki profiles were measured at.
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 
 
 def _freeze(mapping: Mapping) -> Mapping:
-    return MappingProxyType(dict(mapping))
+    return FrozenMap(dict(mapping))
 
 
 @dataclass(frozen=True)

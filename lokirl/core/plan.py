@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Any, Literal
+
+from lokirl.core.frozen import FrozenMap
 
 #: How the plan was obtained. ``hardware``: demand fits on the most accurate
 #: variants, workers minimised. ``accuracy``: cheaper variants mixed in to carry
@@ -122,7 +123,7 @@ class Plan:
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "paths", tuple(self.paths))
-        object.__setattr__(self, "workers", MappingProxyType(dict(self.workers)))
+        object.__setattr__(self, "workers", FrozenMap(dict(self.workers)))
 
     @property
     def active_workers(self) -> int:

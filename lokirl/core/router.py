@@ -17,8 +17,8 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
+from lokirl.core.frozen import FrozenMap
 from lokirl.core.pipeline import Pipeline
 from lokirl.core.plan import Plan, WorkerGroup
 
@@ -95,6 +95,7 @@ def build_routing_table(
     demand: float | None = None,
     branching: Mapping[str, Mapping[str, float]] | None = None,
     latency_budget: float = 0.5,
+    target_utilisation: float = 0.85,
 ) -> RoutingTable:
     """Build Most-Accurate-First routing tables from a plan.
 
@@ -107,6 +108,8 @@ def build_routing_table(
         latency_budget: Fraction of the SLO the sum of batch latencies on a path
             should fit (Loki: 0.5); child groups that keep a path inside it are
             preferred.
+        target_utilisation: Groups are first filled to this share of their capacity
+            (queues stay short), and only then to full capacity.
 
     Returns:
         The routing table. Demand beyond the plan's capacity is dropped at the
@@ -114,6 +117,8 @@ def build_routing_table(
         proportion to their capacity (early dropping then sheds it).
 
     """
+    if not 0 < target_utilisation <= 1:
+        raise ValueError("target_utilisation must be in (0, 1]")
     demand = plan.demand if demand is None else max(0.0, float(demand))
     groups = plan.groups
     budget = latency_budget * pipeline.slo_ms
@@ -155,19 +160,40 @@ def build_routing_table(
     def fill(
         key: RouteKey, ids: list[int], amount: float, before_ms: float, below: float
     ) -> dict[int, float]:
-        """Assign ``amount`` req/s over ``ids`` MAF; returns {gid or DROP: amount}."""
+        """Assign ``amount`` req/s over ``ids`` MAF; returns {gid or DROP: amount}.
+
+        Groups of one variant form a tier and share their tier's load in proportion
+        to capacity. Tiers are filled most accurate first, preferring groups that
+        keep the path inside the latency budget, first up to ``target_utilisation``
+        of their capacity, then (if load is left) up to full capacity.
+        """
         ordered = _maf_order(groups, ids)
         fits = [i for i in ordered if before_ms + groups[i].latency_ms + below <= budget + 1e-9]
         rest = [i for i in ordered if i not in fits]
+        tiers: list[list[int]] = []
+        for part in (fits, rest):
+            by_variant: dict[str, list[int]] = {}
+            for i in part:
+                by_variant.setdefault(groups[i].variant, []).append(i)
+            tiers.extend(by_variant.values())
         share: dict[int, float] = {}
         left = amount
-        for i in fits + rest:
-            if left <= 1e-12:
-                break
-            take = min(left, remaining[i])
-            if take > 0:
-                share[i] = share.get(i, 0.0) + take
-                remaining[i] -= take
+        for level in (target_utilisation, 1.0):
+            for tier in tiers:
+                if left <= 1e-12:
+                    break
+                room = {
+                    i: max(0.0, remaining[i] - (1.0 - level) * groups[i].capacity) for i in tier
+                }
+                total_room = sum(room.values())
+                if total_room <= 1e-12:
+                    continue
+                take = min(left, total_room)
+                for i in tier:
+                    part = take * room[i] / total_room
+                    if part > 0:
+                        share[i] = share.get(i, 0.0) + part
+                        remaining[i] -= part
                 left -= take
         if left > 1e-12:
             if key[1] is None:
@@ -223,12 +249,12 @@ def build_routing_table(
 
     return RoutingTable(
         groups=groups,
-        targets=MappingProxyType(targets),
-        cumulative=MappingProxyType(cumulative),
+        targets=FrozenMap(targets),
+        cumulative=FrozenMap(cumulative),
         expected_load=tuple(load),
         downstream_ms=tuple(downstream),
         demand=demand,
-        drop_share=MappingProxyType(drop_share),
+        drop_share=FrozenMap(drop_share),
     )
 
 

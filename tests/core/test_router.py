@@ -25,7 +25,7 @@ def two_stage_plan(demand=100.0):
 
 
 def test_maf_fills_most_accurate_first(tiny):
-    table = build_routing_table(two_stage_plan(), tiny, demand=150.0)
+    table = build_routing_table(two_stage_plan(), tiny, demand=150.0, target_utilisation=1.0)
     # ids: 0 d_small, 1 d_big, 2 c_big, 3 c_small
     root = table.probabilities("detect", None)
     assert root == pytest.approx({1: 100 / 150, 0: 50 / 150})
@@ -36,6 +36,34 @@ def test_maf_fills_most_accurate_first(tiny):
     # the small detector's output finds the big classifier full and overflows to c_small
     assert table.probabilities("classify", 0) == pytest.approx({3: 1.0})
     assert table.drop_share["detect"] == 0.0
+
+
+def test_groups_first_filled_to_target_utilisation(tiny):
+    # 150/s: the big detector takes 85% of its 100/s, the small one the rest
+    table = build_routing_table(two_stage_plan(), tiny, demand=150.0, target_utilisation=0.85)
+    assert table.probabilities("detect", None) == pytest.approx({1: 85 / 150, 0: 65 / 150})
+    # 280/s is above 85% of the 300/s capacity: both tiers then fill towards 100%
+    table = build_routing_table(two_stage_plan(), tiny, demand=280.0, target_utilisation=0.85)
+    assert table.expected_load[1] == pytest.approx(100.0)
+    assert table.expected_load[0] == pytest.approx(180.0)
+    with pytest.raises(ValueError):
+        build_routing_table(two_stage_plan(), tiny, target_utilisation=0.0)
+
+
+def test_groups_of_one_variant_share_load_by_capacity(tiny):
+    plan = Plan(
+        pipeline="tiny",
+        demand=60.0,
+        groups=(
+            group("detect", "d_big", 1, 30.0, 100.0, lat=10.0, batch=1),
+            group("detect", "d_big", 2, 60.0, 100.0, lat=20.0, batch=2),
+            group("classify", "c_big", 1, 100.0, 100.0),
+        ),
+    )
+    table = build_routing_table(plan, tiny, demand=60.0)
+    # same variant: loads in proportion to capacity (30 : 120), none filled to 100%
+    assert table.expected_load[0] == pytest.approx(12.0)
+    assert table.expected_load[1] == pytest.approx(48.0)
 
 
 def test_overflow_at_root_is_dropped(tiny):
@@ -56,7 +84,7 @@ def test_branching_estimates_change_downstream_load(tiny):
 
 
 def test_next_hop_sampling_matches_probabilities(tiny):
-    table = build_routing_table(two_stage_plan(), tiny, demand=150.0)
+    table = build_routing_table(two_stage_plan(), tiny, demand=150.0, target_utilisation=1.0)
     rng = np.random.default_rng(0)
     hops = [table.next_hop("detect", None, u) for u in rng.random(20000)]
     share_big = hops.count(1) / len(hops)
