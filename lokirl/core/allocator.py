@@ -66,6 +66,8 @@ class AllocatorOptions:
             task's best variant); 0 keeps every variant. Such a solve is optimal
             only within that neighbourhood and reports ``feasible``. Used only when
             the demand moved by at most ``warm_max_change`` (relative).
+        warm_radius: On such a warm start, each config's replicas may move at most
+            this many from the running plan's (a box around it: a much smaller search).
         warm_max_change: See ``warm_neighbourhood``.
         min_replicas_per_task: Keep at least this many workers on every task.
         gap_rel: Relative MIP gap at which the solver stops (1e-3 of an objective
@@ -85,6 +87,7 @@ class AllocatorOptions:
     worker_weight: float = 0.0
     warm_start: bool = True
     warm_neighbourhood: int = 1
+    warm_radius: int = 2
     warm_max_change: float = 0.25
     min_replicas_per_task: int = 1
     gap_rel: float = 1e-3
@@ -328,8 +331,13 @@ def _build_and_solve(
     phase: Phase,
     time_limit: float,
     current: Plan | None,
+    box: dict[tuple[str, str, int], int] | None = None,
 ) -> _Outcome:
-    """Build the MILP for ``phase`` over structure ``st`` and solve it."""
+    """Build the MILP for ``phase`` over structure ``st`` and solve it.
+
+    ``box`` maps config keys to the running plan's replicas; when given, every
+    config's replicas stay within ``options.warm_radius`` of it (0 for absent keys).
+    """
     sense = pulp.LpMinimize if phase == "hardware" else pulp.LpMaximize
     prob = pulp.LpProblem(f"lokirl_{phase}", sense)
     configs, chains = st.configs, st.chains
@@ -343,7 +351,12 @@ def _build_and_solve(
             continue
         need = math.ceil(demand * max_mult[i] / c.throughput - _EPS) if demand > 0 else 0
         ub = min(cluster.workers[c.accelerator], max(need, options.min_replicas_per_task))
-        x[i] = pulp.LpVariable(f"x{i}", lowBound=0, upBound=ub, cat=pulp.LpInteger)
+        lb = 0
+        if box is not None:
+            old = box.get(c.key, 0)
+            lb = min(ub, max(0, old - options.warm_radius))
+            ub = min(ub, old + options.warm_radius)
+        x[i] = pulp.LpVariable(f"x{i}", lowBound=lb, upBound=ub, cat=pulp.LpInteger)
     f = {q: pulp.LpVariable(f"f{q}", lowBound=0, upBound=1) for q in range(len(chains))}
     s = pulp.LpVariable("s", lowBound=0, upBound=1) if phase == "partial" else 1.0
 
@@ -612,7 +625,14 @@ def solve(
         restricted and current.phase != "partial" and demand <= current.max_demand * 1.1
     ) or _lp_max_share(st, cluster, demand) >= 1 - 1e-6
     if fits and remaining() > 0:
-        out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current)
+        box = {g.key: g.replicas for g in current.groups} if restricted else None
+        out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current, box)
+        if out.status is None and restricted and remaining() > 0:
+            # Nothing inside the warm neighbourhood: solve on every variant.
+            restricted = False
+            st = _Structure(pipeline, cluster, options, best_only=False)
+            if _lp_max_share(st, cluster, demand) >= 1 - 1e-6:
+                out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current)
         if out.status is not None:
             if restricted:
                 out.status = "feasible"
@@ -628,8 +648,9 @@ def solve(
                 "demand exceeds the most accurate variants' capacity; cheaper variants mixed in",
             )
     if remaining() > 0:
-        out = _build_and_solve(st, cluster, demand, options, "partial", remaining(), current)
-        if out.status is not None and restricted and out.s < 1 - 1e-6:
+        box = {g.key: g.replicas for g in current.groups} if restricted else None
+        out = _build_and_solve(st, cluster, demand, options, "partial", remaining(), current, box)
+        if (out.status is None or out.s < 1 - 1e-6) and restricted:
             # The neighbourhood could not carry the demand: retry on every variant.
             st = _Structure(pipeline, cluster, options, best_only=False)
             out = _build_and_solve(st, cluster, demand, options, "partial", remaining(), current)
