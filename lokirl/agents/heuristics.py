@@ -35,16 +35,23 @@ class TriggerController:
         horizon_s: Forecast horizon used.
         forecaster: Forecaster name.
         min_interval_s: Least time between solves.
+        churn_weight: Allocator churn weight of its (warm) re-solves; ``None`` keeps
+            the allocator's default (no churn term).
         name: Display name.
+
+    The defaults (band 0.6-1.0, headroom 1.3) were picked on generated training
+    traces (bursts, diurnal, MMPP, random walk; 150 s each, 20 workers) from a grid
+    of six bands and headrooms; never on the bundled traces used for evaluation.
 
     """
 
     low: float = 0.6
-    high: float = 0.95
-    headroom: float = 1.1
+    high: float = 1.0
+    headroom: float = 1.3
     horizon_s: int = 5
     forecaster: str = "ewma"
     min_interval_s: float = 2.0
+    churn_weight: float | None = 1.0
     name: str = "trigger"
     _fc: Forecaster | None = field(default=None, repr=False)
 
@@ -65,9 +72,9 @@ class TriggerController:
             return KEEP
         cap = context.plan.max_demand
         if upper > self.high * cap:
-            return Decision(True, target, warm_start=True, reason="forecast above band")
+            return Decision(True, target, True, self.churn_weight, "forecast above band")
         if mean < self.low * cap and context.plan.demand > 0:
-            return Decision(True, target, warm_start=True, reason="forecast below band")
+            return Decision(True, target, True, self.churn_weight, "forecast below band")
         return KEEP
 
 
@@ -113,15 +120,19 @@ class OracleController:
 
 def _trigger(m) -> TriggerController:
     return TriggerController(
-        low=float(m.group(1)), high=float(m.group(2)), headroom=float(m.group(3)), name=m.group(0)
+        low=float(m.group(1)),
+        high=float(m.group(2)),
+        headroom=float(m.group(3)),
+        churn_weight=1.0 if m.group(4) else None,
+        name=m.group(0),
     )
 
 
 def _register() -> None:
     CONTROLLERS.register_pattern(
-        r"trigger-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)-x(\d+(?:\.\d+)?)",
+        r"trigger-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)-x(\d+(?:\.\d+)?)(-churn)?",
         _trigger,
-        "trigger with its band and headroom, e.g. trigger-0.6-0.95-x1.1",
+        "trigger with its band and headroom (and churn term), e.g. trigger-0.6-1.0-x1.3-churn",
     )
     if "trigger" not in CONTROLLERS.names():
         CONTROLLERS.register(
