@@ -632,7 +632,9 @@ def solve(
             restricted = False
             st = _Structure(pipeline, cluster, options, best_only=False)
             if _lp_max_share(st, cluster, demand) >= 1 - 1e-6:
-                out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current)
+                out = _build_and_solve(
+                    st, cluster, demand, options, "accuracy", remaining(), current
+                )
         if out.status is not None:
             if restricted:
                 out.status = "feasible"

@@ -18,7 +18,9 @@ from lokirl.envs.serving import EnvConfig
 from lokirl.errors import ConfigError
 from lokirl.traces import RateSeries
 
-ENV = EnvConfig(pipeline="configs/pipelines/example.yaml", workers=6, episode_s=10, traces=("gen:bursts",))
+ENV = EnvConfig(
+    pipeline="configs/pipelines/example.yaml", workers=6, episode_s=10, traces=("gen:bursts",)
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +76,22 @@ def test_trigger_keeps_inside_band_and_resolves_outside():
     plan = solve(pipe, Cluster({"gpu": 6}), 40.0)
     cap = plan.max_demand
     t = TriggerController(low=0.6, high=0.95, headroom=1.1)
-    inside = ControlContext(now_s=30, demand_history=(0.8 * cap,) * 30, plan=plan, time_since_solve_s=10)
+    inside = ControlContext(
+        now_s=30, demand_history=(0.8 * cap,) * 30, plan=plan, time_since_solve_s=10
+    )
     assert t.decide(inside) == KEEP
-    above = ControlContext(now_s=30, demand_history=(1.2 * cap,) * 30, plan=plan, time_since_solve_s=10)
+    above = ControlContext(
+        now_s=30, demand_history=(1.2 * cap,) * 30, plan=plan, time_since_solve_s=10
+    )
     d = t.decide(above)
     assert d.resolve and d.demand > 1.2 * cap
-    below = ControlContext(now_s=30, demand_history=(0.2 * cap,) * 30, plan=plan, time_since_solve_s=10)
+    below = ControlContext(
+        now_s=30, demand_history=(0.2 * cap,) * 30, plan=plan, time_since_solve_s=10
+    )
     assert t.decide(below).resolve
-    soon = ControlContext(now_s=30, demand_history=(1.2 * cap,) * 30, plan=plan, time_since_solve_s=0.5)
+    soon = ControlContext(
+        now_s=30, demand_history=(1.2 * cap,) * 30, plan=plan, time_since_solve_s=0.5
+    )
     assert t.decide(soon) == KEEP
 
 
@@ -96,7 +106,10 @@ def test_compare_uses_common_random_numbers():
     env = LokiServingEnv(ENV)
     trace = RateSeries(np.concatenate([np.full(6, 20.0), np.full(6, 60.0)]), 1.0, "step")
     comp = compare(env, ["loki", "loki-5s", "oracle"], [trace], [0, 1])
-    arrived = {c: [comp.episodes[(c, "step", s)].result.frames.arrived for s in (0, 1)] for c in comp.controllers}
+    arrived = {
+        c: [comp.episodes[(c, "step", s)].result.frames.arrived for s in (0, 1)]
+        for c in comp.controllers
+    }
     assert arrived["loki"] == arrived["loki-5s"] == arrived["oracle"]
     assert arrived["loki"][0] != arrived["loki"][1]
     solves = comp.table()
@@ -118,11 +131,25 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     trace = tmp_path / "t.csv"
     trace.write_text("time_s,qps\n" + "\n".join(f"{i},{20 + 5 * (i % 4)}" for i in range(10)))
-    code = main([
-        "evaluate", "--controllers", "loki,trigger", "--traces", str(trace), "--seeds", "1",
-        "--pipeline", "configs/pipelines/example.yaml", "--workers", "6", "--rescale", "none",
-        "--json", "--no-mlflow",
-    ])
+    code = main(
+        [
+            "evaluate",
+            "--controllers",
+            "loki,trigger",
+            "--traces",
+            str(trace),
+            "--seeds",
+            "1",
+            "--pipeline",
+            "configs/pipelines/example.yaml",
+            "--workers",
+            "6",
+            "--rescale",
+            "none",
+            "--json",
+            "--no-mlflow",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"loki", "trigger"}

@@ -9,7 +9,12 @@ from lokirl.core.forecasting import Forecast
 from lokirl.envs import ENV_ID, FeatureSpec, LokiServingEnv, observe, to_decision
 from lokirl.traces import RateSeries
 
-SMALL = dict(pipeline="configs/pipelines/example.yaml", workers=6, episode_s=12, traces=("gen:bursts", "gen:step"))
+SMALL = dict(
+    pipeline="configs/pipelines/example.yaml",
+    workers=6,
+    episode_s=12,
+    traces=("gen:bursts", "gen:step"),
+)
 
 
 @pytest.fixture(scope="module")
