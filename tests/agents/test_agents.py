@@ -155,3 +155,24 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
     assert set(out) == {"loki", "trigger"}
     assert 0 <= out["loki"]["frame_violation_ratio"]["mean"] <= 1
     assert main(["evaluate", "--controllers", "nope", "--traces", str(trace)]) == 2
+
+
+def test_resume_continues_training(trained):
+    from stable_baselines3 import PPO
+
+    from lokirl.agents.train import train
+
+    cfg = TrainConfig(
+        name="tiny_resumed",
+        total_timesteps=32,
+        n_envs=1,
+        vec_env="dummy",
+        env=ENV,
+        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(16,)),
+        eval_every=0,
+        checkpoint_every=0,
+    )
+    before = PPO.load(str(trained / "model.zip"), device="cpu").num_timesteps
+    folder = train(cfg, resume=str(trained / "model.zip"), progress=False)
+    after = PPO.load(str(folder / "model.zip"), device="cpu").num_timesteps
+    assert after > before
