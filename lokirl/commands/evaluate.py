@@ -8,7 +8,10 @@ import math
 
 from lokirl.errors import ConfigError
 
-DEFAULT_CONTROLLERS = "loki,loki-5s,loki-10s,loki-30s,loki-5s-churn,trigger,oracle"
+DEFAULT_CONTROLLERS = (
+    "loki,loki-5s,loki-10s,loki-30s,loki-1s-churn,loki-5s-churn,loki-10s-churn,loki-30s-churn,"
+    "trigger,oracle"
+)
 DEFAULT_TRACES = (
     "twitter_zipf_flat_bursty,twitter_zipf_exponential_bursty,twitter_medium_normal_load"
 )
