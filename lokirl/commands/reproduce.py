@@ -1,20 +1,23 @@
 """``lokirl reproduce``: regenerate the simulator's check of Loki's headline claims.
 
-Three experiments on traffic_analysis, 20 workers (see docs/reproduction.md):
+Experiments on traffic_analysis, 20 homogeneous workers (see docs/reproduction.md):
 
-1. **Effective capacity**: steady Poisson demand on a grid; the largest demand
-   whose frame-level SLO violation ratio stays <= 1% (and <= 5%, and per
-   sub-request), for Loki (accuracy scaling) and InferLine-like (hardware scaling
-   only). Paper: > 2.7x.
-2. **Peak-load trace**: the diurnal day (50 -> 425 -> 50 QPS) for Loki,
-   InferLine-like, Proteus-like and static peak provisioning: violations (frame
-   and sub-request) and accuracy. Paper: up to 10x fewer violations than the
-   baselines.
-3. **Active workers at low load**: Loki's mean active workers on the steady grid
-   versus peak provisioning (all 20 workers). Paper: up to 2.67x fewer.
-
-Plus the design's check that violations are near zero wherever the running plan's
-capacity exceeds the demand (seconds of the diurnal runs split by capacity/demand).
+1. **Effective capacity**: the largest steady Poisson demand (frames/s) whose SLO
+   violation ratio stays <= 1% on *every* seed, found by bisection on demand (to a
+   resolution of 5 frames/s), at the sub-request level and at the frame level, for
+   accuracy scaling (``loki-hX``) and hardware scaling alone (``inferline-hX``),
+   each with its best headroom X from a small set. Paper: > 2.7x.
+2. **Peak-load traces**: the diurnal day (50 -> 425 -> 50 frames/s) and the step
+   trace (100/400/800/100), played at 2x speed, for Loki, InferLine-like,
+   Proteus-like and static peak provisioning, over several seeds: violations
+   (frame and sub-request) and the accuracy kept. Paper: up to 10x fewer
+   violations than the baselines.
+3. **Active workers at low load**: mean active workers at steady low demand versus
+   peak provisioning (all workers). Paper: up to 2.67x fewer.
+4. **Near-zero violations where capacity exceeds demand** (DESIGN's lesson):
+   steady low-demand runs with headroom, with drop reasons, reconfigurations and
+   the plan's utilisation per task; and the seconds of the peak traces split by
+   the running plan's capacity over that second's arrivals.
 """
 
 from __future__ import annotations
@@ -22,16 +25,61 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-GRID_CONTROLLERS = ("loki", "inferline", "loki-h1.2", "inferline-h1.2")
-DIURNAL_CONTROLLERS = ("loki", "loki-h1.2", "inferline", "inferline-h1.2", "proteus", "static")
 
 EPILOG = """\
 examples:
-  lokirl reproduce --quick             # about a minute: coarse grid, short runs
-  lokirl reproduce --out docs          # full version; tables + docs/img/*.png
+  lokirl reproduce --quick             # under a minute: one seed, coarse search, 10x traces
+  lokirl reproduce --out runs/repro    # full version (about 15 minutes on two cores)
 """
+
+#: The SLO violation bound of the effective-capacity definition (DESIGN, Metrics).
+BOUND = 0.01
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one ``reproduce`` run does (full or quick)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steady_s: int = 30
+    headrooms: tuple[float, ...] = (1.0, 1.1, 1.2, 1.35, 1.5)
+    resolution: int = 5
+    ceiling: int = 1600
+    speedup: float = 2.0
+    low_demands: tuple[int, ...] = (50, 100, 150)
+    low_controllers: tuple[str, ...] = ("loki", "loki-h1.2", "inferline", "inferline-h1.2")
+    trace_controllers: tuple[str, ...] = (
+        "loki",
+        "loki-h1.2",
+        "inferline",
+        "inferline-h1.2",
+        "proteus",
+        "static",
+    )
+    demand_quantum: float = 5.0
+    time_limit_s: float = 1.0
+    workers: int = 20
+
+
+FULL = Settings()
+QUICK = Settings(
+    seeds=(0,),
+    steady_s=8,
+    headrooms=(1.0, 1.2),
+    resolution=25,
+    speedup=10.0,
+    low_demands=(50,),
+    low_controllers=("loki", "loki-h1.2"),
+    trace_controllers=("loki", "loki-h1.2", "inferline", "static"),
+    demand_quantum=25.0,
+)
+
+#: Peak-load traces: (bundled name, low, high) frames/s after the speed-up.
+TRACES = (("diurnal_600s", 50.0, 425.0), ("step_600s", 100.0, 800.0))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,8 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="short version (coarse grid, short runs)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--quick", action="store_true", help="coarse version (one seed, short runs)")
     p.add_argument("--workers", type=int, default=20, help="workers (default: 20)")
     p.add_argument(
         "--out",
@@ -55,212 +102,489 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _steady(pipeline, cluster, controller, demand, seconds, seed, cache):
+# ---------------------------------------------------------------- bisection
+def bisect_capacity(
+    passes: Callable[[float], bool], resolution: float, start: float, ceiling: float
+) -> tuple[float, list[tuple[float, bool]]]:
+    """Largest multiple of ``resolution`` (<= ``ceiling``) at which ``passes`` holds.
+
+    Gallops up from ``start`` (doubling while it passes), then bisects between the
+    last passing and the first failing demand. It assumes ``passes`` is monotone
+    (holds below some demand, fails above); where it is not, the answer is *a*
+    boundary, not necessarily the largest passing demand. 0 when even the first
+    probe below ``start`` fails down to ``resolution``.
+
+    Returns:
+        The demand and the probes in order, as ``(demand, passed)``.
+
+    """
+    probes: list[tuple[float, bool]] = []
+
+    def ok(k: int) -> bool:
+        res = passes(k * resolution)
+        probes.append((k * resolution, res))
+        return res
+
+    top = int(ceiling // resolution)
+    k = min(top, max(1, int(round(start / resolution))))
+    lo, hi = 0, None
+    while hi is None:
+        if ok(k):
+            lo = k
+            if k == top:
+                return k * resolution, probes
+            k = min(top, 2 * k)
+        else:
+            hi = k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo * resolution, probes
+
+
+# ---------------------------------------------------------------- runners
+class Runner:
+    """Runs simulations with one shared plan cache, memoising steady runs."""
+
+    def __init__(self, settings: Settings, tick: Callable[[], None] | None = None) -> None:
+        import lokirl.sim  # noqa: F401  (registers the baselines)
+        from lokirl.core.allocator import AllocatorOptions
+        from lokirl.core.pipeline import Cluster
+        from lokirl.core.pipeline_config import load_pipeline
+
+        self.s = settings
+        self.pipeline = load_pipeline("traffic_analysis")
+        self.cluster = Cluster.homogeneous(self.pipeline, settings.workers)
+        self.options = AllocatorOptions(time_limit_s=settings.time_limit_s)
+        self.cache: dict = {}
+        self.steady_runs: dict[tuple[str, int, int], dict] = {}
+        self.sim_wall = 0.0
+        self.n_runs = 0
+        self.tick = tick or (lambda: None)
+
+    def config(self, initial: float | None = None):
+        """The simulator configuration every run uses."""
+        from lokirl.sim import SimConfig
+
+        return SimConfig(
+            demand_quantum=self.s.demand_quantum,
+            initial_demand=initial,
+            allocator=self.options,
+        )
+
+    def simulate(self, controller: str, trace, seed: int, initial: float | None = None):
+        """Run ``controller`` on ``trace`` with ``seed`` (shared plan cache)."""
+        import numpy as np
+
+        from lokirl.core.controllers import make_controller
+        from lokirl.sim import simulate
+
+        t0 = time.perf_counter()
+        r = simulate(
+            self.pipeline,
+            self.cluster,
+            trace,
+            make_controller(controller),
+            self.config(initial),
+            np.random.default_rng(seed),
+            plan_cache=self.cache,
+        )
+        self.sim_wall += time.perf_counter() - t0
+        self.n_runs += 1
+        self.tick()
+        return r
+
+    def steady(self, controller: str, demand: int, seed: int) -> dict:
+        """Summary of a steady run (memoised)."""
+        import numpy as np
+
+        from lokirl.traces import RateSeries
+
+        key = (controller, int(demand), seed)
+        if key not in self.steady_runs:
+            n = self.s.steady_s
+            trace = RateSeries(np.full(n, float(demand)), name=f"steady{demand:g}")
+            r = self.simulate(controller, trace, seed, initial=float(demand))
+            self.steady_runs[key] = {
+                "frame": r.frame_violation_ratio,
+                "sub": r.sub_violation_ratio,
+                "accuracy": r.accuracy,
+                "workers": r.mean_active_workers,
+                "reconfigurations": r.reconfigurations,
+                "capacity": float(np.mean(r.series["capacity"][:n])),
+                "sub_dropped": dict(r.subrequests.dropped),
+                "sub_late": r.subrequests.late,
+                "sub_arrived": r.subrequests.arrived,
+                "frames_arrived": r.frames.arrived,
+            }
+        return self.steady_runs[key]
+
+    def initial_plan(self, controller: str, demand: float):
+        """The plan ``controller`` puts in force at time 0 for a steady ``demand``."""
+        import numpy as np
+
+        from lokirl.core.controllers import make_controller
+        from lokirl.sim import Simulation
+        from lokirl.traces import RateSeries
+
+        c = make_controller(controller)
+        trace = RateSeries(np.full(2, float(demand)), name="plan")
+        sim = Simulation(
+            self.pipeline, self.cluster, trace, self.config(float(demand)), plan_cache=self.cache
+        )
+        sim.apply(c.decide(sim.reset()), planner=c)
+        return sim.plan
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return float(sum(xs) / len(xs)) if xs else float("nan")
+
+
+def _spread(xs: Sequence[float]) -> dict:
+    return {"mean": _mean(xs), "min": float(min(xs)), "max": float(max(xs)), "n": len(xs)}
+
+
+# ---------------------------------------------------------------- experiments
+def effective_capacity(runner: Runner) -> dict:
+    """Experiment 1: bisection on steady demand, per controller and level."""
+    s = runner.s
+    out: dict = {"controllers": {}, "best": {}}
+    for system, start in (("loki", 200.0), ("inferline", 100.0)):
+        for h in s.headrooms:
+            ctl = f"{system}-h{h:g}"
+            row: dict = {"system": system, "headroom": h}
+            for level in ("sub", "frame"):
+
+                def passes(d: float, ctl=ctl, level=level) -> bool:
+                    # Every seed must meet the bound; stop at the first that does not.
+                    return all(runner.steady(ctl, int(d), k)[level] <= BOUND for k in s.seeds)
+
+                cap, probes = bisect_capacity(passes, s.resolution, start, s.ceiling)
+                at = [runner.steady(ctl, int(cap), k) for k in s.seeds] if cap > 0 else []
+                row[level] = {
+                    "capacity": cap,
+                    "probes": probes,
+                    "mean_ratio_at_capacity": _mean([a[level] for a in at]),
+                    "accuracy_at_capacity": _mean([a["accuracy"] for a in at]),
+                }
+            out["controllers"][ctl] = row
+    for level in ("sub", "frame"):
+        best = {}
+        for system in ("loki", "inferline"):
+            rows = [r for r in out["controllers"].items() if r[1]["system"] == system]
+            ctl, r = max(rows, key=lambda kv: (kv[1][level]["capacity"], -kv[1]["headroom"]))
+            best[system] = {"controller": ctl, "capacity": r[level]["capacity"]}
+        li, il = best["loki"]["capacity"], best["inferline"]["capacity"]
+        best["ratio"] = li / il if il > 0 else (math.inf if li > 0 else float("nan"))
+        out["best"][level] = best
+    # Violation ratio vs demand of every probe (mean over the seeds that ran).
+    curves: dict = {}
+    for (ctl, d, _k), v in runner.steady_runs.items():
+        curves.setdefault(ctl, {}).setdefault(d, []).append(v)
+    out["curves"] = {
+        ctl: [
+            {
+                "demand": d,
+                "seeds": len(vs),
+                "sub": _mean([v["sub"] for v in vs]),
+                "frame": _mean([v["frame"] for v in vs]),
+                "accuracy": _mean([v["accuracy"] for v in vs]),
+            }
+            for d, vs in sorted(by.items())
+        ]
+        for ctl, by in curves.items()
+    }
+    return out
+
+
+def low_load(runner: Runner) -> dict:
+    """Experiments 3 and 4 at steady low demand: workers, violations and their causes."""
+    s = runner.s
+    rows = []
+    for ctl in s.low_controllers:
+        for d in s.low_demands:
+            runs = [runner.steady(ctl, d, k) for k in s.seeds]
+            plan = runner.initial_plan(ctl, d)
+            util: dict[str, float] = {}
+            scale = d / plan.demand if plan.demand > 0 else 0.0
+            for task in runner.pipeline.tasks:
+                gs = [g for g in plan.groups if g.task == task.name]
+                cap = sum(g.throughput * g.replicas for g in gs)
+                load = sum(g.load for g in gs) * scale
+                util[task.name] = load / cap if cap > 0 else float("nan")
+            drops: dict[str, int] = {}
+            for r in runs:
+                for why, n in r["sub_dropped"].items():
+                    drops[why] = drops.get(why, 0) + n
+            rows.append(
+                {
+                    "controller": ctl,
+                    "demand": d,
+                    "frame": _spread([r["frame"] for r in runs]),
+                    "sub": _spread([r["sub"] for r in runs]),
+                    "accuracy": _mean([r["accuracy"] for r in runs]),
+                    "workers": _mean([r["workers"] for r in runs]),
+                    "plan_capacity": _mean([r["capacity"] for r in runs]),
+                    "reconfigurations": _mean([r["reconfigurations"] for r in runs]),
+                    "sub_dropped": drops,
+                    "sub_late": sum(r["sub_late"] for r in runs),
+                    "sub_arrived": sum(r["sub_arrived"] for r in runs),
+                    "plan": {
+                        "demand": plan.demand,
+                        "groups": [
+                            f"{g.variant} x{g.replicas} b{g.batch_size}" for g in plan.groups
+                        ],
+                        "utilisation": util,
+                    },
+                }
+            )
+    lowest = [r for r in rows if r["controller"] == "loki" and r["demand"] == min(s.low_demands)]
+    claim = {}
+    if lowest:
+        w = lowest[0]["workers"]
+        claim = {
+            "demand": lowest[0]["demand"],
+            "loki_active_workers": w,
+            "peak_provisioning_workers": s.workers,
+            "ratio": s.workers / w if w > 0 else float("nan"),
+        }
+    return {"rows": rows, "claim": claim}
+
+
+def peak_traces(runner: Runner, img: Path) -> dict:
+    """Experiment 2 (and the capacity split of 4): the peak-load traces."""
     import numpy as np
 
-    from lokirl.core.controllers import make_controller
-    from lokirl.sim import SimConfig, simulate
-    from lokirl.traces import RateSeries
-
-    trace = RateSeries(np.full(seconds, float(demand)), name=f"steady{demand:g}")
-    cfg = SimConfig(demand_quantum=5.0, initial_demand=float(demand))
-    return simulate(
-        pipeline,
-        cluster,
-        trace,
-        make_controller(controller),
-        cfg,
-        np.random.default_rng(seed),
-        plan_cache=cache,
-    )
-
-
-def run(args: argparse.Namespace) -> int:  # noqa: C901 - a script, top to bottom
-    """Handle ``lokirl reproduce``."""
-    import numpy as np
-    from rich.progress import Progress
-
-    import lokirl.sim  # noqa: F401
-    from lokirl.commands.plan import make_console
-    from lokirl.core.controllers import make_controller
-    from lokirl.core.pipeline import Cluster
-    from lokirl.core.pipeline_config import load_pipeline
-    from lokirl.sim import SimConfig, simulate
     from lokirl.sim.plots import plot_results
     from lokirl.traces import rescale, resolve_trace, speedup
+
+    s = runner.s
+    out: dict = {}
+    for name, lo, hi in TRACES:
+        trace = rescale(speedup(resolve_trace(name), s.speedup), lo, hi)
+        per: dict = {}
+        first = []
+        for ctl in s.trace_controllers:
+            runs = []
+            for k in s.seeds:
+                r = runner.simulate(ctl, trace, k)
+                if k == s.seeds[0]:
+                    first.append(r)
+                sr = r.series
+                n = int(math.ceil(r.duration_s - 2.0))
+                cap, arr = sr["capacity"][:n], sr["arrivals"][:n].astype(float)
+                fv, fd = sr["frame_violations"][:n], sr["frames_done"][:n]
+                sv, sd = sr["sub_violations"][:n], sr["sub_done"][:n]
+                ample = cap >= 1.2 * np.maximum(arr, 1.0)
+                runs.append(
+                    {
+                        "frame": r.frame_violation_ratio,
+                        "sub": r.sub_violation_ratio,
+                        "accuracy": r.accuracy,
+                        "workers": r.mean_active_workers,
+                        "reconfigurations": r.reconfigurations,
+                        "solves": r.solves,
+                        "frames_dropped": dict(r.frames.dropped),
+                        "frames_late": r.frames.late,
+                        "frames_arrived": r.frames.arrived,
+                        "sub_dropped": dict(r.subrequests.dropped),
+                        "ample_seconds": int(ample.sum()),
+                        "ample_frame_viol": int(fv[ample].sum()),
+                        "ample_frames": int(fd[ample].sum()),
+                        "ample_sub_viol": int(sv[ample].sum()),
+                        "ample_subs": int(sd[ample].sum()),
+                        "ample_reconfigurations": int(sr["reconfigurations"][:n][ample].sum()),
+                    }
+                )
+            af = sum(r["ample_frames"] for r in runs)
+            asub = sum(r["ample_subs"] for r in runs)
+            per[ctl] = {
+                "frame": _spread([r["frame"] for r in runs]),
+                "sub": _spread([r["sub"] for r in runs]),
+                "accuracy": _spread([r["accuracy"] for r in runs]),
+                "workers": _mean([r["workers"] for r in runs]),
+                "reconfigurations": _mean([r["reconfigurations"] for r in runs]),
+                "solves": _mean([r["solves"] for r in runs]),
+                "ample_seconds": _mean([r["ample_seconds"] for r in runs]),
+                "ample_frame_ratio": (
+                    sum(r["ample_frame_viol"] for r in runs) / af if af else float("nan")
+                ),
+                "ample_sub_ratio": (
+                    sum(r["ample_sub_viol"] for r in runs) / asub if asub else float("nan")
+                ),
+                "ample_reconfigurations": _mean([r["ample_reconfigurations"] for r in runs]),
+                "runs": runs,
+            }
+        ref = per.get("loki-h1.2") or per.get("loki")
+        for v in per.values():
+            for level in ("frame", "sub"):
+                mine = v[level]["mean"]
+                v[f"{level}_vs_loki_h1.2"] = (
+                    mine / ref[level]["mean"] if ref[level]["mean"] else None
+                )
+        out[name] = {"low": lo, "high": hi, "speedup": s.speedup, "controllers": per}
+        plot_results(first, img)
+        (img / "comparison.png").replace(img / f"{name.split('_')[0]}_comparison.png")
+    return out
+
+
+# ---------------------------------------------------------------- command
+def run(args: argparse.Namespace) -> int:
+    """Handle ``lokirl reproduce``."""
+    from rich.progress import Progress
+
+    from lokirl.commands.plan import make_console
     from lokirl.tracking import run_dir
 
-    pipeline = load_pipeline("traffic_analysis")
-    cluster = Cluster.homogeneous(pipeline, args.workers)
+    base = QUICK if args.quick else FULL
+    settings = Settings(**{**asdict(base), "workers": args.workers})
     out = args.out or run_dir("reproduce", "quick" if args.quick else "full")
     img = out / "img"
     img.mkdir(parents=True, exist_ok=True)
-    grid = list(range(50, 701, 50)) if not args.quick else [50, 100, 200, 300, 400, 600]
-    seconds = 12 if args.quick else 30
-    cache: dict = {}
-    results: dict = {"grid": {}, "diurnal": {}, "settings": {}}
-    results["settings"] = {
-        "workers": args.workers,
-        "grid": grid,
-        "steady_seconds": seconds,
-        "seed": args.seed,
-        "quick": args.quick,
-    }
     console = make_console()
+    t0 = time.perf_counter()
     with Progress(console=console, transient=True, disable=args.json) as bar:
-        t1 = bar.add_task("steady grid", total=len(GRID_CONTROLLERS) * len(grid))
-        for ctl in GRID_CONTROLLERS:
-            rows = []
-            for d in grid:
-                r = _steady(pipeline, cluster, ctl, d, seconds, args.seed, cache)
-                rows.append(
-                    {
-                        "demand": d,
-                        "frame_violation_ratio": r.frame_violation_ratio,
-                        "sub_violation_ratio": r.sub_violation_ratio,
-                        "accuracy": r.accuracy,
-                        "mean_active_workers": r.mean_active_workers,
-                        "capacity": float(np.mean(r.series["capacity"][:seconds])),
-                    }
-                )
-                bar.advance(t1)
-            results["grid"][ctl] = rows
-        # Peak-load trace: the diurnal day, compressed.
-        factor = 10.0 if args.quick else 2.0
-        trace = rescale(speedup(resolve_trace("diurnal_600s"), factor), 50, 425)
-        t2 = bar.add_task("diurnal", total=len(DIURNAL_CONTROLLERS))
-        diurnal = []
-        for ctl in DIURNAL_CONTROLLERS:
-            r = simulate(
-                pipeline,
-                cluster,
-                trace,
-                make_controller(ctl),
-                SimConfig(demand_quantum=5.0),
-                np.random.default_rng(args.seed),
-                plan_cache=cache,
-            )
-            diurnal.append(r)
-            bar.advance(t2)
-    for r in diurnal:
-        s = r.series
-        n = int(math.ceil(r.duration_s - 2.0))
-        cap, arr = s["capacity"][:n], s["arrivals"][:n].astype(float)
-        fv, fd = s["frame_violations"][:n], s["frames_done"][:n]
-        ample = cap >= 1.2 * np.maximum(arr, 1.0)
-        tight = ~ample
-
-        def ratio(mask, fv=fv, fd=fd):
-            d = fd[mask].sum()
-            return float(fv[mask].sum() / d) if d else float("nan")
-
-        results["diurnal"][r.controller] = {
-            **r.totals(),
-            "seconds_capacity_ge_1.2x_demand": int(ample.sum()),
-            "frame_violation_ratio_when_capacity_ge_1.2x": ratio(ample),
-            "frame_violation_ratio_otherwise": ratio(tight),
-        }
-    _effective(results)
-    plot_results(diurnal, img)
-    (img / "comparison.png").rename(img / "diurnal_comparison.png")
-    _plot_grid(results, img / "steady_grid.png")
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    tables = _tables(results)
+        task = bar.add_task("simulations", total=None)
+        runner = Runner(settings, tick=lambda: bar.advance(task))
+        results: dict = {"settings": asdict(settings), "bound": BOUND}
+        bar.update(task, description="effective capacity (bisection)")
+        results["effective_capacity"] = effective_capacity(runner)
+        bar.update(task, description="low load")
+        results["low_load"] = low_load(runner)
+        bar.update(task, description="peak-load traces")
+        results["traces"] = peak_traces(runner, img)
+    results["runtime"] = {
+        "wall_s": time.perf_counter() - t0,
+        "simulations": runner.n_runs,
+        "simulation_wall_s": runner.sim_wall,
+    }
+    plot_capacity(results, img / "capacity_search.png")
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tables = render_tables(results)
     (out / "tables.md").write_text(tables)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2, default=str))
     else:
         console.print(tables)
         console.print(f"written: {out / 'tables.md'}, {out / 'results.json'}, {img}")
     return 0
 
 
-def _effective(results: dict) -> None:
-    eff = {}
-    for ctl, rows in results["grid"].items():
-        e = {}
-        for label, key, thr in (
-            ("frame_1pct", "frame_violation_ratio", 0.01),
-            ("frame_5pct", "frame_violation_ratio", 0.05),
-            ("sub_1pct", "sub_violation_ratio", 0.01),
-            ("sub_5pct", "sub_violation_ratio", 0.05),
-        ):
-            ok = [r["demand"] for r in rows if r[key] <= thr]
-            e[label] = max(ok) if ok else 0
-        eff[ctl] = e
-    results["effective_capacity"] = eff
-    low = results["grid"]["loki"][0]
-    results["low_load"] = {
-        "demand": low["demand"],
-        "loki_active_workers": low["mean_active_workers"],
-        "peak_provisioning_workers": results["settings"]["workers"],
-        "ratio": results["settings"]["workers"] / max(low["mean_active_workers"], 1e-9),
-    }
-
-
-def _plot_grid(results: dict, path: Path) -> None:
+def plot_capacity(results: dict, path: Path) -> None:
+    """Violation ratio vs steady demand for every probe of the bisections."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ctl, rows in results["grid"].items():
-        d = [r["demand"] for r in rows]
-        axes[0].plot(d, [r["frame_violation_ratio"] for r in rows], "o-", label=f"{ctl} frame")
-        axes[0].plot(d, [r["sub_violation_ratio"] for r in rows], "x--", label=f"{ctl} sub-req")
-        axes[1].plot(d, [r["accuracy"] for r in rows], "o-", label=ctl)
-        axes[2].plot(d, [r["mean_active_workers"] for r in rows], "o-", label=ctl)
-    axes[0].axhline(0.01, color="0.5", lw=0.8, ls=":")
-    axes[0].set_ylabel("SLO violation ratio")
-    axes[1].set_ylabel("system accuracy")
-    axes[2].set_ylabel("mean active workers")
-    for a in axes:
-        a.set_xlabel("steady demand (frames/s)")
-        a.legend(fontsize=8)
+    eff = results["effective_capacity"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    for ax, level in zip(axes, ("sub", "frame"), strict=True):
+        for ctl, pts in sorted(eff.get("curves", {}).items()):
+            d = [p["demand"] for p in pts]
+            y = [max(p[level], 1e-4) for p in pts]
+            ls = "-" if ctl.startswith("loki") else "--"
+            ax.plot(d, y, ls, marker="o", ms=3, lw=1, label=ctl)
+        ax.axhline(BOUND, color="0.4", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel("steady demand (frames/s)")
+        ax.set_title(f"{level}-level SLO violation ratio (mean over seeds run)")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("violation ratio (floored at 1e-4)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _tables(results: dict) -> str:
-    lines = ["## Steady demand grid", ""]
-    lines.append("| controller | demand | viol/frame | viol/sub-req | accuracy | workers |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for ctl, rows in results["grid"].items():
-        for r in rows:
-            lines.append(
-                f"| {ctl} | {r['demand']} | {r['frame_violation_ratio']:.2%} | "
-                f"{r['sub_violation_ratio']:.2%} | {r['accuracy']:.2f} | "
-                f"{r['mean_active_workers']:.1f} |"
-            )
-    lines += ["", "## Effective capacity (frames/s, largest grid demand under the bound)", ""]
-    lines.append("| controller | frame <= 1% | frame <= 5% | sub-req <= 1% | sub-req <= 5% |")
-    lines.append("|---|---:|---:|---:|---:|")
+def _pm(sp: dict, pct: bool = True) -> str:
+    """``mean (min-max)``: the spread over seeds."""
+    if sp["n"] <= 1:
+        return f"{sp['mean']:.2%}" if pct else f"{sp['mean']:.2f}"
+    if pct:
+        return f"{sp['mean']:.2%} ({sp['min']:.2%}-{sp['max']:.2%})"
+    return f"{sp['mean']:.2f} ({sp['min']:.2f}-{sp['max']:.2f})"
+
+
+def render_tables(results: dict) -> str:
+    """The Markdown tables of a ``reproduce`` results dict."""
+    st = results["settings"]
+    seeds = ", ".join(str(k) for k in st["seeds"])
     eff = results["effective_capacity"]
-    for ctl, e in eff.items():
+    lines = [
+        f"## Effective capacity (frames/s; SLO violation ratio <= {results['bound']:.0%} on every"
+        f" seed of {seeds}; bisection to {st['resolution']} frames/s, {st['steady_s']} s runs)",
+        "",
+        "| controller | sub-request level | accuracy there | frame level | accuracy there |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for ctl, r in eff["controllers"].items():
         lines.append(
-            f"| {ctl} | {e['frame_1pct']} | {e['frame_5pct']} | {e['sub_1pct']} | {e['sub_5pct']} |"
+            f"| {ctl} | {r['sub']['capacity']:g} | {r['sub']['accuracy_at_capacity']:.2f} | "
+            f"{r['frame']['capacity']:g} | {r['frame']['accuracy_at_capacity']:.2f} |"
         )
-    lines += ["", "## Diurnal day (50 -> 425 -> 50 QPS)", ""]
-    lines.append(
-        "| controller | viol/frame | viol/sub-req | accuracy | workers | solves | reconfig | "
-        "viol/frame when capacity >= 1.2x demand (seconds) | otherwise |"
-    )
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for ctl, t in results["diurnal"].items():
+    lines.append("")
+    for level in ("sub", "frame"):
+        b = eff["best"][level]
         lines.append(
-            f"| {ctl} | {t['frame_violation_ratio']:.2%} | {t['sub_violation_ratio']:.2%} | "
-            f"{t['accuracy']:.2f} | {t['mean_active_workers']:.1f} | {t['solves']} | "
-            f"{t['reconfigurations']} | {t['frame_violation_ratio_when_capacity_ge_1.2x']:.2%} "
-            f"({t['seconds_capacity_ge_1.2x_demand']}) | {t['frame_violation_ratio_otherwise']:.2%} |"
+            f"- best at the {level} level: {b['loki']['controller']} {b['loki']['capacity']:g} vs "
+            f"{b['inferline']['controller']} {b['inferline']['capacity']:g} frames/s: "
+            f"**{b['ratio']:.2f}x**"
         )
     low = results["low_load"]
     lines += [
         "",
-        f"Low load ({low['demand']} frames/s): Loki uses {low['loki_active_workers']:.1f} active "
-        f"workers vs {low['peak_provisioning_workers']} for peak provisioning "
-        f"({low['ratio']:.2f}x fewer).",
+        f"## Steady low demand (seeds {seeds}; violation mean (min-max))",
         "",
+        "| controller | demand | viol/frame | viol/sub-req | workers | plan capacity | reconfig"
+        " | sub-req drops (all seeds) | plan | utilisation per task at the demand |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
+    for r in low["rows"]:
+        drops = ", ".join(f"{k} {v}" for k, v in sorted(r["sub_dropped"].items())) or "none"
+        if r["sub_late"]:
+            drops += f", late {r['sub_late']}"
+        util = ", ".join(f"{t} {u:.0%}" for t, u in r["plan"]["utilisation"].items())
+        lines.append(
+            f"| {r['controller']} | {r['demand']} | {_pm(r['frame'])} | {_pm(r['sub'])} | "
+            f"{r['workers']:.1f} | {r['plan_capacity']:.0f} | {r['reconfigurations']:.1f} | "
+            f"{drops} of {r['sub_arrived']} | {'; '.join(r['plan']['groups'])} | {util} |"
+        )
+    c = low["claim"]
+    if c:
+        lines += [
+            "",
+            f"Low load ({c['demand']} frames/s): Loki uses {c['loki_active_workers']:.1f} active "
+            f"workers vs {c['peak_provisioning_workers']} for peak provisioning "
+            f"(**{c['ratio']:.2f}x fewer**).",
+        ]
+    for name, tr in results["traces"].items():
+        lines += [
+            "",
+            f"## {name}: {tr['low']:g} -> {tr['high']:g} frames/s at {tr['speedup']:g}x speed "
+            f"(seeds {seeds}; mean (min-max))",
+            "",
+            "| controller | viol/frame | viol/sub-req | accuracy | workers | solves | reconfig |"
+            " x loki-h1.2 (frame / sub) | seconds with capacity >= 1.2x arrivals |"
+            " viol/frame there | viol/sub-req there |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for ctl, v in tr["controllers"].items():
+            fx, sx = v.get("frame_vs_loki_h1.2"), v.get("sub_vs_loki_h1.2")
+            rel = f"{fx:.1f} / {sx:.1f}" if fx is not None and sx is not None else "-"
+            lines.append(
+                f"| {ctl} | {_pm(v['frame'])} | {_pm(v['sub'])} | {_pm(v['accuracy'], False)} | "
+                f"{v['workers']:.1f} | {v['solves']:.0f} | {v['reconfigurations']:.0f} | {rel} | "
+                f"{v['ample_seconds']:.0f} | {v['ample_frame_ratio']:.2%} | "
+                f"{v['ample_sub_ratio']:.2%} |"
+            )
+    rt = results.get("runtime")
+    if rt:
+        lines += [
+            "",
+            f"Runtime: {rt['wall_s']:.0f} s wall, {rt['simulations']} simulations.",
+        ]
+    lines.append("")
     return "\n".join(lines)

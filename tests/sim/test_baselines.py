@@ -1,7 +1,6 @@
 import pytest
 
 import lokirl.sim  # noqa: F401
-from lokirl.commands.reproduce import _effective, _tables
 from lokirl.core.allocator import AllocatorOptions
 from lokirl.core.controller import ControlContext, Controller, Decision
 from lokirl.core.controllers import make_controller
@@ -43,22 +42,3 @@ def test_static_provisions_the_whole_cluster_once(traffic):
     plan = s.plan(p, c, Decision(True, 0.0), AllocatorOptions(), None)
     assert plan.active_workers == 20
     assert not s.decide(ControlContext(5.0, (10.0,), plan=plan)).resolve
-
-
-def test_reproduce_tables_from_results():
-    rows = [
-        {
-            "demand": d,
-            "frame_violation_ratio": v,
-            "sub_violation_ratio": v / 2,
-            "accuracy": 99.0,
-            "mean_active_workers": w,
-            "capacity": d,
-        }
-        for d, v, w in ((50, 0.0, 5.0), (100, 0.005, 9.0), (200, 0.2, 20.0))
-    ]
-    results = {"grid": {"loki": rows}, "diurnal": {}, "settings": {"workers": 20}}
-    _effective(results)
-    assert results["effective_capacity"]["loki"]["frame_1pct"] == 100
-    assert results["low_load"]["ratio"] == pytest.approx(4.0)
-    assert "| loki | 100 |" in _tables(results)

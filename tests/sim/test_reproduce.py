@@ -1,0 +1,91 @@
+"""``lokirl reproduce``: the capacity bisection, the experiments on a tiny setting, tables."""
+
+import math
+
+import pytest
+
+from lokirl.commands.reproduce import (
+    Runner,
+    Settings,
+    bisect_capacity,
+    effective_capacity,
+    low_load,
+    render_tables,
+)
+
+
+@pytest.mark.parametrize("true_cap", [0, 3, 5, 137, 140, 399, 400, 1000])
+def test_bisection_finds_the_largest_passing_multiple(true_cap):
+    calls = []
+
+    def passes(d):
+        calls.append(d)
+        return d <= true_cap
+
+    cap, probes = bisect_capacity(passes, 5, 200, 400)
+    assert cap == min(400, 5 * (true_cap // 5))
+    assert [d for d, _ in probes] == calls
+    assert len(calls) <= 2 + math.ceil(math.log2(400 / 5)) + 1
+
+
+def test_bisection_never_probes_above_the_ceiling_or_below_resolution():
+    cap, probes = bisect_capacity(lambda d: True, 25, 1, 100)
+    assert cap == 100 and all(25 <= d <= 100 for d, _ in probes)
+
+
+@pytest.fixture(scope="module")
+def tiny_results():
+    s = Settings(
+        seeds=(0, 1),
+        steady_s=4,
+        headrooms=(1.2,),
+        resolution=50,
+        ceiling=300,
+        low_demands=(50,),
+        low_controllers=("loki-h1.2",),
+        demand_quantum=25.0,
+    )
+    runner = Runner(s)
+    results = {"settings": s.__dict__, "bound": 0.01}
+    results["effective_capacity"] = effective_capacity(runner)
+    results["low_load"] = low_load(runner)
+    results["traces"] = {}
+    return results, runner
+
+
+def test_effective_capacity_is_consistent_with_its_probes(tiny_results):
+    results, runner = tiny_results
+    eff = results["effective_capacity"]
+    assert set(eff["controllers"]) == {"loki-h1.2", "inferline-h1.2"}
+    for ctl, row in eff["controllers"].items():
+        for level in ("sub", "frame"):
+            cap = row[level]["capacity"]
+            assert 0 <= cap <= 300 and cap % 50 == 0
+            if cap:  # every seed meets the bound there, and was run
+                for k in (0, 1):
+                    assert runner.steady_runs[(ctl, int(cap), k)][level] <= 0.01
+            for d, ok in row[level]["probes"]:
+                if not ok:
+                    assert d > cap
+    for level in ("sub", "frame"):
+        best = eff["best"][level]
+        assert best["loki"]["controller"] == "loki-h1.2"
+
+
+def test_low_load_reports_workers_plan_and_drops(tiny_results):
+    results, _ = tiny_results
+    (row,) = results["low_load"]["rows"]
+    assert row["controller"] == "loki-h1.2" and row["demand"] == 50
+    assert 0 < row["workers"] <= 20 and row["plan_capacity"] >= 50
+    assert set(row["plan"]["utilisation"]) == {
+        "object_detection",
+        "car_classification",
+        "facial_recognition",
+    }
+    assert 0 < row["plan"]["utilisation"]["car_classification"] < 1
+
+
+def test_tables_render(tiny_results):
+    results, _ = tiny_results
+    text = render_tables(results)
+    assert "| loki-h1.2 |" in text and "Effective capacity" in text and "x fewer" not in text
