@@ -4,11 +4,23 @@ Importing this package registers the ``ppo:PATH`` controller spec and the
 ``trigger`` heuristic in the controller registry.
 """
 
-from lokirl.agents.adapter import PPOController, save_policy
+from lokirl.agents.adapter import PPOController, default_policy_path, save_policy
 from lokirl.agents.heuristics import OracleController, TriggerController
 from lokirl.core.controllers import CONTROLLERS
 
 if "ppo" not in CONTROLLERS._prefixes:
     CONTROLLERS.register_prefix("ppo", lambda path: PPOController(path, name=f"ppo:{path}"))
+if "ppo" not in CONTROLLERS.names():
+    CONTROLLERS.register(
+        "ppo",
+        lambda **kw: PPOController(str(default_policy_path()), name="ppo", **kw),
+        "the PPO policy shipped with lokirl (traffic_analysis, 20 workers; see docs/results.md)",
+    )
 
-__all__ = ["OracleController", "PPOController", "TriggerController", "save_policy"]
+__all__ = [
+    "OracleController",
+    "PPOController",
+    "TriggerController",
+    "default_policy_path",
+    "save_policy",
+]

@@ -19,6 +19,15 @@ from lokirl.errors import ConfigError
 from lokirl.forecast import make_forecaster
 
 
+def default_policy_path() -> Path:
+    """The trained policy shipped with lokirl (``make_controller("ppo")``)."""
+    from importlib import resources
+
+    return Path(
+        str(resources.files("lokirl") / "data" / "policies" / "ppo_traffic_analysis" / "model.zip")
+    )
+
+
 def features_path(model_path: str | Path) -> Path:
     """Where the feature spec of ``model_path`` lives."""
     p = Path(model_path)
@@ -75,6 +84,14 @@ class PPOController:
 
     def decide(self, context: ControlContext) -> Decision:
         """Observe the context as in training and act deterministically."""
+        if context.queue_lengths and set(context.queue_lengths) != set(self.spec.tasks):
+            raise ConfigError(
+                self.model_path,
+                "ppo",
+                f"the policy was trained on tasks {list(self.spec.tasks)}, "
+                f"not {sorted(context.queue_lengths)}",
+                "use it with the pipeline it was trained on, or train one with `lokirl train`",
+            )
         fc = forecast_for(self.spec, self._forecaster, context)
         obs = observe(self.spec, context, fc).clip(0, 20)
         action, _ = self._model.predict(obs, deterministic=True)

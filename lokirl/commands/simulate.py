@@ -10,7 +10,7 @@ from typing import Any
 from lokirl.errors import ConfigError, TraceError
 
 DEFAULT_TRACE = "diurnal_600s"
-DEFAULT_CONTROLLERS = ("loki", "inferline", "proteus", "static", "trigger")
+DEFAULT_CONTROLLERS = ("loki", "inferline", "proteus", "static", "trigger", "ppo")
 #: Without --trace: the 600 s diurnal day played 10x faster at its own rates (50..425 QPS).
 DEFAULT_SPEEDUP = 10.0
 DEFAULT_RESCALE = "50:425"
