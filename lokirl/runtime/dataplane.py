@@ -249,8 +249,15 @@ class DataPlane:
 
     # ------------------------------------------------------------------ admission
     def now(self) -> float:
-        """Seconds since the data plane started."""
+        """Seconds since the data plane started (or its clock was restarted)."""
         return time.monotonic() - self.t0
+
+    def restart_clock(self) -> None:
+        """Make now time 0 (before any frame arrived: the runtime does it once serving starts)."""
+        if self.frames.arrived:
+            raise RuntimeError("restart_clock after frames arrived")
+        self.t0 = time.monotonic()
+        self.arrivals_per_s.clear()
 
     def new_frame(self, data: Any) -> Frame:
         """Admit a frame (an array or an ObjectRef to one): count it, route its root requests.

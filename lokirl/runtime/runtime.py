@@ -9,8 +9,9 @@
 
 The controller loop runs every ``epoch_s``: it hands the same
 :class:`~lokirl.core.controller.Controller` objects the simulator uses a
-:class:`~lokirl.core.controller.ControlContext`, runs a requested solve in a
-thread (the running plan stays in force meanwhile), installs the new plan
+:class:`~lokirl.core.controller.ControlContext` (at the tick's scheduled time),
+runs a requested solve in a spawned process (a thread when it cannot be sent
+there; the running plan stays in force meanwhile), installs the new plan
 (swapping variants only on workers that must change) and rebuilds the routing
 table from the demand estimate and the observed branching. A tick that raises is
 logged and the loop carries on. A worker whose actor dies forces a re-plan on the
@@ -23,6 +24,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import os
 import pickle
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -70,8 +72,8 @@ class RuntimeConfig:
         solve_in_subprocess: Run solves in a separate (spawned) process rather than
             a thread of the ingress: the allocator's Python work then does not hold
             the ingress's GIL. Falls back to a thread (with a warning) when the
-            solve's arguments cannot be pickled, which today is always: a
-            ``Pipeline`` holds a mappingproxy.
+            solve cannot be pickled (e.g. a controller whose planner holds a lock)
+            or the solving process dies.
         health_check_s: Seconds between liveness pings of the workers that are not
             running a batch (a dead idle worker leads to a re-plan); 0: off.
         inline_bytes: Frames up to this size travel inline in actor calls; larger
@@ -101,6 +103,16 @@ class RuntimeConfig:
     health_check_s: float = 2.0
     inline_bytes: int = 64 * 1024
     allocator: dict[str, Any] = field(default_factory=dict)
+
+
+def run_solve(fn: Any, args: tuple[Any, ...]) -> tuple[Plan, int, float]:
+    """Run one solve; returns ``(plan, pid of the solving process, seconds inside the solve)``.
+
+    Module level so a spawned process can unpickle it.
+    """
+    start = time.perf_counter()
+    plan = fn(*args)
+    return plan, os.getpid(), time.perf_counter() - start
 
 
 def pipeline_file(spec: str) -> Path | None:
@@ -183,6 +195,9 @@ class Runtime:
         self.solving = False
         self.solves = 0
         self.solver_wall_s = 0.0
+        self.solver_inner_s = 0.0
+        self.solves_in_process = 0
+        self.last_solve_pid: int | None = None
         self.last_solve_time_s = 0.0
         self.last_solve_at = -math.inf
         self.reconfigurations = 0
@@ -214,6 +229,10 @@ class Runtime:
         demand = cfg.initial_demand if cfg.initial_demand is not None else 1.0
         plan = await self._solve(Decision(resolve=True, demand=demand, reason="initial"))
         await self.install(plan, wait=True)
+        if self.plane.frames.arrived == 0:
+            # Time 0 is when serving starts (as in the simulator): seconds of demand
+            # history and controller ticks then line up with the arrivals.
+            self.plane.restart_clock()
         for w in self.plane.workers:
             w.loop_task = asyncio.create_task(self.plane.worker_loop(w))
         self.last_solve_at = self.plane.now()
@@ -285,21 +304,36 @@ class Runtime:
             fn, args = planner, (self.pipeline, cluster, decision, opts, current)
         else:
             fn, args = solve, (self.pipeline, cluster, demand, opts, current)
-        plan = None
+        result = None
         if self.process_pool is not None:
             try:
-                plan = await loop.run_in_executor(self.process_pool, fn, *args)
-            except (pickle.PicklingError, AttributeError, TypeError) as exc:
+                pickle.dumps((fn, args))
+            except Exception as exc:  # noqa: BLE001 - any pickling failure
                 log.warning("solving in a thread: cannot send the solve to a process (%s)", exc)
-                self.process_pool.shutdown(wait=False, cancel_futures=True)
-                self.process_pool = None
-        if plan is None:
-            plan = await loop.run_in_executor(self.executor, fn, *args)
+                self._drop_process_pool()
+        if self.process_pool is not None:
+            try:
+                result = await loop.run_in_executor(self.process_pool, run_solve, fn, args)
+            except concurrent.futures.process.BrokenProcessPool as exc:
+                log.warning("solving in a thread: the solving process died (%s)", exc)
+                self._drop_process_pool()
+            else:
+                self.solves_in_process += 1
+        if result is None:
+            result = await loop.run_in_executor(self.executor, run_solve, fn, args)
+        plan, pid, inner = result
         wall = time.perf_counter() - start
         self.solves += 1
         self.solver_wall_s += wall
+        self.solver_inner_s += inner
         self.last_solve_time_s = wall
+        self.last_solve_pid = pid
         return plan
+
+    def _drop_process_pool(self) -> None:
+        if self.process_pool is not None:
+            self.process_pool.shutdown(wait=False, cancel_futures=True)
+            self.process_pool = None
 
     async def install(self, plan: Plan, wait: bool = False) -> list[int]:
         """Make ``plan`` the running plan; returns the ids of workers that swap variant.
@@ -360,14 +394,15 @@ class Runtime:
         self.force_replan = True
 
     # ------------------------------------------------------------------ control loop
-    def context(self) -> ControlContext:
-        """The snapshot the controller sees."""
+    def context(self, now_s: float | None = None) -> ControlContext:
+        """The snapshot the controller sees (at ``now_s``: a tick's scheduled time)."""
         p = self.plane
+        now = p.now() if now_s is None else now_s
         return ControlContext(
-            now_s=p.now(),
+            now_s=now,
             demand_history=p.history(self.config.history_s),
             plan=p.plan,
-            time_since_solve_s=p.now() - self.last_solve_at,
+            time_since_solve_s=now - self.last_solve_at,
             last_solve_time_s=self.last_solve_time_s,
             solving=self.solving,
             slo_violation_ratio=self.recent_violation,
@@ -377,15 +412,26 @@ class Runtime:
         )
 
     async def _control_loop(self) -> None:
-        next_tick = self.plane.now() + self.config.epoch_s
+        # Ticks are scheduled at whole epochs from the start; the controller sees
+        # the scheduled time, so the jitter of a wake-up cannot make "a period
+        # since the last solve" look shorter than it is and skip a solve.
+        epoch = self.config.epoch_s
+        base = self.plane.now()
+        self.last_solve_at = base
+        k = 0
         every = self.config.health_check_s
-        next_health = self.plane.now() + every
+        next_health = base + every
         while True:
-            await asyncio.sleep(max(0.0, next_tick - self.plane.now()))
-            next_tick += self.config.epoch_s
+            k += 1
+            tick_at = base + k * epoch
+            await asyncio.sleep(max(0.0, tick_at - self.plane.now()))
+            late = self.plane.now() - tick_at
+            if late >= epoch:  # the loop was held up: skip the ticks missed, do not catch up
+                k += int(late // epoch)
+                tick_at = base + k * epoch
             start = time.perf_counter()
             try:
-                self._tick()
+                self._tick(tick_at)
             except Exception:  # noqa: BLE001 - the loop never dies
                 self.tick_errors += 1
                 log.exception("controller tick failed; carrying on")
@@ -423,7 +469,7 @@ class Runtime:
                 dead.append(w.wid)
         return dead
 
-    def _tick(self) -> None:
+    def _tick(self, tick_at: float | None = None) -> None:
         p = self.plane
         done = p.frames.on_time + p.frames.late + sum(p.frames.dropped.values())
         viol = p.frames.late + sum(p.frames.dropped.values())
@@ -441,7 +487,7 @@ class Runtime:
                     branching=p.estimator.snapshot(),
                 )
             )
-        ctx = self.context()
+        ctx = self.context(tick_at)
         decision = self.controller.decide(ctx)
         if self.force_replan and not self.solving:
             self.force_replan = False
@@ -457,7 +503,7 @@ class Runtime:
             )
         if decision.resolve and not self.solving:
             self.solving = True
-            self.last_solve_at = p.now()
+            self.last_solve_at = ctx.now_s
             asyncio.get_running_loop().create_task(self._solve_and_install(decision))
 
     async def _solve_and_install(self, decision: Decision) -> None:
@@ -504,6 +550,8 @@ class Runtime:
             "latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99)},
             "solves": self.solves,
             "solver_wall_s": self.solver_wall_s,
+            "solver_inner_s": self.solver_inner_s,
+            "solves_in_process": self.solves_in_process,
             "solving": self.solving,
             "reconfigurations": self.reconfigurations,
             "load_times": self.load_times[-20:],

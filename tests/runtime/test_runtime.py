@@ -200,3 +200,105 @@ def test_dead_idle_worker_found_by_health_check(ray_local, tiny_pipeline):
     assert rt.solves > solves_before
     assert all(r["outcome"] == "on_time" for r in after), after
     _check_conserved(rt)
+
+
+def _slow_planner_module(monkeypatch):
+    """Import tests/runtime/slow_planner.py by a name a spawned process can import too."""
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    return importlib.import_module("slow_planner")
+
+
+def test_solve_in_subprocess_keeps_ingress_serving(ray_local, tiny_pipeline, monkeypatch):
+    import time
+
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    mod = _slow_planner_module(monkeypatch)
+    # A chunk that holds the GIL for >= 0.3 s here: in a thread of the ingress it
+    # would stall the event loop that long, again and again.
+    chunk = 1_000_000
+    t0 = time.perf_counter()
+    mod.hold_gil(0.0, chunk)
+    sum(range(chunk))
+    per = time.perf_counter() - t0
+    chunk = int(chunk * max(1.0, 0.3 / max(per, 1e-6)))
+    ctl = mod.SlowPlanner(hold_s=0.0, chunk=chunk)
+
+    async def main():
+        cfg = RuntimeConfig(
+            pipeline=tiny_pipeline,
+            workers=2,
+            initial_demand=5.0,
+            epoch_s=0.2,
+            solve_in_subprocess=True,
+        )
+        rt = Runtime(cfg, controller=ctl)
+        await rt.start()
+        lags: list[float] = []
+
+        async def probe() -> None:
+            while True:
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - t - 0.01)
+
+        try:
+            first_pid = rt.last_solve_pid
+            solves = rt.solves
+            ctl.hold_s, ctl.want = 2.5, True  # the next solve holds its process's GIL 2.5 s
+            for _ in range(50):
+                if rt.solving:
+                    break
+                await asyncio.sleep(0.05)
+            assert rt.solving
+            prober = asyncio.create_task(probe())
+            results = await _send(rt, 30, gap_s=0.02)
+            still_solving = rt.solving
+            prober.cancel()
+            for _ in range(100):  # the slow plan comes back and is installed
+                if rt.solves > solves and not rt.solving:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await rt.stop()
+        return rt, first_pid, results, still_solving, lags
+
+    rt, first_pid, results, still_solving, lags = asyncio.run(main())
+    assert first_pid is not None and first_pid != os.getpid()  # the first plan, too
+    assert rt.last_solve_pid not in (None, os.getpid())
+    assert rt.solves == 2 and rt.solves_in_process == 2
+    assert rt.solver_inner_s >= 2.5
+    assert still_solving  # the frames below were served while the slow solve ran
+    assert all(r["outcome"] == "on_time" for r in results), results
+    assert max(lags) < 0.25, max(lags)  # the event loop was never held for a GIL chunk
+    _check_conserved(rt)
+
+
+def test_unpicklable_planner_solves_in_a_thread(ray_local, tiny_pipeline, monkeypatch):
+    import threading
+
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    mod = _slow_planner_module(monkeypatch)
+    ctl = mod.SlowPlanner()
+    ctl.lock = threading.Lock()  # cannot be pickled
+
+    async def main():
+        cfg = RuntimeConfig(
+            pipeline=tiny_pipeline, workers=2, initial_demand=5.0, solve_in_subprocess=True
+        )
+        rt = Runtime(cfg, controller=ctl)
+        await rt.start()
+        try:
+            results = await _send(rt, 5)
+        finally:
+            await rt.stop()
+        return rt, results
+
+    rt, results = asyncio.run(main())
+    assert rt.solves == 1 and rt.solves_in_process == 0 and rt.process_pool is None
+    assert rt.last_solve_pid == os.getpid()
+    assert all(r["outcome"] == "on_time" for r in results), results
