@@ -14,13 +14,17 @@ examples:
   lokirl simvslive                                   # diurnal day in 60 s at 2..8 fps, 3 workers, loki
   lokirl simvslive --trace step_600s --speedup 10 --scale 2:12 --duration 60 --json
   lokirl simvslive --pipeline my_cpu.yaml --controller inferline --workers 2
+  lokirl simvslive --seeds 0,1,2                     # three draws; per-seed and mean rows
 
 Both runs play the same arrival times (one Poisson draw of the trace) with the
 same controller spec and the same number of workers. The simulator uses the
 pipeline's profile (measure it on this machine first: lokirl profile); live
 serving runs Runtime on a local Ray (or --address) and replays the arrivals
 open-loop in-process. Metrics as lokirl simulate defines them; accuracy is the
-profile's in both. rel = (live - sim) / sim.
+profile's in both. rel = (live - sim) / sim; with --seeds, rel of the means
+over the seeds (and each seed's rel). Solves: both hosts tick at whole epochs
+and skip a solve requested while one is pending; with --solver-time measured
+(default) the simulator charges each solve its own wall time.
 """
 
 #: Metrics compared: (key, label).
@@ -59,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=3, help="workers (default: 3)")
     p.add_argument("--epoch", type=float, default=1.0, help="controller period in s (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the arrivals and both runs")
+    p.add_argument(
+        "--seeds", default=None, help="comma-separated seeds: one sim+live pair each (e.g. 0,1,2)"
+    )
     p.add_argument("--size", type=int, default=None, help="frame side in pixels (default: input)")
     p.add_argument(
         "--solver-time",
@@ -111,7 +118,12 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
     )
     cluster = Cluster({pipeline.accelerators[0]: args.workers})
     res = simulate(
-        pipeline, cluster, trace, make_controller(args.controller), cfg, np.random.default_rng(0)
+        pipeline,
+        cluster,
+        trace,
+        make_controller(args.controller),
+        cfg,
+        np.random.default_rng(args.seed),
     )
     f, s = res.frames, res.subrequests
     return {
@@ -187,6 +199,8 @@ async def run_live(
         "load_times": status["load_times"],
         "tick_errors": rt.tick_errors,
         "solver_wall_s": rt.solver_wall_s,
+        "solver_inner_s": rt.solver_inner_s,
+        "solves_in_process": rt.solves_in_process,
         "service_vs_profile": service_report(p.service_obs),
     }
 
@@ -201,10 +215,54 @@ def compare(sim: dict[str, Any], live: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(args: argparse.Namespace) -> int:
-    """Handle ``lokirl simvslive``."""
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ``{metric, sim, live, rel, rel_per_seed}``: means over the runs; rel of the means."""
+    import numpy as np
+
+    rows = []
+    for key, label in METRICS:
+        a = float(np.mean([r["sim"][key] for r in runs]))
+        b = float(np.mean([r["live"][key] for r in runs]))
+        rel = (b - a) / a if a else (0.0 if b == 0 else None)
+        per = [next(c["rel"] for c in r["comparison"] if c["metric"] == key) for r in runs]
+        rows.append(
+            {"metric": key, "label": label, "sim": a, "live": b, "rel": rel, "rel_per_seed": per}
+        )
+    return rows
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    print(f"{'metric':34s} {'sim':>10s} {'live':>10s} {'rel':>8s}")
+    for r in rows:
+        rel = "n/a" if r["rel"] is None else f"{100 * r['rel']:+.1f}%"
+        extra = ""
+        if "rel_per_seed" in r:
+            extra = "  per seed: " + ", ".join(
+                "n/a" if x is None else f"{100 * x:+.1f}%" for x in r["rel_per_seed"]
+            )
+        print(f"{r['label']:34s} {r['sim']:10.4g} {r['live']:10.4g} {rel:>8s}{extra}")
+
+
+def run_one(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
+    """One seed: the simulated and the live run and their comparison."""
     import asyncio
 
+    trace = arrivals_for(args)
+    demand0 = initial_rate(trace.arrivals_s, args.epoch)
+    sim = run_sim(pipeline, trace, args, demand0)
+    live = asyncio.run(run_live(pipeline, trace, args, demand0))
+    return {
+        "seed": args.seed,
+        "trace": trace.name,
+        "frames": len(trace.arrivals_s),
+        "sim": sim,
+        "live": live,
+        "comparison": compare(sim, live),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``lokirl simvslive``."""
     from lokirl.core.pipeline_config import load_pipeline
     from lokirl.runtime.cluster import connect
 
@@ -212,43 +270,69 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass 2")
     if not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError("--duration", str(args.duration), "must be positive", "pass 60")
+    seeds = [args.seed]
+    if args.seeds:
+        try:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(
+                "--seeds", args.seeds, "not a list of integers", "pass 0,1,2"
+            ) from None
+        if not seeds:
+            raise ConfigError("--seeds", args.seeds, "no seeds", "pass 0,1,2")
     pipeline = load_pipeline(args.pipeline)
-    trace = arrivals_for(args)
-    demand0 = initial_rate(trace.arrivals_s, args.epoch)
-    sim = run_sim(pipeline, trace, args, demand0)
+    for s in seeds:  # fail on a bad trace before starting Ray
+        arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))
     ray = connect(args.address, args.num_cpus)
+    runs = []
     try:
-        live = asyncio.run(run_live(pipeline, trace, args, demand0))
+        for s in seeds:
+            runs.append(run_one(argparse.Namespace(**{**vars(args), "seed": s}), pipeline))
     finally:
         ray.shutdown()
-    rows = compare(sim, live)
-    out = {
+    first = runs[0]
+    out: dict[str, Any] = {
         "pipeline": pipeline.name,
-        "trace": trace.name,
+        "trace": first["trace"],
         "duration_s": args.duration,
-        "frames": len(trace.arrivals_s),
+        "frames": first["frames"],
         "controller": args.controller,
         "workers": args.workers,
-        "sim": sim,
-        "live": live,
-        "comparison": rows,
+        "seed": first["seed"],
+        "sim": first["sim"],
+        "live": first["live"],
+        "comparison": first["comparison"],
     }
+    if len(runs) > 1:
+        out["seeds"] = seeds
+        out["runs"] = runs
+        out["summary"] = summarise(runs)
     if args.json:
         print(json.dumps(out, default=str))
         return 0
-    print(
-        f"{pipeline.name} <- {trace.name} ({len(trace.arrivals_s)} frames in "
-        f"{args.duration:g} s), controller {args.controller}, {args.workers} workers"
-    )
-    print(f"{'metric':34s} {'sim':>10s} {'live':>10s} {'rel':>8s}")
-    for r in rows:
-        rel = "n/a" if r["rel"] is None else f"{100 * r['rel']:+.1f}%"
-        print(f"{r['label']:34s} {r['sim']:10.4g} {r['live']:10.4g} {rel:>8s}")
-    print(f"dropped by reason: sim {sim['dropped_by_reason']}, live {live['dropped_by_reason']}")
-    print(f"solver wall time: sim {sim['solver_wall_s']:.1f} s, live {live['solver_wall_s']:.1f} s")
-    for v, r in live["service_vs_profile"].items():
+    for r in runs:
+        sim, live = r["sim"], r["live"]
         print(
-            f"live {v}: {r['batches']} batches, worker time {r['worker_over_profile_p50']:.2f}x "
-            f"and round trip {r['roundtrip_over_profile_p50']:.2f}x the profile (median)"
+            f"{pipeline.name} <- {r['trace']} ({r['frames']} frames in "
+            f"{args.duration:g} s), controller {args.controller}, {args.workers} workers, "
+            f"seed {r['seed']}"
         )
+        _print_rows(r["comparison"])
+        print(
+            f"dropped by reason: sim {sim['dropped_by_reason']}, live {live['dropped_by_reason']}"
+        )
+        print(
+            f"solver wall time: sim {sim['solver_wall_s']:.1f} s, live {live['solver_wall_s']:.1f} s "
+            f"({live['solves_in_process']} of {live['solves']} solves in a separate process)"
+        )
+        for v, x in live["service_vs_profile"].items():
+            print(
+                f"live {v}: {x['batches']} batches, worker time "
+                f"{x['worker_over_profile_p50']:.2f}x and round trip "
+                f"{x['roundtrip_over_profile_p50']:.2f}x the profile (median)"
+            )
+        print()
+    if len(runs) > 1:
+        print(f"mean over seeds {','.join(map(str, seeds))}:")
+        _print_rows(out["summary"])
     return 0

@@ -1,0 +1,31 @@
+"""simvslive's comparison rows (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lokirl.commands.simvslive import METRICS, compare, summarise
+
+
+def _metrics(x: float) -> dict[str, float]:
+    return {key: x for key, _ in METRICS}
+
+
+def test_compare_and_summarise_over_seeds():
+    runs = []
+    for sim, live in ((0.1, 0.11), (0.2, 0.18)):
+        s, li = _metrics(sim), _metrics(live)
+        runs.append({"sim": s, "live": li, "comparison": compare(s, li)})
+    rows = {r["metric"]: r for r in summarise(runs)}
+    r = rows["frame_slo_violation_ratio"]
+    assert r["sim"] == pytest.approx(0.15) and r["live"] == pytest.approx(0.145)
+    assert r["rel"] == pytest.approx(-0.005 / 0.15)
+    assert r["rel_per_seed"] == pytest.approx([0.1, -0.1])
+
+
+def test_compare_zero_sim():
+    s, li = _metrics(0.0), _metrics(0.0)
+    li["solves"] = 3.0
+    rows = {r["metric"]: r for r in compare(s, li)}
+    assert rows["frames"]["rel"] == 0.0
+    assert rows["solves"]["rel"] is None
