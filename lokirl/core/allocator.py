@@ -436,27 +436,49 @@ def _seed(
     f: dict[int, pulp.LpVariable],
     current: Plan,
 ) -> bool:
-    """Set initial values from the running plan; returns whether anything was set."""
+    """Set initial values from the running plan; returns whether anything was set.
+
+    Values are clamped to each variable's bounds; a seed that pulp refuses is
+    dropped (the solve then runs cold) rather than failing the solve.
+    """
+
+    def clamp(var: pulp.LpVariable, value: float) -> float:
+        lo = var.lowBound if var.lowBound is not None else value
+        hi = var.upBound if var.upBound is not None else value
+        return min(max(value, lo), hi)
+
     index = {c.key: i for i, c in enumerate(st.configs)}
     seeded = False
-    for g in current.groups:
-        i = index.get(g.key)
-        if i is not None and i in x:
-            x[i].setInitialValue(min(g.replicas, x[i].upBound or g.replicas))
-            seeded = True
-    for var in x.values():
-        if var.varValue is None:
-            var.setInitialValue(0)
-    chain_index = {
-        tuple(st.configs[i].key for i in ch.configs): q for q, ch in enumerate(st.chains)
-    }
-    for p in current.paths:
-        for depth in range(1, len(p.groups) + 1):
-            q = chain_index.get(tuple(p.groups[:depth]))
-            if q is not None:
-                f[q].setInitialValue(
-                    (f[q].varValue or 0.0) + (p.share if depth == len(p.groups) else 0.0)
-                )
+    try:
+        for g in current.groups:
+            i = index.get(g.key)
+            if i is not None and i in x:
+                x[i].setInitialValue(clamp(x[i], g.replicas))
+                seeded = True
+        for var in x.values():
+            if var.varValue is None:
+                var.setInitialValue(clamp(var, 0))
+        chain_index = {
+            tuple(st.configs[i].key for i in ch.configs): q for q, ch in enumerate(st.chains)
+        }
+        # Frames through a prefix: the largest sum over its leaf branches.
+        per_branch: dict[tuple[int, str | None], float] = defaultdict(float)
+        for p in current.paths:
+            for depth in range(1, len(p.groups) + 1):
+                q = chain_index.get(tuple(p.groups[:depth]))
+                if q is None:
+                    break
+                nxt = p.groups[depth][0] if depth < len(p.groups) else None
+                per_branch[(q, nxt)] += p.share
+        value: dict[int, float] = defaultdict(float)
+        for (q, _), share in per_branch.items():
+            value[q] = max(value[q], share)
+        for q, v in value.items():
+            f[q].setInitialValue(clamp(f[q], v))
+    except ValueError:
+        for var in list(x.values()) + list(f.values()):
+            var.varValue = None
+        return False
     return seeded
 
 
