@@ -36,7 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-requests", type=int, default=2000, help="send at most N (default 2000)")
     p.add_argument("--duration", type=float, default=60.0, help="replay at most S seconds")
     p.add_argument("--speedup", type=float, default=1.0, help="compress trace time by this factor")
-    p.add_argument("--scale", metavar="LO:HI", default=None, help="rescale the rates to LO..HI")
+    p.add_argument(
+        "--rescale",
+        "--scale",
+        dest="scale",
+        metavar="LO:HI",
+        default=None,
+        help="rescale the rates to LO..HI (shape-preserving, as in simulate)",
+    )
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--max-in-flight", type=int, default=256, help="cap on awaiting requests")
     p.add_argument("--seed", type=int, default=0, help="seed for Poisson arrivals")

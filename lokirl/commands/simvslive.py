@@ -57,7 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", default="traffic_analysis_cpu", help="pipeline name or YAML")
     p.add_argument("--trace", default="diurnal_600s", help="trace file or bundled name")
     p.add_argument("--speedup", type=float, default=10.0, help="compress trace time (default 10)")
-    p.add_argument("--scale", metavar="LO:HI", default="2:8", help="rescale rates (default 2:8)")
+    p.add_argument(
+        "--rescale",
+        "--scale",
+        dest="scale",
+        metavar="LO:HI",
+        default="2:8",
+        help="rescale rates (default 2:8)",
+    )
     p.add_argument("--duration", type=float, default=60.0, help="seconds of trace (default 60)")
     p.add_argument("--controller", default="loki", help="controller spec (default: loki)")
     p.add_argument("--workers", type=int, default=3, help="workers (default: 3)")
