@@ -66,8 +66,10 @@ class AllocatorOptions:
             task's best variant); 0 keeps every variant. Such a solve is optimal
             only within that neighbourhood and reports ``feasible``. Used only when
             the demand moved by at most ``warm_max_change`` (relative).
-        warm_radius: On such a warm start, each config's replicas may move at most
-            this many from the running plan's (a box around it: a much smaller search).
+        warm_radius: On such a warm start, optionally keep each config's replicas
+            within this many of the running plan's (a box around it: a smaller search
+            for HiGHS, but too tight on large clusters, where it slowed CBC; ``None``,
+            the default, adds no box).
         warm_max_change: See ``warm_neighbourhood``.
         min_replicas_per_task: Keep at least this many workers on every task.
         gap_rel: Relative MIP gap at which the solver stops (1e-3 of an objective
@@ -87,7 +89,7 @@ class AllocatorOptions:
     worker_weight: float = 0.0
     warm_start: bool = True
     warm_neighbourhood: int = 1
-    warm_radius: int = 2
+    warm_radius: int | None = None
     warm_max_change: float = 0.25
     min_replicas_per_task: int = 1
     gap_rel: float = 1e-3
@@ -352,7 +354,7 @@ def _build_and_solve(
         need = math.ceil(demand * max_mult[i] / c.throughput - _EPS) if demand > 0 else 0
         ub = min(cluster.workers[c.accelerator], max(need, options.min_replicas_per_task))
         lb = 0
-        if box is not None:
+        if box is not None and options.warm_radius is not None:
             old = box.get(c.key, 0)
             lb = min(ub, max(0, old - options.warm_radius))
             ub = min(ub, old + options.warm_radius)
@@ -647,7 +649,11 @@ def solve(
         restricted and current.phase != "partial" and demand <= current.max_demand * 1.1
     ) or _lp_max_share(st, cluster, demand) >= 1 - 1e-6
     if fits and remaining() > 0:
-        box = {g.key: g.replicas for g in current.groups} if restricted else None
+        box = (
+            {g.key: g.replicas for g in current.groups}
+            if restricted and options.warm_radius is not None
+            else None
+        )
         out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current, box)
         if out.status is None and restricted and remaining() > 0:
             # Nothing inside the warm neighbourhood: solve on every variant.
@@ -672,7 +678,11 @@ def solve(
                 "demand exceeds the most accurate variants' capacity; cheaper variants mixed in",
             )
     if remaining() > 0:
-        box = {g.key: g.replicas for g in current.groups} if restricted else None
+        box = (
+            {g.key: g.replicas for g in current.groups}
+            if restricted and options.warm_radius is not None
+            else None
+        )
         out = _build_and_solve(st, cluster, demand, options, "partial", remaining(), current, box)
         if (out.status is None or out.s < 1 - 1e-6) and restricted:
             # The neighbourhood could not carry the demand: retry on every variant.
