@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
+from lokirl.commands.options import parse_range
 from lokirl.errors import ConfigError
 
 DEFAULT_CONTROLLERS = (
@@ -80,13 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _range(text: str, option: str) -> tuple[float, float]:
-    try:
-        a, b = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise ConfigError(option, text, "expected A:B", f"write e.g. {option} 40:400") from None
-    if not (math.isfinite(a) and math.isfinite(b)) or b < a or a < 0:
-        raise ConfigError(option, text, "need 0 <= A <= B", f"write e.g. {option} 40:400")
-    return a, b
+    return parse_range(text, option, "40:400", allow_equal=True)
 
 
 def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:

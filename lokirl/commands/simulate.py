@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from lokirl.commands.options import parse_range
 from lokirl.errors import ConfigError, TraceError
 
 DEFAULT_TRACE = "diurnal_600s"
@@ -82,13 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _range(text: str, option: str) -> tuple[float, float]:
-    try:
-        a, b = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise ConfigError(option, text, "expected A:B", f"write e.g. {option} 0:300") from None
-    if not (math.isfinite(a) and math.isfinite(b)) or b <= a or a < 0:
-        raise ConfigError(option, text, "need 0 <= A < B", f"write e.g. {option} 0:300")
-    return a, b
+    return parse_range(text, option, "0:300")
 
 
 def load_trace_args(args: argparse.Namespace) -> Any:

@@ -633,6 +633,12 @@ def solve(
         allowed = None
         st = _Structure(pipeline, cluster, options, best_only=False)
     restricted = allowed is not None
+    # Optional replica box around the running plan (see ``warm_radius``).
+    box = (
+        {g.key: g.replicas for g in current.groups}
+        if restricted and options.warm_radius is not None
+        else None
+    )
     if not st.feasible():
         return _failed(
             pipeline,
@@ -649,11 +655,6 @@ def solve(
         restricted and current.phase != "partial" and demand <= current.max_demand * 1.1
     ) or _lp_max_share(st, cluster, demand) >= 1 - 1e-6
     if fits and remaining() > 0:
-        box = (
-            {g.key: g.replicas for g in current.groups}
-            if restricted and options.warm_radius is not None
-            else None
-        )
         out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current, box)
         if out.status is None and restricted and remaining() > 0:
             # Nothing inside the warm neighbourhood: solve on every variant.
@@ -678,12 +679,16 @@ def solve(
                 "demand exceeds the most accurate variants' capacity; cheaper variants mixed in",
             )
     if remaining() > 0:
-        box = (
-            {g.key: g.replicas for g in current.groups}
-            if restricted and options.warm_radius is not None
-            else None
+        out = _build_and_solve(
+            st,
+            cluster,
+            demand,
+            options,
+            "partial",
+            remaining(),
+            current,
+            box if restricted else None,
         )
-        out = _build_and_solve(st, cluster, demand, options, "partial", remaining(), current, box)
         if (out.status is None or out.s < 1 - 1e-6) and restricted:
             # The neighbourhood could not carry the demand: retry on every variant.
             st = _Structure(pipeline, cluster, options, best_only=False)

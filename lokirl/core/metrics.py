@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lokirl.core.frozen import FrozenMap
 
@@ -62,6 +63,18 @@ class Tally:
     def accuracy(self) -> float:
         """Mean path accuracy of on-time requests (0-100); 0 when none."""
         return self.accuracy_sum / self.on_time if self.on_time else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts, the violation ratio and the accuracy."""
+        return {
+            "arrived": self.arrived,
+            "on_time": self.on_time,
+            "late": self.late,
+            "dropped": dict(sorted(self.dropped.items())),
+            "in_flight": self.in_flight,
+            "slo_violation_ratio": self.slo_violation_ratio,
+            "accuracy": self.accuracy,
+        }
 
 
 def slo_violation_ratio(arrived: int, late: int, dropped: int) -> float:

@@ -522,17 +522,6 @@ class Runtime:
         p = self.plane
         ft, st = p.frame_tally(), p.sub_tally()
 
-        def tally(t: Any) -> dict[str, Any]:
-            return {
-                "arrived": t.arrived,
-                "on_time": t.on_time,
-                "late": t.late,
-                "dropped": dict(sorted(t.dropped.items())),
-                "in_flight": t.in_flight,
-                "slo_violation_ratio": t.slo_violation_ratio,
-                "accuracy": t.accuracy,
-            }
-
         lat = list(p.latencies_ms)
         return {
             "pipeline": self.pipeline.name,
@@ -543,8 +532,8 @@ class Runtime:
             "plan": None if p.plan is None else p.plan.to_dict(),
             "workers": [w.to_dict() for w in p.workers],
             "demand_estimate": self.demand_estimate,
-            "frames": tally(ft),
-            "subrequests": tally(st),
+            "frames": ft.to_dict(),
+            "subrequests": st.to_dict(),
             "accuracy": p.accuracy,
             "accuracy_source": "profile (normalised accuracy of each variant, not measured here)",
             "latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99)},

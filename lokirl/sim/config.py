@@ -149,23 +149,11 @@ class SimResult:
 
     def totals(self) -> dict[str, Any]:
         """JSON-ready totals (no series)."""
-
-        def tally(t: Tally) -> dict[str, Any]:
-            return {
-                "arrived": t.arrived,
-                "on_time": t.on_time,
-                "late": t.late,
-                "dropped": dict(sorted(t.dropped.items())),
-                "in_flight": t.in_flight,
-                "slo_violation_ratio": t.slo_violation_ratio,
-                "accuracy": t.accuracy,
-            }
-
         return {
             "controller": self.controller,
             "trace": self.trace,
-            "frames": tally(self.frames),
-            "subrequests": tally(self.subrequests),
+            "frames": self.frames.to_dict(),
+            "subrequests": self.subrequests.to_dict(),
             "frame_violation_ratio": self.frame_violation_ratio,
             "sub_violation_ratio": self.sub_violation_ratio,
             "accuracy": self.accuracy,

@@ -183,7 +183,9 @@ def test_shipped_policy_loads_and_guards_its_pipeline():
 
     ppo = make_controller("ppo")
     tasks = ("object_detection", "car_classification", "facial_recognition")
-    ctx = ControlContext(now_s=5.0, demand_history=(100.0,) * 5, queue_lengths={t: 0 for t in tasks})
+    ctx = ControlContext(
+        now_s=5.0, demand_history=(100.0,) * 5, queue_lengths={t: 0 for t in tasks}
+    )
     assert isinstance(ppo.decide(ctx), Decision)
     with pytest.raises(ConfigError):
         ppo.decide(ControlContext(now_s=5.0, demand_history=(1.0,), queue_lengths={"detect": 0}))

@@ -206,7 +206,9 @@ def test_warm_start_tolerates_rounding_in_the_running_plan(traffic):
     cluster = Cluster.homogeneous(traffic, 20)
     running = solve(traffic, cluster, 300.0)
     # shares that add up to a hair above 1 (floating-point sums) must not break the seed
-    nudged = replace(running, paths=tuple(replace(p, share=p.share * (1 + 1e-9)) for p in running.paths))
+    nudged = replace(
+        running, paths=tuple(replace(p, share=p.share * (1 + 1e-9)) for p in running.paths)
+    )
     for solver in ("cbc", "highs"):
         plan = solve(traffic, cluster, 305.0, AllocatorOptions(solver=solver), current=nudged)
         assert plan.status in ("optimal", "feasible")
