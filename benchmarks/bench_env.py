@@ -33,8 +33,20 @@ def run(env: LokiServingEnv, qps: float, steps: int, policy, seed: int = 0) -> t
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument(
+        "--engine", choices=("simpy", "fluid", "both"), default="both", help="simulation engine"
+    )
     args = ap.parse_args(argv)
-    env = LokiServingEnv(pipeline="traffic_analysis", workers=20)
+    engines = ("simpy", "fluid") if args.engine == "both" else (args.engine,)
+    for engine in engines:
+        bench(engine, args.steps)
+    return 0
+
+
+def bench(engine: str, steps: int) -> None:
+    """Print steps/s of each policy at 400 and 100 frames/s on one engine."""
+    env = LokiServingEnv(pipeline="traffic_analysis", workers=20, engine=engine)
+    print(f"engine: {engine}")
     policies = {
         "keep": lambda i, rng: (0, 1),
         "re-solve warm every epoch": lambda i, rng: (1, 1),
@@ -43,10 +55,9 @@ def main(argv=None) -> int:
     print(f"{'qps':>5} {'policy':<28} {'steps/s':>8} {'sub-requests/s':>15}")
     for qps in (400.0, 100.0):
         for name, pol in policies.items():
-            sps, rps = run(env, qps, args.steps, pol)
+            sps, rps = run(env, qps, steps, pol)
             print(f"{qps:>5.0f} {name:<28} {sps:>8.1f} {rps:>15.0f}", flush=True)
-    print(f"plan cache: {env.planner.hits} hits, {env.planner.misses} misses")
-    return 0
+    print(f"plan cache: {env.planner.hits} hits, {env.planner.misses} misses\n")
 
 
 if __name__ == "__main__":

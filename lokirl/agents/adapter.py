@@ -14,7 +14,7 @@ from typing import Any
 
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.forecasting import Forecaster
-from lokirl.envs.features import FeatureSpec, forecast_for, observe, to_decision
+from lokirl.envs.features import FeatureSpec, ForecastTracker, observe, to_decision
 from lokirl.errors import ConfigError
 from lokirl.forecast import make_forecaster
 
@@ -58,6 +58,7 @@ class PPOController:
     spec: FeatureSpec = field(init=False)
     _model: Any = field(init=False, repr=False)
     _forecaster: Forecaster = field(init=False, repr=False)
+    _tracker: ForecastTracker = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from stable_baselines3 import PPO
@@ -81,6 +82,7 @@ class PPOController:
         self.spec = FeatureSpec.from_dict(json.loads(fpath.read_text()))
         self._model = PPO.load(str(path), device="cpu")
         self._forecaster = make_forecaster(self.spec.forecaster)
+        self._tracker = ForecastTracker(self.spec, self._forecaster)
 
     def decide(self, context: ControlContext) -> Decision:
         """Observe the context as in training and act deterministically."""
@@ -92,7 +94,7 @@ class PPOController:
                 f"not {sorted(context.queue_lengths)}",
                 "use it with the pipeline it was trained on, or train one with `lokirl train`",
             )
-        fc = forecast_for(self.spec, self._forecaster, context)
+        fc = self._tracker(context)
         obs = observe(self.spec, context, fc).clip(0, 20)
         action, _ = self._model.predict(obs, deterministic=True)
         return to_decision(self.spec, action, context, fc)

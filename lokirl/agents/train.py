@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,9 @@ class BaselineEval(BaseCallback):
     """Every ``every`` steps, compare the policy with a baseline controller.
 
     Both play the same evaluation episodes (same seeds: the same traces and the
-    same simulator randomness). Logs ``eval/policy_reward``,
+    same simulator randomness) on the simpy engine, whatever engine training uses
+    (a policy trained on the fluid surrogate is judged on the discrete-event
+    simulator). Logs ``eval/policy_reward``,
     ``eval/baseline_reward`` and violation/solve figures to TensorBoard (through the
     SB3 logger) and MLflow, and saves the best policy so far.
     """
@@ -120,7 +123,7 @@ class BaselineEval(BaseCallback):
         self.folder = folder
         self.mlflow = mlflow
         self.spec = spec
-        self.env = LokiServingEnv(cfg.env)
+        self.env = LokiServingEnv(replace(cfg.env, engine="simpy"))
         self.best = -np.inf
         self.baseline_cache: dict[int, dict[str, float]] = {}
         self.history: list[dict[str, float]] = []

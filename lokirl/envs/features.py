@@ -102,6 +102,69 @@ def forecast_for(spec: FeatureSpec, forecaster: Forecaster, context: ControlCont
         return Forecast(horizons, vals, vals)
 
 
+class ForecastTracker:
+    """Keeps a forecaster's state across consecutive contexts (one update per new second).
+
+    Contexts carry a sliding window of per-second arrivals. When a context's history
+    is the previous one's moved on by the seconds elapsed between the two contexts
+    (``now_s``), only the new seconds are folded
+    into the kept state; otherwise the whole history is replayed into a fresh state
+    (as :func:`forecast_for` does). Until the window first slides the two agree
+    exactly; later the tracker's state also remembers seconds that left the window.
+    The environment and the trained-policy adapter both use it, so a policy sees the
+    same forecasts in training and in service.
+
+    Args:
+        spec: The feature spec (horizons, forecaster).
+        forecaster: The forecaster.
+
+    """
+
+    def __init__(self, spec: FeatureSpec, forecaster: Forecaster) -> None:
+        self.spec = spec
+        self.forecaster = forecaster
+        self.horizons = tuple(sorted(set(spec.horizons_s) | {max(1, spec.base_horizon_s)}))
+        self._state: Any = None
+        self._history: tuple[float, ...] = ()
+        self._now = 0.0
+
+    def __call__(self, context: ControlContext) -> Forecast:
+        """The forecast at the spec's horizons (and the base horizon) for ``context``."""
+        hist = tuple(context.demand_history)
+        if not hist:
+            self._state, self._history = None, ()
+            return forecast_for(self.spec, self.forecaster, context)
+        try:
+            new = self._new_seconds(hist, float(context.now_s))
+            if new is None:
+                state = self.forecaster.init_state()
+                new = hist
+            else:
+                state = self._state
+            for x in new:
+                state = self.forecaster.update(state, max(0.0, float(x)))
+            self._state, self._history, self._now = state, hist, float(context.now_s)
+            return self.forecaster.predict(state, self.horizons)
+        except Exception:  # noqa: BLE001 - same fallback as forecast_for
+            self._state, self._history = None, ()
+            return forecast_for(self.spec, self.forecaster, context)
+
+    def _new_seconds(self, hist: tuple[float, ...], now: float) -> tuple[float, ...] | None:
+        """The seconds ``hist`` adds to the kept history, or None if it does not follow on."""
+        old = self._history
+        if self._state is None or not old or not math.isfinite(now):
+            return None
+        k = int(round(now - self._now))
+        if k == 0:
+            return () if hist == old else None
+        if not 0 < k <= len(hist):
+            return None
+        kept = hist[:-k]
+        if len(kept) <= len(old) and old[len(old) - len(kept) :] == kept:
+            return hist[-k:]
+        return None
+
+
 def observe(spec: FeatureSpec, context: ControlContext, forecast: Forecast) -> np.ndarray:
     """Encode a context and its forecast as a float32 vector of length ``spec.size``."""
     scale = max(spec.demand_scale, 1e-6)

@@ -40,19 +40,19 @@ import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import simpy
 
-from lokirl.core.allocator import AllocatorOptions, solve
+from lokirl.core.allocator import AllocatorOptions
 from lokirl.core.controller import ControlContext, Controller, Decision, ewma_demand
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
 from lokirl.core.router import DROP, BranchingEstimator, RoutingTable, build_routing_table
-from lokirl.sim.config import ConservationError, SimConfig, SimResult, modelled_solve_time
+from lokirl.sim.config import ConservationError, SimConfig, SimResult
+from lokirl.sim.solving import solve_decision
 from lokirl.traces.types import RateSeries, Trace
 
 # Frame record (a list, for speed): [deadline_s, outstanding, status, acc_sum, acc_n, reason]
@@ -335,44 +335,10 @@ class Simulation:
             return None
         if self.pending is not None:
             return None
-        opts = self.config.allocator
-        changes: dict[str, Any] = {"warm_start": decision.warm_start}
-        if decision.churn_weight is not None:
-            changes["churn_weight"] = decision.churn_weight
-        opts = replace(opts, **changes)
-        demand = max(0.0, float(decision.demand)) if math.isfinite(decision.demand) else 0.0
-        q = self.config.demand_quantum
-        if q > 0:
-            demand = math.ceil(demand / q - 1e-9) * q
-            decision = replace(decision, demand=demand)
-        start = time.perf_counter()
-        has_planner = planner is not None and callable(getattr(planner, "plan", None))
-        key = None
-        if self.plan_cache is not None:
-            uses_current = opts.warm_start or opts.churn_weight > 0
-            cur = self.plan.to_dict() if (uses_current and self.plan is not None) else None
-            key = (
-                repr(planner) if has_planner else "solve",
-                demand,
-                opts,
-                None if cur is None else repr(sorted(cur.items())),
-            )
-        plan = self.plan_cache.get(key) if key is not None else None
-        if plan is None:
-            if has_planner:
-                plan = planner.plan(self.pipeline, self.cluster, decision, opts, self.plan)
-            else:
-                plan = solve(self.pipeline, self.cluster, demand, opts, self.plan)
-            if key is not None:
-                self.plan_cache[key] = plan
-        wall = time.perf_counter() - start
-        st = self.config.solver_time
-        if st == "model":
-            delay = modelled_solve_time(plan)
-        elif st == "measured":
-            delay = wall
-        else:
-            delay = float(st)
+        solved = solve_decision(
+            self.pipeline, self.cluster, self.config, decision, self.plan, planner, self.plan_cache
+        )
+        plan, wall, delay = solved.plan, solved.wall_s, solved.delay_s
         self.solves += 1
         self.solver_wall += wall
         self.last_solve_at = self.env.now

@@ -101,3 +101,47 @@ def test_features_and_decisions():
     assert warm.warm_start and not cold.warm_start
     assert warm.demand == pytest.approx(75.0)
     assert FeatureSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_fluid_engine_env_passes_check_env_and_is_deterministic():
+    e = LokiServingEnv(**SMALL, engine="fluid")
+    check_env(e, skip_render_check=True)
+    runs = []
+    for _ in range(2):
+        obs, _ = e.reset(seed=11)
+        seq = [obs]
+        for a in [(0, 0), (1, 2), (0, 0), (2, 4), (0, 1)] * 2:
+            obs, r, *_ = e.step(a)
+            seq += [obs, np.array([r])]
+        runs.append(np.concatenate(seq))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert e.sim.finish().frames.conserved
+    with pytest.raises(ValueError, match="engine"):
+        LokiServingEnv(**SMALL, engine="warp")
+
+
+def test_forecast_tracker_matches_a_replay_and_recovers_from_gaps():
+    from lokirl.envs.features import ForecastTracker, forecast_for
+    from lokirl.forecast import make_forecaster
+
+    spec = FeatureSpec(tasks=("a",), workers=4, demand_scale=100.0, forecaster="ewma")
+    fc = make_forecaster("ewma")
+    tracker = ForecastTracker(spec, fc)
+    rng = np.random.default_rng(0)
+    arrivals = list(rng.poisson(50, 40).astype(float))
+
+    def ctx(now, hist):
+        return ControlContext(now_s=float(now), demand_history=tuple(hist), plan=None)
+
+    for s in range(1, 30):
+        c = ctx(s, arrivals[:s])
+        assert tracker(c) == forecast_for(spec, fc, c)
+    # A jump back in time (another run) is not a continuation: replayed afresh.
+    c = ctx(3, arrivals[10:13])
+    assert tracker(c) == forecast_for(spec, fc, c)
+    # A sliding window carries on from the kept state.
+    c1, c2 = ctx(20, arrivals[5:20]), ctx(21, arrivals[6:21])
+    tracker(c1)
+    moved = tracker(c2)
+    assert moved != forecast_for(spec, fc, c2)  # remembers arrivals[5]
+    assert moved == forecast_for(spec, fc, ctx(21, arrivals[5:21]))

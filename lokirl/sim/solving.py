@@ -1,0 +1,97 @@
+"""Turning a controller decision into a plan: shared by the simulation engines."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lokirl.core.allocator import solve
+from lokirl.core.controller import Decision
+from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.core.plan import Plan
+from lokirl.sim.config import SimConfig, modelled_solve_time
+
+
+@dataclass(frozen=True)
+class Solved:
+    """A plan solved for a decision.
+
+    Attributes:
+        plan: The plan.
+        wall_s: Wall time the solve (or cache lookup) really took.
+        delay_s: Simulated time before the plan is in force (per
+            ``SimConfig.solver_time``).
+
+    """
+
+    plan: Plan
+    wall_s: float
+    delay_s: float
+
+
+def solve_decision(
+    pipeline: Pipeline,
+    cluster: Cluster,
+    config: SimConfig,
+    decision: Decision,
+    current: Plan | None,
+    planner: object | None = None,
+    plan_cache: dict | None = None,
+) -> Solved:
+    """Solve the plan a ``resolve`` decision asks for.
+
+    The decision's ``warm_start`` and ``churn_weight`` override the allocator
+    options of ``config``; its demand is rounded up to ``config.demand_quantum``.
+
+    Args:
+        pipeline: The pipeline served.
+        cluster: Workers per accelerator type.
+        config: The simulation's configuration.
+        decision: A decision with ``resolve`` set.
+        current: The running plan (warm start, churn term), if any.
+        planner: An object with a ``plan`` method used instead of the allocator.
+        plan_cache: Memo of solves keyed by (planner, demand, options, running plan
+            when the solve depends on it); ``None``: no memo.
+
+    """
+    opts = config.allocator
+    changes: dict[str, Any] = {"warm_start": decision.warm_start}
+    if decision.churn_weight is not None:
+        changes["churn_weight"] = decision.churn_weight
+    opts = replace(opts, **changes)
+    demand = max(0.0, float(decision.demand)) if math.isfinite(decision.demand) else 0.0
+    q = config.demand_quantum
+    if q > 0:
+        demand = math.ceil(demand / q - 1e-9) * q
+        decision = replace(decision, demand=demand)
+    start = time.perf_counter()
+    has_planner = planner is not None and callable(getattr(planner, "plan", None))
+    key = None
+    if plan_cache is not None:
+        uses_current = opts.warm_start or opts.churn_weight > 0
+        cur = current.to_dict() if (uses_current and current is not None) else None
+        key = (
+            repr(planner) if has_planner else "solve",
+            demand,
+            opts,
+            None if cur is None else repr(sorted(cur.items())),
+        )
+    plan = plan_cache.get(key) if key is not None else None
+    if plan is None:
+        if has_planner:
+            plan = planner.plan(pipeline, cluster, decision, opts, current)
+        else:
+            plan = solve(pipeline, cluster, demand, opts, current)
+        if key is not None:
+            plan_cache[key] = plan
+    wall = time.perf_counter() - start
+    st = config.solver_time
+    if st == "model":
+        delay = modelled_solve_time(plan)
+    elif st == "measured":
+        delay = wall
+    else:
+        delay = float(st)
+    return Solved(plan, wall, delay)
