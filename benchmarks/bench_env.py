@@ -3,7 +3,10 @@
 Run: ``python benchmarks/bench_env.py [--steps 60]``. Plays a steady 400 frames/s
 trace (plus a 100 frames/s one for scale) with three policies: keep the plan
 (simulation cost alone), re-solve every epoch warm (Loki-like, solver cost
-included; the env caches plans by demand rounded to 2%), and random actions.
+included; the env caches plans by demand rounded to 2%), and random actions; on
+the simpy engine and on the fluid surrogate (``--engine``). Then random actions on
+the environment settings of a training config (``--train-config``: its trace mix,
+engine, solver and time limit): what PPO's first updates cost.
 """
 
 from __future__ import annotations
@@ -36,11 +39,42 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--engine", choices=("simpy", "fluid", "both"), default="both", help="simulation engine"
     )
+    ap.add_argument(
+        "--train-config",
+        default="configs/agents/ppo.yaml",
+        help="training YAML whose env settings to time with random actions ('' to skip)",
+    )
+    ap.add_argument("--episodes", type=int, default=3, help="episodes for --train-config")
     args = ap.parse_args(argv)
     engines = ("simpy", "fluid") if args.engine == "both" else (args.engine,)
     for engine in engines:
         bench(engine, args.steps)
+    if args.train_config:
+        bench_training(args.train_config, args.episodes)
     return 0
+
+
+def bench_training(path: str, episodes: int) -> None:
+    """Random actions on a training config's environment (its own trace mix)."""
+    from lokirl.agents.config import load_train_config
+
+    cfg = load_train_config(path).env
+    env = LokiServingEnv(cfg)
+    rng = np.random.default_rng(0)
+    steps = 0
+    start = time.perf_counter()
+    for ep in range(episodes):
+        env.reset(seed=ep)
+        for _ in range(cfg.episode_s):
+            env.step((int(rng.integers(3)), int(rng.integers(len(cfg.headrooms)))))
+            steps += 1
+    dt = time.perf_counter() - start
+    print(
+        f"training settings of {path} (engine {cfg.engine}, solver {cfg.solver}, "
+        f"time limit {cfg.time_limit_s} s): random actions {steps / dt:.1f} steps/s "
+        f"over {episodes} episodes; plan cache {env.planner.hits} hits, "
+        f"{env.planner.misses} misses"
+    )
 
 
 def bench(engine: str, steps: int) -> None:

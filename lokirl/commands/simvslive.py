@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+from dataclasses import replace
 from typing import Any
 
 from lokirl.errors import ConfigError
@@ -79,6 +81,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="measured",
         help="simulated solve delay: 'measured' (as live), 'model', or seconds",
     )
+    p.add_argument(
+        "--sim-cores",
+        default="auto",
+        help=(
+            "CPU cores the simulated workers share (batches slow down when more run at once "
+            "than there are cores): 'auto' = the local Ray's CPUs when it has no GPU, "
+            "'none' = one accelerator per worker, or a number"
+        ),
+    )
     p.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
     p.add_argument("--max-in-flight", type=int, default=512, help="cap on awaiting requests")
@@ -124,6 +135,7 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
         initial_demand=demand0,
     )
     cluster = Cluster({pipeline.accelerators[0]: args.workers})
+    cfg = replace(cfg, shared_cores=sim_cores(args))
     res = simulate(
         pipeline,
         cluster,
@@ -145,6 +157,7 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
         "frames_late": f.late,
         "dropped_by_reason": dict(sorted(f.dropped.items())),
         "solver_wall_s": res.solver_wall_s,
+        "shared_cores": cfg.shared_cores,
     }
 
 
@@ -248,6 +261,33 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
                 "n/a" if x is None else f"{100 * x:+.1f}%" for x in r["rel_per_seed"]
             )
         print(f"{r['label']:34s} {r['sim']:10.4g} {r['live']:10.4g} {rel:>8s}{extra}")
+
+
+def sim_cores(args: argparse.Namespace) -> float | None:
+    """Cores the simulated workers share, from ``--sim-cores`` (None: no sharing)."""
+    v = str(args.sim_cores).strip().lower()
+    if v == "none":
+        return None
+    if v == "auto":
+        if args.address is not None:
+            return None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return None
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+        return float(args.num_cpus or os.cpu_count() or 1)
+    try:
+        cores = float(v)
+    except ValueError:
+        cores = -1.0
+    if not cores > 0:
+        raise ConfigError(
+            "--sim-cores", args.sim_cores, "not auto, none or a positive number", "pass auto"
+        )
+    return cores
 
 
 def run_one(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:

@@ -58,6 +58,11 @@ class SimConfig:
         demand_quantum: Round a decision's demand up to a multiple of this (frames/s)
             before solving (0: off); with a plan cache, nearby demands share a solve.
         check_conservation: Raise if arrived != on time + late + dropped + in flight.
+        shared_cores: ``None`` (default): every worker has its own accelerator.
+            A number: the workers share that many CPU cores (a CPU-only host, as in
+            ``lokirl simvslive`` on one machine): a batch that starts while ``k``
+            batches run (itself included) takes its profiled latency times
+            ``max(1, k / shared_cores)``.
 
     """
 
@@ -72,12 +77,15 @@ class SimConfig:
     early_drop: bool = True
     demand_quantum: float = 0.0
     check_conservation: bool = True
+    shared_cores: float | None = None
 
     def __post_init__(self) -> None:
         if not self.epoch_s > 0:
             raise ValueError("epoch_s must be positive")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ValueError("duration_s must be positive")
+        if self.shared_cores is not None and not self.shared_cores > 0:
+            raise ValueError("shared_cores must be positive (or None)")
         if self.drain_s < 0:
             raise ValueError("drain_s must be >= 0")
         if isinstance(self.solver_time, str):

@@ -255,6 +255,7 @@ class Simulation:
         self.r_acc_sum = 0.0
         self.leaf_on_time = 0
         self.leaf_acc_sum = 0.0
+        self.busy = 0  # batches in service (for shared_cores)
         self.solves = 0
         self.solver_time = 0.0
         self.solver_wall = 0.0
@@ -527,6 +528,7 @@ class Simulation:
         env = self.env
         timeout = env.timeout
         early = self.config.early_drop
+        cores = self.config.shared_cores
         while True:
             if w.load_needed:
                 w.load_needed = False
@@ -571,7 +573,13 @@ class Simulation:
             if not batch:
                 continue
             w.batch = batch
-            yield timeout(g.lat[len(batch)])
+            lat = g.lat[len(batch)]
+            if cores is not None:
+                self.busy += 1
+                lat *= max(1.0, self.busy / cores)
+            yield timeout(lat)
+            if cores is not None:
+                self.busy -= 1
             w.batch = None
             self._finish(g, batch)
 

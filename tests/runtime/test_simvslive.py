@@ -29,3 +29,22 @@ def test_compare_zero_sim():
     rows = {r["metric"]: r for r in compare(s, li)}
     assert rows["frames"]["rel"] == 0.0
     assert rows["solves"]["rel"] is None
+
+
+def test_sim_cores_option():
+    import argparse
+
+    from lokirl.commands.simvslive import sim_cores
+    from lokirl.errors import ConfigError
+
+    def ns(v, address=None, num_cpus=2):
+        return argparse.Namespace(sim_cores=v, address=address, num_cpus=num_cpus)
+
+    assert sim_cores(ns("none")) is None
+    assert sim_cores(ns("3")) == 3.0
+    assert sim_cores(ns("auto", address="ray://head:10001")) is None  # a cluster: its own devices
+    import torch
+
+    assert sim_cores(ns("auto")) == (None if torch.cuda.is_available() else 2.0)
+    with pytest.raises(ConfigError, match="sim-cores"):
+        sim_cores(ns("lots"))

@@ -205,3 +205,29 @@ def test_arrival_trace_is_replayed_exactly(traffic):
     arr = np.sort(np.random.default_rng(5).uniform(0, 3, 300))
     r = simulate(p, c, ArrivalTrace(arr, duration_s=3.0), make_controller("static"), SimConfig())
     assert r.frames.arrived == 300
+
+
+def test_shared_cores_slow_batches_that_run_together():
+    from lokirl.sim import SimConfig, Simulation
+    from lokirl.traces import RateSeries
+    from tests.sim.conftest import FixedPlanner, make_plan, resolve, single_pipeline
+
+    p = single_pipeline(slo_ms=1000.0)
+    plan = make_plan(p, [("s1", 1, 2)], demand=200.0)  # 2 workers, 10 ms per request each
+    trace = RateSeries(np.full(5, 300.0), 1.0, "t")  # more than both can serve
+
+    def served(cores):
+        cfg = SimConfig(shared_cores=cores, drain_s=0.0)
+        sim = Simulation(p, Cluster({"gpu": 2}), trace, cfg, np.random.default_rng(0))
+        sim.reset()
+        sim.apply(resolve(200.0), planner=FixedPlanner(plan))
+        while not sim.done:
+            sim.step_epoch()
+        t = sim.finish().subrequests
+        return t.on_time + t.late  # completed (contention makes some late)
+
+    alone, shared = served(None), served(1)
+    assert alone == pytest.approx(5 * 200, rel=0.05)  # two workers at 100/s each
+    assert shared == pytest.approx(5 * 100, rel=0.05)  # one core between them
+    with pytest.raises(ValueError, match="shared_cores"):
+        SimConfig(shared_cores=0)
