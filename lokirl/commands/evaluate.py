@@ -73,6 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--forecaster", default="ewma", help="forecaster of the env's observation (default: ewma)"
     )
+    p.add_argument(
+        "--reference",
+        default=None,
+        help=(
+            "controller the others are compared with pair by pair (same trace and seed, "
+            "hence the same arrivals); default: trigger if listed, else the first"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
@@ -139,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
             make_controller(c)  # unknown names fail here, before any work
     if args.seeds < 1:
         raise ConfigError("--seeds", str(args.seeds), "must be >= 1", "pass e.g. --seeds 3")
+    reference = args.reference or ("trigger" if "trigger" in controllers else controllers[0])
+    if reference not in controllers:
+        raise ConfigError(
+            "--reference", reference, "not one of --controllers", f"pick one of {controllers}"
+        )
     env = LokiServingEnv(pipeline=args.pipeline, workers=args.workers, forecaster=args.forecaster)
     traces = load_traces(args, env.hw_capacity)
     seeds = list(range(args.seeds))
@@ -155,6 +168,16 @@ def run(args: argparse.Namespace) -> int:
 
         comp = compare(env, controllers, traces, seeds, on_episode=tick)
     data = comp.to_dict()
+    data["paired"] = {
+        "reference": reference,
+        **{
+            m: {
+                c: {"mean": d[0], "ci95": d[1], "pairs": d[2]}
+                for c, d in comp.paired(reference, m).items()
+            }
+            for m in ("reward", "frame_violation_ratio", "accuracy")
+        },
+    }
     data["config"] = {
         "pipeline": args.pipeline,
         "workers": args.workers,
@@ -179,13 +202,13 @@ def run(args: argparse.Namespace) -> int:
                 )
             ml.log_artifact(folder / "comparison.json")
     if args.json:
-        print(json.dumps(data["overall"], indent=2))
+        print(json.dumps({"overall": data["overall"], "paired": data["paired"]}, indent=2))
         return 0
-    _print(comp, METRICS, folder)
+    _print(comp, METRICS, folder, reference)
     return 0
 
 
-def _print(comp, metrics, folder) -> None:
+def _print(comp, metrics, folder, reference: str) -> None:
     from rich.table import Table
 
     from lokirl.commands.plan import make_console
@@ -220,6 +243,26 @@ def _print(comp, metrics, folder) -> None:
         table.add_row(f"[bold]{c}[/]" if c == best else c, *cells)
     console = make_console()
     console.print(table)
+    if len(comp.controllers) > 1:
+        pt = Table(title=f"paired differences vs {reference} (same trace and seed), mean ± 95% CI")
+        pt.add_column("controller")
+        for label in ("reward", "frame viol", "accuracy", "pairs"):
+            pt.add_column(label, justify="right")
+        rew = comp.paired(reference, "reward")
+        viol = comp.paired(reference, "frame_violation_ratio")
+        acc = comp.paired(reference, "accuracy")
+        for c in rew:
+            r, v, a = rew[c], viol[c], acc[c]
+            win = r[0] - r[1] > 0
+            pt.add_row(
+                f"[bold]{c}[/]" if win else c,
+                f"{r[0]:+.2f} ± {r[1]:.2f}",
+                f"{v[0]:+.2%} ± {v[1]:.2%}",
+                f"{a[0]:+.2f} ± {a[1]:.2f}",
+                str(r[2]),
+            )
+        console.print(pt)
+        console.print("bold: reward higher than the reference's with 95% confidence")
     console.print(f"results: {folder}")
 
 

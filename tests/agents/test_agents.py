@@ -115,6 +115,10 @@ def test_compare_uses_common_random_numbers():
     solves = comp.table()
     assert solves["loki"]["solves"][0] > solves["loki-5s"]["solves"][0]
     assert mean_ci([1.0, 3.0])[0] == 2.0 and mean_ci([2.0])[1] == 0.0
+    paired = comp.paired("loki", "solves")
+    assert set(paired) == {"loki-5s", "oracle"} and paired["loki-5s"][2] == 2
+    assert paired["loki-5s"][0] < 0  # fewer solves than loki on each (trace, seed)
+    assert len(comp.to_dict()["episodes"]) == 6
 
 
 def test_train_config_errors_name_the_field(tmp_path):
@@ -152,9 +156,25 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
     )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"loki", "trigger"}
-    assert 0 <= out["loki"]["frame_violation_ratio"]["mean"] <= 1
+    assert set(out["overall"]) == {"loki", "trigger"}
+    assert 0 <= out["overall"]["loki"]["frame_violation_ratio"]["mean"] <= 1
+    paired = out["paired"]
+    assert paired["reference"] == "trigger" and set(paired["reward"]) == {"loki"}
+    rew = out["overall"]
+    diff = rew["loki"]["reward"]["mean"] - rew["trigger"]["reward"]["mean"]
+    assert paired["reward"]["loki"]["mean"] == pytest.approx(diff)
+    assert paired["reward"]["loki"]["pairs"] == 1
     assert main(["evaluate", "--controllers", "nope", "--traces", str(trace)]) == 2
+    bad_ref = [
+        "evaluate",
+        "--controllers",
+        "loki",
+        "--reference",
+        "trigger",
+        "--traces",
+        str(trace),
+    ]
+    assert main(bad_ref) == 2
 
 
 def test_resume_continues_training(trained):
