@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,3 +172,48 @@ class SimResult:
             "reconfigurations": self.reconfigurations,
             "duration_s": self.duration_s,
         }
+
+
+def assemble_result(sim: Any, frames: Tally, subs: Tally) -> SimResult:
+    """A :class:`SimResult` from a finished run's tallies and per-second arrays.
+
+    ``sim`` is either engine (:class:`~lokirl.sim.engine.Simulation` or
+    :class:`~lokirl.sim.fluid.FluidSimulation`): both keep the same ``s_*`` arrays
+    and control counters.
+    """
+    n = int(math.ceil(sim.end))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(sim.s_leaf_n[:n] > 0, sim.s_leaf_acc[:n] / sim.s_leaf_n[:n], np.nan)
+    series: dict[str, np.ndarray] = {
+        "t": np.arange(n, dtype=float),
+        "arrivals": sim.s_arrivals[:n].copy(),
+        "demand_estimate": sim.s_demand[:n].copy(),
+        "capacity": sim.s_capacity[:n].copy(),
+        "frames_done": sim.s_frames_done[:n].copy(),
+        "frame_violations": sim.s_frame_viol[:n].copy(),
+        "sub_done": sim.s_sub_done[:n].copy(),
+        "sub_violations": sim.s_sub_viol[:n].copy(),
+        "accuracy": acc,
+        "active_workers": sim.s_active[:n].copy(),
+        "queue": sim.s_queue[:n].copy(),
+        "reconfigurations": sim.s_reconf[:n].copy(),
+        "solves": sim.s_solves[:n].copy(),
+    }
+    for t, arr in sim.s_queue_task.items():
+        series[f"queue_{t}"] = arr[:n].copy()
+    tn = max(1, int(math.ceil(sim.trace_end)))
+    return SimResult(
+        controller=sim.name,
+        trace=getattr(sim.trace, "name", "trace"),
+        frames=frames,
+        subrequests=subs,
+        accuracy=sim.leaf_acc_sum / sim.leaf_on_time if sim.leaf_on_time else 0.0,
+        mean_active_workers=float(sim.s_active[:tn].mean()),
+        solves=sim.solves,
+        solver_time_s=sim.solver_time,
+        solver_wall_s=sim.solver_wall,
+        reconfigurations=sim.reconfigurations,
+        duration_s=float(sim.end),
+        wall_s=time.perf_counter() - sim.wall_start,
+        series=series,
+    )

@@ -46,12 +46,13 @@ import numpy as np
 import simpy
 
 from lokirl.core.allocator import AllocatorOptions
-from lokirl.core.controller import ControlContext, Controller, Decision, ewma_demand
+from lokirl.core.controller import ControlContext, Controller, Decision
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
 from lokirl.core.router import DROP, BranchingEstimator, RoutingTable, build_routing_table
-from lokirl.sim.config import ConservationError, SimConfig, SimResult
+from lokirl.sim.config import ConservationError, SimConfig, SimResult, assemble_result
+from lokirl.sim.host import EpochHost
 from lokirl.sim.solving import solve_decision
 from lokirl.traces.types import RateSeries, Trace
 
@@ -150,7 +151,7 @@ class _Worker:
         self.proc: simpy.Process | None = None
 
 
-class Simulation:
+class Simulation(EpochHost):
     """A step-wise simulation: the host drives the clock, the caller the decisions.
 
     Typical use (what :func:`simulate` and an RL environment do)::
@@ -291,11 +292,6 @@ class Simulation:
         """Current simulated time in seconds."""
         return float(self.env.now)
 
-    @property
-    def done(self) -> bool:
-        """Whether the trace is over (no more controller epochs)."""
-        return self.next_epoch >= self.trace_end - 1e-9
-
     def run_until(self, t: float) -> None:
         """Advance the clock to ``t``, doing the per-second bookkeeping on the way."""
         t = min(float(t), self.end)
@@ -306,15 +302,6 @@ class Simulation:
             self.sec_done = s
         if t > self.env.now:
             self.env.run(until=t)
-
-    def step_epoch(self) -> ControlContext:
-        """Advance one epoch; rebuild the routing table; return the new context."""
-        self.next_epoch = min(self.next_epoch + self.config.epoch_s, self.trace_end)
-        self.run_until(self.next_epoch)
-        self.demand_estimate = ewma_demand(self._history())
-        if self.plan is not None:
-            self._rebuild_routes()
-        return self._context()
 
     def apply(self, decision: Decision, planner: object | None = None) -> Plan | None:
         """Act on a controller decision: on ``resolve``, solve and schedule the plan.
@@ -367,50 +354,6 @@ class Simulation:
         return self._finished
 
     # ------------------------------------------------------------- internals
-    def _history(self) -> tuple[float, ...]:
-        s = self.sec_done
-        lo = max(0, s - self.config.history_s)
-        return tuple(float(x) for x in self.s_arrivals[lo:s])
-
-    def _context(self, initial: bool = False) -> ControlContext:
-        if initial:
-            cfg = self.config
-            d0 = cfg.initial_demand
-            if d0 is None:
-                d0 = self._initial_rate()
-            history: tuple[float, ...] = (d0,)
-        else:
-            history = self._history()
-        s = self.sec_done - 1
-        viol = acc = 0.0
-        if s >= 0:
-            k = max(1, int(round(self.config.epoch_s)))
-            lo = max(0, s - k + 1)
-            done = int(self.s_frames_done[lo : s + 1].sum())
-            viol = float(self.s_frame_viol[lo : s + 1].sum()) / done if done else 0.0
-            ln = int(self.s_leaf_n[lo : s + 1].sum())
-            acc = float(self.s_leaf_acc[lo : s + 1].sum()) / ln if ln else 0.0
-        return ControlContext(
-            now_s=float(self.env.now),
-            demand_history=history,
-            plan=self.plan,
-            time_since_solve_s=float(self.env.now - self.last_solve_at),
-            last_solve_time_s=self.last_solve_time,
-            solving=self.pending is not None,
-            slo_violation_ratio=viol,
-            accuracy=acc,
-            queue_lengths=self._queue_lengths(),
-            active_workers=self._active(),
-        )
-
-    def _initial_rate(self) -> float:
-        tr = self.trace
-        ep = self.config.epoch_s
-        if isinstance(tr, RateSeries):
-            k = max(1, int(math.ceil(ep / tr.bin_s)))
-            return float(tr.rates[:k].mean()) if len(tr.rates) else 0.0
-        return float(np.searchsorted(tr.arrivals_s, ep) / ep)
-
     def _queue_lengths(self) -> dict[str, int]:
         out = {t: 0 for t in self.task_names}
         for g in self.groups:
@@ -419,19 +362,6 @@ class Simulation:
 
     def _active(self) -> int:
         return sum(1 for w in self.workers if w.group is not None)
-
-    def _second(self, s: int) -> None:
-        """Bookkeeping at the end of second ``s``."""
-        if s >= self.n_sec:
-            return
-        self.s_demand[s] = self.demand_estimate
-        self.s_capacity[s] = self.plan.max_demand if self.plan is not None else 0.0
-        self.s_active[s] = self._active()
-        total = 0
-        for task, n in self._queue_lengths().items():
-            self.s_queue_task[task][s] = n
-            total += n
-        self.s_queue[s] = total
 
     # Arrivals -----------------------------------------------------------
     def _arrival_proc(self):
@@ -825,42 +755,7 @@ class Simulation:
                         f"{label}: arrived {t.arrived} != on time {t.on_time} + late {t.late} "
                         f"+ dropped {t.dropped_total} + in flight {t.in_flight}"
                     )
-        n = int(math.ceil(self.end))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc = np.where(self.s_leaf_n[:n] > 0, self.s_leaf_acc[:n] / self.s_leaf_n[:n], np.nan)
-        series: dict[str, np.ndarray] = {
-            "t": np.arange(n, dtype=float),
-            "arrivals": self.s_arrivals[:n].copy(),
-            "demand_estimate": self.s_demand[:n].copy(),
-            "capacity": self.s_capacity[:n].copy(),
-            "frames_done": self.s_frames_done[:n].copy(),
-            "frame_violations": self.s_frame_viol[:n].copy(),
-            "sub_done": self.s_sub_done[:n].copy(),
-            "sub_violations": self.s_sub_viol[:n].copy(),
-            "accuracy": acc,
-            "active_workers": self.s_active[:n].copy(),
-            "queue": self.s_queue[:n].copy(),
-            "reconfigurations": self.s_reconf[:n].copy(),
-            "solves": self.s_solves[:n].copy(),
-        }
-        for t, arr in self.s_queue_task.items():
-            series[f"queue_{t}"] = arr[:n].copy()
-        tn = max(1, int(math.ceil(self.trace_end)))
-        return SimResult(
-            controller=self.name,
-            trace=getattr(self.trace, "name", "trace"),
-            frames=frames,
-            subrequests=subs,
-            accuracy=self.leaf_acc_sum / self.leaf_on_time if self.leaf_on_time else 0.0,
-            mean_active_workers=float(self.s_active[:tn].mean()),
-            solves=self.solves,
-            solver_time_s=self.solver_time,
-            solver_wall_s=self.solver_wall,
-            reconfigurations=self.reconfigurations,
-            duration_s=float(self.end),
-            wall_s=time.perf_counter() - self.wall_start,
-            series=series,
-        )
+        return assemble_result(self, frames, subs)
 
 
 def simulate(

@@ -40,12 +40,13 @@ import time
 
 import numpy as np
 
-from lokirl.core.controller import ControlContext, Decision, ewma_demand
+from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
 from lokirl.core.router import DROP, build_routing_table
-from lokirl.sim.config import SimConfig, SimResult
+from lokirl.sim.config import SimConfig, SimResult, assemble_result
+from lokirl.sim.host import EpochHost
 from lokirl.sim.solving import solve_decision
 from lokirl.traces.types import RateSeries, Trace
 
@@ -98,7 +99,7 @@ class _FlowGroup:
         self.children: list[tuple[int, float, list[tuple[_FlowGroup, float]], float]] = []
 
 
-class FluidSimulation:
+class FluidSimulation(EpochHost):
     """Flow-level model of a cluster serving a pipeline (see the module docstring).
 
     Args:
@@ -218,11 +219,6 @@ class FluidSimulation:
         """Current simulated time in seconds."""
         return self.t
 
-    @property
-    def done(self) -> bool:
-        """Whether the trace is over (no more controller epochs)."""
-        return self.next_epoch >= self.trace_end - 1e-9
-
     def run_until(self, t: float) -> None:
         """Advance the clock to ``t`` in steps of ``dt``, per-second bookkeeping included."""
         t = min(float(t), self.end)
@@ -239,15 +235,6 @@ class FluidSimulation:
             if abs(self.t - round(self.t)) < 1e-9 and round(self.t) > self.sec_done:
                 self._second(int(round(self.t)) - 1)
                 self.sec_done = int(round(self.t))
-
-    def step_epoch(self) -> ControlContext:
-        """Advance one epoch; rebuild the routing shares; return the new context."""
-        self.next_epoch = min(self.next_epoch + self.config.epoch_s, self.trace_end)
-        self.run_until(self.next_epoch)
-        self.demand_estimate = ewma_demand(self._history())
-        if self.plan is not None:
-            self._rebuild_routes()
-        return self._context()
 
     def apply(self, decision: Decision, planner: object | None = None) -> Plan | None:
         """Act on a decision as :meth:`lokirl.sim.engine.Simulation.apply` does."""
@@ -286,49 +273,6 @@ class FluidSimulation:
         return self._finished
 
     # ------------------------------------------------------------- internals
-    def _history(self) -> tuple[float, ...]:
-        s = self.sec_done
-        lo = max(0, s - self.config.history_s)
-        return tuple(float(x) for x in self.s_arrivals[lo:s])
-
-    def _context(self, initial: bool = False) -> ControlContext:
-        if initial:
-            d0 = self.config.initial_demand
-            if d0 is None:
-                d0 = self._initial_rate()
-            history: tuple[float, ...] = (d0,)
-        else:
-            history = self._history()
-        s = self.sec_done - 1
-        viol = acc = 0.0
-        if s >= 0:
-            k = max(1, int(round(self.config.epoch_s)))
-            lo = max(0, s - k + 1)
-            done = float(self.s_frames_done[lo : s + 1].sum())
-            viol = float(self.s_frame_viol[lo : s + 1].sum()) / done if done else 0.0
-            ln = float(self.s_leaf_n[lo : s + 1].sum())
-            acc = float(self.s_leaf_acc[lo : s + 1].sum()) / ln if ln else 0.0
-        return ControlContext(
-            now_s=self.t,
-            demand_history=history,
-            plan=self.plan,
-            time_since_solve_s=self.t - self.last_solve_at,
-            last_solve_time_s=self.last_solve_time,
-            solving=self.pending is not None,
-            slo_violation_ratio=viol,
-            accuracy=acc,
-            queue_lengths=self._queue_lengths(),
-            active_workers=self._active(),
-        )
-
-    def _initial_rate(self) -> float:
-        tr = self.trace
-        ep = self.config.epoch_s
-        if isinstance(tr, RateSeries):
-            k = max(1, int(math.ceil(ep / tr.bin_s)))
-            return float(tr.rates[:k].mean()) if len(tr.rates) else 0.0
-        return float(np.searchsorted(tr.arrivals_s, ep) / ep)
-
     def _queue_lengths(self) -> dict[str, int]:
         out = {t: 0.0 for t in self.task_names}
         for g in self.groups:
@@ -337,18 +281,6 @@ class FluidSimulation:
 
     def _active(self) -> int:
         return sum(1 for g in self.w_group if g >= 0)
-
-    def _second(self, s: int) -> None:
-        if s >= self.n_sec:
-            return
-        self.s_demand[s] = self.demand_estimate
-        self.s_capacity[s] = self.plan.max_demand if self.plan is not None else 0.0
-        self.s_active[s] = self._active()
-        total = 0.0
-        for task, n in self._queue_lengths().items():
-            self.s_queue_task[task][s] = n
-            total += n
-        self.s_queue[s] = total
 
     def _arrivals(self, t0: float, t1: float) -> int:
         """Frames arriving in [t0, t1) (none after the trace ends)."""
@@ -644,42 +576,7 @@ class FluidSimulation:
             accuracy_sum=f_ok
             * (self.leaf_acc_sum / self.leaf_on_time if self.leaf_on_time else 0.0),
         )
-        n = int(math.ceil(self.end))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc = np.where(self.s_leaf_n[:n] > 0, self.s_leaf_acc[:n] / self.s_leaf_n[:n], np.nan)
-        series: dict[str, np.ndarray] = {
-            "t": np.arange(n, dtype=float),
-            "arrivals": self.s_arrivals[:n].copy(),
-            "demand_estimate": self.s_demand[:n].copy(),
-            "capacity": self.s_capacity[:n].copy(),
-            "frames_done": self.s_frames_done[:n].copy(),
-            "frame_violations": self.s_frame_viol[:n].copy(),
-            "sub_done": self.s_sub_done[:n].copy(),
-            "sub_violations": self.s_sub_viol[:n].copy(),
-            "accuracy": acc,
-            "active_workers": self.s_active[:n].copy(),
-            "queue": self.s_queue[:n].copy(),
-            "reconfigurations": self.s_reconf[:n].copy(),
-            "solves": self.s_solves[:n].copy(),
-        }
-        for t, arr in self.s_queue_task.items():
-            series[f"queue_{t}"] = arr[:n].copy()
-        tn = max(1, int(math.ceil(self.trace_end)))
-        return SimResult(
-            controller=self.name,
-            trace=getattr(self.trace, "name", "trace"),
-            frames=frames,
-            subrequests=subs,
-            accuracy=self.leaf_acc_sum / self.leaf_on_time if self.leaf_on_time else 0.0,
-            mean_active_workers=float(self.s_active[:tn].mean()),
-            solves=self.solves,
-            solver_time_s=self.solver_time,
-            solver_wall_s=self.solver_wall,
-            reconfigurations=self.reconfigurations,
-            duration_s=float(self.end),
-            wall_s=time.perf_counter() - self.wall_start,
-            series=series,
-        )
+        return assemble_result(self, frames, subs)
 
 
 __all__ = ["FluidSimulation"]
