@@ -94,6 +94,14 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
                 raise ConfigError(
                     source, where, str(exc), "see lokirl.envs.EnvConfig for the fields"
                 ) from None
+            except ValueError as exc:  # a field with a bad value: "field: what is wrong"
+                field_name, _, why = str(exc).partition(": ")
+                raise ConfigError(
+                    source,
+                    f"{where}.{field_name}",
+                    why or str(exc),
+                    f"set {where}.{field_name} to an allowed value (see lokirl.envs.EnvConfig)",
+                ) from None
             continue
         if key == "ppo":
             if isinstance(value, dict) and "net_arch" in value:

@@ -327,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
             ) from None
         if not seeds:
             raise ConfigError("--seeds", args.seeds, "no seeds", "pass 0,1,2")
+    sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
     pipeline = load_pipeline(args.pipeline)
     for s in seeds:  # fail on a bad trace before starting Ray
         arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))

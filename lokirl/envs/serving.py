@@ -101,7 +101,11 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if self.engine not in ("simpy", "fluid"):
-            raise ValueError(f"engine must be 'simpy' or 'fluid', got {self.engine!r}")
+            raise ValueError(f"engine: must be 'simpy' or 'fluid', got {self.engine!r}")
+        if not 0 < self.fluid_dt <= self.epoch_s:
+            raise ValueError(
+                f"fluid_dt: must be in (0, epoch_s={self.epoch_s}], got {self.fluid_dt}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EnvConfig:

@@ -127,6 +127,10 @@ def test_train_config_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_train_config(bad)
     assert err.value.field == "ppo.learning_rat" and str(bad) in str(err.value)
+    bad.write_text("env: {engine: warp}\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(bad)
+    assert err.value.field == "env.engine"
     cfg = load_train_config("configs/agents/ppo.yaml", {"total_timesteps": 99})
     assert cfg.total_timesteps == 99 and cfg.env.workers == 20
 
