@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lokirl.core.controller import ControlContext, Decision
+from lokirl.core.controllers import make_controller
 from lokirl.core.forecasting import Forecaster
 from lokirl.envs.features import FeatureSpec, ForecastTracker, observe, to_decision
 from lokirl.errors import ConfigError
@@ -59,6 +60,7 @@ class PPOController:
     _model: Any = field(init=False, repr=False)
     _forecaster: Forecaster = field(init=False, repr=False)
     _tracker: ForecastTracker = field(init=False, repr=False)
+    _fallback: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from stable_baselines3 import PPO
@@ -83,6 +85,7 @@ class PPOController:
         self._model = PPO.load(str(path), device="cpu")
         self._forecaster = make_forecaster(self.spec.forecaster)
         self._tracker = ForecastTracker(self.spec, self._forecaster)
+        self._fallback = make_controller(self.spec.fallback) if self.spec.fallback else None
 
     def decide(self, context: ControlContext) -> Decision:
         """Observe the context as in training and act deterministically."""
@@ -95,6 +98,7 @@ class PPOController:
                 "use it with the pipeline it was trained on, or train one with `lokirl train`",
             )
         fc = self._tracker(context)
-        obs = observe(self.spec, context, fc).clip(0, 20)
+        hint = self._fallback.decide(context) if self._fallback is not None else None
+        obs = observe(self.spec, context, fc, hint).clip(0, 20)
         action, _ = self._model.predict(obs, deterministic=True)
-        return to_decision(self.spec, action, context, fc)
+        return to_decision(self.spec, action, context, fc, hint)

@@ -82,7 +82,7 @@ def rollout(
     while steps < limit:
         if hasattr(actor, "predict"):
             action, _ = actor.predict(obs, deterministic=True)
-            decision = to_decision(env.features, action, env.context, env.forecast)
+            decision = to_decision(env.features, action, env.context, env.forecast, env.hint)
             planner = None
         else:
             decision = actor.decide(env.context)

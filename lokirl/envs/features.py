@@ -18,7 +18,7 @@ from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
 from lokirl.core.forecasting import Forecast, Forecaster
 
 #: Action kinds: index 0 of the MultiDiscrete action.
-KEEP_PLAN, RESOLVE_WARM, RESOLVE_COLD = 0, 1, 2
+KEEP_PLAN, RESOLVE_WARM, RESOLVE_COLD, FOLLOW = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class FeatureSpec:
         base_horizon_s: Horizon of the forecast mean that a re-solve plans for
             (times the headroom); 0 plans for Loki's EWMA estimate instead.
         queue_scale: Queue lengths are divided by this (then clipped to 10).
+        fallback: A controller spec (e.g. ``trigger``) whose decision the policy may
+            follow with a fourth action kind (``FOLLOW``); its wish to re-solve is part
+            of the observation. Empty: no fallback (three action kinds).
         warm_churn_weight: Churn weight of a warm re-solve (accuracy points per
             worker that changes variant): a warm re-solve starts from the running
             plan and stays close to it; a cold one starts afresh with no churn term.
@@ -53,12 +56,18 @@ class FeatureSpec:
     forecaster: str = "ewma"
     base_horizon_s: int = 5
     queue_scale: float = 100.0
+    fallback: str = ""
     version: int = field(default=1)
 
     @property
     def size(self) -> int:
         """Length of the observation vector."""
-        return self.history_s + 2 * len(self.horizons_s) + 9 + len(self.tasks)
+        return self.history_s + 2 * len(self.horizons_s) + 9 + len(self.tasks) + bool(self.fallback)
+
+    @property
+    def kinds(self) -> int:
+        """Number of action kinds: keep, warm, cold (and follow the fallback)."""
+        return 4 if self.fallback else 3
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (saved next to a trained policy)."""
@@ -165,8 +174,17 @@ class ForecastTracker:
         return None
 
 
-def observe(spec: FeatureSpec, context: ControlContext, forecast: Forecast) -> np.ndarray:
-    """Encode a context and its forecast as a float32 vector of length ``spec.size``."""
+def observe(
+    spec: FeatureSpec,
+    context: ControlContext,
+    forecast: Forecast,
+    hint: Decision | None = None,
+) -> np.ndarray:
+    """Encode a context and its forecast as a float32 vector of length ``spec.size``.
+
+    ``hint`` is the fallback controller's decision for this context (when the spec
+    has a fallback): whether it would re-solve is the last feature.
+    """
     scale = max(spec.demand_scale, 1e-6)
     hist = list(context.demand_history)[-spec.history_s :]
     hist = [0.0] * (spec.history_s - len(hist)) + hist
@@ -197,21 +215,31 @@ def observe(spec: FeatureSpec, context: ControlContext, forecast: Forecast) -> n
     ]
     for task in spec.tasks:
         obs.append(min(context.queue_lengths.get(task, 0) / spec.queue_scale, 10.0))
+    if spec.fallback:
+        obs.append(1.0 if hint is not None and hint.resolve else 0.0)
     return np.asarray(obs, dtype=np.float32)
 
 
 def to_decision(
-    spec: FeatureSpec, action: Any, context: ControlContext, forecast: Forecast
+    spec: FeatureSpec,
+    action: Any,
+    context: ControlContext,
+    forecast: Forecast,
+    hint: Decision | None = None,
 ) -> Decision:
     """Turn a MultiDiscrete action ``[kind, headroom index]`` into a decision.
 
     ``kind`` is keep (0), re-solve warm (1: seeded with the running plan, with a churn
     term) or re-solve cold (2: from scratch, no churn term); a re-solve plans for
     the forecast mean at ``base_horizon_s`` (or the EWMA estimate when it is 0)
-    times the chosen headroom. Without a running plan the first plan is always solved.
+    times the chosen headroom. Kind 3 (``FOLLOW``, with a fallback) does what the
+    fallback controller decided (``hint``). Without a running plan the first plan
+    is always solved.
     """
     a = np.asarray(action).reshape(-1)
     kind = int(a[0])
+    if kind == FOLLOW and spec.fallback and context.plan is not None:
+        return hint if hint is not None else KEEP
     headroom = spec.headrooms[int(a[1]) % len(spec.headrooms)]
     if context.plan is not None and (kind == KEEP_PLAN or context.solving):
         return KEEP

@@ -70,6 +70,8 @@ class EnvConfig:
             ``"fluid"`` (:class:`~lokirl.sim.fluid.FluidSimulation`, a flow-level
             surrogate several times faster, for training; evaluate on ``simpy``).
         fluid_dt: Time step of the fluid engine, seconds.
+        fallback: A controller spec (e.g. ``trigger``) the policy may defer to with a
+            fourth action kind; empty for none.
 
     """
 
@@ -98,6 +100,7 @@ class EnvConfig:
     cache_size: int = 4096
     engine: str = "simpy"
     fluid_dt: float = 0.05
+    fallback: str = ""
 
     def __post_init__(self) -> None:
         if self.engine not in ("simpy", "fluid"):
@@ -221,6 +224,7 @@ class LokiServingEnv(gym.Env):
             headrooms=cfg.headrooms,
             forecaster=cfg.forecaster,
             base_horizon_s=cfg.base_horizon_s,
+            fallback=cfg.fallback,
         )
         self.forecaster = make_forecaster(cfg.forecaster)
         self._tracker = ForecastTracker(self.features, self.forecaster)
@@ -228,7 +232,9 @@ class LokiServingEnv(gym.Env):
         self.observation_space = spaces.Box(
             0.0, 20.0, shape=(self.features.size,), dtype=np.float32
         )
-        self.action_space = spaces.MultiDiscrete([3, len(cfg.headrooms)])
+        self.action_space = spaces.MultiDiscrete([self.features.kinds, len(cfg.headrooms)])
+        self._fallback: Any = None
+        self._hint: Decision | None = None
         self.sim: Simulation | FluidSimulation | None = None
         self.context: ControlContext | None = None
         self._forecast = None
@@ -273,23 +279,29 @@ class LokiServingEnv(gym.Env):
             self.sim = Simulation(self.pipeline, self.cluster, trace, sim_cfg, sim_rng, name="env")
         ctx = self.sim.reset()
         self._tracker = ForecastTracker(self.features, self.forecaster)
+        if self.config.fallback:
+            from lokirl.core.controllers import make_controller
+
+            self._fallback = make_controller(self.config.fallback)
         fc = self._tracker(ctx)
         if (options or {}).get("defer_first_plan"):
             # The caller's first decision installs the first plan (baselines with
             # their own planners, oracles): no epoch is played yet.
             self.context = ctx
             self._forecast = fc
-            return observe(self.features, ctx, fc).clip(0, 20), {}
+            self._hint = self._fallback_hint()
+            return observe(self.features, ctx, fc, self._hint).clip(0, 20), {}
         self.sim.apply(to_decision(self.features, (1, 1), ctx, fc), planner=self.planner)
         self.context = self.sim.step_epoch()
         self._forecast = self._tracker(self.context)
-        return observe(self.features, self.context, self._forecast).clip(0, 20), {}
+        self._hint = self._fallback_hint()
+        return observe(self.features, self.context, self._forecast, self._hint).clip(0, 20), {}
 
     def step(self, action):
         """Apply the action for one epoch and return (obs, reward, terminated, truncated, info)."""
         if self.sim is None or self.context is None:
             raise RuntimeError("call reset() before step()")
-        decision = to_decision(self.features, action, self.context, self._forecast)
+        decision = to_decision(self.features, action, self.context, self._forecast, self._hint)
         return self.advance(decision)
 
     def advance(self, decision: Decision, planner: Any = None):
@@ -324,13 +336,24 @@ class LokiServingEnv(gym.Env):
         terms["solves"] = sim.solves - solves0
         terms["reward"] = float(reward)
         self._forecast = self._tracker(self.context)
-        obs = observe(self.features, self.context, self._forecast).clip(0, 20)
+        self._hint = self._fallback_hint()
+        obs = observe(self.features, self.context, self._forecast, self._hint).clip(0, 20)
         return obs, float(reward), sim.done, False, terms
 
     @property
     def forecast(self):
         """The forecast matching the current context."""
         return self._forecast
+
+    @property
+    def hint(self) -> Decision | None:
+        """The fallback controller's decision for the current context (None without one)."""
+        return self._hint
+
+    def _fallback_hint(self) -> Decision | None:
+        if self._fallback is None or self.context is None:
+            return None
+        return self._fallback.decide(self.context)
 
     def _reward_terms(self, s0: int, s1: int, solver_s: float) -> dict[str, float]:
         sim = self.sim

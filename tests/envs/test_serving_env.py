@@ -145,3 +145,24 @@ def test_forecast_tracker_matches_a_replay_and_recovers_from_gaps():
     moved = tracker(c2)
     assert moved != forecast_for(spec, fc, c2)  # remembers arrivals[5]
     assert moved == forecast_for(spec, fc, ctx(21, arrivals[5:21]))
+
+
+def test_fallback_action_follows_the_fallback_controller():
+    import lokirl.agents  # noqa: F401 - registers trigger
+    from lokirl.envs.features import FOLLOW
+
+    e = LokiServingEnv(**SMALL, fallback="trigger")
+    check_env(e, skip_render_check=True)
+    assert e.action_space.nvec[0] == 4
+    assert e.observation_space.shape == (e.features.size,)
+    obs, _ = e.reset(seed=2)
+    for _ in range(10):
+        hint = e.hint
+        assert hint is not None
+        assert obs[-1] == (1.0 if hint.resolve else 0.0)
+        decision = to_decision(e.features, (FOLLOW, 0), e.context, e.forecast, hint)
+        assert decision == hint
+        obs, *_ = e.step((FOLLOW, 0))
+    plain = LokiServingEnv(**SMALL)
+    assert plain.action_space.nvec[0] == 3
+    assert plain.features.size == e.features.size - 1
