@@ -65,6 +65,11 @@ class FeatureSpec:
         return self.history_s + 2 * len(self.horizons_s) + 9 + len(self.tasks) + bool(self.fallback)
 
     @property
+    def forecast_horizons(self) -> tuple[int, ...]:
+        """Horizons forecast each step: the observed ones and the base horizon."""
+        return tuple(sorted(set(self.horizons_s) | {max(1, self.base_horizon_s)}))
+
+    @property
     def kinds(self) -> int:
         """Number of action kinds: keep, warm, cold (and follow the fallback)."""
         return 4 if self.fallback else 3
@@ -99,7 +104,7 @@ def run_forecaster(
 
 def forecast_for(spec: FeatureSpec, forecaster: Forecaster, context: ControlContext) -> Forecast:
     """The forecast at the spec's horizons (and the base horizon) for a context."""
-    horizons = tuple(sorted(set(spec.horizons_s) | {max(1, spec.base_horizon_s)}))
+    horizons = spec.forecast_horizons
     if not context.demand_history:
         zeros = tuple(0.0 for _ in horizons)
         return Forecast(horizons, zeros, zeros)
@@ -132,7 +137,7 @@ class ForecastTracker:
     def __init__(self, spec: FeatureSpec, forecaster: Forecaster) -> None:
         self.spec = spec
         self.forecaster = forecaster
-        self.horizons = tuple(sorted(set(spec.horizons_s) | {max(1, spec.base_horizon_s)}))
+        self.horizons = spec.forecast_horizons
         self._state: Any = None
         self._history: tuple[float, ...] = ()
         self._now = 0.0

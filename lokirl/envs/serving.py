@@ -278,7 +278,6 @@ class LokiServingEnv(gym.Env):
         else:
             self.sim = Simulation(self.pipeline, self.cluster, trace, sim_cfg, sim_rng, name="env")
         ctx = self.sim.reset()
-        self._tracker = ForecastTracker(self.features, self.forecaster)
         if self.config.fallback:
             from lokirl.core.controllers import make_controller
 

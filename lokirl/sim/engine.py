@@ -345,14 +345,6 @@ class Simulation(EpochHost):
             ev.callbacks.append(lambda _ev, p=plan: self._install(p, instant=False))
         return plan
 
-    def finish(self) -> SimResult:
-        """Drain the run to its end and return the result (conservation checked)."""
-        if self._finished is not None:
-            return self._finished
-        self.run_until(self.end)
-        self._finished = self._result()
-        return self._finished
-
     # ------------------------------------------------------------- internals
     def _queue_lengths(self) -> dict[str, int]:
         out = {t: 0 for t in self.task_names}

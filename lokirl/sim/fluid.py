@@ -61,7 +61,6 @@ class _FlowGroup:
         "accel",
         "rate",
         "lat",
-        "lat1",
         "acc",
         "down",
         "leaf",
@@ -85,7 +84,6 @@ class _FlowGroup:
         self.variant = g.variant
         self.accel = g.accelerator
         self.lat = v.latency(g.accelerator, bb) / 1000.0
-        self.lat1 = v.latency(g.accelerator, sizes[0]) / 1000.0
         self.rate = b / self.lat if self.lat > 0 else 1e9  # per replica, sub-requests/s
         self.acc = v.accuracy / 100.0
         self.down = 0.0
@@ -260,18 +258,6 @@ class FluidSimulation(EpochHost):
             self._install(plan, instant=False)
         return plan
 
-    def finish(self) -> SimResult:
-        """Play to the end (drain included) and return the (approximate) result.
-
-        Counts are amounts of requests rounded to integers; what is still queued at
-        the end is reported in flight.
-        """
-        if self._finished is not None:
-            return self._finished
-        self.run_until(self.end)
-        self._finished = self._result()
-        return self._finished
-
     # ------------------------------------------------------------- internals
     def _queue_lengths(self) -> dict[str, int]:
         out = {t: 0.0 for t in self.task_names}
@@ -321,6 +307,7 @@ class FluidSimulation(EpochHost):
         spawned = [[0.0] * nt for _ in range(nt)]
         ti = self._task_index
         route_drop = 0.0
+        spawned_total = 0.0
         if frames:
             for r in self.roots:
                 k = ti[r]
@@ -396,6 +383,7 @@ class FluidSimulation(EpochHost):
                             continue
                         arrived[c] += out
                         spawned[k][c] += out
+                        spawned_total += out
                         failed[c] += out * dshare
                         route_drop += out * dshare
                         for cg, s in targets:
@@ -404,9 +392,7 @@ class FluidSimulation(EpochHost):
                             cg.inflow_acc += amt * path_acc
                             cg.inflow_up += amt * elapsed
         # Inflow into a task counts at the task (roots were counted above).
-        self.r_arrived += frames * len(self.roots) + sum(
-            spawned[p][c] for p in range(nt) for c in range(nt)
-        )
+        self.r_arrived += frames * len(self.roots) + spawned_total
         if route_drop:
             self.r_dropped += route_drop
             self.s_sub_done[sec] += route_drop

@@ -26,6 +26,8 @@ class EpochHost:
     sec_done: int
     next_epoch: float
     trace_end: float
+    end: float
+    _finished: Any
     n_sec: int
     demand_estimate: float
     last_solve_at: float
@@ -49,6 +51,21 @@ class EpochHost:
 
     def _active(self) -> int:  # pragma: no cover - provided by the engine
         raise NotImplementedError
+
+    def _result(self) -> Any:  # pragma: no cover - provided by the engine
+        raise NotImplementedError
+
+    def finish(self) -> Any:
+        """Play to the end (drain included) and return the :class:`SimResult`.
+
+        The simpy engine checks conservation; the fluid engine's counts are amounts
+        of requests rounded to integers, with what is still queued reported in flight.
+        """
+        if self._finished is not None:
+            return self._finished
+        self.run_until(self.end)
+        self._finished = self._result()
+        return self._finished
 
     @property
     def done(self) -> bool:

@@ -23,16 +23,11 @@ ENV = EnvConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    import os
-
-    os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
-    from lokirl.agents.train import train
-
-    cfg = TrainConfig(
-        name="tiny",
-        total_timesteps=64,
+def tiny_config(name: str, steps: int) -> TrainConfig:
+    """A tiny training run on the small env: one env, no evaluation, no checkpoints."""
+    return TrainConfig(
+        name=name,
+        total_timesteps=steps,
         n_envs=1,
         vec_env="dummy",
         env=ENV,
@@ -40,7 +35,16 @@ def trained(tmp_path_factory):
         eval_every=0,
         checkpoint_every=0,
     )
-    folder = train(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import os
+
+    os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    from lokirl.agents.train import train
+
+    folder = train(tiny_config("tiny", 64), progress=False)
     return folder
 
 
@@ -186,16 +190,7 @@ def test_resume_continues_training(trained):
 
     from lokirl.agents.train import train
 
-    cfg = TrainConfig(
-        name="tiny_resumed",
-        total_timesteps=32,
-        n_envs=1,
-        vec_env="dummy",
-        env=ENV,
-        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(16,)),
-        eval_every=0,
-        checkpoint_every=0,
-    )
+    cfg = tiny_config("tiny_resumed", 32)
     before = PPO.load(str(trained / "model.zip"), device="cpu").num_timesteps
     folder = train(cfg, resume=str(trained / "model.zip"), progress=False)
     after = PPO.load(str(folder / "model.zip"), device="cpu").num_timesteps

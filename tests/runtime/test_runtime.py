@@ -52,17 +52,27 @@ async def _send(rt, n: int, gap_s: float = 0.01) -> list[dict]:
     return await asyncio.gather(*tasks)
 
 
-def test_two_stage_end_to_end(ray_local, tiny_pipeline):
+def _serve(make_runtime, n: int) -> tuple:
+    """Build a runtime in the event loop, start it, send ``n`` frames, stop it.
+
+    Returns:
+        (runtime, results).
+
+    """
+
     async def main():
-        rt = _runtime(tiny_pipeline)
+        rt = make_runtime()
         await rt.start()
         try:
-            results = await _send(rt, 30)
+            return rt, await _send(rt, n)
         finally:
             await rt.stop()
-        return rt, results
 
-    rt, results = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_two_stage_end_to_end(ray_local, tiny_pipeline):
+    rt, results = _serve(lambda: _runtime(tiny_pipeline), 30)
     assert all(r["outcome"] == "on_time" for r in results), results
     assert {"det-large"} <= {v for r in results for v in r["variants"]}
     assert any("cls-large" in r["variants"] for r in results)
@@ -286,19 +296,10 @@ def test_unpicklable_planner_solves_in_a_thread(ray_local, tiny_pipeline, monkey
     ctl = mod.SlowPlanner()
     ctl.lock = threading.Lock()  # cannot be pickled
 
-    async def main():
-        cfg = RuntimeConfig(
-            pipeline=tiny_pipeline, workers=2, initial_demand=5.0, solve_in_subprocess=True
-        )
-        rt = Runtime(cfg, controller=ctl)
-        await rt.start()
-        try:
-            results = await _send(rt, 5)
-        finally:
-            await rt.stop()
-        return rt, results
-
-    rt, results = asyncio.run(main())
+    cfg = RuntimeConfig(
+        pipeline=tiny_pipeline, workers=2, initial_demand=5.0, solve_in_subprocess=True
+    )
+    rt, results = _serve(lambda: Runtime(cfg, controller=ctl), 5)
     assert rt.solves == 1 and rt.solves_in_process == 0 and rt.process_pool is None
     assert rt.last_solve_pid == os.getpid()
     assert all(r["outcome"] == "on_time" for r in results), results
