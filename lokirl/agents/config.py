@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from lokirl.agents.imitation import ImitationParams
 from lokirl.envs.serving import EnvConfig
 from lokirl.errors import ConfigError
 
@@ -56,6 +57,8 @@ class TrainConfig:
         eval_episodes: Episodes (fixed seeds) per evaluation.
         baseline: Controller the evaluation compares against.
         checkpoint_every: Steps between checkpoints (0: never).
+        imitation: Behaviour cloning of a teacher controller before PPO (off by
+            default; see :mod:`lokirl.agents.imitation`).
 
     """
 
@@ -70,6 +73,7 @@ class TrainConfig:
     eval_episodes: int = 2
     baseline: str = "loki"
     checkpoint_every: int = 5000
+    imitation: ImitationParams = field(default_factory=ImitationParams)
 
 
 def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
@@ -107,6 +111,19 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             if isinstance(value, dict) and "net_arch" in value:
                 value = {**value, "net_arch": tuple(value["net_arch"])}
             kwargs[key] = _build(PPOParams, value, source, where)
+            continue
+        if key == "imitation":
+            try:
+                kwargs[key] = _build(ImitationParams, value, source, where)
+            except ValueError as exc:
+                field_name, _, why = str(exc).partition(": ")
+                raise ConfigError(
+                    source,
+                    f"{where}.{field_name}",
+                    why or str(exc),
+                    f"set {where}.{field_name} to an allowed value "
+                    "(see lokirl.agents.imitation.ImitationParams)",
+                ) from None
             continue
         kwargs[key] = value
     try:

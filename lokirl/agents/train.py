@@ -160,6 +160,47 @@ class BaselineEval(BaseCallback):
         return True
 
 
+def imitate(model: Any, cfg: TrainConfig, folder: Path, ml: RunLogger, progress: bool) -> dict:
+    """Clone the teacher of ``cfg.imitation`` into ``model`` (before PPO); log and save it.
+
+    Writes ``imitation.json`` (agreement, losses, the teacher's training reward) and
+    ``imitation_model.zip`` (the cloned policy before any PPO update) to the run folder.
+    """
+    from lokirl.agents.imitation import clone, collect
+
+    im = cfg.imitation
+    bar = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task(f"demonstrations of {im.teacher}", total=im.steps)
+    try:
+        demos = collect(
+            cfg.env,
+            im.teacher,
+            im.steps,
+            cfg.seed + 7919,
+            cfg.ppo.gamma,
+            (lambda n: bar.update(task, completed=min(n, im.steps))) if bar else None,
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+    stats = clone(model, demos, im, cfg.seed)
+    stats.update(
+        steps=float(len(demos.actions)),
+        episodes=float(demos.episodes),
+        teacher_reward=demos.teacher_reward,
+        resolve_share=float(demos.resolved.mean()),
+    )
+    (folder / "imitation.json").write_text(json.dumps(stats, indent=2))
+    save_policy(model, folder / "imitation_model.zip", LokiServingEnv(cfg.env).features)
+    ml.log_metrics({f"imitation/{k}": float(v) for k, v in stats.items()})
+    return stats
+
+
 def train(
     cfg: TrainConfig,
     resume: str | None = None,
@@ -210,6 +251,8 @@ def train(
                 tensorboard_log=str(folder / "tb"),
                 verbose=0,
             )
+        if cfg.imitation.teacher and not resume:
+            imitate(model, cfg, folder, ml, progress)
         evaluator = BaselineEval(cfg, folder, ml, spec)
         callbacks: list[BaseCallback] = [MLflowMetrics(ml), evaluator]
         if cfg.checkpoint_every > 0:

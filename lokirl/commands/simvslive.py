@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -90,6 +91,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "'none' = one accelerator per worker, or a number"
         ),
     )
+    p.add_argument(
+        "--sim-host-cores",
+        type=float,
+        default=0.0,
+        help=(
+            "with shared cores: cores the host's own work (ingress, data plane, Ray) keeps "
+            "busy, as a live run reports it (host CPU cores); default 0"
+        ),
+    )
     p.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
     p.add_argument("--max-in-flight", type=int, default=512, help="cap on awaiting requests")
@@ -135,7 +145,8 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
         initial_demand=demand0,
     )
     cluster = Cluster({pipeline.accelerators[0]: args.workers})
-    cfg = replace(cfg, shared_cores=sim_cores(args))
+    cores = sim_cores(args)
+    cfg = replace(cfg, shared_cores=cores, host_cores=args.sim_host_cores if cores else 0.0)
     res = simulate(
         pipeline,
         cluster,
@@ -158,6 +169,7 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
         "dropped_by_reason": dict(sorted(f.dropped.items())),
         "solver_wall_s": res.solver_wall_s,
         "shared_cores": cfg.shared_cores,
+        "host_cores": cfg.host_cores,
     }
 
 
@@ -194,9 +206,11 @@ async def run_live(
             active.append(rt.plane.active_workers())
 
     sampler = asyncio.create_task(sample())
+    cpu0, wall0 = host_cpu_s(), time.perf_counter()
     try:
         client = await replay(trace.arrivals_s, lambda i: rt.submit(frame), args.max_in_flight)
     finally:
+        host_cores = (host_cpu_s() - cpu0) / max(1e-9, time.perf_counter() - wall0)
         sampler.cancel()
         status = rt.status()
         await rt.stop()
@@ -222,7 +236,40 @@ async def run_live(
         "solver_inner_s": rt.solver_inner_s,
         "solves_in_process": rt.solves_in_process,
         "service_vs_profile": service_report(p.service_obs),
+        "host_cpu_cores": host_cores,
     }
+
+
+#: Ray's own daemons on a node (``/proc/PID/comm`` names; truncated to 15 characters).
+RAY_DAEMONS = ("raylet", "gcs_server")
+
+
+def host_cpu_s() -> float:
+    """CPU seconds used so far by this process and, where ``/proc`` shows them, Ray's daemons.
+
+    What a live run spends besides the worker actors' batches: the ingress, data plane
+    and Ray client in this process, the raylet and the GCS. Read before and after the
+    replay, the difference over the wall time is the host's share of the cores.
+    """
+    t = os.times()
+    total = t.user + t.system
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    proc = "/proc"
+    if not os.path.isdir(proc):
+        return total
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{pid}/comm") as fh:
+                if fh.read().strip() not in RAY_DAEMONS:
+                    continue
+            with open(f"{proc}/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def compare(sim: dict[str, Any], live: dict[str, Any]) -> list[dict[str, Any]]:
@@ -328,6 +375,10 @@ def run(args: argparse.Namespace) -> int:
         if not seeds:
             raise ConfigError("--seeds", args.seeds, "no seeds", "pass 0,1,2")
     sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
+    if not (args.sim_host_cores >= 0 and math.isfinite(args.sim_host_cores)):
+        raise ConfigError(
+            "--sim-host-cores", str(args.sim_host_cores), "must be >= 0", "pass 0 or 0.5"
+        )
     pipeline = load_pipeline(args.pipeline)
     for s in seeds:  # fail on a bad trace before starting Ray
         arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))
@@ -372,6 +423,10 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"solver wall time: sim {sim['solver_wall_s']:.1f} s, live {live['solver_wall_s']:.1f} s "
             f"({live['solves_in_process']} of {live['solves']} solves in a separate process)"
+        )
+        print(
+            f"host CPU (this process + Ray daemons) while serving: "
+            f"{live['host_cpu_cores']:.2f} cores (simulated: {sim['host_cores']:g})"
         )
         for v, x in live["service_vs_profile"].items():
             print(

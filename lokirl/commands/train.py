@@ -9,10 +9,14 @@ examples:
   lokirl train --config configs/agents/ppo.yaml
   lokirl train --config configs/agents/ppo.yaml --timesteps 2000 --n-envs 1   # a quick try
   lokirl train --config configs/agents/ppo.yaml --resume runs/train__ppo_traffic__.../model.zip
+  lokirl train --config configs/agents/ppo_imitation.yaml   # clone the trigger first, then PPO
 
 outputs (runs/train__NAME__TIME/): model.zip + model.features.json (use it as
 --controller ppo:runs/.../model.zip), best_model.zip, checkpoints/, tb/ (TensorBoard:
 tensorboard --logdir runs), eval.json, config.yaml; the run is also in MLflow.
+With an `imitation:` section (a teacher controller), the policy is first fitted to
+the teacher's decisions: imitation.json (agreement, losses) and imitation_model.zip
+(the cloned policy before PPO) are added.
 """
 
 

@@ -63,7 +63,10 @@ class SimConfig:
             A number: the workers share that many CPU cores (a CPU-only host, as in
             ``lokirl simvslive`` on one machine): a batch that starts while ``k``
             batches run (itself included) takes its profiled latency times
-            ``max(1, k / shared_cores)``.
+            ``max(1, (k + host_cores) / shared_cores)``.
+        host_cores: With ``shared_cores``: cores the serving host's own work (the
+            ingress and data plane, Ray's processes) keeps busy on the same cores,
+            measured by ``lokirl simvslive`` as ``host_cpu_cores`` (default 0).
 
     """
 
@@ -79,6 +82,7 @@ class SimConfig:
     demand_quantum: float = 0.0
     check_conservation: bool = True
     shared_cores: float | None = None
+    host_cores: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.epoch_s > 0:
@@ -87,6 +91,8 @@ class SimConfig:
             raise ValueError("duration_s must be positive")
         if self.shared_cores is not None and not self.shared_cores > 0:
             raise ValueError("shared_cores must be positive (or None)")
+        if not (self.host_cores >= 0 and math.isfinite(self.host_cores)):
+            raise ValueError("host_cores must be >= 0")
         if self.drain_s < 0:
             raise ValueError("drain_s must be >= 0")
         if isinstance(self.solver_time, str):

@@ -451,6 +451,7 @@ class Simulation(EpochHost):
         timeout = env.timeout
         early = self.config.early_drop
         cores = self.config.shared_cores
+        host = self.config.host_cores
         while True:
             if w.load_needed:
                 w.load_needed = False
@@ -498,7 +499,7 @@ class Simulation(EpochHost):
             lat = g.lat[len(batch)]
             if cores is not None:
                 self.busy += 1
-                lat *= max(1.0, self.busy / cores)
+                lat *= max(1.0, (self.busy + host) / cores)
             yield timeout(lat)
             if cores is not None:
                 self.busy -= 1

@@ -48,3 +48,22 @@ def test_sim_cores_option():
     assert sim_cores(ns("auto")) == (None if torch.cuda.is_available() else 2.0)
     with pytest.raises(ConfigError, match="sim-cores"):
         sim_cores(ns("lots"))
+
+
+def test_host_cpu_counts_this_process():
+    import time
+
+    from lokirl.commands.simvslive import host_cpu_s
+
+    before = host_cpu_s()
+    end = time.process_time() + 0.05
+    while time.process_time() < end:  # burn 50 ms of CPU in this process
+        pass
+    assert host_cpu_s() - before >= 0.04
+
+
+def test_bad_host_cores_is_a_config_error(capsys):
+    from lokirl.cli import main
+
+    assert main(["simvslive", "--sim-host-cores", "-1"]) != 0
+    assert "--sim-host-cores" in capsys.readouterr().err

@@ -216,8 +216,8 @@ def test_shared_cores_slow_batches_that_run_together():
     plan = make_plan(p, [("s1", 1, 2)], demand=200.0)  # 2 workers, 10 ms per request each
     trace = RateSeries(np.full(5, 300.0), 1.0, "t")  # more than both can serve
 
-    def served(cores):
-        cfg = SimConfig(shared_cores=cores, drain_s=0.0)
+    def served(cores, host=0.0):
+        cfg = SimConfig(shared_cores=cores, host_cores=host, drain_s=0.0)
         sim = Simulation(p, Cluster({"gpu": 2}), trace, cfg, np.random.default_rng(0))
         sim.reset()
         sim.apply(resolve(200.0), planner=FixedPlanner(plan))
@@ -229,5 +229,10 @@ def test_shared_cores_slow_batches_that_run_together():
     alone, shared = served(None), served(1)
     assert alone == pytest.approx(5 * 200, rel=0.05)  # two workers at 100/s each
     assert shared == pytest.approx(5 * 100, rel=0.05)  # one core between them
+    # The host's own processes keep half a core of two busy: 2 batches see 1.5 cores.
+    assert served(2, 0.5) == pytest.approx(5 * 200 / 1.25, rel=0.05)
+    assert served(2, 0.0) == pytest.approx(alone, rel=0.01)  # two cores: no contention
     with pytest.raises(ValueError, match="shared_cores"):
         SimConfig(shared_cores=0)
+    with pytest.raises(ValueError, match="host_cores"):
+        SimConfig(host_cores=-1.0)

@@ -1,0 +1,232 @@
+"""Start a policy from a teacher controller's decisions (behaviour cloning) before PPO.
+
+A heuristic such as the tuned ``trigger`` is already a good controller; PPO started
+from a random policy has to rediscover it. Here the teacher plays episodes of the
+training environment, each of its decisions is written as the nearest action of the
+policy's own action space (keep, or re-solve warm/cold with the headroom closest to
+the demand it planned for), and the environment plays that action, so the states seen
+are the ones the cloned policy reaches. The policy network is then fitted to the
+actions (cross-entropy; the headroom term only where the teacher re-solved) and the
+value network to the discounted returns, and PPO fine-tunes from there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lokirl.core.controller import Decision, ewma_demand
+from lokirl.envs.features import KEEP_PLAN, RESOLVE_COLD, RESOLVE_WARM, FeatureSpec
+from lokirl.envs.serving import EnvConfig, LokiServingEnv
+
+
+@dataclass(frozen=True)
+class ImitationParams:
+    """Behaviour cloning of a teacher controller before PPO (off when ``teacher`` is empty).
+
+    Attributes:
+        teacher: Controller spec to imitate (e.g. ``trigger``); empty: no cloning.
+        steps: Environment steps of demonstrations (whole episodes, at least this many).
+        epochs: Passes over the demonstrations.
+        batch_size: Minibatch size.
+        learning_rate: Adam step size of the cloning.
+
+    """
+
+    teacher: str = ""
+    steps: int = 20000
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("steps: steps, epochs and batch_size must be >= 1")
+        if not self.learning_rate > 0:
+            raise ValueError("learning_rate: must be positive")
+
+
+@dataclass(frozen=True)
+class Demonstrations:
+    """What the teacher did.
+
+    Attributes:
+        obs: Observations, one row per step.
+        actions: ``[kind, headroom index]`` per step.
+        resolved: Whether the teacher re-solved at that step (the headroom counts).
+        returns: Discounted return from each step to the end of its episode.
+        episodes: Episodes played.
+        teacher_reward: Mean episode reward of the teacher (through its actions).
+
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    resolved: np.ndarray
+    returns: np.ndarray
+    episodes: int
+    teacher_reward: float
+
+
+def teacher_action(
+    spec: FeatureSpec, decision: Decision, context: Any, forecast: Any
+) -> np.ndarray:
+    """The action of the policy's space nearest to a controller's decision.
+
+    A re-solve maps to warm (seeded with the running plan, churn term) or cold, with
+    the headroom whose demand (forecast mean at ``spec.base_horizon_s`` times the
+    headroom, as :func:`~lokirl.envs.features.to_decision` plans) is closest in
+    ratio to the demand the controller planned for. A keep maps to keep (headroom
+    index 0, not used).
+    """
+    if not decision.resolve:
+        return np.array([KEEP_PLAN, 0], dtype=np.int64)
+    kind = RESOLVE_WARM if decision.warm_start else RESOLVE_COLD
+    if spec.base_horizon_s > 0:
+        base, _ = forecast.at(spec.base_horizon_s)
+    else:
+        base = ewma_demand(context.demand_history)
+    if base > 0 and decision.demand > 0:
+        ratio = math.log(decision.demand / base)
+        idx = int(np.argmin([abs(math.log(h) - ratio) for h in spec.headrooms]))
+    else:
+        idx = 0
+    return np.array([kind, idx], dtype=np.int64)
+
+
+def collect(
+    cfg: EnvConfig,
+    teacher: str,
+    steps: int,
+    seed: int,
+    gamma: float,
+    progress: Callable[[int], None] | None = None,
+) -> Demonstrations:
+    """Play whole episodes with the teacher until ``steps`` steps are recorded.
+
+    Episodes last ``cfg.episode_s`` as in training (the ``TimeLimit``).
+
+    Args:
+        cfg: The training environment's configuration.
+        teacher: Controller spec.
+        steps: Least number of steps to record.
+        seed: Seed of the first episode (the next ones follow it).
+        gamma: Discount of the returns (the PPO ``gamma``).
+        progress: Called with the number of steps recorded so far after each episode.
+
+    """
+    from lokirl.core.controllers import make_controller
+
+    env = LokiServingEnv(cfg)
+    obs_rows: list[np.ndarray] = []
+    acts: list[np.ndarray] = []
+    resolved: list[bool] = []
+    returns: list[float] = []
+    rewards_ep: list[float] = []
+    limit = max(1, int(cfg.episode_s / cfg.epoch_s))  # the TimeLimit training uses
+    episode = 0
+    while len(obs_rows) < steps:
+        obs, _ = env.reset(seed=seed + episode)
+        ctl = make_controller(teacher)
+        rewards: list[float] = []
+        done = False
+        while not done and len(rewards) < limit:
+            decision = ctl.decide(env.context)
+            action = teacher_action(env.features, decision, env.context, env.forecast)
+            obs_rows.append(obs)
+            acts.append(action)
+            resolved.append(bool(decision.resolve))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            rewards.append(float(reward))
+            done = terminated or truncated
+        g = 0.0
+        back = []
+        for r in reversed(rewards):
+            g = r + gamma * g
+            back.append(g)
+        returns.extend(reversed(back))
+        rewards_ep.append(float(sum(rewards)))
+        episode += 1
+        if progress is not None:
+            progress(len(obs_rows))
+    return Demonstrations(
+        obs=np.asarray(obs_rows, dtype=np.float32),
+        actions=np.asarray(acts, dtype=np.int64),
+        resolved=np.asarray(resolved, dtype=bool),
+        returns=np.asarray(returns, dtype=np.float32),
+        episodes=episode,
+        teacher_reward=float(np.mean(rewards_ep)),
+    )
+
+
+def clone(model: Any, demos: Demonstrations, params: ImitationParams, seed: int = 0) -> dict:
+    """Fit an SB3 policy (MultiDiscrete ``[kind, headroom]``) to the demonstrations.
+
+    Args:
+        model: A stable-baselines3 PPO model (its policy is trained in place).
+        demos: The teacher's demonstrations.
+        params: Cloning settings.
+        seed: Seed of the minibatch order.
+
+    Returns:
+        ``{"agreement_kind", "agreement_headroom", "policy_loss", "value_loss"}``: the
+        share of steps whose kind (and, where the teacher re-solved, headroom) the
+        cloned policy's most likely action matches, and the final losses.
+
+    """
+    import torch as th
+
+    policy = model.policy
+    policy.set_training_mode(True)
+    opt = th.optim.Adam(policy.parameters(), lr=params.learning_rate)
+    obs = th.as_tensor(demos.obs)
+    kind = th.as_tensor(demos.actions[:, 0])
+    head = th.as_tensor(demos.actions[:, 1])
+    mask = th.as_tensor(demos.resolved.astype(np.float32))
+    ret = th.as_tensor(demos.returns)
+    # Keeps dominate; weight the rarer kinds so the cloned policy re-solves at all.
+    counts = np.bincount(demos.actions[:, 0], minlength=policy.action_space.nvec[0])
+    weights = th.as_tensor(
+        np.where(counts > 0, len(demos.actions) / np.maximum(counts, 1) / len(counts), 0.0),
+        dtype=th.float32,
+    )
+    rng = np.random.default_rng(seed)
+    n = len(obs)
+    pol_loss = val_loss = th.tensor(0.0)
+    for _ in range(params.epochs):
+        order = rng.permutation(n)
+        for i in range(0, n, params.batch_size):
+            idx = th.as_tensor(order[i : i + params.batch_size])
+            dist = policy.get_distribution(obs[idx])
+            cats = dist.distribution
+            lp_kind = cats[0].log_prob(kind[idx])
+            lp_head = cats[1].log_prob(head[idx])
+            m = mask[idx]
+            pol_loss = -(weights[kind[idx]] * lp_kind).mean() - (lp_head * m).sum() / m.sum().clamp(
+                min=1.0
+            )
+            values = policy.predict_values(obs[idx]).flatten()
+            val_loss = th.nn.functional.mse_loss(values, ret[idx])
+            loss = pol_loss + 0.5 * val_loss
+            opt.zero_grad()
+            loss.backward()
+            th.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            opt.step()
+    policy.set_training_mode(False)
+    with th.no_grad():
+        cats = policy.get_distribution(obs).distribution
+        k_hat = cats[0].probs.argmax(dim=1)
+        h_hat = cats[1].probs.argmax(dim=1)
+    ok_kind = float((k_hat == kind).float().mean())
+    res = mask > 0
+    ok_head = float((h_hat[res] == head[res]).float().mean()) if bool(res.any()) else 1.0
+    return {
+        "agreement_kind": ok_kind,
+        "agreement_headroom": ok_head,
+        "policy_loss": float(pol_loss.detach()),
+        "value_loss": float(val_loss.detach()),
+    }

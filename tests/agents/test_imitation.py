@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+
+from lokirl.agents.config import PPOParams, TrainConfig, load_train_config
+from lokirl.agents.imitation import ImitationParams, clone, collect, teacher_action
+from lokirl.core.controller import KEEP, Decision
+from lokirl.envs import LokiServingEnv
+from lokirl.envs.features import KEEP_PLAN, RESOLVE_COLD, RESOLVE_WARM
+from lokirl.envs.serving import EnvConfig
+from lokirl.errors import ConfigError
+
+ENV = EnvConfig(
+    pipeline="configs/pipelines/example.yaml", workers=6, episode_s=10, traces=("gen:bursts",)
+)
+
+
+def test_teacher_action_maps_decisions_onto_the_action_space():
+    env = LokiServingEnv(ENV)
+    env.reset(seed=3)
+    spec, ctx, fc = env.features, env.context, env.forecast
+    base, _ = fc.at(spec.base_horizon_s)
+    assert base > 0
+    assert teacher_action(spec, KEEP, ctx, fc).tolist() == [KEEP_PLAN, 0]
+    for i, h in enumerate(spec.headrooms):
+        warm = Decision(True, base * h * 1.01, True, 1.0, "t")
+        assert teacher_action(spec, warm, ctx, fc).tolist() == [RESOLVE_WARM, i]
+    cold = Decision(True, base * 100.0, False, 0.0, "t")
+    assert teacher_action(spec, cold, ctx, fc).tolist() == [
+        RESOLVE_COLD,
+        len(spec.headrooms) - 1,
+    ]
+
+
+def test_collect_is_deterministic_and_returns_are_discounted():
+    a = collect(ENV, "trigger", 12, seed=1, gamma=0.9)
+    b = collect(ENV, "trigger", 12, seed=1, gamma=0.9)
+    assert len(a.actions) >= 12 and a.episodes >= 2
+    np.testing.assert_array_equal(a.obs, b.obs)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    assert a.obs.shape[0] == a.actions.shape[0] == a.returns.shape[0] == a.resolved.shape[0]
+    # Where the teacher kept the plan the action is keep, and the reverse.
+    assert np.array_equal(a.actions[:, 0] != KEEP_PLAN, a.resolved)
+    # The last step of an episode: its return is its reward; earlier ones add on.
+    assert np.isfinite(a.returns).all()
+
+
+def test_clone_fits_the_teacher_better_than_an_untrained_policy():
+    from stable_baselines3 import PPO
+
+    env = LokiServingEnv(ENV)
+    demos = collect(ENV, "trigger", 40, seed=2, gamma=0.95)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0, device="cpu")
+    before = clone(model, demos, ImitationParams(teacher="trigger", epochs=1, learning_rate=1e-9))
+    after = clone(model, demos, ImitationParams(teacher="trigger", epochs=60, batch_size=32))
+    assert after["policy_loss"] < before["policy_loss"]
+    assert after["value_loss"] < before["value_loss"]
+    assert after["agreement_kind"] >= 0.8
+
+
+def test_training_with_imitation_writes_the_cloned_policy(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    from lokirl.agents.train import train
+
+    cfg = TrainConfig(
+        name="bc",
+        total_timesteps=32,
+        n_envs=1,
+        vec_env="dummy",
+        env=ENV,
+        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(16,)),
+        eval_every=0,
+        checkpoint_every=0,
+        imitation=ImitationParams(teacher="trigger", steps=20, epochs=2),
+    )
+    folder = train(cfg, progress=False)
+    stats = json.loads((folder / "imitation.json").read_text())
+    assert stats["steps"] >= 20 and 0.0 <= stats["agreement_kind"] <= 1.0
+    assert (folder / "imitation_model.zip").is_file() and (folder / "model.zip").is_file()
+
+
+def test_imitation_config_errors_name_the_field(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("imitation: {teacher: trigger, steps: 0}\n")
+    with pytest.raises(ConfigError, match=r"imitation\.steps"):
+        load_train_config(p)
+    p.write_text("imitation: {teacher: trigger, stpes: 10}\n")
+    with pytest.raises(ConfigError, match=r"imitation\.stpes"):
+        load_train_config(p)
