@@ -31,7 +31,8 @@ class ImitationParams:
     Attributes:
         teacher: Controller spec to imitate (e.g. ``trigger``); empty: no cloning.
         steps: Environment steps of demonstrations (whole episodes, at least this many).
-        epochs: Passes over the demonstrations.
+        epochs: Passes over the demonstrations (the decision boundaries are small
+            differences between features: fewer passes leave a policy that always keeps).
         batch_size: Minibatch size.
         learning_rate: Adam step size of the cloning.
 
@@ -39,9 +40,9 @@ class ImitationParams:
 
     teacher: str = ""
     steps: int = 20000
-    epochs: int = 20
+    epochs: int = 100
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.epochs < 1 or self.batch_size < 1:
@@ -188,12 +189,6 @@ def clone(model: Any, demos: Demonstrations, params: ImitationParams, seed: int 
     head = th.as_tensor(demos.actions[:, 1])
     mask = th.as_tensor(demos.resolved.astype(np.float32))
     ret = th.as_tensor(demos.returns)
-    # Keeps dominate; weight the rarer kinds so the cloned policy re-solves at all.
-    counts = np.bincount(demos.actions[:, 0], minlength=policy.action_space.nvec[0])
-    weights = th.as_tensor(
-        np.where(counts > 0, len(demos.actions) / np.maximum(counts, 1) / len(counts), 0.0),
-        dtype=th.float32,
-    )
     rng = np.random.default_rng(seed)
     n = len(obs)
     pol_loss = val_loss = th.tensor(0.0)
@@ -206,9 +201,7 @@ def clone(model: Any, demos: Demonstrations, params: ImitationParams, seed: int 
             lp_kind = cats[0].log_prob(kind[idx])
             lp_head = cats[1].log_prob(head[idx])
             m = mask[idx]
-            pol_loss = -(weights[kind[idx]] * lp_kind).mean() - (lp_head * m).sum() / m.sum().clamp(
-                min=1.0
-            )
+            pol_loss = -lp_kind.mean() - (lp_head * m).sum() / m.sum().clamp(min=1.0)
             values = policy.predict_values(obs[idx]).flatten()
             val_loss = th.nn.functional.mse_loss(values, ret[idx])
             loss = pol_loss + 0.5 * val_loss
