@@ -67,3 +67,17 @@ def test_bad_host_cores_is_a_config_error(capsys):
 
     assert main(["simvslive", "--sim-host-cores", "-1"]) != 0
     assert "--sim-host-cores" in capsys.readouterr().err
+
+
+def test_counting_noise_shrinks_with_more_violations():
+    from lokirl.commands.simvslive import counting_noise
+
+    def runs(a, b):
+        m = {"frames_dropped": a, "frames_late": 0}
+        return [{"sim": m, "live": {"frames_dropped": b - 1, "frames_late": 1}}]
+
+    few, many = counting_noise(runs(10, 10)), counting_noise(runs(1000, 1000))
+    assert few["sim_violated_frames"] == 10 and few["live_violated_frames"] == 10
+    assert few["rel_band_95"] > 1.0  # ten against ten: more than a factor of two either way
+    assert 0.05 < many["rel_band_95"] < 0.1
+    assert counting_noise(runs(0, 5))["rel_band_95"] is None
