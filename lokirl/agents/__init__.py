@@ -1,4 +1,6 @@
-"""Learned controllers: PPO training, callbacks, and the trained-policy adapter.
+"""Learned controllers: PPO training, imitation, callbacks, and the trained-policy adapter.
+
+Training may start by cloning a teacher controller (:mod:`lokirl.agents.imitation`).
 
 Importing this package registers the ``ppo:PATH`` controller spec and the
 ``trigger`` heuristic in the controller registry.
@@ -14,7 +16,8 @@ if "ppo" not in CONTROLLERS.names():
     CONTROLLERS.register(
         "ppo",
         lambda **kw: PPOController(str(default_policy_path()), name="ppo", **kw),
-        "the PPO policy shipped with lokirl (traffic_analysis, 20 workers; see docs/results.md)",
+        "the PPO policy shipped with lokirl (trigger clone + PPO; traffic_analysis, 20 workers; "
+        "see docs/results.md)",
     )
 
 __all__ = [
