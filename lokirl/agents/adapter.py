@@ -36,10 +36,14 @@ def features_path(model_path: str | Path) -> Path:
 
 
 def save_policy(model: Any, path: str | Path, spec: FeatureSpec) -> Path:
-    """Save an SB3 model and its feature spec; returns the model path."""
+    """Save an SB3 model and its feature spec; returns the model path.
+
+    The TensorBoard folder of the run that trained it is left out (it names a path
+    on the training machine; ``--resume`` passes its own).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(path))
+    model.save(str(path), exclude=["tensorboard_log"])
     features_path(path).write_text(json.dumps(spec.to_dict(), indent=2))
     return path
 

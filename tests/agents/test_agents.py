@@ -208,3 +208,19 @@ def test_shipped_policy_loads_and_guards_its_pipeline():
     assert isinstance(ppo.decide(ctx), Decision)
     with pytest.raises(ConfigError):
         ppo.decide(ControlContext(now_s=5.0, demand_history=(1.0,), queue_lengths={"detect": 0}))
+
+
+def test_saved_policy_names_no_training_folder(trained, tmp_path):
+    import zipfile
+
+    from stable_baselines3 import PPO
+
+    from lokirl.agents.adapter import save_policy
+    from lokirl.envs.features import FeatureSpec
+
+    model = PPO.load(str(trained / "model.zip"), device="cpu", tensorboard_log=str(tmp_path))
+    spec = FeatureSpec.from_dict(json.loads((trained / "model.features.json").read_text()))
+    out = save_policy(model, tmp_path / "p" / "model.zip", spec)
+    with zipfile.ZipFile(out) as z:
+        assert str(tmp_path) not in z.read("data").decode()
+    assert PPO.load(str(out), device="cpu").tensorboard_log is None
