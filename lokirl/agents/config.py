@@ -76,6 +76,17 @@ class TrainConfig:
     imitation: ImitationParams = field(default_factory=ImitationParams)
 
 
+def _bad_value(exc: ValueError, source: str, where: str, fields_of: str) -> ConfigError:
+    """A config error from a dataclass's ``ValueError("field: what is wrong")``."""
+    field_name, _, why = str(exc).partition(": ")
+    return ConfigError(
+        source,
+        f"{where}.{field_name}",
+        why or str(exc),
+        f"set {where}.{field_name} to an allowed value (see {fields_of})",
+    )
+
+
 def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     if data is None:
         return cls()
@@ -98,14 +109,8 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
                 raise ConfigError(
                     source, where, str(exc), "see lokirl.envs.EnvConfig for the fields"
                 ) from None
-            except ValueError as exc:  # a field with a bad value: "field: what is wrong"
-                field_name, _, why = str(exc).partition(": ")
-                raise ConfigError(
-                    source,
-                    f"{where}.{field_name}",
-                    why or str(exc),
-                    f"set {where}.{field_name} to an allowed value (see lokirl.envs.EnvConfig)",
-                ) from None
+            except ValueError as exc:
+                raise _bad_value(exc, source, where, "lokirl.envs.EnvConfig") from None
             continue
         if key == "ppo":
             if isinstance(value, dict) and "net_arch" in value:
@@ -116,13 +121,8 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             try:
                 kwargs[key] = _build(ImitationParams, value, source, where)
             except ValueError as exc:
-                field_name, _, why = str(exc).partition(": ")
-                raise ConfigError(
-                    source,
-                    f"{where}.{field_name}",
-                    why or str(exc),
-                    f"set {where}.{field_name} to an allowed value "
-                    "(see lokirl.agents.imitation.ImitationParams)",
+                raise _bad_value(
+                    exc, source, where, "lokirl.agents.imitation.ImitationParams"
                 ) from None
             continue
         kwargs[key] = value

@@ -19,8 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from lokirl.core.controller import Decision, ewma_demand
-from lokirl.envs.features import KEEP_PLAN, RESOLVE_COLD, RESOLVE_WARM, FeatureSpec
+from lokirl.core.controller import Decision
+from lokirl.core.controllers import make_controller
+from lokirl.envs.features import (
+    KEEP_PLAN,
+    RESOLVE_COLD,
+    RESOLVE_WARM,
+    FeatureSpec,
+    base_demand,
+)
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
 
 
@@ -87,10 +94,7 @@ def teacher_action(
     if not decision.resolve:
         return np.array([KEEP_PLAN, 0], dtype=np.int64)
     kind = RESOLVE_WARM if decision.warm_start else RESOLVE_COLD
-    if spec.base_horizon_s > 0:
-        base, _ = forecast.at(spec.base_horizon_s)
-    else:
-        base = ewma_demand(context.demand_history)
+    base = base_demand(spec, context, forecast)
     if base > 0 and decision.demand > 0:
         ratio = math.log(decision.demand / base)
         idx = int(np.argmin([abs(math.log(h) - ratio) for h in spec.headrooms]))
@@ -120,8 +124,6 @@ def collect(
         progress: Called with the number of steps recorded so far after each episode.
 
     """
-    from lokirl.core.controllers import make_controller
-
     env = LokiServingEnv(cfg)
     obs_rows: list[np.ndarray] = []
     acts: list[np.ndarray] = []

@@ -160,11 +160,14 @@ class BaselineEval(BaseCallback):
         return True
 
 
-def imitate(model: Any, cfg: TrainConfig, folder: Path, ml: RunLogger, progress: bool) -> dict:
+def imitate(
+    model: Any, cfg: TrainConfig, spec: Any, folder: Path, ml: RunLogger, progress: bool
+) -> dict:
     """Clone the teacher of ``cfg.imitation`` into ``model`` (before PPO); log and save it.
 
     Writes ``imitation.json`` (agreement, losses, the teacher's training reward) and
-    ``imitation_model.zip`` (the cloned policy before any PPO update) to the run folder.
+    ``imitation_model.zip`` (the cloned policy before any PPO update, saved with the
+    run's feature ``spec``) to the run folder.
     """
     from lokirl.agents.imitation import clone, collect
 
@@ -196,7 +199,7 @@ def imitate(model: Any, cfg: TrainConfig, folder: Path, ml: RunLogger, progress:
         resolve_share=float(demos.resolved.mean()),
     )
     (folder / "imitation.json").write_text(json.dumps(stats, indent=2))
-    save_policy(model, folder / "imitation_model.zip", LokiServingEnv(cfg.env).features)
+    save_policy(model, folder / "imitation_model.zip", spec)
     ml.log_metrics({f"imitation/{k}": float(v) for k, v in stats.items()})
     return stats
 
@@ -252,7 +255,7 @@ def train(
                 verbose=0,
             )
         if cfg.imitation.teacher and not resume:
-            imitate(model, cfg, folder, ml, progress)
+            imitate(model, cfg, spec, folder, ml, progress)
         evaluator = BaselineEval(cfg, folder, ml, spec)
         callbacks: list[BaseCallback] = [MLflowMetrics(ml), evaluator]
         if cfg.checkpoint_every > 0:

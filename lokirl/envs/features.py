@@ -225,6 +225,16 @@ def observe(
     return np.asarray(obs, dtype=np.float32)
 
 
+def base_demand(spec: FeatureSpec, context: ControlContext, forecast: Forecast) -> float:
+    """The demand a re-solve plans for before its headroom.
+
+    The forecast mean at ``spec.base_horizon_s``, or Loki's EWMA estimate when that is 0.
+    """
+    if spec.base_horizon_s > 0:
+        return forecast.at(spec.base_horizon_s)[0]
+    return ewma_demand(context.demand_history)
+
+
 def to_decision(
     spec: FeatureSpec,
     action: Any,
@@ -248,10 +258,7 @@ def to_decision(
     headroom = spec.headrooms[int(a[1]) % len(spec.headrooms)]
     if context.plan is not None and (kind == KEEP_PLAN or context.solving):
         return KEEP
-    if spec.base_horizon_s > 0:
-        base, _ = forecast.at(spec.base_horizon_s)
-    else:
-        base = ewma_demand(context.demand_history)
+    base = base_demand(spec, context, forecast)
     warm = kind != RESOLVE_COLD
     return Decision(
         resolve=True,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lokirl.agents  # noqa: F401
-from lokirl.agents.config import PPOParams, TrainConfig, load_train_config
+from lokirl.agents.config import load_train_config
 from lokirl.agents.evaluation import compare, mean_ci
 from lokirl.agents.heuristics import OracleController, TriggerController
 from lokirl.cli import main
@@ -14,27 +14,9 @@ from lokirl.core.controllers import make_controller
 from lokirl.core.pipeline import Cluster
 from lokirl.core.pipeline_config import load_pipeline
 from lokirl.envs import LokiServingEnv
-from lokirl.envs.serving import EnvConfig
 from lokirl.errors import ConfigError
 from lokirl.traces import RateSeries
-
-ENV = EnvConfig(
-    pipeline="configs/pipelines/example.yaml", workers=6, episode_s=10, traces=("gen:bursts",)
-)
-
-
-def tiny_config(name: str, steps: int) -> TrainConfig:
-    """A tiny training run on the small env: one env, no evaluation, no checkpoints."""
-    return TrainConfig(
-        name=name,
-        total_timesteps=steps,
-        n_envs=1,
-        vec_env="dummy",
-        env=ENV,
-        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(16,)),
-        eval_every=0,
-        checkpoint_every=0,
-    )
+from tests.agents.conftest import ENV, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,16 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from lokirl.agents.config import PPOParams, TrainConfig, load_train_config
+from lokirl.agents.config import load_train_config
 from lokirl.agents.imitation import ImitationParams, clone, collect, teacher_action
 from lokirl.core.controller import KEEP, Decision
 from lokirl.envs import LokiServingEnv
 from lokirl.envs.features import KEEP_PLAN, RESOLVE_COLD, RESOLVE_WARM
-from lokirl.envs.serving import EnvConfig
 from lokirl.errors import ConfigError
-
-ENV = EnvConfig(
-    pipeline="configs/pipelines/example.yaml", workers=6, episode_s=10, traces=("gen:bursts",)
-)
+from tests.agents.conftest import ENV, tiny_config
 
 
 def test_teacher_action_maps_decisions_onto_the_action_space():
@@ -63,16 +60,8 @@ def test_training_with_imitation_writes_the_cloned_policy(tmp_path, monkeypatch)
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     from lokirl.agents.train import train
 
-    cfg = TrainConfig(
-        name="bc",
-        total_timesteps=32,
-        n_envs=1,
-        vec_env="dummy",
-        env=ENV,
-        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(16,)),
-        eval_every=0,
-        checkpoint_every=0,
-        imitation=ImitationParams(teacher="trigger", steps=20, epochs=2),
+    cfg = replace(
+        tiny_config("bc", 32), imitation=ImitationParams(teacher="trigger", steps=20, epochs=2)
     )
     folder = train(cfg, progress=False)
     stats = json.loads((folder / "imitation.json").read_text())
