@@ -10,7 +10,7 @@ latency; a variant's latency is profiled per accelerator type and batch size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -34,8 +34,18 @@ class Variant:
         accuracy: Normalised accuracy, 0-100 (the task's best variant is 100).
         latency_ms: Latency in milliseconds of one batch, per accelerator type and
             batch size: ``latency_ms[accelerator][batch_size]``.
-        load_time_s: Seconds a worker is down while it loads this variant.
+        load_time_s: Seconds a worker needs to load this variant from disk (a cold
+            load: read the weights, build the model, move it to the accelerator and
+            run one warm-up batch); what a swap costs.
         branching: Mean sub-requests emitted per request to each child task.
+        memory_mb: Accelerator memory in MiB the loaded variant takes (weights plus
+            activations and workspace at its largest profiled batch); ``None`` when
+            unknown.
+        load_time_host_s: Seconds to load the variant when its weights are already
+            in host memory (no disk read); ``None`` when unknown.
+        load_source: Where ``load_time_s`` and ``memory_mb`` come from, e.g.
+            ``"measured: cpu, 2026-12-03"`` or ``"estimate: ... (not measured on a
+            GPU)"``; empty when not stated.
 
     """
 
@@ -45,6 +55,9 @@ class Variant:
     latency_ms: Mapping[str, Mapping[int, float]]
     load_time_s: float = 1.0
     branching: Mapping[str, float] = field(default_factory=dict)
+    memory_mb: float | None = None
+    load_time_host_s: float | None = None
+    load_source: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -120,6 +133,9 @@ class Pipeline:
             path, keyed by the tuple of variant names along the path; paths absent
             from the table use the multiplicative model.
         description: Free text shown by the tools.
+        accelerator_memory_mb: Accelerator memory in MiB of one worker of each
+            accelerator type (``{"gpu": 11264}``); a type absent from the mapping
+            has unknown memory.
 
     """
 
@@ -128,10 +144,12 @@ class Pipeline:
     slo_ms: float
     e2e_accuracy: Mapping[tuple[str, ...], float] = field(default_factory=dict)
     description: str = ""
+    accelerator_memory_mb: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "e2e_accuracy", _freeze(self.e2e_accuracy))
+        object.__setattr__(self, "accelerator_memory_mb", _freeze(self.accelerator_memory_mb))
 
     @cached_property
     def _by_name(self) -> Mapping[str, Task]:
@@ -182,6 +200,33 @@ class Pipeline:
         """All variants, task by task."""
         for t in self.tasks:
             yield from t.variants
+
+    def fits(self, accelerator: str, variants: Iterable[str]) -> bool | None:
+        """Whether ``variants`` fit together in one worker's accelerator memory.
+
+        Used for make-before-break swaps: the old and the new variant must both be
+        resident while the new one loads.
+
+        Args:
+            accelerator: Accelerator type of the worker (``"gpu"``).
+            variants: Names of the variants loaded at the same time (a name given
+                twice counts twice).
+
+        Returns:
+            ``True`` if their ``memory_mb`` sum to at most the worker's memory,
+            ``False`` if not, ``None`` when the worker's memory or any variant's
+            memory is unknown.
+
+        Raises:
+            KeyError: a name is not a variant of the pipeline.
+
+        """
+        names = list(variants)
+        need = [self.variant(n).memory_mb for n in names]
+        capacity = self.accelerator_memory_mb.get(accelerator)
+        if capacity is None or any(m is None for m in need):
+            return None
+        return sum(m for m in need if m is not None) <= capacity
 
     def root_to_leaf_tasks(self) -> list[tuple[str, ...]]:
         """Every chain of task names from a root to a leaf."""

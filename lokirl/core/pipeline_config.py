@@ -10,7 +10,10 @@ The format (see ``configs/pipelines/example.yaml``)::
         variants:
           - name: det-large
             accuracy: 100            # normalised, the best variant of a task is 100
-            load_time_s: 2.0
+            load_time_s: 2.0         # load from disk (what a swap costs)
+            load_time_host_s: 0.8    # optional: load with the weights in host memory
+            memory_mb: 950           # optional: accelerator memory the variant takes
+            load_source: "measured: gpu, 2026-12-03"   # optional: where they come from
             branching: {classify: 3.5}   # mean sub-requests per request
             latency_ms:
               gpu: {1: 20.0, 2: 35.0, 4: 60.0}
@@ -18,6 +21,7 @@ The format (see ``configs/pipelines/example.yaml``)::
         variants: [...]
     e2e_accuracy:                    # optional measured end-to-end accuracy
       - {path: [det-large, cls-large], accuracy: 100}
+    accelerator_memory_mb: {gpu: 11264}   # optional: memory of one worker per type
 
 Built-in pipelines are shipped as such files inside the package.
 """
@@ -216,12 +220,15 @@ def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: 
                 )
         e2e[tuple(path)] = ck.number(row.get("accuracy"), f + ".accuracy", 0.0, 100.0)
 
+    memory = _accelerator_memory(ck, data.get("accelerator_memory_mb"), tasks)
+
     pipeline = Pipeline(
         name=name,
         tasks=tuple(tasks[t] for t in order),
         slo_ms=slo,
         e2e_accuracy=e2e,
         description=str(data.get("description", "")),
+        accelerator_memory_mb=memory,
     )
     for chain in pipeline.root_to_leaf_tasks():
         fastest = sum(min(v.min_latency() for v in pipeline.task(t).variants) for t in chain)
@@ -233,6 +240,44 @@ def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: 
                 f"raise slo_ms to at least {2.0 * fastest:g} or add faster variants",
             )
     return pipeline
+
+
+def _accelerator_memory(ck: _Checker, raw: Any, tasks: dict[str, Task]) -> dict[str, float]:
+    """The top-level ``accelerator_memory_mb`` mapping, checked against the profiles."""
+    if raw is None:
+        return {}
+    fix = "map accelerator type to MiB of memory per worker, e.g. `{gpu: 11264}`"
+    ck.mapping(raw, "accelerator_memory_mb", fix)
+    profiled = {a for t in tasks.values() for v in t.variants for a in v.accelerators}
+    memory: dict[str, float] = {}
+    for accel, mb in raw.items():
+        f = f"accelerator_memory_mb.{accel}"
+        if str(accel) not in profiled:
+            ck.fail(
+                f,
+                f"no variant is profiled on accelerator {accel!r}",
+                f"use one of {', '.join(sorted(profiled))} or remove the entry",
+            )
+        memory[str(accel)] = ck.number(mb, f, 1e-9)
+    for task in tasks.values():
+        for v in task.variants:
+            for accel in v.accelerators:
+                cap = memory.get(accel)
+                if v.memory_mb is not None and cap is not None and v.memory_mb > cap:
+                    ck.fail(
+                        f"accelerator_memory_mb.{accel}",
+                        f"variant {v.name!r} takes {v.memory_mb:g} MiB but a {accel!r} worker "
+                        f"has {cap:g} MiB, so it could never be loaded there",
+                        "check the units (MiB, not GB or bytes), or remove the variant's "
+                        f"latency_ms.{accel} row",
+                    )
+    return memory
+
+
+def _optional_number(ck: _Checker, rv: dict, key: str, f: str, lo: float) -> float | None:
+    """``rv[key]`` checked as a number >= ``lo``, or ``None`` when absent or null."""
+    value = rv.get(key)
+    return None if value is None else ck.number(value, f"{f}.{key}", lo)
 
 
 def _variant(
@@ -255,6 +300,24 @@ def _variant(
         )
     acc = ck.number(rv["accuracy"], f + ".accuracy", 1e-9, 100.0)
     load = ck.number(rv.get("load_time_s", 1.0), f + ".load_time_s", 0.0)
+    load_host = _optional_number(ck, rv, "load_time_host_s", f, 0.0)
+    if load_host is not None and load_host > load:
+        ck.fail(
+            f + ".load_time_host_s",
+            f"{load_host:g} s is more than load_time_s ({load:g} s)",
+            "a load from host memory cannot be slower than one from disk: re-measure with "
+            "`lokirl profile` or fix one of the two",
+        )
+    memory = _optional_number(ck, rv, "memory_mb", f, 1e-9)
+    source = rv.get("load_source", "")
+    if source is None:
+        source = ""
+    if not isinstance(source, str):
+        ck.fail(
+            f + ".load_source",
+            f"expected text, got {type(source).__name__}",
+            'write where the numbers come from, e.g. `load_source: "measured: gpu, 2026-12-03"`',
+        )
     lat_raw = rv.get("latency_ms")
     if not isinstance(lat_raw, dict) or not lat_raw:
         ck.fail(
@@ -298,5 +361,13 @@ def _variant(
     for child in children:
         branching.setdefault(child, 1.0)
     return Variant(
-        name=vn, task=task, accuracy=acc, latency_ms=latency, load_time_s=load, branching=branching
+        name=vn,
+        task=task,
+        accuracy=acc,
+        latency_ms=latency,
+        load_time_s=load,
+        branching=branching,
+        memory_mb=memory,
+        load_time_host_s=load_host,
+        load_source=source,
     )

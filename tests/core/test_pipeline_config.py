@@ -108,3 +108,82 @@ def test_yaml_file_errors_name_the_file(tmp_path):
 def test_example_config_loads():
     p = load_pipeline("configs/pipelines/example.yaml")
     assert p.name == "example" and p.leaves
+
+
+def _with_memory(d, det=(None, None), cls=(None, None), gpu=None):
+    """TINY with memory_mb on d_big/d_small, c_big/c_small and the gpu's memory."""
+    for (i, j), mb in zip(((0, 0), (0, 1), (1, 0), (1, 1)), det + cls, strict=True):
+        if mb is not None:
+            d["tasks"][i]["variants"][j]["memory_mb"] = mb
+    if gpu is not None:
+        d["accelerator_memory_mb"] = {"gpu": gpu}
+    return d
+
+
+def test_memory_load_times_and_source_parsed_and_fits():
+    data = _with_memory(copy.deepcopy(TINY), det=(600, 200), cls=(300.0, 100), gpu=1000)
+    big = data["tasks"][0]["variants"][0]
+    big.update(load_time_s=2.5, load_time_host_s=0.7, load_source="measured: cpu, 2026-12-03")
+    p = pipeline_from_dict(data, source="mem.yaml")
+    v = p.variant("d_big")
+    assert (v.memory_mb, v.load_time_s, v.load_time_host_s) == (600.0, 2.5, 0.7)
+    assert v.load_source == "measured: cpu, 2026-12-03"
+    assert p.variant("c_small").load_time_host_s is None and p.variant("c_small").load_source == ""
+    assert p.accelerator_memory_mb == {"gpu": 1000.0}
+    assert p.fits("gpu", ["d_big", "c_big"]) is True  # 900 <= 1000
+    assert p.fits("gpu", ["d_big", "c_big", "c_small"]) is True  # exactly 1000
+    assert p.fits("gpu", ["d_big", "d_big"]) is False  # a name twice counts twice
+    assert p.fits("gpu", []) is True
+    assert p.fits("tpu", ["d_big"]) is None  # memory of that worker type unknown
+    with pytest.raises(KeyError):
+        p.fits("gpu", ["ghost"])
+
+
+def test_fits_unknown_when_any_variant_memory_unknown():
+    p = pipeline_from_dict(_with_memory(copy.deepcopy(TINY), det=(600, None), gpu=1000))
+    assert p.fits("gpu", ["d_big"]) is True
+    assert p.fits("gpu", ["d_big", "d_small"]) is None
+    p = pipeline_from_dict(_with_memory(copy.deepcopy(TINY), det=(600, 200)))
+    assert p.accelerator_memory_mb == {} and p.fits("gpu", ["d_big"]) is None
+
+
+def test_pipeline_with_memory_pickles_and_compares_equal():
+    import pickle
+
+    data = _with_memory(copy.deepcopy(TINY), det=(600, 200), cls=(300, 100), gpu=1000)
+    data["tasks"][1]["variants"][0].update(load_time_host_s=0.2, load_source="estimate: x")
+    p = pipeline_from_dict(data)
+    q = pickle.loads(pickle.dumps(p))
+    assert q == p and q.accelerator_memory_mb == {"gpu": 1000.0}
+    assert q.variant("c_big").load_source == "estimate: x" and q.fits("gpu", ["d_big"]) is True
+    data["accelerator_memory_mb"] = {"gpu": 2000}
+    assert pipeline_from_dict(data) != p
+    with pytest.raises(TypeError):
+        p.accelerator_memory_mb["gpu"] = 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where", "words"),
+    [
+        ("memory_mb", -5, "tasks[0].variants[0].memory_mb", "out of range"),
+        ("memory_mb", "big", "tasks[0].variants[0].memory_mb", "expected a number"),
+        ("load_time_host_s", -1, "tasks[0].variants[0].load_time_host_s", "out of range"),
+        ("load_time_host_s", 9.0, "tasks[0].variants[0].load_time_host_s", "more than"),
+        ("load_source", 3, "tasks[0].variants[0].load_source", "expected text"),
+    ],
+)
+def test_bad_variant_memory_fields_rejected(field, value, where, words):
+    e = _bad(lambda d: d["tasks"][0]["variants"][0].update({field: value, "load_time_s": 2.0}))
+    assert e.field == where and words in e.problem
+
+
+def test_bad_accelerator_memory_rejected():
+    e = _bad(lambda d: d.update(accelerator_memory_mb=[11264]))
+    assert e.field == "accelerator_memory_mb" and "gpu: 11264" in e.fix
+    e = _bad(lambda d: d.update(accelerator_memory_mb={"gpu": 0}))
+    assert e.field == "accelerator_memory_mb.gpu" and "out of range" in e.problem
+    e = _bad(lambda d: d.update(accelerator_memory_mb={"tpu": 16000}))
+    assert e.field == "accelerator_memory_mb.tpu" and "gpu" in e.fix
+    # 11 (GB, not MiB) is smaller than a variant: the units hint names the mistake
+    e = _bad(lambda d: _with_memory(d, det=(600, None), gpu=11))
+    assert e.field == "accelerator_memory_mb.gpu" and "d_big" in e.problem and "MiB" in e.fix
