@@ -138,6 +138,8 @@ def build_routing_table(
         branch = []
         for c in task.children:
             ids = by_task.get(c, [])
+            # Only groups that serve now count (a serving view has groups of 0 replicas).
+            ids = [i for i in ids if groups[i].replicas > 0] or ids
             lat = min(
                 (
                     pipeline.variant(groups[i].variant).latency(groups[i].accelerator, 1)
