@@ -12,6 +12,7 @@ import numpy as np
 from lokirl.core.allocator import AllocatorOptions
 from lokirl.core.metrics import Tally
 from lokirl.core.plan import Plan
+from lokirl.core.reconfig import SwapMode, check_swap_mode
 
 #: Modelled solver wall time per plan phase, in seconds. Calibrated on
 #: ``lokirl plan --sweep 25:400:75 --workers 20`` for traffic_analysis with CBC on
@@ -67,6 +68,11 @@ class SimConfig:
         host_cores: With ``shared_cores``: cores the serving host's own work (the
             ingress and data plane, Ray's processes) keeps busy on the same cores,
             measured by ``lokirl simvslive`` as ``host_cpu_cores`` (default 0).
+        swap: How a worker changes variant (:data:`~lokirl.core.reconfig.SwapMode`):
+            ``"overlap"`` (default: the old variant serves until the new one is
+            loaded, when both fit in memory), ``"stop"`` (down for the load time)
+            or ``"free"`` (no cost: the Loki authors' simulator). In every mode the
+            router counts a worker only once it can serve.
 
     """
 
@@ -83,8 +89,10 @@ class SimConfig:
     check_conservation: bool = True
     shared_cores: float | None = None
     host_cores: float = 0.0
+    swap: SwapMode = "overlap"
 
     def __post_init__(self) -> None:
+        check_swap_mode(self.swap)
         if not self.epoch_s > 0:
             raise ValueError("epoch_s must be positive")
         if self.duration_s is not None and not self.duration_s > 0:

@@ -14,21 +14,28 @@ Model, in short:
   latency still needed below).
 * **Routing**: each frame sends one request to each root task; the Most-Accurate-
   First :class:`~lokirl.core.router.RoutingTable` picks the group (or drops it at
-  admission, reason ``over_capacity``). A request served on time spawns, per child
-  task, a Poisson number of sub-requests with the serving variant's profiled mean;
-  counts feed a :class:`~lokirl.core.router.BranchingEstimator`. The table is
-  rebuilt when the plan changes and every epoch with the EWMA demand estimate and
-  the estimator's snapshot. A request that finishes after its deadline spawns
-  nothing (its frame is late already).
+  admission, reason ``over_capacity``). The table is built from the *serving view*
+  (:func:`~lokirl.core.reconfig.serving_view`): a worker counts only once it can
+  serve. A request served on time spawns, per child task, a Poisson number of
+  sub-requests with the serving variant's profiled mean; counts feed a
+  :class:`~lokirl.core.router.BranchingEstimator`. The table is rebuilt when the
+  plan changes, when a worker becomes ready and every epoch with the EWMA demand
+  estimate and the estimator's snapshot. A request that finishes after its
+  deadline spawns nothing (its frame is late already).
 * **Control**: every epoch the host builds a :class:`ControlContext`; a decision to
   re-solve runs :func:`~lokirl.core.allocator.solve` and the plan is installed
   after the solver time (see :class:`~lokirl.sim.config.SimConfig`); the running
   plan serves meanwhile. Installing maps the new groups onto workers so as to
   change as few variants as possible: workers that keep their variant keep serving
   (batch-size changes are free), idle workers keep their last variant loaded, and
-  only a worker that changes variant is down for the new variant's load time
-  (modelled as a ``simpy.Interrupt`` to a waiting or loading worker). A batch in
-  service always completes.
+  a worker that changes variant swaps as ``SimConfig.swap`` says
+  (:func:`~lokirl.core.reconfig.plan_swap`): under ``overlap`` it keeps serving
+  its old variant (an *interim* group when the plan has no group of it) until the
+  new one is loaded; under ``stop`` it serves nothing for the load time; under
+  ``free`` it switches at once. A worker the plan leaves out drains the queue of
+  its old group under ``overlap`` and ``free``. Requests queued at a group nobody
+  serves any more are re-routed (dropped, reason ``no_worker``, when no group can
+  take them). A batch in service always completes.
 * **Metrics**: streamed per second (outcomes are counted in the second they become
   known), never kept per request; see :class:`~lokirl.sim.config.SimResult`.
 """
@@ -50,7 +57,14 @@ from lokirl.core.controller import ControlContext, Controller, Decision
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
-from lokirl.core.router import DROP, BranchingEstimator, RoutingTable, build_routing_table
+from lokirl.core.reconfig import (
+    WorkerServing,
+    drains_on_removal,
+    plan_swap,
+    serving_table,
+    serving_view,
+)
+from lokirl.core.router import DROP, BranchingEstimator, RoutingTable
 from lokirl.sim.config import ConservationError, SimConfig, SimResult, assemble_result
 from lokirl.sim.host import EpochHost
 from lokirl.sim.solving import solve_decision
@@ -98,10 +112,14 @@ class _Group:
         "idle",
         "children",
         "leaf",
+        "wg",
+        "drain",
     )
 
     def __init__(self, gid: int, version: int, g: Any, pipeline: Pipeline) -> None:
         v = pipeline.variant(g.variant)
+        self.wg = g  # the plan's WorkerGroup (what the serving view is built from)
+        self.drain = False  # left the plan: its workers serve its queue, it gets no traffic
         self.gid = gid
         self.version = version
         self.task = g.task
@@ -125,30 +143,51 @@ class _Group:
 
 
 class _Worker:
+    """One worker slot: the variant it holds or loads, and the group it serves now.
+
+    ``group`` is its group in the running plan (``None``: not used by the plan);
+    ``serve`` the group whose queue it takes batches from now: its plan group once
+    ready, the group of its old variant while it loads under ``overlap``, a group
+    it drains after leaving the plan, or ``None``.
+    """
+
     __slots__ = (
         "index",
         "accel",
         "variant",
         "group",
+        "serve",
+        "old",
+        "drain",
         "wake",
         "batch",
         "loading",
-        "load_needed",
-        "int_pending",
+        "token",
+        "ready_at",
         "proc",
     )
 
     def __init__(self, index: int, accel: str) -> None:
         self.index = index
         self.accel = accel
-        self.variant: str | None = None
+        self.variant: str | None = None  # held, or being loaded
         self.group: _Group | None = None
+        self.serve: _Group | None = None
+        self.old: Any = None  # WorkerGroup of the old variant served while loading (overlap)
+        self.drain: _Group | None = None  # the queue it drains after leaving the plan
         self.wake: simpy.Event | None = None
         self.batch: list | None = None
         self.loading = False
-        self.load_needed = False
-        self.int_pending = False
+        self.token = 0
+        self.ready_at = 0.0
         self.proc: simpy.Process | None = None
+
+    @property
+    def holds(self) -> str | None:
+        """The variant it can serve now (``None`` while it loads under ``stop``)."""
+        if not self.loading:
+            return self.variant
+        return self.old.variant if self.old is not None else None
 
 
 class Simulation(EpochHost):
@@ -267,7 +306,11 @@ class Simulation(EpochHost):
         self.plan: Plan | None = None
         self.table: RoutingTable | None = None
         self.version = 0
-        self.groups: list[_Group] = []
+        self.groups: list[_Group] = []  # the serving view's: the plan's, then interim ones
+        self.plan_groups: list[_Group] = []
+        self.interim: dict[tuple[str, str], _Group] = {}
+        self.draining: list[_Group] = []
+        self._rebuild_due = False
         self.root_rows: dict[str, tuple[list[float], list[_Group | None]]] = {}
         self.none_rows: dict[str, tuple[np.ndarray, list[_Group | None]]] = {}
         self.demand_estimate = 0.0
@@ -349,6 +392,8 @@ class Simulation(EpochHost):
     def _queue_lengths(self) -> dict[str, int]:
         out = {t: 0 for t in self.task_names}
         for g in self.groups:
+            out[g.task] += len(g.queue)
+        for g in self.draining:
             out[g.task] += len(g.queue)
         return out
 
@@ -453,32 +498,16 @@ class Simulation(EpochHost):
         cores = self.config.shared_cores
         host = self.config.host_cores
         while True:
-            if w.load_needed:
-                w.load_needed = False
-                w.loading = True
-                end = env.now + self.pipeline.variant(w.variant).load_time_s
-                while env.now < end - 1e-12:
-                    try:
-                        yield timeout(end - env.now)
-                    except simpy.Interrupt:
-                        w.int_pending = False
-                        if w.load_needed:
-                            w.load_needed = False
-                            end = env.now + self.pipeline.variant(w.variant).load_time_s
-                w.loading = False
-            g = w.group
+            g = w.serve
             if g is None or not g.queue:
+                if g is not None and w.drain is g:
+                    self._drained(w, g)
+                    continue
                 ev = env.event()
                 w.wake = ev
                 if g is not None:
                     g.idle.append(w)
-                try:
-                    yield ev
-                except simpy.Interrupt:
-                    w.int_pending = False
-                    if g is not None and w in g.idle:
-                        g.idle.remove(w)
-                w.wake = None
+                yield ev
                 continue
             # Form a batch, dropping at the head what cannot make its deadline.
             q = g.queue
@@ -608,10 +637,21 @@ class Simulation(EpochHost):
 
     # Plans ---------------------------------------------------------------
     def _install(self, plan: Plan, instant: bool) -> None:
-        """Put ``plan`` in force: map groups to workers, migrate queues, route."""
+        """Put ``plan`` in force: map groups to workers, start swaps, move queues, route.
+
+        Groups are mapped onto workers so as to change as few variants as possible.
+        A worker that changes variant swaps as :func:`~lokirl.core.reconfig.plan_swap`
+        says for ``SimConfig.swap``; the routing table counts it only once it can
+        serve (see :meth:`_rebuild_routes`). Requests queued at a group that leaves
+        the plan move to the plan's group of the same variant, stay with the old
+        variant's workers while they still serve it (``overlap``, or draining under
+        ``overlap``/``free``), or are re-routed through the new table.
+        """
         self.pending = None
         self.version += 1
-        old_groups = self.groups
+        mode = self.config.swap
+        now = self.env.now
+        old_groups = self.groups + self.draining
         groups = [_Group(i, self.version, g, self.pipeline) for i, g in enumerate(plan.groups)]
         # Slots per (variant, accelerator), one per replica.
         slots: dict[tuple[str, str], list[_Group]] = {}
@@ -621,7 +661,7 @@ class Simulation(EpochHost):
         leftover: list[_Group] = []
         for (variant, accel), want in slots.items():
             holders = [w for w in self.workers if w.variant == variant and w.accel == accel]
-            holders.sort(key=lambda w: (w.group is None, w.index))
+            holders.sort(key=lambda w: (w.group is None, w.loading, w.index))
             for w, g in zip(holders, want, strict=False):
                 assigned[w.index] = g
             leftover.extend(want[len(holders) :])
@@ -633,59 +673,183 @@ class Simulation(EpochHost):
                     assigned[w.index] = g
                     del pool[k]
                     break
-        sec = min(int(self.env.now), self.n_sec - 1)
+        sec = min(int(now), self.n_sec - 1)
+        drains = drains_on_removal(mode)
+        drainers: dict[int, _Group] = {}  # id(old group) -> the group, for removed workers
         for w in self.workers:
             g = assigned.get(w.index)
-            interrupt = w.wake is not None
-            if g is not None and w.variant != g.variant:
-                w.variant = g.variant
-                if not instant:
-                    w.load_needed = True
-                    self.reconfigurations += 1
-                    self.s_reconf[sec] += 1
-                    if w.loading:
-                        interrupt = True
+            held = w.holds
+            serving = w.serve  # what it served under the old plan
+            if g is None:
+                if w.loading:  # the load is no longer wanted: keep what it holds
+                    w.token += 1
+                    w.loading = False
+                    w.variant = held
+                    w.old = None
+                w.group = None
+                w.old = None
+                w.drain = None
+                if drains and serving is not None and serving.queue:
+                    drainers[id(serving)] = serving
+                    w.drain = serving
+                continue
             w.group = g
-            if interrupt and not w.int_pending and w.proc is not None and w.proc.is_alive:
-                w.int_pending = True
-                if w.wake is not None and w.wake.triggered:
-                    # Already woken but not yet resumed: it will re-read its group.
-                    w.int_pending = False
-                else:
-                    w.proc.interrupt("reconfigure")
-        self.groups = groups
-        self.plan = plan
-        self.table = None
-        self._rebuild_routes()
-        # Migrate waiting requests of the old groups.
+            w.drain = None
+            if w.variant == g.variant:
+                continue  # keeps its variant (or keeps loading it)
+            w.token += 1
+            w.variant = g.variant
+            if instant or held == g.variant:
+                w.loading = False
+                w.old = None
+                continue
+            self.reconfigurations += 1
+            self.s_reconf[sec] += 1
+            swap = plan_swap(self.pipeline, w.accel, held, g.variant, mode)
+            w.old = serving.wg if swap.old_serves and serving is not None else None
+            if swap.ready_s <= 0:
+                w.loading = False
+                w.old = None
+                continue
+            w.loading = True
+            w.ready_at = now + swap.ready_s
+            ev = self.env.timeout(swap.ready_s)
+            ev.callbacks.append(lambda _ev, w=w, tok=w.token: self._ready(w, tok))
+        # Where the queues of the old groups go.
         same: dict[tuple[str, str], _Group] = {}
         for g in groups:
             same.setdefault((g.variant, g.accel), g)
+        old_served = {(w.old.variant, w.accel) for w in self.workers if w.old is not None}
+        self.interim = {}
+        self.draining = []
+        orphans: list[_Group] = []
         for og in old_groups:
-            og.idle.clear()
-            if not og.queue:
-                continue
-            target = same.get((og.variant, og.accel))
+            key = (og.variant, og.accel)
+            target = same.get(key)
             if target is not None:
                 target.queue.extend(og.queue)
+                og.queue.clear()
+            elif key in old_served:
+                keep = self.interim.get(key)
+                if keep is None:
+                    og.drain = False
+                    self.interim[key] = og
+                else:
+                    keep.queue.extend(og.queue)
+                    og.queue.clear()
+            elif id(og) in drainers:
+                og.drain = True
+                self.draining.append(og)
+            elif og.queue:
+                orphans.append(og)
+        alive = {id(g) for g in self.draining} | {id(g) for g in self.interim.values()}
+        for w in self.workers:
+            if w.old is not None:
+                keep = self.interim.get((w.old.variant, w.accel))
+                if keep is not None:
+                    w.old = keep.wg
+            if w.drain is not None and id(w.drain) not in alive:
+                w.drain = None  # its queue moved to a group of the new plan
+        self.plan = plan
+        self.plan_groups = groups
+        self.table = None
+        self._rebuild_routes()
+        for og in orphans:
+            self._reroute(og)
+
+    def _ready(self, w: _Worker, token: int) -> None:
+        """A load finished: the worker switches to its new variant (if still wanted)."""
+        if w.token != token or not w.loading:
+            return
+        w.loading = False
+        w.old = None
+        if not self._rebuild_due:
+            # One rebuild for all the workers that become ready at this instant.
+            self._rebuild_due = True
+            ev = self.env.timeout(0)
+            ev.callbacks.append(self._rebuild_now)
+
+    def _rebuild_now(self, _ev: object = None) -> None:
+        self._rebuild_due = False
+        if self.plan is not None:
+            self._rebuild_routes()
+
+    def _set_serve(self, w: _Worker, g: _Group | None) -> _Group | None:
+        """Make ``w`` take batches from ``g``, waking it if it waits; returns ``g``."""
+        old = w.serve
+        if old is g:
+            return g
+        w.serve = g
+        if w.wake is not None:
+            if old is not None and w in old.idle:
+                old.idle.remove(w)
+            self._wake(w)
+        return g
+
+    def _drained(self, w: _Worker, g: _Group) -> None:
+        """A worker that left the plan emptied the queue it drained: it goes idle."""
+        w.serve = None
+        w.drain = None
+        if g in self.draining and not any(x.drain is g for x in self.workers):
+            self.draining.remove(g)
+
+    def _reroute(self, og: _Group) -> None:
+        """Send the queue of a group nobody serves any more through the current table."""
+        if not og.queue:
+            return
+        cum, targets = self.none_rows.get(og.task, (np.array([1.0]), [None]))
+        touched: dict[int, _Group] = {}
+        for item in og.queue:
+            i = int(np.searchsorted(cum, self.rng.random(), side="right"))
+            t = targets[min(i, len(targets) - 1)]
+            if t is None:
+                self._drop(item[0], "no_worker")
             else:
-                cum, targets = self.none_rows.get(og.task, (np.array([1.0]), [None]))
-                for item in og.queue:
-                    i = int(np.searchsorted(cum, self.rng.random(), side="right"))
-                    t = targets[min(i, len(targets) - 1)]
-                    if t is None:
-                        self._drop(item[0], "no_worker")
-                    else:
-                        t.queue.append(item)
-            og.queue.clear()
+                t.queue.append(item)
+                touched[id(t)] = t
+        og.queue.clear()
+        for t in touched.values():
+            while t.idle and t.queue:
+                self._wake(t.idle.pop())
 
     def _rebuild_routes(self) -> None:
+        """Rebuild the routing table from the serving view of the running plan.
+
+        Called when a plan is installed, when a worker becomes ready and every
+        epoch (new demand and branching estimates). Only workers that can serve
+        now count (:func:`~lokirl.core.reconfig.serving_view`); an interim group
+        (an old variant ``overlap`` workers still serve) that lost its last worker
+        has its queue re-routed.
+        """
         plan = self.plan
         assert plan is not None
+        plan_groups = self.plan_groups
+        view = serving_view(
+            plan,
+            [
+                WorkerServing(
+                    w.accel,
+                    None if w.group is None else w.group.gid,
+                    not w.loading,
+                    w.old if w.loading else None,
+                )
+                for w in self.workers
+            ],
+        )
+        groups = list(plan_groups)
+        for ig in view.interim:
+            g = self.interim[(ig.variant, ig.accelerator)]
+            g.gid = len(groups)
+            g.version = self.version
+            groups.append(g)
+        in_view = {(ig.variant, ig.accelerator) for ig in view.interim}
+        gone = [g for k, g in self.interim.items() if k not in in_view]
+        for g in gone:
+            del self.interim[(g.variant, g.accel)]
+        self.groups = groups
         demand = self.demand_estimate if self.demand_estimate > 0 else plan.demand
-        table = build_routing_table(plan, self.pipeline, demand, self.estimator.snapshot())
+        table = serving_table(view, self.pipeline, demand, self.estimator.snapshot())
         self.table = table
-        groups = self.groups
         for g, down in zip(groups, table.downstream_ms, strict=True):
             g.down = down / 1000.0
 
@@ -711,12 +875,22 @@ class Simulation(EpochHost):
                 rr = row((child, g.gid)) or self.none_rows[child]
                 kids.append((child, v.branching.get(child, 1.0), rr[0], rr[1]))
             g.children = kids
+        draining = {id(g) for g in self.draining} | {id(g) for g in groups}
+        for w, gid in zip(self.workers, view.serving, strict=True):
+            if gid is not None:
+                self._set_serve(w, groups[gid])
+                continue
+            if w.drain is not None and id(w.drain) not in draining:
+                w.drain = None
+            self._set_serve(w, w.drain)
+        for g in gone:
+            self._reroute(g)
 
     # Result ---------------------------------------------------------------
     def _result(self) -> SimResult:
         in_sub = 0
         frames_in: dict[int, list] = {}
-        for g in self.groups:
+        for g in self.groups + self.draining:
             in_sub += len(g.queue)
             for it in g.queue:
                 frames_in[id(it[0])] = it[0]

@@ -104,21 +104,120 @@ def test_accuracy_is_mean_leaf_path_accuracy():
     assert r.frames.accuracy == pytest.approx(50.0)
 
 
-def test_reconfiguration_downtime_and_count():
+def _swap_sim(swap, arrivals=(1.1, 1.2, 1.4), workers=1, a=None, b=None):
+    """s1 -> s2 (load 0.3 s) on one worker at t=1 (solver time 0)."""
     p = single_pipeline(slo_ms=10_000.0)
-    a = make_plan(p, [("s1", 1, 1)])
-    b = make_plan(p, [("s2", 1, 1)])
-    sim, planner = _sim(p, 1, [1.1, 1.2], 3.0, a, b)
+    a = a or make_plan(p, [("s1", 1, 1)])
+    b = b or make_plan(p, [("s2", 1, 1)])
+    sim, planner = _sim(p, workers, list(arrivals), 3.0, a, b, swap=swap)
     sim.run_until(1.0)
     sim.apply(resolve(), planner=planner)  # solver_time 0: in force now
+    return sim
+
+
+def test_stop_swap_is_down_for_the_load_and_routes_nothing_to_it():
+    sim = _swap_sim("stop")
     assert sim.reconfigurations == 1
     w = sim.workers[0]
     sim.run_until(1.25)
-    assert w.loading and w.batch is None and len(sim.groups[0].queue) == 2
-    sim.run_until(1.0 + 0.3 + 0.0045)  # s2 loads in 0.3 s, then serves a batch (4 ms)
-    assert not w.loading
+    # loading: it serves nothing and the router sends it nothing (dropped at admission)
+    assert w.loading and w.serve is None and w.batch is None
+    assert all(not g.queue for g in sim.groups)
+    assert sim.r_dropped == {"over_capacity": 2}
+    sim.run_until(1.0 + 0.3 + 1e-6)  # s2 loads in 0.3 s
+    assert not w.loading and w.serve is sim.groups[0] and w.serve.variant == "s2"
     r = sim.finish()
-    assert r.reconfigurations == 1 and r.subrequests.on_time == 2
+    assert r.reconfigurations == 1 and r.subrequests.on_time == 1
+    assert r.frames.conserved and r.subrequests.conserved
+    assert r.accuracy == pytest.approx(80.0)  # only s2 served
+
+
+def test_overlap_swap_keeps_the_old_variant_serving_until_ready():
+    sim = _swap_sim("overlap")
+    w = sim.workers[0]
+    sim.run_until(1.25)
+    assert w.loading and w.serve.variant == "s1"  # the old variant still serves
+    assert sim.table.probabilities("only", None) == {1: pytest.approx(1.0)}  # interim group
+    assert sim.r_on_time == 2 and not sim.r_dropped
+    sim.run_until(1.3 + 1e-6)
+    assert not w.loading and w.serve is sim.groups[0] and w.serve.variant == "s2"
+    assert len(sim.groups) == 1  # the interim group is gone once the new variant serves
+    r = sim.finish()
+    assert r.reconfigurations == 1 and r.subrequests.on_time == 3
+    assert r.subrequests.dropped_total == 0 and r.frames.conserved
+    assert r.accuracy == pytest.approx((100 + 100 + 80) / 3)  # s1, s1, then s2
+
+
+def test_overlap_falls_back_to_stop_when_variants_do_not_fit():
+    from dataclasses import replace
+
+    p = single_pipeline(slo_ms=10_000.0)
+    big = replace(p.tasks[0].variants[0], memory_mb=600.0)
+    small = replace(p.tasks[0].variants[1], memory_mb=500.0)
+    p = replace(p, tasks=(replace(p.tasks[0], variants=(big, small)),))
+    p = replace(p, accelerator_memory_mb={"gpu": 1000.0})
+    trace = ArrivalTrace(np.asarray([1.1, 1.2]), name="t", duration_s=3.0)
+    cfg = SimConfig(drain_s=1.0, solver_time=0.0, swap="overlap")
+    sim = Simulation(p, cluster(1), trace, cfg, np.random.default_rng(0))
+    sim.reset()
+    planner = FixedPlanner(make_plan(p, [("s1", 1, 1)]), make_plan(p, [("s2", 1, 1)]))
+    sim.apply(resolve(), planner=planner)
+    sim.run_until(1.0)
+    sim.apply(resolve(), planner=planner)
+    sim.run_until(1.25)
+    assert sim.workers[0].loading and sim.workers[0].serve is None
+    assert sim.r_dropped == {"over_capacity": 2}
+
+
+def test_overlap_swap_under_load_loses_nothing_stop_drops_free_is_instant():
+    # 50 frames/s on one worker (100/s at batch 1); the worker swaps s1 -> s2 at t=1.
+    arrivals = np.arange(0.01, 2.0, 0.02)
+    out = {}
+    for mode in ("overlap", "stop", "free"):
+        sim = _swap_sim(mode, arrivals)
+        if mode == "free":
+            assert not sim.workers[0].loading and sim.workers[0].serve.variant == "s2"
+        r = sim.finish()
+        assert r.frames.conserved and r.subrequests.conserved
+        out[mode] = r
+    assert out["overlap"].frames.dropped_total == 0 and out["overlap"].frames.on_time == 100
+    assert out["free"].frames.dropped_total == 0
+    # stop: the arrivals of the 0.3 s load find no serving worker (15 frames)
+    assert dict(out["stop"].frames.dropped) == {"over_capacity": 15}
+    # overlap serves s1 (100) for 0.3 s longer than free does
+    assert out["overlap"].accuracy > out["free"].accuracy
+
+
+def test_free_swap_removed_worker_drains_its_queue():
+    # Two s1 workers with 20 queued requests; the new plan runs one s2 worker.
+    p = single_pipeline(slo_ms=10_000.0)
+    a = make_plan(p, [("s1", 1, 2)])
+    b = make_plan(p, [("s2", 1, 1)])
+    for mode, drains in (("free", True), ("overlap", True), ("stop", False)):
+        sim = _swap_sim(mode, [0.999] * 20, workers=2, a=a, b=b)
+        w0, w1 = sim.workers
+        assert w0.variant == "s2" and w1.group is None
+        if drains:
+            assert w1.serve is not None and w1.drain is w1.serve and w1.serve.variant == "s1"
+            # free: s2 serves at once; overlap: s1 (interim group 1) until s2 is loaded
+            want = 0 if mode == "free" else 1
+            assert sim.table.probabilities("only", None) == {want: pytest.approx(1.0)}
+        else:
+            assert w1.serve is None and not sim.draining
+        queued = len(w1.serve.queue) if drains else 0
+        r = sim.finish()
+        assert r.frames.conserved and r.subrequests.conserved
+        if not drains:
+            # stop: the s1 queue is re-routed; the only other worker is loading, so
+            # nothing can take it: dropped with a reason, never lost
+            assert set(r.subrequests.dropped) == {"no_worker"}
+            assert r.subrequests.on_time + r.subrequests.dropped_total == 20
+            continue
+        assert queued > 10
+        assert r.subrequests.dropped_total == 0 and r.subrequests.on_time == 20
+        assert w1.serve is None and not sim.draining
+        if drains:
+            assert r.accuracy > 80.0  # the drained part was served by s1 (100)
 
 
 def test_batch_size_change_is_free_and_idle_workers_keep_their_variant():
@@ -236,3 +335,19 @@ def test_shared_cores_slow_batches_that_run_together():
         SimConfig(shared_cores=0)
     with pytest.raises(ValueError, match="host_cores"):
         SimConfig(host_cores=-1.0)
+
+
+@pytest.mark.parametrize("swap", ["overlap", "stop", "free"])
+def test_swap_modes_conserve_under_a_changing_load(traffic, swap):
+    p, c = traffic
+    trace = RateSeries(np.array([100.0, 250.0, 400.0, 150.0]), name="ramp")
+    cfg = SimConfig(swap=swap)
+    r = simulate(p, c, trace, make_controller("loki"), cfg, np.random.default_rng(4))
+    assert r.frames.conserved and r.subrequests.conserved
+    assert r.reconfigurations > 0
+    assert r.frames.arrived > 700
+
+
+def test_swap_mode_is_checked():
+    with pytest.raises(ValueError, match="swap mode"):
+        SimConfig(swap="instant")
