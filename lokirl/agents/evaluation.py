@@ -52,11 +52,21 @@ METRICS = (
     "frame_violation_ratio",
     "sub_violation_ratio",
     "accuracy",
+    "effective_accuracy",
     "mean_active_workers",
     "solves",
     "reconfigurations",
     "reward",
 )
+
+
+def summary(episode: Episode) -> dict[str, float]:
+    """An episode's headline figures (:data:`METRICS`), effective accuracy included.
+
+    The effective accuracy is the frames' path accuracy over all arrived frames, a
+    dropped or late frame counting 0 (:attr:`lokirl.sim.SimResult.effective_accuracy`).
+    """
+    return {**episode.summary(), "effective_accuracy": episode.result.effective_accuracy}
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
@@ -102,7 +112,7 @@ class Comparison:
     def values(self, controller: str, metric: str, trace: str | None = None) -> list[float]:
         """Per-episode values of a metric (one trace or all)."""
         return [
-            ep.summary()[metric]
+            summary(ep)[metric]
             for (c, t, _), ep in self.episodes.items()
             if c == controller and (trace is None or t == trace)
         ]
@@ -129,7 +139,7 @@ class Comparison:
             if c == reference:
                 continue
             diffs = [
-                ep.summary()[metric] - self.episodes[(reference, t, s)].summary()[metric]
+                summary(ep)[metric] - summary(self.episodes[(reference, t, s)])[metric]
                 for (cc, t, s), ep in self.episodes.items()
                 if cc == c and (reference, t, s) in self.episodes
             ]
@@ -153,7 +163,7 @@ class Comparison:
             "overall": fmt(self.table()),
             "per_trace": {t: fmt(self.table(t)) for t in self.traces},
             "episodes": [
-                {"controller": c, "trace": t, "seed": sd, **ep.summary()}
+                {"controller": c, "trace": t, "seed": sd, **summary(ep)}
                 for (c, t, sd), ep in self.episodes.items()
             ],
         }

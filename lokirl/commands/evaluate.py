@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 c: {"mean": d[0], "ci95": d[1], "pairs": d[2]}
                 for c, d in comp.paired(reference, m).items()
             }
-            for m in ("reward", "frame_violation_ratio", "accuracy")
+            for m in ("reward", "frame_violation_ratio", "accuracy", "effective_accuracy")
         },
     }
     data["config"] = {
@@ -217,6 +217,7 @@ def _print(comp, metrics, folder, reference: str) -> None:
         "frame_violation_ratio": "frame viol",
         "sub_violation_ratio": "sub viol",
         "accuracy": "accuracy",
+        "effective_accuracy": "eff. acc.",
         "mean_active_workers": "workers",
         "solves": "solves",
         "reconfigurations": "reconfigs",
@@ -246,19 +247,21 @@ def _print(comp, metrics, folder, reference: str) -> None:
     if len(comp.controllers) > 1:
         pt = Table(title=f"paired differences vs {reference} (same trace and seed), mean ± 95% CI")
         pt.add_column("controller")
-        for label in ("reward", "frame viol", "accuracy", "pairs"):
+        for label in ("reward", "frame viol", "accuracy", "eff. acc.", "pairs"):
             pt.add_column(label, justify="right")
         rew = comp.paired(reference, "reward")
         viol = comp.paired(reference, "frame_violation_ratio")
         acc = comp.paired(reference, "accuracy")
+        eff = comp.paired(reference, "effective_accuracy")
         for c in rew:
-            r, v, a = rew[c], viol[c], acc[c]
+            r, v, a, e = rew[c], viol[c], acc[c], eff[c]
             win = r[0] - r[1] > 0
             pt.add_row(
                 f"[bold]{c}[/]" if win else c,
                 f"{r[0]:+.2f} ± {r[1]:.2f}",
                 f"{v[0]:+.2%} ± {v[1]:.2%}",
                 f"{a[0]:+.2f} ± {a[1]:.2f}",
+                f"{e[0]:+.2f} ± {e[1]:.2f}",
                 str(r[2]),
             )
         console.print(pt)
@@ -274,11 +277,11 @@ def _plot(comp, folder) -> None:
 
     tab = comp.table()
     names = list(tab)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
     for ax, metric, title in zip(
         axes,
-        ("frame_violation_ratio", "accuracy", "solves", "reward"),
-        ("frame SLO violation ratio", "system accuracy", "solves", "reward"),
+        ("frame_violation_ratio", "accuracy", "effective_accuracy", "solves", "reward"),
+        ("frame SLO violation ratio", "system accuracy", "effective accuracy", "solves", "reward"),
         strict=True,
     ):
         means = [tab[n][metric][0] for n in names]

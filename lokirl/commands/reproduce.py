@@ -212,6 +212,7 @@ class Runner:
                 "frame": r.frame_violation_ratio,
                 "sub": r.sub_violation_ratio,
                 "accuracy": r.accuracy,
+                "effective_accuracy": r.effective_accuracy,
                 "workers": r.mean_active_workers,
                 "reconfigurations": r.reconfigurations,
                 "capacity": float(np.mean(r.series["capacity"][:n])),
@@ -269,6 +270,7 @@ def effective_capacity(runner: Runner) -> dict:
                     "probes": probes,
                     "mean_ratio_at_capacity": _mean([a[level] for a in at]),
                     "accuracy_at_capacity": _mean([a["accuracy"] for a in at]),
+                    "effective_accuracy_at_capacity": _mean([a["effective_accuracy"] for a in at]),
                 }
             out["controllers"][ctl] = row
     for level in ("sub", "frame"):
@@ -292,6 +294,7 @@ def effective_capacity(runner: Runner) -> dict:
                 "sub": _mean([v["sub"] for v in vs]),
                 "frame": _mean([v["frame"] for v in vs]),
                 "accuracy": _mean([v["accuracy"] for v in vs]),
+                "effective_accuracy": _mean([v["effective_accuracy"] for v in vs]),
             }
             for d, vs in sorted(by.items())
         ]
@@ -326,6 +329,7 @@ def low_load(runner: Runner) -> dict:
                     "frame": _spread([r["frame"] for r in runs]),
                     "sub": _spread([r["sub"] for r in runs]),
                     "accuracy": _mean([r["accuracy"] for r in runs]),
+                    "effective_accuracy": _mean([r["effective_accuracy"] for r in runs]),
                     "workers": _mean([r["workers"] for r in runs]),
                     "plan_capacity": _mean([r["capacity"] for r in runs]),
                     "reconfigurations": _mean([r["reconfigurations"] for r in runs]),
@@ -384,6 +388,7 @@ def peak_traces(runner: Runner, img: Path) -> dict:
                         "frame": r.frame_violation_ratio,
                         "sub": r.sub_violation_ratio,
                         "accuracy": r.accuracy,
+                        "effective_accuracy": r.effective_accuracy,
                         "workers": r.mean_active_workers,
                         "reconfigurations": r.reconfigurations,
                         "solves": r.solves,
@@ -405,6 +410,7 @@ def peak_traces(runner: Runner, img: Path) -> dict:
                 "frame": _spread([r["frame"] for r in runs]),
                 "sub": _spread([r["sub"] for r in runs]),
                 "accuracy": _spread([r["accuracy"] for r in runs]),
+                "effective_accuracy": _spread([r["effective_accuracy"] for r in runs]),
                 "workers": _mean([r["workers"] for r in runs]),
                 "reconfigurations": _mean([r["reconfigurations"] for r in runs]),
                 "solves": _mean([r["solves"] for r in runs]),
@@ -508,6 +514,11 @@ def _pm(sp: dict, pct: bool = True) -> str:
     return f"{sp['mean']:.2f} ({sp['min']:.2f}-{sp['max']:.2f})"
 
 
+def _num(x: float | None) -> str:
+    """``x`` with two decimals, ``-`` when absent (results stored before it existed)."""
+    return "-" if x is None else f"{x:.2f}"
+
+
 def render_tables(results: dict) -> str:
     """The Markdown tables of a ``reproduce`` results dict."""
     st = results["settings"]
@@ -517,13 +528,17 @@ def render_tables(results: dict) -> str:
         f"## Effective capacity (frames/s; SLO violation ratio <= {results['bound']:.0%} on every"
         f" seed of {seeds}; bisection to {st['resolution']} frames/s, {st['steady_s']} s runs)",
         "",
-        "| controller | sub-request level | accuracy there | frame level | accuracy there |",
-        "|---|---:|---:|---:|---:|",
+        "| controller | sub-request level | accuracy there | eff. acc. there | frame level |"
+        " accuracy there | eff. acc. there |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for ctl, r in eff["controllers"].items():
+        sub, frame = r["sub"], r["frame"]
         lines.append(
-            f"| {ctl} | {r['sub']['capacity']:g} | {r['sub']['accuracy_at_capacity']:.2f} | "
-            f"{r['frame']['capacity']:g} | {r['frame']['accuracy_at_capacity']:.2f} |"
+            f"| {ctl} | {sub['capacity']:g} | {sub['accuracy_at_capacity']:.2f} | "
+            f"{_num(sub.get('effective_accuracy_at_capacity'))} | {frame['capacity']:g} | "
+            f"{frame['accuracy_at_capacity']:.2f} | "
+            f"{_num(frame.get('effective_accuracy_at_capacity'))} |"
         )
     lines.append("")
     for level in ("sub", "frame"):
@@ -566,16 +581,17 @@ def render_tables(results: dict) -> str:
             f"## {name}: {tr['low']:g} -> {tr['high']:g} frames/s at {tr['speedup']:g}x speed "
             f"(seeds {seeds}; mean (min-max))",
             "",
-            "| controller | viol/frame | viol/sub-req | accuracy | workers | solves | reconfig |"
-            " x loki-h1.2 (frame / sub) | seconds with capacity >= 1.2x arrivals |"
+            "| controller | viol/frame | viol/sub-req | accuracy | eff. acc. | workers | solves |"
+            " reconfig | x loki-h1.2 (frame / sub) | seconds with capacity >= 1.2x arrivals |"
             " viol/frame there | viol/sub-req there |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for ctl, v in tr["controllers"].items():
             fx, sx = v.get("frame_vs_loki_h1.2"), v.get("sub_vs_loki_h1.2")
             rel = f"{fx:.1f} / {sx:.1f}" if fx is not None and sx is not None else "-"
             lines.append(
                 f"| {ctl} | {_pm(v['frame'])} | {_pm(v['sub'])} | {_pm(v['accuracy'], False)} | "
+                f"{_pm(v['effective_accuracy'], False) if 'effective_accuracy' in v else '-'} | "
                 f"{v['workers']:.1f} | {v['solves']:.0f} | {v['reconfigurations']:.0f} | {rel} | "
                 f"{v['ample_seconds']:.0f} | {v['ample_frame_ratio']:.2%} | "
                 f"{v['ample_sub_ratio']:.2%} |"

@@ -25,7 +25,9 @@ examples:
 
 metrics: violations = (dropped + late) / arrived, per frame (a frame is on time only if all
 its sub-requests are) and per sub-request; accuracy = mean path accuracy of on-time leaf
-sub-requests; workers = mean active workers; solver = simulated solver seconds charged.
+sub-requests; eff. acc. = effective accuracy, the frames' path accuracy over all arrived
+frames (a dropped or late frame counts 0); workers = mean active workers; solver = simulated
+solver seconds charged.
 """
 
 
@@ -200,7 +202,7 @@ def _renamed(res: Any, name: str) -> Any:
 
 
 def _record(args, pipeline, trace, config, names, results):
-    from lokirl.tracking import mlflow_run, run_dir, to_plain, write_config
+    from lokirl.tracking import mlflow_run, result_metrics, run_dir, to_plain, write_config
 
     folder = run_dir("simulate", f"{pipeline.name}-{trace.name}")
     cfg = {
@@ -232,18 +234,7 @@ def _record(args, pipeline, trace, config, names, results):
             tags={"kind": "simulate"},
         ) as ml:
             for r in results:
-                c = r.controller
-                ml.log_metrics(
-                    {
-                        f"{c}/frame_violation_ratio": r.frame_violation_ratio,
-                        f"{c}/sub_violation_ratio": r.sub_violation_ratio,
-                        f"{c}/accuracy": r.accuracy,
-                        f"{c}/mean_active_workers": r.mean_active_workers,
-                        f"{c}/solves": r.solves,
-                        f"{c}/reconfigurations": r.reconfigurations,
-                        f"{c}/solver_time_s": r.solver_time_s,
-                    }
-                )
+                ml.log_metrics(result_metrics(r, f"{r.controller}/"))
             ml.log_artifact(folder / "totals.json")
             for p in plots:
                 ml.log_artifact(p)
@@ -263,6 +254,7 @@ def print_table(results, title: str = "") -> None:
         "viol/frame",
         "viol/sub-req",
         "accuracy",
+        "eff. acc.",
         "workers",
         "solves",
         "reconfig",
@@ -277,6 +269,7 @@ def print_table(results, title: str = "") -> None:
             f"{r.frame_violation_ratio:.2%}",
             f"{r.sub_violation_ratio:.2%}",
             f"{r.accuracy:.2f}",
+            f"{r.effective_accuracy:.2f}",
             f"{r.mean_active_workers:.1f}",
             str(r.solves),
             str(r.reconfigurations),

@@ -6,6 +6,9 @@ One definition everywhere (see the design notes):
   reported per frame and per sub-request.
 * **System accuracy** = mean path accuracy (0-100) of the requests that finished
   within the SLO (never counting a pass-through sink as 100).
+* **Effective accuracy** = the same sum over *all* arrived requests, a dropped or
+  late request counting 0: accuracy x on time / arrived. A controller that drops
+  half its frames cannot look accurate on it.
 * Conservation: arrived = served within SLO + late + dropped + in flight.
 """
 
@@ -64,8 +67,17 @@ class Tally:
         """Mean path accuracy of on-time requests (0-100); 0 when none."""
         return self.accuracy_sum / self.on_time if self.on_time else 0.0
 
+    @property
+    def effective_accuracy(self) -> float:
+        """Path accuracy summed over on-time requests, divided by all arrived (0-100).
+
+        A dropped, late or still unfinished request counts 0, so this equals
+        ``accuracy * on_time / arrived``; 0 when nothing arrived.
+        """
+        return effective_accuracy(self.accuracy_sum, self.arrived)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts, the violation ratio and the accuracy."""
+        """JSON-ready counts, the violation ratio, the accuracy and the effective accuracy."""
         return {
             "arrived": self.arrived,
             "on_time": self.on_time,
@@ -74,9 +86,21 @@ class Tally:
             "in_flight": self.in_flight,
             "slo_violation_ratio": self.slo_violation_ratio,
             "accuracy": self.accuracy,
+            "effective_accuracy": self.effective_accuracy,
         }
 
 
 def slo_violation_ratio(arrived: int, late: int, dropped: int) -> float:
     """(dropped + late) / arrived, 0 when nothing arrived."""
     return (dropped + late) / arrived if arrived else 0.0
+
+
+def effective_accuracy(accuracy_sum: float, arrived: int) -> float:
+    """Effective accuracy: on-time path accuracy summed, over all arrived; 0 when none arrived.
+
+    Args:
+        accuracy_sum: Sum of path accuracy (0-100) over the requests finished on time.
+        arrived: Requests that arrived (dropped, late and unfinished ones count 0).
+
+    """
+    return accuracy_sum / arrived if arrived else 0.0

@@ -14,7 +14,8 @@ class _Collector:
 
         rt = self.runtime
         p = rt.plane
-        for kind, tally in (("frames", p.frame_tally()), ("subrequests", p.sub_tally())):
+        frames = p.frame_tally()
+        for kind, tally in (("frames", frames), ("subrequests", p.sub_tally())):
             c = CounterMetricFamily(
                 f"lokirl_{kind}", f"{kind.capitalize()} by outcome", labels=["outcome", "reason"]
             )
@@ -33,6 +34,13 @@ class _Collector:
         )
         acc.add_metric([], p.accuracy)
         yield acc
+        eff = GaugeMetricFamily(
+            "lokirl_effective_accuracy",
+            "Effective accuracy (0-100): path accuracy of on-time frames summed over all "
+            "arrived frames, a dropped, late or unfinished frame counting 0",
+        )
+        eff.add_metric([], frames.effective_accuracy)
+        yield eff
         q = GaugeMetricFamily("lokirl_queue_length", "Requests waiting per task", labels=["task"])
         for task, n in p.queue_lengths().items():
             q.add_metric([task], n)

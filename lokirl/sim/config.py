@@ -130,6 +130,9 @@ class SimResult:
             from the root to itself.
         accuracy: System accuracy: mean path accuracy (0-100, multiplicative model)
             of the on-time sub-requests of leaf tasks (root-to-leaf paths).
+        effective_accuracy: Effective accuracy: the frames' path accuracy summed
+            over on-time frames, divided by all arrived frames (a dropped, late or
+            unfinished frame counts 0): ``frames.effective_accuracy``.
         mean_active_workers: Time-average of active workers (sampled each second).
         solves: Solves run (the first, at time 0, included).
         solver_time_s: Simulated solver time charged (per ``SimConfig.solver_time``).
@@ -141,6 +144,9 @@ class SimResult:
             ``arrivals`` (frames), ``demand_estimate``, ``capacity`` (the running
             plan's ``max_demand``), ``frames_done``, ``frame_violations``,
             ``sub_done``, ``sub_violations``, ``accuracy`` (leaf, NaN where none),
+            ``effective_accuracy`` (that second's accuracy times the share of the
+            frames finished in it that were on time, a violated frame counting 0;
+            NaN where no frame finished),
             ``active_workers``, ``queue`` (requests waiting, all tasks),
             ``reconfigurations``, ``solves``; ``queue_<task>`` per task.
 
@@ -159,6 +165,11 @@ class SimResult:
     duration_s: float
     wall_s: float
     series: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def effective_accuracy(self) -> float:
+        """Effective accuracy (0-100): frame accuracy with violated frames counting 0."""
+        return self.frames.effective_accuracy
 
     @property
     def frame_violation_ratio(self) -> float:
@@ -180,6 +191,7 @@ class SimResult:
             "frame_violation_ratio": self.frame_violation_ratio,
             "sub_violation_ratio": self.sub_violation_ratio,
             "accuracy": self.accuracy,
+            "effective_accuracy": self.effective_accuracy,
             "mean_active_workers": self.mean_active_workers,
             "solves": self.solves,
             "solver_time_s": self.solver_time_s,
@@ -198,6 +210,10 @@ def assemble_result(sim: Any, frames: Tally, subs: Tally) -> SimResult:
     n = int(math.ceil(sim.end))
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(sim.s_leaf_n[:n] > 0, sim.s_leaf_acc[:n] / sim.s_leaf_n[:n], np.nan)
+        done = sim.s_frames_done[:n].astype(float)
+        on_time = done - sim.s_frame_viol[:n]
+        # A second whose finished frames were all violated has no accuracy: it counts 0.
+        eff = np.where(done > 0, np.nan_to_num(acc) * on_time / done, np.nan)
     series: dict[str, np.ndarray] = {
         "t": np.arange(n, dtype=float),
         "arrivals": sim.s_arrivals[:n].copy(),
@@ -208,6 +224,7 @@ def assemble_result(sim: Any, frames: Tally, subs: Tally) -> SimResult:
         "sub_done": sim.s_sub_done[:n].copy(),
         "sub_violations": sim.s_sub_viol[:n].copy(),
         "accuracy": acc,
+        "effective_accuracy": eff,
         "active_workers": sim.s_active[:n].copy(),
         "queue": sim.s_queue[:n].copy(),
         "reconfigurations": sim.s_reconf[:n].copy(),

@@ -28,7 +28,7 @@ def plot_results(results: Sequence[SimResult], folder: str | Path, smooth_s: int
     """Write the comparison plots of ``results`` into ``folder``; returns the PNG paths.
 
     Plots (one line per controller): demand vs plan capacity, frame-level SLO
-    violation ratio, system accuracy, active workers; all smoothed over
+    violation ratio, system accuracy and effective accuracy, active workers; all smoothed over
     ``smooth_s`` seconds (ratios as ratios of sums).
     """
     import matplotlib
@@ -55,11 +55,14 @@ def plot_results(results: Sequence[SimResult], folder: str | Path, smooth_s: int
         s = r.series
         viol = _ratio(s["frame_violations"], s["frames_done"], smooth_s)
         axes[1].plot(s["t"], viol, label=r.controller)
-        axes[2].plot(s["t"], s["accuracy"], lw=1, label=r.controller)
+        line = axes[2].plot(s["t"], s["accuracy"], lw=1, label=r.controller)[0]
+        if "effective_accuracy" in s:
+            axes[2].plot(s["t"], s["effective_accuracy"], lw=0.8, ls="--", color=line.get_color())
         axes[3].step(s["t"], s["active_workers"], where="post", label=r.controller)
     axes[1].set_ylabel("frame SLO violations")
     axes[1].set_ylim(-0.02, 1.02)
     axes[2].set_ylabel("system accuracy")
+    axes[2].set_title("accuracy (solid) and effective accuracy (dashed: violated frames count 0)")
     axes[3].set_ylabel("active workers")
     axes[3].set_xlabel("time (s)")
     for a in axes[1:]:

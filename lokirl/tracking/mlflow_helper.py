@@ -48,6 +48,34 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+#: Headline figures of a simulation result logged per controller, in table order.
+RESULT_METRICS: tuple[str, ...] = (
+    "frame_violation_ratio",
+    "sub_violation_ratio",
+    "accuracy",
+    "effective_accuracy",
+    "mean_active_workers",
+    "solves",
+    "reconfigurations",
+    "solver_time_s",
+)
+
+
+def result_metrics(result: Any, prefix: str = "") -> dict[str, float]:
+    """The MLflow metrics of one simulation result: accuracy and effective accuracy side by side.
+
+    Args:
+        result: A :class:`lokirl.sim.SimResult` (anything with the attributes named in
+            :data:`RESULT_METRICS`).
+        prefix: Namespace of the keys, e.g. ``"loki/"``.
+
+    Returns:
+        ``{prefix + name: value}`` for every name in :data:`RESULT_METRICS`.
+
+    """
+    return {f"{prefix}{name}": float(getattr(result, name)) for name in RESULT_METRICS}
+
+
 class RunLogger:
     """Logs params, metrics and artifacts to one MLflow run, or nowhere when disabled.
 

@@ -105,6 +105,11 @@ def test_compare_uses_common_random_numbers():
     assert set(paired) == {"loki-5s", "oracle"} and paired["loki-5s"][2] == 2
     assert paired["loki-5s"][0] < 0  # fewer solves than loki on each (trace, seed)
     assert len(comp.to_dict()["episodes"]) == 6
+    for ep in comp.to_dict()["episodes"]:
+        f = comp.episodes[(ep["controller"], ep["trace"], ep["seed"])].result.frames
+        assert ep["effective_accuracy"] == pytest.approx(f.accuracy_sum / f.arrived)
+    eff = comp.paired("loki", "effective_accuracy")
+    assert set(eff) == {"loki-5s", "oracle"} and eff["oracle"][2] == 2
 
 
 def test_train_config_errors_name_the_field(tmp_path):
@@ -154,6 +159,9 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
     diff = rew["loki"]["reward"]["mean"] - rew["trigger"]["reward"]["mean"]
     assert paired["reward"]["loki"]["mean"] == pytest.approx(diff)
     assert paired["reward"]["loki"]["pairs"] == 1
+    eff = rew["loki"]["effective_accuracy"]["mean"]
+    assert 0 <= eff <= 100
+    assert paired["effective_accuracy"]["loki"]["pairs"] == 1
     assert main(["evaluate", "--controllers", "nope", "--traces", str(trace)]) == 2
     bad_ref = [
         "evaluate",

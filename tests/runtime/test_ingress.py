@@ -99,3 +99,61 @@ def test_http_endpoints(ray_local, tiny_pipeline):
     assert 'lokirl_frames_total{outcome="on_time",reason=""} 2.0' in out["metrics"].text
     assert out["health"].status_code == 200
     assert rt.plane.frame_tally().arrived == 2  # bad requests never enter the pipeline
+    # Both frames on time: the effective accuracy is the frames' accuracy.
+    ft = rt.plane.frame_tally()
+    assert status["effective_accuracy"] == pytest.approx(ft.effective_accuracy)
+    assert status["effective_accuracy"] == pytest.approx(ft.accuracy_sum / 2)
+    assert "lokirl_effective_accuracy " in out["metrics"].text
+
+
+class _Plane:
+    """The data plane's read side, with one dropped frame of four."""
+
+    plan = None
+    accuracy = 90.0
+
+    def frame_tally(self):
+        from lokirl.core.metrics import Tally
+
+        return Tally(arrived=4, on_time=3, dropped={"deadline": 1}, accuracy_sum=270.0)
+
+    def sub_tally(self):
+        from lokirl.core.metrics import Tally
+
+        return Tally()
+
+    def queue_lengths(self):
+        return {}
+
+    def active_workers(self):
+        return 2
+
+
+class _Runtime:
+    plane = _Plane()
+    demand_estimate = 4.0
+    solves = reconfigurations = tick_errors = 1
+
+    def status(self):
+        return {"frames": self.plane.frame_tally().to_dict(), "accuracy": 90.0, "solves": 1}
+
+
+def test_metrics_and_status_expose_effective_accuracy():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lokirl.runtime.app import status_dict
+    from lokirl.runtime.metrics import render_metrics
+
+    body, _ = render_metrics(_Runtime())
+    values = {
+        s.name: s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+        if not s.labels
+    }
+    assert values["lokirl_system_accuracy"] == pytest.approx(90.0)
+    assert values["lokirl_effective_accuracy"] == pytest.approx(67.5)  # 270 / 4
+    st = status_dict(_Runtime())
+    assert list(st) == ["frames", "accuracy", "effective_accuracy", "solves"]
+    assert st["effective_accuracy"] == pytest.approx(67.5)
+    assert st["frames"]["effective_accuracy"] == pytest.approx(67.5)

@@ -36,13 +36,22 @@ def test_simulate_json_parses_and_covers_every_controller(capsys):
             f["arrived"] == f["on_time"] + f["late"] + sum(f["dropped"].values()) + f["in_flight"]
         )
         assert 0 <= totals["frame_violation_ratio"] <= 1
+        # Effective accuracy: frame accuracy with every violated frame counting 0.
+        want = f["accuracy"] * f["on_time"] / f["arrived"]
+        assert totals["effective_accuracy"] == pytest.approx(want)
+        assert f["effective_accuracy"] == pytest.approx(want)
+        assert totals["subrequests"]["effective_accuracy"] <= totals["subrequests"]["accuracy"]
+    # step_600s at 150 s overloads 20 workers: frames are dropped, which only the
+    # effective accuracy shows.
+    assert any(t["frames"]["on_time"] < t["frames"]["arrived"] for t in out.values())
+    assert any(t["effective_accuracy"] < t["frames"]["accuracy"] for t in out.values())
 
 
 def test_simulate_table_writes_run_folder_and_plot(capsys, tmp_path):
     rc = main(_quick("--controller", "inferline"))
     assert rc == 0
     out = capsys.readouterr().out
-    assert "inferline" in out and "viol/frame" in out
+    assert "inferline" in out and "viol/frame" in out and "eff. acc." in out
     (folder,) = (tmp_path / "runs").glob("simulate__*")
     assert (folder / "config.yaml").is_file() and (folder / "comparison.png").stat().st_size > 0
     assert "inferline" in json.loads((folder / "totals.json").read_text())

@@ -89,3 +89,13 @@ def test_tables_render(tiny_results):
     results, _ = tiny_results
     text = render_tables(results)
     assert "| loki-h1.2 |" in text and "Effective capacity" in text and "x fewer" not in text
+    assert "eff. acc. there" in text
+
+
+def test_effective_accuracy_is_reported_beside_accuracy(tiny_results):
+    results, _ = tiny_results
+    (row,) = results["low_load"]["rows"]
+    assert 0 <= row["effective_accuracy"] <= 100
+    for ctl in results["effective_capacity"]["controllers"].values():
+        for level in ("sub", "frame"):
+            assert "effective_accuracy_at_capacity" in ctl[level]

@@ -89,3 +89,17 @@ def test_tensorboard_writer(tmp_path):
     log_scalars(w, {"train/loss": 1.0}, 0)
     w.close()
     assert any((tmp_path / "tb").iterdir())
+
+
+def test_result_metrics_log_effective_accuracy_beside_accuracy():
+    from lokirl.core.metrics import Tally
+    from lokirl.sim.config import SimResult
+    from lokirl.tracking import RESULT_METRICS, result_metrics
+
+    frames = Tally(arrived=10, on_time=5, dropped={"deadline": 5}, accuracy_sum=450.0)
+    r = SimResult("loki", "t", frames, Tally(), 90.0, 4.0, 3, 0.1, 0.2, 1, 10.0, 0.5)
+    m = result_metrics(r, "loki/")
+    assert set(m) == {f"loki/{k}" for k in RESULT_METRICS}
+    assert m["loki/accuracy"] == 90.0
+    assert m["loki/effective_accuracy"] == pytest.approx(45.0)
+    assert m["loki/frame_violation_ratio"] == pytest.approx(0.5)
