@@ -15,9 +15,13 @@ requests, in small time steps (``dt``, 50 ms by default):
   cannot serve yet; the part of the queue that could not be served before the
   deadline (the SLO less the time spent upstream, the batch latency and the
   least latency still needed below) is dropped, as the simpy engine's early drop
-  would. A worker that changes variant serves nothing for the new variant's load
-  time; plans are installed after the solver time, with the same minimal-change
-  mapping of groups onto workers.
+  would. Plans are installed after the solver time, with the same minimal-change
+  mapping of groups onto workers and the same swap semantics
+  (``SimConfig.swap``, :mod:`lokirl.core.reconfig`): a worker that changes
+  variant serves its old variant meanwhile (``overlap``), nothing (``stop``) or
+  switches at once (``free``); routes come from the serving view and are rebuilt
+  when a load finishes; a worker the plan leaves out drains its old queue under
+  ``overlap`` and ``free``.
 * **Branching**: served requests of a non-leaf group send the profile's mean
   number of sub-requests to each child task.
 * **Frames**: a frame is on time when all its sub-requests are. With a
@@ -44,7 +48,14 @@ from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
-from lokirl.core.router import DROP, build_routing_table
+from lokirl.core.reconfig import (
+    WorkerServing,
+    drains_on_removal,
+    plan_swap,
+    serving_table,
+    serving_view,
+)
+from lokirl.core.router import DROP
 from lokirl.sim.config import SimConfig, SimResult, assemble_result
 from lokirl.sim.host import EpochHost
 from lokirl.sim.solving import solve_decision
@@ -64,7 +75,6 @@ class _FlowGroup:
         "acc",
         "down",
         "leaf",
-        "workers",
         "queue",
         "queue_acc",
         "queue_up",
@@ -72,10 +82,14 @@ class _FlowGroup:
         "inflow_acc",
         "inflow_up",
         "children",
+        "wg",
+        "n",
     )
 
     def __init__(self, gid: int, g, pipeline: Pipeline) -> None:
         v = pipeline.variant(g.variant)
+        self.wg = g  # the plan's WorkerGroup (what the serving view is built from)
+        self.n = 0.0  # workers serving the group now
         b = max(1, int(g.batch_size))
         sizes = v.batch_sizes(g.accelerator)
         bb = next((s for s in sizes if s >= b), sizes[-1])
@@ -88,7 +102,6 @@ class _FlowGroup:
         self.acc = v.accuracy / 100.0
         self.down = 0.0
         self.leaf = not pipeline.task(g.task).children
-        self.workers: list[int] = []
         self.queue = 0.0  # sub-requests waiting
         self.queue_acc = 0.0  # their path accuracy, summed
         self.queue_up = 0.0  # their time spent upstream, summed
@@ -196,15 +209,24 @@ class FluidSimulation(EpochHost):
         self.t = 0.0
         self.sec_done = 0
         self.next_epoch = 0.0
-        # Per worker: accelerator, variant, group index (or -1), loaded-at time.
+        # Per worker: accelerator, variant (held or loading), plan group index (or -1),
+        # loading, ready-at time, the old group served while loading (overlap), the
+        # group served now and the group drained after leaving the plan.
         self.w_accel: list[str] = []
         for accel, count in self.cluster.workers.items():
             self.w_accel.extend([accel] * count)
         nw = len(self.w_accel)
         self.w_variant: list[str | None] = [None] * nw
         self.w_group = [-1] * nw
+        self.w_loading = [False] * nw
         self.w_ready = [0.0] * nw
-        self._loading_until = 0.0
+        self.w_old: list[_FlowGroup | None] = [None] * nw
+        self.w_serve: list[_FlowGroup | None] = [None] * nw
+        self.w_drain: list[_FlowGroup | None] = [None] * nw
+        self.plan_groups: list[_FlowGroup] = []
+        self.interim: dict[tuple[str, str], _FlowGroup] = {}
+        self.draining: list[_FlowGroup] = []
+        self._next_ready = math.inf
         self._bin = 0
         self._arr_i = 0
         self.wall_start = time.perf_counter()
@@ -227,6 +249,12 @@ class FluidSimulation(EpochHost):
                     self._flow(self.install_at - self.t)
                     self.t = self.install_at
                 self._install(self.pending, instant=False)
+                continue
+            if self._next_ready <= step_end - 1e-12:
+                if self._next_ready > self.t + 1e-12:
+                    self._flow(self._next_ready - self.t)
+                    self.t = self._next_ready
+                self._loaded()
                 continue
             self._flow(step_end - self.t)
             self.t = step_end
@@ -261,7 +289,7 @@ class FluidSimulation(EpochHost):
     # ------------------------------------------------------------- internals
     def _queue_lengths(self) -> dict[str, int]:
         out = {t: 0.0 for t in self.task_names}
-        for g in self.groups:
+        for g in self._order:
             out[g.task] += g.queue
         return {t: int(round(v)) for t, v in out.items()}
 
@@ -318,10 +346,6 @@ class FluidSimulation(EpochHost):
                 for g, s in shares:
                     g.inflow += frames * s
                     g.inflow_acc += frames * s
-        if self._loading_until > t0:
-            ready = self.w_ready
-        else:
-            ready = None
         slo = self.slo_s
         leaf_n = leaf_acc = 0.0
         for g in self._order:  # parents before children
@@ -336,16 +360,7 @@ class FluidSimulation(EpochHost):
             if q <= 1e-12:
                 g.queue = g.queue_acc = g.queue_up = 0.0
                 continue
-            if ready is None:
-                n = float(len(g.workers))
-            else:  # replicas still loading serve only after their load time
-                n = 0.0
-                for w in g.workers:
-                    r0 = ready[w]
-                    if r0 <= t0:
-                        n += 1.0
-                    elif r0 < t0 + h:
-                        n += (t0 + h - r0) / h
+            n = g.n  # workers serving it now (a loading worker joins when ready)
             mu = n * g.rate
             up = g.queue_up / q
             # What could not be served before its deadline is dropped.
@@ -430,10 +445,11 @@ class FluidSimulation(EpochHost):
 
     # Plans ---------------------------------------------------------------
     def _install(self, plan: Plan, instant: bool) -> None:
-        """Put ``plan`` in force: map its groups onto workers, migrate queues, route."""
+        """Put ``plan`` in force as the simpy engine does: map groups, swap, move queues."""
         self.pending = None
         self.install_at = math.inf
-        old = self.groups
+        mode = self.config.swap
+        old = self.groups + self.draining
         groups = [_FlowGroup(i, g, self.pipeline) for i, g in enumerate(plan.groups)]
         slots: dict[tuple[str, str], list[int]] = {}
         for g, pg in zip(groups, plan.groups, strict=True):
@@ -445,7 +461,7 @@ class FluidSimulation(EpochHost):
             holders = [
                 w for w in range(nw) if self.w_variant[w] == variant and self.w_accel[w] == accel
             ]
-            holders.sort(key=lambda w: (self.w_group[w] < 0, w))
+            holders.sort(key=lambda w: (self.w_group[w] < 0, self.w_loading[w], w))
             for w, gid in zip(holders, want, strict=False):
                 assigned[w] = gid
             leftover.extend(want[len(holders) :])
@@ -458,53 +474,163 @@ class FluidSimulation(EpochHost):
                     del pool[i]
                     break
         sec = min(int(self.t), self.n_sec - 1)
+        drains = drains_on_removal(mode)
+        drainers: set[int] = set()
         for w in range(nw):
             gid = assigned.get(w, -1)
-            if gid >= 0:
-                g = groups[gid]
-                g.workers.append(w)
-                if self.w_variant[w] != g.variant:
-                    self.w_variant[w] = g.variant
-                    if not instant:
-                        load = self.pipeline.variant(g.variant).load_time_s
-                        self.w_ready[w] = self.t + load
-                        self._loading_until = max(self._loading_until, self.t + load)
-                        self.reconfigurations += 1
-                        self.s_reconf[sec] += 1
+            loading = self.w_loading[w]
+            prev_old = self.w_old[w]
+            held = (prev_old.variant if prev_old is not None else None) if loading else None
+            if not loading:
+                held = self.w_variant[w]
+            serving = self.w_serve[w]
             self.w_group[w] = gid
-        self.groups = groups
-        self._order = sorted(groups, key=lambda g: (self._task_index[g.task], g.gid))
-        self.plan = plan
-        self._rebuild_routes()
+            self.w_drain[w] = None
+            if gid < 0:
+                if loading:  # the load is no longer wanted: keep what it holds
+                    self.w_loading[w] = False
+                    self.w_variant[w] = held
+                self.w_old[w] = None
+                if drains and serving is not None and serving.queue > 1e-9:
+                    self.w_drain[w] = serving
+                    drainers.add(id(serving))
+                continue
+            g = groups[gid]
+            if self.w_variant[w] == g.variant:
+                continue
+            self.w_variant[w] = g.variant
+            if instant or held == g.variant:
+                self.w_loading[w] = False
+                self.w_old[w] = None
+                continue
+            self.reconfigurations += 1
+            self.s_reconf[sec] += 1
+            swap = plan_swap(self.pipeline, self.w_accel[w], held, g.variant, mode)
+            self.w_old[w] = serving if swap.old_serves and serving is not None else None
+            self.w_loading[w] = swap.ready_s > 0
+            self.w_ready[w] = self.t + swap.ready_s
+            if not self.w_loading[w]:
+                self.w_old[w] = None
         same: dict[tuple[str, str], _FlowGroup] = {}
         for g in groups:
             same.setdefault((g.variant, g.accel), g)
+        old_served = {
+            (og.variant, self.w_accel[w]) for w, og in enumerate(self.w_old) if og is not None
+        }
+        self.interim = {}
+        self.draining = []
+        orphans: list[_FlowGroup] = []
         for og in old:
-            if og.queue <= 0:
-                continue
-            target = same.get((og.variant, og.accel))
+            key = (og.variant, og.accel)
+            target = same.get(key)
             if target is not None:
-                moves = [(target, 1.0)]
+                self._move(og, [(target, 1.0)])
+            elif key in old_served:
+                keep = self.interim.setdefault(key, og)
+                if keep is not og:
+                    self._move(og, [(keep, 1.0)])
+            elif id(og) in drainers:
+                self.draining.append(og)
+            elif og.queue > 0:
+                orphans.append(og)
+        alive = {id(g) for g in self.draining}
+        for w in range(nw):
+            og = self.w_old[w]
+            if og is not None:
+                self.w_old[w] = self.interim.get((og.variant, self.w_accel[w]), og)
+            if self.w_drain[w] is not None and id(self.w_drain[w]) not in alive:
+                self.w_drain[w] = None
+        self.plan_groups = groups
+        self.plan = plan
+        self._next_ready = min(
+            (self.w_ready[w] for w in range(nw) if self.w_loading[w]), default=math.inf
+        )
+        self._rebuild_routes()
+        for og in orphans:
+            self._move(og, self.none_rows.get(og.task, []))
+
+    def _loaded(self) -> None:
+        """Workers whose load finished switch to their new variant; routes are rebuilt."""
+        t = self.t + 1e-12
+        nxt = math.inf
+        for w, loading in enumerate(self.w_loading):
+            if not loading:
+                continue
+            if self.w_ready[w] <= t:
+                self.w_loading[w] = False
+                self.w_old[w] = None
             else:
-                moves = self.none_rows.get(og.task, [])
-            moved = 0.0
-            for tg, s in moves:
-                tg.queue += og.queue * s
-                tg.queue_acc += og.queue_acc * s
-                tg.queue_up += og.queue_up * s
-                moved += s
-            lost = og.queue * max(0.0, 1.0 - moved)
-            if lost > 0:
-                self.r_dropped += lost
-                self.s_sub_done[sec] += lost
-                self.s_sub_viol[sec] += lost
+                nxt = min(nxt, self.w_ready[w])
+        self._next_ready = nxt
+        if self.plan is not None:
+            self._rebuild_routes()
+
+    def _move(self, og: _FlowGroup, moves: list[tuple[_FlowGroup, float]]) -> None:
+        """Move ``og``'s queue by shares; what the shares leave is dropped (``no_worker``)."""
+        if og.queue <= 0:
+            return
+        moved = 0.0
+        for tg, share in moves:
+            tg.queue += og.queue * share
+            tg.queue_acc += og.queue_acc * share
+            tg.queue_up += og.queue_up * share
+            moved += share
+        lost = og.queue * max(0.0, 1.0 - moved)
+        if lost > 0:
+            sec = min(int(self.t), self.n_sec - 1)
+            self.r_dropped += lost
+            self.s_sub_done[sec] += lost
+            self.s_sub_viol[sec] += lost
+        og.queue = og.queue_acc = og.queue_up = 0.0
 
     def _rebuild_routes(self) -> None:
         plan = self.plan
         assert plan is not None
+        nw = len(self.w_accel)
+        view = serving_view(
+            plan,
+            [
+                WorkerServing(
+                    self.w_accel[w],
+                    None if self.w_group[w] < 0 else self.w_group[w],
+                    not self.w_loading[w],
+                    self.w_old[w].wg if self.w_loading[w] and self.w_old[w] is not None else None,
+                )
+                for w in range(nw)
+            ],
+        )
+        groups = list(self.plan_groups)
+        for ig in view.interim:
+            g = self.interim[(ig.variant, ig.accelerator)]
+            g.gid = len(groups)
+            groups.append(g)
+        in_view = {(ig.variant, ig.accelerator) for ig in view.interim}
+        gone = [g for k, g in self.interim.items() if k not in in_view]
+        for g in gone:
+            del self.interim[(g.variant, g.accel)]
+        for g in groups:
+            g.n = 0.0
+        for g in self.draining:
+            g.n = 0.0
+        self.draining = [g for g in self.draining if g.queue > 1e-9]  # the rest is drained
+        alive = {id(g) for g in self.draining} | {id(g) for g in groups}
+        for w, gid in enumerate(view.serving):
+            g = groups[gid] if gid is not None else None
+            if g is None:
+                d = self.w_drain[w]
+                g = d if d is not None and id(d) in alive else None
+                self.w_drain[w] = g
+            self.w_serve[w] = g
+            if g is not None:
+                g.n += 1.0
+        orphans = [g for g in self.draining if g.n == 0]
+        self.draining = [g for g in self.draining if g.n > 0]
+        self.groups = groups
+        self._order = sorted(
+            groups + self.draining, key=lambda g: (self._task_index[g.task], g.gid)
+        )
         demand = self.demand_estimate if self.demand_estimate > 0 else plan.demand
-        table = build_routing_table(plan, self.pipeline, demand)
-        groups = self.groups
+        table = serving_table(view, self.pipeline, demand)
         for g, down in zip(groups, table.downstream_ms, strict=True):
             g.down = down / 1000.0
 
@@ -537,9 +663,17 @@ class FluidSimulation(EpochHost):
                 row = shares((child, g.gid)) or shares((child, None)) or ([], 1.0)
                 kids.append((self._task_index[child], v.branching.get(child, 1.0), row[0], row[1]))
             g.children = kids
+        for g in self.draining:  # served after the plan changed: children routed as unknown
+            v = self.pipeline.variant(g.variant)
+            g.children = [
+                (self._task_index[c], v.branching.get(c, 1.0), *(shares((c, None)) or ([], 1.0)))
+                for c in self.pipeline.task(g.task).children
+            ]
+        for g in gone + orphans:
+            self._move(g, self.none_rows.get(g.task, []))
 
     def _result(self) -> SimResult:
-        in_flight = sum(g.queue for g in self.groups)
+        in_flight = sum(g.queue for g in self._order)
         arrived = int(round(self.r_arrived))
         dropped = int(round(self.r_dropped))
         flight = int(round(in_flight))

@@ -10,10 +10,11 @@ from lokirl.traces import RateSeries
 from tests.sim.conftest import FixedPlanner, cluster, make_plan, resolve, tiny_pipeline
 
 
-def _play(cls, pipeline, n_workers, rates, decisions, planner=None, seed=0):
+def _play(cls, pipeline, n_workers, rates, decisions, planner=None, seed=0, swap="overlap"):
     """Play ``rates`` with ``decisions[epoch]`` (None: keep) and return the result."""
     trace = RateSeries(np.asarray(rates, dtype=float), 1.0, "t")
-    sim = cls(pipeline, cluster(n_workers), trace, SimConfig(), np.random.default_rng(seed))
+    cfg = SimConfig(swap=swap)
+    sim = cls(pipeline, cluster(n_workers), trace, cfg, np.random.default_rng(seed))
     sim.reset()
     epoch = 0
     sim.apply(decisions[0], planner=planner)
@@ -49,7 +50,8 @@ def test_overload_violations_track_the_simpy_engine():
     assert fluid.sub_violation_ratio == pytest.approx(simpy_.sub_violation_ratio, abs=0.1)
 
 
-def test_reconfiguration_costs_the_same_workers_and_downtime():
+@pytest.mark.parametrize("swap", ["stop", "overlap", "free"])
+def test_reconfiguration_costs_the_same_workers_and_downtime(swap):
     p = tiny_pipeline(slo_ms=200.0)
     first = make_plan(p, [("d1", 2, 2), ("c1", 8, 2)], demand=40.0)
     second = make_plan(p, [("d2", 2, 2), ("c1", 8, 2)], demand=40.0)
@@ -57,14 +59,21 @@ def test_reconfiguration_costs_the_same_workers_and_downtime():
     decisions = [resolve()] + [None] * 9 + [resolve()]
     out = {}
     for cls in (FluidSimulation, Simulation):
-        res = _play(cls, p, 4, rates, decisions, FixedPlanner(first, second))
+        res = _play(cls, p, 4, rates, decisions, FixedPlanner(first, second), swap=swap)
         out[cls.__name__] = res
         assert res.reconfigurations == 2  # both detector workers change variant
         assert res.series["reconfigurations"][10] == 2
-    # Both detectors load for 0.25 s: that second loses frames in both engines.
+        assert res.frames.conserved and res.subrequests.conserved
     f, s = out["FluidSimulation"].series, out["Simulation"].series
-    assert f["frame_violations"][10] > 0 and s["frame_violations"][10] > 0
     assert f["frame_violations"][:10].sum() == 0
+    if swap == "stop":
+        # Both detectors load for 0.25 s: that second loses frames in both engines.
+        assert f["frame_violations"][10] > 5 and s["frame_violations"][10] > 5
+    else:
+        # The old detector serves until the new one is loaded (or the swap is free).
+        assert f["frame_violations"][10] == 0 and s["frame_violations"][10] == 0
+    # after the swap both engines serve at d2's accuracy (50)
+    assert f["accuracy"][12] == pytest.approx(50.0) and s["accuracy"][12] == pytest.approx(50.0)
 
 
 def test_same_seed_same_series_and_counts_add_up():
