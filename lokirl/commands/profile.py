@@ -1,8 +1,11 @@
-"""``lokirl profile``: measure variant latency and load time here; write a pipeline profile."""
+"""``lokirl profile``: measure variant latency, load time and memory; write a pipeline profile."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from pathlib import Path
 
 from lokirl.errors import ConfigError
 
@@ -13,9 +16,16 @@ examples:
   lokirl profile --pipeline traffic_analysis --batch-sizes 1,2,4,8,16 --accelerator gpu \\
       --out traffic_gpu.yaml                                    # on a GPU machine
 
-Only latency and load time are measured; accuracy and branching are copied from
-the base profile. Latencies are timed through a worker actor on a local Ray (as
-served: the actor call's overhead included) unless --in-process is given. The output is a pipeline file the allocator and lokirl serve use.
+Measured: latency per batch size; load time from disk (load_time_s: weights read
+from a file evicted from the page cache, network built, moved to the device, one
+warm-up batch) and from host memory (load_time_host_s); the memory a variant takes
+with a forward at the largest batch (memory_mb, MiB); and, on CUDA, the device's
+memory (accelerator_memory_mb; on CPU give it with --worker-memory-mb). Accuracy
+and branching are copied from the base profile. Latencies are timed through a
+worker actor on a local Ray (as served: the actor call's overhead included) unless
+--in-process is given; loads and memory are measured in this process. Options are
+checked before anything is measured or written. The output is a pipeline file the
+allocator and lokirl serve use.
 """
 
 
@@ -23,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``profile`` subcommand."""
     p = subparsers.add_parser(
         "profile",
-        help="measure variant latency per batch size and load time; write a pipeline YAML",
+        help="measure variant latency, load time and memory; write a pipeline YAML",
         description="Profile each variant's networks on this machine's device.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,6 +46,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
     p.add_argument("--repeats", type=int, default=5, help="timed batches per size (default 5)")
+    p.add_argument(
+        "--load-repeats",
+        type=int,
+        default=3,
+        help="timed loads per variant from disk and from host memory (default 3; 0: skip "
+        "the load and memory measurement and keep the worker's own load time)",
+    )
+    p.add_argument(
+        "--weights-dir",
+        default=None,
+        help="folder for the temporary weight files of the disk loads (default: system temp)",
+    )
+    p.add_argument(
+        "--worker-memory-mb",
+        type=float,
+        default=None,
+        help="memory in MiB of one worker of this type (default: the CUDA device's memory; "
+        "unknown on CPU)",
+    )
     p.add_argument("--slo-ms", type=float, default=None, help="SLO of the written pipeline")
     p.add_argument(
         "--in-process",
@@ -48,19 +77,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Handle ``lokirl profile``."""
-    from lokirl.core.pipeline_config import load_pipeline, pipeline_from_file
-    from lokirl.runtime.models import model_sources
-    from lokirl.runtime.profiler import profile_pipeline, write_profile
-    from lokirl.runtime.runtime import pipeline_file
+def check_options(args: argparse.Namespace) -> list[int]:
+    """Check the options that need no measurement; returns the batch sizes.
 
+    Raises:
+        ConfigError: naming the option, the value and the fix.
+
+    """
     try:
         sizes = [int(x) for x in args.batch_sizes.split(",") if x.strip()]
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:
         raise ConfigError("--batch-sizes", args.batch_sizes, "expected positive integers", "1,2,4")
+    if args.slo_ms is not None and not (math.isfinite(args.slo_ms) and args.slo_ms > 0):
+        raise ConfigError(
+            "--slo-ms",
+            f"{args.slo_ms:g}",
+            "the SLO must be a positive number of milliseconds",
+            "give e.g. --slo-ms 500, or leave it out to keep the base pipeline's SLO",
+        )
+    minimum = {
+        "--input-size": 1,
+        "--threads": 1,
+        "--repeats": 1,
+        "--load-repeats": 0,
+        "--num-cpus": 1,
+    }
+    for option, lo in minimum.items():
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value is not None and value < lo:
+            raise ConfigError(option, str(value), f"must be at least {lo}", f"use {option} {lo}")
+    mem = args.worker_memory_mb
+    if mem is not None and not (math.isfinite(mem) and mem > 0):
+        raise ConfigError(
+            "--worker-memory-mb",
+            f"{mem:g}",
+            "must be a positive number of MiB",
+            "give the memory of one worker, e.g. --worker-memory-mb 8192",
+        )
+    if args.accelerator is not None and not args.accelerator.strip():
+        raise ConfigError("--accelerator", "''", "empty", "use cpu or gpu")
+    if args.weights_dir is not None and not Path(args.weights_dir).is_dir():
+        raise ConfigError(
+            "--weights-dir", args.weights_dir, "not an existing folder", "create it or drop it"
+        )
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError("--out", args.out, "is a folder", "give a file name, e.g. profile.yaml")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(
+            "--out", args.out, f"cannot write under {parent}", "choose a writable folder"
+        )
+    return sizes
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``lokirl profile``."""
+    from lokirl.core.pipeline_config import load_pipeline, pipeline_from_file
+    from lokirl.runtime.models import model_sources
+    from lokirl.runtime.profiler import MIB, profile_pipeline, write_profile
+    from lokirl.runtime.runtime import pipeline_file
+
+    sizes = check_options(args)
     pipeline = load_pipeline(args.pipeline)
     names = [v.name for v in pipeline.variants()]
     chosen = [x.strip() for x in args.variants.split(",")] if args.variants else names
@@ -76,7 +158,14 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device", "cuda", "torch sees no CUDA device here", "use --device cpu or auto"
+        )
     accel = args.accelerator or ("gpu" if device == "cuda" else "cpu")
+    worker_mb = args.worker_memory_mb
+    if worker_mb is None and device == "cuda":
+        worker_mb = torch.cuda.get_device_properties(0).total_memory / MIB
     mode = "process" if args.in_process else "actor"
     ray = None
     if mode == "actor":
@@ -94,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             progress=lambda line: print(line, flush=True),
             mode=mode,
+            load_repeats=args.load_repeats,
+            weights_dir=args.weights_dir,
         )
     finally:
         if ray is not None:
@@ -110,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         sources=sources,
         note=f"Input {size}x{size}, {args.threads} thread(s), median of {args.repeats}, "
         f"timed {how}.",
+        accelerator_memory_mb=worker_mb,
     )
     try:
         pipeline_from_file(path)

@@ -300,14 +300,9 @@ def _variant(
         )
     acc = ck.number(rv["accuracy"], f + ".accuracy", 1e-9, 100.0)
     load = ck.number(rv.get("load_time_s", 1.0), f + ".load_time_s", 0.0)
+    # Not checked against load_time_s: for a tiny model the two measured medians
+    # differ by noise, and a host load may come out a few ms slower.
     load_host = _optional_number(ck, rv, "load_time_host_s", f, 0.0)
-    if load_host is not None and load_host > load:
-        ck.fail(
-            f + ".load_time_host_s",
-            f"{load_host:g} s is more than load_time_s ({load:g} s)",
-            "a load from host memory cannot be slower than one from disk: re-measure with "
-            "`lokirl profile` or fix one of the two",
-        )
     memory = _optional_number(ck, rv, "memory_mb", f, 1e-9)
     source = rv.get("load_source", "")
     if source is None:

@@ -18,6 +18,7 @@ its output.
 from __future__ import annotations
 
 import importlib
+import io
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -360,9 +361,24 @@ def model_sources(
 
 
 class Runner:
-    """A loaded network that runs float32 NCHW batches on one device."""
+    """A loaded network that runs float32 NCHW batches on one device.
 
-    def __init__(self, source: ModelSource, device: str = "cpu") -> None:
+    Args:
+        source: How to build the network.
+        device: ``cpu`` or ``cuda``.
+        preloaded: Weights already in host memory, used instead of reading files
+            (the profiler times a load from host memory with it): a state dict
+            for a factory or built-in source (replaces ``source.weights``), the
+            file's bytes for a TorchScript or ONNX source.
+
+    """
+
+    def __init__(
+        self,
+        source: ModelSource,
+        device: str = "cpu",
+        preloaded: Mapping[str, Any] | bytes | None = None,
+    ) -> None:
         self.source = source
         self.device = device
         self._session: Any = None
@@ -376,11 +392,15 @@ class Runner:
                 providers.insert(0, "CUDAExecutionProvider")
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = torch.get_num_threads()
-            self._session = ort.InferenceSession(source.source, opts, providers=providers)
+            model = preloaded if isinstance(preloaded, bytes) else source.source
+            self._session = ort.InferenceSession(model, opts, providers=providers)
             self._input = self._session.get_inputs()[0].name
             return
         if kind == "torchscript":
-            module = torch.jit.load(source.source, map_location=device)
+            if isinstance(preloaded, bytes):
+                module = torch.jit.load(io.BytesIO(preloaded), map_location=device)
+            else:
+                module = torch.jit.load(source.source, map_location=device)
         else:
             if kind == "builtin":
                 factory = builtin_factory(source.source)
@@ -391,7 +411,9 @@ class Runner:
                 mod_name, _, attr = source.source.partition(":")
                 factory = getattr(importlib.import_module(mod_name), attr)
                 module = factory(**dict(source.kwargs))
-            if source.weights:
+            if isinstance(preloaded, Mapping):
+                module.load_state_dict(preloaded)
+            elif source.weights:
                 state = torch.load(source.weights, map_location="cpu", weights_only=True)
                 module.load_state_dict(state)
         self._module = module.to(device).eval()
@@ -402,6 +424,14 @@ class Runner:
         if self._module is None:
             return 0
         return sum(p.numel() for p in self._module.parameters())
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the parameters and buffers (0 for ONNX)."""
+        if self._module is None:
+            return 0
+        tensors = [*self._module.parameters(), *self._module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def run(self, batch: np.ndarray | torch.Tensor) -> Any:
         """Run one batch; returns the output (discarded by workers)."""

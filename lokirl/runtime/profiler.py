@@ -12,13 +12,26 @@ latency includes the actor call (serialisation, scheduling, the hop back) and th
 actor's share of the machine, as when serving; ``mode="process"`` runs the same
 :class:`~lokirl.runtime.worker.Worker` code in this process (no Ray; the network's
 own time only, which on a small CPU box under-states what serving sustains).
+
+Load times and memory are measured in this process by :func:`measure_load` (both
+modes): a cold load from disk (the weights written to a file, evicted from the OS
+page cache where the system allows, then read back as a worker reads them), a load
+from host memory (the weights already in a state dict in RAM), and the memory the
+loaded variant takes with a forward pass at the largest profiled batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import gc
+import io
+import os
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +51,15 @@ def profile_pipeline(
     progress: Callable[[str], None] | None = None,
     mode: str = "process",
     num_cpus: float = 0.25,
+    load_repeats: int = 3,
+    weights_dir: str | Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Measure variants: ``{variant: {"load_s", "latency_ms": {b: ms}, "device"}}``.
+    """Measure variants: ``{variant: {"load_s", "latency_ms": {b: ms}, "device", ...}}``.
+
+    ``load_s`` is the worker's own load (build the network, warm up); with
+    ``load_repeats > 0`` each entry also has the keys of :func:`measure_load`
+    (``load_disk_s``, ``load_host_s``, ``memory_mb``, ``load_source``...), measured
+    in this process at the largest batch size.
 
     Args:
         pipeline: The base pipeline.
@@ -53,16 +73,45 @@ def profile_pipeline(
         mode: ``"actor"`` (through a worker actor, as served; Ray must be
             initialised) or ``"process"`` (in this process).
         num_cpus: CPUs the worker actor claims (``mode="actor"`` on CPU).
+        load_repeats: Loads timed per variant and kind (disk, host memory); the
+            median is kept. 0 skips the load and memory measurement.
+        weights_dir: Folder of the temporary weight files (default: the system's
+            temporary folder); put it on the disk that would hold the weights.
 
     """
-    from lokirl.runtime.worker import Worker
-
     sizes = sorted({1, *(int(b) for b in batch_sizes)})
     names = list(variants) if variants else [v.name for v in pipeline.variants()]
     if mode == "actor":
-        return _profile_actor(names, sources, sizes, device, threads, repeats, progress, num_cpus)
-    if mode != "process":
+        out = _profile_actor(names, sources, sizes, device, threads, repeats, progress, num_cpus)
+    elif mode == "process":
+        out = _profile_process(names, sources, sizes, device, threads, repeats, progress)
+    else:
         raise ValueError(f"mode must be 'actor' or 'process', not {mode!r}")
+    if load_repeats > 0:
+        dev = next(iter(out.values()))["device"] if out else "cpu"
+        for name in names:
+            m = measure_load(sources[name], dev, max(sizes), load_repeats, threads, weights_dir)
+            out[name].update(m)
+            if progress is not None:
+                mem = "unknown" if m["memory_mb"] is None else f"{m['memory_mb']:.4g} MiB"
+                progress(
+                    f"{name}: load {m['load_disk_s']:.3f} s from disk, "
+                    f"{m['load_host_s']:.3f} s from host memory, memory {mem}"
+                )
+    return out
+
+
+def _profile_process(
+    names: list[str],
+    sources: dict[str, Any],
+    sizes: list[int],
+    device: str,
+    threads: int,
+    repeats: int,
+    progress: Callable[[str], None] | None,
+) -> dict[str, dict[str, Any]]:
+    from lokirl.runtime.worker import Worker
+
     out: dict[str, dict[str, Any]] = {}
     w = Worker(0, device=device, threads=threads)
     for name in names:
@@ -128,6 +177,234 @@ def _profile_actor(
     return out
 
 
+MIB = 2.0**20
+
+
+def measure_load(
+    source: Any,
+    device: str = "cpu",
+    batch_size: int = 1,
+    repeats: int = 3,
+    threads: int = 1,
+    weights_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Time loading one variant from disk and from host memory; measure its memory.
+
+    * ``load_disk_s``: a cold load as a worker does it (build the network, read
+      its weights from a file, move it to ``device``, run one warm-up batch of
+      one). The weights are written once to a file in ``weights_dir`` and
+      evicted from the OS page cache before each load where the system allows it
+      (``page_cache_evicted`` says whether it did).
+    * ``load_host_s``: the same with the weights already in a state dict in RAM
+      (the file's bytes for TorchScript and ONNX sources).
+    * ``memory_mb`` (MiB): on CUDA, the ``torch.cuda.max_memory_allocated``
+      increase over a load plus one forward at ``batch_size`` (the CUDA context,
+      a few hundred MiB per process, is not counted); on CPU, the parameter and
+      buffer bytes, plus the input batch, plus the peak of the bytes the torch
+      allocator holds during a forward at ``batch_size`` (torch profiler).
+      ``None`` for ONNX sources (onnxruntime allocates outside torch).
+
+    Args:
+        source: The variant's :class:`~lokirl.runtime.models.ModelSource`.
+        device: ``cpu`` or ``cuda``.
+        batch_size: Largest batch the variant will serve.
+        repeats: Loads per kind; the median is kept.
+        threads: Torch threads on CPU during the measurement.
+        weights_dir: Folder for the temporary weight file (default: system temp).
+
+    Returns:
+        ``{"load_disk_s", "load_host_s", "memory_mb", "weights_mb",
+        "page_cache_evicted", "load_source"}``.
+
+    """
+    import torch
+
+    from lokirl.runtime.models import ModelSource, Runner
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, not {repeats}")
+    cuda = device.startswith("cuda")
+    old_threads = torch.get_num_threads()
+    if not cuda:
+        torch.set_num_threads(max(1, threads))
+    size = source.input_size
+    tmp = Path(tempfile.mkdtemp(prefix="lokirl-load-", dir=weights_dir))
+    try:
+        preloaded, disk_source, weights_bytes = _weights_file(source, tmp)
+        host_source = ModelSource(source.source, dict(source.kwargs), None, size)
+
+        def timed(build: Callable[[], Any], evict: bool) -> float:
+            if evict:
+                _evict(Path(disk_source.weights or disk_source.source))
+            start = time.perf_counter()
+            runner = build()
+            runner.run(torch.zeros(1, 3, size, size))  # as Worker.load warms up
+            if cuda:
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            del runner
+            _release(cuda)
+            return elapsed
+
+        evicted = _evict(Path(disk_source.weights or disk_source.source))
+        disk = [timed(lambda: Runner(disk_source, device), True) for _ in range(repeats)]
+        host = [
+            timed(lambda: Runner(host_source, device, preloaded), False) for _ in range(repeats)
+        ]
+        memory, how = _memory(host_source, preloaded, device, batch_size)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        torch.set_num_threads(old_threads)
+    where = "evicted from the page cache" if evicted else "possibly in the page cache"
+    name = torch.cuda.get_device_name(0) if cuda else f"cpu, {max(1, threads)} thread(s)"
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    return {
+        "load_disk_s": round(statistics.median(disk), 4),
+        "load_host_s": round(statistics.median(host), 4),
+        "memory_mb": None if memory is None else _sig(memory),
+        "weights_mb": _sig(weights_bytes / MIB),
+        "page_cache_evicted": evicted,
+        "load_source": (
+            f"measured: {name}, {today} (lokirl profile): load_time_s from a "
+            f"{weights_bytes / MIB:.3g} MiB weight file {where}, load_time_host_s from a "
+            f"state dict in RAM, each the median of {repeats}, to one warm-up batch; "
+            f"memory_mb {how}"
+        ),
+    }
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits (a tiny model keeps its size)."""
+    return float(f"{x:.{digits}g}")
+
+
+def _weights_file(source: Any, folder: Path) -> tuple[Any, Any, int]:
+    """Write ``source``'s weights to ``folder``.
+
+    Returns:
+        (the weights kept in RAM: a state dict or the file's bytes, a source
+        that reads the written file, the file's size in bytes).
+
+    """
+    import torch
+
+    from lokirl.runtime.models import ModelSource, Runner
+
+    if source.kind in ("onnx", "torchscript"):
+        data = Path(source.source).read_bytes()
+        path = folder / Path(source.source).name
+        disk = ModelSource(str(path), input_size=source.input_size)
+        preloaded: Any = data
+    else:
+        module = Runner(source, "cpu")._module
+        preloaded = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        buffer = io.BytesIO()
+        torch.save(preloaded, buffer)
+        data = buffer.getvalue()
+        path = folder / "weights.pt"
+        disk = ModelSource(source.source, dict(source.kwargs), str(path), source.input_size)
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return preloaded, disk, len(data)
+
+
+def _evict(path: Path) -> bool:
+    """Drop ``path`` from the OS page cache (Linux; written pages must be synced)."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _release(cuda: bool) -> None:
+    gc.collect()
+    if cuda:
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _memory(source: Any, preloaded: Any, device: str, batch_size: int) -> tuple[float | None, str]:
+    """Memory in MiB of ``source`` loaded on ``device`` after a forward at ``batch_size``."""
+    import torch
+
+    from lokirl.runtime.models import Runner
+
+    size = source.input_size
+    if source.kind == "onnx":
+        return None, "unknown (onnxruntime allocates outside torch)"
+    if device.startswith("cuda"):
+        _release(True)
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        runner = Runner(source, device, preloaded)
+        runner.run(torch.zeros(batch_size, 3, size, size))
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        del runner
+        _release(True)
+        return peak / MIB, (
+            f"= torch.cuda.max_memory_allocated increase over load + a batch-{batch_size} "
+            f"forward at {size}x{size} (CUDA context not counted)"
+        )
+    runner = Runner(source, device, preloaded)
+    x = torch.zeros(batch_size, 3, size, size)
+    runner.run(x)  # first call allocates one-off caches
+    peak = _cpu_peak_bytes(lambda: runner.run(x))
+    weights = runner.weight_bytes
+    total = weights + x.numel() * x.element_size() + peak
+    return total / MIB, (
+        f"= weights and buffers {weights / MIB:.3g} MiB + input + peak allocations "
+        f"{peak / MIB:.3g} MiB of a batch-{batch_size} forward at {size}x{size} (torch profiler)"
+    )
+
+
+def _cpu_peak_bytes(forward: Callable[[], Any]) -> int:
+    """Peak bytes the torch CPU allocator holds during ``forward()`` (torch profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out = forward()
+        del out
+    changes = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
+    live = peak = 0
+    for _, nbytes in changes:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (the profiler's C++ start/stop lines) for a moment."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def write_profile(
     pipeline: Pipeline,
     measured: dict[str, dict[str, Any]],
@@ -137,8 +414,13 @@ def write_profile(
     input_size: int | None = None,
     sources: dict[str, Any] | None = None,
     note: str = "",
+    accelerator_memory_mb: float | None = None,
 ) -> Path:
     """Write a pipeline YAML with the measured latencies (only the measured variants).
+
+    A variant's ``load_time_s`` is the measured load from disk when
+    :func:`profile_pipeline` measured it (else the worker's own load time), with
+    ``load_time_host_s``, ``memory_mb`` and ``load_source`` beside it.
 
     Args:
         pipeline: The base pipeline (tasks, accuracies, branching, e2e table).
@@ -149,6 +431,8 @@ def write_profile(
         input_size: Resolution recorded in the ``runtime`` section.
         sources: Model sources recorded in the ``runtime`` section.
         note: Appended to the description.
+        accelerator_memory_mb: Memory in MiB of one worker of ``accelerator``
+            (written as ``accelerator_memory_mb``; ``None``: unknown, not written).
 
     """
     tasks = []
@@ -160,22 +444,30 @@ def write_profile(
             if m is None:
                 continue
             kept.add(v.name)
-            variants.append(
-                {
-                    "name": v.name,
-                    "accuracy": v.accuracy,
-                    "load_time_s": m["load_s"],
-                    **({"branching": dict(v.branching)} if t.children else {}),
-                    "latency_ms": {accelerator: {int(b): ms for b, ms in m["latency_ms"].items()}},
-                }
+            row: dict[str, Any] = {
+                "name": v.name,
+                "accuracy": v.accuracy,
+                "load_time_s": m.get("load_disk_s", m["load_s"]),
+            }
+            if "load_host_s" in m:
+                row["load_time_host_s"] = m["load_host_s"]
+            if m.get("memory_mb") is not None:
+                row["memory_mb"] = m["memory_mb"]
+            row["load_source"] = m.get(
+                "load_source", f"measured: {m['device']}, worker load without a weight file"
             )
+            if t.children:
+                row["branching"] = dict(v.branching)
+            row["latency_ms"] = {accelerator: {int(b): ms for b, ms in m["latency_ms"].items()}}
+            variants.append(row)
         tasks.append({"name": t.name, "children": list(t.children), "variants": variants})
     doc: dict[str, Any] = {
         "name": Path(path).stem,
         "description": (
             f"{pipeline.name} re-profiled by `lokirl profile` on this machine's "
-            f"{next(iter(measured.values()))['device'] if measured else 'device'}: latency and "
-            "load time measured; accuracy and branching copied from the base profile. " + note
+            f"{next(iter(measured.values()))['device'] if measured else 'device'}: latency, "
+            "load time and memory measured; accuracy and branching copied from the base "
+            "profile. " + note
         ).strip(),
         "slo_ms": float(slo_ms or pipeline.slo_ms),
         "tasks": tasks,
@@ -187,6 +479,8 @@ def write_profile(
     ]
     if e2e:
         doc["e2e_accuracy"] = e2e
+    if accelerator_memory_mb is not None:
+        doc["accelerator_memory_mb"] = {accelerator: round(float(accelerator_memory_mb), 1)}
     runtime: dict[str, Any] = {}
     if input_size:
         runtime["input_size"] = int(input_size)
@@ -202,6 +496,9 @@ def write_profile(
         doc["runtime"] = runtime
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Written by `lokirl profile`; latencies in ms per batch size, load times in s.\n"
+    header = (
+        "# Written by `lokirl profile`; latencies in ms per batch size, load times in s,\n"
+        "# memory in MiB.\n"
+    )
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
     return path

@@ -1,12 +1,15 @@
-"""The profiler: a tiny model at two batch sizes, in-process and through a worker actor."""
+"""The profiler: a tiny model at two batch sizes, in-process and through a worker actor;
+load times from disk and from host memory, memory per variant; the command's checks."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+from lokirl.cli import main
 from lokirl.core.pipeline_config import load_pipeline, pipeline_from_file
-from lokirl.runtime.models import model_sources
-from lokirl.runtime.profiler import profile_pipeline, write_profile
+from lokirl.runtime.models import ModelSource, Runner, model_sources, tiny_cnn
+from lokirl.runtime.profiler import MIB, measure_load, profile_pipeline, write_profile
 
 
 def _setup(tiny_pipeline):
@@ -25,13 +28,107 @@ def _check(measured, names):
 
 def test_profile_in_process_writes_a_valid_pipeline(tiny_pipeline, tmp_path):
     pipeline, names, sources = _setup(tiny_pipeline)
-    measured = profile_pipeline(pipeline, sources, [2], names, device="cpu", repeats=2)
+    measured = profile_pipeline(
+        pipeline, sources, [2], names, device="cpu", repeats=2, load_repeats=1
+    )
     _check(measured, names)
-    path = write_profile(pipeline, measured, tmp_path / "tiny_cpu.yaml", input_size=16)
+    m = measured["det-small"]
+    assert m["load_disk_s"] > 0 and m["load_host_s"] > 0
+    assert m["memory_mb"] > m["weights_mb"] > 0
+    assert m["load_source"].startswith("measured: cpu") and "batch-2" in m["load_source"]
+    path = write_profile(
+        pipeline, measured, tmp_path / "tiny_cpu.yaml", input_size=16, accelerator_memory_mb=512
+    )
     p = pipeline_from_file(path)
     assert [v.name for v in p.variants()] == ["det-small", "cls-small"]
-    assert p.variant("det-small").latency_ms["cpu"][2] == measured["det-small"]["latency_ms"][2]
-    assert p.variant("det-small").branching == pipeline.variant("det-small").branching
+    v = p.variant("det-small")
+    assert v.latency_ms["cpu"][2] == m["latency_ms"][2]
+    assert v.branching == pipeline.variant("det-small").branching
+    assert (v.load_time_s, v.load_time_host_s, v.memory_mb) == (
+        m["load_disk_s"],
+        m["load_host_s"],
+        m["memory_mb"],
+    )
+    assert v.load_source == m["load_source"]
+    assert p.accelerator_memory_mb == {"cpu": 512.0}
+    assert p.fits("cpu", ["det-small", "cls-small"]) is True
+
+
+def test_profile_without_load_measurement_keeps_the_worker_load_time(tiny_pipeline, tmp_path):
+    pipeline, names, sources = _setup(tiny_pipeline)
+    measured = profile_pipeline(pipeline, sources, [1], names, device="cpu", load_repeats=0)
+    assert "load_disk_s" not in measured["det-small"]
+    p = pipeline_from_file(write_profile(pipeline, measured, tmp_path / "p.yaml"))
+    v = p.variant("det-small")
+    assert v.load_time_s == measured["det-small"]["load_s"] and v.memory_mb is None
+    assert "without a weight file" in v.load_source and p.accelerator_memory_mb == {}
+
+
+def test_measure_load_counts_weights_input_and_activations():
+    src = ModelSource("lokirl.runtime.models:tiny_cnn", {"depth": 2, "width": 8}, None, 32)
+    m = measure_load(src, "cpu", batch_size=4, repeats=2)
+    module = tiny_cnn(depth=2, width=8)
+    weights = sum(p.numel() * 4 for p in module.parameters())
+    batch_in = 4 * 3 * 32 * 32 * 4
+    first_conv_out = 4 * 8 * 32 * 32 * 4  # float32 activations of the first layer
+    assert m["memory_mb"] * MIB >= 0.999 * (weights + batch_in + first_conv_out)
+    assert m["weights_mb"] * MIB >= weights  # the state-dict file: weights and a header
+    assert m["page_cache_evicted"] is True  # Linux: posix_fadvise drops the file's pages
+    # a bigger batch needs more memory, the weights do not change
+    assert measure_load(src, "cpu", batch_size=16, repeats=1)["memory_mb"] > m["memory_mb"]
+    with pytest.raises(ValueError):
+        measure_load(src, "cpu", repeats=0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_runner_loads_preloaded_weights_and_torchscript_bytes(tmp_path):
+    src = ModelSource("lokirl.runtime.models:tiny_cnn", {"depth": 2}, None, 16)
+    ref = Runner(src)
+    x = torch.rand(2, 3, 16, 16)
+    state = ref._module.state_dict()
+    assert torch.equal(Runner(src, preloaded=state).run(x), ref.run(x))  # not a fresh init
+    assert ref.weight_bytes == sum(t.numel() * 4 for t in state.values())
+    path = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.script(ref._module), path)
+    scripted = ModelSource(str(path), input_size=16)
+    assert torch.equal(Runner(scripted, preloaded=path.read_bytes()).run(x), ref.run(x))
+    m = measure_load(scripted, "cpu", batch_size=2, repeats=1)
+    assert m["load_disk_s"] > 0 and m["memory_mb"] > 0
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--slo-ms", "-5"], "--slo-ms: -5: the SLO must be a positive"),
+        (["--repeats", "0"], "--repeats: 0: must be at least 1"),
+        (["--worker-memory-mb", "0"], "--worker-memory-mb"),
+        (["--batch-sizes", "2,x"], "--batch-sizes"),
+        (["--variants", "ghost"], "--variants: ghost: not in the pipeline"),
+    ],
+)
+def test_bad_options_fail_before_profiling_or_writing(
+    option, words, tiny_pipeline, tmp_path, monkeypatch, capsys
+):
+    def boom(*args, **kwargs):
+        raise AssertionError("profiled despite a bad option")
+
+    monkeypatch.setattr("lokirl.runtime.profiler.profile_pipeline", boom)
+    out = tmp_path / "new" / "p.yaml"
+    argv = ["profile", "--pipeline", tiny_pipeline, "--in-process", "--out", str(out), *option]
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_profile_command_writes_load_times_and_worker_memory(tiny_pipeline, tmp_path, capsys):
+    out = tmp_path / "p.yaml"
+    argv = ["profile", "--pipeline", tiny_pipeline, "--in-process", "--out", str(out)]
+    argv += ["--variants", "det-small,cls-small", "--batch-sizes", "2", "--repeats", "1"]
+    assert main([*argv, "--load-repeats", "1", "--worker-memory-mb", "2048"]) == 0
+    assert "from host memory" in capsys.readouterr().out
+    p = pipeline_from_file(out)
+    assert p.accelerator_memory_mb == {"cpu": 2048.0}
+    assert all(v.memory_mb and v.load_time_host_s for v in p.variants())
 
 
 @pytest.mark.ray
@@ -39,9 +136,18 @@ def test_profile_through_actor(ray_local, tiny_pipeline):
     pipeline, names, sources = _setup(tiny_pipeline)
     lines = []
     measured = profile_pipeline(
-        pipeline, sources, [2], names, device="cpu", repeats=2, mode="actor", progress=lines.append
+        pipeline,
+        sources,
+        [2],
+        names,
+        device="cpu",
+        repeats=2,
+        mode="actor",
+        progress=lines.append,
+        load_repeats=1,
     )
     _check(measured, names)
-    assert len(lines) == 2 and "through the actor" in lines[0]
+    assert len(lines) == 4 and "through the actor" in lines[0] and "from disk" in lines[2]
+    assert measured["cls-small"]["memory_mb"] > 0
     with pytest.raises(ValueError):
         profile_pipeline(pipeline, sources, [2], names, device="cpu", mode="nope")
