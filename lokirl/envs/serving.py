@@ -16,6 +16,7 @@ from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.pipeline_config import load_pipeline
 from lokirl.core.plan import Plan
+from lokirl.core.reconfig import check_swap_mode
 from lokirl.envs.features import FeatureSpec, ForecastTracker, observe, to_decision
 from lokirl.forecast import make_forecaster
 from lokirl.sim import SimConfig, Simulation
@@ -72,6 +73,8 @@ class EnvConfig:
         fluid_dt: Time step of the fluid engine, seconds.
         fallback: A controller spec (e.g. ``trigger``) the policy may defer to with a
             fourth action kind; empty for none.
+        swap: How a worker changes variant in the simulator
+            (:data:`~lokirl.core.reconfig.SwapMode`: ``overlap``, ``stop`` or ``free``).
 
     """
 
@@ -101,8 +104,10 @@ class EnvConfig:
     engine: str = "simpy"
     fluid_dt: float = 0.05
     fallback: str = ""
+    swap: str = "overlap"
 
     def __post_init__(self) -> None:
+        check_swap_mode(self.swap)
         if self.engine not in ("simpy", "fluid"):
             raise ValueError(f"engine: must be 'simpy' or 'fluid', got {self.engine!r}")
         if not 0 < self.fluid_dt <= self.epoch_s:
@@ -270,6 +275,7 @@ class LokiServingEnv(gym.Env):
             epoch_s=self.config.epoch_s,
             solver_time=self.config.solver_time,
             allocator=self.alloc,
+            swap=check_swap_mode(self.config.swap),
         )
         if self.config.engine == "fluid":
             self.sim = FluidSimulation(
