@@ -6,6 +6,7 @@ import argparse
 import json
 
 from lokirl.commands.options import parse_range
+from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError
 
 DEFAULT_CONTROLLERS = (
@@ -81,6 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "hence the same arrivals); default: trigger if listed, else the first"
         ),
     )
+    p.add_argument(
+        "--swap",
+        default="overlap",
+        choices=SWAP_MODES,
+        help=f"how a worker changes variant in the simulator (default: overlap). {swap_help()}",
+    )
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
@@ -152,7 +159,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--reference", reference, "not one of --controllers", f"pick one of {controllers}"
         )
-    env = LokiServingEnv(pipeline=args.pipeline, workers=args.workers, forecaster=args.forecaster)
+    env = LokiServingEnv(
+        pipeline=args.pipeline,
+        workers=args.workers,
+        forecaster=args.forecaster,
+        swap=args.swap,
+    )
     traces = load_traces(args, env.hw_capacity)
     seeds = list(range(args.seeds))
     folder = run_dir("evaluate", "_".join(c.split(":")[0] for c in controllers)[:60])
@@ -184,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         "hw_capacity": env.hw_capacity,
         "rescale": args.rescale,
         "duration": args.duration,
+        "swap": args.swap,
         "reward_weights": vars(env.config.weights),
     }
     (folder / "comparison.json").write_text(json.dumps(data, indent=2))

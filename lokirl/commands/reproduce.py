@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lokirl.core.reconfig import SWAP_MODES, swap_help
+
 EPILOG = """\
 examples:
   lokirl reproduce --quick             # under a minute: one seed, coarse search, 10x traces
@@ -63,6 +65,7 @@ class Settings:
     demand_quantum: float = 5.0
     time_limit_s: float = 1.0
     workers: int = 20
+    swap: str = "overlap"
 
 
 FULL = Settings()
@@ -97,6 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         help="folder for tables.md, results.json and img/*.png (default: a new run folder)",
+    )
+    p.add_argument(
+        "--swap",
+        default="overlap",
+        choices=SWAP_MODES,
+        help=f"how a worker changes variant (default: overlap; Loki's own simulator: free). "
+        f"{swap_help()}",
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=run)
@@ -173,6 +183,7 @@ class Runner:
             demand_quantum=self.s.demand_quantum,
             initial_demand=initial,
             allocator=self.options,
+            swap=self.s.swap,
         )
 
     def simulate(self, controller: str, trace, seed: int, initial: float | None = None):
@@ -446,7 +457,7 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.tracking import run_dir
 
     base = QUICK if args.quick else FULL
-    settings = Settings(**{**asdict(base), "workers": args.workers})
+    settings = Settings(**{**asdict(base), "workers": args.workers, "swap": args.swap})
     out = args.out or run_dir("reproduce", "quick" if args.quick else "full")
     img = out / "img"
     img.mkdir(parents=True, exist_ok=True)

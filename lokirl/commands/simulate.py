@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from lokirl.commands.options import parse_range
+from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError, TraceError
 
 DEFAULT_TRACE = "diurnal_600s"
@@ -76,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--solver-time",
         default="model",
         help="'model' (deterministic per-phase cost), 'measured', or seconds (default: model)",
+    )
+    p.add_argument(
+        "--swap",
+        default="overlap",
+        choices=SWAP_MODES,
+        help=f"how a worker changes variant (default: overlap). {swap_help()}",
     )
     p.add_argument("--json", action="store_true", help="print the totals as JSON")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
@@ -158,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
     trace = load_trace_args(args)
     cluster = Cluster.homogeneous(pipeline, args.workers)
     config = SimConfig(
-        epoch_s=args.epoch, duration_s=args.duration, solver_time=_solver_time(args.solver_time)
+        epoch_s=args.epoch,
+        duration_s=args.duration,
+        solver_time=_solver_time(args.solver_time),
+        swap=args.swap,
     )
     results = []
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -190,7 +200,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({r.controller: r.totals() for r in results}, indent=2))
     else:
-        print_table(results, title=f"{pipeline.name} on {args.workers} workers, trace {trace.name}")
+        print_table(
+            results,
+            title=f"{pipeline.name} on {args.workers} workers, trace {trace.name}, "
+            f"swaps: {args.swap}",
+        )
         print(f"run folder: {folder}")
     return 0
 

@@ -88,3 +88,21 @@ def test_empty_trace_is_an_error(capsys, tmp_path):
     rc = main(["simulate", "--trace", str(path), "--no-mlflow"])
     assert rc == 2
     assert "no requests" in capsys.readouterr().err
+
+
+def test_simulate_swap_option_reaches_the_simulator(capsys, tmp_path):
+    import yaml
+
+    out = {}
+    for swap in ("stop", "free"):
+        argv = _quick("--controller", "loki", "--json", "--no-plots", "--swap", swap)
+        assert main(argv) == 0
+        out[swap] = json.loads(capsys.readouterr().out)["loki"]
+    folders = sorted((tmp_path / "runs").glob("simulate__*"))
+    swaps = {yaml.safe_load((f / "config.yaml").read_text())["sim"]["swap"] for f in folders}
+    assert swaps == {"stop", "free"}
+    # free swaps cost nothing: never more frames dropped than when workers stop to load
+    assert out["free"]["reconfigurations"] > 0
+    assert out["free"]["frame_violation_ratio"] <= out["stop"]["frame_violation_ratio"]
+    with pytest.raises(SystemExit):
+        main(_quick("--swap", "instant"))
