@@ -127,8 +127,41 @@ class EnvConfig:
         return cls(**d)
 
 
+def running_plan_signature(current: Plan | None, options: AllocatorOptions) -> tuple | None:
+    """What of the running plan a solve with ``options`` depends on, as a hashable key.
+
+    A cold solve without a churn term ignores the running plan (``None``). A warm
+    start (seeded from the running plan's groups and path shares, gated by its
+    phase, status and demand) or a churn term (changed workers versus the running
+    plan) depends on it: the signature is then the running plan's content (its
+    groups, path shares, demand, capacity, phase and status; not the solve's wall
+    time or messages), so that a memo never hands out a plan solved against
+    another running plan.
+
+    Args:
+        current: The running plan, if any.
+        options: The options of the solve.
+
+    """
+    if current is None or not (options.warm_start or options.churn_weight > 0):
+        return None
+    return (
+        current.phase,
+        current.status,
+        current.demand,
+        current.max_demand,
+        current.served_share,
+        current.groups,
+        tuple((p.groups, p.share) for p in current.paths),
+    )
+
+
 class _CachedPlanner:
-    """Solves through the allocator, caching plans by (rounded demand, running plan)."""
+    """Solves through the allocator, caching plans by (rounded demand, options, running plan).
+
+    The running plan is part of the key whenever the solve depends on it (warm
+    start or churn term): see :func:`running_plan_signature`.
+    """
 
     def __init__(self, quantum: float, size: int) -> None:
         self.quantum = quantum
@@ -151,10 +184,8 @@ class _CachedPlanner:
         current: Plan | None,
     ) -> Plan:
         demand = self._round(max(0.0, decision.demand))
-        sig = None
-        if current is not None and options.warm_start:
-            sig = tuple(sorted(current.replicas_by_accelerator().items()))
-        key = (demand, options.warm_start, options.churn_weight, sig)
+        sig = running_plan_signature(current, options)
+        key = (demand, options, sig)
         if self.quantum > 0 and key in self.cache:
             self.hits += 1
             self.cache.move_to_end(key)

@@ -166,3 +166,33 @@ def test_fallback_action_follows_the_fallback_controller():
     plain = LokiServingEnv(**SMALL)
     assert plain.action_space.nvec[0] == 3
     assert plain.features.size == e.features.size - 1
+
+
+def test_plan_cache_keys_the_running_plan_when_churn_depends_on_it():
+    from lokirl.core.allocator import AllocatorOptions, solve
+    from lokirl.core.controller import Decision
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.envs.serving import _CachedPlanner, running_plan_signature
+
+    p = load_pipeline("configs/pipelines/example.yaml")
+    c = Cluster.homogeneous(p, 6)
+    plain = AllocatorOptions(warm_start=False)
+    a, b = solve(p, c, 300.0, plain), solve(p, c, 400.0, plain)
+    assert a.replicas_by_accelerator() != b.replicas_by_accelerator()
+    # A cold solve with a churn term depends on the running plan: it stays near it.
+    churn = AllocatorOptions(warm_start=False, churn_weight=5.0)
+    planner = _CachedPlanner(quantum=0.05, size=16)
+    d = Decision(resolve=True, demand=300.0, warm_start=False)
+    from_a = planner.plan(p, c, d, churn, a)
+    from_b = planner.plan(p, c, d, churn, b)
+    assert planner.misses == 2 and planner.hits == 0
+    assert from_a.replicas_by_accelerator() == a.replicas_by_accelerator()
+    assert from_b.replicas_by_accelerator() == b.replicas_by_accelerator()
+    assert planner.plan(p, c, d, churn, a) is from_a and planner.hits == 1
+    # Warm solves depend on it too; a cold solve without churn does not.
+    assert running_plan_signature(a, AllocatorOptions(warm_start=True)) is not None
+    assert running_plan_signature(a, plain) is None
+    planner.plan(p, c, d, plain, a)
+    planner.plan(p, c, d, plain, b)
+    assert planner.misses == 3 and planner.hits == 2
