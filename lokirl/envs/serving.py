@@ -21,6 +21,7 @@ from lokirl.envs.features import FeatureSpec, ForecastTracker, observe, to_decis
 from lokirl.forecast import make_forecaster
 from lokirl.sim import SimConfig, Simulation
 from lokirl.sim.fluid import FluidSimulation
+from lokirl.sim.solving import running_plan_signature
 from lokirl.traces import as_rates, generate, rescale, resolve_trace, window
 from lokirl.traces.types import RateSeries
 
@@ -125,35 +126,6 @@ class EnvConfig:
         if isinstance(d.get("weights"), dict):
             d["weights"] = RewardWeights(**d["weights"])
         return cls(**d)
-
-
-def running_plan_signature(current: Plan | None, options: AllocatorOptions) -> tuple | None:
-    """What of the running plan a solve with ``options`` depends on, as a hashable key.
-
-    A cold solve without a churn term ignores the running plan (``None``). A warm
-    start (seeded from the running plan's groups and path shares, gated by its
-    phase, status and demand) or a churn term (changed workers versus the running
-    plan) depends on it: the signature is then the running plan's content (its
-    groups, path shares, demand, capacity, phase and status; not the solve's wall
-    time or messages), so that a memo never hands out a plan solved against
-    another running plan.
-
-    Args:
-        current: The running plan, if any.
-        options: The options of the solve.
-
-    """
-    if current is None or not (options.warm_start or options.churn_weight > 0):
-        return None
-    return (
-        current.phase,
-        current.status,
-        current.demand,
-        current.max_demand,
-        current.served_share,
-        current.groups,
-        tuple((p.groups, p.share) for p in current.paths),
-    )
 
 
 class _CachedPlanner:

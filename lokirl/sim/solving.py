@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lokirl.core.allocator import solve
+from lokirl.core.allocator import AllocatorOptions, solve
 from lokirl.core.controller import Decision
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
@@ -29,6 +29,35 @@ class Solved:
     plan: Plan
     wall_s: float
     delay_s: float
+
+
+def running_plan_signature(current: Plan | None, options: AllocatorOptions) -> tuple | None:
+    """What of the running plan a solve with ``options`` depends on, as a hashable key.
+
+    A cold solve without a churn term ignores the running plan (``None``). A warm
+    start (seeded from the running plan's groups and path shares, gated by its
+    phase, status and demand) or a churn term (changed workers versus the running
+    plan) depends on it: the signature is then the running plan's content (its
+    groups, path shares, demand, capacity, phase and status; not the solve's wall
+    time or messages), so that a memo never hands out a plan solved against
+    another running plan.
+
+    Args:
+        current: The running plan, if any.
+        options: The options of the solve.
+
+    """
+    if current is None or not (options.warm_start or options.churn_weight > 0):
+        return None
+    return (
+        current.phase,
+        current.status,
+        current.demand,
+        current.max_demand,
+        current.served_share,
+        current.groups,
+        tuple((p.groups, p.share) for p in current.paths),
+    )
 
 
 def solve_decision(
@@ -53,7 +82,8 @@ def solve_decision(
         current: The running plan (warm start, churn term), if any.
         planner: An object with a ``plan`` method used instead of the allocator.
         plan_cache: Memo of solves keyed by (planner, demand, options, running plan
-            when the solve depends on it); ``None``: no memo.
+            when the solve depends on it: :func:`running_plan_signature`); ``None``:
+            no memo.
 
     """
     opts = config.allocator
@@ -70,13 +100,11 @@ def solve_decision(
     has_planner = planner is not None and callable(getattr(planner, "plan", None))
     key = None
     if plan_cache is not None:
-        uses_current = opts.warm_start or opts.churn_weight > 0
-        cur = current.to_dict() if (uses_current and current is not None) else None
         key = (
             repr(planner) if has_planner else "solve",
             demand,
             opts,
-            None if cur is None else repr(sorted(cur.items())),
+            running_plan_signature(current, opts),
         )
     plan = plan_cache.get(key) if key is not None else None
     if plan is None:

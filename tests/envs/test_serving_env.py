@@ -173,7 +173,8 @@ def test_plan_cache_keys_the_running_plan_when_churn_depends_on_it():
     from lokirl.core.controller import Decision
     from lokirl.core.pipeline import Cluster
     from lokirl.core.pipeline_config import load_pipeline
-    from lokirl.envs.serving import _CachedPlanner, running_plan_signature
+    from lokirl.envs.serving import _CachedPlanner
+    from lokirl.sim.solving import running_plan_signature
 
     p = load_pipeline("configs/pipelines/example.yaml")
     c = Cluster.homogeneous(p, 6)

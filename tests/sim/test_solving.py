@@ -1,0 +1,47 @@
+"""solve_decision's memo: keyed by the running plan whenever the solve depends on it."""
+
+import pytest
+
+from lokirl.core.allocator import AllocatorOptions, solve
+from lokirl.core.controller import Decision
+from lokirl.core.pipeline import Cluster
+from lokirl.core.pipeline_config import load_pipeline
+from lokirl.sim import SimConfig
+from lokirl.sim.solving import running_plan_signature, solve_decision
+
+
+@pytest.fixture(scope="module")
+def example():
+    p = load_pipeline("configs/pipelines/example.yaml")
+    c = Cluster.homogeneous(p, 6)
+    cold = AllocatorOptions(warm_start=False)
+    return p, c, solve(p, c, 300.0, cold), solve(p, c, 400.0, cold)
+
+
+def test_signature_ignores_solve_metadata(example):
+    _, _, a, b = example
+    warm, churn = AllocatorOptions(warm_start=True), AllocatorOptions(churn_weight=1.0)
+    assert running_plan_signature(None, warm) is None
+    assert running_plan_signature(a, AllocatorOptions(warm_start=False)) is None
+    assert running_plan_signature(a, warm) != running_plan_signature(b, warm)
+    from dataclasses import replace
+
+    again = replace(a, solve_time_s=a.solve_time_s + 1.0, message="other")
+    assert running_plan_signature(again, churn) == running_plan_signature(a, churn)
+    hash(running_plan_signature(a, churn))
+
+
+def test_cold_churn_solves_are_not_shared_between_running_plans(example):
+    p, c, a, b = example
+    cfg = SimConfig(allocator=AllocatorOptions(warm_start=False))
+    d = Decision(resolve=True, demand=300.0, warm_start=False, churn_weight=5.0)
+    memo: dict = {}
+    from_a = solve_decision(p, c, cfg, d, a, plan_cache=memo).plan
+    from_b = solve_decision(p, c, cfg, d, b, plan_cache=memo).plan
+    assert len(memo) == 2
+    assert from_a.replicas_by_accelerator() == a.replicas_by_accelerator()
+    assert from_b.replicas_by_accelerator() == b.replicas_by_accelerator()
+    plain = Decision(resolve=True, demand=300.0, warm_start=False, churn_weight=0.0)
+    solve_decision(p, c, cfg, plain, a, plan_cache=memo)
+    solve_decision(p, c, cfg, plain, b, plan_cache=memo)
+    assert len(memo) == 3  # without churn the running plan does not matter
