@@ -1,10 +1,13 @@
 """Regenerate the built-in pipeline YAML files from the packaged profile data.
 
 Run from the repository root: ``python scripts/build_builtin_pipelines.py``.
-Reads ``lokirl/data/profiles/{loki,proteus}`` and writes
-``lokirl/data/pipelines/*.yaml``. Latencies are the profiles' medians (50th
-percentile); load times are estimates (see LOAD_TIME_NOTE) until measured with
-``lokirl profile``.
+Reads ``lokirl/data/profiles/{loki,proteus}`` and writes the GPU pipelines
+``lokirl/data/pipelines/{traffic_analysis,social_media,detect_classify_hetero}.yaml``
+(the CPU demo ``traffic_analysis_cpu.yaml`` is written by ``lokirl profile``).
+Latencies are the profiles' medians (50th percentile). The profiles carry no load
+times or memory, so those are *estimates* from each model's published parameter
+count and the constants below, labelled as such in every variant's
+``load_source``; ``lokirl profile`` (or ``benchmarks/gpu_check.sh``) measures them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "lokirl" / "data" / "profiles"
 OUT = ROOT / "lokirl" / "data" / "pipelines"
 BATCHES = tuple(range(1, 65))  # every profiled batch size (the allocator uses powers of two)
+PLANNED_BATCHES = (1, 2, 4, 8, 16, 32, 64)  # lokirl.core.pipeline.DEFAULT_BATCH_SIZES
 
-# Parameter counts in millions (published model cards); used only for load-time estimates.
+# Parameter counts in millions (published model cards: ultralytics YOLOv5 v6.0; Tan & Le
+# 2019 EfficientNet, ImageNet heads; VGG-11/13/16/19 with a 2-class head for the
+# genderNet_<depth> variants and Levi & Hassner 2015 for genderNet; OpenAI CLIP
+# image + text towers).
 PARAMS_M = {
     "yolov5n": 1.9,
     "yolov5s": 7.2,
@@ -45,11 +52,112 @@ PARAMS_M = {
     "clip-vit-large-patch14": 428.0,
     "clip-vit-large-patch14-336": 428.0,
 }
-LOAD_TIME_NOTE = "load_time_s estimated as 0.3 s + 20 ms per million parameters (not measured)"
+
+# ---------------------------------------------------------------- load-time and memory model
+# Not measured on a GPU. load_time_s (a swap: weights read from disk, copied to the GPU,
+# session ready) = INIT_S + weights_MB / DISK_READ_MBPS + weights_MB / H2D_MBPS;
+# load_time_host_s (weights already in host memory) = INIT_S + weights_MB / H2D_MBPS.
+BYTES_PER_PARAM = 4  # fp32 weights
+INIT_S = 0.2  # session creation + one warm-up batch in a worker whose CUDA context exists
+DISK_READ_MBPS = 2000.0  # NVMe sequential read, ~2 GB/s
+H2D_MBPS = 10000.0  # PCIe 3.0 x16 effective host-to-device copy, ~10 GB/s (GTX 1080 Ti host)
+# memory_mb (MiB) = weights + WORKSPACE_MIB + ACTIVATION_MIB[model] x planned batch, where
+# the planned batch is the largest of PLANNED_BATCHES whose latency fits in SLO/2 (the
+# allocator's default budget) on any GPU type of the pipeline.
+WORKSPACE_MIB = 256.0  # ONNX Runtime CUDA arena growth + cuDNN workspace, per loaded variant
+# Peak live activations per sample in MiB, fp32, at the model's usual input resolution.
+# yolov5 (640x640) and efficientnet (native: b0 224, b1 240, b2 260, b3 300, b4 380, b5 456,
+# b6 528, b7 600): measured on CPU with lokirl's own architectures (lokirl.runtime.models,
+# torch-profiler peak of a batch-1 forward; it doubles at batch 2). VGG (224x224, about two
+# 64x224x224 maps live), genderNet (Levi & Hassner, 227x227) and CLIP ViT (224 or 336):
+# about twice the largest intermediate tensor, computed by hand.
+ACTIVATION_MIB = {
+    "yolov5n": 26.3,
+    "yolov5s": 36.3,
+    "yolov5m": 47.0,
+    "yolov5l": 62.8,
+    "yolov5x": 78.6,
+    "efficientnet-b0": 15.9,
+    "efficientnet-b1": 18.2,
+    "efficientnet-b2": 21.3,
+    "efficientnet-b3": 42.6,
+    "efficientnet-b4": 68.2,
+    "efficientnet-b5": 98.1,
+    "efficientnet-b6": 175.2,
+    "efficientnet-b7": 226.1,
+    "genderNet": 3.0,  # conv1: 96 x 56 x 56 maps (1.2 MB) and its normalised copy
+    "genderNet_11": 25.0,  # VGG: two 64 x 224 x 224 fp32 maps (12.3 MiB each)
+    "genderNet_13": 25.0,
+    "genderNet_16": 25.0,
+    "genderNet_19": 25.0,
+    "clip-vit-base-patch32": 2.0,  # 50 tokens: MLP hidden 50 x 3072
+    "clip-vit-base-patch16": 6.0,  # 197 tokens: MLP hidden 197 x 3072, attention 12 x 197^2
+    "clip-vit-large-patch14": 16.0,  # 257 tokens: MLP 257 x 4096, attention 16 x 257^2
+    "clip-vit-large-patch14-336": 45.0,  # 577 tokens: attention 16 x 577^2 (20 MiB)
+}
+# Memory of one worker per accelerator type (MiB): the GPU each profile was taken on. Loki
+# profiled on a GTX 1080 Ti (11 GiB); Proteus's "pascal" is its GTX 1080 Ti and its
+# "ampere" a Tesla V100 (its profiling script relabels v100 as onnxruntime_gpu_ampere;
+# the 16 GiB model assumed). The CUDA context (a few hundred MiB) is not subtracted. The
+# Proteus "cpu" type has unknown memory and is left out.
+DEVICE_MEMORY_MIB = {"gtx1080ti": 11264.0, "v100": 16384.0}
+MIB = 2.0**20
+LOAD_TIME_NOTE = (
+    "load times and memory are estimates from published parameter counts (each variant's "
+    "load_source; not measured on a GPU)"
+)
+SLO_MS = 250.0  # Loki's pipelines
+HETERO_SLO_MS = 500.0
+
+
+def weights_mb(name: str) -> float:
+    """fp32 weight size in MB (10^6 bytes)."""
+    return PARAMS_M[name] * BYTES_PER_PARAM
 
 
 def load_time(name: str) -> float:
-    return round(0.3 + 0.02 * PARAMS_M[name], 3)
+    """Estimated cold load (from disk) in seconds."""
+    w = weights_mb(name)
+    return round(INIT_S + w / DISK_READ_MBPS + w / H2D_MBPS, 3)
+
+
+def load_time_host(name: str) -> float:
+    """Estimated load with the weights already in host memory, in seconds."""
+    return round(INIT_S + weights_mb(name) / H2D_MBPS, 3)
+
+
+def planned_batch(tables: dict[str, dict[int, float]], slo_ms: float) -> int:
+    """Largest planned batch whose latency fits in SLO/2 on any of the given tables."""
+    fits = [
+        b
+        for table in tables.values()
+        for b in PLANNED_BATCHES
+        if b in table and table[b] <= slo_ms / 2
+    ]
+    return max(fits, default=1)
+
+
+def memory_mib(name: str, batch: int) -> float:
+    """Estimated GPU memory in MiB of the loaded variant at ``batch``."""
+    weights = weights_mb(name) * 1e6 / MIB
+    return round(weights + WORKSPACE_MIB + ACTIVATION_MIB[name] * batch, 1)
+
+
+def load_fields(name: str, tables: dict[str, dict[int, float]], slo_ms: float) -> dict:
+    """load_time_s, load_time_host_s, memory_mb and load_source of a GPU variant."""
+    batch = planned_batch(tables, slo_ms)
+    return {
+        "load_time_s": load_time(name),
+        "load_time_host_s": load_time_host(name),
+        "memory_mb": memory_mib(name, batch),
+        "load_source": (
+            f"estimate: weights {weights_mb(name):.0f} MB ({PARAMS_M[name]:g} M fp32 params) "
+            f"read at {DISK_READ_MBPS / 1000:g} GB/s from disk and copied at "
+            f"{H2D_MBPS / 1000:g} GB/s host-to-device + {INIT_S:g} s init; memory = weights "
+            f"+ {WORKSPACE_MIB:g} MiB workspace + {ACTIVATION_MIB[name]:g} MiB activations "
+            f"x batch {batch} (not measured on a GPU)"
+        ),
+    }
 
 
 def loki_latency() -> dict[str, dict[int, float]]:
@@ -86,7 +194,7 @@ def loki_branching() -> dict[str, dict[str, float]]:
 
 
 def variant(name, acc, lat, branching=None):
-    v = {"name": name, "accuracy": acc, "load_time_s": load_time(name)}
+    v = {"name": name, "accuracy": acc, **load_fields(name, {"gpu": lat[name]}, SLO_MS)}
     if branching:
         v["branching"] = branching
     v["latency_ms"] = {"gpu": dict(sorted(lat[name].items()))}
@@ -108,7 +216,8 @@ def traffic_analysis() -> dict:
             "(COCO mAP n 28.0, s 37.4, m 45.4, l 49.0, x 50.7); efficientnet-b7 dropped "
             f"(no latency rows); {LOAD_TIME_NOTE}."
         ),
-        "slo_ms": 250,
+        "slo_ms": int(SLO_MS),
+        "accelerator_memory_mb": {"gpu": DEVICE_MEMORY_MIB["gtx1080ti"]},
         "tasks": [
             {
                 "name": "object_detection",
@@ -138,7 +247,8 @@ def social_media() -> dict:
             "captioner (two roots; Loki's pass-through source and sink are left out). "
             f"Profiles: Loki (HPDC 2024) median latencies, GTX 1080 Ti; {LOAD_TIME_NOTE}."
         ),
-        "slo_ms": 250,
+        "slo_ms": int(SLO_MS),
+        "accelerator_memory_mb": {"gpu": DEVICE_MEMORY_MIB["gtx1080ti"]},
         "tasks": [
             {"name": "object_detection", "variants": [variant(n, a, lat) for n, a in det.items()]},
             {"name": "image_captioning", "variants": [variant(n, a, lat) for n, a in cap.items()]},
@@ -164,7 +274,8 @@ def hetero() -> dict:
     br = loki_branching()
 
     def v(name, branching=None):
-        out = {"name": name, "accuracy": acc[name], "load_time_s": load_time(name)}
+        gpu_tables = {a: lat[name][a] for a in ("pascal", "ampere") if a in lat[name]}
+        out = {"name": name, "accuracy": acc[name], **load_fields(name, gpu_tables, HETERO_SLO_MS)}
         if branching:
             out["branching"] = branching
         out["latency_ms"] = {a: dict(sorted(t.items())) for a, t in lat[name].items()}
@@ -186,7 +297,11 @@ def hetero() -> dict:
             "(Proteus, ASPLOS 2024, median latencies; accuracies from its normalised column). "
             f"Branching: Loki's car share of detected objects; {LOAD_TIME_NOTE}."
         ),
-        "slo_ms": 500,
+        "slo_ms": int(HETERO_SLO_MS),
+        "accelerator_memory_mb": {
+            "pascal": DEVICE_MEMORY_MIB["gtx1080ti"],
+            "ampere": DEVICE_MEMORY_MIB["v100"],
+        },
         "tasks": [
             {
                 "name": "object_detection",
@@ -208,6 +323,8 @@ yaml.SafeDumper.add_representer(
 
 
 def dump(spec: dict) -> str:
+    if "accelerator_memory_mb" in spec:
+        spec["accelerator_memory_mb"] = _Flow(spec["accelerator_memory_mb"])
     for task in spec["tasks"]:
         for v in task["variants"]:
             v["latency_ms"] = {a: _Flow(t) for a, t in v["latency_ms"].items()}

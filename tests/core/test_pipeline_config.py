@@ -187,3 +187,41 @@ def test_bad_accelerator_memory_rejected():
     # 11 (GB, not MiB) is smaller than a variant: the units hint names the mistake
     e = _bad(lambda d: _with_memory(d, det=(600, None), gpu=11))
     assert e.field == "accelerator_memory_mb.gpu" and "d_big" in e.problem and "MiB" in e.fix
+
+
+def test_builtins_say_where_load_times_and_memory_come_from():
+    for name in builtin_pipelines():
+        p = load_pipeline(name)
+        for v in p.variants():
+            assert v.load_source.startswith(("measured:", "estimate:")), (name, v.name)
+            assert v.memory_mb and v.memory_mb > 0 and v.load_time_host_s is not None
+            assert v.load_time_host_s <= v.load_time_s or v.load_source.startswith("measured")
+    ta = load_pipeline("traffic_analysis")
+    assert ta.accelerator_memory_mb == {"gpu": 11264.0}
+    x = ta.variant("yolov5x")  # 86.7 M fp32 params = 346.8 MB
+    assert x.load_time_s == pytest.approx(0.2 + 346.8 / 2000 + 346.8 / 10000, abs=1e-3)
+    assert x.load_time_host_s == pytest.approx(0.2 + 346.8 / 10000, abs=1e-3)
+    assert "not measured on a GPU" in x.load_source
+    assert ta.fits("gpu", ["yolov5x", "yolov5l"]) is True
+    het = load_pipeline("detect_classify_hetero")
+    assert het.accelerator_memory_mb == {"pascal": 11264.0, "ampere": 16384.0}
+    assert het.fits("cpu", ["yolov5n"]) is None  # the Proteus CPU host's memory is unknown
+    cpu = load_pipeline("traffic_analysis_cpu")
+    assert all(v.load_source.startswith("measured: cpu") for v in cpu.variants())
+    assert cpu.fits("cpu", ["yolov5s", "yolov5n"]) is None
+
+
+def test_build_script_reproduces_the_shipped_gpu_pipelines():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "build_builtin_pipelines", root / "scripts" / "build_builtin_pipelines.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for make in (script.traffic_analysis, script.social_media, script.hetero):
+        spec_dict = make()
+        shipped = (script.OUT / f"{spec_dict['name']}.yaml").read_text()
+        assert shipped.endswith(script.dump(spec_dict)), spec_dict["name"]
