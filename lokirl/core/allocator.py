@@ -2,8 +2,9 @@
 
 ``plan = solve(pipeline, cluster, demand, options, current)`` is a pure function.
 
-Formulation (lokirl's reading of Loki, HPDC 2024). A *config* is a variant on an
-accelerator type at a batch size; its replicas ``x_c`` are integers and each serves
+Formulation (lokirl's reading of Loki, HPDC 2024; the model itself is written in
+:mod:`lokirl.core.allocation_model`). A *config* is a variant on an accelerator type
+at a batch size; its replicas ``x_c`` are integers and each serves
 ``thr_c = b / L_c(b)`` requests per second. Linearising the replica x batch-size
 choice this way (a variant may run at two batch sizes on different workers) removes
 Loki's binary batch variables and their big-M constraints. A *chain* is a sequence
@@ -23,8 +24,18 @@ Phases: (1) *hardware scaling* — only each task's most accurate variant, ``s =
 minimise workers; (2) *accuracy scaling* — all variants, ``s = 1``, maximise the
 frame-weighted path accuracy (mean over leaf branches); (3) *partial* — maximise
 ``s`` (then accuracy). A churn term penalises workers whose variant changes from
-the running plan; the running plan seeds the solver (warm start). Every solve has
-a time limit and reports ``optimal`` only when the solver proved it.
+the running plan; the running plan seeds the solver (warm start).
+
+Solve path (the default, ``formulation="tight"``): the model carries integer
+aggregate columns (replicas per variant and per task) that branch and bound
+branches on; it is built as arrays and solved by HiGHS in process: LP relaxation,
+a fractional dive for an incumbent (proven optimal when within the gap of the LP
+bound), then branch and bound from it (:mod:`lokirl.core.milp`); CBC solves the
+same model through PuLP. ``formulation="reference"`` solves the plain PuLP
+formulation (:mod:`lokirl.core.allocator_reference`), kept for tests. Every solve
+is bounded by wall time (live serving) or, with ``deterministic=True``, by work
+(a node limit, one thread, no clock anywhere): the same inputs then give the same
+plan on every run. A solve reports ``optimal`` only when the gap was proven.
 """
 
 from __future__ import annotations
@@ -32,11 +43,18 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-import pulp
-
+from lokirl.core.allocation_model import Structure as _Structure
+from lokirl.core.allocation_model import (
+    build_model,
+    decode,
+    lp_max_share,
+    start_from_plan,
+    structure,
+)
+from lokirl.core.milp import MilpLimits, solve_milp
 from lokirl.core.pipeline import DEFAULT_BATCH_SIZES, Cluster, Pipeline, Variant
 from lokirl.core.plan import PathShare, Phase, Plan, Status, WorkerGroup
 
@@ -50,8 +68,10 @@ class AllocatorOptions:
     """Options of :func:`solve`.
 
     Attributes:
-        solver: ``"cbc"`` (default) or ``"highs"``.
-        time_limit_s: Wall-time limit for all phases together.
+        solver: ``"highs"`` (default: in process, the faster on
+            ``benchmarks/bench_allocator.py``) or ``"cbc"`` (through PuLP).
+        time_limit_s: Wall-time limit for all phases together (ignored when
+            ``deterministic``).
         latency_budget: Fraction of the SLO the sum of batch latencies along a path
             must fit in (Loki: 0.5).
         accuracy_model: ``"multiplicative"`` or ``"e2e"`` (measured table where present).
@@ -78,10 +98,18 @@ class AllocatorOptions:
         batch_sizes: Batch sizes a plan may configure (profiles may list more; the
             simulator and the runtime use the full profile for partial batches).
             ``None`` allows every profiled size.
+        deterministic: Bound each solve by work (``max_nodes`` of branch and bound,
+            one thread) instead of wall time, so that the same inputs give the same
+            plan on every run and machine load; evaluations and tests use it. Wall
+            time stays for live serving.
+        max_nodes: Branch-and-bound node limit per phase (all modes).
+        formulation: ``"tight"`` (default: the aggregate-column model solved by
+            :mod:`lokirl.core.milp`) or ``"reference"`` (the plain PuLP model of
+            :mod:`lokirl.core.allocator_reference`, slower; for tests).
 
     """
 
-    solver: SolverName = "cbc"
+    solver: SolverName = "highs"
     time_limit_s: float = 10.0
     latency_budget: float = 0.5
     accuracy_model: Literal["multiplicative", "e2e"] = "multiplicative"
@@ -95,160 +123,23 @@ class AllocatorOptions:
     gap_rel: float = 1e-3
     threads: int = 1
     batch_sizes: tuple[int, ...] | None = DEFAULT_BATCH_SIZES
+    deterministic: bool = False
+    max_nodes: int = 20_000
+    formulation: Literal["tight", "reference"] = "tight"
 
     def __post_init__(self) -> None:
         if self.solver not in ("cbc", "highs"):
             raise ValueError(f"unknown solver {self.solver!r}: use 'cbc' or 'highs'")
+        if self.formulation not in ("tight", "reference"):
+            raise ValueError(
+                f"unknown formulation {self.formulation!r}: use 'tight' or 'reference'"
+            )
+        if self.max_nodes < 1:
+            raise ValueError("max_nodes must be at least 1")
         if not 0 < self.latency_budget <= 1:
             raise ValueError("latency_budget must be in (0, 1]")
         if self.time_limit_s <= 0:
             raise ValueError("time_limit_s must be positive")
-
-
-@dataclass(frozen=True)
-class Config:
-    """A variant on an accelerator type at a batch size."""
-
-    task: str
-    variant: Variant
-    accelerator: str
-    batch_size: int
-    latency_ms: float
-    throughput: float
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        """(variant, accelerator, batch size)."""
-        return (self.variant.name, self.accelerator, self.batch_size)
-
-
-@dataclass
-class _Chain:
-    configs: tuple[int, ...]  # indices into the config list
-    latency_ms: float
-    mult: float  # load per unit of root demand at the last config
-    children: dict[str, list[int]] = field(default_factory=dict)  # child task -> chain ids
-    leaf: bool = False
-    accuracy: float = 0.0  # path accuracy (0-1) for leaf chains
-
-
-class _Structure:
-    """Configs and latency-feasible chains of a pipeline on a cluster."""
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        cluster: Cluster,
-        options: AllocatorOptions,
-        best_only: bool,
-        allowed: frozenset[str] | None = None,
-    ) -> None:
-        self.pipeline = pipeline
-        budget = options.latency_budget * pipeline.slo_ms
-        self.configs: list[Config] = []
-        by_task: dict[str, list[int]] = defaultdict(list)
-        for task in pipeline.tasks:
-            variants = task.variants
-            if best_only:
-                # The most accurate variant that can be served within the budget at all.
-                servable = [
-                    v
-                    for v in variants
-                    if any(
-                        cluster.workers.get(a, 0) > 0
-                        and v.latency(a, v.batch_sizes(a)[0]) <= budget
-                        for a in v.accelerators
-                    )
-                ]
-                variants = tuple(servable[:1])
-            if allowed is not None:
-                variants = tuple(v for v in variants if v.name in allowed)
-            for v in variants:
-                for accel in v.accelerators:
-                    if cluster.workers.get(accel, 0) <= 0:
-                        continue
-                    cands = [
-                        (b, v.latency(accel, b), v.throughput(accel, b))
-                        for b in v.batch_sizes(accel)
-                        if v.latency(accel, b) <= budget
-                        and (options.batch_sizes is None or b in options.batch_sizes)
-                    ]
-                    for b, lat, thr in cands:
-                        # Drop batch sizes dominated by one with lower latency and higher throughput.
-                        if any(
-                            (l2 <= lat and t2 >= thr) and (l2 < lat or t2 > thr)
-                            for _, l2, t2 in cands
-                        ):
-                            continue
-                        by_task[task.name].append(len(self.configs))
-                        self.configs.append(Config(task.name, v, accel, b, lat, thr))
-        self.by_task = dict(by_task)
-        # Minimum latency needed below each task (the slowest of its child branches).
-        need: dict[str, float] = {}
-        for task in reversed(pipeline.tasks):
-            below = [
-                min((self.configs[i].latency_ms for i in by_task.get(c, [])), default=math.inf)
-                + need[c]
-                for c in task.children
-            ]
-            need[task.name] = max(below, default=0.0)
-        self.chains: list[_Chain] = []
-        self.root_chains: dict[str, list[int]] = defaultdict(list)
-        self.chains_at: dict[int, list[int]] = defaultdict(list)
-        leaves = pipeline.leaves
-        self.leaf_weight = 1.0 / len(leaves)
-        for root in pipeline.roots:
-            for ci in by_task.get(root, []):
-                cid = self._grow((ci,), self.configs[ci].latency_ms, 1.0, budget, need, options)
-                if cid is not None:
-                    self.root_chains[root].append(cid)
-
-    def _grow(
-        self,
-        configs: tuple[int, ...],
-        latency: float,
-        mult: float,
-        budget: float,
-        need: dict[str, float],
-        options: AllocatorOptions,
-    ) -> int | None:
-        last = self.configs[configs[-1]]
-        task = self.pipeline.task(last.task)
-        if latency + need[task.name] > budget + _EPS:
-            return None
-        chain = _Chain(configs, latency, mult)
-        cid = len(self.chains)
-        self.chains.append(chain)
-        self.chains_at[configs[-1]].append(cid)
-        if not task.children:
-            chain.leaf = True
-            names = tuple(self.configs[i].variant.name for i in configs)
-            chain.accuracy = self.pipeline.path_accuracy(names, options.accuracy_model) / 100.0
-            return cid
-        for child in task.children:
-            m = mult * last.variant.branching.get(child, 1.0)
-            kids = []
-            for ci in self.by_task.get(child, []):
-                k = self._grow(
-                    configs + (ci,), latency + self.configs[ci].latency_ms, m, budget, need, options
-                )
-                if k is not None:
-                    kids.append(k)
-            if not kids:
-                # No feasible continuation: discard this chain (and what it registered).
-                self._truncate(cid)
-                return None
-            chain.children[child] = kids
-        return cid
-
-    def _truncate(self, cid: int) -> None:
-        # Chains are appended depth first: everything from ``cid`` on descends from it.
-        for q in range(cid, len(self.chains)):
-            self.chains_at[self.chains[q].configs[-1]].remove(q)
-        del self.chains[cid:]
-
-    def feasible(self) -> bool:
-        return all(self.root_chains.get(r) for r in self.pipeline.roots)
 
 
 _banner_done = False
@@ -276,46 +167,6 @@ def _silence_highs_banner() -> None:
         os.close(saved)
 
 
-class _HiGHSWarm(pulp.HiGHS):
-    """pulp's HiGHS interface with a MIP start taken from the variables' initial values."""
-
-    def callSolver(self, lp: pulp.LpProblem) -> None:  # noqa: N802 (pulp's name)
-        if self.optionsDict.get("warm_start_values"):
-            import highspy
-
-            values = [0.0] * lp.solverModel.getNumCol()
-            for var in lp.variables():
-                if var.varValue is not None:
-                    values[var.index] = float(var.varValue)
-            sol = highspy.HighsSolution()
-            sol.col_value = values
-            sol.value_valid = True
-            lp.solverModel.setSolution(sol)
-        lp.solverModel.run()
-
-    def createAndConfigureSolver(self, lp: pulp.LpProblem) -> None:  # noqa: N802
-        warm = self.optionsDict.pop("warm_start_values", False)
-        super().createAndConfigureSolver(lp)
-        self.optionsDict["warm_start_values"] = warm
-
-
-def _make_solver(options: AllocatorOptions, time_limit: float, warm: bool) -> pulp.LpSolver:
-    if options.solver == "highs":
-        solver = _HiGHSWarm(
-            msg=False, timeLimit=time_limit, gapRel=options.gap_rel, threads=options.threads
-        )
-        solver.optionsDict["warm_start_values"] = warm
-        solver.optionsDict["random_seed"] = 0
-        return solver
-    return pulp.PULP_CBC_CMD(
-        msg=False,
-        timeLimit=time_limit,
-        gapRel=options.gap_rel,
-        warmStart=warm,
-        threads=options.threads,
-    )
-
-
 @dataclass
 class _Outcome:
     status: Status | None  # None: no solution
@@ -335,153 +186,27 @@ def _build_and_solve(
     current: Plan | None,
     box: dict[tuple[str, str, int], int] | None = None,
 ) -> _Outcome:
-    """Build the MILP for ``phase`` over structure ``st`` and solve it.
+    """Build the MILP for ``phase`` over structure ``st`` and solve it."""
+    if options.formulation == "reference":
+        from lokirl.core.allocator_reference import build_and_solve_reference
 
-    ``box`` maps config keys to the running plan's replicas; when given, every
-    config's replicas stay within ``options.warm_radius`` of it (0 for absent keys).
-    """
-    sense = pulp.LpMinimize if phase == "hardware" else pulp.LpMaximize
-    prob = pulp.LpProblem(f"lokirl_{phase}", sense)
-    configs, chains = st.configs, st.chains
-    # Tight bounds on replicas: enough for the heaviest load the config could see.
-    max_mult: dict[int, float] = defaultdict(float)
-    for ch in chains:
-        max_mult[ch.configs[-1]] = max(max_mult[ch.configs[-1]], ch.mult)
-    x: dict[int, pulp.LpVariable] = {}
-    for i, c in enumerate(configs):
-        if i not in max_mult:
-            continue
-        need = math.ceil(demand * max_mult[i] / c.throughput - _EPS) if demand > 0 else 0
-        ub = min(cluster.workers[c.accelerator], max(need, options.min_replicas_per_task))
-        lb = 0
-        if box is not None and options.warm_radius is not None:
-            old = box.get(c.key, 0)
-            lb = min(ub, max(0, old - options.warm_radius))
-            ub = min(ub, old + options.warm_radius)
-        x[i] = pulp.LpVariable(f"x{i}", lowBound=lb, upBound=ub, cat=pulp.LpInteger)
-    f = {q: pulp.LpVariable(f"f{q}", lowBound=0, upBound=1) for q in range(len(chains))}
-    s = pulp.LpVariable("s", lowBound=0, upBound=1) if phase == "partial" else 1.0
-
-    for root in st.pipeline.roots:
-        prob += pulp.lpSum(f[q] for q in st.root_chains[root]) == s, f"served_{root}"
-    for q, ch in enumerate(chains):
-        for child, kids in ch.children.items():
-            prob += pulp.lpSum(f[k] for k in kids) == f[q], f"flow_{q}_{child}"
-    for i in x:
-        load = pulp.lpSum(chains[q].mult * demand * f[q] for q in st.chains_at[i])
-        prob += load <= configs[i].throughput * x[i], f"cap_{i}"
-        # No flow through a config without replicas, even when the demand is ~0.
-        prob += pulp.lpSum(f[q] for q in st.chains_at[i]) <= x[i], f"link_{i}"
-    for accel, n in cluster.workers.items():
-        on = [x[i] for i in x if configs[i].accelerator == accel]
-        if on:
-            prob += pulp.lpSum(on) <= n, f"workers_{accel}"
-    if options.min_replicas_per_task > 0 and cluster.total >= options.min_replicas_per_task * len(
-        st.pipeline.tasks
-    ):
-        for task, idx in st.by_task.items():
-            prob += (
-                pulp.lpSum(x[i] for i in idx if i in x) >= options.min_replicas_per_task,
-                f"min_{task}",
-            )
-
-    # Churn: workers whose variant (on an accelerator) differs from the running plan.
-    churn = 0
-    if options.churn_weight > 0 and current is not None:
-        old = current.replicas_by_accelerator()
-        per_va: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i in x:
-            per_va[(configs[i].variant.name, configs[i].accelerator)].append(i)
-        terms = []
-        for key in set(per_va) | set(old):
-            d = pulp.LpVariable(f"d_{len(terms)}", lowBound=0)
-            total = pulp.lpSum(x[i] for i in per_va.get(key, []))
-            prob += d >= total - old.get(key, 0)
-            prob += d >= old.get(key, 0) - total
-            terms.append(d)
-        churn = 0.5 * pulp.lpSum(terms)
-
-    workers = pulp.lpSum(x.values())
-    if phase == "hardware":
-        prob += workers + options.churn_weight * churn
-    else:
-        acc = pulp.lpSum(st.leaf_weight * chains[q].accuracy * f[q] for q in f if chains[q].leaf)
-        obj = 100.0 * acc - options.worker_weight * workers - options.churn_weight * churn
-        if phase == "partial":
-            obj = 1000.0 * s + obj
-        prob += obj
-
-    warm = False
-    if options.warm_start and current is not None:
-        warm = _seed(prob, st, x, f, current)
-    solver = _make_solver(options, max(time_limit, 0.05), warm)
-    try:
-        prob.solve(solver)
-    except pulp.PulpSolverError:
+        limit = 3600.0 if options.deterministic else time_limit
+        return build_and_solve_reference(st, cluster, demand, options, phase, limit, current, box)
+    model, cols = build_model(st, cluster, demand, options, phase, current, box)
+    start = None
+    if options.warm_start and current is not None and current.groups:
+        start = start_from_plan(st, model, cols, current)
+    limits = MilpLimits(
+        gap_rel=options.gap_rel,
+        time_limit_s=None if options.deterministic else max(time_limit, 0.05),
+        max_nodes=options.max_nodes,
+        threads=1 if options.deterministic else options.threads,
+    )
+    res = solve_milp(model, options.solver, limits, start)
+    if res.status is None:
         return _Outcome(None, {}, {}, 0.0, 0.0)
-    if prob.sol_status == pulp.LpSolutionOptimal:
-        status: Status | None = "optimal"
-    elif prob.sol_status == pulp.LpSolutionIntegerFeasible:
-        status = "feasible"
-    else:
-        return _Outcome(None, {}, {}, 0.0, 0.0)
-    xs = {i: int(round(v.varValue or 0)) for i, v in x.items()}
-    fs = {q: max(0.0, v.varValue or 0.0) for q, v in f.items()}
-    sv = float(s.varValue) if isinstance(s, pulp.LpVariable) else 1.0
-    return _Outcome(status, xs, fs, sv, float(pulp.value(prob.objective) or 0.0))
-
-
-def _seed(
-    prob: pulp.LpProblem,
-    st: _Structure,
-    x: dict[int, pulp.LpVariable],
-    f: dict[int, pulp.LpVariable],
-    current: Plan,
-) -> bool:
-    """Set initial values from the running plan; returns whether anything was set.
-
-    Values are clamped to each variable's bounds; a seed that pulp refuses is
-    dropped (the solve then runs cold) rather than failing the solve.
-    """
-
-    def clamp(var: pulp.LpVariable, value: float) -> float:
-        lo = var.lowBound if var.lowBound is not None else value
-        hi = var.upBound if var.upBound is not None else value
-        return min(max(value, lo), hi)
-
-    index = {c.key: i for i, c in enumerate(st.configs)}
-    seeded = False
-    try:
-        for g in current.groups:
-            i = index.get(g.key)
-            if i is not None and i in x:
-                x[i].setInitialValue(clamp(x[i], g.replicas))
-                seeded = True
-        for var in x.values():
-            if var.varValue is None:
-                var.setInitialValue(clamp(var, 0))
-        chain_index = {
-            tuple(st.configs[i].key for i in ch.configs): q for q, ch in enumerate(st.chains)
-        }
-        # Frames through a prefix: the largest sum over its leaf branches.
-        per_branch: dict[tuple[int, str | None], float] = defaultdict(float)
-        for p in current.paths:
-            for depth in range(1, len(p.groups) + 1):
-                q = chain_index.get(tuple(p.groups[:depth]))
-                if q is None:
-                    break
-                nxt = p.groups[depth][0] if depth < len(p.groups) else None
-                per_branch[(q, nxt)] += p.share
-        value: dict[int, float] = defaultdict(float)
-        for (q, _), share in per_branch.items():
-            value[q] = max(value[q], share)
-        for q, v in value.items():
-            f[q].setInitialValue(clamp(f[q], v))
-    except ValueError:
-        for var in list(x.values()) + list(f.values()):
-            var.varValue = None
-        return False
-    return seeded
+    xs, fs, sv = decode(cols, res.values)
+    return _Outcome(res.status, xs, fs, sv, res.objective)
 
 
 def _plan_from(
@@ -600,6 +325,8 @@ def solve(
     start = time.perf_counter()
 
     def remaining() -> float:
+        if options.deterministic:
+            return math.inf
         return options.time_limit_s - (time.perf_counter() - start)
 
     warm = (
@@ -611,9 +338,9 @@ def solve(
     )
     # Phase 1: hardware scaling on the most accurate variants. A warm solve skips it
     # when the running plan already needed cheaper variants at a lower demand.
-    st1 = _Structure(pipeline, cluster, options, best_only=True)
+    st1 = structure(pipeline, cluster, options, best_only=True)
     skip1 = warm and current.phase in ("accuracy", "partial") and demand >= current.demand
-    if not skip1 and st1.feasible() and _lp_max_share(st1, cluster, demand) >= 1 - 1e-6:
+    if not skip1 and st1.feasible() and lp_max_share(st1, cluster, demand) >= 1 - 1e-6:
         out = _build_and_solve(st1, cluster, demand, options, "hardware", remaining(), current)
         if out.status is not None:
             return _plan_from(
@@ -628,10 +355,10 @@ def solve(
                 "demand fits on the most accurate variants",
             )
     allowed = _neighbourhood(pipeline, current, options.warm_neighbourhood) if warm else None
-    st = _Structure(pipeline, cluster, options, best_only=False, allowed=allowed)
+    st = structure(pipeline, cluster, options, best_only=False, allowed=allowed)
     if allowed is not None and not st.feasible():
         allowed = None
-        st = _Structure(pipeline, cluster, options, best_only=False)
+        st = structure(pipeline, cluster, options, best_only=False)
     restricted = allowed is not None
     # Optional replica box around the running plan (see ``warm_radius``).
     box = (
@@ -653,14 +380,14 @@ def solve(
     # Phase 2 when its LP relaxation can carry the demand, else straight to phase 3.
     fits = (
         restricted and current.phase != "partial" and demand <= current.max_demand * 1.1
-    ) or _lp_max_share(st, cluster, demand) >= 1 - 1e-6
+    ) or lp_max_share(st, cluster, demand) >= 1 - 1e-6
     if fits and remaining() > 0:
         out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current, box)
         if out.status is None and restricted and remaining() > 0:
             # Nothing inside the warm neighbourhood: solve on every variant.
             restricted = False
-            st = _Structure(pipeline, cluster, options, best_only=False)
-            if _lp_max_share(st, cluster, demand) >= 1 - 1e-6:
+            st = structure(pipeline, cluster, options, best_only=False)
+            if lp_max_share(st, cluster, demand) >= 1 - 1e-6:
                 out = _build_and_solve(
                     st, cluster, demand, options, "accuracy", remaining(), current
                 )
@@ -691,7 +418,7 @@ def solve(
         )
         if (out.status is None or out.s < 1 - 1e-6) and restricted:
             # The neighbourhood could not carry the demand: retry on every variant.
-            st = _Structure(pipeline, cluster, options, best_only=False)
+            st = structure(pipeline, cluster, options, best_only=False)
             out = _build_and_solve(st, cluster, demand, options, "partial", remaining(), current)
             restricted = False
         if out.status is not None:
@@ -738,40 +465,6 @@ def _neighbourhood(pipeline: Pipeline, current: Plan, ranks: int) -> frozenset[s
             if name in used:
                 allowed.update(names[max(0, k - ranks) : k + ranks + 1])
     return frozenset(allowed)
-
-
-def _lp_max_share(st: _Structure, cluster: Cluster, demand: float) -> float:
-    """Upper bound on the servable share: LP relaxation with continuous replicas.
-
-    Solved as a closed-form-free tiny LP with HiGHS through pulp; cheap (ms).
-    """
-    if demand <= 0:
-        return 1.0
-    prob = pulp.LpProblem("lokirl_bound", pulp.LpMaximize)
-    f = {q: pulp.LpVariable(f"f{q}", lowBound=0) for q in range(len(st.chains))}
-    s = pulp.LpVariable("s", lowBound=0, upBound=1)
-    w: dict[int, pulp.LpVariable] = {}
-    for root in st.pipeline.roots:
-        prob += pulp.lpSum(f[q] for q in st.root_chains[root]) == s
-    for q, ch in enumerate(st.chains):
-        for kids in ch.children.values():
-            prob += pulp.lpSum(f[k] for k in kids) == f[q]
-    for i, c in enumerate(st.configs):
-        if st.chains_at.get(i):
-            w[i] = pulp.LpVariable(f"w{i}", lowBound=0)
-            prob += (
-                pulp.lpSum(st.chains[q].mult * demand * f[q] for q in st.chains_at[i])
-                <= c.throughput * w[i]
-            )
-    for accel, n in cluster.workers.items():
-        on = [w[i] for i in w if st.configs[i].accelerator == accel]
-        if on:
-            prob += pulp.lpSum(on) <= n
-    prob += s
-    prob.solve(pulp.HiGHS(msg=False, threads=1))
-    if prob.sol_status != pulp.LpSolutionOptimal:
-        return 0.0
-    return float(s.varValue or 0.0)
 
 
 def _failed(

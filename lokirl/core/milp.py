@@ -1,0 +1,371 @@
+"""A small mixed-integer program held as arrays, solved by HiGHS directly or by CBC.
+
+The allocator builds its models here instead of through PuLP's expression
+objects: building a few hundred rows as index lists costs a millisecond, where
+PuLP took tens. :func:`solve_milp` then solves the model:
+
+* **HiGHS** (``highspy``, in process): first the LP relaxation (an upper bound
+  for a maximisation), then a *fractional dive* from it (round the least
+  fractional integer column to its nearest value, re-solve the LP hot-started,
+  repeat) for an incumbent. When the incumbent is within the relative gap of the
+  LP bound it is proven optimal and no branching is needed; otherwise HiGHS's
+  branch and bound starts from it (and from a caller's start, if better).
+* **CBC** through PuLP (``PULP_CBC_CMD``): the same rows as a PuLP problem, with
+  a warm start when one is given.
+
+Limits are either wall time (live serving) or work (``max_nodes`` and a fixed
+single thread: the same model gives the same answer on every run, whatever the
+machine is doing).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+MilpStatus = Literal["optimal", "feasible"]
+
+_INT_TOL = 1e-6
+
+
+@dataclass
+class MilpModel:
+    """Columns and rows of a MILP, appended one by one.
+
+    Attributes:
+        maximize: Sense of the objective.
+        lower, upper, cost, integer: Per column.
+        rows: ``(lo, hi, indices, values)`` per row.
+
+    """
+
+    maximize: bool = True
+    lower: list[float] = field(default_factory=list)
+    upper: list[float] = field(default_factory=list)
+    cost: list[float] = field(default_factory=list)
+    integer: list[bool] = field(default_factory=list)
+    rows: list[tuple[float, float, list[int], list[float]]] = field(default_factory=list)
+
+    @property
+    def num_cols(self) -> int:
+        """Number of columns."""
+        return len(self.cost)
+
+    def add_col(self, lo: float, hi: float, cost: float = 0.0, integer: bool = False) -> int:
+        """Add a column; returns its index."""
+        self.lower.append(float(lo))
+        self.upper.append(float(hi))
+        self.cost.append(float(cost))
+        self.integer.append(integer)
+        return len(self.cost) - 1
+
+    def add_row(self, lo: float, hi: float, idx: list[int], val: list[float]) -> None:
+        """Add ``lo <= sum(val * x[idx]) <= hi`` (use ``-inf``/``inf`` for one side)."""
+        self.rows.append((lo, hi, idx, val))
+
+    def objective(self, values: np.ndarray) -> float:
+        """Objective of a column vector."""
+        return float(np.dot(self.cost, values))
+
+    def feasible(self, values: np.ndarray, tol: float = 1e-6) -> bool:
+        """Whether ``values`` satisfies bounds, rows and integrality (within ``tol``)."""
+        v = np.asarray(values, float)
+        if np.any(v < np.asarray(self.lower) - tol) or np.any(v > np.asarray(self.upper) + tol):
+            return False
+        for k, is_int in enumerate(self.integer):
+            if is_int and abs(v[k] - round(v[k])) > tol:
+                return False
+        for lo, hi, idx, val in self.rows:
+            act = float(np.dot(val, v[idx])) if idx else 0.0
+            scale = max(
+                1.0, abs(lo) if math.isfinite(lo) else 0.0, abs(hi) if math.isfinite(hi) else 0.0
+            )
+            if act < lo - tol * scale or act > hi + tol * scale:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class MilpLimits:
+    """How long a solve may run and when it stops.
+
+    Attributes:
+        gap_rel: Relative gap at which a solution counts as optimal.
+        time_limit_s: Wall-clock limit, or ``None`` (work-bounded solve).
+        max_nodes: Branch-and-bound node limit (the work bound).
+        threads: Solver threads.
+
+    """
+
+    gap_rel: float = 1e-3
+    time_limit_s: float | None = 10.0
+    max_nodes: int = 20_000
+    threads: int = 1
+
+
+@dataclass
+class MilpResult:
+    """Outcome of :func:`solve_milp`.
+
+    Attributes:
+        status: ``"optimal"`` (proven within the gap), ``"feasible"`` (best found
+            within the limits) or ``None`` (no solution).
+        values: Column values (empty without a solution).
+        objective: Objective value.
+        bound: Best proven bound on the objective (``nan`` when unknown).
+        how: What produced the answer (``"lp-dive"``, ``"branch-and-bound"``, ``"cbc"``).
+
+    """
+
+    status: MilpStatus | None
+    values: np.ndarray
+    objective: float
+    bound: float = math.nan
+    how: str = ""
+
+
+def _csc(model: MilpModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = model.num_cols
+    cols: list[int] = []
+    rws: list[int] = []
+    vals: list[float] = []
+    for r, (_, _, idx, val) in enumerate(model.rows):
+        cols.extend(idx)
+        rws.extend([r] * len(idx))
+        vals.extend(val)
+    c = np.asarray(cols, dtype=np.int64)
+    r = np.asarray(rws, dtype=np.int64)
+    v = np.asarray(vals, dtype=float)
+    order = np.lexsort((r, c))
+    c, r, v = c[order], r[order], v[order]
+    start = np.searchsorted(c, np.arange(n + 1))
+    return start.astype(np.int32), r.astype(np.int32), v
+
+
+def _highs_lp(model: MilpModel, with_integrality: bool):  # -> highspy.HighsLp
+    import highspy
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = model.num_cols
+    lp.num_row_ = len(model.rows)
+    lp.col_cost_ = np.asarray(model.cost, float)
+    lp.col_lower_ = np.asarray(model.lower, float)
+    lp.col_upper_ = np.asarray(model.upper, float)
+    lp.row_lower_ = np.asarray([r[0] for r in model.rows], float)
+    lp.row_upper_ = np.asarray([r[1] for r in model.rows], float)
+    start, index, value = _csc(model)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = start
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    lp.sense_ = highspy.ObjSense.kMaximize if model.maximize else highspy.ObjSense.kMinimize
+    if with_integrality:
+        kint, kcont = highspy.HighsVarType.kInteger, highspy.HighsVarType.kContinuous
+        lp.integrality_ = [kint if i else kcont for i in model.integer]
+    return lp
+
+
+def _new_highs(limits: MilpLimits, deadline: float | None):  # -> highspy.Highs
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", int(limits.threads))
+    h.setOptionValue("random_seed", 0)
+    if deadline is not None:
+        h.setOptionValue("time_limit", max(0.01, deadline - time.perf_counter()))
+    return h
+
+
+def _better(maximize: bool, a: float, b: float) -> bool:
+    return a > b if maximize else a < b
+
+
+def _within_gap(maximize: bool, obj: float, bound: float, gap: float) -> bool:
+    diff = (bound - obj) if maximize else (obj - bound)
+    return diff <= gap * max(abs(obj), 1e-9) + 1e-9
+
+
+def _dive(h, model: MilpModel, int_cols: list[int], deadline: float | None) -> np.ndarray | None:
+    """Fractional diving on a solved LP ``h``; returns an integral solution or None."""
+    import highspy
+
+    lower = list(model.lower)
+    upper = list(model.upper)
+    for _ in range(4 * len(int_cols) + 10):
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
+        sol = np.asarray(h.getSolution().col_value, float)
+        best = None
+        for k in int_cols:
+            v = sol[k]
+            frac = v - math.floor(v)
+            if _INT_TOL < frac < 1 - _INT_TOL:
+                dist = min(frac, 1 - frac)
+                if best is None or dist < best[0] - 1e-12:
+                    best = (dist, k, v)
+        if best is None:
+            return sol
+        _, k, v = best
+        first_up = v - math.floor(v) >= 0.5
+        ok = False
+        for up in (first_up, not first_up):
+            lo, hi = (math.ceil(v), upper[k]) if up else (lower[k], math.floor(v))
+            h.changeColBounds(k, float(lo), float(hi))
+            h.run()
+            if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                lower[k], upper[k] = lo, hi
+                ok = True
+                break
+            h.changeColBounds(k, float(lower[k]), float(upper[k]))
+        if not ok:
+            return None
+    return None
+
+
+def solve_milp(
+    model: MilpModel,
+    solver: Literal["highs", "cbc"] = "highs",
+    limits: MilpLimits | None = None,
+    start: np.ndarray | None = None,
+) -> MilpResult:
+    """Solve ``model``.
+
+    Args:
+        model: The MILP.
+        solver: ``"highs"`` (in process) or ``"cbc"`` (through PuLP).
+        limits: Gap, time or node limits and threads.
+        start: A candidate solution (e.g. the running plan's); used as the
+            incumbent when it is feasible and better than the dive's.
+
+    Returns:
+        The result; ``status`` is ``None`` when no solution was found.
+
+    """
+    limits = limits or MilpLimits()
+    if solver == "cbc":
+        return _solve_cbc(model, limits, start)
+    return _solve_highs(model, limits, start)
+
+
+def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None) -> MilpResult:
+    import highspy
+
+    t0 = time.perf_counter()
+    deadline = None if limits.time_limit_s is None else t0 + limits.time_limit_s
+    none = MilpResult(None, np.zeros(0), math.nan)
+    int_cols = [k for k, i in enumerate(model.integer) if i]
+    # 1. LP relaxation: a bound, and the point the dive starts from.
+    h = _new_highs(limits, deadline)
+    h.passModel(_highs_lp(model, with_integrality=False))
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return none
+    bound = float(h.getInfo().objective_function_value)
+    # 2. Incumbent: the caller's start or the dive, whichever is better.
+    best: np.ndarray | None = None
+    if start is not None and len(start) == model.num_cols and model.feasible(start):
+        best = np.asarray(start, float)
+    dived = _dive(h, model, int_cols, deadline)
+    if dived is not None and (
+        best is None or _better(model.maximize, model.objective(dived), model.objective(best))
+    ):
+        best = dived
+    if best is not None and _within_gap(
+        model.maximize, model.objective(best), bound, limits.gap_rel
+    ):
+        return MilpResult("optimal", best, model.objective(best), bound, "lp-dive")
+    if deadline is not None and time.perf_counter() >= deadline:
+        if best is None:
+            return none
+        return MilpResult("feasible", best, model.objective(best), bound, "lp-dive")
+    # 3. Branch and bound from the incumbent.
+    m = _new_highs(limits, deadline)
+    m.setOptionValue("mip_rel_gap", float(limits.gap_rel))
+    m.setOptionValue("mip_max_nodes", int(limits.max_nodes))
+    # Restarts re-run the root and its sub-MIP heuristics: slower on these models.
+    m.setOptionValue("mip_allow_restart", False)
+    if best is not None:
+        # With an incumbent, the sub-MIP heuristics cost more than they find here.
+        m.setOptionValue("mip_heuristic_run_rins", False)
+        m.setOptionValue("mip_heuristic_run_rens", False)
+    m.passModel(_highs_lp(model, with_integrality=True))
+    if best is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = [float(v) for v in best]
+        sol.value_valid = True
+        m.setSolution(sol)
+    m.run()
+    status = m.getModelStatus()
+    info = m.getInfo()
+    values = np.asarray(m.getSolution().col_value, float)
+    has = info.primal_solution_status == 2 and len(values) == model.num_cols
+    if not has:
+        if best is None:
+            return none
+        values = best
+    obj = model.objective(values)
+    mip_bound = float(info.mip_dual_bound)
+    if math.isfinite(mip_bound):
+        bound = min(bound, mip_bound) if model.maximize else max(bound, mip_bound)
+    if status == highspy.HighsModelStatus.kOptimal or _within_gap(
+        model.maximize, obj, bound, limits.gap_rel
+    ):
+        return MilpResult("optimal", values, obj, bound, "branch-and-bound")
+    return MilpResult("feasible", values, obj, bound, "branch-and-bound")
+
+
+def _solve_cbc(model: MilpModel, limits: MilpLimits, start: np.ndarray | None) -> MilpResult:
+    import pulp
+
+    sense = pulp.LpMaximize if model.maximize else pulp.LpMinimize
+    prob = pulp.LpProblem("lokirl", sense)
+    cols = [
+        pulp.LpVariable(
+            f"c{k}",
+            lowBound=None if not math.isfinite(lo) else lo,
+            upBound=None if not math.isfinite(hi) else hi,
+            cat=pulp.LpInteger if model.integer[k] else pulp.LpContinuous,
+        )
+        for k, (lo, hi) in enumerate(zip(model.lower, model.upper, strict=True))
+    ]
+    for r, (lo, hi, idx, val) in enumerate(model.rows):
+        expr = pulp.lpSum(v * cols[k] for k, v in zip(idx, val, strict=True))
+        if lo == hi:
+            prob += expr == lo, f"r{r}"
+        else:
+            if math.isfinite(lo):
+                prob += expr >= lo, f"r{r}lo"
+            if math.isfinite(hi):
+                prob += expr <= hi, f"r{r}hi"
+    prob += pulp.lpSum(c * col for c, col in zip(model.cost, cols, strict=True) if c)
+    warm = start is not None and len(start) == model.num_cols and model.feasible(start)
+    if warm:
+        for col, v in zip(cols, start, strict=True):
+            col.setInitialValue(float(round(v)) if col.cat == pulp.LpInteger else float(v))
+    kwargs: dict = {
+        "msg": False,
+        "gapRel": limits.gap_rel,
+        "warmStart": warm,
+        "threads": limits.threads,
+    }
+    if limits.time_limit_s is not None:
+        kwargs["timeLimit"] = max(0.05, limits.time_limit_s)
+    else:
+        kwargs["options"] = [f"maxNodes {int(limits.max_nodes)}"]
+    try:
+        prob.solve(pulp.PULP_CBC_CMD(**kwargs))
+    except pulp.PulpSolverError:
+        return MilpResult(None, np.zeros(0), math.nan, how="cbc")
+    if prob.sol_status == pulp.LpSolutionOptimal:
+        status: MilpStatus = "optimal"
+    elif prob.sol_status == pulp.LpSolutionIntegerFeasible:
+        status = "feasible"
+    else:
+        return MilpResult(None, np.zeros(0), math.nan, how="cbc")
+    values = np.asarray([c.varValue or 0.0 for c in cols], float)
+    return MilpResult(status, values, model.objective(values), how="cbc")
