@@ -425,6 +425,12 @@ class Runner:
             return 0
         return sum(p.numel() for p in self._module.parameters())
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """A copy of the network's weights and buffers on the CPU (not for ONNX)."""
+        if self._module is None:
+            raise TypeError("an ONNX Runtime session has no torch state dict")
+        return {k: v.detach().to("cpu", copy=True) for k, v in self._module.state_dict().items()}
+
     @property
     def weight_bytes(self) -> int:
         """Bytes of the parameters and buffers (0 for ONNX)."""

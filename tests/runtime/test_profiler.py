@@ -3,6 +3,8 @@ load times from disk and from host memory, memory per variant; the command's che
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -80,16 +82,28 @@ def test_measure_load_counts_weights_input_and_activations():
         measure_load(src, "cpu", repeats=0)
 
 
+def test_page_cache_eviction_is_not_claimed_for_files_in_ram(tmp_path, monkeypatch):
+    from lokirl.runtime import profiler
+
+    f = tmp_path / "w.pt"
+    f.write_bytes(b"0" * 4096)
+    assert profiler._filesystem(Path("/")) != ""  # Linux: /proc/mounts names the root's type
+    monkeypatch.setattr(profiler, "_filesystem", lambda path: "tmpfs")
+    assert profiler._evict(f) is False
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_runner_loads_preloaded_weights_and_torchscript_bytes(tmp_path):
     src = ModelSource("lokirl.runtime.models:tiny_cnn", {"depth": 2}, None, 16)
     ref = Runner(src)
     x = torch.rand(2, 3, 16, 16)
-    state = ref._module.state_dict()
+    state = ref.state_dict()
     assert torch.equal(Runner(src, preloaded=state).run(x), ref.run(x))  # not a fresh init
     assert ref.weight_bytes == sum(t.numel() * 4 for t in state.values())
     path = tmp_path / "tiny.pt"
-    torch.jit.save(torch.jit.script(ref._module), path)
+    module = tiny_cnn(depth=2).eval()
+    module.load_state_dict(state)
+    torch.jit.save(torch.jit.script(module), path)
     scripted = ModelSource(str(path), input_size=16)
     assert torch.equal(Runner(scripted, preloaded=path.read_bytes()).run(x), ref.run(x))
     m = measure_load(scripted, "cpu", batch_size=2, repeats=1)
