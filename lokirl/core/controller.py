@@ -125,11 +125,18 @@ def ewma_demand(history: Sequence[float], com: float = 1.6, window: int = 20) ->
 
 @dataclass(frozen=True)
 class PeriodicMILPController:
-    """Loki's controller: re-solve every ``period_s`` seconds on an EWMA demand estimate.
+    """lokirl's periodic MILP: re-solve every ``period_s`` seconds on an EWMA demand estimate.
+
+    Loki's control loop without its shortcuts (``loki-Ns``, ``loki-Ns-churn``,
+    ``loki-hH``): the headroom multiplies the root demand, there is no demand
+    floor, and warm starts and the churn term can be switched on. The authors'
+    own controller (over-provisioning on the branching factors, a 50 frames/s
+    floor) is the ``loki`` baseline, :class:`lokirl.sim.baselines.LokiController`.
 
     Attributes:
         period_s: Seconds between solves (Loki: 1).
-        headroom: Multiplier on the estimate (Loki's over-provisioning beta: 1, 1.05, 1.2).
+        headroom: Multiplier on the root demand estimate (lokirl's over-provisioning;
+            Loki's beta scales the branching factors instead).
         com: EWMA centre of mass.
         window_s: Seconds of history the EWMA uses.
         warm_start: Ask for warm-started solves (Loki solves cold each time).
@@ -144,7 +151,7 @@ class PeriodicMILPController:
     window_s: int = 20
     warm_start: bool = False
     churn_weight: float | None = None
-    name: str = "loki"
+    name: str = "periodic-milp"
 
     def __post_init__(self) -> None:
         if self.period_s <= 0:

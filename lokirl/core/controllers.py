@@ -1,4 +1,10 @@
-"""The registry of controllers: ``make_controller("loki")``, ``"loki-5s"``, ``"module:attr"``."""
+"""The registry of controllers: ``make_controller("loki")``, ``"loki-5s"``, ``"module:attr"``.
+
+The core registers lokirl's own periodic MILP (``loki-Ns``, ``loki-Ns-churn``:
+:class:`~lokirl.core.controller.PeriodicMILPController`). ``loki`` itself, the
+authors' controller, is a baseline registered by :mod:`lokirl.sim.baselines`, which
+:func:`make_controller` imports before looking a name up.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,6 @@ from lokirl.core.registry import Registry
 #: Controllers by name; other layers register theirs (baselines, PPO) on import.
 CONTROLLERS: Registry[Controller] = Registry("controller")
 
-CONTROLLERS.register(
-    "loki",
-    lambda **kw: PeriodicMILPController(**{"period_s": 1.0, "name": "loki", **kw}),
-    "Loki: re-solve the MILP every 1 s on an EWMA demand estimate",
-)
-
 
 def _periodic(m: re.Match[str]) -> Controller:
     period = float(m.group(1))
@@ -23,7 +23,10 @@ def _periodic(m: re.Match[str]) -> Controller:
 
 
 CONTROLLERS.register_pattern(
-    r"loki-(\d+(?:\.\d+)?)s", _periodic, "Loki re-solving every N seconds, e.g. loki-5s"
+    r"loki-(\d+(?:\.\d+)?)s",
+    _periodic,
+    "lokirl's periodic MILP re-solving every N seconds on the EWMA estimate (no demand floor, "
+    "no over-provisioning), e.g. loki-5s; loki-1s is Loki's loop without its shortcuts",
 )
 
 
@@ -34,7 +37,8 @@ def _periodic_churn(m: re.Match[str]) -> Controller:
 CONTROLLERS.register_pattern(
     r"loki-(\d+(?:\.\d+)?)s-churn",
     _periodic_churn,
-    "Loki every N seconds with the allocator's churn term (1 accuracy point per changed worker)",
+    "lokirl's periodic MILP every N seconds with the allocator's churn term (1 accuracy point "
+    "per changed worker)",
 )
 
 #: Packages that register more controllers when imported (baselines, learned
@@ -57,8 +61,10 @@ def load_plugins() -> None:
 def make_controller(spec: str) -> Controller:
     """Build a controller from its name or spec (see :data:`CONTROLLERS`).
 
-    Known specs: ``loki``, ``loki-Ns``, ``loki-Ns-churn``, ``inferline``,
-    ``proteus``, ``static``, ``trigger``, ``ppo:PATH``, or ``package.module:attr``.
+    Known specs: ``loki`` (the authors' controller), ``loki-bB`` (the same with
+    over-provisioning B on the branching factors), ``loki-Ns``, ``loki-Ns-churn``,
+    ``loki-hH`` (lokirl's periodic MILP), ``inferline``, ``proteus``, ``static``,
+    ``trigger``, ``ppo:PATH``, or ``package.module:attr``.
     """
     load_plugins()
     return CONTROLLERS.create(spec)

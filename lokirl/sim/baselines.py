@@ -1,11 +1,14 @@
 """Baseline controllers to compare Loki (and learned controllers) against.
 
 Each implements the :class:`~lokirl.core.controller.Controller` protocol and, where
-its plans are not Loki's MILP, the :class:`~lokirl.sim.engine.Planner` hook
-(``plan(pipeline, cluster, decision, options, current) -> Plan``) that the
-simulator calls instead of the allocator. Importing this module registers them
-in :data:`lokirl.core.controllers.CONTROLLERS` (``inferline``, ``proteus``,
-``static``); ``loki`` is registered by the core.
+its plans are not lokirl's plain allocator call, the
+:class:`~lokirl.sim.engine.Planner` hook (``plan(pipeline, cluster, decision,
+options, current) -> Plan``) that the simulator and the live runtime call instead
+of the allocator. Importing this module registers them in
+:data:`lokirl.core.controllers.CONTROLLERS`: ``loki`` (the authors' controller,
+:class:`LokiController`) and ``loki-b<beta>``, ``inferline``, ``proteus``,
+``static``. The core registers lokirl's own periodic MILP (``loki-Ns``,
+``loki-Ns-churn``, and here ``loki-h<H>``), which is not the authors' controller.
 
 The plans are built with the same allocator on restricted pipelines, so the
 baselines differ from Loki only in the policy they stand for, not in solver
@@ -15,6 +18,7 @@ quality.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 from lokirl.core.allocator import AllocatorOptions, solve
@@ -29,6 +33,10 @@ from lokirl.core.controllers import CONTROLLERS
 from lokirl.core.pipeline import Cluster, Pipeline, Task
 from lokirl.core.plan import Plan
 
+#: Loki's floor on the planned root demand (frames/s): ``pipeline_ilp.py`` raises
+#: an EWMA estimate below 50 to 50 "so that the cluster can be set up and warmed up".
+LOKI_MIN_DEMAND = 50.0
+
 
 def best_only(pipeline: Pipeline) -> Pipeline:
     """Return the pipeline with each task reduced to its most accurate variant."""
@@ -40,6 +48,114 @@ def best_only(pipeline: Pipeline) -> Pipeline:
         e2e_accuracy=pipeline.e2e_accuracy,
         description=pipeline.description,
     )
+
+
+def scale_branching(pipeline: Pipeline, beta: float) -> Pipeline:
+    """Return the pipeline with every branching factor multiplied by ``beta``.
+
+    Every parent-to-child edge of every variant is scaled, an edge the profile
+    leaves out (one sub-request per request) included, as Loki's ILP multiplies
+    each multiplicative factor by its over-provisioning factor. Root tasks, and so
+    the root demand, are untouched.
+
+    Args:
+        pipeline: The pipeline.
+        beta: The factor (> 0; 1 returns ``pipeline`` itself).
+
+    """
+    if not beta > 0:
+        raise ValueError("beta must be positive")
+    if beta == 1.0:
+        return pipeline
+    tasks = []
+    for task in pipeline.tasks:
+        variants = tuple(
+            replace(v, branching={c: v.branching.get(c, 1.0) * beta for c in task.children})
+            for v in task.variants
+        )
+        tasks.append(replace(task, variants=variants))
+    return replace(pipeline, tasks=tuple(tasks))
+
+
+@dataclass(frozen=True)
+class LokiController:
+    """The Loki authors' controller (``loki``), as their simulator runs it.
+
+    Every ``period_s`` seconds it re-solves the MILP, cold and without a churn
+    term, for the EWMA of the root task's per-second arrivals (pandas
+    ``ewm(com=1.6)`` over the last 20 seconds), raised to ``min_demand`` when below
+    it. Over-provisioning ``beta`` multiplies the branching factors the MILP uses
+    (the sub-requests each variant sends to each child), not the root demand: the
+    root stage is provisioned for the estimate, every later stage for ``beta``
+    times its share of it (per stage of depth ``k``, ``beta**k``).
+
+    Source: ``src/simulator/algorithms/pipeline_ilp.py`` (``PipelineIlp.run``:
+    ``multFactor[...] = ... * self.beta``, ``if firstTaskEWMADemand < 50``),
+    ``src/simulator/core/simulator.py`` (``add_moving_demand``: ``EWMA_WINDOW =
+    20``, ``ewm(com=ewma_decay)``), ``src/simulator/run.py`` (``pipeline_aware``:
+    ``eventLoop`` every ``solve_interval`` steps of ``allocation_window`` = 1000 ms)
+    and ``configs/traffic_analysis/pipeline_offline.json`` (``beta`` 1,
+    ``ewma_decay`` 1.6, ``solve_interval`` 1) of UMass-LIDS/Loki. What lokirl does
+    differently is listed in ``docs/reproduction.md`` ("Loki baseline: fidelity and
+    deviations").
+
+    Attributes:
+        beta: Over-provisioning factor applied to the branching factors (Loki: 1;
+            1.2 in its ``beta1.2`` configuration).
+        min_demand: Floor on the planned root demand in frames/s (Loki: 50).
+        period_s: Seconds between solves (Loki: 1).
+        com: EWMA centre of mass (Loki's configs: 1.6).
+        window_s: Seconds of history the EWMA uses (Loki: 20).
+        name: Display name.
+
+    """
+
+    beta: float = 1.0
+    min_demand: float = LOKI_MIN_DEMAND
+    period_s: float = 1.0
+    com: float = 1.6
+    window_s: int = 20
+    name: str = "loki"
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise ValueError("beta must be positive")
+        if not self.min_demand >= 0:
+            raise ValueError("min_demand must be >= 0")
+        if not self.period_s > 0:
+            raise ValueError("period_s must be positive")
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Re-solve, cold, when the period has elapsed (or there is no plan yet)."""
+        due = context.plan is None or context.time_since_solve_s >= self.period_s - 1e-9
+        if not due or context.solving:
+            return KEEP
+        estimate = ewma_demand(context.demand_history, self.com, self.window_s)
+        return Decision(
+            resolve=True,
+            demand=max(estimate, self.min_demand),
+            warm_start=False,
+            churn_weight=0.0,
+            reason=f"period {self.period_s:g} s elapsed",
+        )
+
+    def plan(
+        self,
+        pipeline: Pipeline,
+        cluster: Cluster,
+        decision: Decision,
+        options: AllocatorOptions,
+        current: Plan | None,
+    ) -> Plan:
+        """Solve cold, without churn, on the pipeline with its branching scaled by ``beta``.
+
+        The running plan is passed only so that a solve that finds nothing in its
+        time limit keeps it in force (Loki's ILP has no time limit and raises
+        instead).
+        """
+        opts = replace(options, warm_start=False, churn_weight=0.0)
+        scaled = scale_branching(pipeline, self.beta)
+        return solve(scaled, cluster, max(0.0, decision.demand), opts, current)
 
 
 @dataclass
@@ -222,7 +338,26 @@ def _headroom(kind: str):
     return make
 
 
+def _loki_beta(m: re.Match[str]) -> LokiController:
+    return LokiController(beta=float(m.group(1)), name=m.group(0))
+
+
 def _register() -> None:
+    # The authors' controller replaces the core's stand-in of the same name.
+    CONTROLLERS.register(
+        "loki",
+        lambda **kw: LokiController(**kw),
+        "Loki as its authors run it: cold MILP every 1 s for max(EWMA, 50) frames/s, "
+        "over-provisioning beta on the branching factors (beta 1)",
+    )
+    pattern = r"loki-b(\d+(?:\.\d+)?)"
+    if all(p.pattern != pattern for p, _, _ in CONTROLLERS._patterns):
+        CONTROLLERS.register_pattern(
+            pattern,
+            _loki_beta,
+            "Loki (the authors' controller) with over-provisioning beta on the branching "
+            "factors, e.g. loki-b1.2",
+        )
     for kind in ("loki", "inferline"):
         pattern = rf"{kind}-h(\d+(?:\.\d+)?)"
         if all(p.pattern != pattern for p, _, _ in CONTROLLERS._patterns):

@@ -59,6 +59,8 @@ def test_context_is_frozen_snapshot():
 
 def test_registry_names_patterns_and_imports():
     assert make_controller("loki").period_s == 1.0
+    assert make_controller("loki").name == "loki"
+    assert make_controller("loki-1s").name == "loki-1s"
     c = make_controller("loki-5s")
     assert c.period_s == 5.0 and c.name == "loki-5s"
     assert make_controller("loki-0.5s").period_s == 0.5
