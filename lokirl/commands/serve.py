@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from lokirl.core.reconfig import SWAP_MODES
 from lokirl.errors import ConfigError
 
 EPILOG = """\
@@ -55,6 +56,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-body-mb", type=float, default=8.0, help="request body limit in MiB (default: 8)"
     )
     p.add_argument("--no-early-drop", action="store_true", help="disable early dropping")
+    p.add_argument(
+        "--swap",
+        default="overlap",
+        choices=SWAP_MODES,
+        help="how a worker changes variant (default: overlap). overlap: make-before-break, "
+        "the actor loads the new variant beside the old one, which keeps serving until the "
+        "load completes (when both fit in the worker's memory; else as 'stop'); stop: the "
+        "old variant is freed first and no request is routed to the worker until the new "
+        "one is loaded; free: the router counts the worker at once and its requests wait "
+        "for the load (the Loki authors' simulator assumes swaps are free; for comparison "
+        "only)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -81,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         initial_demand=args.initial_demand,
         input_size=args.input_size,
         early_drop=not args.no_early_drop,
+        swap=args.swap,
     )
     runtime = Runtime(config)  # validates the pipeline and controller before Ray starts
     ray = connect(args.address, args.num_cpus)
@@ -88,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(runtime, int(args.max_body_mb * 1024 * 1024), manage=True)
         print(
             f"lokirl serve: {runtime.pipeline.name} on http://{args.host}:{args.port} "
-            f"({args.workers} workers, controller {args.controller})",
+            f"({args.workers} workers, controller {args.controller}, swaps: {args.swap})",
             flush=True,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

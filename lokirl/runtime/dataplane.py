@@ -9,6 +9,12 @@ frame (at most ``inline_bytes``) travels inline in each actor call; a larger one
 is put into the object store once, when first dispatched (a frame dropped at
 admission never is), and every stage passes the same ObjectRef on.
 
+Plans change as :mod:`lokirl.core.reconfig` says (``swap`` mode): the routing
+table is built from the *serving view*, so a worker takes traffic for a group only
+once it can serve it; under ``overlap`` a worker that loads a new variant keeps
+serving its old one (beside it on the actor) until the load completes, and
+requests queued for a variant nobody serves any more are re-routed.
+
 Every request ends in exactly one way: served on time, served late, or dropped
 with a reason: ``over_capacity`` (admission), ``deadline`` (early drop at the
 queue head, or stuck past its deadline), ``no_worker`` (its group has no live
@@ -34,6 +40,15 @@ import numpy as np
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Pipeline
 from lokirl.core.plan import Plan, WorkerGroup
+from lokirl.core.reconfig import (
+    Swap,
+    SwapMode,
+    WorkerServing,
+    drains_on_removal,
+    plan_swap,
+    serving_table,
+    serving_view,
+)
 from lokirl.core.router import DROP, BranchingEstimator, RoutingTable
 
 log = logging.getLogger(__name__)
@@ -127,7 +142,7 @@ class GroupState:
         self.children = pipeline.task(group.task).children
         self.leaf = not self.children
         self.queue: deque[Req] = deque()
-        self.workers: list[WorkerState] = []
+        self.workers: list[WorkerState] = []  # the workers serving it now
 
     def service_ms(self, n: int) -> float:
         """Profiled latency of a batch of ``n`` (next profiled size up)."""
@@ -137,30 +152,44 @@ class GroupState:
         return self.lat[self.sizes[-1]] * n / self.sizes[-1]
 
     def live(self) -> bool:
-        """Whether some worker of the group is ready or loading."""
-        return any(w.status in ("ready", "loading") for w in self.workers)
+        """Whether some live worker serves the group now."""
+        return any(w.status != "dead" for w in self.workers)
 
 
 class WorkerState:
-    """The ingress's view of one worker actor."""
+    """The ingress's view of one worker actor.
+
+    ``variant`` is the variant it holds or loads for its plan ``group``; ``held``
+    the one its actor serves now (``None`` while it loads under ``stop``);
+    ``serving`` the group whose queue it takes batches from now (its plan group
+    once ready; its old variant's group while it loads under ``overlap``; the
+    group it drains after leaving the plan).
+    """
 
     def __init__(self, wid: int, actor: Any) -> None:
         self.wid = wid
         self.actor = actor
         self.variant: str | None = None
+        self.held: str | None = None
         self.status = "idle"  # idle | loading | ready | dead
         self.group: GroupState | None = None
+        self.serving: GroupState | None = None
+        self.old: WorkerGroup | None = None  # the old variant's group while loading (overlap)
+        self.drain: GroupState | None = None
+        self.swap: Swap | None = None  # the swap in progress
         self.wake = asyncio.Event()
         self.token = 0
         self.load_s = 0.0
         self.loop_task: asyncio.Task | None = None
         self.busy = False
+        self.batch_variant: str | None = None  # variant of the batch in flight
 
     def to_dict(self) -> dict[str, Any]:
         """For the status page."""
         return {
             "worker": self.wid,
             "variant": self.variant,
+            "serving_variant": None if self.serving is None else self.serving.variant,
             "status": self.status,
             "group": None if self.group is None else list(self.group.group.key),
             "last_load_s": round(self.load_s, 4),
@@ -202,6 +231,7 @@ class DataPlane:
         inline_bytes: Frames up to this size travel inline in actor calls; larger
             ones go through the object store.
         on_worker_lost: Called with a worker id when its actor dies.
+        accelerator: Accelerator type of the workers (default: the pipeline's first).
 
     """
 
@@ -214,8 +244,11 @@ class DataPlane:
         seed: int = 0,
         on_worker_lost: Callable[[int], None] | None = None,
         inline_bytes: int = 64 * 1024,
+        accelerator: str | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.accelerator = accelerator or pipeline.accelerators[0]
+        self.demand: float | None = None  # demand estimate the table is built for
         self.inline_bytes = inline_bytes
         self.slo_s = pipeline.slo_ms / 1000.0
         self.early_drop = early_drop
@@ -226,7 +259,10 @@ class DataPlane:
         self.on_worker_lost = on_worker_lost
         self.plan: Plan | None = None
         self.table: RoutingTable | None = None
-        self.groups: list[GroupState] = []
+        self.groups: list[GroupState] = []  # the serving view's: the plan's, then interim
+        self.plan_groups: list[GroupState] = []
+        self.interim: dict[tuple[str, str], GroupState] = {}
+        self.draining: list[GroupState] = []
         self.epoch = 0
         self.workers: list[WorkerState] = []
         self.frames = Counters()
@@ -300,7 +336,7 @@ class DataPlane:
             return
         g.queue.append(req)
         for w in g.workers:
-            if w.status == "ready" and not w.busy:
+            if not w.busy and w.status != "dead":
                 w.wake.set()
                 break
 
@@ -403,8 +439,12 @@ class DataPlane:
     async def worker_loop(self, w: WorkerState) -> None:
         """Form and dispatch batches for one worker until it dies or the plane closes."""
         while not self.closed and w.status != "dead":
-            g = w.group
-            if g is None or w.status != "ready" or not g.queue:
+            g = w.serving
+            # A worker serves its plan group once ready (under ``free`` it is counted
+            # at once, and requests wait for the load), an old or drained group now.
+            if g is None or not g.queue or (g is w.group and w.status != "ready"):
+                if g is not None and not g.queue and w.drain is g:
+                    self._drained(w, g)
                 w.wake.clear()
                 await w.wake.wait()
                 continue
@@ -424,9 +464,10 @@ class DataPlane:
                 continue
             timeout = max(r.frame.deadline for r in batch) - now + self.grace_s
             w.busy = True
+            w.batch_variant = g.variant
             try:
                 inline = self.inline_bytes
-                ref = w.actor.infer.remote([r.frame.payload(inline) for r in batch])
+                ref = w.actor.infer.remote([r.frame.payload(inline) for r in batch], g.variant)
                 self.dispatch_overhead_ms.append(
                     (time.perf_counter() - t_start) * 1000.0 / len(batch)
                 )
@@ -449,6 +490,7 @@ class DataPlane:
                 continue
             finally:
                 w.busy = False
+                w.batch_variant = None
             self.batches += 1
             t_done = time.perf_counter()
             self.service_obs.append(
@@ -464,35 +506,44 @@ class DataPlane:
             self.complete_ms.append(((time.perf_counter() - t_done) * 1000.0, len(batch)))
 
     def mark_dead(self, w: WorkerState) -> None:
-        """Take a dead worker out of service; requests stranded in its group are dropped."""
+        """Take a dead worker out of service; its requests are re-routed or dropped."""
         if w.status == "dead":
             return
         w.status = "dead"
         w.wake.set()
-        g = w.group
         w.group = None
-        if g is not None:
-            g.workers.remove(w)
-            if not g.live():
-                while g.queue:
-                    self._drop(g.queue.popleft(), "no_worker")
+        w.old = None
+        w.drain = None
+        if self.plan is not None:
+            self.rebuild()
         if self.on_worker_lost is not None:
             self.on_worker_lost(w.wid)
 
     # ------------------------------------------------------------------ plans
-    def install(self, plan: Plan, table: RoutingTable) -> list[WorkerState]:
+    def install(
+        self, plan: Plan, swap: SwapMode = "overlap", demand: float | None = None
+    ) -> list[WorkerState]:
         """Make ``plan`` the running plan; returns the workers that must load a new variant.
 
         Workers keeping their variant keep serving (a batch-size change is free);
         other needed workers are taken from those the plan leaves over, preferring
-        empty ones. Requests queued at the old groups are re-routed through the new
-        table; batches in flight complete and route their sub-requests through the
-        new table.
+        empty ones, and swap as :func:`~lokirl.core.reconfig.plan_swap` says
+        (``w.swap``; the caller loads and then calls :meth:`worker_ready`). Queued
+        requests move to the new plan's group of their variant, stay with the
+        workers that still serve their variant (``overlap``, or draining), or are
+        re-routed through the new table; batches in flight complete and route
+        their sub-requests through the new table.
+
+        Args:
+            plan: The plan.
+            swap: The :data:`~lokirl.core.reconfig.SwapMode`.
+            demand: Demand estimate the routing table is built for (``None``: the
+                plan's).
+
         """
         self.epoch += 1
         groups = [
-            GroupState(i, self.epoch, g, self.pipeline, table.downstream_ms[i])
-            for i, g in enumerate(plan.groups)
+            GroupState(i, self.epoch, g, self.pipeline, 0.0) for i, g in enumerate(plan.groups)
         ]
         alive = [w for w in self.workers if w.status != "dead"]
         free = list(alive)
@@ -503,7 +554,7 @@ class DataPlane:
                 if keep is not None:
                     free.remove(keep)
                     keep.group = gs
-                    gs.workers.append(keep)
+                    keep.drain = None
                 else:
                     slots.append(gs)
         to_load: list[WorkerState] = []
@@ -513,37 +564,188 @@ class DataPlane:
                 break
             w = free.pop(0)
             w.group = gs
+            w.drain = None
+            held = w.held if w.status != "loading" or w.old is not None else None
+            if held == gs.variant:  # it still serves that variant: no load
+                w.variant = held
+                w.status = "ready"
+                w.old = None
+                w.swap = None
+                w.token += 1
+                continue
+            sw = plan_swap(self.pipeline, self.accelerator, held, gs.variant, swap)
+            serving = w.serving
+            w.old = serving.group if sw.old_serves and serving is not None else None
+            if not sw.old_serves:
+                w.held = None  # the actor frees its variant before loading
             w.variant = gs.variant
             w.status = "loading"
+            w.swap = sw
             w.token += 1
-            gs.workers.append(w)
             to_load.append(w)
-        for w in free:  # left over: keep the last variant loaded, take no traffic
+        drains = drains_on_removal(swap)
+        drainers: set[int] = set()
+        for w in free:  # left over: keep the variant loaded, take no new traffic
             w.group = None
-        old = self.groups
-        self.groups = groups
+            w.old = None
+            w.drain = None
+            if w.status == "loading":  # the load is no longer wanted
+                w.token += 1
+                w.variant = w.held
+                w.status = "ready" if w.held is not None else "idle"
+                w.swap = None
+            if drains and w.serving is not None and w.serving.queue:
+                w.drain = w.serving
+                drainers.add(id(w.serving))
+        # Where the queues of the old groups go.
+        same: dict[tuple[str, str], GroupState] = {}
+        for gs in groups:
+            same.setdefault((gs.variant, self.accelerator), gs)
+        old_served = {(w.old.variant, self.accelerator) for w in alive if w.old is not None}
+        old_groups = self.groups + self.draining
+        self.interim = {}
+        self.draining = []
+        orphans: list[GroupState] = []
+        for og in old_groups:
+            key = (og.variant, self.accelerator)
+            target = same.get(key)
+            if target is not None:
+                target.queue.extend(og.queue)
+                og.queue.clear()
+            elif key in old_served:
+                keep = self.interim.setdefault(key, og)
+                if keep is not og:
+                    keep.queue.extend(og.queue)
+                    og.queue.clear()
+            elif id(og) in drainers:
+                self.draining.append(og)
+            elif og.queue:
+                orphans.append(og)
+        live = {id(g) for g in self.draining}
+        for w in alive:
+            if w.old is not None and (w.old.variant, self.accelerator) in self.interim:
+                w.old = self.interim[(w.old.variant, self.accelerator)].group
+            if w.drain is not None and id(w.drain) not in live:
+                w.drain = None
+        self.plan_groups = groups
         self.plan = plan
-        self.table = table
-        for g in old:
-            while g.queue:
-                req = g.queue.popleft()
-                req.parent = None
-                self._route(req, "no_worker")
+        self.rebuild(demand if demand is not None else plan.demand)
+        for og in orphans:
+            self._reroute(og)
         for w in alive:
             w.wake.set()
         return to_load
 
-    def set_table(self, table: RoutingTable) -> None:
-        """Swap in a table rebuilt for the same plan (new demand or branching estimates)."""
+    def worker_ready(self, w: WorkerState) -> None:
+        """``w`` finished loading its variant: it serves its plan group from now on."""
+        if w.status != "loading":
+            return
+        w.status = "ready"
+        w.held = w.variant
+        w.old = None
+        w.swap = None
+        self.rebuild()
+        w.wake.set()
+
+    def load_failed(self, w: WorkerState) -> None:
+        """``w`` could not load its variant: it leaves the plan keeping what it holds."""
+        if w.status != "loading":
+            return
+        w.variant = w.held if w.old is not None else None
+        w.held = w.variant
+        w.status = "ready" if w.held is not None else "idle"
+        w.group = None
+        w.old = None
+        w.swap = None
+        self.rebuild()
+
+    def rebuild(self, demand: float | None = None) -> RoutingTable:
+        """Rebuild the routing table from the serving view of the running plan.
+
+        Called when a plan is installed, when a worker becomes ready or dies, and
+        every controller tick (new demand and branching estimates). Only workers
+        that can serve now count (:func:`~lokirl.core.reconfig.serving_view`);
+        requests queued at an old variant nobody serves any more are re-routed.
+
+        Args:
+            demand: New demand estimate (``None``: keep the last one).
+
+        """
+        plan = self.plan
+        assert plan is not None
+        if demand is not None:
+            self.demand = demand
+        index = {id(g): i for i, g in enumerate(self.plan_groups)}
+        states = []
+        for w in self.workers:
+            gid = index.get(id(w.group)) if w.group is not None else None
+            ready = w.status == "ready" or (
+                w.status == "loading" and w.swap is not None and w.swap.ready_s <= 0
+            )
+            old = w.old if w.status == "loading" else None
+            states.append(WorkerServing(self.accelerator, gid, ready, old))
+        view = serving_view(plan, states)
+        groups = list(self.plan_groups)
+        for ig in view.interim:
+            g = self.interim[(ig.variant, ig.accelerator)]
+            g.gid = len(groups)
+            g.epoch = self.epoch
+            groups.append(g)
+        in_view = {(ig.variant, ig.accelerator) for ig in view.interim}
+        gone = [g for k, g in self.interim.items() if k not in in_view]
+        for g in gone:
+            del self.interim[(g.variant, self.accelerator)]
+        table = serving_table(view, self.pipeline, self.demand, self.estimator.snapshot())
+        for g in groups:
+            g.down = table.downstream_ms[g.gid]
+            g.workers = []
+        for g in self.draining:
+            g.workers = []
+        live = {id(g) for g in groups} | {id(g) for g in self.draining}
+        for w, gid in zip(self.workers, view.serving, strict=True):
+            if w.status == "dead":
+                target = None
+            elif gid is not None:
+                target = groups[gid]
+            else:
+                target = w.drain if w.drain is not None and id(w.drain) in live else None
+                w.drain = target
+            if target is not w.serving:
+                w.wake.set()
+            w.serving = target
+            if target is not None:
+                target.workers.append(w)
+        self.groups = groups
         self.table = table
-        for gs in self.groups:
-            gs.down = table.downstream_ms[gs.gid]
+        # Queues nobody serves now (a dead worker's group, a drain without drainer).
+        stranded = [g for g in self.draining if not g.workers]
+        stranded += [g for g in groups if g.queue and not g.live()]
+        self.draining = [g for g in self.draining if g.workers]
+        for g in gone + stranded:
+            self._reroute(g)
+        return table
+
+    def _reroute(self, g: GroupState) -> None:
+        """Route the queue of a group nobody serves any more through the current table."""
+        while g.queue:
+            req = g.queue.popleft()
+            req.parent = None
+            self._route(req, "no_worker")
+
+    def _drained(self, w: WorkerState, g: GroupState) -> None:
+        """A worker that left the plan emptied the queue it drained: it takes no more."""
+        w.drain = None
+        w.serving = None
+        if w in g.workers:
+            g.workers.remove(w)
+        if g in self.draining and not g.workers:
+            self.draining.remove(g)
 
     def reap(self) -> int:
         """Drop queued requests stuck well past their deadline; returns how many."""
         now = self.now()
         n = 0
-        for g in self.groups:
+        for g in self.groups + self.draining:
             q = g.queue
             if not q:
                 continue
@@ -565,7 +767,7 @@ class DataPlane:
     def shutdown(self) -> None:
         """Close the plane: every queued request is dropped (reason ``shutdown``)."""
         self.closed = True
-        for g in self.groups:
+        for g in self.groups + self.draining:
             while g.queue:
                 self._drop(g.queue.popleft(), "shutdown")
         for w in self.workers:
@@ -575,7 +777,7 @@ class DataPlane:
     def queue_lengths(self) -> dict[str, int]:
         """Requests waiting per task."""
         out = {t.name: 0 for t in self.pipeline.tasks}
-        for g in self.groups:
+        for g in self.groups + self.draining:
             out[g.task] += len(g.queue)
         return out
 

@@ -12,8 +12,10 @@ The controller loop runs every ``epoch_s``: it hands the same
 :class:`~lokirl.core.controller.ControlContext` (at the tick's scheduled time),
 runs a requested solve in a spawned process (a thread when it cannot be sent
 there; the running plan stays in force meanwhile), installs the new plan
-(swapping variants only on workers that must change) and rebuilds the routing
-table from the demand estimate and the observed branching. A tick that raises is
+(swapping variants only on workers that must change, as ``RuntimeConfig.swap``
+says: see :mod:`lokirl.core.reconfig`) and rebuilds the routing table from the
+demand estimate and the observed branching. The table counts a worker only once
+it can serve: it is rebuilt when a load completes. A tick that raises is
 logged and the loop carries on. A worker whose actor dies forces a re-plan on the
 workers left.
 """
@@ -37,7 +39,7 @@ from lokirl.core.allocator import AllocatorOptions, solve
 from lokirl.core.controller import ControlContext, Controller, Decision, ewma_demand
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
-from lokirl.core.router import build_routing_table
+from lokirl.core.reconfig import SwapMode, check_swap_mode
 from lokirl.errors import ConfigError
 from lokirl.runtime.dataplane import DataPlane, WorkerState, _is_actor_death, percentile
 from lokirl.runtime.models import ModelSource, model_sources
@@ -78,6 +80,13 @@ class RuntimeConfig:
             running a batch (a dead idle worker leads to a re-plan); 0: off.
         inline_bytes: Frames up to this size travel inline in actor calls; larger
             ones are put into the object store once.
+        swap: How a worker changes variant (:data:`~lokirl.core.reconfig.SwapMode`):
+            ``"overlap"`` (default: the actor loads the new variant beside the old
+            one, which keeps serving until the load completes, when both fit in
+            memory), ``"stop"`` (the old variant is freed first; no request is
+            routed to the worker until the new one is loaded) or ``"free"`` (the
+            router counts the worker at once and its requests wait for the load:
+            the Loki authors' assumption, for comparison only).
 
     """
 
@@ -103,6 +112,10 @@ class RuntimeConfig:
     health_check_s: float = 2.0
     inline_bytes: int = 64 * 1024
     allocator: dict[str, Any] = field(default_factory=dict)
+    swap: SwapMode = "overlap"
+
+    def __post_init__(self) -> None:
+        check_swap_mode(self.swap)
 
 
 def run_solve(fn: Any, args: tuple[Any, ...]) -> tuple[Plan, int, float]:
@@ -183,6 +196,7 @@ class Runtime:
             seed=self.config.seed,
             on_worker_lost=self._on_worker_lost,
             inline_bytes=self.config.inline_bytes,
+            accelerator=accel,
         )
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lokirl-solve")
         self.process_pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -344,13 +358,9 @@ class Runtime:
                 background and the swapping workers serve once loaded.
 
         """
-        table = build_routing_table(
-            plan,
-            self.pipeline,
-            demand=self.demand_estimate or plan.demand,
-            branching=self.plane.estimator.snapshot(),
+        to_load = self.plane.install(
+            plan, self.config.swap, demand=self.demand_estimate or plan.demand
         )
-        to_load = self.plane.install(plan, table)
         tasks = []
         for w in to_load:
             t = asyncio.create_task(self._load(w, w.token))
@@ -362,12 +372,21 @@ class Runtime:
         return [w.wid for w in to_load]
 
     async def _load(self, w: WorkerState, token: int) -> None:
+        """Load ``w``'s new variant; it serves it (and the table counts it) once loaded.
+
+        Under ``overlap`` the actor loads beside the old variant, which keeps
+        serving; once loaded, the worker switches (new batches go to the new
+        variant) and, when its last old-variant batch is done, the actor frees
+        the old one.
+        """
         variant = w.variant
         assert variant is not None
         v = self.pipeline.variant(variant)
         src = self.sources[variant].to_dict()
+        keep_old = w.swap is not None and w.swap.old_serves
+        old_variant = w.held if keep_old else None
         try:
-            ref = w.actor.load.remote(variant, src, dict(v.branching))
+            ref = w.actor.load.remote(variant, src, dict(v.branching), True, keep_old)
             res = await asyncio.wait_for(
                 asyncio.wrap_future(ref.future()), self.config.load_timeout_s
             )
@@ -376,18 +395,27 @@ class Runtime:
             if _is_actor_death(exc) or isinstance(exc, asyncio.TimeoutError):
                 self.plane.mark_dead(w)
             elif w.token == token:
-                w.status = "idle"
-                w.variant = None
+                self.plane.load_failed(w)
                 self.force_replan = True
             return
         self.reconfigurations += 1
         self.load_times.append(
             {"worker": w.wid, "variant": variant, "load_s": res["load_s"], "t": self.plane.now()}
         )
-        if w.token == token and w.status == "loading":
-            w.load_s = float(res["load_s"])
-            w.status = "ready"
-            w.wake.set()
+        if w.token != token or w.status != "loading":
+            return  # superseded by a later plan
+        w.load_s = float(res["load_s"])
+        self.plane.worker_ready(w)
+        if res.get("kept_old"):
+            # Free the old variant once no batch of it is in flight.
+            deadline = time.monotonic() + self.plane.slo_s + self.config.grace_s
+            while w.batch_variant == old_variant and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+            if w.token == token and w.status != "dead":
+                try:
+                    await asyncio.wrap_future(w.actor.switch.remote(variant).future())
+                except Exception as exc:  # noqa: BLE001 - the old variant stays loaded
+                    log.warning("worker %d: switching to %s failed: %s", w.wid, variant, exc)
 
     def _on_worker_lost(self, wid: int) -> None:
         log.warning("worker %d lost: re-planning on the workers left", wid)
@@ -479,14 +507,7 @@ class Runtime:
         p.reap()
         self.demand_estimate = ewma_demand(p.history(self.config.history_s))
         if p.plan is not None:
-            p.set_table(
-                build_routing_table(
-                    p.plan,
-                    self.pipeline,
-                    demand=self.demand_estimate,
-                    branching=p.estimator.snapshot(),
-                )
-            )
+            p.rebuild(self.demand_estimate)
         ctx = self.context(tick_at)
         decision = self.controller.decide(ctx)
         if self.force_replan and not self.solving:

@@ -1,9 +1,14 @@
-"""The worker: one Ray actor per accelerator, hosting one variant at a time.
+"""The worker: one Ray actor per accelerator, serving one variant at a time.
 
 The class is plain Python (testable without Ray); :func:`make_worker` wraps it as a
 Ray actor with ``num_gpus=1`` where the node has GPUs, else a fractional
-``num_cpus`` so that several fit on a small machine. An actor runs one call at a
-time: a batch already sent completes before a later ``load`` swaps the variant.
+``num_cpus`` so that several fit on a small machine. An actor runs up to two calls
+at once, so that a batch can run while a new variant loads: a make-before-break
+swap (``overlap``, see :mod:`lokirl.core.reconfig`) is ``load(..., keep_old=True)``
+(the new variant loads beside the old one, which keeps serving) then
+``switch(variant)`` (the new one becomes current, the old one is freed). A plain
+``load`` (``stop``) frees the old variant first. ``infer`` names the variant a batch
+is for, so a batch never runs on the wrong model around a switch.
 
 Sub-request counts are drawn from the variant's branching profile (Poisson around
 the profile mean), not from real detections: the networks run for their cost, and
@@ -13,6 +18,7 @@ accuracy comes from the profile.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +53,10 @@ class Worker:
         self.runner: Any = None
         self.input_size = 224
         self.branching: dict[str, float] = {}
+        # Variants loaded beside the current one (overlap swaps): name -> (runner,
+        # input size, branching).
+        self.pending: dict[str, tuple[Any, int, dict[str, float]]] = {}
+        self._lock = threading.Lock()
         self.batches = 0
         self.last_load_s = 0.0
 
@@ -56,57 +66,116 @@ class Worker:
         source: Mapping[str, Any],
         branching: Mapping[str, float] | None = None,
         warmup: bool = True,
+        keep_old: bool = False,
     ) -> dict[str, Any]:
-        """Load ``variant`` (replacing any other); returns the measured load time.
+        """Load ``variant``; returns the measured load time.
 
         Args:
             variant: Variant name.
             source: A :class:`~lokirl.runtime.models.ModelSource` as a dict.
             branching: Mean sub-requests per request for each child task.
             warmup: Run one batch of one so the first real batch is not slow.
+            keep_old: Load beside the current variant, which keeps serving until
+                :meth:`switch` (make-before-break); otherwise the current variant
+                is freed first and the new one is current once loaded.
 
         """
         from lokirl.runtime.models import ModelSource, Runner
 
         start = time.perf_counter()
-        self.unload()
+        keep = keep_old and self.runner is not None
+        if not keep:
+            self.unload()
         src = ModelSource(**dict(source))
         runner = Runner(src, self.device)
         if warmup:
             x = np.zeros((1, 3, src.input_size, src.input_size), dtype=np.float32)
             runner.run(x)
-        self.runner = runner
-        self.variant = variant
-        self.input_size = src.input_size
-        self.branching = dict(branching or {})
+        entry = (runner, src.input_size, dict(branching or {}))
+        with self._lock:
+            if keep:
+                self.pending[variant] = entry
+            else:
+                self._make_current(variant, entry)
         self.last_load_s = time.perf_counter() - start
-        return {"variant": variant, "load_s": self.last_load_s, "device": self.device}
+        return {
+            "variant": variant,
+            "load_s": self.last_load_s,
+            "device": self.device,
+            "kept_old": keep,
+        }
+
+    def _make_current(self, variant: str, entry: tuple[Any, int, dict[str, float]]) -> None:
+        self.runner, self.input_size, self.branching = entry
+        self.variant = variant
+
+    def switch(self, variant: str) -> dict[str, Any]:
+        """Make ``variant`` (loaded with ``keep_old=True``) current; free the others.
+
+        A batch already running on the old variant completes on it.
+
+        Raises:
+            RuntimeError: ``variant`` is neither current nor loaded beside it.
+
+        """
+        with self._lock:
+            entry = self.pending.pop(variant, None)
+            if entry is None and self.variant != variant:
+                raise RuntimeError(f"worker {self.worker_id} has not loaded {variant}")
+            if entry is not None:
+                self._make_current(variant, entry)
+            self.pending.clear()
+        self._free()
+        return {"variant": self.variant}
 
     def unload(self) -> None:
-        """Drop the loaded variant and free its memory."""
-        if self.runner is None:
-            return
-        self.runner = None
-        self.variant = None
+        """Drop every loaded variant and free their memory."""
+        with self._lock:
+            had = self.runner is not None or bool(self.pending)
+            self.runner = None
+            self.variant = None
+            self.pending.clear()
+        if had:
+            self._free()
+
+    def _free(self) -> None:
         if self.device.startswith("cuda"):
             import torch
 
             torch.cuda.empty_cache()
 
-    def infer(self, frames: list[Any]) -> dict[str, Any]:
-        """Run one batch of frames (arrays, or ObjectRefs to them) through the variant.
+    def infer(self, frames: list[Any], variant: str | None = None) -> dict[str, Any]:
+        """Run one batch of frames (arrays, or ObjectRefs to them) through a variant.
+
+        Args:
+            frames: The batch.
+            variant: The variant it is for: the current one or one loaded beside it
+                (``None``: the current one).
 
         Returns:
             ``{"variant", "service_ms", "counts": {child: [count per request]}}``.
 
         Raises:
-            RuntimeError: no variant is loaded.
+            RuntimeError: that variant is not loaded.
 
         """
         from lokirl.runtime.models import prepare_batch
 
-        if self.runner is None:
-            raise RuntimeError(f"worker {self.worker_id} has no variant loaded")
+        with self._lock:
+            if variant is None or variant == self.variant:
+                runner, size, branching, name = (
+                    self.runner,
+                    self.input_size,
+                    self.branching,
+                    self.variant,
+                )
+            elif variant in self.pending:
+                runner, size, branching = self.pending[variant]
+                name = variant
+            else:
+                runner = None
+        if runner is None:
+            raise RuntimeError(f"worker {self.worker_id} has no variant {variant or ''} loaded")
         start = time.perf_counter()
         refs = [i for i, f in enumerate(frames) if _is_ref(f)]
         if refs:  # large frames travel through the object store, small ones inline
@@ -115,12 +184,13 @@ class Worker:
             frames = list(frames)
             for i, x in zip(refs, ray.get([frames[i] for i in refs]), strict=True):
                 frames[i] = x
-        self.runner.run(prepare_batch(frames, self.input_size))
+        runner.run(prepare_batch(frames, size))
         service_ms = (time.perf_counter() - start) * 1000.0
         n = len(frames)
-        counts = {c: self.rng.poisson(m, n).tolist() for c, m in self.branching.items()}
-        self.batches += 1
-        return {"variant": self.variant, "service_ms": service_ms, "counts": counts}
+        with self._lock:
+            counts = {c: self.rng.poisson(m, n).tolist() for c, m in branching.items()}
+            self.batches += 1
+        return {"variant": name, "service_ms": service_ms, "counts": counts}
 
     def time_batch(self, batch_size: int, repeats: int = 5) -> list[float]:
         """Latencies in ms of ``repeats`` batches of ``batch_size`` random inputs (profiler)."""
@@ -146,6 +216,7 @@ class Worker:
         return {
             "worker_id": self.worker_id,
             "variant": self.variant,
+            "loaded_beside": sorted(self.pending),
             "device": self.device,
             "batches": self.batches,
             "last_load_s": self.last_load_s,
@@ -193,7 +264,8 @@ def make_worker(
 
     if use_gpu is None:
         use_gpu = cluster_gpus() >= 1
-    options: dict[str, Any] = {"max_concurrency": 1, "max_restarts": 0}
+    # Two calls at once: a batch runs while a new variant loads (overlap swaps).
+    options: dict[str, Any] = {"max_concurrency": 2, "max_restarts": 0}
     if use_gpu:
         options.update(num_gpus=1, num_cpus=1)
     else:

@@ -15,6 +15,27 @@ from lokirl.core.controller import KEEP, ControlContext, Decision
 pytestmark = pytest.mark.ray
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _actors_import_test_helpers():
+    """Let worker actors import this folder's helpers (``slow_model``) by name.
+
+    Autouse, module scope: it runs before the module's Ray starts, whose worker
+    processes inherit ``PYTHONPATH``.
+    """
+    from pathlib import Path
+
+    here = str(Path(__file__).parent)
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, before) if p)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 class KeepController:
     """Never re-solves on its own (the tests change plans by hand)."""
 
@@ -303,3 +324,117 @@ def test_unpicklable_planner_solves_in_a_thread(ray_local, tiny_pipeline, monkey
     assert rt.solves == 1 and rt.solves_in_process == 0 and rt.process_pool is None
     assert rt.last_solve_pid == os.getpid()
     assert all(r["outcome"] == "on_time" for r in results), results
+
+
+#: Seconds the small detector takes to load in the swap tests.
+SLOW_LOAD_S = 1.5
+
+
+def _slow_swap_pipeline(tiny_pipeline: str, tmp_path) -> str:
+    """The tiny pipeline with ``det-small`` loading slowly (``SLOW_LOAD_S``)."""
+    import yaml
+
+    spec = yaml.safe_load(open(tiny_pipeline).read())
+    spec["runtime"]["models"]["det-small"] = {
+        "source": "slow_model:slow_cnn",
+        "kwargs": {"load_s": SLOW_LOAD_S},
+    }
+    path = tmp_path / "tiny_slow.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def _swap_under_load(pipeline: str, swap: str) -> tuple:
+    """Swap the detector's worker det-large -> det-small while frames keep arriving.
+
+    Returns:
+        (runtime, [(admitted at, result)], install time, load completion time).
+
+    """
+
+    async def main():
+        rt = _runtime(pipeline, swap=swap)
+        await rt.start()
+        sent: list = []
+        try:
+            plan = rt.plane.plan
+            det = next(g for g in plan.groups if g.task == "detect")
+            small = rt.pipeline.variant("det-small")
+            new_det = replace(det, variant="det-small", accuracy=small.accuracy)
+            new_plan = replace(plan, groups=[new_det if g is det else g for g in plan.groups])
+
+            async def one(i):
+                at = rt.plane.now()
+                return at, await rt.submit(_frame(i))
+
+            tasks = []
+            for i in range(130):  # 2.6 s of frames; the swap starts at 0.3 s
+                if i == 15:
+                    t_install = rt.plane.now()
+                    swapped = await rt.install(new_plan)
+                    assert len(swapped) == 1
+                tasks.append(asyncio.create_task(one(i)))
+                await asyncio.sleep(0.02)
+            sent = await asyncio.gather(*tasks)
+        finally:
+            await rt.stop()
+        loads = [x for x in rt.load_times if x["variant"] == "det-small"]
+        assert len(loads) == 1
+        return rt, sent, t_install, loads[0]["t"]
+
+    return asyncio.run(main())
+
+
+def test_overlap_swap_keeps_old_variant_serving_while_the_new_one_loads(
+    ray_local, tiny_pipeline, tmp_path
+):
+    rt, sent, t_install, t_ready = _swap_under_load(
+        _slow_swap_pipeline(tiny_pipeline, tmp_path), "overlap"
+    )
+    assert t_ready - t_install >= SLOW_LOAD_S * 0.9
+    # no request lost to the loading worker: every frame on time
+    assert all(r["outcome"] == "on_time" for _, r in sent), [
+        r for _, r in sent if r["outcome"] != "on_time"
+    ]
+    during = [r for at, r in sent if t_install + 0.05 < at < t_ready - 0.05]
+    after = [r for at, r in sent if at > t_ready + 0.2]
+    assert len(during) > 30 and len(after) > 10
+    # the old variant serves until the new one is ready, then the new one
+    assert all("det-large" in r["variants"] and "det-small" not in r["variants"] for r in during)
+    assert all("det-small" in r["variants"] and "det-large" not in r["variants"] for r in after)
+    _check_conserved(rt)
+    assert rt.plane.frame_tally().dropped_total == 0
+
+
+def test_stop_swap_routes_nothing_to_the_loading_worker(ray_local, tiny_pipeline, tmp_path):
+    rt, sent, t_install, t_ready = _swap_under_load(
+        _slow_swap_pipeline(tiny_pipeline, tmp_path), "stop"
+    )
+    during = [r for at, r in sent if t_install + 0.05 < at < t_ready - 0.05]
+    after = [r for at, r in sent if at > t_ready + 0.2]
+    assert len(during) > 30 and len(after) > 10
+    # the detector's only worker is loading: frames are refused at admission, none
+    # waits at (or times out on) the loading worker
+    assert all(r["outcome"] == "dropped" and r["reason"] == "over_capacity" for r in during)
+    assert all(r["outcome"] == "on_time" and "det-small" in r["variants"] for r in after)
+    assert set(rt.plane.frame_tally().dropped) == {"over_capacity"}
+    _check_conserved(rt)
+
+
+def test_worker_loads_beside_the_old_variant_and_switches():
+    """The actor side of an overlap swap, without Ray: two variants, then one."""
+    from lokirl.runtime.worker import Worker
+
+    src = {"source": "lokirl.runtime.models:tiny_cnn", "input_size": 16}
+    w = Worker(0, device="cpu")
+    w.load("a", src, {"c": 1.0})
+    res = w.load("b", {**src, "kwargs": {"depth": 2}}, {}, keep_old=True)
+    assert res["kept_old"] and w.variant == "a" and w.pending.keys() == {"b"}
+    assert w.infer([_frame()], "a")["variant"] == "a"
+    out = w.infer([_frame()], "b")
+    assert out["variant"] == "b" and out["counts"] == {}  # b's branching, not a's
+    assert w.switch("b") == {"variant": "b"} and not w.pending
+    with pytest.raises(RuntimeError, match="no variant a"):
+        w.infer([_frame()], "a")
+    # a plain load frees the current variant first
+    assert not w.load("a", src)["kept_old"] and w.variant == "a"
