@@ -61,10 +61,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cluster", metavar="TYPE=N,...", help="heterogeneous cluster, e.g. pascal=4,ampere=4"
     )
     p.add_argument(
-        "--solver", choices=("cbc", "highs"), default="cbc", help="MILP solver (default: cbc)"
+        "--solver",
+        choices=("highs", "cbc"),
+        default="highs",
+        help="MILP solver: highs (default, in process, the faster) or cbc (through PuLP)",
     )
     p.add_argument(
         "--time-limit", type=float, default=10.0, help="solver time limit in seconds (default: 10)"
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="bound each solve by work (a node limit, one thread) instead of --time-limit: "
+        "the same plan on every run, however busy the machine",
     )
     p.add_argument(
         "--accuracy-model",
@@ -151,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     options = AllocatorOptions(
         solver=args.solver,
         time_limit_s=args.time_limit,
+        deterministic=args.deterministic,
         accuracy_model=args.accuracy_model,
         latency_budget=args.latency_budget,
     )

@@ -168,7 +168,7 @@ class Runner:
         self.s = settings
         self.pipeline = load_pipeline("traffic_analysis")
         self.cluster = Cluster.homogeneous(self.pipeline, settings.workers)
-        self.options = AllocatorOptions(time_limit_s=settings.time_limit_s)
+        self.options = AllocatorOptions(time_limit_s=settings.time_limit_s, deterministic=True)
         self.cache: dict = {}
         self.steady_runs: dict[tuple[str, int, int], dict] = {}
         self.sim_wall = 0.0

@@ -98,7 +98,7 @@ class EnvConfig:
     base_horizon_s: int = 5
     weights: RewardWeights = field(default_factory=RewardWeights)
     solver_time: str = "model"
-    solver: str = "cbc"
+    solver: str = "highs"
     time_limit_s: float = 1.0
     demand_quantum: float = 0.02
     cache_size: int = 4096
@@ -223,7 +223,9 @@ class LokiServingEnv(gym.Env):
         self.config = cfg
         self.pipeline = load_pipeline(cfg.pipeline)
         self.cluster = Cluster.homogeneous(self.pipeline, cfg.workers)
-        self.alloc = AllocatorOptions(solver=cfg.solver, time_limit_s=cfg.time_limit_s)
+        self.alloc = AllocatorOptions(
+            solver=cfg.solver, time_limit_s=cfg.time_limit_s, deterministic=True
+        )
         self.hw_capacity, self.max_capacity = cluster_capacities(self.pipeline, self.cluster)
         self.features = FeatureSpec(
             tasks=tuple(t.name for t in self.pipeline.tasks),

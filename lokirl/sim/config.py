@@ -47,7 +47,8 @@ class SimConfig:
             ``"measured"`` (the solve's own wall time: not repeatable), or a fixed
             number of seconds.
         allocator: Allocator options; a decision's ``warm_start`` and
-            ``churn_weight`` override the matching fields.
+            ``churn_weight`` override the matching fields. Default: work-bounded
+            (``deterministic``) solves, so that the same run gives the same result.
         initial_demand: Demand (frames/s) the first plan is solved for, at time 0,
             before any arrival; ``None``: the trace's mean rate over the first epoch.
             The first plan is in force at once and its workers are loaded already
@@ -80,7 +81,9 @@ class SimConfig:
     duration_s: float | None = None
     drain_s: float = 2.0
     solver_time: str | float = "model"
-    allocator: AllocatorOptions = field(default_factory=AllocatorOptions)
+    allocator: AllocatorOptions = field(
+        default_factory=lambda: AllocatorOptions(deterministic=True)
+    )
     initial_demand: float | None = None
     branching_window: int = 50
     history_s: int = 120

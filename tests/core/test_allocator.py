@@ -150,8 +150,9 @@ def test_failed_solve_keeps_running_plan(tiny):
 
 def test_time_limited_solve_reports_feasible_not_optimal(traffic):
     cluster = Cluster.homogeneous(traffic, 20)
-    # 850 frames/s on 20 workers is a hard instance (seconds to prove); 0.3 s cannot prove it
-    plan = solve(traffic, cluster, 850.0, AllocatorOptions(time_limit_s=0.3))
+    # 850 frames/s on 20 workers needs branch and bound (its LP bound is 1.2% above the
+    # optimum); 10 ms is enough for the LP relaxation and a dive, not for a proof
+    plan = solve(traffic, cluster, 850.0, AllocatorOptions(time_limit_s=0.01))
     assert plan.status in ("feasible", "failed")
     if plan.status == "feasible":
         check_plan(plan, traffic, cluster)

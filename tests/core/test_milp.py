@@ -1,0 +1,41 @@
+import math
+
+import numpy as np
+import pytest
+
+from lokirl.core.milp import MilpLimits, MilpModel, solve_milp
+
+
+def knapsack() -> MilpModel:
+    # max 5a + 4b + 3c  s.t.  2a + 3b + c <= 5,  4a + b + 2c <= 11,  3a + 4b + 2c <= 8
+    m = MilpModel(maximize=True)
+    a, b, c = (m.add_col(0, 10, cost, integer=True) for cost in (5, 4, 3))
+    m.add_row(-math.inf, 5, [a, b, c], [2, 3, 1])
+    m.add_row(-math.inf, 11, [a, b, c], [4, 1, 2])
+    m.add_row(-math.inf, 8, [a, b, c], [3, 4, 2])
+    return m
+
+
+@pytest.mark.parametrize("solver", ["highs", "cbc"])
+@pytest.mark.parametrize("limit", [5.0, None])
+def test_small_milp_is_solved_to_optimality(solver, limit):
+    res = solve_milp(knapsack(), solver, MilpLimits(time_limit_s=limit))
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(13.0)  # a=2, c=1 (LP optimum is fractional)
+    assert knapsack().feasible(res.values)
+
+
+def test_infeasible_model_has_no_solution():
+    m = MilpModel()
+    x = m.add_col(0, 1, 1.0, integer=True)
+    m.add_row(2, math.inf, [x], [1.0])
+    assert solve_milp(m).status is None
+
+
+def test_a_feasible_start_is_kept_when_nothing_beats_it():
+    m = knapsack()
+    start = np.array([2.0, 0.0, 1.0])
+    assert m.feasible(start)
+    res = solve_milp(m, "highs", MilpLimits(time_limit_s=None), start=start)
+    assert res.status == "optimal" and res.objective == pytest.approx(13.0)
+    assert not m.feasible(np.array([3.0, 0.0, 0.0]))  # violates row 3
