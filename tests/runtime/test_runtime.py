@@ -438,3 +438,16 @@ def test_worker_loads_beside_the_old_variant_and_switches():
         w.infer([_frame()], "a")
     # a plain load frees the current variant first
     assert not w.load("a", src)["kept_old"] and w.variant == "a"
+
+
+def test_free_swap_counts_the_worker_at_once(ray_local, tiny_pipeline, tmp_path):
+    # The authors' assumption live: the router counts the loading worker at once and
+    # its requests wait for the load (1.5 s, inside the 3 s SLO here).
+    rt, sent, t_install, t_ready = _swap_under_load(
+        _slow_swap_pipeline(tiny_pipeline, tmp_path), "free"
+    )
+    during = [r for at, r in sent if t_install + 0.05 < at < t_ready - 0.05]
+    assert len(during) > 30
+    assert all(r["outcome"] == "on_time" for _, r in sent)
+    assert all("det-small" in r["variants"] for r in during)
+    _check_conserved(rt)
