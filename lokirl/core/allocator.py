@@ -103,6 +103,8 @@ class AllocatorOptions:
             plan on every run and machine load; evaluations and tests use it. Wall
             time stays for live serving.
         max_nodes: Branch-and-bound node limit per phase (all modes).
+        warm_max_nodes: Node limit of a warm solve inside the neighbourhood (``None``:
+            ``max_nodes``; 0: the LP relaxation and a dive from it, no branching).
         formulation: ``"tight"`` (default: the aggregate-column model solved by
             :mod:`lokirl.core.milp`) or ``"reference"`` (the plain PuLP model of
             :mod:`lokirl.core.allocator_reference`, slower; for tests).
@@ -125,6 +127,7 @@ class AllocatorOptions:
     batch_sizes: tuple[int, ...] | None = DEFAULT_BATCH_SIZES
     deterministic: bool = False
     max_nodes: int = 20_000
+    warm_max_nodes: int | None = None
     formulation: Literal["tight", "reference"] = "tight"
 
     def __post_init__(self) -> None:
@@ -136,6 +139,8 @@ class AllocatorOptions:
             )
         if self.max_nodes < 1:
             raise ValueError("max_nodes must be at least 1")
+        if self.warm_max_nodes is not None and self.warm_max_nodes < 0:
+            raise ValueError("warm_max_nodes must be >= 0")
         if not 0 < self.latency_budget <= 1:
             raise ValueError("latency_budget must be in (0, 1]")
         if self.time_limit_s <= 0:
@@ -185,8 +190,13 @@ def _build_and_solve(
     time_limit: float,
     current: Plan | None,
     box: dict[tuple[str, str, int], int] | None = None,
+    restricted: bool = False,
 ) -> _Outcome:
-    """Build the MILP for ``phase`` over structure ``st`` and solve it."""
+    """Build the MILP for ``phase`` over structure ``st`` and solve it.
+
+    ``restricted``: a warm solve inside the running plan's neighbourhood (node
+    limit ``options.warm_max_nodes``).
+    """
     if options.formulation == "reference":
         from lokirl.core.allocator_reference import build_and_solve_reference
 
@@ -199,7 +209,11 @@ def _build_and_solve(
     limits = MilpLimits(
         gap_rel=options.gap_rel,
         time_limit_s=None if options.deterministic else max(time_limit, 0.05),
-        max_nodes=options.max_nodes,
+        max_nodes=(
+            options.warm_max_nodes
+            if restricted and options.warm_max_nodes is not None
+            else options.max_nodes
+        ),
         threads=1 if options.deterministic else options.threads,
     )
     res = solve_milp(model, options.solver, limits, start)
@@ -382,7 +396,9 @@ def solve(
         restricted and current.phase != "partial" and demand <= current.max_demand * 1.1
     ) or lp_max_share(st, cluster, demand) >= 1 - 1e-6
     if fits and remaining() > 0:
-        out = _build_and_solve(st, cluster, demand, options, "accuracy", remaining(), current, box)
+        out = _build_and_solve(
+            st, cluster, demand, options, "accuracy", remaining(), current, box, restricted
+        )
         if out.status is None and restricted and remaining() > 0:
             # Nothing inside the warm neighbourhood: solve on every variant.
             restricted = False
@@ -415,6 +431,7 @@ def solve(
             remaining(),
             current,
             box if restricted else None,
+            restricted,
         )
         if (out.status is None or out.s < 1 - 1e-6) and restricted:
             # The neighbourhood could not carry the demand: retry on every variant.

@@ -96,7 +96,8 @@ class MilpLimits:
     Attributes:
         gap_rel: Relative gap at which a solution counts as optimal.
         time_limit_s: Wall-clock limit, or ``None`` (work-bounded solve).
-        max_nodes: Branch-and-bound node limit (the work bound).
+        max_nodes: Branch-and-bound node limit (the work bound); 0: no branch and
+            bound, the LP relaxation and the dive only.
         threads: Solver threads.
 
     """
@@ -279,7 +280,7 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
         model.maximize, model.objective(best), bound, limits.gap_rel
     ):
         return MilpResult("optimal", best, model.objective(best), bound, "lp-dive")
-    if deadline is not None and time.perf_counter() >= deadline:
+    if limits.max_nodes <= 0 or (deadline is not None and time.perf_counter() >= deadline):
         if best is None:
             return none
         return MilpResult("feasible", best, model.objective(best), bound, "lp-dive")
