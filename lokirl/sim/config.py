@@ -152,6 +152,11 @@ class SimResult:
             NaN where no frame finished),
             ``active_workers``, ``queue`` (requests waiting, all tasks),
             ``reconfigurations``, ``solves``; ``queue_<task>`` per task.
+        dropped_by_task: Sub-requests dropped, per task that dropped them (they sum
+            to ``subrequests.dropped_total``; empty for engines that do not count
+            them).
+        leaf_served: Sub-requests of leaf tasks that finished service, on time or
+            late (the requests the Loki authors' simulator forwards to its sink).
 
     """
 
@@ -168,6 +173,8 @@ class SimResult:
     duration_s: float
     wall_s: float
     series: dict[str, np.ndarray] = field(default_factory=dict)
+    dropped_by_task: dict[str, int] = field(default_factory=dict)
+    leaf_served: int = 0
 
     @property
     def effective_accuracy(self) -> float:
@@ -250,4 +257,6 @@ def assemble_result(sim: Any, frames: Tally, subs: Tally) -> SimResult:
         duration_s=float(sim.end),
         wall_s=time.perf_counter() - sim.wall_start,
         series=series,
+        dropped_by_task=dict(getattr(sim, "r_dropped_task", {})),
+        leaf_served=int(round(sim.leaf_on_time + getattr(sim, "leaf_late", 0))),
     )

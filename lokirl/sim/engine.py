@@ -292,8 +292,10 @@ class Simulation(EpochHost):
         self.f_acc_sum = 0.0
         self.r_arrived = self.r_on_time = self.r_late = 0
         self.r_dropped: dict[str, int] = {}
+        self.r_dropped_task: dict[str, int] = {}
         self.r_acc_sum = 0.0
         self.leaf_on_time = 0
+        self.leaf_late = 0
         self.leaf_acc_sum = 0.0
         self.busy = 0  # batches in service (for shared_cores)
         self.solves = 0
@@ -449,7 +451,7 @@ class Simulation(EpochHost):
                 cum, targets = row
                 g = targets[min(bisect_right(cum, u), len(targets) - 1)]
             if g is None:
-                self._drop(frame, "over_capacity" if row is not None else "no_worker")
+                self._drop(frame, "over_capacity" if row is not None else "no_worker", task)
             else:
                 g.queue.append((frame, 1.0))
                 if g.idle:
@@ -462,9 +464,11 @@ class Simulation(EpochHost):
             ev.succeed()
 
     # Outcomes -----------------------------------------------------------
-    def _drop(self, frame: list, reason: str) -> None:
+    def _drop(self, frame: list, reason: str, task: str) -> None:
         d = self.r_dropped
         d[reason] = d.get(reason, 0) + 1
+        dt = self.r_dropped_task
+        dt[task] = dt.get(task, 0) + 1
         sec = int(self.env.now)
         self.s_sub_done[sec] += 1
         self.s_sub_viol[sec] += 1
@@ -519,7 +523,7 @@ class Simulation(EpochHost):
             while q and len(batch) < bmax:
                 item = q.popleft()
                 if limit > item[0][_DL]:
-                    self._drop(item[0], "deadline")
+                    self._drop(item[0], "deadline", g.task)
                 else:
                     append(item)
             if not batch:
@@ -557,6 +561,8 @@ class Simulation(EpochHost):
         if late:
             self.r_late += late
             self.s_sub_viol[sec] += late
+            if g.leaf:
+                self.leaf_late += late
         if not ok:
             return
         self.r_on_time += len(ok)
@@ -607,7 +613,7 @@ class Simulation(EpochHost):
                     t = targets[0] if idx is None else targets[min(idx[pos], nt)]
                     pos += 1
                     if t is None:
-                        self._drop(frame, "no_worker")
+                        self._drop(frame, "no_worker", child)
                     else:
                         t.queue.append((frame, a))
                         touched[t.gid] = t
@@ -803,7 +809,7 @@ class Simulation(EpochHost):
             i = int(np.searchsorted(cum, self.rng.random(), side="right"))
             t = targets[min(i, len(targets) - 1)]
             if t is None:
-                self._drop(item[0], "no_worker")
+                self._drop(item[0], "no_worker", og.task)
             else:
                 t.queue.append(item)
                 touched[id(t)] = t

@@ -99,3 +99,32 @@ def test_effective_accuracy_is_reported_beside_accuracy(tiny_results):
     for ctl in results["effective_capacity"]["controllers"].values():
         for level in ("sub", "frame"):
             assert "effective_accuracy_at_capacity" in ctl[level]
+
+
+def test_per_task_drops_and_served_leaf_requests_are_counted():
+    """The counters the authors' metrics need add up to the tallies they refine."""
+    import numpy as np
+
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.sim import SimConfig, simulate
+    from lokirl.traces import RateSeries
+
+    p = load_pipeline("traffic_analysis")
+    # Far above what 4 workers carry: drops at the detector and at the classifiers.
+    trace = RateSeries(np.full(4, 300.0), name="overload")
+    r = simulate(
+        p,
+        Cluster.homogeneous(p, 4),
+        trace,
+        make_controller("inferline"),
+        SimConfig(),
+        np.random.default_rng(0),
+    )
+    subs = r.subrequests
+    assert sum(r.dropped_by_task.values()) == subs.dropped_total > 0
+    assert set(r.dropped_by_task) <= {t.name for t in p.tasks}
+    assert r.dropped_by_task.get("object_detection", 0) > 0
+    # Served leaf requests: at least the on-time ones, at most all that ended at a leaf.
+    assert 0 < r.leaf_served <= subs.on_time + subs.late
