@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lokirl.commands.forecast",
     "lokirl.commands.train",
     "lokirl.commands.evaluate",
+    "lokirl.commands.bench",
     "lokirl.commands.serve",
     "lokirl.commands.loadgen",
     "lokirl.commands.profile",

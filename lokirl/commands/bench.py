@@ -1,0 +1,317 @@
+"""``lokirl bench``: play a suite (cases x seeds) with every controller and report it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lokirl.commands.options import parse_range
+from lokirl.core.reconfig import SWAP_MODES
+from lokirl.errors import ConfigError
+
+EPILOG = """\
+suites (lokirl/data/suites/, or your own YAML file; format in lokirl/experiments/suites.py):
+  dev          tiny (3 cases x 2 seeds, 30 s each): tests and smoke runs, never decisions
+  validation   where every decision is made (tuning, model selection, design)
+  test         frozen and hashed (test.sha256): run it to report, never to choose; needs
+               --allow-test, and refuses to run if its content or traces changed
+
+what it does: every controller plays every (case, seed) in the simulator with the same
+randomness (common random numbers) and deterministic, work-bounded solves (the
+allocator's deterministic mode, modelled solver time), so the same command prints the
+same tables. Statistics treat the case (a trace on a cluster) as the unit: intervals
+are 95% percentile intervals of a hierarchical bootstrap (cases resampled within their
+family, then seeds within each case); paired differences are against --reference
+(mean, interquartile mean, probability of improvement).
+
+outputs (a run folder under runs/, or under --out): per_episode.json (one row per
+episode: suite, suite hash, commit, case, family, seed, controller, reward, violation
+ratios, accuracy, effective accuracy, solves, reconfigurations, workers, wall time),
+summary.json, report.md (tables for docs/results.md), pareto.png (effective accuracy vs
+frame violations per controller, annotated with solves and workers), config.yaml.
+
+examples:
+  lokirl bench --suite dev
+  lokirl bench --suite validation --controllers loki,loki-5s,trigger,ppo:runs/x/model.zip --jobs 2
+  lokirl bench --trace my_trace.csv --workers 40 --load 0.3:2.0 --seeds 3
+  lokirl bench --suite test --allow-test --json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand."""
+    p = subparsers.add_parser(
+        "bench",
+        help="play an evaluation suite (dev, validation, test) and report trace-level statistics",
+        description=(
+            "Play every controller on every (case, seed) of a suite in the simulator and "
+            "report per-case tables, paired differences with hierarchical-bootstrap "
+            "intervals, and the Pareto front."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_argument_group("what to play (one of)")
+    src.add_argument("--suite", metavar="NAME|FILE", help="dev, validation, test or a suite YAML")
+    src.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="a one-case suite on this trace (bundled name or file in any format lokirl reads)",
+    )
+    adhoc = p.add_argument_group("the one case of --trace")
+    adhoc.add_argument("--pipeline", default="traffic_analysis", help="default: traffic_analysis")
+    adhoc.add_argument("--workers", type=int, default=20, help="default: 20")
+    adhoc.add_argument(
+        "--load",
+        default="0.3:2.0",
+        metavar="LO:HI|none",
+        help="trace min..max mapped onto LO..HI x capacity at full accuracy (default: 0.3:2.0)",
+    )
+    adhoc.add_argument("--duration", type=float, default=300.0, help="seconds (default: 300)")
+    adhoc.add_argument("--swap", default="overlap", choices=SWAP_MODES, help="default: overlap")
+    adhoc.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
+    p.add_argument(
+        "--controllers",
+        help="comma-separated controller specs (default: the suite's, e.g. loki,loki-5s,"
+        "trigger,oracle,inferline); ppo:PATH for a trained policy",
+    )
+    p.add_argument(
+        "--reference",
+        help="controller the others are compared with (default: the suite's, trigger)",
+    )
+    p.add_argument(
+        "--allow-test",
+        action="store_true",
+        help="allow the frozen test suite (report on it; never choose on it)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes playing (case, seed) pairs at once; results do not depend on it",
+    )
+    p.add_argument(
+        "--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)"
+    )
+    p.add_argument("--stats-seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    p.add_argument("--out", metavar="DIR", help="base folder of the run folder (default: runs/)")
+    p.add_argument("--json", action="store_true", help="print summary.json instead of tables")
+    p.add_argument(
+        "--print-hash", action="store_true", help="print the suite's content hash and exit"
+    )
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    p.set_defaults(handler=run)
+
+
+def _load(args: argparse.Namespace):
+    from lokirl.experiments.suites import adhoc_suite, load_suite
+
+    if bool(args.suite) == bool(args.trace):
+        raise ConfigError(
+            "lokirl bench",
+            "--suite/--trace",
+            "give exactly one of --suite and --trace",
+            "e.g. lokirl bench --suite dev, or lokirl bench --trace my_trace.csv",
+        )
+    if args.trace:
+        if args.seeds < 1:
+            raise ConfigError("--seeds", str(args.seeds), "must be >= 1", "pass e.g. --seeds 3")
+        if args.workers < 1:
+            raise ConfigError(
+                "--workers", str(args.workers), "must be >= 1", "pass e.g. --workers 20"
+            )
+        load = None if args.load == "none" else parse_range(args.load, "--load", "0.3:2.0", True)
+        return adhoc_suite(
+            args.trace,
+            pipeline=args.pipeline,
+            workers=args.workers,
+            load=load,
+            duration_s=args.duration,
+            swap=args.swap,
+            seeds=tuple(range(args.seeds)),
+        )
+    return load_suite(args.suite, check_frozen=not args.print_hash)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``lokirl bench``."""
+    from lokirl.experiments.report import markdown, pareto_plot, summarize
+    from lokirl.experiments.runner import run_suite
+    from lokirl.tracking import mlflow_run, run_dir, write_config
+
+    suite = _load(args)
+    if args.print_hash:
+        print(suite.hash)
+        return 0
+    if suite.spec.frozen and not args.allow_test:
+        raise ConfigError(
+            suite.source,
+            "--allow-test",
+            f"suite {suite.name!r} is the frozen test suite: it is run to report final "
+            "results, never to choose (tuning, model selection or design choices made on "
+            "it would overfit the reported numbers)",
+            "decide on --suite validation; pass --allow-test only to report a finished choice",
+        )
+    if args.jobs < 1:
+        raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
+    if args.bootstrap < 100:
+        raise ConfigError(
+            "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
+        )
+    controllers = (
+        [c.strip() for c in args.controllers.split(",") if c.strip()] if args.controllers else None
+    )
+    if args.controllers is not None and not controllers:
+        raise ConfigError(
+            "--controllers", args.controllers, "no controller given", "pass e.g. loki,trigger"
+        )
+    n_eps = sum(len(suite.spec.seeds_of(c)) for c in suite.spec.cases) * len(
+        controllers or suite.spec.controllers
+    )
+
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=args.json) as progress:
+        task = progress.add_task(f"suite {suite.name}", total=n_eps)
+
+        def tick(row: dict) -> None:
+            progress.update(
+                task,
+                advance=1,
+                description=f"{row['controller']} on {row['case']} (seed {row['seed']})",
+            )
+
+        results = run_suite(suite, controllers, args.reference, jobs=args.jobs, on_episode=tick)
+    summary = summarize(results, n_boot=args.bootstrap, seed=args.stats_seed)
+    folder = run_dir("bench", suite.name, root=args.out)
+    (folder / "per_episode.json").write_text(json.dumps(results.to_dict(), indent=2))
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    (folder / "report.md").write_text(markdown(summary))
+    pareto_plot(summary, folder / "pareto.png")
+    write_config(
+        folder,
+        {
+            "suite": suite.spec.model_dump(mode="json"),
+            "suite_hash": suite.hash,
+            "suite_source": suite.source,
+            "options": {k: v for k, v in vars(args).items() if k != "handler"},
+        },
+    )
+    if not args.no_mlflow:
+        _log_mlflow(mlflow_run, args, suite, summary, folder)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print_tables(summary)
+    print(f"results: {folder}")
+    return 0
+
+
+def _log_mlflow(mlflow_run, args, suite, summary: dict, folder: Path) -> None:
+    """One MLflow run per suite: overall means per controller, the files as artifacts."""
+    meta = summary["meta"]
+    with mlflow_run(
+        "lokirl-bench",
+        folder.name,
+        args.tracking_uri,
+        params={
+            "suite": suite.name,
+            "suite_hash": suite.hash,
+            "commit": meta["commit"],
+            "controllers": ",".join(meta["controllers"]),
+            "reference": meta["reference"],
+        },
+    ) as ml:
+        for c, per in summary["aggregate"].items():
+            ml.log_metrics(
+                {
+                    f"{c.replace(':', '_')}/{m}": scopes["overall"]["estimate"]
+                    for m, scopes in per.items()
+                    if scopes.get("overall", {}).get("cases")
+                }
+            )
+        for name in ("summary.json", "per_episode.json", "report.md", "pareto.png"):
+            ml.log_artifact(folder / name)
+
+
+def print_tables(summary: dict) -> None:
+    """Print the overall, paired and per-case tables (deterministic given the summary)."""
+    from rich.table import Table
+
+    from lokirl.commands.plan import make_console
+    from lokirl.experiments.report import (
+        CASE_METRICS,
+        LABELS,
+        PAIRED_METRICS,
+        fmt,
+        fmt_interval,
+        scopes,
+    )
+
+    meta = summary["meta"]
+    console = make_console()
+    n_cases = len(meta["cases"])
+    title = (
+        f"suite {meta['suite']} ({meta['suite_hash'][:12]}), {n_cases} cases: "
+        "mean over cases [95% hierarchical bootstrap]"
+    )
+    t = Table(title=title)
+    t.add_column("controller")
+    cols = ("reward", "frame_violation_ratio", "effective_accuracy", "accuracy", "solves")
+    for m in cols:
+        t.add_column(LABELS[m], justify="right")
+    t.add_column("workers", justify="right")
+    front = {p["controller"] for p in summary["pareto"] if p["on_front"]}
+    for c, per in summary["aggregate"].items():
+        cells = [fmt_interval(m, per[m]["overall"]) for m in cols]
+        cells.append(fmt("mean_active_workers", per["mean_active_workers"]["overall"]["estimate"]))
+        t.add_row(f"{c} *" if c in front else c, *cells)
+    console.print(t)
+    console.print("*: on the Pareto front (effective accuracy vs frame violations)")
+    ref = meta["reference"]
+    if len(meta["controllers"]) > 1:
+        pt = Table(
+            title=f"paired vs {ref} (same case and seed): mean difference [95%], P(better) [95%]"
+        )
+        pt.add_column("controller")
+        pt.add_column("scope")
+        pt.add_column("n", justify="right")
+        for m in PAIRED_METRICS:
+            pt.add_column(LABELS[m], justify="right")
+        pt.add_column("P(better reward)", justify="right")
+        for c in summary["paired"]["reward"]:
+            for s in scopes(summary):
+                d = {m: summary["paired"][m][c].get(s) for m in PAIRED_METRICS}
+                if d["reward"] is None or not d["reward"]["mean"]["cases"]:
+                    continue
+                sig = d["reward"]["mean"]["lo"] > 0
+                pt.add_row(
+                    f"[bold]{c}[/]" if sig else c,
+                    s,
+                    str(d["reward"]["mean"]["cases"]),
+                    *[
+                        fmt_interval(m, d[m]["mean"], True) if d[m] else "n/a"
+                        for m in PAIRED_METRICS
+                    ],
+                    fmt_interval("poi", d["reward"]["poi"]),
+                )
+        console.print(pt)
+        console.print("bold: reward higher than the reference's (interval above 0)")
+    ct = Table(title="per case, mean over seeds")
+    ct.add_column("case")
+    ct.add_column("controller")
+    for m in CASE_METRICS:
+        ct.add_column(LABELS[m], justify="right")
+    for e in summary["per_case"]:
+        ct.add_row(e["case"], e["controller"], *[fmt(m, e[m]) for m in CASE_METRICS])
+    console.print(ct)
+    if summary["failures"]:
+        console.print(
+            f"[red]{len(summary['failures'])} episode(s) failed and are left out:[/] "
+            + "; ".join(
+                f"{f['case']}/{f['seed']}/{f['controller']}: {f['error']}"
+                for f in summary["failures"]
+            )
+        )

@@ -1,0 +1,310 @@
+"""Reports of a suite's per-episode table: summary (JSON), markdown, Pareto front plot.
+
+All functions are pure functions of :class:`lokirl.experiments.runner.Results` (or of
+the summary built from it), except :func:`pareto_plot`, which writes a PNG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lokirl.experiments import stats
+from lokirl.experiments.runner import METRICS, Results
+
+#: Metrics compared pair by pair with the reference.
+PAIRED_METRICS: tuple[str, ...] = (
+    "reward",
+    "frame_violation_ratio",
+    "effective_accuracy",
+    "accuracy",
+)
+
+#: Short column labels.
+LABELS: dict[str, str] = {
+    "reward": "reward",
+    "frame_violation_ratio": "frame viol",
+    "sub_violation_ratio": "sub viol",
+    "accuracy": "accuracy",
+    "effective_accuracy": "eff. acc.",
+    "mean_active_workers": "workers",
+    "solves": "solves",
+    "reconfigurations": "reconfigs",
+    "solver_time_s": "solver s",
+}
+
+#: Columns of the per-case table.
+CASE_METRICS: tuple[str, ...] = (
+    "reward",
+    "frame_violation_ratio",
+    "sub_violation_ratio",
+    "effective_accuracy",
+    "accuracy",
+    "solves",
+    "reconfigurations",
+    "mean_active_workers",
+)
+
+
+def fmt(metric: str, value: float, signed: bool = False) -> str:
+    """Format a metric's value (violations in percent)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    sign = "+" if signed else ""
+    if "violation" in metric:
+        return f"{value * 100:{sign}.2f}%"
+    if metric in ("solves", "reconfigurations"):
+        return f"{value:{sign}.1f}"
+    if metric == "poi":
+        return f"{value:.2f}"
+    return f"{value:{sign}.2f}"
+
+
+def fmt_interval(metric: str, iv: Mapping[str, Any], signed: bool = False) -> str:
+    """``estimate [lo, hi]``."""
+    return (
+        f"{fmt(metric, iv['estimate'], signed)} "
+        f"[{fmt(metric, iv['lo'], signed)}, {fmt(metric, iv['hi'], signed)}]"
+    )
+
+
+def per_case(results: Results) -> list[dict[str, Any]]:
+    """Mean over seeds of each metric per (case, controller), in suite and controller order."""
+    rows = results.rows
+    out = []
+    for case in results.meta["cases"]:
+        for c in results.meta["controllers"]:
+            mine = [r for r in rows if r["case"] == case and r["controller"] == c]
+            ok = [r for r in mine if not r.get("error")]
+            entry: dict[str, Any] = {
+                "case": case,
+                "family": results.meta["families"][case],
+                "controller": c,
+                "seeds": len(ok),
+                "failed": len(mine) - len(ok),
+            }
+            for m in METRICS:
+                vals = [float(r[m]) for r in ok if r.get(m) is not None]
+                entry[m] = float(np.mean(vals)) if vals else math.nan
+            out.append(entry)
+    return out
+
+
+def pareto_front(points: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """Which points are on the front: higher effective accuracy, lower frame violations.
+
+    A point is dominated when another is at least as good on both and better on one.
+    """
+    flags = []
+    for p in points:
+        a, v = p["effective_accuracy"], p["frame_violation_ratio"]
+        if not (math.isfinite(a) and math.isfinite(v)):
+            flags.append(False)
+            continue
+        dominated = any(
+            q is not p
+            and q["effective_accuracy"] >= a
+            and q["frame_violation_ratio"] <= v
+            and (q["effective_accuracy"] > a or q["frame_violation_ratio"] < v)
+            for q in points
+            if math.isfinite(q["effective_accuracy"]) and math.isfinite(q["frame_violation_ratio"])
+        )
+        flags.append(not dominated)
+    return flags
+
+
+def summarize(results: Results, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Everything a report shows, JSON-ready (``summary.json``).
+
+    Args:
+        results: The runner's table.
+        n_boot: Bootstrap resamples of every interval.
+        seed: Seed of the bootstrap (same seed: same intervals).
+
+    Returns:
+        ``meta``, ``bootstrap`` (settings), ``per_case``, ``aggregate``
+        (``{controller: {metric: {scope: interval}}}``), ``paired``
+        (``{metric: {controller: {scope: {mean, iqm, poi}}}}``), ``pareto`` and
+        ``failures``.
+
+    """
+    meta = results.meta
+    rows = results.rows
+    ctrls = list(meta["controllers"])
+    ref = meta["reference"]
+    agg: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in ctrls}
+    for m in METRICS:
+        for c, scopes in stats.aggregate(rows, m, ctrls, n_boot, seed).items():
+            agg[c][m] = {s: iv.to_dict() for s, iv in scopes.items()}
+    paired = {
+        m: {
+            c: {s: {k: iv.to_dict() for k, iv in d.items()} for s, d in scopes.items()}
+            for c, scopes in stats.compare(rows, m, ref, ctrls, n_boot, seed).items()
+        }
+        for m in PAIRED_METRICS
+    }
+    points = []
+    for c in ctrls:
+        ov = {m: agg[c][m].get("overall", {}).get("estimate", math.nan) for m in METRICS}
+        points.append(
+            {
+                "controller": c,
+                "effective_accuracy": ov["effective_accuracy"],
+                "frame_violation_ratio": ov["frame_violation_ratio"],
+                "solves": ov["solves"],
+                "mean_active_workers": ov["mean_active_workers"],
+                "reward": ov["reward"],
+            }
+        )
+    for p, on in zip(points, pareto_front(points), strict=True):
+        p["on_front"] = on
+    return {
+        "meta": meta,
+        "bootstrap": {
+            "n_boot": n_boot,
+            "seed": seed,
+            "level": 0.95,
+            "design": "cases resampled within families, then seeds within cases",
+        },
+        "per_case": per_case(results),
+        "aggregate": agg,
+        "paired": paired,
+        "pareto": points,
+        "failures": [
+            {k: r[k] for k in ("case", "seed", "controller", "error")} for r in results.failed
+        ],
+    }
+
+
+def scopes(summary: Mapping[str, Any]) -> list[str]:
+    """``overall`` then the families, as the summary orders them."""
+    fams = sorted(set(summary["meta"]["families"].values()))
+    return ["overall", *fams]
+
+
+def markdown(summary: Mapping[str, Any]) -> str:
+    """A markdown report (usable in docs/results.md)."""
+    meta = summary["meta"]
+    ref = meta["reference"]
+    n_cases = len(meta["cases"])
+    seeds = sorted({len(v) for v in meta["seeds"].values()})
+    lines = [
+        f"# `lokirl bench --suite {meta['suite']}`",
+        "",
+        f"- suite: `{meta['suite']}` ({meta.get('suite_source', '')}), hash `{meta['suite_hash'][:16]}`",
+        f"- commit: `{meta['commit']}`",
+        f"- {n_cases} cases x {'/'.join(map(str, seeds))} seeds; controllers: "
+        + ", ".join(f"`{c}`" for c in meta["controllers"])
+        + f"; reference: `{ref}`",
+        f"- solves: {meta['solver']}, deterministic (work-bounded), modelled solver time; "
+        "common random numbers across controllers",
+        f"- intervals: 95% percentile, hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
+        "resamples: cases within families, then seeds within cases)",
+        "",
+        "## Overall (mean over cases [95% interval])",
+        "",
+    ]
+    cols = ("reward", "frame_violation_ratio", "effective_accuracy", "accuracy", "solves")
+    lines.append("| controller | " + " | ".join(LABELS[m] for m in cols) + " | workers |")
+    lines.append("|---" * (len(cols) + 2) + "|")
+    for c, per in summary["aggregate"].items():
+        cells = [fmt_interval(m, per[m]["overall"]) for m in cols]
+        cells.append(fmt("mean_active_workers", per["mean_active_workers"]["overall"]["estimate"]))
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Paired differences vs `{ref}` (same case and seed)", ""]
+    lines.append(
+        "Mean and IQM of A - reference over cases, and P(A better than reference), "
+        "each with its 95% interval; n = cases."
+    )
+    for m in PAIRED_METRICS:
+        lines += ["", f"### {LABELS[m]}", ""]
+        lines.append("| controller | scope | n | mean | IQM | P(better) |")
+        lines.append("|---|---|---|---|---|---|")
+        for c, per in summary["paired"][m].items():
+            for s in scopes(summary):
+                d = per.get(s)
+                if d is None or not d["mean"]["cases"]:
+                    continue
+                lines.append(
+                    f"| {c} | {s} | {d['mean']['cases']} | {fmt_interval(m, d['mean'], True)} | "
+                    f"{fmt_interval(m, d['iqm'], True)} | {fmt_interval('poi', d['poi'])} |"
+                )
+    lines += ["", "## Pareto front (overall means)", ""]
+    lines.append("| controller | eff. acc. | frame viol | solves | workers | on front |")
+    lines.append("|---|---|---|---|---|---|")
+    for p in summary["pareto"]:
+        lines.append(
+            f"| {p['controller']} | {fmt('effective_accuracy', p['effective_accuracy'])} | "
+            f"{fmt('frame_violation_ratio', p['frame_violation_ratio'])} | "
+            f"{fmt('solves', p['solves'])} | {fmt('mean_active_workers', p['mean_active_workers'])} | "
+            f"{'yes' if p['on_front'] else ''} |"
+        )
+    lines += ["", "## Per case (mean over seeds)", ""]
+    lines.append(
+        "| case | family | controller | " + " | ".join(LABELS[m] for m in CASE_METRICS) + " |"
+    )
+    lines.append("|---" * (len(CASE_METRICS) + 3) + "|")
+    for e in summary["per_case"]:
+        lines.append(
+            f"| {e['case']} | {e['family']} | {e['controller']} | "
+            + " | ".join(fmt(m, e[m]) for m in CASE_METRICS)
+            + " |"
+        )
+    if summary["failures"]:
+        lines += ["", "## Failed episodes (left out of every figure)", ""]
+        for f in summary["failures"]:
+            lines.append(f"- {f['case']} seed {f['seed']} {f['controller']}: {f['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_plot(summary: Mapping[str, Any], path: str | Path) -> Path:
+    """Effective accuracy vs frame violations, one point per controller (PNG).
+
+    Each point is annotated with its mean solves and active workers; the front is
+    drawn as a step line through the non-dominated points.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [
+        p
+        for p in summary["pareto"]
+        if math.isfinite(p["effective_accuracy"]) and math.isfinite(p["frame_violation_ratio"])
+    ]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for p in pts:
+        x, y = 100 * p["frame_violation_ratio"], p["effective_accuracy"]
+        ax.scatter([x], [y], s=60, color="tab:red" if p["on_front"] else "tab:blue", zorder=3)
+        ax.annotate(
+            f"{p['controller']}\n{p['solves']:.0f} solves, {p['mean_active_workers']:.1f} workers",
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
+    front = sorted((p for p in pts if p["on_front"]), key=lambda p: p["frame_violation_ratio"])
+    if len(front) > 1:
+        ax.plot(
+            [100 * p["frame_violation_ratio"] for p in front],
+            [p["effective_accuracy"] for p in front],
+            color="tab:red",
+            lw=1,
+            ls="--",
+            drawstyle="steps-post",
+        )
+    meta = summary["meta"]
+    ax.set_xlabel("frame SLO violation ratio (%), lower is better")
+    ax.set_ylabel("effective accuracy, higher is better")
+    ax.set_title(f"suite {meta['suite']}: mean over {len(meta['cases'])} cases (red: Pareto front)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,294 @@
+"""One runner: every controller on every (case, seed) of a suite, as a tidy table.
+
+Episodes are played by :func:`lokirl.agents.rollout.rollout` with the actors of
+:func:`lokirl.agents.evaluation.actor_factory` (the same episodes and reward as
+``lokirl evaluate``), with
+
+- **common random numbers**: every controller plays a (case, seed) with the same
+  seed, hence the same arrivals, branching and service randomness;
+- **deterministic solves**: ``AllocatorOptions(deterministic=True)`` (work-bounded:
+  node limits, one thread, no clock) with HiGHS, and ``solver_time="model"`` (a
+  solve's simulated duration is modelled, not measured): the same command gives the
+  same table on any machine load.
+
+The result is a list of flat dicts, one per episode (:data:`ROW_FIELDS`), plus
+metadata; statistics and reports are pure functions of it
+(:mod:`lokirl.experiments.stats`, :mod:`lokirl.experiments.report`).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lokirl.errors import ConfigError
+from lokirl.experiments.suites import CaseSpec, Suite, capacities, case_trace, load_unit
+
+#: Simulator figures of each episode, in table order (``lokirl.agents.evaluation.METRICS``
+#: plus the modelled solver time and the episode's length).
+METRICS: tuple[str, ...] = (
+    "reward",
+    "frame_violation_ratio",
+    "sub_violation_ratio",
+    "accuracy",
+    "effective_accuracy",
+    "mean_active_workers",
+    "solves",
+    "reconfigurations",
+    "solver_time_s",
+)
+
+#: Columns of a per-episode row.
+ROW_FIELDS: tuple[str, ...] = (
+    "suite",
+    "suite_hash",
+    "commit",
+    "case",
+    "family",
+    "pipeline",
+    "workers",
+    "swap",
+    "seed",
+    "controller",
+    *METRICS,
+    "steps",
+    "wall_s",
+    "error",
+)
+
+
+@dataclass
+class Results:
+    """A suite's per-episode table and what produced it.
+
+    Attributes:
+        rows: One dict per (case, seed, controller) with :data:`ROW_FIELDS`; a failed
+            episode has ``error`` set and NaN metrics.
+        meta: Suite name, hash, commit, controllers, reference, cases, seeds.
+
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``per_episode.json``)."""
+        return {"meta": self.meta, "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Results:
+        """Inverse of :meth:`to_dict`."""
+        return cls(rows=list(data["rows"]), meta=dict(data["meta"]))
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Rows of episodes that raised."""
+        return [r for r in self.rows if r.get("error")]
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the working directory's repository, or ``"unknown"``."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def make_env(case: CaseSpec, solver: str = "highs", max_nodes: int | None = None):
+    """The serving environment of a case, with deterministic, work-bounded solves.
+
+    A homogeneous cluster (``{workers: N}``) is the env's own; an accelerator mix
+    replaces the env's cluster and recomputes its capacities (the env takes only a
+    worker count).
+    """
+    from lokirl.core.pipeline import Cluster
+    from lokirl.envs.serving import LokiServingEnv, cluster_capacities
+
+    env = LokiServingEnv(
+        pipeline=case.pipeline,
+        workers=case.workers,
+        swap=case.swap,
+        epoch_s=case.epoch_s,
+        solver=solver,
+        solver_time="model",
+    )
+    opts = replace(env.alloc, deterministic=True, threads=1)
+    if max_nodes is not None:
+        opts = replace(opts, max_nodes=max_nodes)
+    env.alloc = opts
+    if "workers" not in case.cluster:
+        env.cluster = Cluster(dict(case.cluster))
+        env.hw_capacity, env.max_capacity = cluster_capacities(env.pipeline, env.cluster)
+        env.features = replace(
+            env.features, workers=env.cluster.total, demand_scale=env.max_capacity
+        )
+    return env
+
+
+def _nan_metrics() -> dict[str, float]:
+    return {m: math.nan for m in METRICS}
+
+
+def play_case_seed(
+    case: CaseSpec,
+    seed: int,
+    controllers: Sequence[str],
+    base_dir: Path | None = None,
+    solver: str = "highs",
+    max_nodes: int | None = None,
+) -> list[dict[str, Any]]:
+    """Play every controller on one (case, seed) with common random numbers.
+
+    Returns:
+        One partial row per controller (case, seed, controller, metrics, steps,
+        wall_s, error); the caller adds the suite's columns.
+
+    """
+    import lokirl.agents  # noqa: F401 - registers ppo: and trigger
+    from lokirl.agents.evaluation import actor_factory, summary
+    from lokirl.agents.rollout import rollout
+
+    env = make_env(case, solver, max_nodes)
+    trace = case_trace(case, load_unit(case, capacities(env.pipeline, env.cluster)), base_dir)
+    cache: dict = {}
+    rows = []
+    for spec in controllers:
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {"case": case.id, "seed": seed, "controller": spec}
+        try:
+            ep = rollout(env, actor_factory(spec, trace, cache), seed, trace=trace)
+            s = summary(ep)
+            row.update({m: float(s[m]) for m in METRICS if m in s})
+            row["solver_time_s"] = float(ep.result.solver_time_s)
+            row["steps"] = ep.steps
+            row["error"] = None
+        except Exception as exc:  # noqa: BLE001 - one failed episode must not lose the suite
+            row.update(_nan_metrics())
+            row["steps"] = 0
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        row["wall_s"] = time.perf_counter() - t0
+        rows.append(row)
+    return rows
+
+
+def _task(args: tuple) -> list[dict[str, Any]]:
+    return play_case_seed(*args)
+
+
+def run_suite(
+    suite: Suite,
+    controllers: Sequence[str] | None = None,
+    reference: str | None = None,
+    jobs: int = 1,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
+    commit: str | None = None,
+    solver: str = "highs",
+    max_nodes: int | None = None,
+) -> Results:
+    """Play every controller on every (case, seed) of ``suite``.
+
+    Args:
+        suite: A loaded suite (:func:`lokirl.experiments.suites.load_suite`).
+        controllers: Controller specs (default: the suite's).
+        reference: Controller the others are compared with (default: the suite's;
+            recorded in ``meta``).
+        jobs: Processes playing (case, seed) pairs at once; results do not depend
+            on it (each pair is independent and solves are deterministic).
+        on_episode: Called with each finished row (progress reporting).
+        commit: Git commit recorded in the rows (default: ``git rev-parse HEAD``).
+        solver: MILP solver of every solve (deterministic mode).
+        max_nodes: Branch-and-bound node limit per phase (default: the allocator's).
+
+    Returns:
+        The per-episode table, in (case, seed, controller) order.
+
+    Raises:
+        ConfigError: an unknown controller or a reference not among the controllers.
+
+    """
+    import lokirl.agents  # noqa: F401 - registers ppo: and trigger
+    from lokirl.core.controllers import make_controller
+
+    spec = suite.spec
+    ctrls = list(controllers) if controllers else list(spec.controllers)
+    if not ctrls:
+        raise ConfigError("--controllers", "", "no controller given", "pass e.g. loki,trigger")
+    if len(set(ctrls)) != len(ctrls):
+        raise ConfigError(
+            "--controllers", ",".join(ctrls), "a controller is listed twice", "list each once"
+        )
+    for c in ctrls:
+        if c != "oracle":
+            make_controller(c)  # unknown names fail here, before any work
+    ref = reference or (spec.reference if spec.reference in ctrls else ctrls[0])
+    if ref not in ctrls:
+        raise ConfigError("--reference", ref, "not one of the controllers", f"pick one of {ctrls}")
+    commit = commit or git_commit()
+    common = {"suite": spec.name, "suite_hash": suite.hash, "commit": commit}
+    tasks = [
+        (case, seed, tuple(ctrls), suite.base_dir, solver, max_nodes)
+        for case in spec.cases
+        for seed in spec.seeds_of(case)
+    ]
+    by_case = {c.id: c for c in spec.cases}
+
+    def complete(partial: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for p in partial:
+            case = by_case[p["case"]]
+            row = {
+                **common,
+                "case": case.id,
+                "family": case.family,
+                "pipeline": case.pipeline,
+                "workers": case.workers,
+                "swap": case.swap,
+                **p,
+            }
+            row = {k: row.get(k) for k in ROW_FIELDS}
+            out.append(row)
+            if on_episode is not None:
+                on_episode(row)
+        return out
+
+    chunks: list[list[dict[str, Any]]]
+    if jobs <= 1 or len(tasks) <= 1:
+        chunks = [complete(_task(t)) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+            futures = {pool.submit(_task, t): i for i, t in enumerate(tasks)}
+            done: dict[int, list[dict[str, Any]]] = {}
+            for f in as_completed(futures):
+                done[futures[f]] = complete(f.result())
+            chunks = [done[i] for i in range(len(tasks))]
+    rows = [r for chunk in chunks for r in chunk]
+    meta = {
+        "suite": spec.name,
+        "suite_hash": suite.hash,
+        "suite_source": suite.source,
+        "frozen": spec.frozen,
+        "commit": commit,
+        "controllers": ctrls,
+        "reference": ref,
+        "cases": [c.id for c in spec.cases],
+        "families": {c.id: c.family for c in spec.cases},
+        "seeds": {c.id: list(spec.seeds_of(c)) for c in spec.cases},
+        "solver": solver,
+        "deterministic": True,
+        "solver_time": "model",
+    }
+    return Results(rows=rows, meta=meta)

@@ -1,0 +1,330 @@
+"""Statistics of a per-episode table, as pure functions (rliable-style, trace as the unit).
+
+Seeds only resample arrivals *within* a trace, so seeds are not independent samples
+of how a controller does on traffic: the unit of evidence is the case (a trace on a
+cluster). Intervals here come from a **hierarchical (two-stage) bootstrap**: cases
+are resampled with replacement within their family (stratified), then seeds with
+replacement within each resampled case; a statistic is computed on the resampled
+case means; the 95% interval is the percentile interval over resamples.
+
+Statistics (Agarwal et al., NeurIPS 2021, "Deep RL at the edge of the statistical
+precipice"):
+
+- **mean** over cases of the per-case mean over seeds;
+- **IQM**: interquartile mean over cases (the middle 50% of case means; robust to
+  one odd case);
+- **probability of improvement** P(A > B): per case, the share of seeds where A is
+  better than B (ties count half; "better" follows :data:`HIGHER_IS_BETTER`), averaged
+  over cases. Seeds are paired (common random numbers), so A and B are compared on
+  the same arrivals.
+
+Everything is deterministic given ``seed``. A family with a single case contributes
+only its seed noise to an interval: the report says how many cases back each figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+#: Direction of each metric (probability of improvement, Pareto front).
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "reward": True,
+    "frame_violation_ratio": False,
+    "sub_violation_ratio": False,
+    "accuracy": True,
+    "effective_accuracy": True,
+    "mean_active_workers": False,
+    "solves": False,
+    "reconfigurations": False,
+    "solver_time_s": False,
+}
+
+#: Data of one family: one array of per-seed values per case.
+Family = Sequence[np.ndarray]
+
+Statistic = Literal["mean", "iqm"]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its 95% bootstrap interval.
+
+    Attributes:
+        estimate: The statistic on the data.
+        lo: Lower end of the percentile interval.
+        hi: Upper end.
+        cases: Cases behind it.
+        pairs: (case, seed) values behind it.
+
+    """
+
+    estimate: float
+    lo: float
+    hi: float
+    cases: int
+    pairs: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @property
+    def excludes_zero(self) -> bool:
+        """The interval lies strictly on one side of 0."""
+        return self.lo > 0 or self.hi < 0
+
+
+_EMPTY = Interval(math.nan, math.nan, math.nan, 0, 0)
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Interquartile mean: the mean after cutting ``floor(n/4)`` values from each end.
+
+    As ``scipy.stats.trim_mean(values, 0.25)`` (rliable's IQM).
+    """
+    x = np.sort(np.asarray(values, dtype=float), axis=axis)
+    n = x.shape[axis]
+    k = int(math.floor(0.25 * n))
+    kept = np.take(x, np.arange(k, n - k), axis=axis)
+    out = kept.mean(axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def _stat(case_means: np.ndarray, statistic: Statistic) -> np.ndarray | float:
+    if statistic == "mean":
+        out = case_means.mean(axis=-1)
+        return float(out) if np.ndim(out) == 0 else out
+    if statistic == "iqm":
+        return iqm(case_means, axis=-1)
+    raise ValueError(f"unknown statistic {statistic!r}: use 'mean' or 'iqm'")
+
+
+def _clean(data: Mapping[str, Family]) -> dict[str, list[np.ndarray]]:
+    out: dict[str, list[np.ndarray]] = {}
+    for fam in sorted(data):
+        cases = [np.asarray(a, dtype=float).reshape(-1) for a in data[fam]]
+        cases = [a[np.isfinite(a)] for a in cases]
+        cases = [a for a in cases if a.size]
+        if cases:
+            out[fam] = cases
+    return out
+
+
+def resample_case_means(
+    cases: Sequence[np.ndarray], n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Two-stage bootstrap of one stratum: cases with replacement, then seeds within each.
+
+    Args:
+        cases: Per-seed values of each case (lengths may differ).
+        n_boot: Resamples.
+        rng: Source of randomness.
+
+    Returns:
+        ``(n_boot, len(cases))`` resampled case means.
+
+    """
+    n = len(cases)
+    counts = np.array([a.size for a in cases])
+    width = int(counts.max())
+    pad = np.zeros((n, width))
+    for i, a in enumerate(cases):
+        pad[i, : a.size] = a
+    idx = rng.integers(n, size=(n_boot, n))
+    cnt = counts[idx]
+    seeds = np.floor(rng.random((n_boot, n, width)) * cnt[..., None]).astype(int)
+    vals = pad[idx[..., None], seeds]
+    mask = np.arange(width) < cnt[..., None]
+    return np.where(mask, vals, 0.0).sum(axis=-1) / cnt
+
+
+def hierarchical_interval(
+    data: Mapping[str, Family],
+    statistic: Statistic = "mean",
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
+    """A statistic over cases and its stratified two-stage bootstrap interval.
+
+    Args:
+        data: ``{family: [per-seed values of each case]}``; NaNs are dropped.
+        statistic: ``"mean"`` or ``"iqm"`` over the case means (seeds averaged first).
+        n_boot: Bootstrap resamples.
+        seed: Seed of the resampling (same seed, same interval).
+        level: Coverage of the percentile interval.
+
+    """
+    fams = _clean(data)
+    if not fams:
+        return _EMPTY
+    means = np.concatenate([np.array([a.mean() for a in c]) for c in fams.values()])
+    est = float(_stat(means, statistic))
+    rng = np.random.default_rng(seed)
+    boot = np.concatenate([resample_case_means(c, n_boot, rng) for c in fams.values()], axis=1)
+    stats = np.asarray(_stat(boot, statistic))
+    a = (1 - level) / 2
+    lo, hi = np.percentile(stats, [100 * a, 100 * (1 - a)])
+    pairs = sum(a.size for c in fams.values() for a in c)
+    return Interval(est, float(lo), float(hi), int(means.size), int(pairs))
+
+
+def naive_interval(
+    data: Mapping[str, Family], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> Interval:
+    """The mean with seeds treated as independent samples (iid bootstrap of all values).
+
+    Wrong for our design (it ignores that seeds of one trace are correlated) and kept
+    only to show how much narrower it is than :func:`hierarchical_interval`.
+    """
+    fams = _clean(data)
+    if not fams:
+        return _EMPTY
+    x = np.concatenate([a for c in fams.values() for a in c])
+    rng = np.random.default_rng(seed)
+    boot = x[rng.integers(x.size, size=(n_boot, x.size))].mean(axis=1)
+    a = (1 - level) / 2
+    lo, hi = np.percentile(boot, [100 * a, 100 * (1 - a)])
+    n_cases = sum(len(c) for c in fams.values())
+    return Interval(float(x.mean()), float(lo), float(hi), n_cases, int(x.size))
+
+
+# ----------------------------------------------------------------- from a table
+
+
+def _ok(row: Mapping[str, Any], metric: str) -> bool:
+    v = row.get(metric)
+    return not row.get("error") and v is not None and math.isfinite(float(v))
+
+
+def values_by_case(
+    rows: Iterable[Mapping[str, Any]], controller: str, metric: str
+) -> dict[str, dict[str, dict[int, float]]]:
+    """``{family: {case: {seed: value}}}`` of one controller's metric (failed episodes left out)."""
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for r in rows:
+        if r["controller"] == controller and _ok(r, metric):
+            out.setdefault(r["family"], {}).setdefault(r["case"], {})[int(r["seed"])] = float(
+                r[metric]
+            )
+    return out
+
+
+def paired(
+    rows: Iterable[Mapping[str, Any]],
+    metric: str,
+    controller: str,
+    reference: str,
+    kind: Literal["difference", "improvement"] = "difference",
+) -> dict[str, list[np.ndarray]]:
+    """Per-seed paired values of ``controller`` against ``reference``, grouped by family.
+
+    Only (case, seed) pairs both played without error count.
+
+    Args:
+        rows: The per-episode table.
+        metric: A metric column.
+        controller: Controller A.
+        reference: Controller B.
+        kind: ``"difference"``: A - B; ``"improvement"``: 1 if A is better than B
+            (per :data:`HIGHER_IS_BETTER`), 0.5 on a tie, else 0.
+
+    Returns:
+        ``{family: [array over the seeds of each case]}``, families and cases sorted.
+
+    """
+    rows = list(rows)
+    a = values_by_case(rows, controller, metric)
+    b = values_by_case(rows, reference, metric)
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    out: dict[str, list[np.ndarray]] = {}
+    for fam in sorted(a):
+        for case in sorted(a[fam]):
+            ref = b.get(fam, {}).get(case, {})
+            seeds = sorted(set(a[fam][case]) & set(ref))
+            if not seeds:
+                continue
+            x = np.array([a[fam][case][s] for s in seeds])
+            y = np.array([ref[s] for s in seeds])
+            if kind == "difference":
+                v = x - y
+            else:
+                d = (x - y) if higher else (y - x)
+                tol = 1e-12 * np.maximum(1.0, np.abs(y))
+                v = np.where(d > tol, 1.0, np.where(d < -tol, 0.0, 0.5))
+            out.setdefault(fam, []).append(v)
+    return out
+
+
+def by_scope(data: Mapping[str, Family]) -> dict[str, dict[str, Family]]:
+    """``{"overall": data, family: {family: ...}, ...}``: the scopes a report shows."""
+    out: dict[str, dict[str, Family]] = {"overall": dict(data)}
+    for fam in sorted(data):
+        out[fam] = {fam: data[fam]}
+    return out
+
+
+def compare(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    reference: str,
+    controllers: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Interval]]]:
+    """Paired comparison of every controller with ``reference`` on one metric.
+
+    Returns:
+        ``{controller: {scope: {"mean": ..., "iqm": ..., "poi": ...}}}`` where scope is
+        ``overall`` or a family; mean and IQM are of the differences A - reference
+        over cases, ``poi`` is P(A better than reference).
+
+    """
+    ctrls = controllers or sorted({r["controller"] for r in rows})
+    out: dict[str, dict[str, dict[str, Interval]]] = {}
+    for c in ctrls:
+        if c == reference:
+            continue
+        diff = by_scope(paired(rows, metric, c, reference, "difference"))
+        imp = by_scope(paired(rows, metric, c, reference, "improvement"))
+        out[c] = {
+            scope: {
+                "mean": hierarchical_interval(diff[scope], "mean", n_boot, seed),
+                "iqm": hierarchical_interval(diff[scope], "iqm", n_boot, seed),
+                "poi": hierarchical_interval(imp[scope], "mean", n_boot, seed),
+            }
+            for scope in diff
+        }
+    return out
+
+
+def aggregate(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str,
+    controllers: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, Interval]]:
+    """Each controller's mean of a metric over cases, overall and per family, with intervals.
+
+    Returns:
+        ``{controller: {scope: Interval}}``.
+
+    """
+    ctrls = controllers or sorted({r["controller"] for r in rows})
+    out: dict[str, dict[str, Interval]] = {}
+    for c in ctrls:
+        data = {
+            fam: [np.array([v[s] for s in sorted(v)]) for _, v in sorted(cases.items())]
+            for fam, cases in values_by_case(rows, c, metric).items()
+        }
+        out[c] = {
+            scope: hierarchical_interval(d, "mean", n_boot, seed)
+            for scope, d in by_scope(data).items()
+        }
+    return out
