@@ -90,6 +90,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-requests/--duration", "", "must be positive", "bound the replay")
     if args.speedup <= 0:
         raise ConfigError("--speedup", str(args.speedup), "must be positive", "pass 1")
+    if not 1 <= args.size <= 8192:
+        raise ConfigError("--size", str(args.size), "must be 1..8192 pixels", "pass e.g. --size 64")
+    if args.max_in_flight < 1:
+        raise ConfigError(
+            "--max-in-flight",
+            str(args.max_in_flight),
+            "must be at least 1",
+            "pass e.g. --max-in-flight 256",
+        )
     arrivals, trace_name = load_arrivals(args.trace, args.speedup, args.scale, args.seed)
     arrivals = bounded_arrivals(arrivals, args.max_requests, args.duration)
     base = args.url.rstrip("/")
@@ -104,6 +113,15 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(
                     "--url", args.url, f"no lokirl server answers ({exc})", "start lokirl serve"
                 ) from None
+            except ValueError:
+                status = None
+            if not isinstance(status, dict) or "pipeline" not in status:
+                raise ConfigError(
+                    "--url",
+                    args.url,
+                    "the server there is not lokirl serve (no JSON /v1/status with a pipeline)",
+                    "point --url at a lokirl serve ingress",
+                )
             name = args.pipeline or status["pipeline"]
             send = http_sender(c, f"{base}/v1/pipelines/{name}/infer", frame)
             result = await replay(arrivals, send, args.max_in_flight)
@@ -129,14 +147,40 @@ def run(args: argparse.Namespace) -> int:
                     if isinstance(v, int | float) and not isinstance(v, bool)
                 }
             )
+    summary = _finite(summary)
     if args.json:
-        print(json.dumps(summary, default=str))
+        # Strict JSON: a metric with no value (nothing served) is null, never NaN.
+        print(json.dumps(summary, default=str, allow_nan=False))
     else:
         print(
             f"{name} <- {trace_name}: sent {summary['sent']}, on time {summary['on_time']}, "
             f"late {summary['late']}, dropped {summary['dropped']} "
             f"{summary['dropped_by_reason']}; SLO violation ratio "
-            f"{summary['slo_violation_ratio']:.3f}; accuracy (profile) {summary['accuracy']:.1f}; "
-            f"p50/p99 {summary['latency_ms_p50']:.1f}/{summary['latency_ms_p99']:.1f} ms"
+            f"{_fmt(summary['slo_violation_ratio'], '.3f')}; accuracy (profile) "
+            f"{_fmt(summary['accuracy'], '.1f')}; p50/p99 {_fmt(summary['latency_ms_p50'], '.1f')}/"
+            f"{_fmt(summary['latency_ms_p99'], '.1f')} ms"
+            + (f"; rejected {summary['rejected_by_reason']}" if summary.get("rejected") else "")
+        )
+    if summary.get("rejected") and summary["rejected"] == summary["sent"]:
+        raise ConfigError(
+            "request",
+            next(iter(summary["rejected_by_reason"])),
+            "the server rejected every request",
+            "check --size and --pipeline against the server",
         )
     return 0
+
+
+def _finite(value):
+    """``value`` with every non-finite float replaced by ``None`` (recursively)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)

@@ -4,7 +4,9 @@ Arrivals are sent at their trace times whether or not earlier requests have
 answered (open loop); the number in flight is capped so that a dead server cannot
 exhaust the client: a request that finds the cap full is not sent and counts as
 dropped (reason ``client_overload``). Outcomes are counted as the simulator
-counts frames: on time, late, dropped (by reason).
+counts frames: on time, late, dropped (by reason). A request the server refuses as
+malformed (HTTP 4xx other than 429) never entered the pipeline: it is counted as
+*rejected*, with the server's message, not as a drop.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ class ReplayResult:
         latencies_ms: Client-side latency of every answered request.
         wall_s: Wall time of the replay.
         offered_rate: Mean rate of the replayed arrivals (req/s).
+        rejected: Requests the server refused as malformed, by message (not frames).
 
     """
 
     sent: int = 0
     frames: Tally = field(default_factory=Tally)
+    rejected: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     offered_rate: float = 0.0
@@ -45,6 +49,8 @@ class ReplayResult:
         f = self.frames
         return {
             "sent": self.sent,
+            "rejected": sum(self.rejected.values()),
+            "rejected_by_reason": dict(sorted(self.rejected.items())),
             "on_time": f.on_time,
             "late": f.late,
             "dropped": f.dropped_total,
@@ -88,6 +94,7 @@ async def replay(
     """
     counts = {"on_time": 0, "late": 0}
     dropped: dict[str, int] = {}
+    rejected: dict[str, int] = {}
     acc_sum = 0.0
     latencies: list[float] = []
     in_flight = 0
@@ -109,6 +116,9 @@ async def replay(
             latencies.append((loop.time() - start) * 1000.0)
             if outcome == "on_time":
                 acc_sum += float(res.get("accuracy") or 0.0)
+        elif outcome == "rejected":
+            reason = str(res.get("reason") or "rejected")
+            rejected[reason] = rejected.get(reason, 0) + 1
         else:
             reason = str(res.get("reason") or "unknown")
             dropped[reason] = dropped.get(reason, 0) + 1
@@ -130,10 +140,12 @@ async def replay(
         await asyncio.gather(*list(tasks))
     n = len(arrivals_s)
     span = float(arrivals_s[-1]) if n else 0.0
-    tally = Tally(n, counts["on_time"], counts["late"], dropped, 0, acc_sum)
+    arrived = n - sum(rejected.values())
+    tally = Tally(arrived, counts["on_time"], counts["late"], dropped, 0, acc_sum)
     return ReplayResult(
         sent=n,
         frames=tally,
+        rejected=rejected,
         latencies_ms=latencies,
         wall_s=time.perf_counter() - wall0,
         offered_rate=n / span if span > 0 else float(n),
@@ -158,6 +170,12 @@ def http_sender(
                 return r.json()
             except ValueError:
                 pass
+        if 400 <= r.status_code < 500 and r.status_code != 429:
+            try:
+                detail = r.json().get("detail", "")
+            except (ValueError, AttributeError):
+                detail = r.text[:200]
+            return {"outcome": "rejected", "reason": f"http_{r.status_code}: {detail}"}
         return {"outcome": "dropped", "reason": f"http_{r.status_code}"}
 
     return send

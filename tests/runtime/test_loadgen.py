@@ -37,3 +37,106 @@ def test_replay_caps_in_flight():
     res = asyncio.run(replay(np.zeros(10), send, max_in_flight=4))
     assert res.frames.dropped["client_overload"] == 6
     assert res.frames.on_time == 4
+
+
+def test_rejected_requests_are_not_frames():
+    async def send(i: int) -> dict:
+        if i % 2:
+            return {"outcome": "rejected", "reason": "http_400: image too large"}
+        return {"outcome": "on_time", "accuracy": 90.0}
+
+    res = asyncio.run(replay(np.zeros(6), send))
+    assert res.frames.arrived == 3 and res.frames.conserved
+    assert res.rejected == {"http_400: image too large": 3}
+    assert res.to_dict()["rejected"] == 3 and res.frames.dropped_total == 0
+
+
+class _FakeServer:
+    """A loopback HTTP server: JSON status of a lokirl ingress (or HTML), infer answers 503."""
+
+    def __init__(self, lokirl: bool):
+        import http.server
+        import json
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, code, body, ctype="application/json"):
+                data = body.encode()
+                self.send_response(code)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802
+                if lokirl:
+                    self._reply(200, json.dumps({"pipeline": "tiny"}))
+                else:
+                    self._reply(200, "<html>hello</html>", "text/html")
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                self._reply(503, json.dumps({"outcome": "dropped", "reason": "deadline"}))
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _loadgen(url, *extra):
+    from lokirl.cli import main
+
+    return main(
+        [
+            "loadgen",
+            "--trace",
+            "step_600s",
+            "--url",
+            url,
+            "--max-requests",
+            "5",
+            "--duration",
+            "2",
+            "--no-mlflow",
+            *extra,
+        ]
+    )
+
+
+def test_loadgen_json_is_strict_when_nothing_is_served(capsys):
+    import json
+
+    with _FakeServer(lokirl=True) as srv:
+        assert _loadgen(srv.url, "--json", "--speedup", "50") == 0
+    out = capsys.readouterr().out
+
+    def no_nan(name):
+        raise AssertionError(f"non-JSON constant {name}")
+
+    summary = json.loads(out, parse_constant=no_nan)
+    assert summary["on_time"] == 0 and summary["dropped"] == summary["sent"] > 0
+    assert summary["latency_ms_p50"] is None or summary["latency_ms_p50"] >= 0
+
+
+def test_loadgen_refuses_a_server_that_is_not_lokirl(capsys):
+    with _FakeServer(lokirl=False) as srv:
+        assert _loadgen(srv.url) == 2
+    assert "not lokirl serve" in capsys.readouterr().err
+
+
+def test_loadgen_rejects_bad_options_before_sending(capsys):
+    assert _loadgen("http://127.0.0.1:9", "--size", "0") == 2
+    assert "--size" in capsys.readouterr().err
+    assert _loadgen("http://127.0.0.1:9", "--max-in-flight", "0") == 2
+    assert "--max-in-flight" in capsys.readouterr().err
