@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from lokirl.errors import ConfigError
@@ -320,18 +321,21 @@ def model_sources(
         ConfigError: a variant has no source.
 
     """
-    section: dict[str, Any] = {}
     source_name = str(pipeline_file) if pipeline_file else "<pipeline>"
+    if input_size is not None and not 1 <= int(input_size) <= 8192:
+        raise ConfigError(
+            "--input-size", str(input_size), "must be 1..8192 pixels", "pass e.g. --input-size 64"
+        )
+    section = RuntimeSection()
     if pipeline_file is not None:
         import yaml
 
         data = yaml.safe_load(Path(pipeline_file).read_text()) or {}
-        section = data.get("runtime") or {}
-    size = int(input_size or section.get("input_size") or 224)
-    models = section.get("models") or {}
+        section = _parse_runtime(data.get("runtime"), source_name)
+    size = int(input_size or section.input_size or 224)
     out: dict[str, ModelSource] = {}
     for v in variants:
-        entry = models.get(v)
+        entry = section.models.get(v)
         if entry is None:
             if builtin_factory(v) is None:
                 raise ConfigError(
@@ -343,21 +347,54 @@ def model_sources(
             out[v] = ModelSource(v, input_size=size)
         elif isinstance(entry, str):
             out[v] = ModelSource(entry, input_size=size)
-        elif isinstance(entry, dict) and isinstance(entry.get("source"), str):
-            out[v] = ModelSource(
-                entry["source"],
-                dict(entry.get("kwargs") or {}),
-                entry.get("weights"),
-                int(entry.get("input_size", size)),
-            )
         else:
-            raise ConfigError(
-                source_name,
-                f"runtime.models.{v}",
-                "expected a string or {source, kwargs, weights}",
-                "write e.g. `" + v + ": package.module:factory`",
+            out[v] = ModelSource(
+                entry.source, dict(entry.kwargs), entry.weights, int(entry.input_size or size)
             )
     return out
+
+
+class ModelEntry(BaseModel):
+    """One variant's model in a pipeline file's ``runtime.models`` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="package.module:factory, a .onnx or a TorchScript file")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="factory arguments")
+    weights: str | None = Field(default=None, description="a state-dict file to load")
+    input_size: int | None = Field(default=None, ge=1, le=8192, description="square resolution")
+
+
+class RuntimeSection(BaseModel):
+    """The optional ``runtime`` section of a pipeline file (see :func:`model_sources`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_size: int | None = Field(default=None, ge=1, le=8192)
+    models: dict[str, str | ModelEntry] = Field(default_factory=dict)
+
+
+def _parse_runtime(raw: Any, source_name: str) -> RuntimeSection:
+    """Validate a ``runtime`` section; errors name the file, the field and the fix."""
+    if raw is None:
+        return RuntimeSection()
+    try:
+        return RuntimeSection.model_validate(raw)
+    except ValidationError as exc:
+        # The most specific error (a union's member that got furthest into the value).
+        err = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("str", "ModelEntry"))
+        field = "runtime" + (f".{loc}" if loc else "")
+        fixes = {
+            "runtime": "write a mapping: `runtime: {input_size: 64, models: {...}}`",
+            "runtime.input_size": "write a whole number of pixels, e.g. `input_size: 64`",
+        }
+        fix = fixes.get(
+            field,
+            "write e.g. `models: {det: package.module:factory}` or "
+            "`{source: package.module:factory, kwargs: {depth: 3}}`",
+        )
+        raise ConfigError(source_name, field, str(err.get("msg", "invalid")), fix) from None
 
 
 class Runner:
