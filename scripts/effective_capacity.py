@@ -4,11 +4,13 @@ which every seed keeps the SLO violation ratio at or below a bound.
 Run from the repository root, e.g.::
 
     python scripts/effective_capacity.py --controllers trigger,ppo,inferline-h1.2 \
-        --demands 100:800:100 --seeds 3 --duration 40
+        --demands 100:800:100 --seeds 3 --duration 40 --swap overlap
 
 Prints one row per (controller, demand) and a summary per controller, at the
 sub-request and the frame level (the design's metrics). Complements
-``lokirl reproduce``, which measures Loki's own controllers by bisection.
+``lokirl reproduce``, which measures Loki's own controllers by a grid scan refined
+by bisection. ``--swap`` picks how a worker changes variant (``free``: the Loki
+authors' simulator).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from lokirl.core.controllers import make_controller
 from lokirl.core.pipeline import Cluster
 from lokirl.core.pipeline_config import load_pipeline
+from lokirl.core.reconfig import SWAP_MODES
 from lokirl.sim import SimConfig, simulate
 from lokirl.traces import RateSeries
 
@@ -36,6 +39,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=40.0)
     ap.add_argument("--bound", type=float, default=0.01)
+    ap.add_argument(
+        "--swap",
+        default="overlap",
+        choices=SWAP_MODES,
+        help="how a worker changes variant (default: overlap; the Loki authors': free)",
+    )
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     pipeline = load_pipeline(args.pipeline)
@@ -58,7 +67,7 @@ def main() -> None:
                     cluster,
                     trace,
                     make_controller(name),
-                    SimConfig(),
+                    SimConfig(swap=args.swap),
                     np.random.default_rng(seed),
                 )
                 sub.append(r.sub_violation_ratio)

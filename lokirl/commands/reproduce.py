@@ -25,9 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lokirl.core.reconfig import SWAP_MODES, swap_help
@@ -48,20 +49,34 @@ class Settings:
 
     seeds: tuple[int, ...] = (0, 1, 2)
     steady_s: int = 30
-    headrooms: tuple[float, ...] = (1.0, 1.1, 1.2, 1.35, 1.5)
+    capacity_controllers: tuple[str, ...] = (
+        "loki",
+        "loki-b1.2",
+        "loki-b1.5",
+        "loki-h1.2",
+        "loki-h1.35",
+        "inferline-h1.2",
+        "inferline-h1.35",
+        "inferline-h1.5",
+    )
     resolution: int = 5
+    grid: int = 100
     ceiling: int = 1600
     speedup: float = 2.0
     low_demands: tuple[int, ...] = (50, 100, 150)
     low_controllers: tuple[str, ...] = ("loki", "loki-h1.2", "inferline", "inferline-h1.2")
     trace_controllers: tuple[str, ...] = (
         "loki",
+        "loki-b1.2",
         "loki-h1.2",
         "inferline",
         "inferline-h1.2",
         "proteus",
         "static",
     )
+    fidelity_controllers: tuple[str, ...] = ("loki", "inferline")
+    fidelity_seeds: tuple[int, ...] = (0, 1, 2)
+    fidelity_speedup: float = 1.0
     demand_quantum: float = 5.0
     time_limit_s: float = 1.0
     workers: int = 20
@@ -72,14 +87,32 @@ FULL = Settings()
 QUICK = Settings(
     seeds=(0,),
     steady_s=8,
-    headrooms=(1.0, 1.2),
+    capacity_controllers=("loki", "loki-h1.2", "inferline-h1", "inferline-h1.2"),
     resolution=25,
+    grid=200,
     speedup=10.0,
     low_demands=(50,),
     low_controllers=("loki", "loki-h1.2"),
     trace_controllers=("loki", "loki-h1.2", "inferline", "static"),
+    fidelity_seeds=(0,),
+    fidelity_speedup=10.0,
     demand_quantum=25.0,
 )
+
+
+def system_of(controller: str) -> str:
+    """Which system a capacity controller stands for.
+
+    ``loki`` and ``loki-b<beta>``: the authors' controller (``loki``);
+    ``loki-h<H>``: lokirl's periodic MILP with root headroom (``periodic-milp``);
+    ``inferline*``: hardware scaling alone (``inferline``).
+    """
+    if controller.startswith("inferline"):
+        return "inferline"
+    if re.fullmatch(r"loki(-b\d+(\.\d+)?)?", controller):
+        return "loki"
+    return "periodic-milp"
+
 
 #: Peak-load traces: (bundled name, low, high) frames/s after the speed-up.
 TRACES = (("diurnal_600s", 50.0, 425.0), ("step_600s", 100.0, 800.0))
@@ -108,21 +141,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"how a worker changes variant (default: overlap; Loki's own simulator: free). "
         f"{swap_help()}",
     )
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="instead of running: put the results.json of earlier runs (one per swap mode) "
+        "side by side, claims and fidelity (written to --out/comparison.md when --out is given)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=run)
 
 
 # ---------------------------------------------------------------- bisection
 def bisect_capacity(
-    passes: Callable[[float], bool], resolution: float, start: float, ceiling: float
+    passes: Callable[[float], bool],
+    resolution: float,
+    start: float,
+    ceiling: float,
+    grid: float = 0.0,
 ) -> tuple[float, list[tuple[float, bool]]]:
     """Largest multiple of ``resolution`` (<= ``ceiling``) at which ``passes`` holds.
 
-    Gallops up from ``start`` (doubling while it passes), then bisects between the
-    last passing and the first failing demand. It assumes ``passes`` is monotone
-    (holds below some demand, fails above); where it is not, the answer is *a*
-    boundary, not necessarily the largest passing demand. 0 when even the first
-    probe below ``start`` fails down to ``resolution``.
+    Without ``grid``: gallops up from ``start`` (doubling while it passes), then
+    bisects between the last passing and the first failing demand. It assumes
+    ``passes`` is monotone (holds below some demand, fails above); where it is
+    not, the answer is *a* boundary, not necessarily the largest passing demand.
+    0 when even the first probe below ``start`` fails down to ``resolution``.
+
+    With ``grid`` (a multiple of ``resolution``): probes every multiple of ``grid``
+    up to ``ceiling`` first, then bisects between the largest passing one and the
+    next grid point (between 0 and ``grid`` when none passes): the largest passing
+    demand on the grid, refined to ``resolution``; ``start`` is unused.
 
     Returns:
         The demand and the probes in order, as ``(demand, passed)``.
@@ -136,8 +186,32 @@ def bisect_capacity(
         return res
 
     top = int(ceiling // resolution)
-    k = min(top, max(1, int(round(start / resolution))))
     lo, hi = 0, None
+    if grid:
+        # Scan the whole grid first: violations are not monotone in demand (bursts fail
+        # low demands, churn middle ones), so the largest passing grid point is the
+        # boundary to refine, not the first failure met while galloping.
+        step = max(1, int(round(grid / resolution)))
+        points = list(range(step, top + 1, step))
+        if not points or points[-1] != top:
+            points.append(top)
+        passing = [k for k in points if ok(k)]
+        if not passing:
+            lo, hi = 0, points[0]
+        else:
+            lo = passing[-1]
+            above = [k for k in points if k > lo]
+            if not above:
+                return lo * resolution, probes
+            hi = above[0]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ok(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo * resolution, probes
+    k = min(top, max(1, int(round(start / resolution))))
     while hi is None:
         if ok(k):
             lo = k
@@ -264,34 +338,41 @@ def effective_capacity(runner: Runner) -> dict:
     """Experiment 1: bisection on steady demand, per controller and level."""
     s = runner.s
     out: dict = {"controllers": {}, "best": {}}
-    for system, start in (("loki", 200.0), ("inferline", 100.0)):
-        for h in s.headrooms:
-            ctl = f"{system}-h{h:g}"
-            row: dict = {"system": system, "headroom": h}
-            for level in ("sub", "frame"):
+    for ctl in s.capacity_controllers:
+        system = system_of(ctl)
+        start = 100.0 if system == "inferline" else 200.0
+        row: dict = {"system": system, "headroom": _overprovisioning(ctl)}
+        for level in ("sub", "frame"):
 
-                def passes(d: float, ctl=ctl, level=level) -> bool:
-                    # Every seed must meet the bound; stop at the first that does not.
-                    return all(runner.steady(ctl, int(d), k)[level] <= BOUND for k in s.seeds)
+            def passes(d: float, ctl=ctl, level=level) -> bool:
+                # Every seed must meet the bound; stop at the first that does not.
+                return all(runner.steady(ctl, int(d), k)[level] <= BOUND for k in s.seeds)
 
-                cap, probes = bisect_capacity(passes, s.resolution, start, s.ceiling)
-                at = [runner.steady(ctl, int(cap), k) for k in s.seeds] if cap > 0 else []
-                row[level] = {
-                    "capacity": cap,
-                    "probes": probes,
-                    "mean_ratio_at_capacity": _mean([a[level] for a in at]),
-                    "accuracy_at_capacity": _mean([a["accuracy"] for a in at]),
-                    "effective_accuracy_at_capacity": _mean([a["effective_accuracy"] for a in at]),
-                }
-            out["controllers"][ctl] = row
+            cap, probes = bisect_capacity(passes, s.resolution, start, s.ceiling, s.grid)
+            at = [runner.steady(ctl, int(cap), k) for k in s.seeds] if cap > 0 else []
+            row[level] = {
+                "capacity": cap,
+                "probes": probes,
+                "mean_ratio_at_capacity": _mean([a[level] for a in at]),
+                "accuracy_at_capacity": _mean([a["accuracy"] for a in at]),
+                "effective_accuracy_at_capacity": _mean([a["effective_accuracy"] for a in at]),
+            }
+        out["controllers"][ctl] = row
+    systems = {r["system"] for r in out["controllers"].values()}
     for level in ("sub", "frame"):
-        best = {}
-        for system in ("loki", "inferline"):
+        best: dict = {}
+        for system in sorted(systems):
             rows = [r for r in out["controllers"].items() if r[1]["system"] == system]
             ctl, r = max(rows, key=lambda kv: (kv[1][level]["capacity"], -kv[1]["headroom"]))
             best[system] = {"controller": ctl, "capacity": r[level]["capacity"]}
-        li, il = best["loki"]["capacity"], best["inferline"]["capacity"]
-        best["ratio"] = li / il if il > 0 else (math.inf if li > 0 else float("nan"))
+        il = best.get("inferline", {}).get("capacity", 0.0)
+        for system in sorted(systems - {"inferline"}):
+            li = best[system]["capacity"]
+            best[system]["ratio"] = li / il if il > 0 else (math.inf if li > 0 else float("nan"))
+        # ``ratio``: Loki's own controller against hardware scaling alone (the claim).
+        main = "loki" if "loki" in best else next(iter(sorted(systems - {"inferline"})), None)
+        best["ratio"] = best[main]["ratio"] if main else float("nan")
+        best["main"] = main
         out["best"][level] = best
     # Violation ratio vs demand of every probe (mean over the seeds that ran).
     curves: dict = {}
@@ -312,6 +393,17 @@ def effective_capacity(runner: Runner) -> dict:
         for ctl, by in curves.items()
     }
     return out
+
+
+def _overprovisioning(controller: str) -> float:
+    """The beta or headroom in a controller's name (1 when it has none)."""
+    for mark in ("-b", "-h"):
+        if mark in controller:
+            try:
+                return float(controller.rsplit(mark, 1)[1])
+            except ValueError:
+                return 1.0
+    return 1.0
 
 
 def low_load(runner: Runner) -> dict:
@@ -435,16 +527,47 @@ def peak_traces(runner: Runner, img: Path) -> dict:
                 "ample_reconfigurations": _mean([r["ample_reconfigurations"] for r in runs]),
                 "runs": runs,
             }
-        ref = per.get("loki-h1.2") or per.get("loki")
+        ref_name = "loki" if "loki" in per else next(iter(per))
+        ref = per[ref_name]
         for v in per.values():
             for level in ("frame", "sub"):
                 mine = v[level]["mean"]
-                v[f"{level}_vs_loki_h1.2"] = (
-                    mine / ref[level]["mean"] if ref[level]["mean"] else None
-                )
-        out[name] = {"low": lo, "high": hi, "speedup": s.speedup, "controllers": per}
+                v[f"{level}_vs_ref"] = mine / ref[level]["mean"] if ref[level]["mean"] else None
+        out[name] = {
+            "low": lo,
+            "high": hi,
+            "speedup": s.speedup,
+            "reference": ref_name,
+            "controllers": per,
+        }
         plot_results(first, img)
         (img / "comparison.png").replace(img / f"{name.split('_')[0]}_comparison.png")
+    return out
+
+
+def fidelity_check(runner: Runner) -> dict:
+    """Experiment 5: the authors' metrics on their diurnal day (see ``experiments.fidelity``).
+
+    Run with the authors' simulator's assumptions except the swap mode: the plan
+    applied in the step it is solved in (``solver_time=0``) for the exact EWMA
+    estimate (``demand_quantum=0``).
+    """
+    from lokirl.experiments.fidelity import fidelity
+
+    s = runner.s
+    # The authors' assumptions but the swap mode: no solver delay, the exact estimate.
+    config = replace(runner.config(), solver_time=0.0, demand_quantum=0.0)
+    out = fidelity(
+        runner.pipeline,
+        runner.cluster,
+        config,
+        controllers=s.fidelity_controllers,
+        seeds=s.fidelity_seeds,
+        speedup=s.fidelity_speedup,
+        plan_cache=runner.cache,
+    )
+    runner.n_runs += len(s.fidelity_controllers) * len(s.fidelity_seeds)
+    runner.sim_wall += out["wall_s"]
     return out
 
 
@@ -456,6 +579,8 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.commands.plan import make_console
     from lokirl.tracking import run_dir
 
+    if args.compare:
+        return compare(args.compare, args.out)
     base = QUICK if args.quick else FULL
     settings = Settings(**{**asdict(base), "workers": args.workers, "swap": args.swap})
     out = args.out or run_dir("reproduce", "quick" if args.quick else "full")
@@ -473,6 +598,8 @@ def run(args: argparse.Namespace) -> int:
         results["low_load"] = low_load(runner)
         bar.update(task, description="peak-load traces")
         results["traces"] = peak_traces(runner, img)
+        bar.update(task, description="fidelity (the authors' diurnal day)")
+        results["fidelity"] = fidelity_check(runner)
     results["runtime"] = {
         "wall_s": time.perf_counter() - t0,
         "simulations": runner.n_runs,
@@ -487,6 +614,31 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print(tables)
         console.print(f"written: {out / 'tables.md'}, {out / 'results.json'}, {img}")
+    return 0
+
+
+def compare(dirs: Sequence[Path], out: Path | None) -> int:
+    """Handle ``lokirl reproduce --compare``: runs side by side, one column per swap mode."""
+    from lokirl.core.reconfig import SWAP_MODES
+    from lokirl.errors import ConfigError
+    from lokirl.experiments.fidelity import render_claims
+
+    by_mode: dict[str, dict] = {}
+    for d in dirs:
+        path = d / "results.json" if d.is_dir() else d
+        if not path.is_file():
+            raise ConfigError("--compare", str(d), "has no results.json", "pass a --out folder")
+        res = json.loads(path.read_text())
+        mode = res.get("settings", {}).get("swap", "overlap")
+        if mode in by_mode:
+            raise ConfigError("--compare", str(d), f"is a second {mode} run", "one run per mode")
+        by_mode[mode] = res
+    order = {m: k for k, m in enumerate(("free", "stop", "overlap", *SWAP_MODES))}
+    text = render_claims(dict(sorted(by_mode.items(), key=lambda kv: order.get(kv[0], 99))))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.md").write_text(text)
+    print(text)
     return 0
 
 
@@ -525,6 +677,9 @@ def _pm(sp: dict, pct: bool = True) -> str:
     return f"{sp['mean']:.2f} ({sp['min']:.2f}-{sp['max']:.2f})"
 
 
+_PM = "lokirl's periodic MILP (root headroom)"
+
+
 def _num(x: float | None) -> str:
     """``x`` with two decimals, ``-`` when absent (results stored before it existed)."""
     return "-" if x is None else f"{x:.2f}"
@@ -554,11 +709,15 @@ def render_tables(results: dict) -> str:
     lines.append("")
     for level in ("sub", "frame"):
         b = eff["best"][level]
-        lines.append(
-            f"- best at the {level} level: {b['loki']['controller']} {b['loki']['capacity']:g} vs "
-            f"{b['inferline']['controller']} {b['inferline']['capacity']:g} frames/s: "
-            f"**{b['ratio']:.2f}x**"
-        )
+        il = b.get("inferline")
+        for system, label in (("loki", "Loki (authors' controller)"), ("periodic-milp", _PM)):
+            if system not in b or il is None:
+                continue
+            lines.append(
+                f"- best at the {level} level, {label}: {b[system]['controller']} "
+                f"{b[system]['capacity']:g} vs {il['controller']} {il['capacity']:g} frames/s: "
+                f"**{b[system]['ratio']:.2f}x**"
+            )
     low = results["low_load"]
     lines += [
         "",
@@ -593,12 +752,14 @@ def render_tables(results: dict) -> str:
             f"(seeds {seeds}; mean (min-max))",
             "",
             "| controller | viol/frame | viol/sub-req | accuracy | eff. acc. | workers | solves |"
-            " reconfig | x loki-h1.2 (frame / sub) | seconds with capacity >= 1.2x arrivals |"
+            f" reconfig | x {tr.get('reference', 'loki-h1.2')} (frame / sub) |"
+            " seconds with capacity >= 1.2x arrivals |"
             " viol/frame there | viol/sub-req there |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for ctl, v in tr["controllers"].items():
-            fx, sx = v.get("frame_vs_loki_h1.2"), v.get("sub_vs_loki_h1.2")
+            fx = v.get("frame_vs_ref", v.get("frame_vs_loki_h1.2"))
+            sx = v.get("sub_vs_ref", v.get("sub_vs_loki_h1.2"))
             rel = f"{fx:.1f} / {sx:.1f}" if fx is not None and sx is not None else "-"
             lines.append(
                 f"| {ctl} | {_pm(v['frame'])} | {_pm(v['sub'])} | {_pm(v['accuracy'], False)} | "
@@ -607,6 +768,10 @@ def render_tables(results: dict) -> str:
                 f"{v['ample_seconds']:.0f} | {v['ample_frame_ratio']:.2%} | "
                 f"{v['ample_sub_ratio']:.2%} |"
             )
+    if results.get("fidelity"):
+        from lokirl.experiments.fidelity import render_fidelity
+
+        lines += ["", render_fidelity({st.get("swap", "overlap"): results["fidelity"]})]
     rt = results.get("runtime")
     if rt:
         lines += [

@@ -11,6 +11,7 @@ from lokirl.commands.reproduce import (
     effective_capacity,
     low_load,
     render_tables,
+    system_of,
 )
 
 
@@ -28,6 +29,24 @@ def test_bisection_finds_the_largest_passing_multiple(true_cap):
     assert len(calls) <= 2 + math.ceil(math.log2(400 / 5)) + 1
 
 
+def test_grid_bisection_finds_the_largest_passing_demand_when_not_monotone():
+    # Passes on two islands (bursts fail low demands, churn middle ones).
+    def passes(d):
+        return 100 <= d <= 300 or 700 <= d <= 820
+
+    cap, probes = bisect_capacity(passes, 5, 200, 1600, grid=100)
+    assert cap == 820
+    assert {d for d, _ in probes} >= set(range(100, 1700, 100))
+    # The plain bisection returns a boundary of the first island instead.
+    assert bisect_capacity(passes, 5, 200, 1600)[0] == 300
+
+
+@pytest.mark.parametrize("true_cap", [0, 3, 95, 1600])
+def test_grid_bisection_on_a_monotone_criterion(true_cap):
+    cap, _ = bisect_capacity(lambda d: d <= true_cap, 5, 200, 1600, grid=100)
+    assert cap == min(1600, 5 * (true_cap // 5))
+
+
 def test_bisection_never_probes_above_the_ceiling_or_below_resolution():
     cap, probes = bisect_capacity(lambda d: True, 25, 1, 100)
     assert cap == 100 and all(25 <= d <= 100 for d, _ in probes)
@@ -38,7 +57,7 @@ def tiny_results():
     s = Settings(
         seeds=(0, 1),
         steady_s=4,
-        headrooms=(1.2,),
+        capacity_controllers=("loki-h1.2", "inferline-h1.2"),
         resolution=50,
         ceiling=300,
         low_demands=(50,),
@@ -64,12 +83,12 @@ def test_effective_capacity_is_consistent_with_its_probes(tiny_results):
             if cap:  # every seed meets the bound there, and was run
                 for k in (0, 1):
                     assert runner.steady_runs[(ctl, int(cap), k)][level] <= 0.01
-            for d, ok in row[level]["probes"]:
-                if not ok:
-                    assert d > cap
+            # The largest passing probe is the capacity (failures may lie below it).
+            assert max([d for d, ok in row[level]["probes"] if ok], default=0) == cap
     for level in ("sub", "frame"):
         best = eff["best"][level]
-        assert best["loki"]["controller"] == "loki-h1.2"
+        assert best["periodic-milp"]["controller"] == "loki-h1.2"
+        assert best["main"] == "periodic-milp"
 
 
 def test_low_load_reports_workers_plan_and_drops(tiny_results):
@@ -89,6 +108,7 @@ def test_tables_render(tiny_results):
     results, _ = tiny_results
     text = render_tables(results)
     assert "| loki-h1.2 |" in text and "Effective capacity" in text and "x fewer" not in text
+    assert "periodic MILP" in text
     assert "eff. acc. there" in text
 
 
@@ -128,3 +148,18 @@ def test_per_task_drops_and_served_leaf_requests_are_counted():
     assert r.dropped_by_task.get("object_detection", 0) > 0
     # Served leaf requests: at least the on-time ones, at most all that ended at a leaf.
     assert 0 < r.leaf_served <= subs.on_time + subs.late
+
+
+@pytest.mark.parametrize(
+    ("controller", "system"),
+    [
+        ("loki", "loki"),
+        ("loki-b1.2", "loki"),
+        ("loki-h1.2", "periodic-milp"),
+        ("loki-1s", "periodic-milp"),
+        ("loki-2s-churn", "periodic-milp"),
+        ("inferline-h1.35", "inferline"),
+    ],
+)
+def test_capacity_controllers_are_grouped_by_system(controller, system):
+    assert system_of(controller) == system
