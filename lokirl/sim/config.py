@@ -140,7 +140,8 @@ class SimResult:
         solves: Solves run (the first, at time 0, included).
         solver_time_s: Simulated solver time charged (per ``SimConfig.solver_time``).
         solver_wall_s: Wall time the solves really took.
-        reconfigurations: Workers that changed variant (each paid a load time).
+        reconfigurations: Workers that changed variant (each loads the new one as
+            ``SimConfig.swap`` says; free under ``free``).
         duration_s: Simulated seconds (trace plus drain).
         wall_s: Wall time of the run.
         series: Per-second arrays, all of one length: ``t`` (second start),
