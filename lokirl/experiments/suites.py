@@ -96,17 +96,20 @@ class TrafficSpec(BaseModel):
             return {"trace": data}
         return data
 
+    @field_validator("generator")
+    @classmethod
+    def _family(cls, v: str | None) -> str | None:
+        from lokirl.traces import FAMILIES
+
+        if v is not None and v not in FAMILIES:
+            raise ValueError(f"unknown generator {v!r}; use one of {sorted(FAMILIES)}")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> TrafficSpec:
         if (self.trace is None) == (self.generator is None):
             raise ValueError("give exactly one of 'trace' and 'generator'")
         if self.generator is not None:
-            from lokirl.traces import FAMILIES
-
-            if self.generator not in FAMILIES:
-                raise ValueError(
-                    f"unknown generator {self.generator!r}; use one of {sorted(FAMILIES)}"
-                )
             if self.seed is None:
                 raise ValueError("a generator needs a 'seed'")
         elif self.params or self.seed is not None:

@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lokirl.cli import main
+from lokirl.experiments.runner import ROW_FIELDS
+
+
+def _tables(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("results:"))
+
+
+def _bench(out, hash_seed: str) -> str:
+    cmd = [sys.executable, "-m", "lokirl.cli", "bench", "--suite", "dev", "--no-mlflow"]
+    cmd += ["--jobs", "2", "--bootstrap", "500", "--out", str(out)]
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "COLUMNS": "200"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_bench_dev_end_to_end_and_deterministic(tmp_path):
+    # Two processes with different string-hash seeds: no set/dict-order dependence.
+    first = _bench(tmp_path / "a", "1")
+    second = _bench(tmp_path / "b", "2")
+    assert "paired vs trigger" in first and "ta10-bursts" in first
+    assert _tables(first) == _tables(second)  # the same command prints the same tables
+    (folder,) = (tmp_path / "a").iterdir()
+    for name in ("per_episode.json", "summary.json", "report.md", "pareto.png", "config.yaml"):
+        assert (folder / name).is_file(), name
+    data = json.loads((folder / "per_episode.json").read_text())
+    rows = data["rows"]
+    assert len(rows) == 3 * 2 * 3  # cases x seeds x controllers
+    assert all(set(r) == set(ROW_FIELDS) for r in rows)
+    assert {r["suite_hash"] for r in rows} == {data["meta"]["suite_hash"]}
+    assert all(r["commit"] for r in rows)
+    assert not [r for r in rows if r["error"]]
+    ok = [r for r in rows if r["controller"] == "trigger"]
+    assert all(0 <= r["frame_violation_ratio"] <= 1 and r["solves"] >= 1 for r in ok)
+    (other,) = (tmp_path / "b").iterdir()
+    second_rows = json.loads((other / "per_episode.json").read_text())["rows"]
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in rs]
+
+    assert strip(rows) == strip(second_rows)
+
+
+def test_test_suite_needs_allow_test(capsys):
+    assert main(["bench", "--suite", "test", "--no-mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-test" in err and "never to choose" in err
+
+
+def test_print_hash_and_source_errors(capsys):
+    assert main(["bench", "--suite", "test", "--print-hash"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out) == 64
+    assert main(["bench"]) == 2
+    assert "exactly one of --suite and --trace" in capsys.readouterr().err
+    assert main(["bench", "--suite", "dev", "--controllers", "nope", "--no-mlflow"]) == 2
+    assert main(["bench", "--suite", "dev", "--reference", "loki-5s", "--no-mlflow"]) == 2
+    assert "--reference" in capsys.readouterr().err
+
+
+def test_help_explains_suites(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    for word in ("dev", "validation", "test", "--allow-test", "hierarchical", "pareto.png"):
+        assert word in out

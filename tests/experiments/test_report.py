@@ -1,0 +1,95 @@
+import json
+import math
+
+import pytest
+
+from lokirl.experiments.report import markdown, pareto_front, pareto_plot, summarize
+from lokirl.experiments.runner import METRICS, ROW_FIELDS, Results
+
+
+def _results() -> Results:
+    rows = []
+    quality = {"good": (0.02, 90.0), "ref": (0.05, 85.0), "bad": (0.30, 60.0)}
+    for k, (case, fam) in enumerate((("c1", "f1"), ("c2", "f1"), ("c3", "f2"))):
+        for seed in (0, 1):
+            for c, (viol, eff) in quality.items():
+                row = dict.fromkeys(ROW_FIELDS)
+                row.update(
+                    {
+                        "suite": "syn",
+                        "suite_hash": "h" * 64,
+                        "commit": "abc",
+                        "case": case,
+                        "family": fam,
+                        "seed": seed,
+                        "controller": c,
+                        "error": None,
+                    }
+                )
+                for m in METRICS:
+                    row[m] = 1.0 + k + 0.1 * seed
+                row["frame_violation_ratio"] = viol + 0.01 * seed
+                row["effective_accuracy"] = eff + k
+                row["reward"] = eff - 100 * viol + seed
+                rows.append(row)
+    rows[-1] = {**rows[-1], "error": "ConservationError: x", "reward": math.nan}
+    meta = {
+        "suite": "syn",
+        "suite_hash": "h" * 64,
+        "suite_source": "<test>",
+        "commit": "abc",
+        "controllers": list(quality),
+        "reference": "ref",
+        "cases": ["c1", "c2", "c3"],
+        "families": {"c1": "f1", "c2": "f1", "c3": "f2"},
+        "seeds": {"c1": [0, 1], "c2": [0, 1], "c3": [0, 1]},
+        "solver": "highs",
+    }
+    return Results(rows=rows, meta=meta)
+
+
+def test_pareto_front():
+    pts = [
+        {"effective_accuracy": 90.0, "frame_violation_ratio": 0.05},
+        {"effective_accuracy": 80.0, "frame_violation_ratio": 0.01},
+        {"effective_accuracy": 70.0, "frame_violation_ratio": 0.06},  # dominated by the first
+        {"effective_accuracy": 90.0, "frame_violation_ratio": 0.05},  # tie: not dominated
+        {"effective_accuracy": math.nan, "frame_violation_ratio": 0.0},
+    ]
+    assert pareto_front(pts) == [True, True, False, True, False]
+
+
+def test_summary_markdown_and_plot(tmp_path):
+    res = _results()
+    s = summarize(res, n_boot=300, seed=0)
+    json.dumps(s)  # JSON-ready
+    assert s == summarize(res, n_boot=300, seed=0)
+    assert [p["controller"] for p in s["pareto"] if p["on_front"]] == ["good"]
+    good = s["paired"]["reward"]["good"]
+    assert set(good) == {"overall", "f1", "f2"}
+    assert good["overall"]["mean"]["estimate"] > 0 and good["overall"]["poi"]["estimate"] == 1.0
+    assert good["f2"]["mean"]["cases"] == 1
+    assert s["failures"] == [
+        {"case": "c3", "seed": 1, "controller": "bad", "error": "ConservationError: x"}
+    ]
+    bad_c3 = next(e for e in s["per_case"] if e["case"] == "c3" and e["controller"] == "bad")
+    assert bad_c3["seeds"] == 1 and bad_c3["failed"] == 1
+    md = markdown(s)
+    assert "## Paired differences vs `ref`" in md and "| good | f2 | 1 |" in md
+    assert "Failed episodes" in md
+    out = pareto_plot(s, tmp_path / "p.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_results_round_trip():
+    res = _results()
+    back = Results.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert back.meta == res.meta and len(back.rows) == len(res.rows)
+    assert len(back.failed) == 1
+
+
+@pytest.mark.parametrize("metric", ["frame_violation_ratio", "effective_accuracy"])
+def test_aggregate_scopes(metric):
+    s = summarize(_results(), n_boot=200, seed=1)
+    for c in ("good", "ref", "bad"):
+        assert set(s["aggregate"][c][metric]) == {"overall", "f1", "f2"}

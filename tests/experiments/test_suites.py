@@ -1,0 +1,203 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lokirl.errors import ConfigError
+from lokirl.experiments.suites import (
+    BUILTIN_SUITES,
+    FrozenSuiteChanged,
+    adhoc_suite,
+    case_trace,
+    load_suite,
+    parse_suite,
+    suite_path,
+)
+
+GOOD = {
+    "name": "mini",
+    "seeds": [0, 1],
+    "defaults": {"duration_s": 20, "cluster": {"workers": 4}},
+    "cases": [
+        {"id": "a", "family": "bursts", "traffic": {"generator": "bursts", "seed": 5}},
+        {"id": "b", "family": "bursts", "traffic": "twitter_zipf_flat_bursty", "load": None},
+    ],
+}
+
+
+def _write(tmp_path: Path, data: dict, name: str = "suite.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def _error(tmp_path: Path, data: dict) -> ConfigError:
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    err = info.value
+    assert err.source == str(path)  # names the file
+    return err
+
+
+@pytest.mark.parametrize("name", BUILTIN_SUITES)
+def test_bundled_suites_load(name):
+    s = load_suite(name)
+    assert s.name == name and s.spec.cases
+    assert len(s.hash) == 64
+    ids = [c.id for c in s.spec.cases]
+    assert len(ids) == len(set(ids))
+
+
+def test_validation_and_test_cover_what_they_must():
+    cases = [c for n in ("validation", "test") for c in load_suite(n).spec.cases]
+    assert {c.pipeline for c in cases} >= {"traffic_analysis", "social_media"}
+    assert {c.workers for c in cases} >= {10, 20, 40, 100}
+    test = load_suite("test").spec
+    assert test.frozen
+    assert {c.traffic.trace for c in test.cases if c.traffic.trace} >= {
+        "twitter_zipf_flat_bursty",
+        "twitter_zipf_exponential_bursty",
+        "twitter_medium_normal_load",
+        "twitter_zipf_exponential",
+    }
+    # generator seeds of validation and test are disjoint from each other and from
+    # the seeds training uses (env seeds 0..n_envs, imitation 7919.., eval 1_000_003..)
+    val_seeds = {c.traffic.seed for c in load_suite("validation").spec.cases if c.traffic.seed}
+    test_seeds = {c.traffic.seed for c in test.cases if c.traffic.seed}
+    assert val_seeds and test_seeds and not val_seeds & test_seeds
+    for s in val_seeds | test_seeds:
+        assert 20000 <= s < 40000
+
+
+def test_unknown_generator_names_field_and_fix(tmp_path):
+    data = {**GOOD, "cases": [{**GOOD["cases"][0], "traffic": {"generator": "nope", "seed": 1}}]}
+    err = _error(tmp_path, data)
+    assert err.field.startswith("cases[0].traffic") and "case 'a'" in err.field
+    assert "nope" in err.problem
+    assert "FAMILIES" in err.fix or "family" in err.fix
+
+
+def test_generator_without_seed(tmp_path):
+    data = {**GOOD, "cases": [{**GOOD["cases"][0], "traffic": {"generator": "bursts"}}]}
+    err = _error(tmp_path, data)
+    assert "seed" in err.problem
+
+
+def test_unknown_field_is_reported(tmp_path):
+    data = {**GOOD, "cases": [{**GOOD["cases"][0], "duraton_s": 5}]}
+    err = _error(tmp_path, data)
+    assert err.field.startswith("cases[0].duraton_s")
+    assert err.problem == "unknown field" and "spelling" in err.fix
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "fix_word"),
+    [
+        ({"load": [2.0, 1.0]}, "load", "[lo, hi]"),
+        ({"swap": "sometimes"}, "swap", "overlap"),
+        ({"cluster": {"workers": 0}}, "cluster", "workers"),
+        ({"cluster": {"workers": 4, "gpu": 2}}, "cluster", "workers"),
+        ({"duration_s": -1}, "duration_s", "seconds"),
+        ({"id": "has space"}, "id", "unique id"),
+    ],
+)
+def test_case_field_errors(tmp_path, change, field, fix_word):
+    data = {**GOOD, "cases": [{**GOOD["cases"][0], **change}]}
+    err = _error(tmp_path, data)
+    assert err.field.startswith(f"cases[0].{field}")
+    assert fix_word in err.fix
+
+
+def test_suite_level_errors(tmp_path):
+    assert _error(tmp_path, {**GOOD, "seeds": []}).field == "seeds"
+    assert _error(tmp_path, {**GOOD, "seeds": [1, 1]}).field == "seeds"
+    dup = {**GOOD, "cases": [GOOD["cases"][0], GOOD["cases"][0]]}
+    assert "twice" in _error(tmp_path, dup).problem
+    missing = {k: v for k, v in GOOD.items() if k != "name"}
+    err = _error(tmp_path, missing)
+    assert err.field == "name" and "missing" in err.problem
+
+
+def test_references_are_checked_before_running(tmp_path):
+    bad_pipe = {**GOOD, "cases": [{**GOOD["cases"][0], "pipeline": "no_such_pipeline"}]}
+    err = _error(tmp_path, bad_pipe)
+    assert err.field == "cases[0] (case 'a').pipeline"
+    bad_trace = {**GOOD, "cases": [{**GOOD["cases"][1], "traffic": "missing.csv"}]}
+    err = _error(tmp_path, bad_trace)
+    assert err.field.endswith(".traffic.trace")
+    bad_accel = {**GOOD, "cases": [{**GOOD["cases"][0], "cluster": {"tpu": 3}}]}
+    err = _error(tmp_path, bad_accel)
+    assert "tpu" in err.problem and err.field.endswith(".cluster")
+
+
+def test_bad_yaml_names_file(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_suite(p)
+    assert info.value.source == str(p) and "YAML" in info.value.problem
+
+
+def test_unknown_suite_name():
+    with pytest.raises(ConfigError) as info:
+        suite_path("nonexistent-suite")
+    assert "validation" in info.value.fix
+
+
+def test_hash_ignores_layout_but_not_content(tmp_path):
+    a = load_suite(_write(tmp_path, GOOD, "a.yaml"))
+    p = tmp_path / "b.yaml"
+    p.write_text("# a comment\n" + yaml.safe_dump(GOOD, default_flow_style=True))
+    assert load_suite(p).hash == a.hash
+    changed = {**GOOD, "seeds": [0, 2]}
+    assert load_suite(_write(tmp_path, changed, "c.yaml")).hash != a.hash
+
+
+def test_hash_covers_trace_file_bytes(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,qps\n0,10\n1,20\n2,30\n")
+    data = {**GOOD, "cases": [{**GOOD["cases"][0], "traffic": "t.csv"}]}
+    h1 = load_suite(_write(tmp_path, data)).hash
+    trace.write_text("time_s,qps\n0,10\n1,20\n2,31\n")
+    assert load_suite(_write(tmp_path, data)).hash != h1
+
+
+def test_frozen_suite_checks_its_hash(tmp_path):
+    src = suite_path("test")
+    stored = src.with_suffix(".sha256").read_text().split()[0]
+    assert stored == load_suite("test").hash
+    copy = tmp_path / "test.yaml"
+    copy.write_text(src.read_text())
+    (tmp_path / "test.sha256").write_text(stored + "\n")
+    assert load_suite(copy).hash == stored  # an unchanged copy loads
+    copy.write_text(src.read_text().replace("seeds: [100, 101, 102]", "seeds: [100, 101]"))
+    with pytest.raises(FrozenSuiteChanged) as info:
+        load_suite(copy)
+    assert "changed" in info.value.problem and "test.sha256" in info.value.fix
+    load_suite(copy, check_frozen=False)  # --print-hash path
+    (tmp_path / "test.sha256").unlink()
+    with pytest.raises(FrozenSuiteChanged):
+        load_suite(copy)
+
+
+def test_case_trace_is_seeded_windowed_and_rescaled():
+    s = parse_suite(GOOD)
+    a = s.spec.cases[0]
+    t1, t2 = case_trace(a, 100.0), case_trace(a, 100.0)
+    assert np.array_equal(t1.rates, t2.rates)
+    assert t1.duration_s == pytest.approx(20)
+    assert t1.rates.min() == pytest.approx(30.0) and t1.rates.max() == pytest.approx(200.0)
+    b = s.spec.cases[1]  # load: null plays the rates as they are
+    tb = case_trace(b, 100.0)
+    assert tb.duration_s == pytest.approx(20) and tb.rates.max() > 200
+
+
+def test_adhoc_suite_from_a_trace_file(tmp_path):
+    trace = tmp_path / "my trace.csv"
+    trace.write_text("time_s,qps\n" + "".join(f"{i},{10 + i}\n" for i in range(30)))
+    s = adhoc_suite(str(trace), workers=8, duration_s=20, seeds=(0,))
+    (case,) = s.spec.cases
+    assert case.id == "my-trace" and case.workers == 8 and s.spec.seeds == (0,)
+    assert case_trace(case, 10.0).rates.max() == pytest.approx(20.0)
