@@ -1,0 +1,69 @@
+import math
+
+import pytest
+
+from lokirl.errors import ConfigError
+from lokirl.experiments.runner import ROW_FIELDS, make_env, play_case_seed, run_suite
+from lokirl.experiments.suites import parse_suite
+
+MIXED = {
+    "name": "mixed",
+    "seeds": [3],
+    "controllers": ["trigger"],
+    "cases": [
+        {
+            "id": "hetero",
+            "family": "f",
+            "pipeline": "detect_classify_hetero",
+            "cluster": {"pascal": 2, "ampere": 1, "cpu": 1},
+            "traffic": {"generator": "step", "seed": 1},
+            "duration_s": 8,
+        }
+    ],
+}
+
+
+def test_mixed_cluster_env_and_deterministic_solves():
+    case = parse_suite(MIXED).spec.cases[0]
+    env = make_env(case)
+    assert dict(env.cluster.workers) == {"ampere": 1, "cpu": 1, "pascal": 2}
+    assert env.features.workers == 4
+    assert env.alloc.deterministic and env.alloc.threads == 1
+    assert env.config.solver_time == "model"
+
+
+def test_run_suite_rows_and_meta():
+    suite = parse_suite(MIXED)
+    seen = []
+    res = run_suite(suite, on_episode=seen.append, commit="abc")
+    (row,) = res.rows
+    assert seen == res.rows
+    assert set(row) == set(ROW_FIELDS)
+    assert row["error"] is None, row["error"]
+    assert row["commit"] == "abc" and row["suite_hash"] == suite.hash
+    assert row["workers"] == 4 and row["family"] == "f" and row["seed"] == 3
+    assert row["steps"] == 8 and 0 <= row["frame_violation_ratio"] <= 1
+    assert res.meta["reference"] == "trigger" and res.meta["deterministic"]
+
+
+def test_a_failed_episode_is_recorded_not_fatal(monkeypatch):
+    import lokirl.agents.rollout as rollout_module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("lost a request")
+
+    monkeypatch.setattr(rollout_module, "rollout", boom)
+    case = parse_suite(MIXED).spec.cases[0]
+    (row,) = play_case_seed(case, 0, ["trigger"])
+    assert row["error"] == "RuntimeError: lost a request"
+    assert math.isnan(row["reward"])
+
+
+def test_unknown_controller_and_reference_fail_before_work():
+    suite = parse_suite(MIXED)
+    with pytest.raises(Exception, match="nope"):
+        run_suite(suite, controllers=["trigger", "nope"])
+    with pytest.raises(ConfigError):
+        run_suite(suite, controllers=["trigger"], reference="loki")
+    with pytest.raises(ConfigError):
+        run_suite(suite, controllers=["trigger", "trigger"])
