@@ -228,6 +228,31 @@ def _dive(h, model: MilpModel, int_cols: list[int], deadline: float | None) -> n
     return None
 
 
+def _polish(h, model: MilpModel, int_cols: list[int], start: np.ndarray) -> np.ndarray | None:
+    """The LP over the continuous columns with the integer ones fixed at ``start``.
+
+    Leaves ``h`` solved on the unrestricted LP again. Returns the solution, or None
+    when the fixed integers admit no feasible continuous part.
+    """
+    import highspy
+
+    if not int_cols:
+        return None
+    idx = np.asarray(int_cols, dtype=np.int32)
+    fixed = np.clip(
+        np.round(start[idx]), np.asarray(model.lower)[idx], np.asarray(model.upper)[idx]
+    )
+    h.changeColsBounds(len(idx), idx, fixed, fixed)
+    h.run()
+    out = None
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        out = np.asarray(h.getSolution().col_value, float)
+        out[idx] = fixed
+    h.changeColsBounds(len(idx), idx, np.asarray(model.lower)[idx], np.asarray(model.upper)[idx])
+    h.run()
+    return out
+
+
 def solve_milp(
     model: MilpModel,
     solver: Literal["highs", "cbc"] = "highs",
@@ -267,10 +292,16 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return none
     bound = float(h.getInfo().objective_function_value)
-    # 2. Incumbent: the caller's start or the dive, whichever is better.
+    # 2. Incumbent: the caller's start (its integer part with the best continuous part,
+    # i.e. the running plan's replicas with flows re-optimised) or the dive, whichever
+    # is better.
     best: np.ndarray | None = None
-    if start is not None and len(start) == model.num_cols and model.feasible(start):
-        best = np.asarray(start, float)
+    if start is not None and len(start) == model.num_cols:
+        polished = _polish(h, model, int_cols, np.asarray(start, float))
+        if polished is not None:
+            best = polished
+        elif model.feasible(start):
+            best = np.asarray(start, float)
     dived = _dive(h, model, int_cols, deadline)
     if dived is not None and (
         best is None or _better(model.maximize, model.objective(dived), model.objective(best))
