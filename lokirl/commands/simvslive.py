@@ -18,6 +18,8 @@ examples:
   lokirl simvslive --trace step_600s --speedup 10 --scale 2:12 --duration 60 --json
   lokirl simvslive --pipeline my_cpu.yaml --controller inferline --workers 2
   lokirl simvslive --seeds 0,1,2                     # three draws; per-seed and mean rows
+  lokirl simvslive --pipeline traffic_analysis --emulate --workers 20 --controller loki \
+      --scale 100:300 --duration 120                 # Loki's GPU profile on 20 emulated workers
 
 Both runs play the same arrival times (one Poisson draw of the trace) with the
 same controller spec and the same number of workers. The simulator uses the
@@ -29,6 +31,13 @@ over the seeds (and each seed's rel); the last line says how far counting alone 
 the violation ratios' difference (few violated frames: a wide band). Solves: both hosts tick at whole epochs
 and skip a solve requested while one is pending; with --solver-time measured
 (default) the simulator charges each solve its own wall time.
+
+--emulate: the live workers host no model and take the profile's batch latency
+asleep (lokirl.runtime.emulated), so a GPU profile on 20-100 workers runs live
+on a few cores through the real ingress path; the simulator then gives each
+worker its own accelerator. --dilation K plays both sides K times slower
+(latencies, load times, SLO and the controller period x K, arrival rates / K)
+for when the ingress cannot keep up at real time; K = 1 by default.
 """
 
 #: Metrics compared: (key, label).
@@ -36,6 +45,7 @@ METRICS = (
     ("frame_slo_violation_ratio", "frame SLO violation ratio"),
     ("sub_slo_violation_ratio", "sub-request SLO violation ratio"),
     ("accuracy", "system accuracy"),
+    ("effective_accuracy", "effective accuracy"),
     ("mean_active_workers", "mean active workers"),
     ("solves", "solves"),
     ("reconfigurations", "reconfigurations"),
@@ -101,6 +111,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "busy, as a live run reports it (host CPU cores); default 0"
         ),
     )
+    p.add_argument(
+        "--emulate",
+        action="store_true",
+        help="emulated accelerators live: workers sleep the profiled latency (no model)",
+    )
+    p.add_argument(
+        "--dilation",
+        type=float,
+        default=1.0,
+        help="time dilation K: latencies, load times, SLO and epoch x K, rates / K (default 1)",
+    )
+    p.add_argument(
+        "--sim-overhead-ms",
+        type=float,
+        default=0.0,
+        help=(
+            "simulator: extra ms each batch takes on top of its profile (the live path's "
+            "dispatch and actor hop, as the live run reports it: hop_ms_p50); default 0"
+        ),
+    )
     p.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
     p.add_argument("--max-in-flight", type=int, default=512, help="cap on awaiting requests")
@@ -118,7 +148,11 @@ def arrivals_for(args: argparse.Namespace) -> Any:
     arr = bounded_arrivals(arr, None, args.duration)
     if len(arr) == 0:
         raise ConfigError("--trace", args.trace, "no arrivals in --duration", "lengthen it")
-    return ArrivalTrace(arr, name=name, duration_s=float(args.duration))
+    k = float(getattr(args, "dilation", 1.0))
+    if k != 1.0:  # the same arrivals, k times slower
+        arr = arr * k
+        name = f"{name} dilated x{k:g}"
+    return ArrivalTrace(arr, name=name, duration_s=float(args.duration) * k)
 
 
 def initial_rate(arrivals_s: Any, epoch_s: float) -> float:
@@ -134,17 +168,20 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
 
     from lokirl.core.controllers import make_controller
     from lokirl.core.pipeline import Cluster
+    from lokirl.runtime.emulated import dilate_pipeline
     from lokirl.sim import SimConfig, simulate
 
     st: str | float = args.solver_time
     if st not in ("model", "measured"):
         st = float(st)
+    k = args.dilation
     cfg = SimConfig(
-        epoch_s=args.epoch,
-        duration_s=args.duration,
+        epoch_s=args.epoch * k,
+        duration_s=args.duration * k,
         solver_time=st,
         initial_demand=demand0,
     )
+    pipeline = overhead_pipeline(dilate_pipeline(pipeline, k), args.sim_overhead_ms)
     cluster = Cluster({pipeline.accelerators[0]: args.workers})
     cores = sim_cores(args)
     cfg = replace(cfg, shared_cores=cores, host_cores=args.sim_host_cores if cores else 0.0)
@@ -161,6 +198,7 @@ def run_sim(pipeline: Any, trace: Any, args: argparse.Namespace, demand0: float)
         "frame_slo_violation_ratio": f.slo_violation_ratio,
         "sub_slo_violation_ratio": s.slo_violation_ratio,
         "accuracy": res.accuracy,
+        "effective_accuracy": f.effective_accuracy,
         "mean_active_workers": res.mean_active_workers,
         "solves": res.solves,
         "reconfigurations": res.reconfigurations,
@@ -182,7 +220,7 @@ async def run_live(
 
     import numpy as np
 
-    from lokirl.runtime.dataplane import service_report
+    from lokirl.runtime.dataplane import percentile, service_report
     from lokirl.runtime.loadgen import replay
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
 
@@ -190,14 +228,19 @@ async def run_live(
         pipeline=args.pipeline,
         workers=args.workers,
         controller=args.controller,
-        epoch_s=args.epoch,
+        epoch_s=args.epoch * args.dilation,
         initial_demand=demand0,
         seed=args.seed,
+        emulate=args.emulate,
+        dilation=args.dilation,
     )
-    rt = Runtime(cfg, pipeline=pipeline)
+    rt = Runtime(cfg, pipeline=pipeline)  # the runtime dilates the pipeline itself
     await rt.start()
     initial_loads = rt.reconfigurations  # the first plan's loads (the simulator's are free)
-    size = args.size or next(iter(rt.sources.values())).input_size
+    # Emulated workers never read a frame: send a tiny one (no object-store puts).
+    size = args.size or (8 if args.emulate else next(iter(rt.sources.values())).input_size)
+    actors = [w.actor for w in rt.plane.workers]
+    actor_cpu0 = await actor_cpu_s(actors) if args.emulate else None
     frame = np.random.default_rng(args.seed).integers(0, 255, (3, size, size)).astype(np.uint8)
     active: list[int] = []
 
@@ -207,21 +250,29 @@ async def run_live(
             active.append(rt.plane.active_workers())
 
     sampler = asyncio.create_task(sample())
-    cpu0, wall0 = host_cpu_s(), time.perf_counter()
+    cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
     try:
         client = await replay(trace.arrivals_s, lambda i: rt.submit(frame), args.max_in_flight)
     finally:
-        host_cores = (host_cpu_s() - cpu0) / max(1e-9, time.perf_counter() - wall0)
+        wall = max(1e-9, time.perf_counter() - wall0)
+        host_cores = (host_cpu_s() - cpu0) / wall
+        ingress_cores = (_self_cpu_s() - self0) / wall
+        actor_cores = None
+        if actor_cpu0 is not None:
+            actor_cpu1 = await actor_cpu_s(actors)
+            actor_cores = [(b - a) / wall for a, b in zip(actor_cpu0, actor_cpu1, strict=True)]
         sampler.cancel()
         status = rt.status()
         await rt.stop()
     p = rt.plane
     f, s = p.frame_tally(), p.sub_tally()
-    n = max(1, int(math.ceil(args.duration)))
+    n = max(1, int(math.ceil(args.duration * args.dilation)))  # samples: one a wall second
+    hops = [rtt - worker for _v, _n, worker, rtt, _prof in p.service_obs]
     return {
         "frame_slo_violation_ratio": f.slo_violation_ratio,
         "sub_slo_violation_ratio": s.slo_violation_ratio,
         "accuracy": p.accuracy,
+        "effective_accuracy": f.effective_accuracy,
         "mean_active_workers": float(np.mean(active[:n])) if active else 0.0,
         "solves": rt.solves,
         "reconfigurations": rt.reconfigurations - initial_loads,
@@ -238,7 +289,56 @@ async def run_live(
         "solves_in_process": rt.solves_in_process,
         "service_vs_profile": service_report(p.service_obs),
         "host_cpu_cores": host_cores,
+        "ingress_cpu_cores": ingress_cores,
+        "ingress_cpu_ms_per_frame": 1000.0 * ingress_cores * wall / max(1, f.arrived),
+        "ingress_cpu_ms_per_subrequest": 1000.0 * ingress_cores * wall / max(1, s.arrived),
+        "actor_cpu_cores": None if actor_cores is None else sum(actor_cores),
+        "actor_cpu_cores_max": None if actor_cores is None else max(actor_cores),
+        "hop_ms_p50": percentile(hops, 50),
+        "hop_ms_p99": percentile(hops, 99),
+        "router_overhead_ms_p99": percentile(list(p.dispatch_overhead_ms), 99),
     }
+
+
+async def actor_cpu_s(actors: list[Any]) -> list[float]:
+    """CPU seconds each (emulated) worker actor's process has used so far."""
+    import asyncio
+
+    futs = [asyncio.wrap_future(a.cpu_s.remote().future()) for a in actors]
+    return [float(x) for x in await asyncio.gather(*futs)]
+
+
+def _self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def overhead_pipeline(pipeline: Any, overhead_ms: float) -> Any:
+    """``pipeline`` with ``overhead_ms`` added to every profiled batch latency (0: itself).
+
+    The simulator's stand-in for the live path's per-batch cost outside the worker
+    (dispatch, the actor call there and back), which the profile leaves out.
+    """
+    from dataclasses import replace as _replace
+
+    from lokirl.core.pipeline import Task
+
+    if not overhead_ms:
+        return pipeline
+    tasks = []
+    for t in pipeline.tasks:
+        vs = [
+            _replace(
+                v,
+                latency_ms={
+                    a: {b: ms + overhead_ms for b, ms in tab.items()}
+                    for a, tab in v.latency_ms.items()
+                },
+            )
+            for v in t.variants
+        ]
+        tasks.append(Task(t.name, tuple(vs), t.children))
+    return _replace(pipeline, tasks=tuple(tasks))
 
 
 #: Ray's own daemons on a node (``/proc/PID/comm`` names; truncated to 15 characters).
@@ -329,8 +429,8 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 def sim_cores(args: argparse.Namespace) -> float | None:
     """Cores the simulated workers share, from ``--sim-cores`` (None: no sharing)."""
     v = str(args.sim_cores).strip().lower()
-    if v == "none":
-        return None
+    if v == "none" or (getattr(args, "emulate", False) and v == "auto"):
+        return None  # emulated accelerators: one per worker, sharing no cores
     if v == "auto":
         if args.address is not None:
             return None
@@ -358,7 +458,7 @@ def run_one(args: argparse.Namespace, pipeline: Any) -> dict[str, Any]:
     import asyncio
 
     trace = arrivals_for(args)
-    demand0 = initial_rate(trace.arrivals_s, args.epoch)
+    demand0 = initial_rate(trace.arrivals_s, args.epoch * args.dilation)
     sim = run_sim(pipeline, trace, args, demand0)
     live = asyncio.run(run_live(pipeline, trace, args, demand0))
     return {
@@ -391,6 +491,21 @@ def run(args: argparse.Namespace) -> int:
         if not seeds:
             raise ConfigError("--seeds", args.seeds, "no seeds", "pass 0,1,2")
     sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
+    if not (math.isfinite(args.dilation) and args.dilation > 0):
+        raise ConfigError(
+            "--dilation", str(args.dilation), "must be a number > 0", "pass 1 (real time) or 4"
+        )
+    if not (args.sim_overhead_ms >= 0 and math.isfinite(args.sim_overhead_ms)):
+        raise ConfigError(
+            "--sim-overhead-ms", str(args.sim_overhead_ms), "must be >= 0", "pass 0 or 1.5"
+        )
+    if args.dilation != 1.0 and not args.emulate:
+        raise ConfigError(
+            "--dilation",
+            str(args.dilation),
+            "only emulated workers can be slowed down (real models take their own time)",
+            "add --emulate, or drop --dilation",
+        )
     if not (args.sim_host_cores >= 0 and math.isfinite(args.sim_host_cores)):
         raise ConfigError(
             "--sim-host-cores", str(args.sim_host_cores), "must be >= 0", "pass 0 or 0.5"
@@ -413,6 +528,9 @@ def run(args: argparse.Namespace) -> int:
         "frames": first["frames"],
         "controller": args.controller,
         "workers": args.workers,
+        "emulate": args.emulate,
+        "dilation": args.dilation,
+        "sim_overhead_ms": args.sim_overhead_ms,
         "seed": first["seed"],
         "sim": first["sim"],
         "live": first["live"],
@@ -443,8 +561,21 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"host CPU (this process + Ray daemons) while serving: "
-            f"{live['host_cpu_cores']:.2f} cores (simulated: {sim['host_cores']:g})"
+            f"{live['host_cpu_cores']:.2f} cores (simulated: {sim['host_cores']:g}); this "
+            f"process {live['ingress_cpu_cores']:.2f} cores = "
+            f"{live['ingress_cpu_ms_per_frame']:.2f} ms a frame, "
+            f"{live['ingress_cpu_ms_per_subrequest']:.3f} ms a sub-request"
         )
+        print(
+            f"live batches' hop (round trip - worker time): p50 {live['hop_ms_p50']:.2f} ms, "
+            f"p99 {live['hop_ms_p99']:.2f} ms (simulated extra per batch: "
+            f"{args.sim_overhead_ms:g} ms)"
+        )
+        if live["actor_cpu_cores"] is not None:
+            print(
+                f"emulated worker actors' CPU: {live['actor_cpu_cores']:.3f} cores in all, "
+                f"busiest {live['actor_cpu_cores_max']:.4f}"
+            )
         for v, x in live["service_vs_profile"].items():
             print(
                 f"live {v}: {x['batches']} batches, worker time "

@@ -42,6 +42,7 @@ from lokirl.core.plan import Plan
 from lokirl.core.reconfig import SwapMode, check_swap_mode
 from lokirl.errors import ConfigError
 from lokirl.runtime.dataplane import DataPlane, WorkerState, _is_actor_death, percentile
+from lokirl.runtime.emulated import check_dilation, dilate_pipeline
 from lokirl.runtime.models import ModelSource, model_sources
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,13 @@ class RuntimeConfig:
             routed to the worker until the new one is loaded) or ``"free"`` (the
             router counts the worker at once and its requests wait for the load:
             the Loki authors' assumption, for comparison only).
+        emulate: Emulated accelerators (:mod:`lokirl.runtime.emulated`): worker
+            actors host no model and take the profiled batch latency and load time
+            asleep, claiming no CPU; the rest of the path is the real one.
+        dilation: Time dilation ``k`` (1: real time): the runtime plans and serves
+            the pipeline with latencies, load times and SLO multiplied by ``k``
+            (the ``pipeline`` passed to :class:`Runtime` is the undilated one);
+            send traffic at rates divided by ``k``. For emulated workers.
 
     """
 
@@ -113,9 +121,12 @@ class RuntimeConfig:
     inline_bytes: int = 64 * 1024
     allocator: dict[str, Any] = field(default_factory=dict)
     swap: SwapMode = "overlap"
+    emulate: bool = False
+    dilation: float = 1.0
 
     def __post_init__(self) -> None:
         check_swap_mode(self.swap)
+        check_dilation(self.dilation)
 
 
 def run_solve(fn: Any, args: tuple[Any, ...]) -> tuple[Plan, int, float]:
@@ -166,7 +177,9 @@ class Runtime:
         from lokirl.core.pipeline_config import load_pipeline
 
         self.config = config or RuntimeConfig()
-        self.pipeline = pipeline or load_pipeline(self.config.pipeline)
+        self.pipeline = dilate_pipeline(
+            pipeline or load_pipeline(self.config.pipeline), self.config.dilation
+        )
         self.controller = controller or make_controller(self.config.controller)
         accel = self.config.accelerator or self.pipeline.accelerators[0]
         if accel not in self.pipeline.accelerators:
@@ -238,7 +251,16 @@ class Runtime:
         if cfg.workers < 1:
             raise ConfigError("--workers", str(cfg.workers), "must be at least 1", "pass 2")
         for i in range(cfg.workers):
-            actor = make_worker(i, cfg.use_gpu, cfg.worker_num_cpus, cfg.worker_threads, cfg.seed)
+            actor = make_worker(
+                i,
+                cfg.use_gpu,
+                cfg.worker_num_cpus,
+                cfg.worker_threads,
+                cfg.seed,
+                emulate=cfg.emulate,
+                pipeline=self.pipeline,
+                accelerator=self.accelerator,
+            )
             self.plane.workers.append(WorkerState(i, actor))
         demand = cfg.initial_demand if cfg.initial_demand is not None else 1.0
         plan = await self._solve(Decision(resolve=True, demand=demand, reason="initial"))

@@ -249,6 +249,10 @@ def make_worker(
     num_cpus: float = 0.25,
     threads: int = 1,
     seed: int = 0,
+    emulate: bool = False,
+    pipeline: Any = None,
+    accelerator: str | None = None,
+    dilation: float = 1.0,
 ) -> Any:
     """Start a :class:`Worker` as a Ray actor (``ray.init`` must have run).
 
@@ -258,10 +262,28 @@ def make_worker(
         num_cpus: CPUs a CPU actor claims (fractional so several fit on a small box).
         threads: Torch threads of a CPU actor.
         seed: Seed of the branching draws.
+        emulate: Start an :class:`~lokirl.runtime.emulated.EmulatedWorker` instead:
+            no model, batches and loads take ``pipeline``'s profiled time asleep, and
+            the actor claims no CPU or GPU (``use_gpu``, ``num_cpus`` and ``threads``
+            are ignored).
+        pipeline: The pipeline whose profile an emulated worker takes (required with
+            ``emulate``).
+        accelerator: The profile an emulated worker takes (default: the pipeline's first).
+        dilation: Multiply an emulated worker's times by this (1: as ``pipeline`` says;
+            a runtime that dilates passes the dilated pipeline and 1).
+
+    Raises:
+        ValueError: ``emulate`` without a ``pipeline``.
 
     """
     import ray
 
+    if emulate:
+        from lokirl.runtime.emulated import make_emulated_worker
+
+        if pipeline is None:
+            raise ValueError("make_worker(emulate=True) needs the pipeline whose profile it takes")
+        return make_emulated_worker(worker_id, pipeline, accelerator, seed=seed, dilation=dilation)
     if use_gpu is None:
         use_gpu = cluster_gpus() >= 1
     # Two calls at once: a batch runs while a new variant loads (overlap swaps).

@@ -1,0 +1,191 @@
+"""Emulated accelerators: profiled latency without CPU, dilation, and a live serve at scale."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from lokirl.core.pipeline_config import load_pipeline
+from lokirl.errors import ConfigError
+from lokirl.runtime.emulated import (
+    EmulatedWorker,
+    check_dilation,
+    dilate_pipeline,
+    emulated_profiles,
+)
+
+PROFILE = {"det": {"latency_ms": {1: 40.0, 4: 80.0, 8: 120.0}, "load_time_s": 0.1}}
+
+
+def test_dilate_pipeline_scales_times_and_slo():
+    p = load_pipeline("traffic_analysis")
+    d = dilate_pipeline(p, 3.0)
+    assert d.slo_ms == pytest.approx(3 * p.slo_ms)
+    v, dv = p.variant("yolov5m"), d.variant("yolov5m")
+    assert dv.latency("gpu", 8) == pytest.approx(3 * v.latency("gpu", 8))
+    assert dv.load_time_s == pytest.approx(3 * v.load_time_s)
+    assert dict(dv.branching) == dict(v.branching) and dv.accuracy == v.accuracy
+    assert dilate_pipeline(p, 1.0) is p
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="dilation"):
+            check_dilation(bad)
+
+
+def test_emulated_profiles_need_the_accelerator():
+    p = load_pipeline("traffic_analysis")
+    prof = emulated_profiles(p, "gpu")
+    assert prof["yolov5m"]["latency_ms"][8] == pytest.approx(p.variant("yolov5m").latency("gpu", 8))
+    with pytest.raises(ValueError, match="no 'tpu' profile"):
+        emulated_profiles(p, "tpu")
+
+
+def test_worker_takes_the_profiled_latency_asleep():
+    w = EmulatedWorker(0, PROFILE, jitter=0.0)
+    t0 = time.perf_counter()
+    res = w.load("det", None, {"cls": 2.0})
+    assert time.perf_counter() - t0 == pytest.approx(0.1, abs=0.03)
+    assert res["kept_old"] is False and w.variant == "det"
+    cpu0, t0 = time.thread_time(), time.perf_counter()
+    out = w.infer([None] * 3, "det")  # batch of 3 takes the profile at 4
+    wall = time.perf_counter() - t0
+    assert wall == pytest.approx(0.080, abs=0.02)
+    assert out["service_ms"] == pytest.approx(80.0, abs=20.0)
+    assert time.thread_time() - cpu0 < 0.01  # asleep, not spinning
+    assert out["variant"] == "det" and len(out["counts"]["cls"]) == 3
+    with pytest.raises(RuntimeError, match="no variant other"):
+        w.infer([None], "other")
+    with pytest.raises(RuntimeError, match="no profile"):
+        w.load("other")
+
+
+def test_jitter_is_seeded_and_median_preserving():
+    a = EmulatedWorker(1, {"v": {"latency_ms": {1: 2.0}, "load_time_s": 0}}, jitter=0.1, seed=3)
+    b = EmulatedWorker(1, {"v": {"latency_ms": {1: 2.0}, "load_time_s": 0}}, jitter=0.1, seed=3)
+    a.load("v")
+    b.load("v")
+    za = [a.lat_rng.standard_normal() for _ in range(5)]
+    zb = [b.lat_rng.standard_normal() for _ in range(5)]
+    assert za == zb
+    tail = EmulatedWorker(0, {"v": {"latency_ms": {1: 10.0}, "tail_ms": {1: 20.0}}})
+    assert tail.profiles["v"].sigma[0] == pytest.approx(np.log(2) / 2.3263, rel=1e-3)
+
+
+def test_overlap_swap_serves_the_old_variant_until_switch():
+    prof = {**PROFILE, "cls": {"latency_ms": {1: 5.0}, "load_time_s": 0.05}}
+    w = EmulatedWorker(0, prof, jitter=0.0)
+    w.load("det")
+    assert w.load("cls", None, {}, True, keep_old=True)["kept_old"] is True
+    assert w.infer([None], "det")["variant"] == "det"  # old still serves
+    assert w.infer([None], "cls")["variant"] == "cls"  # new one loaded beside it
+    w.switch("cls")
+    assert w.variant == "cls" and w.pending == {}
+    with pytest.raises(RuntimeError, match="has not loaded"):
+        w.switch("det")
+
+
+@pytest.mark.ray
+def test_emulated_actor_latency_and_cpu(ray_local):
+    from lokirl.runtime.worker import make_worker
+
+    p = load_pipeline("traffic_analysis")
+    actor = make_worker(0, emulate=True, pipeline=p)
+    ray = ray_local
+    ray.get(actor.load.remote("yolov5m", None, dict(p.variant("yolov5m").branching)))
+    ray.get(actor.infer.remote([None], "yolov5m"))  # first call: Ray's own warm-up
+    prof = p.variant("yolov5m").latency("gpu", 8)
+    cpu0 = ray.get(actor.cpu_s.remote())
+    t0 = time.perf_counter()
+    # Sent at once: they run one after the other, as on one accelerator.
+    outs = ray.get([actor.infer.remote([None] * 8, "yolov5m") for _ in range(8)])
+    wall = time.perf_counter() - t0
+    cpu = ray.get(actor.cpu_s.remote()) - cpu0
+    ms = [o["service_ms"] for o in outs]
+    assert np.median(ms) == pytest.approx(prof, rel=0.1)
+    assert wall >= 0.9 * 8 * prof / 1000.0
+    assert cpu < 0.05 * wall, f"emulated actor used {cpu:.3f} s CPU in {wall:.2f} s busy"
+    assert all(len(o["counts"]["car_classification"]) == 8 for o in outs)
+    ray.kill(actor)
+
+
+@pytest.mark.ray
+def test_live_emulated_traffic_analysis_accounts_for_every_request(ray_local):
+    from lokirl.runtime.loadgen import replay
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    rate, seconds = 40.0, 4.0
+    cfg = RuntimeConfig(
+        pipeline="traffic_analysis",
+        workers=10,
+        controller="loki-1s",
+        emulate=True,
+        initial_demand=rate,
+        solve_in_subprocess=False,
+    )
+
+    async def main() -> tuple[dict, dict]:
+        rt = Runtime(cfg)
+        await rt.start()
+        try:
+            arrivals = np.cumsum(
+                np.random.default_rng(0).exponential(1 / rate, int(rate * seconds))
+            )
+            frame = np.zeros((3, 8, 8), np.uint8)
+            client = await replay(arrivals, lambda i: rt.submit(frame), 10000)
+            return rt.status(), client.to_dict()
+        finally:
+            await rt.stop()
+
+    status, client = asyncio.run(main())
+    f = status["frames"]
+    dropped = sum(f["dropped"].values())
+    assert f["arrived"] == int(rate * seconds) == client["sent"]
+    assert f["arrived"] == f["on_time"] + f["late"] + dropped + f["in_flight"]
+    s = status["subrequests"]
+    assert s["arrived"] == s["on_time"] + s["late"] + sum(s["dropped"].values()) + s["in_flight"]
+    assert s["arrived"] > 3 * f["arrived"]  # the detector's branching fans out
+    assert f["on_time"] >= 0.8 * f["arrived"], f
+    assert {w["status"] for w in status["workers"]} <= {"ready", "idle", "loading"}
+
+
+def _serve_args(**kw) -> argparse.Namespace:
+    base = dict(
+        pipeline="traffic_analysis_cpu",
+        controller="loki-1s",
+        workers=None,
+        address=None,
+        num_cpus=2,
+        host="127.0.0.1",
+        port=8000,
+        initial_demand=None,
+        epoch=1.0,
+        accelerator=None,
+        input_size=None,
+        max_body_mb=8.0,
+        no_early_drop=False,
+        swap="overlap",
+        emulate=False,
+        dilation=1.0,
+    )
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_serve_default_workers_place_every_task():
+    from lokirl.commands.serve import default_workers
+
+    assert default_workers(3, _serve_args(num_cpus=2)) == 3
+    assert default_workers(3, _serve_args(num_cpus=8)) == 8
+    assert default_workers(3, _serve_args(emulate=True)) == 20
+
+
+def test_serve_refuses_fewer_workers_than_tasks_before_ray():
+    from lokirl.commands.serve import run
+
+    with pytest.raises(ConfigError, match="3 tasks.*--workers 3"):
+        run(_serve_args(workers=2))
+    with pytest.raises(ConfigError, match="--emulate"):
+        run(_serve_args(dilation=4.0))
