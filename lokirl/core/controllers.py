@@ -1,9 +1,13 @@
 """The registry of controllers: ``make_controller("loki")``, ``"loki-5s"``, ``"module:attr"``.
 
 The core registers lokirl's own periodic MILP (``loki-Ns``, ``loki-Ns-churn``:
-:class:`~lokirl.core.controller.PeriodicMILPController`). ``loki`` itself, the
-authors' controller, is a baseline registered by :mod:`lokirl.sim.baselines`, which
-:func:`make_controller` imports before looking a name up.
+:class:`~lokirl.core.controller.PeriodicMILPController`). Every other controller
+(``loki`` itself, the authors' controller, the baselines, the trigger, the oracle, the
+learned policies) is registered by a package that declares itself in the
+``lokirl.controllers`` entry-point group (``pyproject.toml``); :func:`make_controller`
+loads that group before looking a name up. The core names none of those packages,
+so it depends on nothing above it, even at run time, and a third-party package can
+add controllers the same way.
 """
 
 from __future__ import annotations
@@ -41,21 +45,25 @@ CONTROLLERS.register_pattern(
     "per changed worker)",
 )
 
-#: Packages that register more controllers when imported (baselines, learned
-#: policies). Named as strings so that the core imports none of them; they are
-#: imported on the first look-up that needs them.
-PLUGIN_PACKAGES: tuple[str, ...] = ("lokirl.sim", "lokirl.agents")
+#: Entry-point group whose members register controllers when loaded.
+ENTRY_POINT_GROUP = "lokirl.controllers"
 
 
 def load_plugins() -> None:
-    """Import the packages that register further controllers."""
-    import importlib
+    """Load every member of the ``lokirl.controllers`` entry-point group (once each)."""
+    from importlib.metadata import entry_points
 
-    for name in PLUGIN_PACKAGES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # pragma: no cover - a layer not installed
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _LOADED:
             continue
+        try:
+            ep.load()
+        except ImportError:  # pragma: no cover - a plugin whose dependencies are missing
+            continue
+        _LOADED.add(ep.name)
+
+
+_LOADED: set[str] = set()
 
 
 def make_controller(spec: str) -> Controller:
