@@ -177,6 +177,12 @@ def summarize(results: Results, n_boot: int = 2000, seed: int = 0) -> dict[str, 
         "failures": [
             {k: r[k] for k in ("case", "seed", "controller", "error")} for r in results.failed
         ],
+        # The only part that differs between runs (machine load); not in the tables.
+        "runtime": {
+            "episodes": len(rows),
+            "wall_s": float(sum(r.get("wall_s") or 0.0 for r in rows)),
+            "cpu_s": float(sum(r.get("cpu_s") or 0.0 for r in rows)),
+        },
     }
 
 

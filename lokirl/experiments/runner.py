@@ -59,6 +59,7 @@ ROW_FIELDS: tuple[str, ...] = (
     *METRICS,
     "steps",
     "wall_s",
+    "cpu_s",
     "error",
 )
 
@@ -69,7 +70,9 @@ class Results:
 
     Attributes:
         rows: One dict per (case, seed, controller) with :data:`ROW_FIELDS`; a failed
-            episode has ``error`` set and NaN metrics.
+            episode has ``error`` set and NaN metrics. ``wall_s`` and ``cpu_s`` (the
+            episode's process CPU time, robust to a busy machine) are the only
+            columns that differ between runs.
         meta: Suite name, hash, commit, controllers, reference, cases, seeds.
 
     """
@@ -167,7 +170,7 @@ def play_case_seed(
     cache: dict = {}
     rows = []
     for spec in controllers:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         row: dict[str, Any] = {"case": case.id, "seed": seed, "controller": spec}
         try:
             ep = rollout(env, actor_factory(spec, trace, cache), seed, trace=trace)
@@ -181,6 +184,7 @@ def play_case_seed(
             row["steps"] = 0
             row["error"] = f"{type(exc).__name__}: {exc}"
         row["wall_s"] = time.perf_counter() - t0
+        row["cpu_s"] = time.process_time() - c0
         rows.append(row)
     return rows
 

@@ -64,6 +64,7 @@ def test_summary_markdown_and_plot(tmp_path):
     s = summarize(res, n_boot=300, seed=0)
     json.dumps(s)  # JSON-ready
     assert s == summarize(res, n_boot=300, seed=0)
+    assert s["runtime"]["episodes"] == 18
     assert [p["controller"] for p in s["pareto"] if p["on_front"]] == ["good"]
     good = s["paired"]["reward"]["good"]
     assert set(good) == {"overall", "f1", "f2"}
