@@ -298,7 +298,10 @@ def print_tables(summary: dict) -> None:
                     fmt_interval("poi", d["reward"]["poi"]),
                 )
         console.print(pt)
-        console.print("bold: reward higher than the reference's (interval above 0)")
+        console.print(
+            "bold: reward higher than the reference's (interval above 0); n = cases "
+            "(a family of few cases understates how much cases differ)"
+        )
     ct = Table(title="per case, mean over seeds")
     ct.add_column("case")
     ct.add_column("controller")

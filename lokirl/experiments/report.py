@@ -224,7 +224,8 @@ def markdown(summary: Mapping[str, Any]) -> str:
     lines += ["", f"## Paired differences vs `{ref}` (same case and seed)", ""]
     lines.append(
         "Mean and IQM of A - reference over cases, and P(A better than reference), "
-        "each with its 95% interval; n = cases."
+        "each with its 95% interval; n = cases. A family of fewer than about 5 cases "
+        "gives an interval that understates how much cases differ (one case: seed noise only)."
     )
     for m in PAIRED_METRICS:
         lines += ["", f"### {LABELS[m]}", ""]
