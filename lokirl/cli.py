@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lokirl.commands.train",
     "lokirl.commands.evaluate",
     "lokirl.commands.bench",
+    "lokirl.commands.tune",
     "lokirl.commands.serve",
     "lokirl.commands.loadgen",
     "lokirl.commands.profile",

@@ -134,6 +134,11 @@ def _register() -> None:
         _trigger,
         "trigger with its band and headroom (and churn term), e.g. trigger-0.6-1.0-x1.3-churn",
     )
+    CONTROLLERS.register_keywords(
+        "trigger",
+        TriggerController,
+        "the trigger with explicit settings, e.g. trigger(low=0.6,high=1.0,headroom=1.3)",
+    )
     if "trigger" not in CONTROLLERS.names():
         CONTROLLERS.register(
             "trigger",

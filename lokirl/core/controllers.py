@@ -45,6 +45,13 @@ CONTROLLERS.register_pattern(
     "per changed worker)",
 )
 
+CONTROLLERS.register_keywords(
+    "periodic",
+    PeriodicMILPController,
+    "lokirl's periodic MILP with explicit settings, e.g. "
+    "periodic(period_s=5,headroom=1.3,churn_weight=1,warm_start=true)",
+)
+
 #: Entry-point group whose members register controllers when loaded.
 ENTRY_POINT_GROUP = "lokirl.controllers"
 

@@ -46,6 +46,38 @@ class Registry(Generic[T]):
         """Register a factory for specs matching the regular expression ``pattern``."""
         self._patterns.append((re.compile(pattern), factory, help))
 
+    def register_keywords(self, name: str, cls: Callable[..., T], help: str = "") -> None:
+        """Register ``name(key=value,...)`` specs building ``cls(key=value, ..., name=spec)``.
+
+        Values are read as numbers where they parse as numbers and as booleans for
+        ``true``/``false``; keys must be fields of ``cls`` (a dataclass). Used by
+        tuning, whose chosen settings are plain specs such as
+        ``periodic(period_s=5,headroom=1.3)``.
+        """
+
+        def build(m: re.Match[str]) -> T:
+            spec = m.group(0)
+            fields = getattr(cls, "__dataclass_fields__", {})
+            kwargs: dict[str, Any] = {}
+            for item in filter(None, (x.strip() for x in m.group(1).split(","))):
+                key, eq, raw = item.partition("=")
+                key = key.strip()
+                if not eq or key not in fields or key == "name":
+                    valid = ", ".join(k for k in fields if not k.startswith("_") and k != "name")
+                    raise ConfigError(
+                        spec,
+                        key or item,
+                        f"not a setting of {name}",
+                        f"write {name}(key=value,...) with keys among: {valid}",
+                    )
+                kwargs[key] = _value(raw.strip())
+            try:
+                return cls(**kwargs, name=spec)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(spec, name, str(exc), "check the values") from None
+
+        self.register_pattern(rf"{re.escape(name)}\((.*)\)", build, help)
+
     def names(self) -> list[str]:
         """Registered plain names."""
         return sorted(self._names)
@@ -93,3 +125,18 @@ class Registry(Generic[T]):
             f"unknown {self.kind} {spec!r}",
             f"use one of: {known}; or a 'package.module:attribute' path",
         )
+
+
+def _value(raw: str) -> Any:
+    """A spec value: int, float, bool (``true``/``false``), ``none`` or the string."""
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for conv in (int, float):
+        try:
+            return conv(raw)
+        except ValueError:
+            continue
+    return raw

@@ -1,0 +1,241 @@
+"""Budgeted tuning of the baselines on a suite: the same budget for every method.
+
+A *budget* is a number of simulated episodes (one controller on one (case, seed) of
+the suite). Each trial is one setting of a baseline played on every (case, seed) of
+the tuning suite with common random numbers and deterministic solves
+(:func:`lokirl.experiments.runner.play_case_seed`); its score is the mean over cases
+of the per-case mean reward (the trace is the unit, as in the statistics). The
+search is Optuna's TPE sampler, seeded, over a discrete grid per baseline
+(:data:`SPACES`), so the same command with the same budget picks the same setting.
+
+The chosen settings are written into the package (``lokirl/data/tuned/NAME.yaml``)
+with the suite, its hash, the commit, the budget and every trial, and become the
+controllers ``periodic-tuned`` and ``trigger-tuned``. Tuning on the frozen ``test``
+suite is refused: decisions are made on ``validation``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lokirl.errors import ConfigError
+from lokirl.experiments.suites import Suite
+
+#: Search spaces: baseline -> setting -> candidate values (keyword specs of the
+#: controller registry: ``periodic(...)``, ``trigger(...)``).
+SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "periodic": {
+        "period_s": (1.0, 2.0, 5.0, 10.0, 30.0),
+        "headroom": (1.0, 1.1, 1.2, 1.3, 1.45, 1.6),
+        "churn_weight": (0.0, 0.5, 1.0, 2.0),
+        "warm_start": (False, True),
+    },
+    "trigger": {
+        "low": (0.4, 0.5, 0.6, 0.7),
+        "high": (0.85, 0.95, 1.0, 1.1),
+        "headroom": (1.0, 1.15, 1.3, 1.45, 1.6),
+        "churn_weight": (0.0, 1.0, 2.0),
+    },
+}
+
+#: Where chosen settings are written (inside the package, so they ship).
+TUNED_DIR = Path(__file__).resolve().parent.parent / "data" / "tuned"
+
+
+def spec_of(baseline: str, params: dict[str, Any]) -> str:
+    """The controller spec of a setting, e.g. ``periodic(period_s=5.0,headroom=1.3)``."""
+    inner = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
+    return f"{baseline}({inner})"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+@dataclass
+class TuningResult:
+    """What a tuning run tried and chose.
+
+    Attributes:
+        baseline: ``periodic`` or ``trigger``.
+        suite: Suite name; ``suite_hash`` its content hash.
+        budget_episodes: Episodes allowed; ``episodes`` those played.
+        best_spec: The chosen setting as a controller spec; ``best_params`` its
+            settings; ``best_score`` its score (mean per-case reward).
+        trials: Every trial (spec, params, score, per-case mean rewards).
+
+    """
+
+    baseline: str
+    suite: str
+    suite_hash: str
+    commit: str
+    budget_episodes: int
+    episodes: int
+    best_spec: str
+    best_params: dict[str, Any]
+    best_score: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """YAML/JSON-ready."""
+        return {
+            "baseline": self.baseline,
+            "spec": self.best_spec,
+            "params": self.best_params,
+            "score": self.best_score,
+            "suite": self.suite,
+            "suite_hash": self.suite_hash,
+            "commit": self.commit,
+            "budget_episodes": self.budget_episodes,
+            "episodes": self.episodes,
+            "tuned_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "trials": self.trials,
+        }
+
+
+def episodes_per_trial(suite: Suite) -> int:
+    """Episodes one setting costs on ``suite``: its (case, seed) pairs."""
+    return sum(len(suite.spec.seeds_of(c)) for c in suite.spec.cases)
+
+
+def tune(
+    baseline: str,
+    suite: Suite,
+    budget_episodes: int,
+    seed: int = 0,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
+    play: Callable[..., list[dict[str, Any]]] | None = None,
+) -> TuningResult:
+    """Search ``baseline``'s settings on ``suite`` within ``budget_episodes``.
+
+    Args:
+        baseline: A key of :data:`SPACES`.
+        suite: The tuning suite (never the frozen test suite).
+        budget_episodes: Simulated episodes the search may play (at least one trial).
+        seed: Seed of the sampler.
+        on_trial: Called with each finished trial.
+        play: ``play_case_seed``-compatible function (tests pass a stub).
+
+    Raises:
+        ConfigError: unknown baseline, a frozen suite, or a budget below one trial.
+
+    """
+    import optuna
+
+    from lokirl.experiments.runner import git_commit, play_case_seed
+
+    if baseline not in SPACES:
+        raise ConfigError(
+            "--controller", baseline, "no search space", f"use one of {sorted(SPACES)}"
+        )
+    if suite.spec.frozen:
+        raise ConfigError(
+            "--suite",
+            suite.spec.name,
+            "the frozen test suite is for reporting, never for choosing",
+            "tune on validation",
+        )
+    per_trial = episodes_per_trial(suite)
+    n_trials = budget_episodes // per_trial
+    if n_trials < 1:
+        raise ConfigError(
+            "--budget-episodes",
+            str(budget_episodes),
+            f"one trial costs {per_trial} episodes on {suite.spec.name}",
+            f"pass at least {per_trial}",
+        )
+    play = play or play_case_seed
+    space = SPACES[baseline]
+    trials: list[dict[str, Any]] = []
+    seen: dict[str, float] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {k: trial.suggest_categorical(k, list(v)) for k, v in space.items()}
+        spec = spec_of(baseline, params)
+        if spec in seen:  # the sampler repeated itself: no new episodes
+            return seen[spec]
+        per_case: dict[str, list[float]] = {}
+        for case in suite.spec.cases:
+            for s in suite.spec.seeds_of(case):
+                row = play(case, s, [spec], suite.base_dir)[0]
+                r = row.get("reward")
+                per_case.setdefault(case.id, []).append(
+                    float(r) if r is not None and math.isfinite(r) else -1e9
+                )
+        case_means = {c: statistics.fmean(v) for c, v in per_case.items()}
+        score = statistics.fmean(case_means.values())
+        seen[spec] = score
+        rec = {"spec": spec, "params": params, "score": score, "per_case": case_means}
+        trials.append(rec)
+        if on_trial is not None:
+            on_trial(rec)
+        return score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, n_trials))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=n_trials)
+    best = max(trials, key=lambda t: (t["score"], t["spec"]))
+    return TuningResult(
+        baseline=baseline,
+        suite=suite.spec.name,
+        suite_hash=suite.hash,
+        commit=git_commit(),
+        budget_episodes=budget_episodes,
+        episodes=len(trials) * per_trial,
+        best_spec=best["spec"],
+        best_params=best["params"],
+        best_score=best["score"],
+        trials=trials,
+    )
+
+
+def write_tuned(result: TuningResult, directory: Path | None = None) -> Path:
+    """Write the chosen setting where ``periodic-tuned``/``trigger-tuned`` read it."""
+    directory = directory or TUNED_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{result.baseline}.yaml"
+    header = (
+        f"# Chosen by `lokirl tune --controller {result.baseline} --suite {result.suite} "
+        f"--budget-episodes {result.budget_episodes} --write`; do not edit by hand.\n"
+    )
+    path.write_text(header + yaml.safe_dump(result.to_dict(), sort_keys=False))
+    return path
+
+
+def tuned_spec(baseline: str, directory: Path | None = None) -> str:
+    """The spec of ``baseline``'s committed tuned setting.
+
+    Raises:
+        ConfigError: nothing was tuned yet (with the command that tunes it).
+
+    """
+    path = (directory or TUNED_DIR) / f"{baseline}.yaml"
+    if not path.exists():
+        raise ConfigError(
+            str(path),
+            "spec",
+            f"{baseline} has not been tuned",
+            f"run lokirl tune --controller {baseline} --suite validation --write",
+        )
+    data = yaml.safe_load(path.read_text()) or {}
+    spec = data.get("spec")
+    if not isinstance(spec, str) or not spec.startswith(f"{baseline}("):
+        raise ConfigError(str(path), "spec", "missing or malformed", "re-run lokirl tune --write")
+    return spec
+
+
+def tuned_names() -> Sequence[str]:
+    """Baselines with a committed tuned setting."""
+    return sorted(p.stem for p in TUNED_DIR.glob("*.yaml")) if TUNED_DIR.exists() else []

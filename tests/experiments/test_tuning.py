@@ -1,0 +1,58 @@
+import pytest
+
+import lokirl.experiments.tuning as tuning
+from lokirl.core.controllers import make_controller
+from lokirl.errors import ConfigError
+from lokirl.experiments.suites import load_suite
+
+
+def _stub_play(case, seed, specs, base_dir=None):
+    """A reward peaked at headroom 1.3 and period 5 s, independent of the simulator."""
+    c = make_controller(specs[0])
+    reward = 100.0 - 50 * abs(c.headroom - 1.3) - abs(c.period_s - 5.0) + 0.1 * seed
+    return [{"case": case.id, "seed": seed, "controller": specs[0], "reward": reward}]
+
+
+def test_tuning_finds_the_peak_within_budget_and_is_deterministic():
+    suite = load_suite("dev")
+    per = tuning.episodes_per_trial(suite)
+    runs = [tuning.tune("periodic", suite, per * 40, seed=0, play=_stub_play) for _ in range(2)]
+    assert runs[0].best_spec == runs[1].best_spec
+    assert runs[0].episodes <= per * 40
+    best = make_controller(runs[0].best_spec)
+    assert best.headroom == 1.3 and best.period_s == 5.0
+    assert [t["spec"] for t in runs[0].trials] == [t["spec"] for t in runs[1].trials]
+
+
+def test_tuning_refuses_the_frozen_suite_and_tiny_budgets():
+    with pytest.raises(ConfigError, match="frozen"):
+        tuning.tune("trigger", load_suite("test"), 10_000, play=_stub_play)
+    with pytest.raises(ConfigError, match="budget"):
+        tuning.tune("trigger", load_suite("dev"), 1, play=_stub_play)
+    with pytest.raises(ConfigError, match="search space"):
+        tuning.tune("oracle", load_suite("dev"), 100, play=_stub_play)
+
+
+def test_written_setting_becomes_the_tuned_controller(tmp_path, monkeypatch):
+    suite = load_suite("dev")
+    res = tuning.tune("periodic", suite, tuning.episodes_per_trial(suite) * 3, play=_stub_play)
+    monkeypatch.setattr(tuning, "TUNED_DIR", tmp_path)
+    path = tuning.write_tuned(res)
+    assert path.parent == tmp_path and "lokirl tune" in path.read_text()
+    c = make_controller("periodic-tuned")
+    assert c.name == "periodic-tuned"
+    assert make_controller(res.best_spec).headroom == c.headroom
+
+
+def test_untuned_baseline_says_how_to_tune_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "TUNED_DIR", tmp_path)
+    with pytest.raises(ConfigError, match="lokirl tune"):
+        make_controller("trigger-tuned")
+
+
+def test_one_real_trial_on_dev():
+    suite = load_suite("dev")
+    res = tuning.tune("trigger", suite, tuning.episodes_per_trial(suite))
+    assert len(res.trials) == 1 and res.episodes == tuning.episodes_per_trial(suite)
+    assert make_controller(res.best_spec).name == res.best_spec
+    assert res.best_score > -1e8  # every episode played
