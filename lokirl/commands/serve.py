@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
+import socket
+import time
 from dataclasses import replace
+from typing import Any
 
 from lokirl.core.reconfig import SWAP_MODES
 from lokirl.errors import ConfigError
@@ -69,6 +75,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-body-mb", type=float, default=8.0, help="request body limit in MiB (default: 8)"
     )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=4096 * 4096,
+        help="largest image accepted, width x height, checked from its header before "
+        "decoding (413 beyond; default 4096x4096)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (time, level, logger, message) or one JSON object a line",
+    )
+    p.add_argument("--log-level", default="INFO", help="log level (default: INFO)")
     p.add_argument("--no-early-drop", action="store_true", help="disable early dropping")
     p.add_argument(
         "--swap",
@@ -139,7 +159,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.max_body_mb <= 0:
         raise ConfigError("--max-body-mb", str(args.max_body_mb), "must be positive", "pass 8")
-    import uvicorn
+    max_pixels = getattr(args, "max_pixels", 4096 * 4096)
+    if max_pixels < 64:
+        raise ConfigError("--max-pixels", str(max_pixels), "must be at least 64", "pass 16777216")
+    configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"))
+    # Before anything slow (Ray, workers, models): a port in use fails at once.
+    sock = bind_port(args.host, args.port)
+    if args.address:
+        probe_ray_address(args.address)
 
     from lokirl.core.pipeline_config import load_pipeline
     from lokirl.runtime.app import create_app
@@ -172,20 +199,139 @@ def run(args: argparse.Namespace) -> int:
     )
     # Validates the pipeline and controller before Ray starts.
     runtime = Runtime(config, pipeline=pipeline)
-    ray = connect(args.address, args.num_cpus)
+    try:
+        ray = connect(args.address, args.num_cpus)
+    except BaseException:
+        sock.close()
+        raise
     if args.address and args.workers is None and not args.emulate:
         runtime.config = replace(config, workers=default_workers(tasks, args, ray))
     try:
-        app = create_app(runtime, int(args.max_body_mb * 1024 * 1024), manage=True)
-        print(
+        app = create_app(runtime, int(args.max_body_mb * 1024 * 1024), max_pixels=max_pixels)
+        banner = (
             f"lokirl serve: {runtime.pipeline.name} on http://{args.host}:{args.port} "
             f"({runtime.config.workers} {'emulated ' if args.emulate else ''}workers, "
             f"controller {args.controller}, swaps: {args.swap}"
             + (f", time dilated x{args.dilation:g}" if args.dilation != 1.0 else "")
-            + ")",
-            flush=True,
+            + ")"
         )
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        asyncio.run(_serve(app, runtime, sock, banner))
     finally:
         ray.shutdown()
     return 0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``."""
+
+    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        doc: dict[str, Any] = {
+            "time": f"{t}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def configure_logging(fmt: str = "text", level: str = "INFO") -> None:
+    """Log to stderr with time (UTC) and level, as text or JSON lines.
+
+    Raises:
+        ConfigError: an unknown level.
+
+    """
+    lvl = logging.getLevelName(level.upper())
+    if not isinstance(lvl, int):
+        raise ConfigError("--log-level", level, "unknown level", "pass DEBUG, INFO or WARNING")
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        f = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        f.default_time_format = "%Y-%m-%dT%H:%M:%S"
+        f.default_msec_format = "%s.%03dZ"
+        f.converter = time.gmtime
+        handler.setFormatter(f)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(lvl)
+    for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """Bind and listen on ``host:port`` now (before Ray starts); the server then uses it.
+
+    Raises:
+        ConfigError: the port is in use or the address cannot be bound.
+
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            "--port",
+            str(port),
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "stop what uses it (e.g. `ss -ltnp | grep :PORT`) or pass another --port",
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def probe_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when ``--address HOST:PORT`` has no Ray (GCS) listening there.
+
+    ``auto`` is left to Ray (it finds the local cluster or fails at once).
+
+    Raises:
+        ConfigError: nothing answers at the address within ``timeout_s``.
+
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            "--address", address, "not HOST:PORT", "pass e.g. --address 10.0.0.1:6379 or auto"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            "--address",
+            address,
+            f"no Ray cluster answers there ({exc.strerror or type(exc).__name__} "
+            f"within {timeout_s:g} s)",
+            "start one (`ray start --head`), check the address with `ray status`, or omit "
+            "--address to start a local Ray",
+        ) from None
+
+
+async def _serve(app: Any, runtime: Any, sock: socket.socket, banner: str) -> None:
+    """Start the runtime, then serve HTTP on the bound socket until interrupted."""
+    import uvicorn
+
+    log = logging.getLogger("lokirl.serve")
+    try:
+        await runtime.start()
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        config = uvicorn.Config(app, log_level="warning", log_config=None, lifespan="on")
+        server = uvicorn.Server(config)
+        print(banner, flush=True)
+        log.info("serving: %s", banner)
+        await server.serve(sockets=[sock])
+    finally:
+        await runtime.stop()

@@ -11,11 +11,22 @@ Endpoints:
 * ``GET /v1/status``: the running plan, workers and tallies (accuracy and effective
   accuracy side by side).
 * ``GET /metrics``: Prometheus text format.
-* ``GET /healthz``: 200 once serving.
+* ``GET /healthz``: liveness: 200 while the event loop answers and the controller
+  loop ticks (503 with a reason otherwise, e.g. while starting).
+* ``GET /readyz``: readiness: 200 when enough live workers serve the running plan;
+  503 with the reason otherwise (a worker down and being replaced, a task with no
+  ready worker, starting).
+
+An image's size is read from its header before it is decoded (an image over
+``max_pixels`` is refused with 413), and every body is decoded in a small thread
+pool, never on the event loop: a huge image cannot stall ``/healthz`` or other
+requests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import io
 import json
 from typing import Any
@@ -31,6 +42,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 _MAX_SIDE = 4096
 _MIN_SIDE = 8
+
+#: Default largest image accepted, in pixels (width x height), checked before decoding.
+MAX_PIXELS = 4096 * 4096
 
 
 class BadInput(ValueError):
@@ -52,17 +66,49 @@ def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return c, h, w
 
 
-def decode_frame(body: bytes, content_type: str, headers: dict[str, str]) -> np.ndarray:
-    """Decode a request body into a CHW array (uint8 or float32).
+def image_size(body: bytes) -> tuple[int, int]:
+    """Width and height of an encoded image, read from its header (nothing is decoded).
 
     Raises:
-        BadInput: with the HTTP status (400, 415) and a message saying what to send.
+        BadInput: not an image PIL can read (400).
+
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(body)) as img:  # lazy: reads the header only
+            return img.size
+    except Exception:  # noqa: BLE001 - any failure to read the header is the client's
+        raise BadInput("cannot decode the image: send a PNG or JPEG file") from None
+
+
+def decode_frame(
+    body: bytes, content_type: str, headers: dict[str, str], max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode a request body into a CHW array (uint8 or float32).
+
+    Args:
+        body: The request body.
+        content_type: Its ``Content-Type``.
+        headers: The request headers, lower-case names.
+        max_pixels: Largest image (width x height) decoded; a larger one is refused
+            from its header, before any decoding.
+
+    Raises:
+        BadInput: with the HTTP status (400, 413, 415) and a message saying what to send.
 
     """
     ctype = (content_type or "").split(";")[0].strip().lower()
     if not body:
         raise BadInput("empty body: send an image, a raw tensor or JSON {shape, data}")
     if ctype.startswith("image/"):
+        w, h = image_size(body)
+        if w * h > max_pixels or max(w, h) > _MAX_SIDE:
+            raise BadInput(
+                f"image of {w}x{h} pixels is too large: at most {max_pixels} pixels and "
+                f"{_MAX_SIDE} per side are accepted; resize it before sending",
+                status=413,
+            )
         try:
             from PIL import Image
 
@@ -149,18 +195,31 @@ def status_dict(runtime: Any) -> dict[str, Any]:
     return out
 
 
-def create_app(runtime: Runtime, max_body_bytes: int = MAX_BODY_BYTES, manage: bool = False) -> Any:
+def create_app(
+    runtime: Runtime,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    manage: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    decode_threads: int = 2,
+) -> Any:
     """Build the FastAPI app serving ``runtime``.
 
     Args:
         runtime: The runtime (started already unless ``manage``).
         max_body_bytes: Largest request body accepted (413 beyond).
         manage: Start the runtime on app startup and stop it on shutdown.
+        max_pixels: Largest image (width x height) accepted (413 beyond, from the
+            header, before decoding).
+        decode_threads: Threads that decode request bodies off the event loop.
 
     """
     from contextlib import asynccontextmanager
 
     from lokirl.runtime.metrics import render_metrics
+
+    decoder = concurrent.futures.ThreadPoolExecutor(
+        max(1, decode_threads), thread_name_prefix="lokirl-decode"
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -171,15 +230,28 @@ def create_app(runtime: Runtime, max_body_bytes: int = MAX_BODY_BYTES, manage: b
         finally:
             if manage:
                 await runtime.stop()
+            decoder.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="lokirl", lifespan=lifespan)
     name = runtime.pipeline.name
 
+    def _probe(check: str) -> tuple[bool, str]:
+        fn = getattr(runtime, check, None)
+        if callable(fn):
+            return fn()
+        return (True, "ok") if runtime.started else (False, "starting")
+
     @app.get("/healthz")
     async def healthz() -> Any:
-        if not runtime.started:
-            return JSONResponse({"ok": False, "reason": "starting"}, status_code=503)
-        return {"ok": True, "pipeline": name}
+        ok, reason = _probe("liveness")
+        body = {"ok": ok, "pipeline": name, "reason": None if ok else reason}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        ok, reason = _probe("readiness")
+        body = {"ready": ok, "pipeline": name, "reason": None if ok else reason}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/v1/status")
     async def status() -> Any:
@@ -203,17 +275,22 @@ def create_app(runtime: Runtime, max_body_bytes: int = MAX_BODY_BYTES, manage: b
                 {"error": f"body of {length} bytes exceeds the limit of {max_body_bytes}"},
                 status_code=413,
             )
-        body = b""
+        buf = bytearray()
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
+            buf += chunk
+            if len(buf) > max_body_bytes:
                 return JSONResponse(
                     {"error": f"body exceeds the limit of {max_body_bytes} bytes"},
                     status_code=413,
                 )
         try:
-            frame = decode_frame(
-                body, request.headers.get("content-type", ""), dict(request.headers)
+            frame = await asyncio.get_running_loop().run_in_executor(
+                decoder,
+                decode_frame,
+                bytes(buf),
+                request.headers.get("content-type", ""),
+                dict(request.headers),
+                max_pixels,
             )
         except BadInput as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)

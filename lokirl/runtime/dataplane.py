@@ -18,9 +18,15 @@ requests queued for a variant nobody serves any more are re-routed.
 Every request ends in exactly one way: served on time, served late, or dropped
 with a reason: ``over_capacity`` (admission), ``deadline`` (early drop at the
 queue head, or stuck past its deadline), ``no_worker`` (its group has no live
-worker), ``worker_failed`` (the actor died with the batch), ``timeout`` (an actor
-call did not answer in time), ``worker_error`` (the call raised), ``no_plan``,
-``shutdown``. Frames follow the simulator's definitions (:mod:`lokirl.sim`): on
+worker), ``worker_failed`` (the actor died or was found hung with the batch: the
+batch is cancelled), ``timeout`` (an actor call did not answer in time),
+``worker_error`` (the call raised), ``no_plan``, ``shutdown``.
+
+A worker whose batches time out ``max_timeouts`` times in a row is failed
+(:meth:`DataPlane.fail_worker`): its in-flight batch is cancelled and dropped
+(``worker_failed``), its queue re-routed, and ``on_worker_lost`` tells the runtime,
+which kills and re-creates the actor. The runtime's pings fail a worker that stops
+answering the same way. Frames follow the simulator's definitions (:mod:`lokirl.sim`): on
 time when all their sub-requests are, dropped when any was dropped, else late.
 """
 
@@ -50,6 +56,7 @@ from lokirl.core.reconfig import (
     serving_view,
 )
 from lokirl.core.router import DROP, BranchingEstimator, RoutingTable
+from lokirl.runtime.metrics import Histogram, Histograms, Window
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,7 @@ class Frame:
 class Req:
     """A request for one task: its frame, the group that emitted it and its path accuracy."""
 
-    __slots__ = ("frame", "task", "parent", "epoch", "acc")
+    __slots__ = ("frame", "task", "parent", "epoch", "acc", "t_enq")
 
     def __init__(self, frame: Frame, task: str, parent: int | None, epoch: int, acc: float) -> None:
         self.frame = frame
@@ -119,6 +126,7 @@ class Req:
         self.parent = parent
         self.epoch = epoch
         self.acc = acc
+        self.t_enq = 0.0  # when it joined its group's queue (plane seconds)
 
 
 class GroupState:
@@ -183,6 +191,13 @@ class WorkerState:
         self.loop_task: asyncio.Task | None = None
         self.busy = False
         self.batch_variant: str | None = None  # variant of the batch in flight
+        self.inflight: list[Req] | None = None  # the batch in flight
+        self.inflight_ref: Any = None  # its ObjectRef (cancelled when the worker fails)
+        self.timeouts = 0  # consecutive batch timeouts
+        self.last_ok = time.monotonic()  # last answer (batch or ping) from the actor
+        self.failure: str | None = None  # why it was failed (dead only)
+        self.failed_at: float | None = None  # monotonic time it was failed
+        self.restarts = 0  # times this slot's actor was re-created
 
     def to_dict(self) -> dict[str, Any]:
         """For the status page."""
@@ -193,6 +208,9 @@ class WorkerState:
             "status": self.status,
             "group": None if self.group is None else list(self.group.group.key),
             "last_load_s": round(self.load_s, 4),
+            "busy": self.busy,
+            "failure": self.failure,
+            "restarts": self.restarts,
         }
 
 
@@ -230,8 +248,12 @@ class DataPlane:
         seed: Seed of the routing draws.
         inline_bytes: Frames up to this size travel inline in actor calls; larger
             ones go through the object store.
-        on_worker_lost: Called with a worker id when its actor dies.
+        on_worker_lost: Called with the worker and the reason when a worker fails
+            (its actor died, or it stopped answering).
         accelerator: Accelerator type of the workers (default: the pipeline's first).
+        history_s: Seconds of per-second arrival counts kept (the longest window
+            any controller sees); older seconds are forgotten.
+        max_timeouts: Consecutive batch timeouts that fail a worker.
 
     """
 
@@ -242,9 +264,11 @@ class DataPlane:
         branching_window: int = 50,
         grace_s: float = 2.0,
         seed: int = 0,
-        on_worker_lost: Callable[[int], None] | None = None,
+        on_worker_lost: Callable[[WorkerState, str], None] | None = None,
         inline_bytes: int = 64 * 1024,
         accelerator: str | None = None,
+        history_s: int = 600,
+        max_timeouts: int = 2,
     ) -> None:
         self.pipeline = pipeline
         self.accelerator = accelerator or pipeline.accelerators[0]
@@ -274,7 +298,21 @@ class DataPlane:
         self.next_id = 0
         self.closed = False
         self.t0 = time.monotonic()
-        self.arrivals_per_s: list[int] = []
+        self.max_timeouts = max(1, max_timeouts)
+        # Arrivals per second: a ring of the last ``history_s`` seconds (bounded, so a
+        # tick costs the same after a month as after a minute); ``_aps_sec`` is the
+        # second of its last element.
+        self.arrivals_per_s: deque[int] = deque(maxlen=max(1, history_s) + 1)
+        self._aps_sec = -1
+        #: Frames finished per second: (frames, accuracy summed over on-time ones, on time).
+        self.window = Window(60, 3)
+        #: Latency histograms (seconds): end to end, per stage, queue wait, batch.
+        self.hist: dict[str, Any] = {
+            "frame": Histogram(),
+            "stage": Histograms(),
+            "queue": Histograms(),
+            "batch": Histograms(),
+        }
         self.latencies_ms: deque[float] = deque(maxlen=20000)
         self.batches = 0
         self.dispatch_overhead_ms: deque[float] = deque(maxlen=20000)
@@ -294,6 +332,7 @@ class DataPlane:
             raise RuntimeError("restart_clock after frames arrived")
         self.t0 = time.monotonic()
         self.arrivals_per_s.clear()
+        self._aps_sec = -1
 
     def new_frame(self, data: Any) -> Frame:
         """Admit a frame (an array or an ObjectRef to one): count it, route its root requests.
@@ -303,9 +342,10 @@ class DataPlane:
         now = self.now()
         sec = int(now)
         aps = self.arrivals_per_s
-        while len(aps) <= sec:
-            aps.append(0)
-        aps[sec] += 1
+        if sec > self._aps_sec:
+            aps.extend([0] * min(sec - self._aps_sec, aps.maxlen or 1))
+            self._aps_sec = sec
+        aps[-1] += 1
         fut = asyncio.get_running_loop().create_future()
         frame = Frame(self.next_id, now, now + self.slo_s, data, fut)
         self.next_id += 1
@@ -334,6 +374,7 @@ class DataPlane:
         if not g.live():
             self._drop(req, "no_worker")
             return
+        req.t_enq = self.now()
         g.queue.append(req)
         for w in g.workers:
             if not w.busy and w.status != "dead":
@@ -358,17 +399,23 @@ class DataPlane:
             return
         frame.final = True
         self.frames_in_flight -= 1
-        latency_ms = (self.now() - frame.arrival) * 1000.0
+        now = self.now()
+        latency_ms = (now - frame.arrival) * 1000.0
         accuracy = 0.0
         if frame.status == _OK:
             self.frames.on_time += 1
             accuracy = 100.0 * frame.acc_sum / frame.acc_n if frame.acc_n else 0.0
             self.frames.accuracy_sum += accuracy
             self.latencies_ms.append(latency_ms)
+            self.hist["frame"].observe(latency_ms / 1000.0)
+            self.window.add(now, 1.0, accuracy, 1.0)
         elif frame.status == _LATE:
             self.frames.late += 1
             self.latencies_ms.append(latency_ms)
+            self.hist["frame"].observe(latency_ms / 1000.0)
+            self.window.add(now, 1.0, 0.0, 0.0)
         else:
+            self.window.add(now, 1.0, 0.0, 0.0)
             d = self.frames.dropped
             d[frame.reason] = d.get(frame.reason, 0) + 1
         if not frame.future.done():
@@ -396,8 +443,10 @@ class DataPlane:
         now = self.now()
         counts = res.get("counts", {})
         subs = self.subs
+        stage = self.hist["stage"]
         for i, req in enumerate(batch):
             frame = req.frame
+            stage.observe(g.task, now - req.t_enq)
             self.subs_in_flight -= 1
             frame.variants.append(g.variant)
             if now > frame.deadline:
@@ -462,37 +511,57 @@ class DataPlane:
                 batch.append(req)
             if not batch:
                 continue
+            qwait = self.hist["queue"]
+            for r in batch:
+                qwait.observe(g.task, now - r.t_enq)
             timeout = max(r.frame.deadline for r in batch) - now + self.grace_s
             w.busy = True
             w.batch_variant = g.variant
+            w.inflight = batch
             try:
                 inline = self.inline_bytes
                 ref = w.actor.infer.remote([r.frame.payload(inline) for r in batch], g.variant)
+                w.inflight_ref = ref
                 self.dispatch_overhead_ms.append(
                     (time.perf_counter() - t_start) * 1000.0 / len(batch)
                 )
                 res = await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
+            except asyncio.CancelledError:
+                # Failed by the runtime (its batch was dropped then) or shut down.
+                for r in self._take_inflight(w):
+                    self._drop(r, "shutdown")
+                raise
             except TimeoutError:
-                log.warning("worker %d: batch of %d timed out", w.wid, len(batch))
-                for r in batch:
+                self._cancel_call(w)
+                for r in self._take_inflight(w):
                     self._drop(r, "timeout")
+                w.timeouts += 1
+                log.warning(
+                    "worker %d: batch of %d timed out (%d in a row)", w.wid, len(batch), w.timeouts
+                )
+                if w.timeouts >= self.max_timeouts:
+                    self.fail_worker(w, f"hung: {w.timeouts} batch timeouts in a row", kind="hung")
+                    return
                 continue
             except Exception as exc:  # noqa: BLE001 - every failure ends the batch's requests
                 if _is_actor_death(exc):
-                    log.warning("worker %d died: %s", w.wid, type(exc).__name__)
-                    for r in batch:
-                        self._drop(r, "worker_failed")
-                    self.mark_dead(w)
+                    self.fail_worker(w, f"died: {type(exc).__name__}", kind="died")
                     return
                 log.warning("worker %d: batch failed: %s", w.wid, exc)
-                for r in batch:
+                for r in self._take_inflight(w):
                     self._drop(r, "worker_error")
                 continue
             finally:
                 w.busy = False
                 w.batch_variant = None
+            batch = self._take_inflight(w)
+            if not batch:  # failed meanwhile: its requests were dropped
+                return
+            w.timeouts = 0
+            w.last_ok = time.monotonic()
             self.batches += 1
             t_done = time.perf_counter()
+            self.hist["batch"].observe(g.variant, (t_done - t_start))
             self.service_obs.append(
                 (
                     g.variant,
@@ -505,10 +574,64 @@ class DataPlane:
             self._complete(g, batch, res)
             self.complete_ms.append(((time.perf_counter() - t_done) * 1000.0, len(batch)))
 
-    def mark_dead(self, w: WorkerState) -> None:
+    @staticmethod
+    def _take_inflight(w: WorkerState) -> list[Req]:
+        batch = w.inflight or []
+        w.inflight = None
+        w.inflight_ref = None
+        return batch
+
+    @staticmethod
+    def _cancel_call(w: WorkerState) -> None:
+        """Ask Ray to cancel the worker's batch call (best effort: a hung actor never runs it)."""
+        ref = w.inflight_ref
+        if ref is None:
+            return
+        try:
+            import ray
+
+            ray.cancel(ref)
+        except Exception:  # noqa: BLE001 - already done, or the actor is gone
+            pass
+
+    def fail_worker(self, w: WorkerState, reason: str, kind: str = "hung") -> None:
+        """Take a failed worker (dead or hung) out of service at once.
+
+        Its in-flight batch is cancelled and its requests dropped (``worker_failed``),
+        its queue re-routed or dropped (``no_worker``), its batch loop stopped, and
+        ``on_worker_lost(w, kind)`` tells the runtime (which kills and replaces the
+        actor and re-plans).
+
+        Args:
+            w: The worker.
+            reason: What was seen (logged, and kept in ``w.failure``).
+            kind: ``"died"`` or ``"hung"``.
+
+        """
+        if w.status == "dead":
+            return
+        log.warning("worker %d failed (%s): taking it out of service", w.wid, reason)
+        w.failure = reason
+        w.failed_at = time.monotonic()
+        self._cancel_call(w)
+        for r in self._take_inflight(w):
+            self._drop(r, "worker_failed")
+        task = w.loop_task
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:
+            current = None
+        if task is not None and task is not current and not task.done():
+            task.cancel()
+        self.mark_dead(w, kind)
+
+    def mark_dead(self, w: WorkerState, kind: str = "died") -> None:
         """Take a dead worker out of service; its requests are re-routed or dropped."""
         if w.status == "dead":
             return
+        if w.failure is None:
+            w.failure = kind
+            w.failed_at = time.monotonic()
         w.status = "dead"
         w.wake.set()
         w.group = None
@@ -517,7 +640,7 @@ class DataPlane:
         if self.plan is not None:
             self.rebuild()
         if self.on_worker_lost is not None:
-            self.on_worker_lost(w.wid)
+            self.on_worker_lost(w, kind)
 
     # ------------------------------------------------------------------ plans
     def install(
@@ -801,8 +924,12 @@ class DataPlane:
     def history(self, seconds: int) -> tuple[float, ...]:
         """Arrivals per complete second, oldest first, at most ``seconds`` of them."""
         done = int(self.now())
-        aps = self.arrivals_per_s + [0] * max(0, done - len(self.arrivals_per_s))
-        return tuple(float(x) for x in aps[:done][-seconds:])
+        aps, last = self.arrivals_per_s, self._aps_sec
+        first = last - len(aps) + 1  # the second of aps[0]
+        out = []
+        for sec in range(max(0, done - seconds), done):
+            out.append(float(aps[sec - first]) if first <= sec <= last else 0.0)
+        return tuple(out)
 
 
 def service_report(obs: Any) -> dict[str, dict[str, float]]:

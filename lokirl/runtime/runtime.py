@@ -16,8 +16,20 @@ there; the running plan stays in force meanwhile), installs the new plan
 says: see :mod:`lokirl.core.reconfig`) and rebuilds the routing table from the
 demand estimate and the observed branching. The table counts a worker only once
 it can serve: it is rebuilt when a load completes. A tick that raises is
-logged and the loop carries on. A worker whose actor dies forces a re-plan on the
-workers left.
+logged (one line, and then one line a minute with the count while it keeps
+failing) and the loop carries on.
+
+Self-healing: every ``health_check_s`` the runtime pings every live worker (the
+actor answers a ping beside a running batch); a worker that leaves a ping
+unanswered for ``ping_timeout_s``, or whose batches time out
+``max_batch_timeouts`` times in a row, or whose actor dies, is failed: its
+in-flight batch is cancelled (its requests dropped, ``worker_failed``), its queue
+re-routed, the controller re-plans on the workers left, and the actor is killed
+(``ray.kill``) and re-created; once the new actor answers, the controller
+re-plans again to use it. A solve that runs past ``solve_timeout_s`` is abandoned
+(a solving process is killed; the running plan stays in force) and the next tick
+can solve again. :meth:`Runtime.liveness` and :meth:`Runtime.readiness` back
+``/healthz`` and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -46,6 +58,61 @@ from lokirl.runtime.emulated import check_dilation, dilate_pipeline
 from lokirl.runtime.models import ModelSource, model_sources
 
 log = logging.getLogger(__name__)
+
+
+class SolveTimeout(TimeoutError):
+    """A solve ran past ``RuntimeConfig.solve_timeout_s`` and was abandoned."""
+
+
+class RepeatedFailure:
+    """Logs a failure that keeps recurring as one line, then one line a window with its count.
+
+    The first failure after a quiet spell is logged at once (one line; the
+    traceback only at DEBUG); later ones are counted and reported as
+    ``"<what> failed N times in the last 60 s: <error>"`` once the window is over.
+
+    Args:
+        logger: Where to log.
+        what: What fails (``"controller tick"``).
+        window_s: Seconds between summary lines.
+
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, window_s: float = 60.0) -> None:
+        self.log = logger
+        self.what = what
+        self.window_s = window_s
+        self.total = 0
+        self.pending = 0
+        self.last_error = ""
+        self.reported_at = -math.inf
+
+    def failed(self, exc: BaseException) -> None:
+        """Record one failure (call inside the ``except`` block)."""
+        self.total += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - self.reported_at >= self.window_s and self.pending == 0:
+            self.reported_at = now
+            self.log.error("%s failed: %s (carrying on)", self.what, self.last_error)
+            self.log.debug("%s failure", self.what, exc_info=exc)
+        else:
+            self.pending += 1
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Log the count of failures not yet reported once their window is over."""
+        now = time.monotonic() if now is None else now
+        if self.pending and now - self.reported_at >= self.window_s:
+            self.log.error(
+                "%s failed %d times in the last %.0f s: %s",
+                self.what,
+                self.pending,
+                now - self.reported_at,
+                self.last_error,
+            )
+            self.pending = 0
+            self.reported_at = now
 
 
 @dataclass(frozen=True)
@@ -77,8 +144,15 @@ class RuntimeConfig:
             the ingress's GIL. Falls back to a thread (with a warning) when the
             solve cannot be pickled (e.g. a controller whose planner holds a lock)
             or the solving process dies.
-        health_check_s: Seconds between liveness pings of the workers that are not
-            running a batch (a dead idle worker leads to a re-plan); 0: off.
+        health_check_s: Seconds between liveness pings of every live worker; 0: off.
+        ping_timeout_s: A worker that leaves a ping unanswered this long is failed
+            (hung: e.g. its process was stopped); with the default 0.5 s between
+            pings a stopped worker is found within about 2.5 s.
+        max_batch_timeouts: Consecutive batch timeouts that fail a worker.
+        replace_workers: Kill a failed worker's actor and re-create it.
+        solve_timeout_s: Seconds a solve may take (process start-up and hand-over
+            included) before it is abandoned and its process killed; the running
+            plan stays in force. ``None``: ``solver_time_limit_s + 10``.
         inline_bytes: Frames up to this size travel inline in actor calls; larger
             ones are put into the object store once.
         swap: How a worker changes variant (:data:`~lokirl.core.reconfig.SwapMode`):
@@ -117,7 +191,11 @@ class RuntimeConfig:
     history_s: int = 120
     seed: int = 0
     solve_in_subprocess: bool = True
-    health_check_s: float = 2.0
+    health_check_s: float = 0.5
+    ping_timeout_s: float = 1.5
+    max_batch_timeouts: int = 2
+    replace_workers: bool = True
+    solve_timeout_s: float | None = None
     inline_bytes: int = 64 * 1024
     allocator: dict[str, Any] = field(default_factory=dict)
     swap: SwapMode = "overlap"
@@ -137,6 +215,16 @@ def run_solve(fn: Any, args: tuple[Any, ...]) -> tuple[Plan, int, float]:
     start = time.perf_counter()
     plan = fn(*args)
     return plan, os.getpid(), time.perf_counter() - start
+
+
+def warm_solver() -> int:
+    """Import what a solve needs (in a fresh solving process, before the first solve is timed).
+
+    Module level so a spawned process can unpickle it; returns the process id.
+    """
+    import lokirl.core.allocator  # noqa: F401 - the import is the point
+
+    return os.getpid()
 
 
 def pipeline_file(spec: str) -> Path | None:
@@ -181,6 +269,7 @@ class Runtime:
             pipeline or load_pipeline(self.config.pipeline), self.config.dilation
         )
         self.controller = controller or make_controller(self.config.controller)
+        check_policy_fits(self.controller, self.pipeline, self.config)
         accel = self.config.accelerator or self.pipeline.accelerators[0]
         if accel not in self.pipeline.accelerators:
             raise ConfigError(
@@ -210,6 +299,8 @@ class Runtime:
             on_worker_lost=self._on_worker_lost,
             inline_bytes=self.config.inline_bytes,
             accelerator=accel,
+            history_s=self.config.history_s,
+            max_timeouts=self.config.max_batch_timeouts,
         )
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lokirl-solve")
         self.process_pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -218,7 +309,7 @@ class Runtime:
 
             self.process_pool = concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn")
-            )
+            )  # starts its process with the first solve (none before start)
         self.solving = False
         self.solves = 0
         self.solver_wall_s = 0.0
@@ -241,30 +332,51 @@ class Runtime:
         self._last_frames = (0, 0)  # (finalised, violations) at the last tick
         self.recent_violation = 0.0
         self.started = False
+        self.solve_timeouts = 0
+        self.worker_failures: dict[str, int] = {}
+        self.replacements = 0
+        #: Per replaced worker: seconds from failure to the new actor answering, and
+        #: to the first plan installed after it.
+        self.recoveries: list[dict[str, Any]] = []
+        self._replace_tasks: set[asyncio.Task] = set()
+        self.load_errors: list[tuple[int, str, str]] = []
+        self.last_tick_mono = time.monotonic()
+        self._pool_warm: concurrent.futures.Future | None = None
+        self._pings: dict[int, float] = {}  # id(worker state) -> when its ping was sent
+        self._pending_recovery: list[tuple[dict[str, Any], float, float]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.tick_failures = RepeatedFailure(log, "controller tick")
+        self.solve_failures = RepeatedFailure(log, "solve")
+
+    @property
+    def solve_timeout_s(self) -> float:
+        """Seconds a solve may take before it is abandoned."""
+        t = self.config.solve_timeout_s
+        return self.config.solver_time_limit_s + 10.0 if t is None else t
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Start the worker actors, solve and install the first plan, start the control loop."""
-        from lokirl.runtime.worker import make_worker
+        """Start the worker actors, solve and install the first plan, start the control loop.
 
+        Raises:
+            ConfigError: more GPU workers than the cluster has GPUs, a first plan
+                that places no worker on some task, that cannot be solved in
+                ``solve_timeout_s``, or whose variants cannot be loaded (the actors
+                started are killed first).
+
+        """
         cfg = self.config
         if cfg.workers < 1:
             raise ConfigError("--workers", str(cfg.workers), "must be at least 1", "pass 2")
+        self._loop = asyncio.get_running_loop()
+        self._check_gpus()
         for i in range(cfg.workers):
-            actor = make_worker(
-                i,
-                cfg.use_gpu,
-                cfg.worker_num_cpus,
-                cfg.worker_threads,
-                cfg.seed,
-                emulate=cfg.emulate,
-                pipeline=self.pipeline,
-                accelerator=self.accelerator,
-            )
-            self.plane.workers.append(WorkerState(i, actor))
-        demand = cfg.initial_demand if cfg.initial_demand is not None else 1.0
-        plan = await self._solve(Decision(resolve=True, demand=demand, reason="initial"))
-        await self.install(plan, wait=True)
+            self.plane.workers.append(WorkerState(i, self._new_actor(i)))
+        try:
+            await self._first_plan()
+        except BaseException:
+            await self.stop()
+            raise
         if self.plane.frames.arrived == 0:
             # Time 0 is when serving starts (as in the simulator): seconds of demand
             # history and controller ticks then line up with the arrivals.
@@ -272,14 +384,95 @@ class Runtime:
         for w in self.plane.workers:
             w.loop_task = asyncio.create_task(self.plane.worker_loop(w))
         self.last_solve_at = self.plane.now()
+        self.last_tick_mono = time.monotonic()
         self._control_task = asyncio.create_task(self._control_loop())
+        if cfg.health_check_s > 0:
+            self._health_task = asyncio.create_task(self._health_loop())
         self.started = True
+
+    def _new_actor(self, wid: int) -> Any:
+        """Start the actor of worker slot ``wid`` (at start, and to replace a failed one)."""
+        from lokirl.runtime.worker import make_worker
+
+        cfg = self.config
+        return make_worker(
+            wid,
+            cfg.use_gpu,
+            cfg.worker_num_cpus,
+            cfg.worker_threads,
+            cfg.seed,
+            emulate=cfg.emulate,
+            pipeline=self.pipeline,
+            accelerator=self.accelerator,
+        )
+
+    def _check_gpus(self) -> None:
+        """Refuse more GPU workers than the Ray cluster has GPUs (they would never start)."""
+        cfg = self.config
+        if cfg.emulate or cfg.use_gpu is False:
+            return
+        from lokirl.runtime.worker import cluster_gpus
+
+        gpus = cluster_gpus()
+        if not cfg.use_gpu and gpus < 1:
+            return  # CPU workers
+        per = float(getattr(cfg, "gpus_per_worker", 1.0) or 1.0)
+        need = cfg.workers * per
+        if need > gpus + 1e-9:
+            fit = int(gpus // per)
+            raise ConfigError(
+                "--workers",
+                str(cfg.workers),
+                f"{cfg.workers} GPU workers need {need:g} GPUs but the Ray cluster has {gpus:g}",
+                f"pass --workers {fit} or fewer, or add GPU nodes to the cluster"
+                if fit
+                else "add GPU nodes to the cluster, or serve on CPU workers",
+            )
+
+    async def _first_plan(self) -> None:
+        """Solve and load the first plan; refuse one that serves nothing or cannot load."""
+        cfg = self.config
+        demand = cfg.initial_demand if cfg.initial_demand is not None else 1.0
+        if self.process_pool is not None:  # start the solving process (not timed by _solve)
+            self._pool_warm = self.process_pool.submit(warm_solver)
+        try:
+            plan = await self._solve(Decision(resolve=True, demand=demand, reason="initial"))
+        except SolveTimeout:
+            raise ConfigError(
+                "first plan",
+                f"{demand:g} frames/s on {cfg.workers} workers",
+                f"the solve did not finish in {self.solve_timeout_s:g} s",
+                "raise --solver-time-limit or the solve timeout, or lower --initial-demand",
+            ) from None
+        placed = {g.task for g in plan.groups if g.replicas > 0}
+        missing = [t.name for t in self.pipeline.tasks if t.name not in placed]
+        if missing:
+            raise ConfigError(
+                "--workers",
+                str(cfg.workers),
+                f"the first plan places no worker on task(s) {', '.join(missing)} of "
+                f"{self.pipeline.name} (it has {len(self.pipeline.tasks)} tasks, each needs "
+                "a worker), so those frames could never be served",
+                f"pass --workers {max(len(self.pipeline.tasks), cfg.workers + len(missing))} "
+                "or more",
+            )
+        self.load_errors.clear()
+        await self.install(plan, wait=True)
+        if self.load_errors:
+            wid, variant, err = self.load_errors[0]
+            raise ConfigError(
+                "pipeline " + self.pipeline.name,
+                f"runtime.models.{variant}",
+                f"worker {wid} could not load the first plan's variant {variant}: {err}",
+                "fix the model's source in the pipeline file's runtime section "
+                "(`lokirl profile` loads it the same way), or raise load_timeout_s",
+            )
 
     async def stop(self) -> None:
         """Stop the control loop, end every queued request (``shutdown``), kill the actors."""
         import ray
 
-        for task in (self._control_task, self._health_task):
+        for task in (self._control_task, self._health_task, *self._replace_tasks):
             if task is None:
                 continue
             task.cancel()
@@ -301,8 +494,7 @@ class Runtime:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if self.process_pool is not None:
-            self.process_pool.shutdown(wait=False, cancel_futures=True)
+        self._drop_process_pool(kill=True)
         self.started = False
 
     async def submit(
@@ -326,6 +518,13 @@ class Runtime:
 
     # ------------------------------------------------------------------ plans
     async def _solve(self, decision: Decision) -> Plan:
+        """Run one solve off the event loop, bounded by ``solve_timeout_s``.
+
+        Raises:
+            SolveTimeout: it ran too long; a solving process was killed (a fresh
+                one is started for the next solve), a solving thread abandoned.
+
+        """
         opts = replace(self.options, warm_start=decision.warm_start)
         if decision.churn_weight is not None:
             opts = replace(opts, churn_weight=decision.churn_weight)
@@ -347,16 +546,49 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 - any pickling failure
                 log.warning("solving in a thread: cannot send the solve to a process (%s)", exc)
                 self._drop_process_pool()
-        if self.process_pool is not None:
+        limit = self.solve_timeout_s
+        warm, self._pool_warm = self._pool_warm, None
+        if warm is not None and self.process_pool is not None:
+            # A fresh solving process is still starting: its start-up is not the solve's.
             try:
-                result = await loop.run_in_executor(self.process_pool, run_solve, fn, args)
+                await asyncio.wait_for(asyncio.wrap_future(warm), max(60.0, limit))
+            except Exception as exc:  # noqa: BLE001 - the solve below finds out
+                log.warning("the solving process did not start: %s", _one_line(exc))
+        if self.process_pool is not None:
+            pool = self.process_pool
+            try:
+                result = await asyncio.wait_for(
+                    loop.run_in_executor(pool, run_solve, fn, args), limit
+                )
             except concurrent.futures.process.BrokenProcessPool as exc:
                 log.warning("solving in a thread: the solving process died (%s)", exc)
                 self._drop_process_pool()
+            except TimeoutError:
+                self.solve_timeouts += 1
+                self._drop_process_pool(kill=True)
+                self._new_process_pool()
+                raise SolveTimeout(
+                    f"the solve ({decision.reason}) ran past the solve timeout of {limit:g} s; "
+                    "its process was killed and the running plan stays in force"
+                ) from None
             else:
                 self.solves_in_process += 1
         if result is None:
-            result = await loop.run_in_executor(self.executor, run_solve, fn, args)
+            try:
+                result = await asyncio.wait_for(
+                    loop.run_in_executor(self.executor, run_solve, fn, args), limit
+                )
+            except TimeoutError:
+                self.solve_timeouts += 1
+                # A thread cannot be killed: leave it behind, solve in a new one.
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                self.executor = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="lokirl-solve"
+                )
+                raise SolveTimeout(
+                    f"the solve ({decision.reason}) ran past the solve timeout of {limit:g} s "
+                    "(in a thread, left behind); the running plan stays in force"
+                ) from None
         plan, pid, inner = result
         wall = time.perf_counter() - start
         self.solves += 1
@@ -366,10 +598,30 @@ class Runtime:
         self.last_solve_pid = pid
         return plan
 
-    def _drop_process_pool(self) -> None:
-        if self.process_pool is not None:
-            self.process_pool.shutdown(wait=False, cancel_futures=True)
-            self.process_pool = None
+    def _drop_process_pool(self, kill: bool = False) -> None:
+        pool = self.process_pool
+        if pool is None:
+            return
+        self.process_pool = None
+        if kill:  # a hung solve: its process would never end on its own
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                try:
+                    proc.kill()
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def _new_process_pool(self) -> None:
+        """A fresh solving process, started now so the next solve does not wait for it."""
+        import multiprocessing
+
+        self.process_pool = concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn")
+        )
+        try:
+            self._pool_warm = self.process_pool.submit(warm_solver)
+        except Exception:  # noqa: BLE001 - it starts with the next solve instead
+            self._pool_warm = None
 
     async def install(self, plan: Plan, wait: bool = False) -> list[int]:
         """Make ``plan`` the running plan; returns the ids of workers that swap variant.
@@ -413,9 +665,13 @@ class Runtime:
                 asyncio.wrap_future(ref.future()), self.config.load_timeout_s
             )
         except Exception as exc:  # noqa: BLE001
-            log.warning("worker %d: loading %s failed: %s", w.wid, variant, exc)
-            if _is_actor_death(exc) or isinstance(exc, asyncio.TimeoutError):
-                self.plane.mark_dead(w)
+            err = _one_line(exc) or f"no answer in {self.config.load_timeout_s:g} s"
+            log.warning("worker %d: loading %s failed: %s", w.wid, variant, err)
+            self.load_errors.append((w.wid, variant, err))
+            if _is_actor_death(exc):
+                self.plane.fail_worker(w, f"died loading {variant}", kind="died")
+            elif isinstance(exc, asyncio.TimeoutError):
+                self.plane.fail_worker(w, f"hung loading {variant}", kind="hung")
             elif w.token == token:
                 self.plane.load_failed(w)
                 self.force_replan = True
@@ -435,13 +691,198 @@ class Runtime:
                 await asyncio.sleep(0.002)
             if w.token == token and w.status != "dead":
                 try:
-                    await asyncio.wrap_future(w.actor.switch.remote(variant).future())
+                    await asyncio.wait_for(
+                        asyncio.wrap_future(w.actor.switch.remote(variant).future()),
+                        self.config.load_timeout_s,
+                    )
                 except Exception as exc:  # noqa: BLE001 - the old variant stays loaded
-                    log.warning("worker %d: switching to %s failed: %s", w.wid, variant, exc)
+                    log.warning(
+                        "worker %d: switching to %s failed: %s", w.wid, variant, _one_line(exc)
+                    )
 
-    def _on_worker_lost(self, wid: int) -> None:
-        log.warning("worker %d lost: re-planning on the workers left", wid)
+    # ------------------------------------------------------------------ self-healing
+    def _on_worker_lost(self, w: WorkerState, kind: str) -> None:
+        """A worker failed: re-plan on the workers left, kill and re-create its actor."""
+        self.worker_failures[kind] = self.worker_failures.get(kind, 0) + 1
+        log.warning(
+            "worker %d lost (%s): re-planning on the workers left%s",
+            w.wid,
+            w.failure or kind,
+            "; replacing its actor" if self.config.replace_workers and self.started else "",
+        )
         self.force_replan = True
+        try:
+            import ray
+
+            ray.kill(w.actor, no_restart=True)  # a hung actor would hold its resources
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        if self.config.replace_workers and self.started and not self.plane.closed:
+            t = asyncio.get_running_loop().create_task(self._replace(w))
+            self._replace_tasks.add(t)
+            t.add_done_callback(self._replace_tasks.discard)
+
+    async def _replace(self, old: WorkerState, attempts: int = 5) -> bool:
+        """Re-create a failed worker's actor in its slot; returns whether it came up.
+
+        The new actor must answer a ping within ``load_timeout_s`` (it may wait
+        for resources, e.g. after a node was lost); otherwise it is killed and
+        another is tried, up to ``attempts`` times.
+        """
+        p = self.plane
+        failed_at = old.failed_at or time.monotonic()
+        for attempt in range(1, attempts + 1):
+            if p.closed or old not in p.workers:
+                return False
+            try:
+                actor = self._new_actor(old.wid)
+                await asyncio.wait_for(
+                    asyncio.wrap_future(actor.ping.remote().future()), self.config.load_timeout_s
+                )
+            except Exception as exc:  # noqa: BLE001 - try again, a few times
+                log.warning(
+                    "worker %d: replacement %d of %d did not start: %s",
+                    old.wid,
+                    attempt,
+                    attempts,
+                    _one_line(exc) or "no answer",
+                )
+                try:
+                    import ray
+
+                    ray.kill(actor, no_restart=True)
+                except Exception:  # noqa: BLE001
+                    pass
+                await asyncio.sleep(min(5.0, attempt))
+                continue
+            if p.closed or old not in p.workers:
+                import ray
+
+                ray.kill(actor, no_restart=True)
+                return False
+            new = WorkerState(old.wid, actor)
+            new.restarts = old.restarts + 1
+            p.workers[p.workers.index(old)] = new
+            new.loop_task = asyncio.create_task(p.worker_loop(new))
+            self.replacements += 1
+            up_s = time.monotonic() - failed_at
+            self.recoveries.append(
+                {"worker": old.wid, "failure": old.failure, "replaced_s": round(up_s, 3)}
+            )
+            del self.recoveries[:-100]
+            self._pending_recovery.append((self.recoveries[-1], failed_at, time.monotonic()))
+            log.info("worker %d replaced %.2f s after it failed; re-planning", old.wid, up_s)
+            self.force_replan = True
+            return True
+        log.error(
+            "worker %d could not be replaced after %d attempts; serving on the workers left",
+            old.wid,
+            attempts,
+        )
+        return False
+
+    async def _health_loop(self) -> None:
+        """Ping the workers every ``health_check_s``; never dies."""
+        while True:
+            await asyncio.sleep(self.config.health_check_s)
+            try:
+                self.check_health()
+            except Exception as exc:  # noqa: BLE001 - the loop never dies
+                log.error("health check failed: %s", _one_line(exc))
+
+    def check_health(self) -> list[int]:
+        """One round of pings; returns the ids of workers failed by this round.
+
+        Every live worker gets a ping when its last one was answered. One left
+        unanswered for ``ping_timeout_s`` fails the worker (hung; a stopped
+        process answers nothing), a ping that raises an actor-death error fails it
+        at once. A worker loading a variant while running a batch is excused (both
+        of its actor's call slots are busy; the load has its own timeout).
+        """
+        now = time.monotonic()
+        failed = []
+        self.health_checks += 1
+        for w in list(self.plane.workers):
+            if w.status == "dead":
+                continue
+            sent = self._pings.get(id(w))
+            if w.status == "loading" and w.busy:
+                continue
+            if sent is not None:
+                if now - sent > self.config.ping_timeout_s:
+                    self._pings.pop(id(w), None)
+                    self.plane.fail_worker(
+                        w, f"hung: no answer to a ping for {now - sent:.1f} s", kind="hung"
+                    )
+                    failed.append(w.wid)
+                continue
+            try:
+                fut = w.actor.ping.remote().future()
+            except Exception as exc:  # noqa: BLE001
+                if _is_actor_death(exc):
+                    self.plane.fail_worker(w, "died (ping refused)", kind="died")
+                    failed.append(w.wid)
+                continue
+            self._pings[id(w)] = now
+            fut.add_done_callback(
+                lambda f, w=w: self._loop.call_soon_threadsafe(self._pinged, w, f)
+            )
+        return failed
+
+    def _pinged(self, w: WorkerState, fut: concurrent.futures.Future) -> None:
+        """A ping came back (on the event loop)."""
+        self._pings.pop(id(w), None)
+        if w.status == "dead" or fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            w.last_ok = time.monotonic()
+        elif _is_actor_death(exc):
+            self.plane.fail_worker(w, f"died: {type(exc).__name__}", kind="died")
+
+    # ------------------------------------------------------------------ health views
+    def liveness(self) -> tuple[bool, str]:
+        """``/healthz``: whether the control loop is alive and ticking."""
+        if not self.started:
+            return False, "starting"
+        task = self._control_task
+        if task is None or task.done():
+            return False, "the controller loop has stopped"
+        stalled = time.monotonic() - self.last_tick_mono
+        limit = max(5.0, 5 * self.config.epoch_s)
+        if stalled > limit:
+            return False, f"the controller loop has not ticked for {stalled:.1f} s"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        """``/readyz``: whether enough live workers serve the running plan.
+
+        Not ready while starting, without a plan, while a worker is down (failed
+        and not yet replaced), while a plan group has fewer live workers than its
+        replicas, or while some task has no worker ready to serve it.
+        """
+        if not self.started:
+            return False, "starting"
+        p = self.plane
+        if p.plan is None:
+            return False, "no plan installed"
+        down = [w for w in p.workers if w.status == "dead"]
+        if down:
+            parts = [f"worker {w.wid} ({w.failure or 'dead'})" for w in down]
+            return False, "down, being replaced: " + ", ".join(parts)
+        for g in p.plan_groups:
+            live = sum(1 for w in p.workers if w.group is g and w.status != "dead")
+            if live < g.group.replicas:
+                return False, (
+                    f"{g.task}/{g.variant} has {live} of {g.group.replicas} planned workers"
+                )
+        serving = {
+            w.serving.task for w in p.workers if w.serving is not None and w.status == "ready"
+        }
+        idle = [t.name for t in self.pipeline.tasks if t.name not in serving]
+        if idle:
+            return False, f"no worker ready for task(s) {', '.join(idle)} (loading)"
+        return True, "ok"
 
     # ------------------------------------------------------------------ control loop
     def context(self, now_s: float | None = None) -> ControlContext:
@@ -469,8 +910,6 @@ class Runtime:
         base = self.plane.now()
         self.last_solve_at = base
         k = 0
-        every = self.config.health_check_s
-        next_health = base + every
         while True:
             k += 1
             tick_at = base + k * epoch
@@ -480,44 +919,17 @@ class Runtime:
                 k += int(late // epoch)
                 tick_at = base + k * epoch
             start = time.perf_counter()
+            self.last_tick_mono = time.monotonic()
             try:
                 self._tick(tick_at)
-            except Exception:  # noqa: BLE001 - the loop never dies
+            except Exception as exc:  # noqa: BLE001 - the loop never dies
                 self.tick_errors += 1
-                log.exception("controller tick failed; carrying on")
+                self.tick_failures.failed(exc)
+            self.tick_failures.flush()
+            self.solve_failures.flush()
             self.tick_ms.append((time.perf_counter() - start) * 1000.0)
             if len(self.tick_ms) > 1000:
                 del self.tick_ms[:500]
-            now = self.plane.now()
-            if every > 0 and now >= next_health:
-                next_health = now + every
-                if self._health_task is None or self._health_task.done():
-                    self._health_task = asyncio.create_task(self.check_health())
-
-    async def check_health(self) -> list[int]:
-        """Ping every live worker not running a batch; returns the ids found dead.
-
-        A worker found dead leaves its group and forces a re-plan (as one that
-        dies with a batch does). A ping that merely times out proves nothing (the
-        actor may have taken a batch meanwhile) and is ignored.
-        """
-        ws = [w for w in self.plane.workers if w.status in ("ready", "idle") and not w.busy]
-        if not ws:
-            return []
-        self.health_checks += 1
-        futs = [asyncio.wrap_future(w.actor.ping.remote().future()) for w in ws]
-        await asyncio.wait(futs, timeout=self.plane.slo_s + self.config.grace_s)
-        dead = []
-        for w, fut in zip(ws, futs, strict=True):
-            if not fut.done():
-                fut.cancel()
-                continue
-            exc = fut.exception()
-            if exc is not None and _is_actor_death(exc) and w.status != "dead":
-                log.warning("worker %d failed its health check", w.wid)
-                self.plane.mark_dead(w)
-                dead.append(w.wid)
-        return dead
 
     def _tick(self, tick_at: float | None = None) -> None:
         p = self.plane
@@ -531,14 +943,18 @@ class Runtime:
         if p.plan is not None:
             p.rebuild(self.demand_estimate)
         ctx = self.context(tick_at)
-        decision = self.controller.decide(ctx)
+        error: Exception | None = None
+        try:
+            decision = self.controller.decide(ctx)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after a forced re-plan
+            error, decision = exc, Decision(resolve=False, reason="controller failed")
         if self.force_replan and not self.solving:
             self.force_replan = False
             decision = Decision(
                 resolve=True,
                 demand=max(self.demand_estimate, 1.0),
                 warm_start=True,
-                reason="worker lost",
+                reason="workers changed",
             )
         if len(self.decisions) < 10000:
             self.decisions.append(
@@ -548,14 +964,28 @@ class Runtime:
             self.solving = True
             self.last_solve_at = ctx.now_s
             asyncio.get_running_loop().create_task(self._solve_and_install(decision))
+        if error is not None:
+            raise error
 
     async def _solve_and_install(self, decision: Decision) -> None:
+        started = time.monotonic()
         try:
             plan = await self._solve(decision)
             await self.install(plan)
-        except Exception:  # noqa: BLE001
+        except SolveTimeout as exc:
             self.tick_errors += 1
-            log.exception("solve failed; the running plan stays in force")
+            self.solve_failures.failed(exc)
+        except Exception as exc:  # noqa: BLE001 - the running plan stays in force
+            self.tick_errors += 1
+            self.solve_failures.failed(exc)
+        else:
+            keep = []
+            for rec, failed_at, replaced_at in self._pending_recovery:
+                if replaced_at <= started:  # this plan counts the new actor
+                    rec["replanned_s"] = round(time.monotonic() - failed_at, 3)
+                else:
+                    keep.append((rec, failed_at, replaced_at))
+            self._pending_recovery = keep
         finally:
             self.solving = False
 
@@ -589,5 +1019,52 @@ class Runtime:
             "load_times": self.load_times[-20:],
             "tick_errors": self.tick_errors,
             "health_checks": self.health_checks,
+            "solve_timeouts": self.solve_timeouts,
+            "worker_failures": dict(self.worker_failures),
+            "replacements": self.replacements,
+            "recoveries": self.recoveries[-20:],
+            "ready": dict(zip(("ok", "reason"), self.readiness(), strict=True)),
             "config": asdict(self.config),
         }
+
+
+def _one_line(exc: BaseException) -> str:
+    """The last non-empty line of an exception's message (Ray's carry a traceback)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def check_policy_fits(controller: Any, pipeline: Pipeline, config: RuntimeConfig) -> None:
+    """Refuse a trained policy whose pipeline or cluster differs from the one served.
+
+    A trained policy (``ppo:PATH``) records the pipeline's tasks and the cluster's
+    worker count it was trained with (its :class:`~lokirl.envs.features.FeatureSpec`);
+    served elsewhere it would fail on every tick or act on wrongly scaled inputs.
+
+    Raises:
+        ConfigError: the tasks or the worker count differ.
+
+    """
+    spec = getattr(controller, "spec", None)
+    tasks = getattr(spec, "tasks", None)
+    if tasks is None:
+        return
+    name = getattr(controller, "model_path", None) or config.controller
+    have = [t.name for t in pipeline.tasks]
+    if set(tasks) != set(have):
+        raise ConfigError(
+            "--controller",
+            str(name),
+            f"the policy was trained on a pipeline with tasks {list(tasks)}; "
+            f"{pipeline.name} has tasks {have}",
+            "serve the pipeline it was trained on, or train a policy for this one "
+            "(`lokirl train`), or pick another controller (e.g. --controller loki)",
+        )
+    workers = getattr(spec, "workers", None)
+    if workers is not None and int(workers) != config.workers:
+        raise ConfigError(
+            "--controller",
+            str(name),
+            f"the policy was trained for a cluster of {workers} workers, not {config.workers}",
+            f"pass --workers {workers}, or train a policy for {config.workers} workers",
+        )

@@ -136,7 +136,8 @@ def test_plan_change_swaps_variant_without_losing_requests(ray_local, tiny_pipel
 
 def test_killed_worker_leads_to_replan(ray_local, tiny_pipeline):
     async def main():
-        rt = _runtime(tiny_pipeline, workers=3, solve_in_subprocess=True)
+        # Not replaced here (test_health.py tests that): the re-plan uses the 2 left.
+        rt = _runtime(tiny_pipeline, workers=3, solve_in_subprocess=True, replace_workers=False)
         await rt.start()
         try:
             await _send(rt, 10)
