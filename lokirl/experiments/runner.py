@@ -236,8 +236,10 @@ def run_suite(
             "--controllers", ",".join(ctrls), "a controller is listed twice", "list each once"
         )
     for c in ctrls:
-        if c != "oracle":
-            make_controller(c)  # unknown names fail here, before any work
+        # Unknown names fail here, before any work; oracle and hindsight specs are
+        # built by actor_factory from the trace (an unknown one fails its episodes).
+        if c != "oracle" and not c.startswith("hindsight"):
+            make_controller(c)
     ref = reference or (spec.reference if spec.reference in ctrls else ctrls[0])
     if ref not in ctrls:
         raise ConfigError("--reference", ref, "not one of the controllers", f"pick one of {ctrls}")
