@@ -72,3 +72,19 @@ def test_help_explains_suites(capsys):
     out = capsys.readouterr().out
     for word in ("dev", "validation", "test", "--allow-test", "hierarchical", "pareto.png"):
         assert word in out
+
+
+def test_bench_on_a_user_trace(tmp_path, capsys):
+    trace = tmp_path / "mine.csv"
+    trace.write_text("time_s,qps\n" + "".join(f"{i},{20 + 5 * i}\n" for i in range(12)))
+    args = ["bench", "--trace", str(trace), "--workers", "6", "--duration", "8", "--seeds", "1"]
+    args += ["--controllers", "trigger,loki-5s", "--no-mlflow", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "suite adhoc-mine" in out and "loki-5s" in out
+    (folder,) = (tmp_path / "o").iterdir()
+    rows = json.loads((folder / "per_episode.json").read_text())["rows"]
+    assert [(r["case"], r["controller"], r["error"]) for r in rows] == [
+        ("mine", "trigger", None),
+        ("mine", "loki-5s", None),
+    ]
