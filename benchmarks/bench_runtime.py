@@ -20,6 +20,18 @@ Runs unchanged on a CPU box or a GPU machine::
    window as a share of that capacity (target: at least 90% at 1.0x, and
    overload must shed by early drops and keep serving near capacity, not
    collapse).
+
+``--emulate``: the live system at the size it exists for, on emulated accelerators
+(:mod:`lokirl.runtime.emulated`: workers sleep the profiled batch latency and
+claim no CPU): ``traffic_analysis`` (Loki's GPU profile) on ``--workers`` (default
+20) workers under a controller (default ``loki-1s``), serving a 10-minute trace
+shape (default ``diurnal_600s``) compressed ``--speedup`` times (default 10: 60 s)
+and rescaled to ``--scale`` frames/s, optionally time-dilated (``--dilation``).
+Reported: router overhead (admission; batch formation, dispatch and completion
+per request), the ingress's CPU per frame, the worker actors' CPU, and the served
+share of the plan's capacity: frames served (on time or late) over the frames the
+running plan could carry, summed per second as min(arrivals, plan capacity)
+(target >= 95%).
 """
 
 from __future__ import annotations
@@ -41,7 +53,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lokirl.core.controller import KEEP  # noqa: E402
 from lokirl.core.pipeline_config import pipeline_from_dict  # noqa: E402
-from lokirl.core.router import build_routing_table  # noqa: E402
 from lokirl.runtime.dataplane import percentile  # noqa: E402
 from lokirl.runtime.loadgen import replay  # noqa: E402
 from lokirl.runtime.models import ModelSource  # noqa: E402
@@ -131,6 +142,99 @@ async def _throughput(rt, frame: np.ndarray, rate: float, seconds: float, seed: 
     }
 
 
+async def run_emulated(args: argparse.Namespace) -> dict:
+    """The emulated traffic_analysis under a controller, serving a compressed trace."""
+    from lokirl.commands.loadgen import load_arrivals
+    from lokirl.commands.simvslive import actor_cpu_s
+    from lokirl.runtime.loadgen import bounded_arrivals
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    k = args.dilation
+    arr, name = load_arrivals(args.trace, args.speedup, args.scale, 0)
+    duration = 600.0 / args.speedup
+    arr = bounded_arrivals(arr, None, duration) * k
+    first = float(np.searchsorted(arr, k) / k)  # frames/s over the first epoch (dilated)
+    rt = Runtime(
+        RuntimeConfig(
+            pipeline=args.pipeline,
+            workers=args.workers or 20,
+            controller=args.controller,
+            emulate=True,
+            dilation=k,
+            epoch_s=k,
+            initial_demand=max(first, 1.0),
+        )
+    )
+    t0 = time.perf_counter()
+    await rt.start()
+    start_s = time.perf_counter() - t0
+    p = rt.plane
+    frame = np.zeros((3, 8, 8), np.uint8)
+    capacity: list[float] = []  # plan capacity (frames/s), one sample a second
+
+    async def sample() -> None:
+        while True:
+            plan = p.plan
+            capacity.append(0.0 if plan is None else float(plan.max_demand))
+            await asyncio.sleep(1.0)
+
+    actors = [w.actor for w in p.workers]
+    for q in (p.admit_ms, p.dispatch_overhead_ms, p.complete_ms):
+        q.clear()
+    sampler = asyncio.create_task(sample())
+    a0 = await actor_cpu_s(actors)
+    c0, w0, load0 = os.times(), time.perf_counter(), os.getloadavg()[0]
+    try:
+        result = await replay(arr, lambda i: rt.submit(frame), max_in_flight=100000)
+    finally:
+        wall = time.perf_counter() - w0
+        c1, load1 = os.times(), os.getloadavg()[0]
+        a1 = await actor_cpu_s(actors)
+        sampler.cancel()
+        status = rt.status()
+        await rt.stop()
+    ingress_cpu = c1.user + c1.system - c0.user - c0.system
+    f = status["frames"]
+    served = f["on_time"] + f["late"]
+    per_s = np.bincount(arr.astype(int), minlength=len(capacity))
+    n = min(len(capacity), len(per_s))
+    carriable = float(np.minimum(per_s[:n], np.asarray(capacity[:n])).sum())
+    hop = [d + c / m for d, (c, m) in zip(p.dispatch_overhead_ms, p.complete_ms, strict=False)]
+    actor_cores = [(b - a) / wall for a, b in zip(a0, a1, strict=True)]
+    return {
+        "mode": "emulated",
+        "pipeline": rt.pipeline.name,
+        "workers": len(actors),
+        "controller": args.controller,
+        "trace": name,
+        "dilation": k,
+        "cores": os.cpu_count(),
+        "start_s": start_s,
+        "wall_s": wall,
+        "loadavg_1m": [load0, load1],
+        "frames": f,
+        "subrequests": status["subrequests"],
+        "served_share_of_capacity": served / carriable if carriable else math.nan,
+        "carriable_frames": carriable,
+        "served_frames": served,
+        "admit_ms_p50": percentile(list(p.admit_ms), 50),
+        "admit_ms_p99": percentile(list(p.admit_ms), 99),
+        "hop_overhead_ms_p50": percentile(hop, 50),
+        "hop_overhead_ms_p99": percentile(hop, 99),
+        "ingress_cpu_cores": ingress_cpu / wall,
+        "ingress_cpu_ms_per_frame": 1000.0 * ingress_cpu / max(1, f["arrived"]),
+        "ingress_cpu_ms_per_subrequest": 1000.0
+        * ingress_cpu
+        / max(1, status["subrequests"]["arrived"]),
+        "actor_cpu_cores_total": float(np.nansum(actor_cores)),
+        "actor_cpu_cores_max": float(np.nanmax(actor_cores)),
+        "actor_cpu_ms_per_batch": 1000.0 * float(np.nansum(actor_cores)) * wall / max(1, p.batches),
+        "solves": status["solves"],
+        "reconfigurations": status["reconfigurations"],
+        "client": result.to_dict(),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict:
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
     from lokirl.runtime.worker import cluster_gpus
@@ -153,7 +257,7 @@ async def run(args: argparse.Namespace) -> dict:
         p = rt.plane
         # The plan was solved for a demand beyond capacity (largest batch); route as
         # the control loop does from the observed demand (nothing shed at admission).
-        p.set_table(build_routing_table(plan, rt.pipeline, demand=0.0))
+        p.rebuild(0.0)
         p.admit_ms.clear()
         p.dispatch_overhead_ms.clear()
         p.complete_ms.clear()
@@ -222,15 +326,27 @@ def main() -> int:
         default=[1.0, 1.3],
         help="offered loads as multiples of the profiled capacity (default 1.0,1.3)",
     )
+    ap.add_argument(
+        "--emulate", action="store_true", help="emulated traffic_analysis at scale (see above)"
+    )
+    ap.add_argument("--pipeline", default="traffic_analysis", help="--emulate: pipeline")
+    ap.add_argument("--controller", default="loki-1s", help="--emulate: controller")
+    ap.add_argument("--trace", default="diurnal_600s", help="--emulate: 10-minute trace")
+    ap.add_argument("--speedup", type=float, default=10.0, help="--emulate: time compression")
+    ap.add_argument("--scale", default="50:250", help="--emulate: frames/s range LO:HI")
+    ap.add_argument("--dilation", type=float, default=1.0, help="--emulate: time dilation")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from lokirl.runtime.cluster import connect
 
     ray = connect(None, args.num_cpus)
     try:
-        out = asyncio.run(run(args))
+        out = asyncio.run(run_emulated(args) if args.emulate else run(args))
     finally:
         ray.shutdown()
+    if args.emulate:
+        print(json.dumps(out) if args.json else _emulated_text(out))
+        return 0
     blocks = out["router_overhead_ms_p99_blocks"] or [math.nan]
     if args.json:
         print(json.dumps(out))
@@ -260,6 +376,31 @@ def main() -> int:
             f"profile (through the actor) {out['profile_latency_ms']}"
         )
     return 0
+
+
+def _emulated_text(out: dict) -> str:
+    f = out["frames"]
+    return (
+        f"{out['pipeline']} on {out['workers']} emulated workers, {out['controller']}, "
+        f"{out['trace']} (dilation {out['dilation']:g}), {out['cores']} cores, load average "
+        f"{out['loadavg_1m'][0]:.1f} -> {out['loadavg_1m'][1]:.1f}; start-up "
+        f"{out['start_s']:.1f} s\n"
+        f"frames {f['arrived']}: on time {f['on_time']}, late {f['late']}, dropped "
+        f"{f['dropped']}; violation ratio {f['slo_violation_ratio']:.4f}; "
+        f"{out['subrequests']['arrived']} sub-requests\n"
+        f"served share of the plan's capacity: {100 * out['served_share_of_capacity']:.1f}% "
+        f"(target >= 95%)\n"
+        f"router overhead: admission p50/p99 {out['admit_ms_p50']:.3f}/"
+        f"{out['admit_ms_p99']:.3f} ms, batch formation + dispatch + completion per request "
+        f"p50/p99 {out['hop_overhead_ms_p50']:.3f}/{out['hop_overhead_ms_p99']:.3f} ms "
+        f"(target p99 <= 2 ms)\n"
+        f"ingress CPU {out['ingress_cpu_cores']:.2f} cores = "
+        f"{out['ingress_cpu_ms_per_frame']:.2f} ms a frame, "
+        f"{out['ingress_cpu_ms_per_subrequest']:.3f} ms a sub-request; emulated actors' CPU "
+        f"{out['actor_cpu_cores_total']:.3f} cores in all (busiest "
+        f"{out['actor_cpu_cores_max']:.4f}); solves {out['solves']}, reconfigurations "
+        f"{out['reconfigurations']}"
+    )
 
 
 if __name__ == "__main__":

@@ -260,7 +260,11 @@ async def run_live(
         actor_cores = None
         if actor_cpu0 is not None:
             actor_cpu1 = await actor_cpu_s(actors)
-            actor_cores = [(b - a) / wall for a, b in zip(actor_cpu0, actor_cpu1, strict=True)]
+            actor_cores = [
+                (b - a) / wall
+                for a, b in zip(actor_cpu0, actor_cpu1, strict=True)
+                if math.isfinite(a) and math.isfinite(b)
+            ] or [math.nan]
         sampler.cancel()
         status = rt.status()
         await rt.stop()
@@ -284,6 +288,8 @@ async def run_live(
         "latency_ms": status["latency_ms"],
         "load_times": status["load_times"],
         "tick_errors": rt.tick_errors,
+        # Workers the runtime failed (hung, timed out, died) during the run, by kind.
+        "worker_failures": status.get("worker_failures", {}),
         "solver_wall_s": rt.solver_wall_s,
         "solver_inner_s": rt.solver_inner_s,
         "solves_in_process": rt.solves_in_process,
@@ -301,11 +307,15 @@ async def run_live(
 
 
 async def actor_cpu_s(actors: list[Any]) -> list[float]:
-    """CPU seconds each (emulated) worker actor's process has used so far."""
+    """CPU seconds each (emulated) worker actor's process has used so far (NaN: gone).
+
+    An actor the runtime failed and replaced meanwhile answers with an error: NaN.
+    """
     import asyncio
 
     futs = [asyncio.wrap_future(a.cpu_s.remote().future()) for a in actors]
-    return [float(x) for x in await asyncio.gather(*futs)]
+    out = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 30.0)
+    return [math.nan if isinstance(x, BaseException) else float(x) for x in out]
 
 
 def _self_cpu_s() -> float:

@@ -13,6 +13,11 @@ is for, so a batch never runs on the wrong model around a switch.
 Sub-request counts are drawn from the variant's branching profile (Poisson around
 the profile mean), not from real detections: the networks run for their cost, and
 accuracy comes from the profile.
+
+``make_worker(..., emulate=True)`` starts an
+:class:`~lokirl.runtime.emulated.EmulatedWorker` instead: the same interface, no
+model, the profiled batch latency and load time taken asleep (DESIGN, "Emulated
+accelerators").
 """
 
 from __future__ import annotations
