@@ -8,6 +8,7 @@ Importing this package registers the ``ppo:PATH`` controller spec and the
 
 from lokirl.agents.adapter import PPOController, default_policy_path, save_policy
 from lokirl.agents.heuristics import OracleController, TriggerController
+from lokirl.agents.hindsight import HindsightController  # registers hindsight
 from lokirl.core.controllers import CONTROLLERS
 
 if "ppo" not in CONTROLLERS._prefixes:
@@ -21,6 +22,7 @@ if "ppo" not in CONTROLLERS.names():
     )
 
 __all__ = [
+    "HindsightController",
     "OracleController",
     "PPOController",
     "TriggerController",

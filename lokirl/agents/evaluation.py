@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lokirl.agents.heuristics import OracleController
+from lokirl.agents.hindsight import actor_for_spec as hindsight_actor
 from lokirl.agents.rollout import Episode, rollout
 from lokirl.core.controllers import make_controller
 from lokirl.envs.serving import LokiServingEnv
@@ -90,6 +91,8 @@ def actor_factory(
     """
     if spec == "oracle":
         return lambda env: OracleController.for_trace(trace)
+    if (hindsight := hindsight_actor(spec, trace, cache)) is not None:
+        return hindsight
     if spec.startswith("ppo:"):
         cache = cache if cache is not None else {}
         if spec not in cache:

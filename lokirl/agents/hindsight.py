@@ -1,0 +1,864 @@
+"""A hindsight controller: knows the episode's whole arrival series and plans with it.
+
+The reference every other controller is measured against from above. It is not a
+forecaster with a perfect view of the next seconds (that is
+:class:`~lokirl.agents.heuristics.OracleController`): it sees the *realised*
+arrivals of the whole episode before the first epoch and picks, by dynamic
+programming, which plan is in force in each epoch so as to maximise the
+evaluation's reward.
+
+Method:
+
+1. **Arrivals.** The simpy engine draws arrivals lazily from its own generator
+   (``Simulation.arrival_rng``, independent of everything a controller does:
+   common random numbers). :func:`realised_arrivals` replays a copy of that
+   generator the way the engine draws from it and returns the exact arrival times
+   of the episode; without a simulator it falls back to the trace's expected
+   counts.
+2. **Plan library.** The allocator, in its deterministic (work-bounded) mode,
+   solves a geometric grid of root demands (:attr:`HindsightKnobs.grid_step`
+   apart, from the trace's lowest rate to its peak times
+   :attr:`HindsightKnobs.headroom`); the grid points lie on one global lattice, so
+   that episodes on the same pipeline and cluster share their solves through a
+   cache (:func:`plan_library`); plans with identical worker groups are kept once.
+3. **Epoch values.** For every library plan and every epoch, a fluid queue fed by
+   the realised arrivals in bins of :attr:`HindsightKnobs.dt_s` seconds and drained
+   at the plan's capacity (``max_demand`` x :attr:`HindsightKnobs.derate`) loses
+   what overflows :attr:`HindsightKnobs.burst_s` seconds of that capacity (the
+   short-timescale burst allowance: a queue longer than that misses the SLO). The
+   epoch's value mirrors the reward of :class:`~lokirl.envs.serving.LokiServingEnv`:
+   on-time share x accuracy / 100 (the accuracy of the plan's paths filled most
+   accurate first up to the served rate, as the router does) minus
+   ``weights.violation`` x violated share minus ``weights.workers`` x active share.
+4. **Switch costs.** Switching from plan ``p`` to ``q`` at an epoch costs
+   ``weights.reconfiguration`` x the share of the cluster's workers that change
+   variant (per (variant, accelerator), the replicas ``q`` adds) plus
+   ``weights.solver`` x the modelled solve time of ``q``; for the solve time the
+   epoch is served by ``p``, then for the longest load time of a changed variant
+   by a transition capacity per swap mode (``overlap`` with both variants fitting
+   in memory: the smaller of the two plans' values; ``stop``: ``q`` less the
+   workers loading; ``free``: no load time), then by ``q``.
+5. **Dynamic programming** over (epoch, plan in force) maximises the sum; the
+   first plan is installed at time 0 for free, as the simulator does.
+6. **Play.** :class:`HindsightController` re-solves at the epochs where the
+   schedule changes plan and, as the simulator's planner hook, returns that library
+   plan (no solve at play time): the plan is in force after its modelled solve
+   time, as the DP assumed.
+
+It is a model-based bound: the DP's values are a fluid model of the simulator,
+not the simulator, so the schedule is optimal for the model only (see
+docs/results.md, "Hindsight upper bound", for where it stands against the other
+controllers).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from lokirl.core.allocator import AllocatorOptions, solve
+from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
+from lokirl.core.controllers import CONTROLLERS
+from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.core.plan import Plan
+from lokirl.sim.config import modelled_solve_time
+from lokirl.traces.types import RateSeries, Trace
+
+#: Reward weights used when no environment is given (those of ``RewardWeights()``).
+_DEFAULT_WEIGHTS = {"violation": 1.0, "reconfiguration": 0.5, "solver": 0.1, "workers": 0.05}
+
+
+@dataclass(frozen=True)
+class HindsightKnobs:
+    """The tunable knobs of the hindsight controller.
+
+    Attributes:
+        grid_step: Relative step of the geometric demand grid of the plan library.
+        headroom: The library covers demands up to the trace's peak rate times this.
+        burst_s: Burst allowance: seconds of its capacity a plan's queue absorbs
+            before frames are lost (short-timescale bursts within an epoch).
+        derate: Share of a plan's ``max_demand`` the fluid model serves.
+        dt_s: Bin width of the fluid model, seconds.
+
+    """
+
+    grid_step: float = 0.03
+    headroom: float = 1.3
+    burst_s: float = 0.1
+    derate: float = 1.0
+    dt_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.grid_step > 0:
+            raise ValueError("grid_step must be positive")
+        if not self.headroom >= 1:
+            raise ValueError("headroom must be >= 1")
+        if not self.burst_s >= 0:
+            raise ValueError("burst_s must be >= 0")
+        if not 0 < self.derate <= 2:
+            raise ValueError("derate must be in (0, 2]")
+        if not self.dt_s > 0:
+            raise ValueError("dt_s must be positive")
+
+
+# --------------------------------------------------------------------------- arrivals
+def realised_arrivals(trace: Trace, sim: Any | None = None) -> np.ndarray:
+    """The arrival times (seconds) of the episode, sorted.
+
+    Args:
+        trace: The trace played.
+        sim: The freshly reset simulator (:class:`~lokirl.sim.engine.Simulation`)
+            before its first epoch; its arrival generator is copied and replayed
+            as the engine draws from it (per bin: a Poisson count, the times, one
+            uniform per root task). ``None`` (or an engine without that generator):
+            the expected arrivals of a rate series, evenly spaced in each bin.
+
+    """
+    if not isinstance(trace, RateSeries):
+        arr = np.asarray(trace.arrivals_s, dtype=float)
+        end = getattr(sim, "trace_end", trace.duration_s)
+        return np.sort(arr[arr <= end])
+    end = float(getattr(sim, "trace_end", trace.duration_s))
+    bin_s = float(trace.bin_s)
+    rng0 = getattr(sim, "arrival_rng", None)
+    out: list[np.ndarray] = []
+    if rng0 is None or not hasattr(sim, "roots"):
+        for k, rate in enumerate(np.asarray(trace.rates, dtype=float)):
+            t0 = k * bin_s
+            if t0 >= end:
+                break
+            n = int(round(rate * bin_s))
+            out.append(t0 + (np.arange(n) + 0.5) * bin_s / max(n, 1))
+    else:
+        rng = copy.deepcopy(rng0)
+        n_roots = len(sim.roots)
+        for k, rate in enumerate(trace.rates):
+            t0 = k * bin_s
+            if t0 >= end:
+                break
+            count = int(rng.poisson(rate * bin_s))
+            times = np.sort(t0 + rng.random(count) * bin_s)
+            rng.random((count, n_roots))
+            out.append(times)
+    arr = np.concatenate(out) if out else np.zeros(0)
+    return arr[arr < end]
+
+
+# --------------------------------------------------------------------------- library
+def _lattice(demand: float, step: float) -> float:
+    """``demand`` snapped to the global geometric lattice of relative ``step``."""
+    s = math.log1p(step)
+    return float(math.exp(round(math.log(demand) / s) * s))
+
+
+def demand_grid(low: float, high: float, step: float) -> list[float]:
+    """Geometric grid from ``low`` to ``high`` (both covered) on the global lattice."""
+    low = max(low, 1e-3)
+    high = max(high, low)
+    s = math.log1p(step)
+    k0 = math.floor(math.log(low) / s)
+    k1 = math.ceil(math.log(high) / s)
+    return [float(math.exp(k * s)) for k in range(k0, k1 + 1)]
+
+
+def plan_library(
+    pipeline: Pipeline,
+    cluster: Cluster,
+    demands: Sequence[float],
+    options: AllocatorOptions,
+    cache: dict | None = None,
+) -> list[Plan]:
+    """Plans for ``demands`` (cold, deterministic solves), identical plans kept once.
+
+    Args:
+        pipeline: The pipeline.
+        cluster: The cluster.
+        demands: Root demands to solve for.
+        options: Allocator options; forced to ``deterministic``, cold, no churn term.
+        cache: Solves memoised by (pipeline, cluster, options, demand), shared by
+            the caller across episodes.
+
+    Returns:
+        The distinct plans, by increasing capacity; failed solves left out.
+
+    """
+    opts = replace(options, deterministic=True, warm_start=False, churn_weight=0.0)
+    wk = tuple(sorted(cluster.workers.items()))
+    out: dict[tuple, Plan] = {}
+    for d in demands:
+        key = ("hindsight-plan", pipeline.name, wk, opts, round(float(d), 9))
+        plan = cache.get(key) if cache is not None else None
+        if plan is None:
+            plan = solve(pipeline, cluster, float(d), opts)
+            if cache is not None:
+                cache[key] = plan
+        if plan.status == "failed" or not plan.groups:
+            continue
+        sig = tuple(sorted((g.key, g.replicas) for g in plan.groups))
+        out.setdefault(sig, plan)
+    return sorted(out.values(), key=lambda p: (p.max_demand, p.demand))
+
+
+# --------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class EpochModel:
+    """What the DP needs per (epoch, plan), from the fluid model.
+
+    Attributes:
+        value: Modelled reward of holding the plan for the epoch (epochs x plans).
+        served: On-time frames (epochs x plans).
+        arrivals: Frames arriving per epoch.
+        rate: Peak rate over the epoch's fluid bins, frames/s (epochs).
+
+    """
+
+    value: np.ndarray
+    served: np.ndarray
+    arrivals: np.ndarray
+    rate: np.ndarray
+
+
+def router_estimates(arrivals_s: np.ndarray, n_epochs: int, epoch_s: float) -> np.ndarray:
+    """The simulator's demand estimate at each epoch start (0 before any second).
+
+    The router's table is rebuilt every epoch for Loki's EWMA of the per-second
+    arrivals so far (:func:`~lokirl.core.controller.ewma_demand`): with the realised
+    arrivals known, the estimate is known too, whatever the controller does.
+    """
+    n_sec = int(math.ceil(n_epochs * epoch_s)) + 1
+    idx = arrivals_s.astype(np.int64)
+    counts = np.bincount(idx[idx < n_sec], minlength=n_sec).astype(float)
+    out = np.zeros(n_epochs)
+    for k in range(1, n_epochs):
+        s = int(math.floor(k * epoch_s + 1e-9))
+        out[k] = ewma_demand(counts[max(0, s - 120) : s].tolist())
+    return out
+
+
+def _task_accuracy(
+    pipeline: Pipeline, tasks: Sequence[str], served: np.ndarray, acc: np.ndarray
+) -> np.ndarray:
+    """Mean path accuracy (0-100) of the leaf requests served, per epoch.
+
+    ``served`` (epochs x groups) and ``acc`` (groups) cover one plan's groups,
+    ``tasks`` names each group's task. Each task's accuracy is the served-weighted
+    mean of its groups'; a root-to-leaf path multiplies its tasks'; leaves weigh by
+    their served requests.
+    """
+    names = np.asarray(tasks)
+    mix: dict[str, np.ndarray] = {}
+    load: dict[str, np.ndarray] = {}
+    for t in set(tasks):
+        m = names == t
+        tot = served[:, m].sum(axis=1)
+        load[t] = tot
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mix[t] = np.where(tot > 0, (served[:, m] * acc[m]).sum(axis=1) / tot, acc[m].max())
+    num = np.zeros(served.shape[0])
+    den = np.zeros(served.shape[0])
+    for path in pipeline.root_to_leaf_tasks():
+        if path[-1] not in load:
+            continue
+        pa = np.ones(served.shape[0])
+        for t in path:
+            pa = pa * (mix[t] / 100.0 if t in mix else 1.0)
+        num += load[path[-1]] * pa * 100.0
+        den += load[path[-1]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        first = next(iter(mix.values()))
+        return np.where(den > 0, num / np.maximum(den, 1e-12), first)
+
+
+def epoch_model(
+    arrivals_s: np.ndarray,
+    n_epochs: int,
+    epoch_s: float,
+    library: Sequence[Plan],
+    workers: int,
+    knobs: HindsightKnobs,
+    weights: dict[str, float],
+    pipeline: Pipeline,
+) -> EpochModel:
+    """Fluid-model reward of holding each library plan in each epoch.
+
+    Each plan is played alone over the whole episode, group by group. The router
+    is the simulator's (:func:`~lokirl.core.router.build_routing_table`), rebuilt
+    every epoch for the EWMA demand estimate ``D`` (:func:`router_estimates`): it
+    drops at admission what the plan cannot carry at ``D`` and gives each group a
+    fixed share, so that at the actual arrival rate ``A`` a group receives its load
+    at ``D`` times ``A / D``. Per bin of ``knobs.dt_s`` each group's queue grows by
+    what it receives, shrinks by its capacity (x ``knobs.derate``), and loses what
+    exceeds ``knobs.burst_s`` seconds of it. A frame is lost when any of its
+    requests is: per task, a share ``f`` of requests lost loses ``1 - (1 - f)^b`` of
+    the frames, ``b`` the task's requests per frame.
+    """
+    from lokirl.core.router import build_routing_table
+
+    per_epoch = max(1, int(round(epoch_s / knobs.dt_s)))
+    dt = epoch_s / per_epoch
+    n_bins = n_epochs * per_epoch
+    idx = np.minimum((arrivals_s / dt).astype(np.int64), n_bins - 1)
+    a_bin = np.bincount(idx, minlength=n_bins).astype(float)[:n_bins]
+    est = router_estimates(arrivals_s, n_epochs, epoch_s)
+    roots = set(pipeline.roots)
+    owner: list[int] = []
+    cap: list[float] = []
+    tasks: list[str] = []
+    accs: list[float] = []
+    for j, plan in enumerate(library):
+        for g in plan.groups:
+            owner.append(j)
+            cap.append(g.capacity)
+            tasks.append(g.task)
+            accs.append(g.accuracy)
+    n_g = len(owner)
+    own = np.asarray(owner)
+    capg = np.asarray(cap) * knobs.derate
+    unit = np.zeros((n_epochs, n_g))  # requests per arriving frame, per group
+    admit = np.zeros((n_epochs, len(library)))
+    memo: dict[tuple[int, float], tuple[np.ndarray, float]] = {}
+    for k in range(n_epochs):
+        for j, plan in enumerate(library):
+            d = est[k] if est[k] > 0 else plan.demand
+            key = (j, round(math.log(max(d, 1e-6)) / math.log1p(0.01)))
+            if key not in memo:
+                dq = math.exp(key[1] * math.log1p(0.01))
+                table = build_routing_table(plan, pipeline, dq)
+                drop = max(table.drop_share.get(r, 0.0) for r in pipeline.roots)
+                memo[key] = (np.asarray(table.expected_load) / max(dq, 1e-9), drop)
+            load, drop = memo[key]
+            unit[k, own == j] = load
+            admit[k, j] = 1.0 - drop
+    q = np.zeros(n_g)
+    qmax = capg * knobs.burst_s
+    per_bin = capg * dt
+    lost = np.zeros((n_epochs, n_g))
+    fed = np.zeros((n_epochs, n_g))
+    for b in range(n_bins):
+        k = b // per_epoch
+        x = unit[k] * a_bin[b]
+        q = q + x
+        over = np.maximum(0.0, q - per_bin - qmax)
+        q = np.maximum(0.0, q - per_bin - over)
+        lost[k] += over
+        fed[k] += x
+    a_ep = a_bin.reshape(n_epochs, per_epoch).sum(axis=1)
+    rate = a_bin.reshape(n_epochs, per_epoch).max(axis=1) / dt
+    served = np.zeros((n_epochs, len(library)))
+    value = np.zeros((n_epochs, len(library)))
+    names = np.asarray(tasks)
+    accg = np.asarray(accs)
+    for j, plan in enumerate(library):
+        m = own == j
+        ok = admit[:, j].copy()
+        for t in set(names[m]):
+            mt = m & (names == t)
+            fin, lo = fed[:, mt].sum(axis=1), lost[:, mt].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f = np.where(fin > 0, lo / np.maximum(fin, 1e-12), 0.0)
+                per_frame = np.where(a_ep > 0, fin / np.maximum(a_ep * admit[:, j], 1e-12), 1.0)
+            ok = ok * (1.0 - f) ** (1.0 if t in roots else per_frame)
+        served[:, j] = a_ep * ok
+        acc = _task_accuracy(pipeline, list(names[m]), fed[:, m] - lost[:, m], accg[m])
+        frac = np.where(a_ep > 0, ok, 0.0)
+        bad = np.where(a_ep > 0, 1.0 - ok, 0.0)
+        act = plan.active_workers / max(1, workers)
+        value[:, j] = frac * acc / 100.0 - weights["violation"] * bad - weights["workers"] * act
+    return EpochModel(value, served, a_ep, rate)
+
+
+def _replicas(plan: Plan) -> dict[tuple[str, str], int]:
+    return plan.replicas_by_accelerator()
+
+
+def switch_terms(
+    pipeline: Pipeline, library: Sequence[Plan], swap: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (from, to) pair: workers changing variant, load seconds, loading share, fits.
+
+    Returns:
+        ``changed`` (workers that change variant), ``load_s`` (longest load time of
+        a changed variant; 0 under ``free``), ``down`` (share of ``to``'s workers
+        that cannot serve while loading: 0 under ``overlap`` when old and new fit
+        together), all plans x plans.
+
+    """
+    n = len(library)
+    reps = [_replicas(p) for p in library]
+    changed = np.zeros((n, n))
+    load_s = np.zeros((n, n))
+    down = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            adds = {k: r - reps[i].get(k, 0) for k, r in reps[j].items() if r > reps[i].get(k, 0)}
+            c = sum(adds.values())
+            changed[i, j] = c
+            if c == 0 or swap == "free":
+                continue
+            load_s[i, j] = max(pipeline.variant(v).load_time_s for v, _ in adds)
+            if swap == "stop":
+                down[i, j] = c / max(1, library[j].active_workers)
+                continue
+            # overlap: a worker whose old and new variants do not fit together stops.
+            olds = [k for k, r in reps[i].items() if r > reps[j].get(k, 0)]
+            stops = 0
+            for v, acc in adds:
+                fits = all(pipeline.fits(acc, [ov, v]) is not False for ov, oa in olds if oa == acc)
+                stops += 0 if fits else adds[(v, acc)]
+            down[i, j] = stops / max(1, library[j].active_workers)
+    return changed, load_s, down
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The DP's answer: the library index in force per epoch and its modelled value."""
+
+    plans: tuple[int, ...]
+    value: float
+
+
+def plan_schedule(
+    model: EpochModel,
+    library: Sequence[Plan],
+    pipeline: Pipeline,
+    workers: int,
+    epoch_s: float,
+    swap: str,
+    weights: dict[str, float],
+) -> Schedule:
+    """Dynamic programming over (epoch, plan in force) on the modelled reward.
+
+    The first plan is in force from time 0 at no cost. A switch to ``q`` issued at
+    the start of an epoch costs the reconfiguration and solver terms of the reward;
+    within that epoch ``p`` serves for ``q``'s modelled solve time, a transition
+    capacity for the load time (see :func:`switch_terms`), ``q`` the rest.
+    """
+    v = model.value
+    n_ep, n = v.shape
+    changed, load_s, down = switch_terms(pipeline, library, swap)
+    delay = np.array([modelled_solve_time(p) for p in library])
+    f_delay = np.minimum(1.0, delay / epoch_s)  # per target plan
+    f_load = np.minimum(1.0 - f_delay[None, :], load_s / epoch_s)  # from x to
+    fixed = (
+        -weights["reconfiguration"] * changed / max(1, workers) - weights["solver"] * delay[None, :]
+    )
+    a = np.maximum(model.arrivals, 1.0)
+    back = np.zeros((n_ep, n), dtype=np.int64)
+    val = v[0].copy()
+    back[0] = np.arange(n)
+    for k in range(1, n_ep):
+        vk = v[k]
+        # The transition's value: overlap (fitting) serves the worse of the two
+        # plans; workers that cannot serve while loading lose their share of q's
+        # on-time frames, each counting as a violation too.
+        lossy = down * (model.served[k][None, :] / a[k]) * (1.0 + weights["violation"])
+        trans = np.minimum(vk[:, None], vk[None, :]) - lossy
+        sw = (
+            f_delay[None, :] * vk[:, None]
+            + f_load * trans
+            + (1.0 - f_delay[None, :] - f_load) * vk[None, :]
+            + fixed
+        )
+        total = val[:, None] + sw
+        np.fill_diagonal(total, val + vk)
+        best = np.argmax(total, axis=0)
+        back[k] = best
+        val = total[best, np.arange(n)]
+    j = int(np.argmax(val))
+    out = [j]
+    for k in range(n_ep - 1, 0, -1):
+        j = int(back[k, j])
+        out.append(j)
+    return Schedule(tuple(reversed(out)), float(val.max()))
+
+
+# --------------------------------------------------------------------------- controller
+_REASON = re.compile(r"hindsight plan (\d+)")
+
+
+@dataclass
+class HindsightController:
+    """Plays a DP schedule over a plan library (see the module docstring).
+
+    Build it with :meth:`for_episode` (or :func:`hindsight_actor`); a controller made
+    by the registry (``make_controller("hindsight")``) has no schedule and refuses
+    to decide until one is given.
+
+    Attributes:
+        library: The plan library.
+        schedule: Library index in force per epoch.
+        epoch_s: Epoch length the schedule was planned for.
+        knobs: The knobs it was planned with.
+        modelled_value: The DP's modelled episode reward.
+        name: Display name.
+        replayed_reward: The episode reward its schedule got on a replica of the
+            episode, when it was picked by replay (``None``: not replayed).
+
+    """
+
+    library: tuple[Plan, ...] = field(default=(), repr=False)
+    schedule: tuple[int, ...] = field(default=(), repr=False)
+    epoch_s: float = 1.0
+    knobs: HindsightKnobs = field(default_factory=HindsightKnobs)
+    modelled_value: float = 0.0
+    name: str = "hindsight"
+    replayed_reward: float | None = None
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Re-solve (to the scheduled library plan) where the schedule changes plan."""
+        if not self.schedule:
+            raise RuntimeError(
+                "hindsight needs the episode's future: build it with "
+                "HindsightController.for_episode (lokirl.agents.evaluation does)"
+            )
+        k = min(len(self.schedule) - 1, max(0, int(round(context.now_s / self.epoch_s))))
+        j = self.schedule[k]
+        target = self.library[j]
+        if context.plan is target or (context.plan is not None and context.solving):
+            return KEEP
+        return Decision(True, target.demand, False, 0.0, f"hindsight plan {j}")
+
+    def plan(
+        self,
+        pipeline: Pipeline,
+        cluster: Cluster,
+        decision: Decision,
+        options: AllocatorOptions,
+        current: Plan | None,
+    ) -> Plan:
+        """The library plan the decision names (planner hook: nothing is solved)."""
+        m = _REASON.fullmatch(decision.reason)
+        if m is not None and int(m.group(1)) < len(self.library):
+            return self.library[int(m.group(1))]
+        return min(self.library, key=lambda p: abs(p.demand - decision.demand))
+
+    @property
+    def switches(self) -> int:
+        """Plan changes in the schedule (the first plan not counted)."""
+        return sum(1 for a, b in zip(self.schedule, self.schedule[1:], strict=False) if a != b)
+
+    @classmethod
+    def for_episode(
+        cls,
+        trace: Trace,
+        pipeline: Pipeline,
+        cluster: Cluster,
+        *,
+        epoch_s: float = 1.0,
+        swap: str = "overlap",
+        options: AllocatorOptions | None = None,
+        weights: dict[str, float] | None = None,
+        knobs: HindsightKnobs | None = None,
+        sim: Any | None = None,
+        duration_s: float | None = None,
+        cache: dict | None = None,
+        name: str = "hindsight",
+    ) -> HindsightController:
+        """Plan an episode in hindsight.
+
+        Args:
+            trace: The trace the episode plays.
+            pipeline: The pipeline.
+            cluster: The cluster.
+            epoch_s: Decision epoch, seconds.
+            swap: Swap mode of the simulator.
+            options: Allocator options (deterministic mode is forced).
+            weights: Reward weights (``violation``, ``reconfiguration``, ``solver``,
+                ``workers``); default: the env's defaults.
+            knobs: See :class:`HindsightKnobs`.
+            sim: The freshly reset simulator, whose arrival generator is replayed
+                (:func:`realised_arrivals`); ``None``: expected arrivals.
+            duration_s: Seconds played (default: the simulator's, else the trace's).
+            cache: Plan-library solves shared across episodes.
+            name: Display name.
+
+        """
+        knobs = knobs or HindsightKnobs()
+        w = dict(_DEFAULT_WEIGHTS if weights is None else weights)
+        end = float(
+            duration_s
+            if duration_s is not None
+            else getattr(sim, "trace_end", None) or trace.duration_s
+        )
+        n_ep = max(1, int(math.ceil(end / epoch_s - 1e-9)))
+        arr = realised_arrivals(trace, sim)
+        if isinstance(trace, RateSeries) and len(trace.rates):
+            rates = np.asarray(trace.rates, dtype=float)[
+                : max(1, int(math.ceil(end / trace.bin_s)))
+            ]
+            lo, hi = float(rates.min()), float(rates.max())
+        else:
+            lo = hi = len(arr) / max(end, 1e-9)
+        # The realised per-second counts may exceed the rates (Poisson noise).
+        counts = np.bincount(arr.astype(np.int64), minlength=1) if len(arr) else np.zeros(1)
+        hi = max(hi, float(counts.max()))
+        lo = max(min(lo, hi), 1.0)
+        grid = demand_grid(lo, hi * knobs.headroom, knobs.grid_step)
+        library = plan_library(pipeline, cluster, grid, options or AllocatorOptions(), cache)
+        if not library:
+            raise RuntimeError("hindsight: the allocator found no plan on the demand grid")
+        model = epoch_model(arr, n_ep, epoch_s, library, cluster.total, knobs, w, pipeline)
+        sched = plan_schedule(model, library, pipeline, cluster.total, epoch_s, swap, w)
+        return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name)
+
+
+#: Knob sets a verified ``hindsight`` replays (the tuned default first; see
+#: docs/results.md, "Hindsight upper bound").
+DEFAULT_CANDIDATES: tuple[HindsightKnobs, ...] = (
+    HindsightKnobs(),
+    HindsightKnobs(derate=0.9),
+    HindsightKnobs(burst_s=0.2, derate=0.9),
+    HindsightKnobs(derate=0.8),
+)
+
+
+def _weights_of(env: Any) -> dict[str, float]:
+    w = env.config.weights
+    return {
+        "violation": w.violation,
+        "reconfiguration": w.reconfiguration,
+        "solver": w.solver,
+        "workers": w.workers,
+    }
+
+
+def replay_reward(
+    sim0: Any, rng_states: tuple[Any, Any], controller: Any, weights: dict[str, float]
+) -> float:
+    """The episode reward ``controller`` gets on a replica of a freshly reset simulator.
+
+    The replica has the same pipeline, cluster, trace and config, and copies of the
+    original's two generators as they were at reset (arrivals; routing, branching
+    and service): it replays the very episode the original will play under the same
+    decisions. The reward mirrors :meth:`LokiServingEnv.advance
+    <lokirl.envs.serving.LokiServingEnv.advance>` epoch by epoch, as
+    :func:`~lokirl.agents.rollout.rollout` sums it.
+    """
+    from lokirl.sim.engine import Simulation
+
+    sim = Simulation(sim0.pipeline, sim0.cluster, sim0.trace, sim0.config, name="replay")
+    ctx = sim.reset()
+    sim.arrival_rng, sim.rng = copy.deepcopy(rng_states[0]), copy.deepcopy(rng_states[1])
+    n = max(1, sim.cluster.total)
+    limit = int(np.ceil(sim.trace_end / sim.config.epoch_s))
+    total = 0.0
+    for _ in range(limit):
+        s0, solver0 = sim.sec_done, sim.solver_time
+        sim.apply(controller.decide(ctx), planner=controller)
+        ctx = sim.step_epoch()
+        s1 = sim.sec_done
+        if s1 <= s0:
+            s0 = max(0, s1 - 1)
+        sl = slice(s0, s1)
+        arrived = float(sim.s_arrivals[sl].sum())
+        done = float(sim.s_frames_done[sl].sum())
+        viol = float(sim.s_frame_viol[sl].sum())
+        leaf_n = float(sim.s_leaf_n[sl].sum())
+        acc = float(sim.s_leaf_acc[sl].sum()) / leaf_n if leaf_n else 0.0
+        goodput = (done - viol) / max(arrived, 1.0) * acc / 100.0 if arrived else 0.0
+        total += (
+            goodput
+            - weights["violation"] * (viol / done if done else 0.0)
+            - weights["reconfiguration"] * float(sim.s_reconf[sl].sum()) / n
+            - weights["solver"] * float(sim.solver_time - solver0)
+            - weights["workers"] * (float(sim.s_active[sl].mean()) / n if s1 > s0 else 0.0)
+        )
+        if sim.done:
+            break
+    return total
+
+
+def hindsight_actor(
+    trace: RateSeries,
+    cache: dict | None = None,
+    knobs: HindsightKnobs | Sequence[HindsightKnobs] | None = None,
+    name: str = "hindsight",
+) -> Callable[[Any], HindsightController]:
+    """An actor factory for :func:`lokirl.agents.rollout.rollout`: plans on the reset env.
+
+    The env's simulator (freshly reset) gives the realised arrivals; its config the
+    epoch, swap mode and reward weights; its allocator options the solves.
+
+    Args:
+        trace: The trace the episode plays.
+        cache: Plan-library solves shared across episodes.
+        knobs: One knob set (the DP's schedule is played as is), or several: each
+            one's schedule is replayed on a replica of the episode
+            (:func:`replay_reward`) and the best is played (ties: the first).
+            ``None``: :data:`DEFAULT_CANDIDATES`.
+        name: Display name.
+
+    """
+    cache = cache if cache is not None else {}
+    if knobs is None:
+        cands: tuple[HindsightKnobs, ...] = DEFAULT_CANDIDATES
+    elif isinstance(knobs, HindsightKnobs):
+        cands = (knobs,)
+    else:
+        cands = tuple(knobs)
+
+    def make(env: Any) -> HindsightController:
+        cfg = env.config
+        weights = _weights_of(env)
+        sim = env.sim
+        states = None
+        if len(cands) > 1 and hasattr(sim, "arrival_rng") and hasattr(sim, "rng"):
+            states = (copy.deepcopy(sim.arrival_rng), copy.deepcopy(sim.rng))
+        best: HindsightController | None = None
+        best_reward = -math.inf
+        for kn in cands:
+            ctl = HindsightController.for_episode(
+                trace,
+                env.pipeline,
+                env.cluster,
+                epoch_s=cfg.epoch_s,
+                swap=cfg.swap,
+                options=env.alloc,
+                weights=weights,
+                knobs=kn,
+                sim=sim,
+                cache=cache,
+                name=name,
+            )
+            if states is None:
+                return ctl
+            r = replay_reward(sim, states, ctl, weights)
+            if r > best_reward:
+                best, best_reward = replace(ctl, replayed_reward=r), r
+        assert best is not None
+        return best
+
+    return make
+
+
+def tune(
+    cases: Sequence[str] | None = None,
+    candidates: Sequence[HindsightKnobs] | None = None,
+    seeds: Sequence[int] = (0,),
+    suite: str = "validation",
+) -> list[tuple[HindsightKnobs, float]]:
+    """Mean episode reward of each knob set's DP schedule (not replayed) on a suite.
+
+    Tuning happens on ``validation`` (never on ``test``): every case of ``cases``
+    (all of the suite's when ``None``) and seed is played by one hindsight per knob
+    set, with the suite runner's environment (deterministic solves, modelled solver
+    time) and the plan library cached across knob sets.
+
+    Args:
+        cases: Case ids of the suite.
+        candidates: Knob sets (default: a grid over derating and burst allowance).
+        seeds: Simulator seeds.
+        suite: Suite name or file.
+
+    Returns:
+        ``(knobs, mean reward)`` pairs, best first. A (case, seed) where any episode
+        raised is left out for all knob sets.
+
+    """
+    from lokirl.agents.rollout import rollout
+    from lokirl.experiments.runner import make_env
+    from lokirl.experiments.suites import capacities, case_trace, load_suite, load_unit
+
+    loaded = load_suite(suite)
+    chosen = [c for c in loaded.spec.cases if cases is None or c.id in cases]
+    cands = (
+        list(candidates)
+        if candidates
+        else [HindsightKnobs(burst_s=b, derate=d) for b in (0.1, 0.2) for d in (1.0, 0.9, 0.8)]
+    )
+    totals = [0.0] * len(cands)
+    n = 0
+    for case in chosen:
+        env = make_env(case)
+        trace = case_trace(
+            case, load_unit(case, capacities(env.pipeline, env.cluster)), loaded.base_dir
+        )
+        cache: dict = {}
+        for seed in seeds:
+            try:
+                rewards = [
+                    rollout(env, hindsight_actor(trace, cache, kn), seed, trace=trace).reward
+                    for kn in cands
+                ]
+            except Exception:  # noqa: BLE001 - a failed episode drops its (case, seed)
+                continue
+            n += 1
+            totals = [t + r for t, r in zip(totals, rewards, strict=True)]
+    out = [(kn, t / max(1, n)) for kn, t in zip(cands, totals, strict=True)]
+    return sorted(out, key=lambda x: -x[1])
+
+
+def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
+    """The actor factory of a ``hindsight`` spec, or ``None`` for other specs.
+
+    ``hindsight`` replays the schedules of :data:`DEFAULT_CANDIDATES` and plays the
+    best; ``hindsight-model`` plays the DP's schedule of the default knobs without
+    replay; ``hindsight-g0.02-h1.5-b0.2-d0.95`` sets the grid step, headroom, burst
+    allowance and derating (any subset, in order) of one DP schedule, not replayed.
+    """
+    if spec == "hindsight":
+        return hindsight_actor(trace, cache, None, name=spec)
+    if spec == "hindsight-model":
+        return hindsight_actor(trace, cache, HindsightKnobs(), name=spec)
+    knobs = parse_spec(spec)
+    if knobs is None:
+        return None
+    return hindsight_actor(trace, cache, knobs, name=spec)
+
+
+_SPEC = re.compile(
+    r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"
+)
+
+
+def parse_spec(spec: str) -> HindsightKnobs | None:
+    """Knobs of a ``hindsight[-gG][-hH][-bB][-dD]`` spec (``None``: not such a spec)."""
+    m = _SPEC.fullmatch(spec)
+    if m is None:
+        return None
+    base = HindsightKnobs()
+    return HindsightKnobs(
+        grid_step=float(m["g"]) if m["g"] else base.grid_step,
+        headroom=float(m["h"]) if m["h"] else base.headroom,
+        burst_s=float(m["b"]) if m["b"] else base.burst_s,
+        derate=float(m["d"]) if m["d"] else base.derate,
+        dt_s=base.dt_s,
+    )
+
+
+def _from_pattern(m: re.Match[str]) -> HindsightController:
+    return HindsightController(knobs=parse_spec(m.group(0)) or HindsightKnobs(), name=m.group(0))
+
+
+def _register() -> None:
+    CONTROLLERS.register_pattern(
+        _SPEC.pattern,
+        _from_pattern,
+        "hindsight with its knobs, e.g. hindsight-g0.02-h1.5-b0.2-d0.95 (grid step, "
+        "headroom, burst allowance, derating; needs the trace: built by evaluation)",
+    )
+    if "hindsight" not in CONTROLLERS.names():
+        CONTROLLERS.register(
+            "hindsight",
+            lambda **kw: HindsightController(**kw),
+            "hindsight upper bound: DP over a plan library with the episode's realised "
+            "arrivals, the best of a few knob sets on a replica of the episode (needs the "
+            "trace: built by lokirl.agents.evaluation)",
+        )
+    if "hindsight-model" not in CONTROLLERS.names():
+        CONTROLLERS.register(
+            "hindsight-model",
+            lambda **kw: HindsightController(name="hindsight-model", **kw),
+            "hindsight's DP schedule with the default knobs, not replayed",
+        )
+
+
+_register()
