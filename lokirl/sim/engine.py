@@ -852,6 +852,9 @@ class Simulation(EpochHost):
         gone = [g for k, g in self.interim.items() if k not in in_view]
         for g in gone:
             del self.interim[(g.variant, g.accel)]
+            # A batch it still has in service spawns through the current rows
+            # (_stale_children), not into groups this rebuild no longer serves.
+            g.version = -1
         self.groups = groups
         demand = self.demand_estimate if self.demand_estimate > 0 else plan.demand
         table = serving_table(view, self.pipeline, demand, self.estimator.snapshot())
