@@ -342,6 +342,7 @@ class Runtime:
         self.load_errors: list[tuple[int, str, str]] = []
         self.last_tick_mono = time.monotonic()
         self._pool_warm: concurrent.futures.Future | None = None
+        self._lost: list[WorkerState] = []  # workers already handled by _on_worker_lost
         self._pings: dict[int, float] = {}  # id(worker state) -> when its ping was sent
         self._pending_recovery: list[tuple[dict[str, Any], float, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -703,6 +704,10 @@ class Runtime:
     # ------------------------------------------------------------------ self-healing
     def _on_worker_lost(self, w: WorkerState, kind: str) -> None:
         """A worker failed: re-plan on the workers left, kill and re-create its actor."""
+        if w in self._lost:
+            return
+        self._lost.append(w)
+        del self._lost[:-1000]
         self.worker_failures[kind] = self.worker_failures.get(kind, 0) + 1
         log.warning(
             "worker %d lost (%s): re-planning on the workers left%s",

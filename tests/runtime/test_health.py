@@ -448,3 +448,99 @@ def test_repeated_failure_logs_one_line_with_a_count(caplog):
         caplog.records[1].getMessage()
     )
     assert rep.total == 17
+
+
+# ---------------------------------------------------------------------------- multi-node
+# Last in the module: it shuts the module's local Ray down and starts a 2-node cluster.
+@pytest.mark.ray
+@pytest.mark.slow
+def test_node_removed_under_load_every_request_accounted(tiny_pipeline):
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    if ray.is_initialized():
+        ray.shutdown()
+    # A temp dir of its own: the default one would advertise this cluster
+    # (ray_current_cluster) to every ray.init() on the machine while it runs.
+    import tempfile
+
+    local = {"node_ip_address": "127.0.0.1", "temp_dir": tempfile.mkdtemp(prefix="lokirl-ray-")}
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, **local}
+    )
+    try:
+        node2 = cluster.add_node(num_cpus=1, **local)
+        ray.init(address=cluster.address, log_to_driver=False)
+        # 0.5 CPU a worker: two fit on each node, so the workers spread over both.
+        cfg = RuntimeConfig(
+            pipeline=tiny_pipeline,
+            workers=4,
+            worker_num_cpus=0.5,
+            initial_demand=20.0,
+            epoch_s=0.25,
+            solve_in_subprocess=False,
+            load_timeout_s=60.0,
+        )
+
+        async def main():
+            rt = Runtime(cfg, controller=KeepController())
+            await rt.start()
+            try:
+                nodes = {
+                    w.wid: await asyncio.wrap_future(
+                        w.actor.__ray_call__.remote(
+                            lambda self: ray.get_runtime_context().get_node_id()
+                        ).future()
+                    )
+                    for w in rt.plane.workers
+                }
+                stop = asyncio.Event()
+                results: list = []
+
+                async def load():
+                    tasks, i = [], 0
+                    while not stop.is_set():
+                        tasks.append(asyncio.create_task(rt.submit(_frame(i))))
+                        i += 1
+                        await asyncio.sleep(0.033)
+                    results.extend(await asyncio.gather(*tasks))
+
+                sender = asyncio.create_task(load())
+                await asyncio.sleep(1.0)
+                on2 = {wid for wid, n in nodes.items() if n == node2.node_id}
+                t0 = time.monotonic()
+                cluster.remove_node(node2)
+                while time.monotonic() - t0 < 10:
+                    dead = {w.wid for w in rt.plane.workers if w.status == "dead"}
+                    if dead >= on2:
+                        break
+                    await asyncio.sleep(0.02)
+                detect_s = time.monotonic() - t0
+                cluster.add_node(num_cpus=1, **local)  # room for the replacements
+                while time.monotonic() - t0 < 60:
+                    if rt.replacements >= len(on2) and rt.readiness()[0] and not rt.solving:
+                        break
+                    await asyncio.sleep(0.1)
+                ready = rt.readiness()
+                await asyncio.sleep(1.0)
+                stop.set()
+                await sender
+            finally:
+                await rt.stop()
+            return rt, on2, detect_s, results, ready
+
+        rt, on2, detect_s, results, ready = asyncio.run(main())
+        print(f"node removed: workers {sorted(on2)} found failed in {detect_s:.2f} s")
+        assert on2 and len(on2) < 4  # the workers were spread over both nodes
+        assert detect_s < 3.0, detect_s
+        assert rt.replacements >= len(on2) and ready[0], (ready, rt.recoveries)
+        assert all("replanned_s" in r for r in rt.recoveries), rt.recoveries
+        _check_conserved(rt)
+        assert len(results) == rt.plane.frame_tally().arrived
+        assert sum(r["outcome"] == "on_time" for r in results[-30:]) >= 27
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
