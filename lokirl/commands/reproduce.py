@@ -35,8 +35,10 @@ from lokirl.core.reconfig import SWAP_MODES, swap_help
 
 EPILOG = """\
 examples:
-  lokirl reproduce --quick             # under a minute: one seed, coarse search, 10x traces
-  lokirl reproduce --out runs/repro    # full version (about 15 minutes on two cores)
+  lokirl reproduce --quick             # a few minutes: one seed, coarse search, 10x traces
+  lokirl reproduce --out runs/repro    # full version (an hour or more on two busy cores)
+  lokirl reproduce --swap free --out runs/repro_free   # the Loki authors' free swaps
+  lokirl reproduce --compare runs/repro_free runs/repro_stop runs/repro_overlap
 """
 
 #: The SLO violation bound of the effective-capacity definition (DESIGN, Metrics).
@@ -95,7 +97,7 @@ QUICK = Settings(
     low_controllers=("loki", "loki-h1.2"),
     trace_controllers=("loki", "loki-h1.2", "inferline", "static"),
     fidelity_seeds=(0,),
-    fidelity_speedup=10.0,
+    fidelity_speedup=1.0,
     demand_quantum=25.0,
 )
 
