@@ -1,5 +1,7 @@
 """The hindsight controller: realised arrivals, its DP, and that it bounds the others."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -53,8 +55,12 @@ def test_realised_arrivals_are_the_simulators(env):
     assert abs(len(realised_arrivals(trace)) - trace.rates.sum()) <= n
 
 
-@pytest.mark.parametrize(("family", "seed"), [("step", 6), ("mmpp", 9)])
-def test_hindsight_beats_every_other_controller(env, family, seed):
+@pytest.mark.parametrize(
+    ("family", "seed", "swap"),
+    [("step", 6, "overlap"), ("mmpp", 9, "overlap"), ("bursts", 5, "stop")],
+)
+def test_hindsight_beats_every_other_controller(family, seed, swap):
+    env = LokiServingEnv(replace(ENV, swap=swap))
     trace = _trace(env, family, seed)
     comp = compare(env, [*OTHERS, "hindsight"], [trace], [0])
     reward = {c: comp.episodes[(c, trace.name, 0)].reward for c in comp.controllers}
@@ -125,7 +131,22 @@ def test_registry_and_specs():
     with pytest.raises(RuntimeError, match="future"):
         ctl.decide(ControlContext(now_s=0.0, demand_history=(1.0,)))
     assert parse_spec("hindsight-g0.02-b0.2") == HindsightKnobs(grid_step=0.02, burst_s=0.2)
+    assert parse_spec("hindsight-d1") == HindsightKnobs(derate=1.0)
     assert parse_spec("trigger") is None
     assert make_controller("hindsight-d0.9").knobs.derate == 0.9
     with pytest.raises(ValueError):
         HindsightKnobs(headroom=0.5)
+
+
+def test_fluid_engine_plans_on_expected_arrivals_without_replay():
+    env = LokiServingEnv(replace(ENV, engine="fluid"))
+    trace = _trace(env, "step", 6)
+    holder = {}
+    make = actor_factory("hindsight", trace, {})
+
+    def wrapped(e):
+        holder["ctl"] = make(e)
+        return holder["ctl"]
+
+    ep = rollout(env, wrapped, 0, trace=trace)
+    assert holder["ctl"].replayed_reward is None and ep.steps == len(trace.rates)
