@@ -163,6 +163,7 @@ async def run_emulated(args: argparse.Namespace) -> dict:
             dilation=k,
             epoch_s=k,
             initial_demand=max(first, 1.0),
+            ping_timeout_s=10.0,  # the default 1.5 s fails healthy actors on a busy 2-core box
         )
     )
     t0 = time.perf_counter()
@@ -333,8 +334,8 @@ def main() -> int:
     ap.add_argument("--controller", default="loki-1s", help="--emulate: controller")
     ap.add_argument("--trace", default="diurnal_600s", help="--emulate: 10-minute trace")
     ap.add_argument("--speedup", type=float, default=10.0, help="--emulate: time compression")
-    ap.add_argument("--scale", default="50:250", help="--emulate: frames/s range LO:HI")
-    ap.add_argument("--dilation", type=float, default=1.0, help="--emulate: time dilation")
+    ap.add_argument("--scale", default="25:125", help="--emulate: frames/s range LO:HI")
+    ap.add_argument("--dilation", type=float, default=2.0, help="--emulate: time dilation")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from lokirl.runtime.cluster import connect

@@ -189,3 +189,41 @@ def test_serve_refuses_fewer_workers_than_tasks_before_ray():
         run(_serve_args(workers=2))
     with pytest.raises(ConfigError, match="--emulate"):
         run(_serve_args(dilation=4.0))
+
+
+def test_sim_overhead_slows_service_but_not_the_plans():
+    from lokirl.commands.simvslive import PlansWithProfile, overhead_pipeline
+    from lokirl.core.allocator import AllocatorOptions
+    from lokirl.core.controller import Decision
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+
+    p = load_pipeline("traffic_analysis")
+    slow = overhead_pipeline(p, 5.0)
+    assert overhead_pipeline(p, 0.0) is p
+    assert slow.variant("yolov5x").latency("gpu", 4) == pytest.approx(
+        p.variant("yolov5x").latency("gpu", 4) + 5.0
+    )
+    ctrl = PlansWithProfile(make_controller("loki-1s"), p)
+    cluster, opts = Cluster({"gpu": 20}), AllocatorOptions(deterministic=True)
+    d = Decision(resolve=True, demand=150.0)
+    from lokirl.core.allocator import solve
+
+    want = solve(p, cluster, 150.0, opts, None)
+    got = ctrl.plan(slow, cluster, d, opts, None)
+    assert [(g.variant, g.replicas, g.batch_size) for g in got.groups] == [
+        (g.variant, g.replicas, g.batch_size) for g in want.groups
+    ]
+
+
+def test_simvslive_dilation_needs_emulate():
+    from lokirl.commands import simvslive
+
+    args = argparse.Namespace(
+        workers=20, duration=10.0, seed=0, seeds=None, sim_cores="none", sim_host_cores=0.0,
+        dilation=2.0, emulate=False, sim_overhead_ms=0.0, address=None, num_cpus=2,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="--emulate"):
+        simvslive.run(args)
+    with pytest.raises(ConfigError, match="sim-overhead-ms"):
+        simvslive.run(argparse.Namespace(**{**vars(args), "emulate": True, "sim_overhead_ms": -1}))
