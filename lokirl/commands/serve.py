@@ -163,10 +163,6 @@ def run(args: argparse.Namespace) -> int:
     if max_pixels < 64:
         raise ConfigError("--max-pixels", str(max_pixels), "must be at least 64", "pass 16777216")
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"))
-    # Before anything slow (Ray, workers, models): a port in use fails at once.
-    sock = bind_port(args.host, args.port)
-    if args.address:
-        probe_ray_address(args.address)
 
     from lokirl.core.pipeline_config import load_pipeline
     from lokirl.runtime.app import create_app
@@ -197,9 +193,13 @@ def run(args: argparse.Namespace) -> int:
         emulate=args.emulate,
         dilation=args.dilation,
     )
-    # Validates the pipeline and controller before Ray starts.
-    runtime = Runtime(config, pipeline=pipeline)
+    # Before anything slow (a policy, Ray, workers, models): a port in use fails at once.
+    sock = bind_port(args.host, args.port)
     try:
+        if args.address:
+            probe_ray_address(args.address)
+        # Validates the pipeline and controller before Ray starts.
+        runtime = Runtime(config, pipeline=pipeline)
         ray = connect(args.address, args.num_cpus)
     except BaseException:
         sock.close()

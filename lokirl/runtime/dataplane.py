@@ -18,16 +18,17 @@ requests queued for a variant nobody serves any more are re-routed.
 Every request ends in exactly one way: served on time, served late, or dropped
 with a reason: ``over_capacity`` (admission), ``deadline`` (early drop at the
 queue head, or stuck past its deadline), ``no_worker`` (its group has no live
-worker), ``worker_failed`` (the actor died or was found hung with the batch: the
-batch is cancelled), ``timeout`` (an actor call did not answer in time),
-``worker_error`` (the call raised), ``no_plan``, ``shutdown``.
+worker), ``worker_failed`` (the actor died or was found hung with the batch, and
+no other worker could take it before its deadline), ``timeout`` (an actor call did
+not answer in time), ``worker_error`` (the call raised), ``no_plan``, ``shutdown``.
+Frames follow the simulator's definitions (:mod:`lokirl.sim`): on time when all
+their sub-requests are, dropped when any was dropped, else late.
 
 A worker whose batches time out ``max_timeouts`` times in a row is failed
-(:meth:`DataPlane.fail_worker`): its in-flight batch is cancelled and dropped
-(``worker_failed``), its queue re-routed, and ``on_worker_lost`` tells the runtime,
-which kills and re-creates the actor. The runtime's pings fail a worker that stops
-answering the same way. Frames follow the simulator's definitions (:mod:`lokirl.sim`): on
-time when all their sub-requests are, dropped when any was dropped, else late.
+(:meth:`DataPlane.fail_worker`): its in-flight batch is cancelled and its requests
+re-routed to the workers left (or dropped, ``worker_failed``), its queue
+re-routed, and ``on_worker_lost`` tells the runtime, which kills and re-creates
+the actor. The runtime's pings fail a worker that stops answering the same way.
 """
 
 from __future__ import annotations
@@ -597,8 +598,10 @@ class DataPlane:
     def fail_worker(self, w: WorkerState, reason: str, kind: str = "hung") -> None:
         """Take a failed worker (dead or hung) out of service at once.
 
-        Its in-flight batch is cancelled and its requests dropped (``worker_failed``),
-        its queue re-routed or dropped (``no_worker``), its batch loop stopped, and
+        Its in-flight batch is cancelled and its requests re-routed to the workers
+        left when their deadline allows (else, or when no group can take them,
+        dropped: ``worker_failed``), its queue re-routed or dropped (``no_worker``),
+        its batch loop stopped, and
         ``on_worker_lost(w, kind)`` tells the runtime (which kills and replaces the
         actor and re-plans).
 
@@ -614,8 +617,7 @@ class DataPlane:
         w.failure = reason
         w.failed_at = time.monotonic()
         self._cancel_call(w)
-        for r in self._take_inflight(w):
-            self._drop(r, "worker_failed")
+        batch = self._take_inflight(w)
         task = w.loop_task
         try:
             current = asyncio.current_task()
@@ -623,7 +625,14 @@ class DataPlane:
             current = None
         if task is not None and task is not current and not task.done():
             task.cancel()
-        self.mark_dead(w, kind)
+        self.mark_dead(w, kind)  # out of every group first: nothing is routed back to it
+        now = self.now()
+        for r in batch:
+            if now < r.frame.deadline and not self.closed:
+                r.parent = None
+                self._route(r, "worker_failed")
+            else:
+                self._drop(r, "worker_failed")
 
     def mark_dead(self, w: WorkerState, kind: str = "died") -> None:
         """Take a dead worker out of service; its requests are re-routed or dropped."""

@@ -268,6 +268,8 @@ class Runtime:
         self.pipeline = dilate_pipeline(
             pipeline or load_pipeline(self.config.pipeline), self.config.dilation
         )
+        if controller is None:  # a trained policy's fit is known before it is loaded
+            precheck_policy(self.config.controller, self.pipeline, self.config)
         self.controller = controller or make_controller(self.config.controller)
         check_policy_fits(self.controller, self.pipeline, self.config)
         accel = self.config.accelerator or self.pipeline.accelerators[0]
@@ -343,7 +345,8 @@ class Runtime:
         self.last_tick_mono = time.monotonic()
         self._pool_warm: concurrent.futures.Future | None = None
         self._lost: list[WorkerState] = []  # workers already handled by _on_worker_lost
-        self._pings: dict[int, float] = {}  # id(worker state) -> when its ping was sent
+        #: id(worker state) -> (when its pending ping was sent, its future).
+        self._pings: dict[int, tuple[float, concurrent.futures.Future]] = {}
         self._pending_recovery: list[tuple[dict[str, Any], float, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tick_failures = RepeatedFailure(log, "controller tick")
@@ -739,11 +742,18 @@ class Runtime:
         for attempt in range(1, attempts + 1):
             if p.closed or old not in p.workers:
                 return False
+            actor = None
             try:
                 actor = self._new_actor(old.wid)
                 await asyncio.wait_for(
                     asyncio.wrap_future(actor.ping.remote().future()), self.config.load_timeout_s
                 )
+            except asyncio.CancelledError:  # stopping: do not leave the new actor behind
+                if actor is not None:
+                    import ray
+
+                    ray.kill(actor, no_restart=True)
+                raise
             except Exception as exc:  # noqa: BLE001 - try again, a few times
                 log.warning(
                     "worker %d: replacement %d of %d did not start: %s",
@@ -787,15 +797,22 @@ class Runtime:
         return False
 
     async def _health_loop(self) -> None:
-        """Ping the workers every ``health_check_s``; never dies."""
+        """Ping the workers every ``health_check_s``; never dies.
+
+        A round that wakes up late (the event loop itself was held up) judges
+        nobody: answers that arrived meanwhile may not have been processed yet.
+        """
+        every = self.config.health_check_s
         while True:
-            await asyncio.sleep(self.config.health_check_s)
+            due = time.monotonic() + every
+            await asyncio.sleep(every)
+            late = time.monotonic() - due
             try:
-                self.check_health()
+                self.check_health(judge=late < self.config.ping_timeout_s / 2)
             except Exception as exc:  # noqa: BLE001 - the loop never dies
                 log.error("health check failed: %s", _one_line(exc))
 
-    def check_health(self) -> list[int]:
+    def check_health(self, judge: bool = True) -> list[int]:
         """One round of pings; returns the ids of workers failed by this round.
 
         Every live worker gets a ping when its last one was answered. One left
@@ -803,6 +820,10 @@ class Runtime:
         process answers nothing), a ping that raises an actor-death error fails it
         at once. A worker loading a variant while running a batch is excused (both
         of its actor's call slots are busy; the load has its own timeout).
+
+        Args:
+            judge: Fail workers whose ping is overdue (``False``: only send pings).
+
         """
         now = time.monotonic()
         failed = []
@@ -810,11 +831,17 @@ class Runtime:
         for w in list(self.plane.workers):
             if w.status == "dead":
                 continue
-            sent = self._pings.get(id(w))
+            pending = self._pings.get(id(w))
+            if pending is not None and pending[1].done():  # answered, not processed yet
+                self._pinged(w, pending[1])
+                pending = self._pings.get(id(w))
             if w.status == "loading" and w.busy:
+                if pending is not None:  # its clock starts when a call slot frees
+                    self._pings[id(w)] = (now, pending[1])
                 continue
-            if sent is not None:
-                if now - sent > self.config.ping_timeout_s:
+            if pending is not None:
+                sent = pending[0]
+                if judge and now - sent > self.config.ping_timeout_s:
                     self._pings.pop(id(w), None)
                     self.plane.fail_worker(
                         w, f"hung: no answer to a ping for {now - sent:.1f} s", kind="hung"
@@ -828,7 +855,7 @@ class Runtime:
                     self.plane.fail_worker(w, "died (ping refused)", kind="died")
                     failed.append(w.wid)
                 continue
-            self._pings[id(w)] = now
+            self._pings[id(w)] = (now, fut)
             fut.add_done_callback(
                 lambda f, w=w: self._loop.call_soon_threadsafe(self._pinged, w, f)
             )
@@ -836,7 +863,10 @@ class Runtime:
 
     def _pinged(self, w: WorkerState, fut: concurrent.futures.Future) -> None:
         """A ping came back (on the event loop)."""
-        self._pings.pop(id(w), None)
+        pending = self._pings.get(id(w))
+        if pending is None or pending[1] is not fut:
+            return  # already handled
+        del self._pings[id(w)]
         if w.status == "dead" or fut.cancelled():
             return
         exc = fut.exception()
@@ -1073,3 +1103,39 @@ def check_policy_fits(controller: Any, pipeline: Pipeline, config: RuntimeConfig
             f"the policy was trained for a cluster of {workers} workers, not {config.workers}",
             f"pass --workers {workers}, or train a policy for {config.workers} workers",
         )
+
+
+def precheck_policy(spec: str, pipeline: Pipeline, config: RuntimeConfig) -> None:
+    """:func:`check_policy_fits` from a ``ppo[:PATH]`` spec's saved feature spec alone.
+
+    Reads ``model.features.json`` beside the model without loading the policy (which
+    takes seconds), so a mismatch is refused at once; anything else is left to
+    the loader.
+
+    Raises:
+        ConfigError: the policy's tasks or worker count differ from what is served.
+
+    """
+    import json
+    from importlib import resources
+    from types import SimpleNamespace
+
+    if spec != "ppo" and not spec.startswith("ppo:"):
+        return
+    if spec == "ppo":
+        model = resources.files("lokirl") / "data" / "policies" / "ppo_traffic_analysis"
+        path = Path(str(model)) / "model.zip"
+    else:
+        path = Path(spec[4:])
+    fpath = path.with_name(path.stem + ".features.json")
+    try:
+        doc = json.loads(fpath.read_text())
+    except (OSError, ValueError):
+        return  # the loader says what is wrong
+    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list):
+        return
+    fake = SimpleNamespace(
+        spec=SimpleNamespace(tasks=tuple(doc["tasks"]), workers=doc.get("workers")),
+        model_path=spec if spec == "ppo" else str(path),
+    )
+    check_policy_fits(fake, pipeline, config)

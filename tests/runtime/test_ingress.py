@@ -81,6 +81,7 @@ def test_http_endpoints(ray_local, tiny_pipeline):
                 out["status"] = await client.get("/v1/status")
                 out["metrics"] = await client.get("/metrics")
                 out["health"] = await client.get("/healthz")
+                out["ready"] = await client.get("/readyz")
             finally:
                 await rt.stop()
         return rt, out
@@ -98,6 +99,10 @@ def test_http_endpoints(ray_local, tiny_pipeline):
     assert "profile" in status["accuracy_source"]
     assert 'lokirl_frames_total{outcome="on_time",reason=""} 2.0' in out["metrics"].text
     assert out["health"].status_code == 200
+    assert out["ready"].status_code == 200 and out["ready"].json()["ready"] is True
+    assert "lokirl_frames_arrived_total 2.0" in out["metrics"].text
+    assert 'outcome="arrived"' not in out["metrics"].text  # not beside the outcomes
+    assert "lokirl_frame_latency_seconds_count 2.0" in out["metrics"].text
     assert rt.plane.frame_tally().arrived == 2  # bad requests never enter the pipeline
     # Both frames on time: the effective accuracy is the frames' accuracy.
     ft = rt.plane.frame_tally()
@@ -153,6 +158,14 @@ def test_metrics_and_status_expose_effective_accuracy():
     }
     assert values["lokirl_system_accuracy"] == pytest.approx(90.0)
     assert values["lokirl_effective_accuracy"] == pytest.approx(67.5)  # 270 / 4
+    # the outcome counters and the in-flight gauge sum to the arrivals
+    outcomes = sum(
+        s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+        if s.name == "lokirl_frames_total"
+    )
+    assert outcomes + values["lokirl_frames_in_flight"] == values["lokirl_frames_arrived_total"]
     st = status_dict(_Runtime())
     assert list(st) == ["frames", "accuracy", "effective_accuracy", "solves"]
     assert st["effective_accuracy"] == pytest.approx(67.5)
