@@ -642,6 +642,10 @@ DEFAULT_CANDIDATES: tuple[HindsightKnobs, ...] = (
 )
 
 
+#: Replays of the local search of ``hindsight-search``.
+SEARCH_BUDGET = 24
+
+
 def _weights_of(env: Any) -> dict[str, float]:
     w = env.config.weights
     return {
@@ -698,11 +702,60 @@ def replay_reward(
     return total
 
 
+def local_search(
+    controller: HindsightController,
+    reward: float,
+    evaluate: Callable[[HindsightController], float],
+    budget: int,
+) -> tuple[HindsightController, float]:
+    """Improve a schedule by replay: swap each plan segment for its library neighbours.
+
+    Segment by segment (maximal runs of one plan, in time order), the plan is
+    replaced by the library plans one and two places away in capacity; a change is
+    kept when the replayed reward rises. At most ``budget`` replays.
+
+    Args:
+        controller: The controller whose schedule is searched.
+        reward: Its replayed reward.
+        evaluate: Replayed reward of a controller (:func:`replay_reward`).
+        budget: Replays allowed.
+
+    Returns:
+        The best controller found and its replayed reward.
+
+    """
+    best, best_r = controller, reward
+    n = len(controller.library)
+    used = 0
+    k = 0
+    while k < len(best.schedule) and used < budget:
+        sched = list(best.schedule)
+        j = sched[k]
+        end = k
+        while end < len(sched) and sched[end] == j:
+            end += 1
+        for delta in (-1, 1, -2, 2):
+            if used >= budget:
+                break
+            alt = j + delta
+            if not 0 <= alt < n:
+                continue
+            cand = replace(best, schedule=tuple(sched[:k] + [alt] * (end - k) + sched[end:]))
+            used += 1
+            r = evaluate(cand)
+            if r > best_r:
+                best, best_r = cand, r
+                sched = list(best.schedule)
+        k = end
+    return replace(best, replayed_reward=best_r), best_r
+
+
 def hindsight_actor(
     trace: RateSeries,
     cache: dict | None = None,
     knobs: HindsightKnobs | Sequence[HindsightKnobs] | None = None,
     name: str = "hindsight",
+    search_budget: int = 0,
 ) -> Callable[[Any], HindsightController]:
     """An actor factory for :func:`lokirl.agents.rollout.rollout`: plans on the reset env.
 
@@ -717,6 +770,8 @@ def hindsight_actor(
             (:func:`replay_reward`) and the best is played (ties: the first).
             ``None``: :data:`DEFAULT_CANDIDATES`.
         name: Display name.
+        search_budget: Replays of a :func:`local_search` around the best schedule
+            (0: none; needs the simpy engine).
 
     """
     cache = cache if cache is not None else {}
@@ -732,7 +787,7 @@ def hindsight_actor(
         weights = _weights_of(env)
         sim = env.sim
         states = None
-        if len(cands) > 1 and _is_simpy(sim):
+        if (len(cands) > 1 or search_budget > 0) and _is_simpy(sim):
             states = (copy.deepcopy(sim.arrival_rng), copy.deepcopy(sim.rng))
         best: HindsightController | None = None
         best_reward = -math.inf
@@ -755,7 +810,15 @@ def hindsight_actor(
             r = replay_reward(sim, states, ctl, weights)
             if r > best_reward:
                 best, best_reward = replace(ctl, replayed_reward=r), r
-        assert best is not None
+        assert best is not None and states is not None
+        if search_budget > 0:
+            st = states
+            best, best_reward = local_search(
+                best,
+                best_reward,
+                lambda c: replay_reward(sim, st, c, weights),
+                search_budget,
+            )
         return best
 
     return make
@@ -822,12 +885,15 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     """The actor factory of a ``hindsight`` spec, or ``None`` for other specs.
 
     ``hindsight`` replays the schedules of :data:`DEFAULT_CANDIDATES` and plays the
-    best; ``hindsight-model`` plays the DP's schedule of the default knobs without
-    replay; ``hindsight-g0.02-h1.5-b0.2-d0.95`` sets the grid step, headroom, burst
+    best; ``hindsight-search`` then improves it by :func:`local_search` (at most
+    :data:`SEARCH_BUDGET` more replays); ``hindsight-model`` plays the DP's schedule
+    of the default knobs without replay; ``hindsight-g0.02-h1.5-b0.2-d0.95`` sets the grid step, headroom, burst
     allowance and derating (any subset, in order) of one DP schedule, not replayed.
     """
     if spec == "hindsight":
         return hindsight_actor(trace, cache, None, name=spec)
+    if spec == "hindsight-search":
+        return hindsight_actor(trace, cache, None, name=spec, search_budget=SEARCH_BUDGET)
     if spec == "hindsight-model":
         return hindsight_actor(trace, cache, HindsightKnobs(), name=spec)
     knobs = parse_spec(spec)

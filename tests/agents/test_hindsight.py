@@ -150,3 +150,18 @@ def test_fluid_engine_plans_on_expected_arrivals_without_replay():
 
     ep = rollout(env, wrapped, 0, trace=trace)
     assert holder["ctl"].replayed_reward is None and ep.steps == len(trace.rates)
+
+
+def test_local_search_never_loses_to_the_plain_replay(env):
+    trace = _trace(env, "random_walk", 7)
+    got = {}
+    for spec in ("hindsight", "hindsight-search"):
+        make = actor_factory(spec, trace, {})
+
+        def wrapped(e, make=make, spec=spec):
+            got[spec] = make(e)
+            return got[spec]
+
+        ep = rollout(env, wrapped, 0, trace=trace)
+        assert got[spec].replayed_reward == pytest.approx(ep.reward, abs=1e-9)
+    assert got["hindsight-search"].replayed_reward >= got["hindsight"].replayed_reward
