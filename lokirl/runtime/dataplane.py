@@ -57,7 +57,7 @@ from lokirl.core.reconfig import (
     serving_view,
 )
 from lokirl.core.router import DROP, BranchingEstimator, RoutingTable
-from lokirl.runtime.metrics import Histogram, Histograms, Window
+from lokirl.runtime.metrics import Histogram, Histograms, RepeatedFailure, Window, one_line
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +300,8 @@ class DataPlane:
         self.closed = False
         self.t0 = time.monotonic()
         self.max_timeouts = max(1, max_timeouts)
+        #: Batches that raised (not a dead actor): one log line, then a count a minute.
+        self.batch_failures = RepeatedFailure(log, "a batch")
         # Arrivals per second: a ring of the last ``history_s`` seconds (bounded, so a
         # tick costs the same after a month as after a minute); ``_aps_sec`` is the
         # second of its last element.
@@ -548,7 +550,7 @@ class DataPlane:
                 if _is_actor_death(exc):
                     self.fail_worker(w, f"died: {type(exc).__name__}", kind="died")
                     return
-                log.warning("worker %d: batch failed: %s", w.wid, exc)
+                self.batch_failures.failed(RuntimeError(f"worker {w.wid}: {one_line(exc)}"))
                 for r in self._take_inflight(w):
                     self._drop(r, "worker_error")
                 continue

@@ -13,7 +13,9 @@ the outcomes never double-counts.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
+import time
 from typing import Any
 
 #: Bucket upper bounds (seconds) of the latency histograms: 1 ms to 30 s.
@@ -116,6 +118,63 @@ class Window:
                 for k, v in enumerate(row):
                     out[k] += v
         return out
+
+
+class RepeatedFailure:
+    """Logs a failure that keeps recurring as one line, then one line a window with its count.
+
+    The first failure after a quiet spell is logged at once (one line; the
+    traceback only at DEBUG); later ones are counted and reported as
+    ``"<what> failed N times in the last 60 s: <error>"`` once the window is over.
+
+    Args:
+        logger: Where to log.
+        what: What fails (``"controller tick"``).
+        window_s: Seconds between summary lines.
+
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, window_s: float = 60.0) -> None:
+        self.log = logger
+        self.what = what
+        self.window_s = window_s
+        self.total = 0
+        self.pending = 0
+        self.last_error = ""
+        self.reported_at = -math.inf
+
+    def failed(self, exc: BaseException) -> None:
+        """Record one failure (call inside the ``except`` block)."""
+        self.total += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - self.reported_at >= self.window_s and self.pending == 0:
+            self.reported_at = now
+            self.log.error("%s failed: %s (carrying on)", self.what, self.last_error)
+            self.log.debug("%s failure", self.what, exc_info=exc)
+        else:
+            self.pending += 1
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Log the count of failures not yet reported once their window is over."""
+        now = time.monotonic() if now is None else now
+        if self.pending and now - self.reported_at >= self.window_s:
+            self.log.error(
+                "%s failed %d times in the last %.0f s: %s",
+                self.what,
+                self.pending,
+                now - self.reported_at,
+                self.last_error,
+            )
+            self.pending = 0
+            self.reported_at = now
+
+
+def one_line(exc: BaseException) -> str:
+    """The last non-empty line of an exception's message (Ray's carry a traceback)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def _hist_family(name: str, doc: str, label: str | None, hists: dict[str, Histogram]) -> Any:

@@ -55,6 +55,7 @@ from lokirl.core.reconfig import SwapMode, check_swap_mode
 from lokirl.errors import ConfigError
 from lokirl.runtime.dataplane import DataPlane, WorkerState, _is_actor_death, percentile
 from lokirl.runtime.emulated import check_dilation, dilate_pipeline
+from lokirl.runtime.metrics import RepeatedFailure, one_line
 from lokirl.runtime.models import ModelSource, model_sources
 
 log = logging.getLogger(__name__)
@@ -62,57 +63,6 @@ log = logging.getLogger(__name__)
 
 class SolveTimeout(TimeoutError):
     """A solve ran past ``RuntimeConfig.solve_timeout_s`` and was abandoned."""
-
-
-class RepeatedFailure:
-    """Logs a failure that keeps recurring as one line, then one line a window with its count.
-
-    The first failure after a quiet spell is logged at once (one line; the
-    traceback only at DEBUG); later ones are counted and reported as
-    ``"<what> failed N times in the last 60 s: <error>"`` once the window is over.
-
-    Args:
-        logger: Where to log.
-        what: What fails (``"controller tick"``).
-        window_s: Seconds between summary lines.
-
-    """
-
-    def __init__(self, logger: logging.Logger, what: str, window_s: float = 60.0) -> None:
-        self.log = logger
-        self.what = what
-        self.window_s = window_s
-        self.total = 0
-        self.pending = 0
-        self.last_error = ""
-        self.reported_at = -math.inf
-
-    def failed(self, exc: BaseException) -> None:
-        """Record one failure (call inside the ``except`` block)."""
-        self.total += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        if now - self.reported_at >= self.window_s and self.pending == 0:
-            self.reported_at = now
-            self.log.error("%s failed: %s (carrying on)", self.what, self.last_error)
-            self.log.debug("%s failure", self.what, exc_info=exc)
-        else:
-            self.pending += 1
-            self.flush(now)
-
-    def flush(self, now: float | None = None) -> None:
-        """Log the count of failures not yet reported once their window is over."""
-        now = time.monotonic() if now is None else now
-        if self.pending and now - self.reported_at >= self.window_s:
-            self.log.error(
-                "%s failed %d times in the last %.0f s: %s",
-                self.what,
-                self.pending,
-                now - self.reported_at,
-                self.last_error,
-            )
-            self.pending = 0
-            self.reported_at = now
 
 
 @dataclass(frozen=True)
@@ -557,7 +507,7 @@ class Runtime:
             try:
                 await asyncio.wait_for(asyncio.wrap_future(warm), max(60.0, limit))
             except Exception as exc:  # noqa: BLE001 - the solve below finds out
-                log.warning("the solving process did not start: %s", _one_line(exc))
+                log.warning("the solving process did not start: %s", one_line(exc))
         if self.process_pool is not None:
             pool = self.process_pool
             try:
@@ -669,7 +619,7 @@ class Runtime:
                 asyncio.wrap_future(ref.future()), self.config.load_timeout_s
             )
         except Exception as exc:  # noqa: BLE001
-            err = _one_line(exc) or f"no answer in {self.config.load_timeout_s:g} s"
+            err = one_line(exc) or f"no answer in {self.config.load_timeout_s:g} s"
             log.warning("worker %d: loading %s failed: %s", w.wid, variant, err)
             self.load_errors.append((w.wid, variant, err))
             if _is_actor_death(exc):
@@ -701,7 +651,7 @@ class Runtime:
                     )
                 except Exception as exc:  # noqa: BLE001 - the old variant stays loaded
                     log.warning(
-                        "worker %d: switching to %s failed: %s", w.wid, variant, _one_line(exc)
+                        "worker %d: switching to %s failed: %s", w.wid, variant, one_line(exc)
                     )
 
     # ------------------------------------------------------------------ self-healing
@@ -760,7 +710,7 @@ class Runtime:
                     old.wid,
                     attempt,
                     attempts,
-                    _one_line(exc) or "no answer",
+                    one_line(exc) or "no answer",
                 )
                 try:
                     import ray
@@ -810,7 +760,7 @@ class Runtime:
             try:
                 self.check_health(judge=late < self.config.ping_timeout_s / 2)
             except Exception as exc:  # noqa: BLE001 - the loop never dies
-                log.error("health check failed: %s", _one_line(exc))
+                log.error("health check failed: %s", one_line(exc))
 
     def check_health(self, judge: bool = True) -> list[int]:
         """One round of pings; returns the ids of workers failed by this round.
@@ -962,6 +912,7 @@ class Runtime:
                 self.tick_failures.failed(exc)
             self.tick_failures.flush()
             self.solve_failures.flush()
+            self.plane.batch_failures.flush()
             self.tick_ms.append((time.perf_counter() - start) * 1000.0)
             if len(self.tick_ms) > 1000:
                 del self.tick_ms[:500]
@@ -1061,12 +1012,6 @@ class Runtime:
             "ready": dict(zip(("ok", "reason"), self.readiness(), strict=True)),
             "config": asdict(self.config),
         }
-
-
-def _one_line(exc: BaseException) -> str:
-    """The last non-empty line of an exception's message (Ray's carry a traceback)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
 
 
 def check_policy_fits(controller: Any, pipeline: Pipeline, config: RuntimeConfig) -> None:
