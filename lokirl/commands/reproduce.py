@@ -621,7 +621,6 @@ def run(args: argparse.Namespace) -> int:
 
 def compare(dirs: Sequence[Path], out: Path | None) -> int:
     """Handle ``lokirl reproduce --compare``: runs side by side, one column per swap mode."""
-    from lokirl.core.reconfig import SWAP_MODES
     from lokirl.errors import ConfigError
     from lokirl.experiments.fidelity import render_claims
 
@@ -635,7 +634,7 @@ def compare(dirs: Sequence[Path], out: Path | None) -> int:
         if mode in by_mode:
             raise ConfigError("--compare", str(d), f"is a second {mode} run", "one run per mode")
         by_mode[mode] = res
-    order = {m: k for k, m in enumerate(("free", "stop", "overlap", *SWAP_MODES))}
+    order = {m: k for k, m in enumerate(("free", "stop", "overlap"))}
     text = render_claims(dict(sorted(by_mode.items(), key=lambda kv: order.get(kv[0], 99))))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
