@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import socket
 import time
 from dataclasses import replace
@@ -288,6 +289,10 @@ def bind_port(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: An HTTP/2 client preface and an empty SETTINGS frame (what a gRPC client sends first).
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
 def probe_ray_address(address: str, timeout_s: float = 5.0) -> None:
     """Fail fast when ``--address HOST:PORT`` has no Ray (GCS) listening there.
 
@@ -304,17 +309,39 @@ def probe_ray_address(address: str, timeout_s: float = 5.0) -> None:
         raise ConfigError(
             "--address", address, "not HOST:PORT", "pass e.g. --address 10.0.0.1:6379 or auto"
         )
+    fix = (
+        "start one (`ray start --head`), check the address with `ray status`, or omit "
+        "--address to start a local Ray"
+    )
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s)
     except OSError as exc:
         raise ConfigError(
             "--address",
             address,
             f"no Ray cluster answers there ({exc.strerror or type(exc).__name__} "
             f"within {timeout_s:g} s)",
-            "start one (`ray start --head`), check the address with `ray status`, or omit "
-            "--address to start a local Ray",
+            fix,
         ) from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0") in ("1", "true", "True"):
+            return  # a TLS handshake is Ray's to do
+        # Ray's GCS speaks gRPC: it answers an HTTP/2 preface with a SETTINGS frame at
+        # once. Something else listening there would leave ray.init() hanging.
+        try:
+            conn.settimeout(3.0)
+            conn.sendall(_H2_PREFACE)
+            head = conn.recv(9)
+        except OSError:
+            head = b""
+        if len(head) < 4 or head[3] != 0x04:
+            raise ConfigError(
+                "--address",
+                address,
+                "something listens there but it is not a Ray cluster's GCS (no gRPC answer "
+                "within 3 s)",
+                fix,
+            )
 
 
 async def _serve(app: Any, runtime: Any, sock: socket.socket, banner: str) -> None:

@@ -323,6 +323,10 @@ def test_port_in_use_and_unreachable_address_fail_fast(tiny_pipeline):
         r, took = _lokirl(*base, "--port", str(spare), "--address", f"127.0.0.1:{nothing}")
         assert r.returncode != 0 and took < 15, (took, r.stderr)
         assert "no Ray cluster answers there" in r.stderr and "Traceback" not in r.stderr
+        # something listens there, but it is not Ray: ray.init() would hang on it
+        r, took = _lokirl(*base, "--port", str(spare), "--address", f"127.0.0.1:{port}")
+        assert r.returncode != 0 and took < 15, (took, r.stderr)
+        assert "not a Ray cluster's GCS" in r.stderr and "Traceback" not in r.stderr
 
 
 # ---------------------------------------------------------------------------- ingress input
