@@ -394,14 +394,10 @@ def epoch_model(
     return EpochModel(value, served, a_ep, rate)
 
 
-def _replicas(plan: Plan) -> dict[tuple[str, str], int]:
-    return plan.replicas_by_accelerator()
-
-
 def switch_terms(
     pipeline: Pipeline, library: Sequence[Plan], swap: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per (from, to) pair: workers changing variant, load seconds, loading share, fits.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (from, to) pair of library plans: workers changing variant, load seconds, down share.
 
     Returns:
         ``changed`` (workers that change variant), ``load_s`` (longest load time of
@@ -411,7 +407,7 @@ def switch_terms(
 
     """
     n = len(library)
-    reps = [_replicas(p) for p in library]
+    reps = [p.replicas_by_accelerator() for p in library]
     changed = np.zeros((n, n))
     load_s = np.zeros((n, n))
     down = np.zeros((n, n))
