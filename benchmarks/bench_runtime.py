@@ -163,13 +163,18 @@ async def run_emulated(args: argparse.Namespace) -> dict:
             dilation=k,
             epoch_s=k,
             initial_demand=max(first, 1.0),
-            ping_timeout_s=10.0,  # the default 1.5 s fails healthy actors on a busy 2-core box
+            # The default 1.5 s fails healthy actors on a busy 2-core box, and actors
+            # still starting (Ray spawns their processes two at a time) for hung ones.
+            ping_timeout_s=args.ping_timeout,
         )
     )
     t0 = time.perf_counter()
     await rt.start()
-    start_s = time.perf_counter() - t0
     p = rt.plane
+    # Serve once every actor answers (the first plan may need fewer than started).
+    pings = [asyncio.wrap_future(w.actor.ping.remote().future()) for w in p.workers]
+    await asyncio.wait_for(asyncio.gather(*pings, return_exceptions=True), 600.0)
+    start_s = time.perf_counter() - t0
     frame = np.zeros((3, 8, 8), np.uint8)
     capacity: list[float] = []  # plan capacity (frames/s), one sample a second
 
@@ -336,6 +341,12 @@ def main() -> int:
     ap.add_argument("--speedup", type=float, default=10.0, help="--emulate: time compression")
     ap.add_argument("--scale", default="25:125", help="--emulate: frames/s range LO:HI")
     ap.add_argument("--dilation", type=float, default=2.0, help="--emulate: time dilation")
+    ap.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=60.0,
+        help="--emulate: seconds a ping may go unanswered before a worker is failed (60)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from lokirl.runtime.cluster import connect
