@@ -124,6 +124,7 @@ def test_live_emulated_traffic_analysis_accounts_for_every_request(ray_local):
         emulate=True,
         initial_demand=rate,
         solve_in_subprocess=False,
+        ping_timeout_s=30.0,  # ten actors starting on a busy 2-core box are not hung
     )
 
     async def main() -> tuple[dict, dict]:
