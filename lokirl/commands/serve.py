@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         controller=args.controller,
         accelerator=args.accelerator,
         epoch_s=args.epoch * args.dilation,
-        initial_demand=args.initial_demand,
+        initial_demand=None if args.initial_demand is None else args.initial_demand / args.dilation,
         input_size=args.input_size,
         early_drop=not args.no_early_drop,
         swap=args.swap,
