@@ -18,8 +18,8 @@ examples:
   lokirl simvslive --trace step_600s --speedup 10 --scale 2:12 --duration 60 --json
   lokirl simvslive --pipeline my_cpu.yaml --controller inferline --workers 2
   lokirl simvslive --seeds 0,1,2                     # three draws; per-seed and mean rows
-  lokirl simvslive --pipeline traffic_analysis --emulate --workers 20 --controller loki \
-      --scale 100:300 --duration 120                 # Loki's GPU profile on 20 emulated workers
+  lokirl simvslive --pipeline traffic_analysis --emulate --dilation 2 --workers 20 \\
+      --controller loki --speedup 5 --scale 25:125 --duration 120   # 20 emulated GPU workers
 
 Both runs play the same arrival times (one Poisson draw of the trace) with the
 same controller spec and the same number of workers. The simulator uses the
