@@ -405,9 +405,10 @@ class _CompactFlows:
         # (root task, root variant, child task) -> root chains (latency ascending), leaf
         # configs with the deepest root index that can feed them, and their columns.
         self.blocks: list[tuple[list[int], list[tuple[int, int, int]], str]] = []
-        self.g_at: dict[int, list[tuple[int, float]]] = defaultdict(
-            list
-        )  # leaf config -> (col, mult)
+        # leaf config -> (column, load per unit of root demand) of each g feeding it.
+        self.g_at: dict[int, list[tuple[int, float]]] = defaultdict(list)
+        # (root chain, child task, leaf config) -> the leaf chain joining them.
+        self.leaf_chain: dict[tuple[int, str, int], int] = {}
         for root in st.pipeline.roots:
             by_variant: dict[str, list[int]] = defaultdict(list)
             for q in st.root_chains[root]:
@@ -426,6 +427,7 @@ class _CompactFlows:
                         leaf_cfgs = set()
                         for k in st.chains[q].children[child]:
                             c = st.chains[k].configs[-1]
+                            self.leaf_chain[(q, child, c)] = k
                             leaf_cfgs.add(c)
                             deepest[c] = j
                             sample.setdefault(c, k)
@@ -487,29 +489,22 @@ class _CompactFlows:
                         continue
                     supply[r] -= take
                     need -= take
-                    k = self._chain(qs[r], child, c)
+                    k = self.leaf_chain[(qs[r], child, c)]
                     flows[k] = flows.get(k, 0.0) + take
                 if need > 1e-7:  # numerical slack: give the rest to the deepest feeder
-                    k = self._chain(qs[j], child, c)
+                    k = self.leaf_chain[(qs[j], child, c)]
                     flows[k] = flows.get(k, 0.0) + need
         return flows
 
-    def _chain(self, q: int, child: str, c: int) -> int:
-        for k in self.st.chains[q].children[child]:
-            if self.st.chains[k].configs[-1] == c:
-                return k
-        raise KeyError((q, child, c))
-
     def encode(self, values: np.ndarray, flows: dict[int, float]) -> None:
-        st = self.st
         for q, col in self.root_col.items():
             values[col] = flows.get(q, 0.0)
         for qs, cfgs, child in self.blocks:
             for c, _, col in cfgs:
                 values[col] = sum(
-                    flows.get(self._chain(q, child, c), 0.0)
+                    flows.get(k, 0.0)
                     for q in qs
-                    if any(st.chains[k].configs[-1] == c for k in st.chains[q].children[child])
+                    if (k := self.leaf_chain.get((q, child, c))) is not None
                 )
 
 

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from lokirl.core.pipeline import Pipeline, Task
+from lokirl.runtime.worker import WorkerSlot
 
 #: Lognormal sigma of an emulated batch's latency when the profile has no tail.
 DEFAULT_JITTER = 0.02
@@ -159,7 +160,7 @@ def _sleep_until(end: float) -> None:
         time.sleep(left)
 
 
-class EmulatedWorker:
+class EmulatedWorker(WorkerSlot):
     """A worker that hosts no model: batches and loads take the profiled time asleep.
 
     Same interface as :class:`~lokirl.runtime.worker.Worker`; see the module docstring.
@@ -249,21 +250,8 @@ class EmulatedWorker:
             "kept_old": keep,
         }
 
-    def switch(self, variant: str) -> dict[str, Any]:
-        """Make ``variant`` (loaded with ``keep_old=True``) current; drop the others.
-
-        Raises:
-            RuntimeError: ``variant`` is neither current nor loaded beside it.
-
-        """
-        with self._lock:
-            entry = self.pending.pop(variant, None)
-            if entry is None and self.variant != variant:
-                raise RuntimeError(f"worker {self.worker_id} has not loaded {variant}")
-            if entry is not None:
-                self.variant, self.branching = variant, entry
-            self.pending.clear()
-        return {"variant": self.variant}
+    def _make_current(self, variant: str, entry: dict[str, float]) -> None:
+        self.variant, self.branching = variant, entry
 
     def unload(self) -> None:
         """Drop every loaded variant."""
@@ -336,14 +324,6 @@ class EmulatedWorker:
             "last_load_s": self.last_load_s,
             "pid": os.getpid(),
         }
-
-    def pid(self) -> int:
-        """The actor process id (tests kill it)."""
-        return os.getpid()
-
-    def ping(self) -> str | None:
-        """Cheap liveness check (the controller loop calls it on idle workers)."""
-        return self.variant
 
 
 def make_emulated_worker(

@@ -31,7 +31,54 @@ from typing import Any
 import numpy as np
 
 
-class Worker:
+class WorkerSlot:
+    """What every worker kind shares: the current variant, those loaded beside it, liveness.
+
+    A subclass sets ``worker_id``, ``variant``, ``pending`` (variant -> what
+    :meth:`_make_current` installs) and ``_lock``, and defines ``_make_current``
+    (and ``_free`` when dropped variants hold device memory).
+    """
+
+    worker_id: int
+    variant: str | None
+    pending: dict[str, Any]
+    _lock: threading.Lock
+
+    def _make_current(self, variant: str, entry: Any) -> None:
+        raise NotImplementedError
+
+    def _free(self) -> None:
+        """Release what dropped variants held (device memory); nothing by default."""
+
+    def switch(self, variant: str) -> dict[str, Any]:
+        """Make ``variant`` (loaded with ``keep_old=True``) current; free the others.
+
+        A batch already running on the old variant completes on it.
+
+        Raises:
+            RuntimeError: ``variant`` is neither current nor loaded beside it.
+
+        """
+        with self._lock:
+            entry = self.pending.pop(variant, None)
+            if entry is None and self.variant != variant:
+                raise RuntimeError(f"worker {self.worker_id} has not loaded {variant}")
+            if entry is not None:
+                self._make_current(variant, entry)
+            self.pending.clear()
+        self._free()
+        return {"variant": self.variant}
+
+    def pid(self) -> int:
+        """The actor process id (tests kill it)."""
+        return os.getpid()
+
+    def ping(self) -> str | None:
+        """Cheap liveness check (the controller loop calls it on idle workers)."""
+        return self.variant
+
+
+class Worker(WorkerSlot):
     """Hosts one variant; loads, unloads, swaps and runs batches on its device.
 
     Args:
@@ -113,25 +160,6 @@ class Worker:
     def _make_current(self, variant: str, entry: tuple[Any, int, dict[str, float]]) -> None:
         self.runner, self.input_size, self.branching = entry
         self.variant = variant
-
-    def switch(self, variant: str) -> dict[str, Any]:
-        """Make ``variant`` (loaded with ``keep_old=True``) current; free the others.
-
-        A batch already running on the old variant completes on it.
-
-        Raises:
-            RuntimeError: ``variant`` is neither current nor loaded beside it.
-
-        """
-        with self._lock:
-            entry = self.pending.pop(variant, None)
-            if entry is None and self.variant != variant:
-                raise RuntimeError(f"worker {self.worker_id} has not loaded {variant}")
-            if entry is not None:
-                self._make_current(variant, entry)
-            self.pending.clear()
-        self._free()
-        return {"variant": self.variant}
 
     def unload(self) -> None:
         """Drop every loaded variant and free their memory."""
@@ -227,14 +255,6 @@ class Worker:
             "last_load_s": self.last_load_s,
             "pid": os.getpid(),
         }
-
-    def pid(self) -> int:
-        """The actor process id (tests kill it)."""
-        return os.getpid()
-
-    def ping(self) -> str | None:
-        """Cheap liveness check (the controller loop calls it on idle workers)."""
-        return self.variant
 
 
 def _is_ref(x: Any) -> bool:
