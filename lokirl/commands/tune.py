@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="simulated episodes the search may play (a trial costs cases x seeds)",
     )
     p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes playing a trial's episodes at once; the result does not depend on it",
+    )
     p.add_argument("--write", action="store_true", help="commit the choice to lokirl/data/tuned/")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--controller", args.controller, "no search space", f"use one of {sorted(SPACES)}"
         )
+    if args.jobs < 1:
+        raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
     if args.budget_episodes < 1:
         raise ConfigError("--budget-episodes", str(args.budget_episodes), "must be >= 1", "")
     suite = load_suite(args.suite)
@@ -72,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  {t['score']:9.2f}  {t['spec']}", flush=True)
 
-    result = tune(args.controller, suite, args.budget_episodes, args.seed, on_trial=show)
+    result = tune(
+        args.controller, suite, args.budget_episodes, args.seed, on_trial=show, jobs=args.jobs
+    )
     path = write_tuned(result) if args.write else None
     if args.json:
         print(json.dumps(result.to_dict() | {"written": str(path) if path else None}))

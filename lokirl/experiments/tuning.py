@@ -116,6 +116,7 @@ def tune(
     seed: int = 0,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
     play: Callable[..., list[dict[str, Any]]] | None = None,
+    jobs: int = 1,
 ) -> TuningResult:
     """Search ``baseline``'s settings on ``suite`` within ``budget_episodes``.
 
@@ -126,6 +127,8 @@ def tune(
         seed: Seed of the sampler.
         on_trial: Called with each finished trial.
         play: ``play_case_seed``-compatible function (tests pass a stub).
+        jobs: Processes playing a trial's (case, seed) pairs at once; the result does
+            not depend on it (pairs are independent, solves deterministic).
 
     Raises:
         ConfigError: unknown baseline, a frozen suite, or a budget below one trial.
@@ -155,7 +158,13 @@ def tune(
             f"one trial costs {per_trial} episodes on {suite.spec.name}",
             f"pass at least {per_trial}",
         )
+    pool = None
+    if play is None and jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=jobs)
     play = play or play_case_seed
+    pairs = [(c, s) for c in suite.spec.cases for s in suite.spec.seeds_of(c)]
     space = SPACES[baseline]
     trials: list[dict[str, Any]] = []
     seen: dict[str, float] = {}
@@ -166,13 +175,16 @@ def tune(
         if spec in seen:  # the sampler repeated itself: no new episodes
             return seen[spec]
         per_case: dict[str, list[float]] = {}
-        for case in suite.spec.cases:
-            for s in suite.spec.seeds_of(case):
-                row = play(case, s, [spec], suite.base_dir)[0]
-                r = row.get("reward")
-                per_case.setdefault(case.id, []).append(
-                    float(r) if r is not None and math.isfinite(r) else -1e9
-                )
+        if pool is not None:
+            futures = [pool.submit(play, c, s, [spec], suite.base_dir) for c, s in pairs]
+            rows = [f.result()[0] for f in futures]
+        else:
+            rows = [play(c, s, [spec], suite.base_dir)[0] for c, s in pairs]
+        for (case, _), row in zip(pairs, rows, strict=True):
+            r = row.get("reward")
+            per_case.setdefault(case.id, []).append(
+                float(r) if r is not None and math.isfinite(r) else -1e9
+            )
         case_means = {c: statistics.fmean(v) for c, v in per_case.items()}
         score = statistics.fmean(case_means.values())
         seen[spec] = score
@@ -185,7 +197,11 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, n_trials))
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.optimize(objective, n_trials=n_trials)
+    try:
+        study.optimize(objective, n_trials=n_trials)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     best = max(trials, key=lambda t: (t["score"], t["spec"]))
     return TuningResult(
         baseline=baseline,
