@@ -46,6 +46,16 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
     },
 }
 
+#: Metrics recorded per trial (mean over cases of the per-case mean) for the Pareto
+#: front of a tuning grid (effective accuracy against frame violations).
+FRONT_METRICS: tuple[str, ...] = (
+    "effective_accuracy",
+    "frame_violation_ratio",
+    "solves",
+    "reconfigurations",
+    "mean_active_workers",
+)
+
 #: Where chosen settings are written (inside the package, so they ship).
 TUNED_DIR = Path(__file__).resolve().parent.parent / "data" / "tuned"
 
@@ -72,7 +82,8 @@ class TuningResult:
         budget_episodes: Episodes allowed; ``episodes`` those played.
         best_spec: The chosen setting as a controller spec; ``best_params`` its
             settings; ``best_score`` its score (mean per-case reward).
-        trials: Every trial (spec, params, score, per-case mean rewards).
+        trials: Every trial (spec, params, score, mean metrics of
+            :data:`FRONT_METRICS`, per-case mean rewards).
 
     """
 
@@ -180,15 +191,32 @@ def tune(
             rows = [f.result()[0] for f in futures]
         else:
             rows = [play(c, s, [spec], suite.base_dir)[0] for c, s in pairs]
+        other: dict[str, dict[str, list[float]]] = {m: {} for m in FRONT_METRICS}
         for (case, _), row in zip(pairs, rows, strict=True):
             r = row.get("reward")
             per_case.setdefault(case.id, []).append(
                 float(r) if r is not None and math.isfinite(r) else -1e9
             )
+            for m in FRONT_METRICS:
+                v = row.get(m)
+                if v is not None and math.isfinite(v):
+                    other[m].setdefault(case.id, []).append(float(v))
         case_means = {c: statistics.fmean(v) for c, v in per_case.items()}
         score = statistics.fmean(case_means.values())
         seen[spec] = score
-        rec = {"spec": spec, "params": params, "score": score, "per_case": case_means}
+        means = {
+            m: statistics.fmean(statistics.fmean(v) for v in by_case.values())
+            if by_case
+            else math.nan
+            for m, by_case in other.items()
+        }
+        rec = {
+            "spec": spec,
+            "params": params,
+            "score": score,
+            "metrics": means,
+            "per_case": case_means,
+        }
         trials.append(rec)
         if on_trial is not None:
             on_trial(rec)
