@@ -136,9 +136,9 @@ def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl evaluate``."""
     import lokirl.agents  # noqa: F401 - registers ppo: and trigger
-    from lokirl.agents.evaluation import METRICS, compare
     from lokirl.core.controllers import make_controller
     from lokirl.envs.serving import LokiServingEnv
+    from lokirl.experiments.compare import METRICS, compare, paired_summary, plot_comparison
     from lokirl.tracking import mlflow_run, run_dir, write_config
 
     controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
@@ -180,16 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
         comp = compare(env, controllers, traces, seeds, on_episode=tick)
     data = comp.to_dict()
-    data["paired"] = {
-        "reference": reference,
-        **{
-            m: {
-                c: {"mean": d[0], "ci95": d[1], "pairs": d[2]}
-                for c, d in comp.paired(reference, m).items()
-            }
-            for m in ("reward", "frame_violation_ratio", "accuracy", "effective_accuracy")
-        },
-    }
+    data["paired"] = paired_summary(comp, reference)
     data["config"] = {
         "pipeline": args.pipeline,
         "workers": args.workers,
@@ -201,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     }
     (folder / "comparison.json").write_text(json.dumps(data, indent=2))
     write_config(folder, vars(args) | {"handler": None})
-    _plot(comp, folder)
+    plot_comparison(comp, folder / "comparison.png")
     if not args.no_mlflow:
         with mlflow_run(
             "lokirl-evaluate",
@@ -280,31 +271,3 @@ def _print(comp, metrics, folder, reference: str) -> None:
         console.print(pt)
         console.print("bold: reward higher than the reference's with 95% confidence")
     console.print(f"results: {folder}")
-
-
-def _plot(comp, folder) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tab = comp.table()
-    names = list(tab)
-    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
-    for ax, metric, title in zip(
-        axes,
-        ("frame_violation_ratio", "accuracy", "effective_accuracy", "solves", "reward"),
-        ("frame SLO violation ratio", "system accuracy", "effective accuracy", "solves", "reward"),
-        strict=True,
-    ):
-        means = [tab[n][metric][0] for n in names]
-        cis = [tab[n][metric][1] for n in names]
-        ax.bar(range(len(names)), means, yerr=cis, capsize=3, color="tab:blue")
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(
-            [n.split("/")[-1][:18] for n in names], rotation=45, ha="right", fontsize=8
-        )
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(folder / "comparison.png", dpi=110)
-    plt.close(fig)

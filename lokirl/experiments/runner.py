@@ -1,7 +1,7 @@
 """One runner: every controller on every (case, seed) of a suite, as a tidy table.
 
 Episodes are played by :func:`lokirl.agents.rollout.rollout` with the actors of
-:func:`lokirl.agents.evaluation.actor_factory` (the same episodes and reward as
+:func:`lokirl.agents.actors.actor_factory` (the same episodes and reward as
 ``lokirl evaluate``), with
 
 - **common random numbers**: every controller plays a (case, seed) with the same
@@ -30,7 +30,7 @@ from typing import Any
 from lokirl.errors import ConfigError
 from lokirl.experiments.suites import CaseSpec, Suite, capacities, case_trace, load_unit
 
-#: Simulator figures of each episode, in table order (``lokirl.agents.evaluation.METRICS``
+#: Simulator figures of each episode, in table order (``lokirl.experiments.compare.METRICS``
 #: plus the modelled solver time and the episode's length).
 METRICS: tuple[str, ...] = (
     "reward",
@@ -162,8 +162,9 @@ def play_case_seed(
 
     """
     import lokirl.agents  # noqa: F401 - registers ppo: and trigger
-    from lokirl.agents.evaluation import actor_factory, summary
+    from lokirl.agents.actors import actor_factory
     from lokirl.agents.rollout import rollout
+    from lokirl.experiments.compare import summary
 
     env = make_env(case, solver, max_nodes)
     trace = case_trace(case, load_unit(case, capacities(env.pipeline, env.cluster)), base_dir)

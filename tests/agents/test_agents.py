@@ -5,7 +5,6 @@ import pytest
 
 import lokirl.agents  # noqa: F401
 from lokirl.agents.config import load_train_config
-from lokirl.agents.evaluation import compare, mean_ci
 from lokirl.agents.heuristics import OracleController, TriggerController
 from lokirl.cli import main
 from lokirl.core.allocator import solve
@@ -15,6 +14,7 @@ from lokirl.core.pipeline import Cluster
 from lokirl.core.pipeline_config import load_pipeline
 from lokirl.envs import LokiServingEnv
 from lokirl.errors import ConfigError
+from lokirl.experiments.compare import compare, mean_ci
 from lokirl.traces import RateSeries
 from tests.agents.conftest import ENV, tiny_config
 

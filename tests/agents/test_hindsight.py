@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lokirl.agents  # noqa: F401
-from lokirl.agents.evaluation import actor_factory, compare
+from lokirl.agents.actors import actor_factory
 from lokirl.agents.hindsight import (
     EpochModel,
     HindsightController,
@@ -21,6 +21,7 @@ from lokirl.core.allocator import AllocatorOptions
 from lokirl.core.controller import ControlContext
 from lokirl.core.controllers import make_controller
 from lokirl.envs import LokiServingEnv
+from lokirl.experiments.compare import compare
 from lokirl.traces import RateSeries, generate, rescale
 from tests.agents.conftest import ENV
 

@@ -1,17 +1,22 @@
-"""Compare controllers on traces in the simulator with common random numbers."""
+"""Compare controllers on traces in the simulator with common random numbers.
+
+Every controller plays every (trace, seed) pair with the same seed (hence the same
+arrivals); :class:`Comparison` aggregates the episodes with 95% intervals over
+seeds x traces and paired differences against a reference. ``lokirl evaluate``
+(:mod:`lokirl.commands.evaluate`) is the command over it.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from lokirl.agents.heuristics import OracleController
-from lokirl.agents.hindsight import actor_for_spec as hindsight_actor
+from lokirl.agents.actors import actor_factory
 from lokirl.agents.rollout import Episode, rollout
-from lokirl.core.controllers import make_controller
 from lokirl.envs.serving import LokiServingEnv
 from lokirl.traces.types import RateSeries
 
@@ -79,28 +84,6 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
         return float(x[0]), 0.0
     t = _T95[x.size - 2] if x.size - 1 <= len(_T95) else 1.96
     return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(x.size))
-
-
-def actor_factory(
-    spec: str, trace: RateSeries, cache: dict | None = None
-) -> Callable[[LokiServingEnv], object]:
-    """How to build the actor named ``spec`` for an episode on ``trace``.
-
-    Trained policies are loaded once (kept in ``cache``); other controllers are
-    built fresh for every episode; ``oracle`` is given the trace's future.
-    """
-    if spec == "oracle":
-        return lambda env: OracleController.for_trace(trace)
-    if (hindsight := hindsight_actor(spec, trace, cache)) is not None:
-        return hindsight
-    if spec.startswith("ppo:"):
-        cache = cache if cache is not None else {}
-        if spec not in cache:
-            cache[spec] = make_controller(spec)
-        policy = cache[spec]
-        return lambda env: policy
-    make_controller(spec)  # fail early on unknown names
-    return lambda env: make_controller(spec)
 
 
 @dataclass
@@ -200,3 +183,57 @@ def compare(
                 if on_episode is not None:
                     on_episode(spec, trace.name, seed, ep)
     return comp
+
+
+#: Metrics of the paired differences ``lokirl evaluate`` reports.
+PAIRED_METRICS = ("reward", "frame_violation_ratio", "accuracy", "effective_accuracy")
+
+
+def paired_summary(
+    comp: Comparison, reference: str, metrics: Sequence[str] = PAIRED_METRICS
+) -> dict:
+    """JSON-ready paired differences against ``reference``, one table per metric.
+
+    Returns:
+        ``{"reference": reference, metric: {controller: {"mean", "ci95", "pairs"}}}``.
+
+    """
+    return {
+        "reference": reference,
+        **{
+            m: {
+                c: {"mean": d[0], "ci95": d[1], "pairs": d[2]}
+                for c, d in comp.paired(reference, m).items()
+            }
+            for m in metrics
+        },
+    }
+
+
+def plot_comparison(comp: Comparison, path: Path) -> None:
+    """Bar charts (mean and 95% interval) of the headline metrics per controller, to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tab = comp.table()
+    names = list(tab)
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
+    for ax, metric, title in zip(
+        axes,
+        ("frame_violation_ratio", "accuracy", "effective_accuracy", "solves", "reward"),
+        ("frame SLO violation ratio", "system accuracy", "effective accuracy", "solves", "reward"),
+        strict=True,
+    ):
+        means = [tab[n][metric][0] for n in names]
+        cis = [tab[n][metric][1] for n in names]
+        ax.bar(range(len(names)), means, yerr=cis, capsize=3, color="tab:blue")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(
+            [n.split("/")[-1][:18] for n in names], rotation=45, ha="right", fontsize=8
+        )
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
