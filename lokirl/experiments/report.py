@@ -315,3 +315,108 @@ def pareto_plot(summary: Mapping[str, Any], path: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def tuning_table(tuned: Mapping[str, Any], top: int = 10) -> str:
+    """Markdown table of a tuning run's best trials (the written ``tuned/NAME.yaml``).
+
+    Args:
+        tuned: The tuning record (:meth:`lokirl.experiments.tuning.TuningResult.to_dict`).
+        top: Trials shown, best score first.
+
+    """
+    trials = sorted(tuned.get("trials", []), key=lambda t: -t["score"])[:top]
+    lines = [
+        "| setting | score | eff. acc. | frame viol | solves | workers |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for t in trials:
+        m = t.get("metrics", {})
+        chosen = " (chosen)" if t["spec"] == tuned.get("spec") else ""
+        lines.append(
+            f"| `{t['spec']}`{chosen} | {t['score']:.2f} "
+            f"| {fmt('effective_accuracy', m.get('effective_accuracy', math.nan))} "
+            f"| {fmt('frame_violation_ratio', m.get('frame_violation_ratio', math.nan))} "
+            f"| {fmt('solves', m.get('solves', math.nan))} "
+            f"| {fmt('mean_active_workers', m.get('mean_active_workers', math.nan))} |"
+        )
+    return "\n".join(lines)
+
+
+def tuning_front_plot(
+    tuned: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    others: Sequence[Mapping[str, Any]] = (),
+) -> Path:
+    """Every trial of each tuning grid, effective accuracy vs frame violations (PNG).
+
+    One colour per tuned baseline; its Pareto front as a dashed step line and its
+    chosen setting (best score) as a star. ``others`` (points with ``controller``,
+    ``effective_accuracy``, ``frame_violation_ratio``, e.g. a bench summary's
+    ``pareto`` list on the same suite) are drawn in black for reference.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
+    for i, run in enumerate(tuned):
+        c = colours[i % len(colours)]
+        pts = [
+            {"spec": t["spec"], **t.get("metrics", {})}
+            for t in run.get("trials", [])
+            if math.isfinite(t.get("metrics", {}).get("effective_accuracy", math.nan))
+            and math.isfinite(t.get("metrics", {}).get("frame_violation_ratio", math.nan))
+        ]
+        if not pts:
+            continue
+        xs = [100 * p["frame_violation_ratio"] for p in pts]
+        ys = [p["effective_accuracy"] for p in pts]
+        ax.scatter(xs, ys, s=18, color=c, alpha=0.6, label=f"{run['baseline']} trials")
+        on = pareto_front(pts)
+        front = sorted(
+            (p for p, f in zip(pts, on, strict=True) if f), key=lambda p: p["frame_violation_ratio"]
+        )
+        if len(front) > 1:
+            ax.plot(
+                [100 * p["frame_violation_ratio"] for p in front],
+                [p["effective_accuracy"] for p in front],
+                color=c,
+                lw=1,
+                ls="--",
+                drawstyle="steps-post",
+            )
+        best = [p for p in pts if p["spec"] == run.get("spec")]
+        if best:
+            b = best[0]
+            ax.scatter(
+                [100 * b["frame_violation_ratio"]],
+                [b["effective_accuracy"]],
+                s=160,
+                marker="*",
+                color=c,
+                edgecolor="black",
+                zorder=4,
+                label=f"{run['baseline']} chosen",
+            )
+    for p in others:
+        a, v = p.get("effective_accuracy", math.nan), p.get("frame_violation_ratio", math.nan)
+        if not (math.isfinite(a) and math.isfinite(v)):
+            continue
+        ax.scatter([100 * v], [a], s=30, color="black", marker="x", zorder=3)
+        ax.annotate(
+            p["controller"], (100 * v, a), xytext=(4, -10), textcoords="offset points", fontsize=7
+        )
+    suite = tuned[0].get("suite", "?") if tuned else "?"
+    ax.set_xlabel("frame SLO violation ratio (%), lower is better")
+    ax.set_ylabel("effective accuracy, higher is better")
+    ax.set_title(f"tuning grids on {suite} (mean over cases); x: other controllers")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -3,7 +3,14 @@ import math
 
 import pytest
 
-from lokirl.experiments.report import markdown, pareto_front, pareto_plot, summarize
+from lokirl.experiments.report import (
+    markdown,
+    pareto_front,
+    pareto_plot,
+    summarize,
+    tuning_front_plot,
+    tuning_table,
+)
 from lokirl.experiments.runner import METRICS, ROW_FIELDS, Results
 
 
@@ -94,3 +101,46 @@ def test_aggregate_scopes(metric):
     s = summarize(_results(), n_boot=200, seed=1)
     for c in ("good", "ref", "bad"):
         assert set(s["aggregate"][c][metric]) == {"overall", "f1", "f2"}
+
+
+def _tuned(baseline: str) -> dict:
+    trials = []
+    for i, (viol, eff) in enumerate(((0.01, 80.0), (0.05, 90.0), (0.03, 78.0), (0.20, 95.0))):
+        trials.append(
+            {
+                "spec": f"{baseline}(x={i})",
+                "score": eff - 100 * viol,
+                "metrics": {
+                    "effective_accuracy": eff,
+                    "frame_violation_ratio": viol,
+                    "solves": 10.0 + i,
+                    "reconfigurations": 2.0,
+                    "mean_active_workers": 9.5,
+                },
+            }
+        )
+    return {
+        "baseline": baseline,
+        "suite": "validation",
+        "spec": f"{baseline}(x=1)",
+        "trials": trials,
+    }
+
+
+def test_tuning_table_orders_by_score_and_marks_the_choice():
+    table = tuning_table(_tuned("periodic"), top=3).splitlines()
+    assert len(table) == 2 + 3
+    # x=1 (score 85) before x=0 (79) before x=2 (75); x=3 (-5) cut by top=3.
+    assert "`periodic(x=1)` (chosen)" in table[2]
+    assert "periodic(x=0)" in table[3] and "periodic(x=2)" in table[4]
+    assert "5.00%" in table[2] and "90.00" in table[2]
+
+
+def test_tuning_front_plot_writes_a_png(tmp_path):
+    out = tuning_front_plot(
+        [_tuned("periodic"), _tuned("trigger")],
+        tmp_path / "front.png",
+        others=[{"controller": "loki", "effective_accuracy": 60.0, "frame_violation_ratio": 0.3}],
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 10_000
