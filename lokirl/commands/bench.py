@@ -81,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="controller the others are compared with (default: the suite's, trigger)",
     )
     p.add_argument(
+        "--cases",
+        metavar="PATTERNS",
+        help="play only the cases whose id matches one of these comma-separated patterns "
+        "(e.g. 'ta20-*' for a policy built for 20 workers); default: every case",
+    )
+    p.add_argument(
         "--allow-test",
         action="store_true",
         help="allow the frozen test suite (report on it; never choose on it)",
@@ -145,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_hash:
         print(suite.hash)
         return 0
+    if args.cases:
+        from lokirl.experiments.suites import select_cases
+
+        suite = select_cases(suite, [c.strip() for c in args.cases.split(",") if c.strip()])
     if suite.spec.frozen and not args.allow_test:
         raise ConfigError(
             suite.source,

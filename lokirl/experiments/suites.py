@@ -35,7 +35,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -527,6 +527,32 @@ def adhoc_suite(
 
 
 # ---------------------------------------------------------------------------- traffic
+
+
+def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
+    """The suite restricted to the cases whose id matches one of ``patterns``.
+
+    Patterns are shell-style (``ta20-*``). The hash stays the whole suite's (the
+    frozen check has already run on it); the rows name the cases they played.
+
+    Raises:
+        ConfigError: a pattern that matches no case (with the case ids to pick from).
+
+    """
+    import fnmatch
+
+    cases = suite.spec.cases
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(c.id, pat) for c in cases):
+            raise ConfigError(
+                suite.source,
+                "--cases",
+                f"{pat!r} matches no case of suite {suite.name!r}",
+                "pick from: " + ", ".join(c.id for c in cases),
+            )
+    kept = [c for c in cases if any(fnmatch.fnmatchcase(c.id, pat) for pat in patterns)]
+    spec = suite.spec.model_copy(update={"cases": kept})
+    return suite.model_copy(update={"spec": spec})
 
 
 def capacities(pipeline: Any, cluster: Any) -> dict[str, Any]:

@@ -88,3 +88,15 @@ def test_bench_on_a_user_trace(tmp_path, capsys):
         ("mine", "trigger", None),
         ("mine", "loki-5s", None),
     ]
+
+
+def test_cases_filter_plays_only_matching_cases(tmp_path, capsys):
+    args = ["bench", "--suite", "dev", "--no-mlflow", "--controllers", "static"]
+    args += ["--bootstrap", "100", "--out", str(tmp_path), "--json"]
+    assert main([*args, "--cases", "sm10-*"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["meta"]["cases"] == ["sm10-bursts"]
+    # A pattern that matches nothing is an error naming the cases to pick from.
+    assert main([*args, "--cases", "ta20-*"]) == 2
+    err = capsys.readouterr().err
+    assert "--cases" in err and "ta10-bursts" in err
