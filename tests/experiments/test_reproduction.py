@@ -4,15 +4,15 @@ import math
 
 import pytest
 
-from lokirl.commands.reproduce import (
+from lokirl.experiments.reproduction import (
     Runner,
     Settings,
     bisect_capacity,
     effective_capacity,
     low_load,
-    render_tables,
     system_of,
 )
+from lokirl.experiments.reproduction_report import render_tables
 
 
 @pytest.mark.parametrize("true_cap", [0, 3, 5, 137, 140, 399, 400, 1000])
