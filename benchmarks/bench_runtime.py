@@ -145,7 +145,7 @@ async def _throughput(rt, frame: np.ndarray, rate: float, seconds: float, seed: 
 async def run_emulated(args: argparse.Namespace) -> dict:
     """The emulated traffic_analysis under a controller, serving a compressed trace."""
     from lokirl.commands.loadgen import load_arrivals
-    from lokirl.commands.simvslive import actor_cpu_s
+    from lokirl.experiments.simvslive import actor_cpu_s
     from lokirl.runtime.loadgen import bounded_arrivals
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
 

@@ -193,11 +193,11 @@ def test_serve_refuses_fewer_workers_than_tasks_before_ray():
 
 
 def test_sim_overhead_slows_service_but_not_the_plans():
-    from lokirl.commands.simvslive import PlansWithProfile, overhead_pipeline
     from lokirl.core.allocator import AllocatorOptions
     from lokirl.core.controller import Decision
     from lokirl.core.controllers import make_controller
     from lokirl.core.pipeline import Cluster
+    from lokirl.experiments.simvslive import PlansWithProfile, overhead_pipeline
 
     p = load_pipeline("traffic_analysis")
     slow = overhead_pipeline(p, 5.0)

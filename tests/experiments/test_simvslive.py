@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lokirl.commands.simvslive import METRICS, compare, summarise
+from lokirl.experiments.simvslive import METRICS, compare, summarise
 
 
 def _metrics(x: float) -> dict[str, float]:
@@ -34,8 +34,8 @@ def test_compare_zero_sim():
 def test_sim_cores_option():
     import argparse
 
-    from lokirl.commands.simvslive import sim_cores
     from lokirl.errors import ConfigError
+    from lokirl.experiments.simvslive import sim_cores
 
     def ns(v, address=None, num_cpus=2):
         return argparse.Namespace(sim_cores=v, address=address, num_cpus=num_cpus)
@@ -53,7 +53,7 @@ def test_sim_cores_option():
 def test_host_cpu_counts_this_process():
     import time
 
-    from lokirl.commands.simvslive import host_cpu_s
+    from lokirl.experiments.simvslive import host_cpu_s
 
     before = host_cpu_s()
     end = time.process_time() + 0.05
@@ -70,7 +70,7 @@ def test_bad_host_cores_is_a_config_error(capsys):
 
 
 def test_counting_noise_shrinks_with_more_violations():
-    from lokirl.commands.simvslive import counting_noise
+    from lokirl.experiments.simvslive import counting_noise
 
     def runs(a, b):
         m = {"frames_dropped": a, "frames_late": 0}

@@ -1,0 +1,493 @@
+"""One trace and controller in the simulator and live, side by side (``lokirl simvslive``).
+
+Both runs play the same arrival times with the same controller spec and the same
+number of workers: :func:`run_sim` in the simulator with the pipeline's profile,
+:func:`run_live` on :class:`lokirl.runtime.runtime.Runtime` (a Ray connection must
+be up) with the arrivals replayed open-loop in-process. :func:`compare`,
+:func:`summarise` and :func:`counting_noise` are pure functions of their metrics;
+:func:`run_seeds` plays one pair per seed and assembles the report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lokirl.errors import ConfigError
+
+#: Metrics compared: (key, label).
+METRICS = (
+    ("frame_slo_violation_ratio", "frame SLO violation ratio"),
+    ("sub_slo_violation_ratio", "sub-request SLO violation ratio"),
+    ("accuracy", "system accuracy"),
+    ("effective_accuracy", "effective accuracy"),
+    ("mean_active_workers", "mean active workers"),
+    ("solves", "solves"),
+    ("reconfigurations", "reconfigurations"),
+    ("frames", "frames"),
+    ("frames_dropped", "frames dropped"),
+    ("frames_late", "frames late"),
+)
+
+
+@dataclass(frozen=True)
+class SimVsLiveOptions:
+    """How both runs are set up (the options of ``lokirl simvslive`` besides the trace).
+
+    Attributes:
+        pipeline: Pipeline name or YAML (the live runtime loads it by this name).
+        controller: Controller spec both runs use.
+        workers: Workers on both sides.
+        epoch: Controller period, seconds (before dilation).
+        seed: Seed of the arrivals and both runs.
+        duration: Seconds of trace played (before dilation).
+        size: Frame side in pixels sent live (``None``: the source's input size;
+            8 with emulated workers).
+        solver_time: Simulated solve delay: ``"measured"``, ``"model"`` or seconds.
+        sim_cores: Cores the simulated workers share: ``"auto"``, ``"none"`` or a number.
+        sim_host_cores: With shared cores, cores the host's own work keeps busy.
+        emulate: Live workers sleep the profiled latency instead of running models.
+        dilation: Time dilation K (latencies, SLO and epoch x K, rates / K).
+        sim_overhead_ms: Extra ms per simulated batch on top of its profile.
+        address: Ray cluster joined (``None``: a local Ray).
+        num_cpus: CPUs of a local Ray.
+        max_in_flight: Cap on requests awaiting an answer in the live replay.
+
+    """
+
+    pipeline: str = "traffic_analysis_cpu"
+    controller: str = "loki"
+    workers: int = 3
+    epoch: float = 1.0
+    seed: int = 0
+    duration: float = 60.0
+    size: int | None = None
+    solver_time: str = "measured"
+    sim_cores: str = "auto"
+    sim_host_cores: float = 0.0
+    emulate: bool = False
+    dilation: float = 1.0
+    sim_overhead_ms: float = 0.0
+    address: str | None = None
+    num_cpus: int | None = None
+    max_in_flight: int = 512
+
+
+def initial_rate(arrivals_s: Any, epoch_s: float) -> float:
+    """Mean rate over the first epoch (the simulator's default first demand)."""
+    import numpy as np
+
+    return float(np.searchsorted(arrivals_s, epoch_s) / epoch_s)
+
+
+def run_sim(pipeline: Any, trace: Any, opts: SimVsLiveOptions, demand0: float) -> dict[str, Any]:
+    """Simulate the trace; the metrics compared."""
+    import numpy as np
+
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+    from lokirl.runtime.emulated import dilate_pipeline
+    from lokirl.sim import SimConfig, simulate
+
+    st: str | float = opts.solver_time
+    if st not in ("model", "measured"):
+        st = float(st)
+    k = opts.dilation
+    cfg = SimConfig(
+        epoch_s=opts.epoch * k,
+        duration_s=opts.duration * k,
+        solver_time=st,
+        initial_demand=demand0,
+    )
+    planned = dilate_pipeline(pipeline, k)
+    # The simulator serves batches with the overhead added; its controller plans with
+    # the profile, as the live one does.
+    pipeline = overhead_pipeline(planned, opts.sim_overhead_ms)
+    controller = make_controller(opts.controller)
+    if pipeline is not planned:
+        controller = PlansWithProfile(controller, planned)
+    cluster = Cluster({pipeline.accelerators[0]: opts.workers})
+    cores = sim_cores(opts)
+    cfg = replace(cfg, shared_cores=cores, host_cores=opts.sim_host_cores if cores else 0.0)
+    res = simulate(
+        pipeline,
+        cluster,
+        trace,
+        controller,
+        cfg,
+        np.random.default_rng(opts.seed),
+    )
+    f, s = res.frames, res.subrequests
+    return {
+        "frame_slo_violation_ratio": f.slo_violation_ratio,
+        "sub_slo_violation_ratio": s.slo_violation_ratio,
+        "accuracy": res.accuracy,
+        "effective_accuracy": f.effective_accuracy,
+        "mean_active_workers": res.mean_active_workers,
+        "solves": res.solves,
+        "reconfigurations": res.reconfigurations,
+        "frames": f.arrived,
+        "frames_dropped": f.dropped_total,
+        "frames_late": f.late,
+        "dropped_by_reason": dict(sorted(f.dropped.items())),
+        "solver_wall_s": res.solver_wall_s,
+        "shared_cores": cfg.shared_cores,
+        "host_cores": cfg.host_cores,
+    }
+
+
+async def run_live(
+    pipeline: Any, trace: Any, opts: SimVsLiveOptions, demand0: float
+) -> dict[str, Any]:
+    """Serve the trace live (Runtime + open-loop replay in this process); the metrics compared."""
+    import asyncio
+
+    import numpy as np
+
+    from lokirl.runtime.dataplane import percentile, service_report
+    from lokirl.runtime.loadgen import replay
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    cfg = RuntimeConfig(
+        pipeline=opts.pipeline,
+        workers=opts.workers,
+        controller=opts.controller,
+        epoch_s=opts.epoch * opts.dilation,
+        initial_demand=demand0,
+        seed=opts.seed,
+        emulate=opts.emulate,
+        dilation=opts.dilation,
+        # A ping unanswered 1.5 s (the default) fails healthy actors when 20 of them and
+        # other jobs share two cores; the comparison is about the data path.
+        ping_timeout_s=10.0,
+    )
+    rt = Runtime(cfg, pipeline=pipeline)  # the runtime dilates the pipeline itself
+    await rt.start()
+    initial_loads = rt.reconfigurations  # the first plan's loads (the simulator's are free)
+    # Emulated workers never read a frame: send a tiny one (no object-store puts).
+    size = opts.size or (8 if opts.emulate else next(iter(rt.sources.values())).input_size)
+    actors = [w.actor for w in rt.plane.workers]
+    actor_cpu0 = await actor_cpu_s(actors) if opts.emulate else None
+    frame = np.random.default_rng(opts.seed).integers(0, 255, (3, size, size)).astype(np.uint8)
+    active: list[int] = []
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            active.append(rt.plane.active_workers())
+
+    sampler = asyncio.create_task(sample())
+    cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
+    try:
+        client = await replay(trace.arrivals_s, lambda i: rt.submit(frame), opts.max_in_flight)
+    finally:
+        wall = max(1e-9, time.perf_counter() - wall0)
+        host_cores = (host_cpu_s() - cpu0) / wall
+        ingress_cores = (_self_cpu_s() - self0) / wall
+        actor_cores = None
+        if actor_cpu0 is not None:
+            actor_cpu1 = await actor_cpu_s(actors)
+            actor_cores = [
+                (b - a) / wall
+                for a, b in zip(actor_cpu0, actor_cpu1, strict=True)
+                if math.isfinite(a) and math.isfinite(b)
+            ] or [math.nan]
+        sampler.cancel()
+        status = rt.status()
+        await rt.stop()
+    p = rt.plane
+    f, s = p.frame_tally(), p.sub_tally()
+    n = max(1, int(math.ceil(opts.duration * opts.dilation)))  # samples: one a wall second
+    hops = [rtt - worker for _v, _n, worker, rtt, _prof in p.service_obs]
+    return {
+        "frame_slo_violation_ratio": f.slo_violation_ratio,
+        "sub_slo_violation_ratio": s.slo_violation_ratio,
+        "accuracy": p.accuracy,
+        "effective_accuracy": f.effective_accuracy,
+        "mean_active_workers": float(np.mean(active[:n])) if active else 0.0,
+        "solves": rt.solves,
+        "reconfigurations": rt.reconfigurations - initial_loads,
+        "frames": f.arrived,
+        "frames_dropped": f.dropped_total,
+        "frames_late": f.late,
+        "dropped_by_reason": dict(sorted(f.dropped.items())),
+        "client_dropped_by_reason": client.to_dict()["dropped_by_reason"],
+        "latency_ms": status["latency_ms"],
+        "load_times": status["load_times"],
+        "tick_errors": rt.tick_errors,
+        # Workers the runtime failed (hung, timed out, died) during the run, by kind.
+        "worker_failures": status.get("worker_failures", {}),
+        "solver_wall_s": rt.solver_wall_s,
+        "solver_inner_s": rt.solver_inner_s,
+        "solves_in_process": rt.solves_in_process,
+        "service_vs_profile": service_report(p.service_obs),
+        "host_cpu_cores": host_cores,
+        "ingress_cpu_cores": ingress_cores,
+        "ingress_cpu_ms_per_frame": 1000.0 * ingress_cores * wall / max(1, f.arrived),
+        "ingress_cpu_ms_per_subrequest": 1000.0 * ingress_cores * wall / max(1, s.arrived),
+        "actor_cpu_cores": None if actor_cores is None else sum(actor_cores),
+        "actor_cpu_cores_max": None if actor_cores is None else max(actor_cores),
+        "hop_ms_mean": float(np.mean(hops)) if hops else math.nan,
+        "hop_ms_p50": percentile(hops, 50),
+        "hop_ms_p99": percentile(hops, 99),
+        "router_overhead_ms_p99": percentile(list(p.dispatch_overhead_ms), 99),
+    }
+
+
+async def actor_cpu_s(actors: list[Any]) -> list[float]:
+    """CPU seconds each (emulated) worker actor's process has used so far (NaN: gone).
+
+    An actor the runtime failed and replaced meanwhile answers with an error: NaN.
+    """
+    import asyncio
+
+    futs = [asyncio.wrap_future(a.cpu_s.remote().future()) for a in actors]
+    out = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 30.0)
+    return [math.nan if isinstance(x, BaseException) else float(x) for x in out]
+
+
+def _self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class PlansWithProfile:
+    """A controller that plans with the profile whatever pipeline the simulator serves.
+
+    With ``--sim-overhead-ms`` the simulator serves a pipeline whose batches take
+    longer than the profile says; the live controller plans with the profile, so
+    this one must too (else it would buy capacity for an overhead live never sees).
+
+    Args:
+        inner: The controller (its ``decide``, and ``plan`` when it has one).
+        pipeline: The pipeline to plan with.
+
+    """
+
+    def __init__(self, inner: Any, pipeline: Any) -> None:
+        self.inner = inner
+        self.pipeline = pipeline
+        self.name = getattr(inner, "name", type(inner).__name__)
+
+    def decide(self, context: Any) -> Any:
+        """The inner controller's decision."""
+        return self.inner.decide(context)
+
+    def plan(self, _served: Any, cluster: Any, decision: Any, opts: Any, current: Any) -> Any:
+        """The inner controller's plan (or the allocator's) on the profile's pipeline."""
+        from lokirl.core.allocator import solve
+
+        planner = getattr(self.inner, "plan", None)
+        if callable(planner):
+            return planner(self.pipeline, cluster, decision, opts, current)
+        return solve(self.pipeline, cluster, decision.demand, opts, current)
+
+    def __repr__(self) -> str:
+        return f"PlansWithProfile({self.inner!r})"
+
+
+def overhead_pipeline(pipeline: Any, overhead_ms: float) -> Any:
+    """``pipeline`` with ``overhead_ms`` added to every profiled batch latency (0: itself).
+
+    The simulator's stand-in for the live path's per-batch cost outside the worker
+    (dispatch, the actor call there and back), which the profile leaves out. (The
+    simulator's early-drop rule then counts it too; the live rule does not.)
+    """
+    from dataclasses import replace as _replace
+
+    from lokirl.core.pipeline import Task
+
+    if not overhead_ms:
+        return pipeline
+    tasks = []
+    for t in pipeline.tasks:
+        vs = [
+            _replace(
+                v,
+                latency_ms={
+                    a: {b: ms + overhead_ms for b, ms in tab.items()}
+                    for a, tab in v.latency_ms.items()
+                },
+            )
+            for v in t.variants
+        ]
+        tasks.append(Task(t.name, tuple(vs), t.children))
+    return _replace(pipeline, tasks=tuple(tasks))
+
+
+#: Ray's own daemons on a node (``/proc/PID/comm`` names; truncated to 15 characters).
+RAY_DAEMONS = ("raylet", "gcs_server")
+
+
+def host_cpu_s() -> float:
+    """CPU seconds used so far by this process and, where ``/proc`` shows them, Ray's daemons.
+
+    What a live run spends besides the worker actors' batches: the ingress, data plane
+    and Ray client in this process, the raylet and the GCS. Read before and after the
+    replay, the difference over the wall time is the host's share of the cores.
+    """
+    t = os.times()
+    total = t.user + t.system
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    proc = "/proc"
+    if not os.path.isdir(proc):
+        return total
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{pid}/comm") as fh:
+                if fh.read().strip() not in RAY_DAEMONS:
+                    continue
+            with open(f"{proc}/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def compare(sim: dict[str, Any], live: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows ``{metric, sim, live, rel}`` with rel = (live - sim) / sim (None when sim is 0)."""
+    rows = []
+    for key, label in METRICS:
+        a, b = float(sim[key]), float(live[key])
+        rel = (b - a) / a if a else (0.0 if b == 0 else None)
+        rows.append({"metric": key, "label": label, "sim": a, "live": b, "rel": rel})
+    return rows
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows ``{metric, sim, live, rel, rel_per_seed}``: means over the runs; rel of the means."""
+    import numpy as np
+
+    rows = []
+    for key, label in METRICS:
+        a = float(np.mean([r["sim"][key] for r in runs]))
+        b = float(np.mean([r["live"][key] for r in runs]))
+        rel = (b - a) / a if a else (0.0 if b == 0 else None)
+        per = [next(c["rel"] for c in r["comparison"] if c["metric"] == key) for r in runs]
+        rows.append(
+            {"metric": key, "label": label, "sim": a, "live": b, "rel": rel, "rel_per_seed": per}
+        )
+    return rows
+
+
+def counting_noise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """How far counting alone moves the frame violation ratios' relative difference.
+
+    Violated frames (dropped or late) are few and near-Poisson: with ``a`` in the
+    simulator and ``b`` live, summed over the runs, ``log(b / a)`` has a standard
+    error of about ``sqrt(1/a + 1/b)``. Returns the counts and the 95% band
+    ``exp(1.96 * se) - 1`` (None when a side counted none): a relative difference
+    inside it was not measured.
+    """
+    a = sum(r["sim"]["frames_dropped"] + r["sim"]["frames_late"] for r in runs)
+    b = sum(r["live"]["frames_dropped"] + r["live"]["frames_late"] for r in runs)
+    band = math.exp(1.96 * math.sqrt(1 / a + 1 / b)) - 1 if a > 0 and b > 0 else None
+    return {"sim_violated_frames": a, "live_violated_frames": b, "rel_band_95": band}
+
+
+def sim_cores(opts: SimVsLiveOptions) -> float | None:
+    """Cores the simulated workers share, from ``--sim-cores`` (None: no sharing)."""
+    v = str(opts.sim_cores).strip().lower()
+    if v == "none" or (getattr(opts, "emulate", False) and v == "auto"):
+        return None  # emulated accelerators: one per worker, sharing no cores
+    if v == "auto":
+        if opts.address is not None:
+            return None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return None
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+        return float(opts.num_cpus or os.cpu_count() or 1)
+    try:
+        cores = float(v)
+    except ValueError:
+        cores = -1.0
+    if not cores > 0:
+        raise ConfigError(
+            "--sim-cores", opts.sim_cores, "not auto, none or a positive number", "pass auto"
+        )
+    return cores
+
+
+def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any]:
+    """One seed: the simulated and the live run of ``trace`` and their comparison.
+
+    Args:
+        opts: The setup (``opts.seed`` seeds both runs).
+        pipeline: The loaded pipeline (``opts.pipeline``).
+        trace: The arrivals both runs play (:class:`lokirl.traces.types.ArrivalTrace`).
+
+    """
+    import asyncio
+
+    demand0 = initial_rate(trace.arrivals_s, opts.epoch * opts.dilation)
+    sim = run_sim(pipeline, trace, opts, demand0)
+    live = asyncio.run(run_live(pipeline, trace, opts, demand0))
+    return {
+        "seed": opts.seed,
+        "trace": trace.name,
+        "frames": len(trace.arrivals_s),
+        "sim": sim,
+        "live": live,
+        "comparison": compare(sim, live),
+    }
+
+
+def run_seeds(
+    opts: SimVsLiveOptions, pipeline: Any, traces: Sequence[tuple[int, Any]]
+) -> dict[str, Any]:
+    """One simulated and live pair per seed on a Ray connection; the report.
+
+    Args:
+        opts: The setup (its ``seed`` is replaced by each seed's).
+        pipeline: The loaded pipeline (``opts.pipeline``).
+        traces: ``(seed, arrivals)`` pairs, played in order.
+
+    Returns:
+        The first seed's pair (``sim``, ``live``, ``comparison``) and the setup,
+        ``counting`` (:func:`counting_noise`), and with several seeds ``seeds``,
+        ``runs`` and ``summary`` (:func:`summarise`).
+
+    """
+    from lokirl.runtime.cluster import connect
+
+    seeds = [s for s, _ in traces]
+    ray = connect(opts.address, opts.num_cpus)
+    runs = []
+    try:
+        for s, trace in traces:
+            runs.append(run_pair(replace(opts, seed=s), pipeline, trace))
+    finally:
+        ray.shutdown()
+    first = runs[0]
+    out: dict[str, Any] = {
+        "pipeline": pipeline.name,
+        "trace": first["trace"],
+        "duration_s": opts.duration,
+        "frames": first["frames"],
+        "controller": opts.controller,
+        "workers": opts.workers,
+        "emulate": opts.emulate,
+        "dilation": opts.dilation,
+        "sim_overhead_ms": opts.sim_overhead_ms,
+        "seed": first["seed"],
+        "sim": first["sim"],
+        "live": first["live"],
+        "comparison": first["comparison"],
+    }
+    out["counting"] = counting_noise(runs)
+    if len(runs) > 1:
+        out["seeds"] = seeds
+        out["runs"] = runs
+        out["summary"] = summarise(runs)
+    return out
