@@ -10,7 +10,7 @@ Prints one row per (controller, demand) and a summary per controller, at the
 sub-request and the frame level (the design's metrics). Complements
 ``lokirl reproduce``, which measures Loki's own controllers by a grid scan refined
 by bisection. ``--swap`` picks how a worker changes variant (``free``: the Loki
-authors' simulator).
+authors' simulator). The experiment is :mod:`lokirl.experiments.capacity`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ import json
 
 import numpy as np
 
-from lokirl.core.controllers import make_controller
 from lokirl.core.pipeline import Cluster
 from lokirl.core.pipeline_config import load_pipeline
 from lokirl.core.reconfig import SWAP_MODES
-from lokirl.sim import SimConfig, simulate
-from lokirl.traces import RateSeries
+from lokirl.experiments.capacity import best_demands, capacity_rows
 
 
 def main() -> None:
@@ -51,43 +49,21 @@ def main() -> None:
     cluster = Cluster.homogeneous(pipeline, args.workers)
     lo, hi, step = (float(x) for x in args.demands.split(":"))
     demands = list(np.arange(lo, hi + 1e-9, step))
-    rows = []
-    best = {}
     print(
         f"{'controller':<16} {'demand':>6} {'worst sub viol':>14} {'worst frame viol':>16} {'accuracy':>8}"
     )
-    for name in args.controllers.split(","):
-        best[name] = {"sub": 0.0, "frame": 0.0}
-        for d in demands:
-            sub, frame, acc = [], [], []
-            for seed in range(args.seeds):
-                trace = RateSeries(np.full(int(args.duration), float(d)), 1.0, f"steady{d:g}")
-                r = simulate(
-                    pipeline,
-                    cluster,
-                    trace,
-                    make_controller(name),
-                    SimConfig(swap=args.swap),
-                    np.random.default_rng(seed),
-                )
-                sub.append(r.sub_violation_ratio)
-                frame.append(r.frame_violation_ratio)
-                acc.append(r.accuracy)
-            row = {
-                "controller": name,
-                "demand": d,
-                "sub": max(sub),
-                "frame": max(frame),
-                "accuracy": float(np.mean(acc)),
-            }
-            rows.append(row)
-            for level in ("sub", "frame"):
-                if row[level] <= args.bound:
-                    best[name][level] = max(best[name][level], d)
-            print(
-                f"{name:<16} {d:>6.0f} {max(sub):>14.2%} {max(frame):>16.2%} {np.mean(acc):>8.2f}",
-                flush=True,
-            )
+    controllers = args.controllers.split(",")
+    rows = []
+    for row in capacity_rows(
+        pipeline, cluster, controllers, demands, range(args.seeds), args.duration, args.swap
+    ):
+        rows.append(row)
+        print(
+            f"{row['controller']:<16} {row['demand']:>6.0f} {row['sub']:>14.2%} "
+            f"{row['frame']:>16.2%} {row['accuracy']:>8.2f}",
+            flush=True,
+        )
+    best = best_demands(rows, args.bound, controllers)
     print("\nlargest demand on the grid with every seed <= bound (frames/s):")
     for name, b in best.items():
         print(f"  {name:<16} sub-request {b['sub']:>5.0f}   frame {b['frame']:>5.0f}")
