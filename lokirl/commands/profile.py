@@ -14,11 +14,15 @@ examples:
   lokirl profile --pipeline traffic_analysis --variants yolov5n,yolov5s,efficientnet-b0 \\
       --batch-sizes 1,2,4 --input-size 64 --out my_cpu_profile.yaml
   lokirl profile --pipeline traffic_analysis --batch-sizes 1,2,4,8,16 --accelerator gpu \\
-      --out traffic_gpu.yaml                                    # on a GPU machine
+      --runs 50 --fp16 --out traffic_gpu.yaml                   # on a GPU machine
 
-Measured: latency per batch size; load time from disk (load_time_s: weights read
-from a file evicted from the page cache, network built, moved to the device, one
-warm-up batch) and from host memory (load_time_host_s); the memory a variant takes
+Measured: latency per batch size, the median of --runs timed batches (after one
+untimed; each variant is first warmed up at every batch size) as latency_ms, with
+the 95th and 99th percentiles beside it (latency_p95_ms, latency_p99_ms); --fp16
+profiles half-precision networks (CUDA only: refused on the CPU); load time from
+disk (load_time_s: weights read from a file evicted from the page cache, network
+built, moved to the device, a warm-up batch at each batch size) and from host
+memory (load_time_host_s); the memory a variant takes
 with a forward at the largest batch (memory_mb, MiB); and, on CUDA, the device's
 memory (accelerator_memory_mb; on CPU give it with --worker-memory-mb). Accuracy
 and branching are copied from the base profile. Latencies are timed through a
@@ -45,7 +49,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--accelerator", default=None, help="name of the device type (cpu or gpu)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
-    p.add_argument("--repeats", type=int, default=5, help="timed batches per size (default 5)")
+    p.add_argument(
+        "--runs",
+        "--repeats",
+        dest="repeats",
+        type=int,
+        default=5,
+        help="timed batches per batch size: median, p95 and p99 recorded (default 5; the "
+        "tail needs more, e.g. --runs 100 for a p99 that is not just the slowest run)",
+    )
+    p.add_argument(
+        "--fp16",
+        action="store_true",
+        help="half-precision networks and inputs (CUDA only; an ONNX model keeps the "
+        "precision it was exported in)",
+    )
     p.add_argument(
         "--load-repeats",
         type=int,
@@ -100,12 +118,12 @@ def check_options(args: argparse.Namespace) -> list[int]:
     minimum = {
         "--input-size": 1,
         "--threads": 1,
-        "--repeats": 1,
+        "--runs": 1,
         "--load-repeats": 0,
         "--num-cpus": 1,
     }
     for option, lo in minimum.items():
-        value = getattr(args, option[2:].replace("-", "_"))
+        value = getattr(args, {"--runs": "repeats"}.get(option, option[2:].replace("-", "_")))
         if value is not None and value < lo:
             raise ConfigError(option, str(value), f"must be at least {lo}", f"use {option} {lo}")
     mem = args.worker_memory_mb
@@ -152,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
     for t in pipeline.tasks:
         if not any(v.name in chosen for v in t.variants):
             raise ConfigError("--variants", args.variants, f"task {t.name} has none", "add one")
-    sources = model_sources(pipeline_file(args.pipeline), chosen, args.input_size)
+    fp16 = bool(getattr(args, "fp16", False))
+    sources = model_sources(
+        pipeline_file(args.pipeline), chosen, args.input_size, True if fp16 else None
+    )
     import torch
 
     device = args.device
@@ -161,6 +182,13 @@ def run(args: argparse.Namespace) -> int:
     elif device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "--device", "cuda", "torch sees no CUDA device here", "use --device cpu or auto"
+        )
+    if device == "cpu" and any(s.fp16 and s.kind != "onnx" for s in sources.values()):
+        raise ConfigError(
+            "--fp16" if fp16 else str(pipeline_file(args.pipeline)),
+            "on" if fp16 else "runtime.fp16",
+            "half precision is for CUDA devices and this profile runs on the CPU",
+            "drop --fp16 (or set `runtime: {fp16: false}`), or profile with --device cuda",
         )
     accel = args.accelerator or ("gpu" if device == "cuda" else "cpu")
     worker_mb = args.worker_memory_mb
@@ -199,8 +227,10 @@ def run(args: argparse.Namespace) -> int:
         slo_ms=args.slo_ms,
         input_size=size,
         sources=sources,
-        note=f"Input {size}x{size}, {args.threads} thread(s), median of {args.repeats}, "
-        f"timed {how}.",
+        note=f"Input {size}x{size}, {args.threads} thread(s), median, p95 and p99 of "
+        f"{args.repeats} runs per batch size, timed {how}"
+        + (", fp16" if any(m.get("fp16") for m in measured.values()) else "")
+        + ".",
         accelerator_memory_mb=worker_mb,
     )
     try:

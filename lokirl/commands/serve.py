@@ -20,6 +20,8 @@ examples:
   lokirl serve --pipeline traffic_analysis_cpu --controller loki-1s --workers 3
   lokirl serve --pipeline traffic_analysis --emulate --workers 20   # GPU profile, emulated
   lokirl serve --pipeline traffic_analysis --workers 8 --address auto      # join a Ray cluster
+  lokirl serve --pipeline traffic_gpu.yaml --workers 8 --gpus-per-worker 0.5 --fp16 \\
+      --address auto                                # two fp16 workers per GPU
   curl -s -X POST -H 'Content-Type: image/jpeg' --data-binary @frame.jpg \\
        http://127.0.0.1:8000/v1/pipelines/traffic_analysis_cpu/infer
   curl -s http://127.0.0.1:8000/v1/status
@@ -30,6 +32,11 @@ worker would drop every frame); with --emulate, to 20. --emulate starts
 workers that host no model and take the profiled latency asleep (claiming no
 CPU), so a GPU profile runs live on a laptop; --dilation K runs it K times
 slower (latencies, load times, SLO and --epoch x K: send rates / K).
+On GPUs each worker claims --gpus-per-worker of one (default: 1 when the cluster
+has a GPU per worker, else 1/k with k = ceil(workers / GPUs), so that workers share
+the GPUs instead of waiting for one); more workers than the GPUs hold at that
+share are refused at start-up. --fp16 runs the networks in half precision (CUDA
+workers only: refused on CPU workers).
 Binds to 127.0.0.1 unless --host says otherwise. Accuracy figures are the
 profile's normalised accuracies of the variants served, not measured here.
 """
@@ -110,6 +117,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "latency and load time (no CPU claimed); everything else is the live path",
     )
     p.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="F",
+        help="share of a GPU each worker claims, 0 < F <= 1 (default: 1 when the cluster has "
+        "a GPU per worker, else 1/ceil(workers / GPUs))",
+    )
+    p.add_argument(
+        "--fp16",
+        action="store_true",
+        default=None,
+        help="half-precision networks and inputs on CUDA workers (refused on CPU workers; "
+        "default: the pipeline file's runtime.fp16)",
+    )
+    p.add_argument(
         "--dilation",
         type=float,
         default=1.0,
@@ -158,6 +180,22 @@ def run(args: argparse.Namespace) -> int:
             "only emulated workers can be slowed down (real models take their own time)",
             "add --emulate, or drop --dilation",
         )
+    share = getattr(args, "gpus_per_worker", None)
+    if share is not None:
+        if not (0 < share <= 1):
+            raise ConfigError(
+                "--gpus-per-worker",
+                f"{share:g}",
+                "a worker's share of a GPU must be in (0, 1]",
+                "pass e.g. --gpus-per-worker 0.5 (two workers per GPU), or leave it out",
+            )
+        if args.emulate:
+            raise ConfigError(
+                "--gpus-per-worker",
+                f"{share:g}",
+                "emulated workers claim no GPU",
+                "drop --gpus-per-worker, or drop --emulate",
+            )
     if args.max_body_mb <= 0:
         raise ConfigError("--max-body-mb", str(args.max_body_mb), "must be positive", "pass 8")
     max_pixels = getattr(args, "max_pixels", 4096 * 4096)
@@ -193,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
         swap=args.swap,
         emulate=args.emulate,
         dilation=args.dilation,
+        gpus_per_worker=share,
+        fp16=getattr(args, "fp16", None),
     )
     # Before anything slow (a policy, Ray, workers, models): a port in use fails at once.
     sock = bind_port(args.host, args.port)

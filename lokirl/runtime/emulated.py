@@ -41,7 +41,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -213,7 +213,7 @@ class EmulatedWorker(WorkerSlot):
         variant: str,
         source: Mapping[str, Any] | None = None,
         branching: Mapping[str, float] | None = None,
-        warmup: bool = True,
+        warmup: bool | Sequence[int] = True,
         keep_old: bool = False,
     ) -> dict[str, Any]:
         """Load ``variant`` (emulated): sleep its profiled load time; returns the time taken.
@@ -222,7 +222,7 @@ class EmulatedWorker(WorkerSlot):
             variant: Variant name.
             source: Ignored (nothing is loaded); accepted for ``Worker``'s interface.
             branching: Mean sub-requests per request for each child task.
-            warmup: Ignored (the profiled load time includes the warm-up batch).
+            warmup: Ignored (the profiled load time includes the warm-up batches).
             keep_old: Load beside the current variant, which keeps serving until
                 :meth:`switch`; otherwise the current one is dropped first.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from lokirl.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- YOLOv5
 
@@ -268,6 +271,9 @@ class ModelSource:
         kwargs: Keyword arguments of a factory.
         weights: Optional state-dict file loaded into a factory's module.
         input_size: Square input resolution the worker resizes images to.
+        fp16: Run the network and its inputs in half precision (torch models on
+            CUDA only: a :class:`Runner` refuses it on the CPU; an ONNX model runs
+            in the precision it was exported in).
 
     """
 
@@ -275,6 +281,7 @@ class ModelSource:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     weights: str | None = None
     input_size: int = 224
+    fp16: bool = False
 
     @property
     def kind(self) -> str:
@@ -295,11 +302,15 @@ class ModelSource:
             "kwargs": dict(self.kwargs),
             "weights": self.weights,
             "input_size": self.input_size,
+            "fp16": self.fp16,
         }
 
 
 def model_sources(
-    pipeline_file: str | Path | None, variants: list[str], input_size: int | None = None
+    pipeline_file: str | Path | None,
+    variants: list[str],
+    input_size: int | None = None,
+    fp16: bool | None = None,
 ) -> dict[str, ModelSource]:
     """Model sources of every variant: the pipeline file's ``runtime`` section, else built-ins.
 
@@ -307,6 +318,7 @@ def model_sources(
 
         runtime:
           input_size: 64                 # default square resolution
+          fp16: true                     # optional: half precision on CUDA workers
           models:
             det-small: lokirl.runtime.models:tiny_cnn
             det-large: {source: "lokirl.runtime.models:tiny_cnn", kwargs: {depth: 3}}
@@ -316,6 +328,7 @@ def model_sources(
         pipeline_file: The pipeline's YAML file (``None`` for a built-in without one).
         variants: Variant names needing a source.
         input_size: Override of the resolution.
+        fp16: Override of the section's ``fp16`` (``--fp16``); ``None``: the file's.
 
     Raises:
         ConfigError: a variant has no source.
@@ -333,6 +346,7 @@ def model_sources(
         data = yaml.safe_load(Path(pipeline_file).read_text()) or {}
         section = _parse_runtime(data.get("runtime"), source_name)
     size = int(input_size or section.input_size or 224)
+    half = bool(section.fp16 if fp16 is None else fp16)
     out: dict[str, ModelSource] = {}
     for v in variants:
         entry = section.models.get(v)
@@ -344,12 +358,16 @@ def model_sources(
                     "no model for this variant and no built-in network of that name",
                     "add `runtime: {models: {" + v + ": 'package.module:factory'}}`",
                 )
-            out[v] = ModelSource(v, input_size=size)
+            out[v] = ModelSource(v, input_size=size, fp16=half)
         elif isinstance(entry, str):
-            out[v] = ModelSource(entry, input_size=size)
+            out[v] = ModelSource(entry, input_size=size, fp16=half)
         else:
             out[v] = ModelSource(
-                entry.source, dict(entry.kwargs), entry.weights, int(entry.input_size or size)
+                entry.source,
+                dict(entry.kwargs),
+                entry.weights,
+                int(entry.input_size or size),
+                half,
             )
     return out
 
@@ -371,6 +389,7 @@ class RuntimeSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_size: int | None = Field(default=None, ge=1, le=8192)
+    fp16: bool = Field(default=False, description="half precision on CUDA workers")
     models: dict[str, str | ModelEntry] = Field(default_factory=dict)
 
 
@@ -388,6 +407,7 @@ def _parse_runtime(raw: Any, source_name: str) -> RuntimeSection:
         fixes = {
             "runtime": "write a mapping: `runtime: {input_size: 64, models: {...}}`",
             "runtime.input_size": "write a whole number of pixels, e.g. `input_size: 64`",
+            "runtime.fp16": "write `fp16: true` or `fp16: false`",
         }
         fix = fixes.get(
             field,
@@ -398,15 +418,25 @@ def _parse_runtime(raw: Any, source_name: str) -> RuntimeSection:
 
 
 class Runner:
-    """A loaded network that runs float32 NCHW batches on one device.
+    """A loaded network that runs NCHW batches on one device.
+
+    Torch networks run on ``device`` in float32, or float16 with ``source.fp16``
+    (CUDA only). ONNX models run through onnxruntime: with ``device`` ``cuda`` the
+    session asks for ``CUDAExecutionProvider`` (when the installed onnxruntime
+    offers it, see the ``onnx-gpu`` extra) and :attr:`device_used` says where it
+    really runs: onnxruntime falls back to the CPU when the CUDA provider cannot
+    start, and a worker must not report ``cuda`` then.
 
     Args:
         source: How to build the network.
-        device: ``cpu`` or ``cuda``.
+        device: ``cpu`` or ``cuda`` (``cuda:N``).
         preloaded: Weights already in host memory, used instead of reading files
             (the profiler times a load from host memory with it): a state dict
             for a factory or built-in source (replaces ``source.weights``), the
             file's bytes for a TorchScript or ONNX source.
+
+    Raises:
+        ConfigError: ``source.fp16`` on a CPU device.
 
     """
 
@@ -420,19 +450,22 @@ class Runner:
         self.device = device
         self._session: Any = None
         self._module: Any = None
+        cuda = device.startswith("cuda")
+        #: The provider an ONNX session runs on (``None`` for torch networks).
+        self.provider: str | None = None
+        #: The dtype inputs are given in.
+        self.input_dtype = torch.float32
         kind = source.kind
         if kind == "onnx":
-            import onnxruntime as ort
-
-            providers = ["CPUExecutionProvider"]
-            if device.startswith("cuda"):
-                providers.insert(0, "CUDAExecutionProvider")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = torch.get_num_threads()
-            model = preloaded if isinstance(preloaded, bytes) else source.source
-            self._session = ort.InferenceSession(model, opts, providers=providers)
-            self._input = self._session.get_inputs()[0].name
+            self._init_onnx(source, device, preloaded)
             return
+        if source.fp16 and not cuda:
+            raise ConfigError(
+                "fp16",
+                f"{source.source} on {device}",
+                "half precision is for CUDA workers (CPU kernels are slow or missing in fp16)",
+                "drop --fp16 (or set `runtime: {fp16: false}`), or serve on GPU workers",
+            )
         if kind == "torchscript":
             if isinstance(preloaded, bytes):
                 module = torch.jit.load(io.BytesIO(preloaded), map_location=device)
@@ -453,7 +486,64 @@ class Runner:
             elif source.weights:
                 state = torch.load(source.weights, map_location="cpu", weights_only=True)
                 module.load_state_dict(state)
-        self._module = module.to(device).eval()
+        module = module.to(device).eval()
+        if source.fp16:
+            module = module.half()
+            self.input_dtype = torch.float16
+        self._module = module
+
+    def _init_onnx(
+        self, source: ModelSource, device: str, preloaded: Mapping[str, Any] | bytes | None
+    ) -> None:
+        import onnxruntime as ort
+
+        providers: list[Any] = ["CPUExecutionProvider"]
+        asked = False
+        if device.startswith("cuda"):
+            asked = "CUDAExecutionProvider" in ort.get_available_providers()
+            if asked:
+                index = device.partition(":")[2] or "0"
+                providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(index)}))
+            else:
+                log.warning(
+                    "%s: this onnxruntime offers no CUDAExecutionProvider (install the "
+                    "onnx-gpu extra); the ONNX model runs on the CPU",
+                    source.source,
+                )
+        if source.fp16:
+            log.warning(
+                "%s: fp16 applies to torch networks; an ONNX model runs in the precision "
+                "it was exported in",
+                source.source,
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        model = preloaded if isinstance(preloaded, bytes) else source.source
+        self._session = ort.InferenceSession(model, opts, providers=providers)
+        first = self._session.get_inputs()[0]
+        self._input = first.name
+        self._onnx_dtype = np.float16 if first.type == "tensor(float16)" else np.float32
+        if self._onnx_dtype == np.float16:
+            self.input_dtype = torch.float16
+        self.provider = self._session.get_providers()[0]
+        if asked and self.provider != "CUDAExecutionProvider":
+            log.warning(
+                "%s: asked onnxruntime for CUDA, got %s: the ONNX model runs on the CPU",
+                source.source,
+                self.provider,
+            )
+
+    @property
+    def device_used(self) -> str:
+        """Where the network really runs: ``device``, or ``cpu`` for an ONNX session on the CPU."""
+        if self._session is not None and self.provider != "CUDAExecutionProvider":
+            return "cpu"
+        return self.device
+
+    @property
+    def input_device(self) -> str:
+        """Where :meth:`run` wants its input: the device for torch, host memory for ONNX."""
+        return "cpu" if self._session is not None else self.device
 
     @property
     def parameters(self) -> int:
@@ -463,10 +553,15 @@ class Runner:
         return sum(p.numel() for p in self._module.parameters())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """A copy of the network's weights and buffers on the CPU (not for ONNX)."""
+        """A copy of the network's weights and buffers on the CPU, float32 (not for ONNX)."""
         if self._module is None:
             raise TypeError("an ONNX Runtime session has no torch state dict")
-        return {k: v.detach().to("cpu", copy=True) for k, v in self._module.state_dict().items()}
+        return {
+            k: v.detach()
+            .to("cpu", copy=True)
+            .to(torch.float32 if v.is_floating_point() else v.dtype)
+            for k, v in self._module.state_dict().items()
+        }
 
     @property
     def weight_bytes(self) -> int:
@@ -477,39 +572,82 @@ class Runner:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def run(self, batch: np.ndarray | torch.Tensor) -> Any:
-        """Run one batch; returns the output (discarded by workers)."""
+        """Run one batch; returns the output (discarded by workers).
+
+        A batch already on the device (from :func:`prepare_batch`) is used as it
+        is; a host batch is copied there (from pinned memory on CUDA) and cast to
+        :attr:`input_dtype`.
+        """
         if self._session is not None:
-            x = batch.numpy() if isinstance(batch, torch.Tensor) else batch
-            return self._session.run(None, {self._input: x.astype(np.float32, copy=False)})
+            x = batch.detach().cpu().numpy() if isinstance(batch, torch.Tensor) else batch
+            return self._session.run(None, {self._input: x.astype(self._onnx_dtype, copy=False)})
         with torch.inference_mode():
-            x = torch.as_tensor(batch).to(self.device, non_blocking=True)
+            x = to_device(torch.as_tensor(batch), self.device).to(self.input_dtype)
             out = self._module(x)
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             return out
 
 
-def prepare_batch(frames: list[np.ndarray], size: int) -> torch.Tensor:
-    """Resize CHW frames (uint8 or float) to ``size`` x ``size`` and stack them, float32 in [0, 1]."""
-    tensors = []
-    for f in frames:
-        t = torch.as_tensor(np.asarray(f))
-        if t.dtype == torch.uint8:
-            t = t.float().div_(255.0)
-        else:
-            t = t.float()
-        if t.shape[0] == 1:
-            t = t.expand(3, *t.shape[1:])
-        tensors.append(t)
-    same = all(t.shape == tensors[0].shape for t in tensors)
-    if same:
-        x = torch.stack(tensors)
-        if x.shape[-2:] != (size, size):
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="nearest")
-        return x.contiguous()
-    return torch.cat(
-        [
-            torch.nn.functional.interpolate(t[None], size=(size, size), mode="nearest")
-            for t in tensors
-        ]
-    ).contiguous()
+def to_device(x: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``x`` on ``device``; a host tensor goes to CUDA from pinned memory, asynchronously.
+
+    On the CPU (or when ``x`` is already there) nothing is copied.
+    """
+    dev = torch.device(device)
+    if x.device == dev or (dev.type == x.device.type and dev.index is None):
+        return x
+    if dev.type == "cuda" and x.device.type == "cpu":
+        if not x.is_pinned():
+            x = x.pin_memory()
+        return x.to(dev, non_blocking=True)
+    return x.to(dev)
+
+
+def prepare_batch(
+    frames: list[Any],
+    size: int,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Turn CHW frames into one ``(B, 3, size, size)`` batch in [0, 1] on ``device``.
+
+    The frames travel to the device as they came (a uint8 frame is a quarter of
+    the bytes of its float32 form), through pinned host memory on CUDA; there they
+    are converted to float32, scaled (uint8 by 1/255), one-channel frames repeated
+    to three, resized (nearest) and cast to ``dtype``. Frames of one shape and
+    dtype are stacked on the host and move in one copy; otherwise each moves
+    alone. On the CPU the result is the float32 resize it always was.
+
+    Args:
+        frames: CHW arrays (uint8 or float), 1 or 3 channels.
+        size: Square output resolution.
+        device: Where the batch is built (the runner's :attr:`Runner.input_device`).
+        dtype: Output dtype (``torch.float16`` for an fp16 runner).
+
+    """
+    arrays = [np.asarray(f) for f in frames]
+    first = arrays[0]
+    if all(a.shape == first.shape and a.dtype == first.dtype for a in arrays):
+        hosts = [torch.from_numpy(np.stack(arrays))]
+    else:
+        hosts = [torch.tensor(a)[None] for a in arrays]
+    parts = [_on_device_resized(h, size, device, dtype) for h in hosts]
+    x = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return x.contiguous()
+
+
+def _on_device_resized(
+    host: torch.Tensor, size: int, device: str | torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Move an NCHW host batch to ``device``, then convert, scale and resize it there."""
+    x = to_device(host, device)
+    if x.dtype == torch.uint8:
+        x = x.to(torch.float32).div_(255.0)
+    else:
+        x = x.to(torch.float32)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="nearest")
+    return x.to(dtype)

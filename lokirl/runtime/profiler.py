@@ -13,6 +13,13 @@ actor's share of the machine, as when serving; ``mode="process"`` runs the same
 :class:`~lokirl.runtime.worker.Worker` code in this process (no Ray; the network's
 own time only, which on a small CPU box under-states what serving sustains).
 
+Each batch size is timed ``repeats`` times (``lokirl profile --runs``) after one
+untimed batch; the profile's ``latency_ms`` is the median (what the allocator plans
+with), and ``latency_p95_ms`` / ``latency_p99_ms`` beside it give the tail (linear
+interpolation between the timed runs, so with 5 runs the p99 is near the slowest).
+Readers that predate the tail keys ignore them; :func:`tail_latencies` reads them
+from a profile (an empty mapping for an older one).
+
 Load times and memory are measured in this process by :func:`measure_load` (both
 modes): a cold load from disk (the weights written to a file, evicted from the OS
 page cache where the system allows, then read back as a worker reads them), a load
@@ -31,10 +38,12 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from lokirl.core.pipeline import Pipeline
@@ -56,7 +65,12 @@ def profile_pipeline(
 ) -> dict[str, dict[str, Any]]:
     """Measure variants: ``{variant: {"load_s", "latency_ms": {b: ms}, "device", ...}}``.
 
-    ``load_s`` is the worker's own load (build the network, warm up); with
+    ``latency_ms`` is the median of the timed runs per batch size, with
+    ``latency_p95_ms`` and ``latency_p99_ms`` beside it (same keys) and ``runs``.
+    ``device`` is where the network really ran (``cpu`` for an ONNX model whose
+    CUDA provider did not start), ``provider`` the ONNX Runtime provider (``None``
+    for torch). ``load_s`` is the worker's own load (build the network, warm up at
+    every batch size); with
     ``load_repeats > 0`` each entry also has the keys of :func:`measure_load`
     (``load_disk_s``, ``load_host_s``, ``memory_mb``, ``load_source``...), measured
     in this process at the largest batch size.
@@ -68,7 +82,7 @@ def profile_pipeline(
         variants: Variants to measure (default: all).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: Torch threads on CPU (a worker actor's setting).
-        repeats: Timed batches per size; the median is kept (after one warm-up).
+        repeats: Timed batches per size (after one untimed): median, p95 and p99 kept.
         progress: Called with a line per measurement.
         mode: ``"actor"`` (through a worker actor, as served; Ray must be
             initialised) or ``"process"`` (in this process).
@@ -79,6 +93,8 @@ def profile_pipeline(
             temporary folder); put it on the disk that would hold the weights.
 
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, not {repeats}")
     sizes = sorted({1, *(int(b) for b in batch_sizes)})
     names = list(variants) if variants else [v.name for v in pipeline.variants()]
     if mode == "actor":
@@ -90,7 +106,9 @@ def profile_pipeline(
     if load_repeats > 0:
         dev = next(iter(out.values()))["device"] if out else "cpu"
         for name in names:
-            m = measure_load(sources[name], dev, max(sizes), load_repeats, threads, weights_dir)
+            m = measure_load(
+                sources[name], dev, max(sizes), load_repeats, threads, weights_dir, sizes
+            )
             out[name].update(m)
             if progress is not None:
                 mem = "unknown" if m["memory_mb"] is None else f"{m['memory_mb']:.4g} MiB"
@@ -116,17 +134,53 @@ def _profile_process(
     w = Worker(0, device=device, threads=threads)
     for name in names:
         src = sources[name]
-        res = w.load(name, src.to_dict(), warmup=True)  # as a worker loads
+        res = w.load(name, src.to_dict(), warmup=sizes)  # as a worker loads
         load_s = res["load_s"]
-        lat: dict[int, float] = {}
-        for b in sizes:
-            times = w.time_batch(b, repeats + 1)[1:]
-            lat[b] = round(statistics.median(times), 3)
+        timings = {b: w.time_batch(b, repeats + 1)[1:] for b in sizes}
         w.unload()
-        out[name] = {"load_s": round(load_s, 4), "latency_ms": lat, "device": w.device}
+        out[name] = {"load_s": round(load_s, 4), **_latency_entry(timings, res)}
         if progress is not None:
-            progress(f"{name}: load {load_s:.3f} s, latency {lat}")
+            progress(f"{name}: load {load_s:.3f} s, {_describe(out[name])}")
     return out
+
+
+def latency_stats(times_ms: Sequence[float]) -> dict[str, float]:
+    """Median, 95th and 99th percentiles of timed runs (linear interpolation), in ms.
+
+    Raises:
+        ValueError: no runs.
+
+    """
+    if not times_ms:
+        raise ValueError("no timed runs")
+    p50, p95, p99 = np.percentile(np.asarray(times_ms, dtype=float), [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+
+
+def _latency_entry(
+    timings: Mapping[int, Sequence[float]], load: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The latency keys of a measured variant from its timed runs per batch size."""
+    stats = {b: latency_stats(t) for b, t in timings.items()}
+    return {
+        "latency_ms": {b: s["p50"] for b, s in stats.items()},
+        "latency_p95_ms": {b: s["p95"] for b, s in stats.items()},
+        "latency_p99_ms": {b: s["p99"] for b, s in stats.items()},
+        "runs": min(len(t) for t in timings.values()),
+        "device": load["device"],
+        "provider": load.get("provider"),
+        "fp16": bool(load.get("fp16", False)),
+    }
+
+
+def _describe(m: Mapping[str, Any]) -> str:
+    """One progress line's latency part: ``b: median (p95 / p99) ms`` per batch size."""
+    parts = [
+        f"{b}: {ms:g} ({m['latency_p95_ms'][b]:g} / {m['latency_p99_ms'][b]:g})"
+        for b, ms in m["latency_ms"].items()
+    ]
+    where = m["device"] + (f", {m['provider']}" if m.get("provider") else "")
+    return f"latency ms median (p95 / p99) of {m['runs']} runs {{{', '.join(parts)}}} on {where}"
 
 
 def _profile_actor(
@@ -139,7 +193,6 @@ def _profile_actor(
     progress: Callable[[str], None] | None,
     num_cpus: float,
 ) -> dict[str, dict[str, Any]]:
-    import numpy as np
     import ray
 
     from lokirl.runtime.worker import make_worker
@@ -150,13 +203,13 @@ def _profile_actor(
     try:
         for name in names:
             src = sources[name]
-            res = ray.get(actor.load.remote(name, src.to_dict(), None, True))
+            res = ray.get(actor.load.remote(name, src.to_dict(), None, sizes))
             size = src.input_size
             rng = np.random.default_rng(0)
             frames = [
                 rng.integers(0, 255, (3, size, size)).astype(np.uint8) for _ in range(max(sizes))
             ]
-            lat: dict[int, float] = {}
+            timings: dict[int, list[float]] = {}
             for b in sizes:
                 batch = frames[:b]
                 times = []
@@ -164,14 +217,13 @@ def _profile_actor(
                     start = time.perf_counter()
                     ray.get(actor.infer.remote(batch))
                     times.append((time.perf_counter() - start) * 1000.0)
-                lat[b] = round(statistics.median(times[1:]), 3)
-            out[name] = {
-                "load_s": round(res["load_s"], 4),
-                "latency_ms": lat,
-                "device": res["device"],
-            }
+                timings[b] = times[1:]
+            out[name] = {"load_s": round(res["load_s"], 4), **_latency_entry(timings, res)}
             if progress is not None:
-                progress(f"{name}: load {res['load_s']:.3f} s, latency {lat} (through the actor)")
+                progress(
+                    f"{name}: load {res['load_s']:.3f} s, {_describe(out[name])} "
+                    "(through the actor)"
+                )
     finally:
         ray.kill(actor)
     return out
@@ -187,12 +239,14 @@ def measure_load(
     repeats: int = 3,
     threads: int = 1,
     weights_dir: str | Path | None = None,
+    warmup_batches: Sequence[int] = (1,),
 ) -> dict[str, Any]:
     """Time loading one variant from disk and from host memory; measure its memory.
 
     * ``load_disk_s``: a cold load as a worker does it (build the network, read
-      its weights from a file, move it to ``device``, run one warm-up batch of
-      one). The weights are written once to a file in ``weights_dir`` and
+      its weights from a file, move it to ``device``, run one warm-up batch at
+      each of ``warmup_batches``, as a serving worker warms up at the sizes its
+      plan may use). The weights are written once to a file in ``weights_dir`` and
       evicted from the OS page cache before each load where the system allows it
       (``page_cache_evicted`` says whether it did: not on tmpfs, not without
       ``posix_fadvise``). An untimed load comes first, as a serving worker's CUDA
@@ -213,6 +267,7 @@ def measure_load(
         repeats: Loads per kind; the median is kept.
         threads: Torch threads on CPU during the measurement.
         weights_dir: Folder for the temporary weight file (default: system temp).
+        warmup_batches: Batch sizes of the warm-up batches a timed load ends with.
 
     Returns:
         ``{"load_disk_s", "load_host_s", "memory_mb", "weights_mb",
@@ -221,10 +276,12 @@ def measure_load(
     """
     import torch
 
-    from lokirl.runtime.models import ModelSource, Runner
+    from lokirl.runtime.models import Runner
+    from lokirl.runtime.worker import Worker, warmup_sizes
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, not {repeats}")
+    warm = warmup_sizes(list(warmup_batches)) or (1,)
     cuda = device.startswith("cuda")
     old_threads = torch.get_num_threads()
     if not cuda:
@@ -233,14 +290,15 @@ def measure_load(
     tmp = Path(tempfile.mkdtemp(prefix="lokirl-load-", dir=weights_dir))
     try:
         preloaded, disk_source, weights_bytes = _weights_file(source, tmp)
-        host_source = ModelSource(source.source, dict(source.kwargs), None, size)
+        host_source = replace(source, weights=None)
 
         def timed(build: Callable[[], Any], evict: bool) -> float:
             if evict:
                 _evict(Path(disk_source.weights or disk_source.source))
             start = time.perf_counter()
             runner = build()
-            runner.run(torch.zeros(1, 3, size, size))  # as Worker.load warms up
+            for b in warm:  # as Worker.load warms up
+                Worker._warm(runner, size, b)
             if cuda:
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - start
@@ -272,7 +330,8 @@ def measure_load(
         "load_source": (
             f"measured: {name}, {today} (lokirl profile): load_time_s from a "
             f"{weights_bytes / MIB:.3g} MiB weight file {where}, load_time_host_s from a "
-            f"state dict in RAM, each the median of {repeats}, to one warm-up batch; "
+            f"state dict in RAM, each the median of {repeats}, to warm-up batches of "
+            f"{', '.join(map(str, warm))}{' in fp16' if source.fp16 else ''}; "
             f"memory_mb {how}"
         ),
     }
@@ -293,20 +352,20 @@ def _weights_file(source: Any, folder: Path) -> tuple[Any, Any, int]:
     """
     import torch
 
-    from lokirl.runtime.models import ModelSource, Runner
+    from lokirl.runtime.models import Runner
 
     if source.kind in ("onnx", "torchscript"):
         data = Path(source.source).read_bytes()
         path = folder / Path(source.source).name
-        disk = ModelSource(str(path), input_size=source.input_size)
+        disk = replace(source, source=str(path), kwargs={}, weights=None)
         preloaded: Any = data
     else:
-        preloaded = Runner(source, "cpu").state_dict()
+        preloaded = Runner(replace(source, fp16=False), "cpu").state_dict()
         buffer = io.BytesIO()
         torch.save(preloaded, buffer)
         data = buffer.getvalue()
         path = folder / "weights.pt"
-        disk = ModelSource(source.source, dict(source.kwargs), str(path), source.input_size)
+        disk = replace(source, weights=str(path))
     with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -449,7 +508,9 @@ def write_profile(
 
     A variant's ``load_time_s`` is the measured load from disk when
     :func:`profile_pipeline` measured it (else the worker's own load time), with
-    ``load_time_host_s``, ``memory_mb`` and ``load_source`` beside it.
+    ``load_time_host_s``, ``memory_mb`` and ``load_source`` beside it. Its
+    ``latency_ms`` is the median per batch size; ``latency_p95_ms`` and
+    ``latency_p99_ms`` (same shape) hold the tail when measured.
 
     Args:
         pipeline: The base pipeline (tasks, accuracies, branching, e2e table).
@@ -488,6 +549,9 @@ def write_profile(
             if t.children:
                 row["branching"] = dict(v.branching)
             row["latency_ms"] = {accelerator: {int(b): ms for b, ms in m["latency_ms"].items()}}
+            for key in TAIL_KEYS:  # the tail beside the median (older readers ignore it)
+                if m.get(key):
+                    row[key] = {accelerator: {int(b): ms for b, ms in m[key].items()}}
             variants.append(row)
         tasks.append({"name": t.name, "children": list(t.children), "variants": variants})
     doc: dict[str, Any] = {
@@ -526,8 +590,54 @@ def write_profile(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
-        "# Written by `lokirl profile`; latencies in ms per batch size, load times in s,\n"
-        "# memory in MiB.\n"
+        "# Written by `lokirl profile`; latencies in ms per batch size (latency_ms: the\n"
+        "# median; latency_p95_ms / latency_p99_ms: the tail), load times in s, memory in MiB.\n"
     )
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+#: The tail-latency keys a profile's variants may carry beside ``latency_ms``.
+TAIL_KEYS = ("latency_p95_ms", "latency_p99_ms")
+
+
+def tail_latencies(path: str | Path) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
+    """The tail latencies of a profile file: ``{variant: {accelerator: {batch: {p50, p95, p99}}}}``.
+
+    Only variants with a tail (written by a :func:`write_profile` that measured
+    one) appear; a profile from before the tail keys gives ``{}``. ``p50`` is the
+    variant's ``latency_ms`` entry. The file is validated as a pipeline first.
+
+    Raises:
+        ConfigError: the file is not a valid pipeline, or a tail entry is not a
+            number of milliseconds.
+
+    """
+    from lokirl.core.pipeline_config import pipeline_from_file
+    from lokirl.errors import ConfigError
+
+    pipeline = pipeline_from_file(path)
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    out: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
+    for i, task in enumerate(data.get("tasks") or []):
+        for j, row in enumerate(task.get("variants") or []):
+            if not any(k in row for k in TAIL_KEYS):
+                continue
+            v = pipeline.variant(row["name"])
+            per: dict[str, dict[int, dict[str, float]]] = {}
+            for key in TAIL_KEYS:
+                for accel, table in (row.get(key) or {}).items():
+                    for b, ms in (table or {}).items():
+                        if isinstance(ms, bool) or not isinstance(ms, int | float) or ms < 0:
+                            raise ConfigError(
+                                str(path),
+                                f"tasks[{i}].variants[{j}].{key}.{accel}.{b}",
+                                f"expected milliseconds, got {ms!r}",
+                                "re-run `lokirl profile`, or delete the tail keys",
+                            )
+                        entry = per.setdefault(str(accel), {}).setdefault(int(b), {})
+                        if int(b) in v.latency_ms.get(str(accel), {}):
+                            entry["p50"] = v.latency(str(accel), int(b))
+                        entry[key[len("latency_") : -len("_ms")]] = float(ms)
+            out[v.name] = per
+    return out

@@ -80,7 +80,12 @@ class RuntimeConfig:
         early_drop: Drop at the queue head requests that cannot meet their deadline.
         branching_window: Observations the branching estimate averages.
         input_size: Square input resolution (default: the pipeline file's, else 224).
-        use_gpu: One GPU per worker; ``None``: when the Ray cluster has GPUs.
+        use_gpu: GPU workers; ``None``: when the Ray cluster has GPUs.
+        gpus_per_worker: Share of a GPU each worker claims, in (0, 1]; ``None``: 1
+            when the cluster has a GPU per worker, else 1/k with k = ceil(workers /
+            GPUs) (:func:`~lokirl.runtime.worker.gpu_share`).
+        fp16: Half-precision networks and inputs on CUDA workers (refused on CPU
+            workers); ``None``: the pipeline file's ``runtime.fp16``.
         worker_num_cpus: CPUs a CPU worker actor claims.
         worker_threads: Torch threads of a CPU worker.
         grace_s: Seconds past a deadline an actor call may take before it is abandoned.
@@ -132,6 +137,8 @@ class RuntimeConfig:
     branching_window: int = 50
     input_size: int | None = None
     use_gpu: bool | None = None
+    gpus_per_worker: float | None = None
+    fp16: bool | None = None
     worker_num_cpus: float = 0.25
     worker_threads: int = 1
     grace_s: float = 2.0
@@ -235,7 +242,10 @@ class Runtime:
             pipeline_file(self.config.pipeline),
             [v.name for v in self.pipeline.variants()],
             self.config.input_size,
+            self.config.fp16,
         )
+        #: Share of a GPU each worker actor claims (set at start; 0: CPU workers).
+        self.gpu_share = 0.0
         opts = {
             "solver": self.config.solver,
             "time_limit_s": self.config.solver_time_limit_s,
@@ -358,29 +368,45 @@ class Runtime:
             emulate=cfg.emulate,
             pipeline=self.pipeline,
             accelerator=self.accelerator,
+            gpus_per_worker=self.gpu_share or 1.0,
         )
 
     def _check_gpus(self) -> None:
-        """Refuse more GPU workers than the Ray cluster has GPUs (they would never start)."""
-        cfg = self.config
-        if cfg.emulate or cfg.use_gpu is False:
-            return
-        from lokirl.runtime.worker import cluster_gpus
+        """Set each worker's GPU share; refuse GPU workers that would never start, and fp16 on CPU.
 
-        gpus = cluster_gpus()
-        if not cfg.use_gpu and gpus < 1:
-            return  # CPU workers
-        per = float(getattr(cfg, "gpus_per_worker", 1.0) or 1.0)
-        need = cfg.workers * per
-        if need > gpus + 1e-9:
-            fit = int(gpus // per)
+        More GPU workers than the GPUs hold at ``gpus_per_worker`` would wait for a
+        GPU forever (:func:`~lokirl.runtime.worker.gpu_share`).
+        """
+        cfg = self.config
+        self.gpu_share = 0.0
+        if cfg.emulate:
+            return
+        if cfg.use_gpu is not False:
+            from lokirl.runtime.worker import cluster_gpus, gpu_share
+
+            gpus = cluster_gpus()
+            if cfg.use_gpu and gpus < 1:
+                raise ConfigError(
+                    "--workers",
+                    str(cfg.workers),
+                    f"{cfg.workers} GPU workers need GPUs but the Ray cluster has {gpus:g}",
+                    "add GPU nodes to the cluster, or serve on CPU workers",
+                )
+            self.gpu_share = gpu_share(cfg.workers, gpus, cfg.gpus_per_worker)
+        elif cfg.gpus_per_worker is not None:
             raise ConfigError(
-                "--workers",
-                str(cfg.workers),
-                f"{cfg.workers} GPU workers need {need:g} GPUs but the Ray cluster has {gpus:g}",
-                f"pass --workers {fit} or fewer, or add GPU nodes to the cluster"
-                if fit
-                else "add GPU nodes to the cluster, or serve on CPU workers",
+                "--gpus-per-worker",
+                f"{cfg.gpus_per_worker:g}",
+                "the workers are CPU workers (use_gpu is off)",
+                "drop --gpus-per-worker",
+            )
+        if self.gpu_share == 0.0 and any(s.fp16 for s in self.sources.values()):
+            flag = bool(cfg.fp16)
+            raise ConfigError(
+                "--fp16" if flag else str(pipeline_file(cfg.pipeline) or cfg.pipeline),
+                "on" if flag else "runtime.fp16",
+                "half precision is for CUDA workers and these workers run on the CPU",
+                "drop --fp16 (or set `runtime: {fp16: false}`), or serve on GPU nodes",
             )
 
     async def _first_plan(self) -> None:
@@ -614,7 +640,8 @@ class Runtime:
         keep_old = w.swap is not None and w.swap.old_serves
         old_variant = w.held if keep_old else None
         try:
-            ref = w.actor.load.remote(variant, src, dict(v.branching), True, keep_old)
+            warm = list(v.batch_sizes(self.accelerator)) or True  # every size a plan may give
+            ref = w.actor.load.remote(variant, src, dict(v.branching), warm, keep_old)
             res = await asyncio.wait_for(
                 asyncio.wrap_future(ref.future()), self.config.load_timeout_s
             )
@@ -632,7 +659,14 @@ class Runtime:
             return
         self.reconfigurations += 1
         self.load_times.append(
-            {"worker": w.wid, "variant": variant, "load_s": res["load_s"], "t": self.plane.now()}
+            {
+                "worker": w.wid,
+                "variant": variant,
+                "load_s": res["load_s"],
+                "t": self.plane.now(),
+                # where the variant really runs (an ONNX model may fall back to the CPU)
+                "device": res.get("device"),
+            }
         )
         if w.token != token or w.status != "loading":
             return  # superseded by a later plan
@@ -1002,6 +1036,7 @@ class Runtime:
             "solves_in_process": self.solves_in_process,
             "solving": self.solving,
             "reconfigurations": self.reconfigurations,
+            "gpus_per_worker": self.gpu_share,
             "load_times": self.load_times[-20:],
             "tick_errors": self.tick_errors,
             "health_checks": self.health_checks,

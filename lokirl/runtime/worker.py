@@ -1,14 +1,21 @@
-"""The worker: one Ray actor per accelerator, serving one variant at a time.
+"""The worker: one Ray actor per accelerator (or share of one), serving one variant at a time.
 
 The class is plain Python (testable without Ray); :func:`make_worker` wraps it as a
-Ray actor with ``num_gpus=1`` where the node has GPUs, else a fractional
-``num_cpus`` so that several fit on a small machine. An actor runs up to two calls
-at once, so that a batch can run while a new variant loads: a make-before-break
-swap (``overlap``, see :mod:`lokirl.core.reconfig`) is ``load(..., keep_old=True)``
-(the new variant loads beside the old one, which keeps serving) then
-``switch(variant)`` (the new one becomes current, the old one is freed). A plain
-``load`` (``stop``) frees the old variant first. ``infer`` names the variant a batch
+Ray actor with a share of a GPU where the cluster has GPUs (``num_gpus`` from
+:func:`gpu_share`: 1 when there are GPUs enough, else 1/k so that k workers share
+each GPU), else a fractional ``num_cpus`` so that several fit on a small machine.
+An actor runs up to two calls at once, so that a batch can run while a new variant
+loads: a make-before-break swap (``overlap``, see :mod:`lokirl.core.reconfig`) is
+``load(..., keep_old=True)`` (the new variant loads beside the old one, which keeps
+serving) then ``switch(variant)`` (the new one becomes current, the old one is
+freed). A plain ``load`` (``stop``) frees the old variant first. ``infer`` names the variant a batch
 is for, so a batch never runs on the wrong model around a switch.
+
+The data path (:func:`~lokirl.runtime.models.prepare_batch`): frames travel to the
+worker's device as uint8 (through pinned host memory on CUDA) and are converted,
+scaled and resized there; with ``fp16`` the network and its inputs are in half
+precision (CUDA only). A load warms the variant up at every batch size the plan
+may give it, so that no first batch of a new size pays for kernel selection.
 
 Sub-request counts are drawn from the variant's branching profile (Poisson around
 the profile mean), not from real detections: the networks run for their cost, and
@@ -22,13 +29,16 @@ accelerators").
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from lokirl.errors import ConfigError
 
 
 class WorkerSlot:
@@ -117,19 +127,30 @@ class Worker(WorkerSlot):
         variant: str,
         source: Mapping[str, Any],
         branching: Mapping[str, float] | None = None,
-        warmup: bool = True,
+        warmup: bool | Sequence[int] = True,
         keep_old: bool = False,
     ) -> dict[str, Any]:
-        """Load ``variant``; returns the measured load time.
+        """Load ``variant``; returns the measured load time and where it runs.
 
         Args:
             variant: Variant name.
             source: A :class:`~lokirl.runtime.models.ModelSource` as a dict.
             branching: Mean sub-requests per request for each child task.
-            warmup: Run one batch of one so the first real batch is not slow.
+            warmup: Batch sizes to run one batch of each (uint8 frames through the
+                serving data path) before the variant serves, so that no first
+                batch of a size is slow: the sizes the plan may give the worker
+                (the runtime passes the variant's profiled sizes). ``True``: batch
+                1 only; ``False`` or empty: none.
             keep_old: Load beside the current variant, which keeps serving until
                 :meth:`switch` (make-before-break); otherwise the current variant
                 is freed first and the new one is current once loaded.
+
+        Returns:
+            ``{"variant", "load_s", "device", "provider", "fp16", "warmed",
+            "kept_old"}``: ``device`` is where the network really runs (``cpu``
+            for an ONNX model whose CUDA provider did not start), ``provider``
+            the ONNX Runtime provider (``None`` for torch), ``warmed`` the batch
+            sizes warmed up.
 
         """
         from lokirl.runtime.models import ModelSource, Runner
@@ -140,9 +161,9 @@ class Worker(WorkerSlot):
             self.unload()
         src = ModelSource(**dict(source))
         runner = Runner(src, self.device)
-        if warmup:
-            x = np.zeros((1, 3, src.input_size, src.input_size), dtype=np.float32)
-            runner.run(x)
+        sizes = warmup_sizes(warmup)
+        for b in sizes:
+            self._warm(runner, src.input_size, b)
         entry = (runner, src.input_size, dict(branching or {}))
         with self._lock:
             if keep:
@@ -153,9 +174,21 @@ class Worker(WorkerSlot):
         return {
             "variant": variant,
             "load_s": self.last_load_s,
-            "device": self.device,
+            "device": runner.device_used,
+            "provider": runner.provider,
+            "fp16": src.fp16 and runner.provider is None,
+            "warmed": list(sizes),
             "kept_old": keep,
         }
+
+    @staticmethod
+    def _warm(runner: Any, size: int, batch_size: int) -> None:
+        """Run one batch of ``batch_size`` zero uint8 frames the way :meth:`infer` does."""
+        from lokirl.runtime.models import prepare_batch
+
+        frame = np.zeros((3, size, size), dtype=np.uint8)
+        x = prepare_batch([frame] * batch_size, size, runner.input_device, runner.input_dtype)
+        runner.run(x)
 
     def _make_current(self, variant: str, entry: tuple[Any, int, dict[str, float]]) -> None:
         self.runner, self.input_size, self.branching = entry
@@ -217,7 +250,7 @@ class Worker(WorkerSlot):
             frames = list(frames)
             for i, x in zip(refs, ray.get([frames[i] for i in refs]), strict=True):
                 frames[i] = x
-        runner.run(prepare_batch(frames, size))
+        runner.run(prepare_batch(frames, size, runner.input_device, runner.input_dtype))
         service_ms = (time.perf_counter() - start) * 1000.0
         n = len(frames)
         with self._lock:
@@ -237,10 +270,13 @@ class Worker(WorkerSlot):
             .astype(np.uint8)
             for i in range(batch_size)
         ]
+        runner = self.runner
         out = []
         for _ in range(repeats):
             start = time.perf_counter()
-            self.runner.run(prepare_batch(frames, self.input_size))
+            runner.run(
+                prepare_batch(frames, self.input_size, runner.input_device, runner.input_dtype)
+            )
             out.append((time.perf_counter() - start) * 1000.0)
         return out
 
@@ -250,7 +286,8 @@ class Worker(WorkerSlot):
             "worker_id": self.worker_id,
             "variant": self.variant,
             "loaded_beside": sorted(self.pending),
-            "device": self.device,
+            "device": self.device if self.runner is None else self.runner.device_used,
+            "provider": None if self.runner is None else self.runner.provider,
             "batches": self.batches,
             "last_load_s": self.last_load_s,
             "pid": os.getpid(),
@@ -259,6 +296,96 @@ class Worker(WorkerSlot):
 
 def _is_ref(x: Any) -> bool:
     return type(x).__name__ == "ObjectRef"
+
+
+def warmup_sizes(warmup: bool | Sequence[int]) -> tuple[int, ...]:
+    """The batch sizes a load warms up: ``True`` -> (1,), ``False`` -> (), else sorted, unique.
+
+    Raises:
+        ValueError: a batch size below 1.
+
+    """
+    if isinstance(warmup, bool):
+        return (1,) if warmup else ()
+    sizes = tuple(sorted({int(b) for b in warmup}))
+    if sizes and sizes[0] < 1:
+        raise ValueError(f"warm-up batch sizes must be >= 1, not {sizes[0]}")
+    return sizes
+
+
+#: Ray counts resources in steps of 1/10,000: a share is rounded down to one.
+_RAY_STEP = 1e-4
+
+
+def gpu_share(workers: int, gpus: float, requested: float | None = None) -> float:
+    """The share of a GPU each worker actor claims (Ray's ``num_gpus``); 0: CPU workers.
+
+    Without ``requested``: 1 when the cluster has a GPU per worker, else 1/k with
+    k = ceil(workers / GPUs), so that k workers share each GPU instead of the
+    extra actors waiting for a GPU forever. A share must fit on one GPU (Ray
+    places a fractional actor on a single device), so ``workers`` fit when
+    ``floor(GPUs) * floor(1 / share) >= workers``. Shares are rounded down to
+    Ray's resolution (1/10,000).
+
+    Args:
+        workers: Worker actors to start.
+        gpus: GPUs of the Ray cluster (``ray.cluster_resources()["GPU"]``).
+        requested: ``--gpus-per-worker``: 0 < F <= 1, or ``None`` for the default.
+
+    Returns:
+        The share, in (0, 1]; 0.0 when the cluster has no GPU and none was requested.
+
+    Raises:
+        ConfigError: ``requested`` outside (0, 1]; a share requested on a cluster
+            without GPUs; more workers than the GPUs hold at the requested share.
+
+    """
+    flag = "--gpus-per-worker"
+    if workers < 1:
+        raise ConfigError("--workers", str(workers), "must be at least 1", "pass --workers 2")
+    whole = int(math.floor(gpus + 1e-9)) if math.isfinite(gpus) else 0
+    if requested is not None:
+        f = float(requested)
+        if not (math.isfinite(f) and _RAY_STEP <= f <= 1.0):
+            raise ConfigError(
+                flag,
+                f"{requested:g}" if isinstance(requested, float | int) else str(requested),
+                "a worker's share of a GPU must be in (0, 1] (at least 0.0001, Ray's step)",
+                "pass e.g. --gpus-per-worker 0.5 (two workers per GPU), or leave it out",
+            )
+        if whole < 1:
+            raise ConfigError(
+                flag,
+                f"{f:g}",
+                "the Ray cluster has no GPU, so the workers run on the CPU",
+                f"drop {flag}, or join a cluster with GPU nodes (--address)",
+            )
+    if whole < 1:
+        return 0.0
+    if requested is None:
+        share = 1.0 / math.ceil(workers / whole)
+    else:
+        share = float(requested)
+    share = math.floor(share / _RAY_STEP + 1e-6) * _RAY_STEP
+    per_gpu = int(math.floor(1.0 / share + 1e-6))
+    fit = whole * per_gpu
+    if workers > fit:
+        k = math.ceil(workers / whole)
+        need = workers * share
+        over = (
+            f"{workers} GPU workers need {need:g} GPUs but the Ray cluster has {gpus:g}"
+            if need > gpus + 1e-9
+            else f"{workers} GPU workers do not fit: {per_gpu} share(s) of {share:g} fit on each "
+            f"of the {whole} GPUs (a share must fit on one GPU), {fit} in all"
+        )
+        raise ConfigError(
+            flag,
+            f"{share:g}",
+            over,
+            f"pass --gpus-per-worker {math.floor(1e4 / k) / 1e4:g} ({k} workers per GPU), "
+            f"or --workers {fit} or fewer, or add GPU nodes",
+        )
+    return round(share, 4)
 
 
 def cluster_gpus() -> float:
@@ -278,12 +405,14 @@ def make_worker(
     pipeline: Any = None,
     accelerator: str | None = None,
     dilation: float = 1.0,
+    gpus_per_worker: float = 1.0,
 ) -> Any:
     """Start a :class:`Worker` as a Ray actor (``ray.init`` must have run).
 
     Args:
         worker_id: Index of the worker.
-        use_gpu: Claim one GPU per actor; ``None``: when the cluster has GPUs.
+        use_gpu: Claim a GPU (``gpus_per_worker`` of one) per actor; ``None``: when
+            the cluster has GPUs.
         num_cpus: CPUs a CPU actor claims (fractional so several fit on a small box).
         threads: Torch threads of a CPU actor.
         seed: Seed of the branching draws.
@@ -296,6 +425,9 @@ def make_worker(
         accelerator: The profile an emulated worker takes (default: the pipeline's first).
         dilation: Multiply an emulated worker's times by this (1: as ``pipeline`` says;
             a runtime that dilates passes the dilated pipeline and 1).
+        gpus_per_worker: Share of a GPU a GPU actor claims (see :func:`gpu_share`);
+            it claims the same share of a CPU, so the workers of one GPU claim
+            one CPU together.
 
     Raises:
         ValueError: ``emulate`` without a ``pipeline``.
@@ -314,7 +446,10 @@ def make_worker(
     # Two calls at once: a batch runs while a new variant loads (overlap swaps).
     options: dict[str, Any] = {"max_concurrency": 2, "max_restarts": 0}
     if use_gpu:
-        options.update(num_gpus=1, num_cpus=1)
+        share = float(gpus_per_worker)
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"gpus_per_worker must be in (0, 1], not {share:g}")
+        options.update(num_gpus=share, num_cpus=share)
     else:
         options.update(num_cpus=num_cpus)
     actor_cls = ray.remote(Worker)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -286,12 +287,14 @@ def test_more_gpu_workers_than_gpus_is_refused(tiny_pipeline, monkeypatch):
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
 
     monkeypatch.setattr(worker, "cluster_gpus", lambda: 2.0)
-    rt = Runtime(RuntimeConfig(pipeline=tiny_pipeline, workers=3, controller="static"))
+    # A whole GPU each (--gpus-per-worker 1); by default the 3 workers share the 2 GPUs.
+    config = RuntimeConfig(pipeline=tiny_pipeline, workers=3, controller="static")
+    rt = Runtime(replace(config, gpus_per_worker=1.0))
     with pytest.raises(ConfigError, match="3 GPU workers need 3 GPUs but the Ray cluster has 2"):
         rt._check_gpus()
     Runtime(RuntimeConfig(pipeline=tiny_pipeline, workers=2, controller="static"))._check_gpus()
     monkeypatch.setattr(worker, "cluster_gpus", lambda: 0.0)
-    rt._check_gpus()  # no GPUs: CPU workers
+    Runtime(config)._check_gpus()  # no GPUs: CPU workers
 
 
 def _lokirl(*args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:

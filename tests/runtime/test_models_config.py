@@ -30,6 +30,7 @@ def _sources(tmp_path, runtime: str, input_size=None):
         ),
         ("runtime: {models: {det: 5}}\n", "runtime.models.det"),
         ("runtime: {modles: {}}\n", "runtime.modles"),
+        ("runtime: {fp16: maybe}\n", "runtime.fp16"),
     ],
 )
 def test_bad_runtime_sections_are_config_errors(tmp_path, runtime, field):
@@ -51,3 +52,13 @@ def test_good_runtime_section(tmp_path):
 def test_negative_input_size_override_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="input-size"):
         _sources(tmp_path, "runtime: {models: {det: 'lokirl.runtime.models:tiny_cnn'}}\n", -5)
+
+
+def test_fp16_from_the_runtime_section_and_its_override(tmp_path):
+    section = "runtime: {fp16: true, models: {det: 'lokirl.runtime.models:tiny_cnn'}}\n"
+    assert _sources(tmp_path, section)["det"].fp16 is True
+    f = tmp_path / "p.yaml"
+    assert model_sources(f, ["det"], None, False)["det"].fp16 is False  # --fp16 off wins
+    plain = "runtime: {models: {det: 'lokirl.runtime.models:tiny_cnn'}}\n"
+    assert _sources(tmp_path, plain)["det"].fp16 is False
+    assert model_sources(f, ["det"], None, True)["det"].fp16 is True
