@@ -96,7 +96,7 @@ class HindsightKnobs:
         burst_s: Burst allowance: seconds of its capacity a plan's queue absorbs
             before frames are lost (short-timescale bursts within an epoch).
         derate: Share of each group's capacity the fluid model serves (0.9 was
-            the best on validation, :func:`tune`).
+            the best on validation, ``lokirl.experiments.hindsight_tuning.tune_hindsight``).
         dt_s: Bin width of the fluid model, seconds.
 
     """
@@ -534,7 +534,7 @@ class HindsightController:
         if not self.schedule:
             raise RuntimeError(
                 "hindsight needs the episode's future: build it with "
-                "HindsightController.for_episode (lokirl.agents.evaluation does)"
+                "HindsightController.for_episode (lokirl.agents.actors does)"
             )
         k = min(len(self.schedule) - 1, max(0, int(round(context.now_s / self.epoch_s))))
         j = self.schedule[k]
@@ -627,7 +627,7 @@ class HindsightController:
         return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name)
 
 
-#: Knob sets a verified ``hindsight`` replays: the four best of :func:`tune` on
+#: Knob sets a verified ``hindsight`` replays: the four best of ``tune_hindsight`` on
 #: the ``validation`` suite (ta10-diurnal, ta20-bursts, ta20-mmpp, ta10-spikes; seed
 #: 0), best first; see docs/results.md, "Hindsight upper bound".
 DEFAULT_CANDIDATES: tuple[HindsightKnobs, ...] = (
@@ -669,6 +669,7 @@ def replay_reward(
     sim = Simulation(sim0.pipeline, sim0.cluster, sim0.trace, sim0.config, name="replay")
     ctx = sim.reset()
     sim.arrival_rng, sim.rng = copy.deepcopy(rng_states[0]), copy.deepcopy(rng_states[1])
+    sim.branch_seed = sim0.branch_seed
     n = max(1, sim.cluster.total)
     limit = int(np.ceil(sim.trace_end / sim.config.epoch_s))
     total = 0.0
@@ -878,7 +879,7 @@ def _register() -> None:
             lambda **kw: HindsightController(**kw),
             "hindsight upper bound: DP over a plan library with the episode's realised "
             "arrivals, the best of a few knob sets on a replica of the episode (needs the "
-            "trace: built by lokirl.agents.evaluation)",
+            "trace: built by lokirl.agents.actors)",
         )
     if "hindsight-model" not in CONTROLLERS.names():
         CONTROLLERS.register(

@@ -53,6 +53,7 @@ import numpy as np
 import simpy
 
 from lokirl.core.allocator import AllocatorOptions
+from lokirl.core.binding import bind_controller
 from lokirl.core.controller import ControlContext, Controller, Decision
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
@@ -66,6 +67,7 @@ from lokirl.core.reconfig import (
 )
 from lokirl.core.router import DROP, BranchingEstimator, RoutingTable
 from lokirl.sim.config import ConservationError, SimConfig, SimResult, assemble_result
+from lokirl.sim.draws import child_key, poisson_counts, root_key, uniform
 from lokirl.sim.host import EpochHost
 from lokirl.sim.solving import solve_decision
 from lokirl.traces.types import RateSeries, Trace
@@ -252,10 +254,17 @@ class Simulation(EpochHost):
         if rng is not None:
             self._rng0 = rng
         cfg = self.config
-        # Two independent streams: arrivals, and everything else (routing, branching).
-        # Controllers that act differently then still see the same arrivals
-        # (common random numbers when comparing them with one seed).
+        # Common random numbers: controllers that act differently see the same traffic.
+        # Arrivals come from their own stream; branching (sub-requests per request) is
+        # a function of the request (lokirl.sim.draws), keyed by a seed derived from the
+        # routing stream's seed without consuming it; routing draws use ``self.rng``.
         self.arrival_rng, self.rng = self._rng0.spawn(2)
+        ss = self.rng.bit_generator.seed_seq
+        self.branch_seed = int(
+            np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 0xB7)).generate_state(
+                1, np.uint64
+            )[0]
+        )
         self.env = simpy.Environment()
         trace_len = (
             self.trace.duration_s if isinstance(self.trace, RateSeries) else self.trace.duration_s
@@ -269,6 +278,8 @@ class Simulation(EpochHost):
         self.slo_s = self.pipeline.slo_ms / 1000.0
         self.roots = self.pipeline.roots
         self.task_names = [t.name for t in self.pipeline.tasks]
+        self.task_index = {t: i for i, t in enumerate(self.task_names)}
+        self.leaf_tasks = frozenset(t.name for t in self.pipeline.tasks if not t.children)
         self.estimator = BranchingEstimator(self.pipeline, cfg.branching_window)
         z = lambda: np.zeros(n)  # noqa: E731
         zi = lambda: np.zeros(n, dtype=np.int64)  # noqa: E731
@@ -443,7 +454,8 @@ class Simulation(EpochHost):
         self.s_arrivals[sec] += 1
         self.f_arrived += 1
         frame = [now + self.slo_s, len(self.roots), _OK, 0.0, 0, None]
-        for task, u in zip(self.roots, us, strict=True):
+        seed, no = self.branch_seed, self.f_arrived
+        for r, (task, u) in enumerate(zip(self.roots, us, strict=True)):
             self.r_arrived += 1
             row = self.root_rows.get(task)
             g = None
@@ -453,7 +465,7 @@ class Simulation(EpochHost):
             if g is None:
                 self._drop(frame, "over_capacity" if row is not None else "no_worker", task)
             else:
-                g.queue.append((frame, 1.0))
+                g.queue.append((frame, 1.0, root_key(seed, no, r)))
                 if g.idle:
                     self._wake(g.idle.pop())
 
@@ -574,7 +586,8 @@ class Simulation(EpochHost):
             self.leaf_acc_sum += s
             self.s_leaf_acc[sec] += s
             self.s_leaf_n[sec] += len(ok)
-            for (frame, _), a in zip(ok, accs, strict=True):
+            for it, a in zip(ok, accs, strict=True):
+                frame = it[0]
                 frame[_ACC] += a
                 frame[_ACCN] += 1
                 frame[_OUT] -= 1
@@ -587,8 +600,12 @@ class Simulation(EpochHost):
         spawned = [0] * len(ok)
         observe = self.estimator.observe
         variant = g.variant
+        index = self.task_index
+        leaves = self.leaf_tasks
         for child, mean, cum, targets in children:
-            counts = rng.poisson(mean, len(ok)).tolist()
+            j = index[child]
+            leaf = child in leaves
+            counts = poisson_counts(mean, [uniform(it[2], j) for it in ok])
             total = sum(counts)
             for c in counts:
                 observe(variant, child, c)
@@ -607,15 +624,16 @@ class Simulation(EpochHost):
                     continue
                 spawned[k] += c
                 frame = ok[k][0]
+                key = ok[k][2]
                 a = accs[k]
                 frame[_OUT] += c
-                for _ in range(c):
+                for i in range(c):
                     t = targets[0] if idx is None else targets[min(idx[pos], nt)]
                     pos += 1
                     if t is None:
                         self._drop(frame, "no_worker", child)
                     else:
-                        t.queue.append((frame, a))
+                        t.queue.append((frame, a, 0 if leaf else child_key(key, j, i)))
                         touched[t.gid] = t
             for t in touched.values():
                 idle = t.idle
@@ -624,7 +642,8 @@ class Simulation(EpochHost):
                     while idle and want > 0:
                         self._wake(idle.pop())
                         want -= 1
-        for k, (frame, _) in enumerate(ok):
+        for k, it in enumerate(ok):
+            frame = it[0]
             if spawned[k] == 0:
                 frame[_ACC] += accs[k]
                 frame[_ACCN] += 1
@@ -951,13 +970,16 @@ def simulate(
         cluster: Workers per accelerator type.
         trace: Rates or arrivals.
         controller: Any object with ``name`` and ``decide(context) -> Decision``;
-            if it also has ``plan(...)`` (see :class:`Planner`) that builds the plans.
+            if it also has ``plan(...)`` (see :class:`Planner`) that builds the plans;
+            if it has ``bind(...)`` it is bound to the pipeline, cluster and swap
+            mode first (:func:`~lokirl.core.binding.bind_controller`), and may refuse.
         config: See :class:`SimConfig`.
         rng: The only source of randomness (default: ``default_rng(0)``).
         progress: Called with the simulated time after each epoch.
         plan_cache: See :class:`Simulation`.
 
     """
+    bind_controller(controller, pipeline, cluster, (config or SimConfig()).swap)
     name = getattr(controller, "name", "")
     sim = Simulation(pipeline, cluster, trace, config, rng, name=name, plan_cache=plan_cache)
     ctx = sim.reset()
