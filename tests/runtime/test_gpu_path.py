@@ -7,6 +7,7 @@ skipped where torch sees no CUDA device.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import warnings
@@ -219,6 +220,37 @@ def test_to_device_is_a_no_op_on_cpu(monkeypatch):
     prepare_batch(_frames("uint8"), 8, "cpu")
 
 
+def test_the_cuda_path_pins_then_copies_uint8_then_converts(monkeypatch):
+    """The CUDA branch's order on the CPU, with the copy faked: pin, copy uint8, convert."""
+    events: list[str] = []
+    to = torch.Tensor.to
+
+    def fake_pin(self):
+        events.append(f"pin {self.dtype}")
+        return self
+
+    def fake_to(self, *args, **kwargs):
+        if args and isinstance(args[0], torch.device) and args[0].type == "cuda":
+            events.append(f"copy {self.dtype} non_blocking={kwargs.get('non_blocking')}")
+            return self  # stands for the device copy
+        if args and isinstance(args[0], torch.dtype):
+            events.append(f"to {args[0]}")
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: False)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    monkeypatch.setattr(torch.Tensor, "to", fake_to)
+    frames = _frames("uint8")
+    got = prepare_batch(frames, 24, "cuda")
+    assert events[:3] == [
+        "pin torch.uint8",
+        "copy torch.uint8 non_blocking=True",
+        "to torch.float32",
+    ]
+    monkeypatch.undo()
+    torch.testing.assert_close(got, reference_prepare_batch(frames, 24))
+
+
 # ---------------------------------------------------------------------------- fp16
 def test_fp16_is_refused_on_cpu():
     half = ModelSource("lokirl.runtime.models:tiny_cnn", input_size=16, fp16=True)
@@ -340,11 +372,12 @@ def test_fp16_worker_on_cuda_warms_up_and_serves():
     assert next(w.runner._module.parameters()).dtype == torch.float16
     out = w.infer([np.zeros((3, 32, 32), np.uint8)] * 3)
     assert out["service_ms"] > 0
+    # the same weights in fp32 and fp16 give close outputs
     full = Runner(TINY_SRC, "cuda")
+    halved = Runner(dataclasses.replace(TINY_SRC, fp16=True), "cuda", full.state_dict())
     x = prepare_batch(_frames("uint8"), 16, "cuda")
-    torch.testing.assert_close(
-        w.runner.run(x.half()).float(), full.run(x).float(), atol=5e-2, rtol=5e-2
-    )
+    assert halved.run(x).dtype == torch.float16
+    torch.testing.assert_close(halved.run(x).float(), full.run(x), atol=1e-2, rtol=1e-2)
 
 
 @pytest.mark.gpu
