@@ -3,6 +3,15 @@
 A trained policy is saved as ``model.zip`` (stable-baselines3) with
 ``model.features.json`` beside it (the :class:`~lokirl.envs.features.FeatureSpec`
 it was trained with). ``make_controller("ppo:path/to/model.zip")`` loads both.
+
+The feature spec also says what the policy fits: a version-1 policy one pipeline's
+tasks on exactly ``workers`` workers; a version-2 policy the pipeline, accelerator
+types, worker range and swap modes of its :class:`~lokirl.envs.features.PolicyScope`.
+Hosts bind the controller to what they serve before the first decision
+(:func:`lokirl.core.binding.bind_controller` calls :meth:`PPOController.bind`),
+which refuses a policy that does not fit with a :class:`~lokirl.errors.ConfigError`
+naming the policy's feature file, the field and the fix;
+:func:`check_policy_file` does the same from the feature file alone.
 """
 
 from __future__ import annotations
@@ -15,7 +24,15 @@ from typing import Any
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.controllers import make_controller
 from lokirl.core.forecasting import Forecaster
-from lokirl.envs.features import FeatureSpec, ForecastTracker, observe, to_decision
+from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.envs.features import (
+    ClusterScale,
+    FeatureSpec,
+    ForecastTracker,
+    cluster_scale,
+    observe,
+    to_decision,
+)
 from lokirl.errors import ConfigError
 from lokirl.forecast import make_forecaster
 
@@ -48,6 +65,167 @@ def save_policy(model: Any, path: str | Path, spec: FeatureSpec) -> Path:
     return path
 
 
+def load_feature_spec(model_path: str | Path) -> FeatureSpec:
+    """The feature spec saved beside ``model_path`` (without loading the model).
+
+    Raises:
+        ConfigError: the file is missing or not a feature spec this lokirl reads.
+
+    """
+    fpath = features_path(model_path)
+    if not fpath.is_file():
+        raise ConfigError(
+            str(fpath),
+            "features",
+            "the feature spec saved with the model is missing",
+            "keep model.features.json next to model.zip",
+        )
+    try:
+        return FeatureSpec.from_dict(json.loads(fpath.read_text()))
+    except ValueError as exc:  # JSON errors and the spec's own checks
+        field_name, _, why = str(exc).partition(": ")
+        known = field_name.isidentifier()
+        raise ConfigError(
+            str(fpath),
+            field_name if known else "-",
+            why if known else str(exc),
+            "re-save the policy with this lokirl version (`lokirl train`)",
+        ) from None
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(
+            str(fpath),
+            "-",
+            f"not a feature spec ({type(exc).__name__}: {exc})",
+            "keep the model.features.json written with the model",
+        ) from None
+
+
+def check_policy_fits(
+    spec: FeatureSpec,
+    source: str,
+    pipeline: Pipeline,
+    cluster: Cluster,
+    swap: str | None = None,
+) -> None:
+    """Refuse a policy whose pipeline or cluster differs from what it was built for.
+
+    Version 1: the pipeline's tasks must be the policy's and the cluster must have
+    exactly ``spec.workers`` workers. Version 2: the pipeline's name and tasks, the
+    cluster's accelerator types and size, and the swap mode (when given) must lie
+    in ``spec.scope``.
+
+    Args:
+        spec: The policy's feature spec.
+        source: The policy's feature file (named in the error).
+        pipeline: The pipeline to serve.
+        cluster: The cluster to serve it on.
+        swap: The swap mode it will run under (``None``: not checked).
+
+    Raises:
+        ConfigError: naming ``source``, the field that does not fit, and the fix.
+
+    """
+    scope = spec.scope
+    trained_on = f"pipeline {scope.pipeline} " if scope is not None else ""
+    have = [t.name for t in pipeline.tasks]
+    if set(spec.tasks) != set(have):
+        raise ConfigError(
+            source,
+            "tasks",
+            f"the policy was trained on {trained_on}with tasks {list(spec.tasks)}; "
+            f"{pipeline.name} has tasks {have}",
+            f"use it with the pipeline it was trained on, or train a policy for "
+            f"{pipeline.name} (`lokirl train` with env.pipeline: {pipeline.name})",
+        )
+    n = cluster.total
+    if scope is None:
+        if spec.workers is not None and n != int(spec.workers):
+            raise ConfigError(
+                source,
+                "workers",
+                f"the policy (feature version {spec.version}) was trained for a cluster of "
+                f"exactly {spec.workers} workers, not {n}",
+                f"serve it on {spec.workers} workers, or train a version-2 policy whose "
+                f"worker range covers {n} (env.feature_version: 2, env.randomise.workers_range)",
+            )
+        return
+    if scope.pipeline != pipeline.name:
+        raise ConfigError(
+            source,
+            "scope.pipeline",
+            f"the policy was trained on pipeline {scope.pipeline}, not {pipeline.name}",
+            f"serve {scope.pipeline}, or train a policy with env.pipeline: {pipeline.name}",
+        )
+    extra = sorted(set(cluster.workers) - set(scope.accelerators))
+    if extra:
+        raise ConfigError(
+            source,
+            "scope.accelerators",
+            f"the policy was trained on accelerator types {list(scope.accelerators)}; "
+            f"the cluster also has {extra}",
+            f"serve it on {list(scope.accelerators)} workers, or train a policy on {extra}",
+        )
+    lo, hi = scope.workers
+    if not lo <= n <= hi:
+        raise ConfigError(
+            source,
+            "scope.workers",
+            f"the policy was trained on clusters of {lo}..{hi} workers, not {n}",
+            f"serve it on {lo}..{hi} workers, or train one whose env.randomise.workers_range "
+            f"covers {n}",
+        )
+    if swap is not None and swap not in scope.swaps:
+        raise ConfigError(
+            source,
+            "scope.swaps",
+            f"the policy was trained with swap modes {list(scope.swaps)}, not {swap!r}",
+            f"run with swap {scope.swaps[0]}, or train with {swap!r} in env.randomise.swaps",
+        )
+
+
+def check_policy_file(
+    model_path: str | Path, pipeline: Pipeline, cluster: Cluster, swap: str | None = None
+) -> None:
+    """:func:`check_policy_fits` from the feature file beside ``model_path`` alone.
+
+    Reads ``model.features.json`` without loading the model (which takes seconds),
+    so a host can refuse a policy at once.
+
+    Raises:
+        ConfigError: the feature file is missing or unreadable, or the policy does
+            not fit.
+
+    """
+    spec = load_feature_spec(model_path)
+    check_policy_fits(spec, str(features_path(model_path)), pipeline, cluster, swap)
+
+
+def policy_path_of(spec: str) -> Path | None:
+    """The model file a controller spec names (``ppo``: the shipped one), or None."""
+    if spec == "ppo":
+        return default_policy_path()
+    if spec.startswith("ppo:"):
+        return Path(spec[4:])
+    return None
+
+
+def check_spec_fits(
+    spec: str, pipeline: Pipeline, cluster: Cluster, swap: str | None = None
+) -> None:
+    """Refuse a ``ppo`` / ``ppo:PATH`` controller spec that does not fit, before loading it.
+
+    For hosts that check every controller at start-up (a suite's cases, the live
+    runtime): reads only the feature file. Other specs pass.
+
+    Raises:
+        ConfigError: as :func:`check_policy_fits` (or the feature file is missing).
+
+    """
+    path = policy_path_of(spec)
+    if path is not None:
+        check_policy_file(path, pipeline, cluster, swap)
+
+
 @dataclass
 class PPOController:
     """A trained PPO policy acting as a controller (deterministic actions).
@@ -65,6 +243,8 @@ class PPOController:
     _forecaster: Forecaster = field(init=False, repr=False)
     _tracker: ForecastTracker = field(init=False, repr=False)
     _fallback: Any = field(init=False, repr=False)
+    _scale: ClusterScale | None = field(init=False, repr=False, default=None)
+    _scales: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         from stable_baselines3 import PPO
@@ -77,19 +257,40 @@ class PPOController:
                 "no such model file",
                 "train one with `lokirl train` or fix the path",
             )
-        fpath = features_path(path)
-        if not fpath.is_file():
-            raise ConfigError(
-                str(fpath),
-                "features",
-                "the feature spec saved with the model is missing",
-                "keep model.features.json next to model.zip",
-            )
-        self.spec = FeatureSpec.from_dict(json.loads(fpath.read_text()))
+        self.spec = load_feature_spec(path)
         self._model = PPO.load(str(path), device="cpu")
         self._forecaster = make_forecaster(self.spec.forecaster)
         self._tracker = ForecastTracker(self.spec, self._forecaster)
         self._fallback = make_controller(self.spec.fallback) if self.spec.fallback else None
+
+    @property
+    def features_file(self) -> str:
+        """The feature file that records what the policy fits."""
+        return str(features_path(self.model_path))
+
+    def bind(self, pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> None:
+        """Check that the policy fits and (version 2) scale its observations to the cluster.
+
+        Called by the host before the first decision
+        (:func:`lokirl.core.binding.bind_controller`); again for each new episode
+        or cluster (the scales are cached).
+
+        Raises:
+            ConfigError: the policy was not built for this pipeline, cluster or swap mode.
+
+        """
+        check_policy_fits(self.spec, self.features_file, pipeline, cluster, swap)
+        if self.spec.version < 2:
+            return
+        key = (
+            pipeline.name,
+            tuple(sorted(cluster.workers.items())),
+            swap,
+            max((v.load_time_s for v in pipeline.variants()), default=0.0),
+        )
+        if key not in self._scales:
+            self._scales[key] = cluster_scale(pipeline, cluster, swap)
+        self._scale = self._scales[key]
 
     def decide(self, context: ControlContext) -> Decision:
         """Observe the context as in training and act deterministically."""
@@ -101,8 +302,17 @@ class PPOController:
                 f"not {sorted(context.queue_lengths)}",
                 "use it with the pipeline it was trained on, or train one with `lokirl train`",
             )
+        if self.spec.version >= 2 and self._scale is None:
+            raise ConfigError(
+                self.model_path,
+                "bind",
+                "a version-2 policy observes relative to the cluster it serves and was not "
+                "told which",
+                "bind it first: lokirl.core.binding.bind_controller(controller, pipeline, "
+                "cluster, swap)",
+            )
         fc = self._tracker(context)
         hint = self._fallback.decide(context) if self._fallback is not None else None
-        obs = observe(self.spec, context, fc, hint).clip(0, 20)
+        obs = observe(self.spec, context, fc, hint, self._scale).clip(0, 20)
         action, _ = self._model.predict(obs, deterministic=True)
         return to_decision(self.spec, action, context, fc, hint)
