@@ -6,7 +6,14 @@ trace (plus a 100 frames/s one for scale) with three policies: keep the plan
 included; the env caches plans by demand rounded to 2%), and random actions; on
 the simpy engine and on the fluid surrogate (``--engine``). Then random actions on
 the environment settings of a training config (``--train-config``: its trace mix,
-engine, solver and time limit): what PPO's first updates cost.
+engine, solver and time limit): what PPO's first updates cost. With a config that
+randomises episodes (``configs/agents/ppo_general.yaml``: version-2 features, a
+cluster size, swap mode and load-time scale drawn per episode) the figure includes
+the resets, which solve a cluster's capacities the first time its size is drawn;
+``--engine none`` times only the training config::
+
+    python benchmarks/bench_env.py --engine none \
+        --train-config configs/agents/ppo_general.yaml --episodes 4
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument(
-        "--engine", choices=("simpy", "fluid", "both"), default="both", help="simulation engine"
+        "--engine",
+        choices=("simpy", "fluid", "both", "none"),
+        default="both",
+        help="simulation engine of the fixed-trace runs ('none': only --train-config)",
     )
     ap.add_argument(
         "--train-config",
@@ -46,7 +56,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--episodes", type=int, default=3, help="episodes for --train-config")
     args = ap.parse_args(argv)
-    engines = ("simpy", "fluid") if args.engine == "both" else (args.engine,)
+    engines = {"both": ("simpy", "fluid"), "none": ()}.get(args.engine, (args.engine,))
     for engine in engines:
         bench(engine, args.steps)
     if args.train_config:
@@ -62,18 +72,20 @@ def bench_training(path: str, episodes: int) -> None:
     env = LokiServingEnv(cfg)
     rng = np.random.default_rng(0)
     steps = 0
+    drawn = []
     start = time.perf_counter()
     for ep in range(episodes):
-        env.reset(seed=ep)
-        for _ in range(cfg.episode_s):
+        _, info = env.reset(seed=ep)
+        drawn.append(f"{info['workers']}w/{info['swap']}/x{info['load_scale']:g}")
+        for _ in range(int(cfg.episode_s / cfg.epoch_s)):
             env.step((int(rng.integers(3)), int(rng.integers(len(cfg.headrooms)))))
             steps += 1
     dt = time.perf_counter() - start
     print(
         f"training settings of {path} (engine {cfg.engine}, solver {cfg.solver}, "
-        f"time limit {cfg.time_limit_s} s): random actions {steps / dt:.1f} steps/s "
-        f"over {episodes} episodes; plan cache {env.planner.hits} hits, "
-        f"{env.planner.misses} misses"
+        f"time limit {cfg.time_limit_s} s, features v{cfg.feature_version}): random actions "
+        f"{steps / dt:.1f} steps/s over {episodes} episodes ({', '.join(drawn)}); "
+        f"plan cache {env.planner.hits} hits, {env.planner.misses} misses"
     )
 
 

@@ -1,16 +1,93 @@
-"""Training configuration: a frozen dataclass built from ``configs/agents/*.yaml``."""
+"""Training configuration: a frozen dataclass built from ``configs/agents/*.yaml``.
+
+The ``env.randomise`` section (per-episode cluster size, swap mode and load-time
+scale) is validated by a pydantic model, :class:`RandomiseSection`, whose errors
+name the file and the field.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lokirl.agents.imitation import ImitationParams
 from lokirl.envs.serving import EnvConfig
 from lokirl.errors import ConfigError
+
+
+class RandomiseSection(BaseModel):
+    """``env.randomise``: what each training episode draws (see ``EpisodeRandomisation``).
+
+    Example::
+
+        env:
+          feature_version: 2
+          randomise:
+            workers_range: [10, 100]     # or workers: [10, 20, 40]
+            swaps: [overlap, stop]
+            load_scale: [0.5, 2.0]
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    workers: list[PositiveInt] | None = Field(
+        None, min_length=1, description="cluster sizes, one drawn uniformly per episode"
+    )
+    workers_range: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="[lo, hi]: a cluster size drawn uniformly from lo..hi (inclusive)"
+    )
+    swaps: list[Literal["overlap", "stop", "free"]] | None = Field(
+        None, min_length=1, description="swap modes, one drawn uniformly per episode"
+    )
+    load_scale: tuple[PositiveFloat, PositiveFloat] | None = Field(
+        None, description="[lo, hi]: a factor on every variant's load time, drawn uniformly"
+    )
+
+    @field_validator("workers_range", "load_scale")
+    @classmethod
+    def _ordered(cls, v: tuple | None) -> tuple | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"lo must be <= hi, got [{v[0]}, {v[1]}]")
+        return v
+
+    @model_validator(mode="after")
+    def _one_worker_field(self) -> RandomiseSection:
+        if self.workers is not None and self.workers_range is not None:
+            raise ValueError("give either workers or workers_range, not both")
+        return self
+
+
+def _randomise(value: Any, source: str, where: str) -> dict[str, Any] | None:
+    """Validate an ``env.randomise`` mapping; a :class:`ConfigError` names the field."""
+    if value is None:
+        return None
+    try:
+        return RandomiseSection.model_validate(value).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or (
+            "workers_range" if "workers" in err["msg"] else "-"
+        )
+        raise ConfigError(
+            source,
+            f"{where}.{loc}" if loc != "-" else where,
+            err["msg"],
+            "see lokirl.agents.config.RandomiseSection: workers (list) or workers_range "
+            "[lo, hi], swaps (overlap/stop/free), load_scale [lo, hi]",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -103,6 +180,9 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
                 source, where, "unknown field", f"use one of {', '.join(sorted(known))}"
             )
         if key == "env":
+            value = dict(value or {}) if isinstance(value, dict) or value is None else value
+            if isinstance(value, dict) and "randomise" in value:
+                value["randomise"] = _randomise(value["randomise"], source, f"{where}.randomise")
             try:
                 kwargs[key] = EnvConfig.from_dict(value or {})
             except TypeError as exc:

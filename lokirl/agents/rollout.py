@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lokirl.core.binding import bind_controller
 from lokirl.envs.features import to_decision
 from lokirl.envs.serving import LokiServingEnv
 from lokirl.sim import SimResult
@@ -59,7 +60,9 @@ def rollout(
         env: The environment (not wrapped).
         make_actor: Called with the freshly reset env; returns either a model with
             ``predict(obs, deterministic)`` (a trained policy) or a controller with
-            ``decide(context)`` (optionally with a ``plan`` method used as planner).
+            ``decide(context)`` (optionally with a ``plan`` method used as planner;
+            a controller with ``bind`` is bound to the episode's pipeline, cluster
+            and swap mode first, and may refuse them).
         seed: Episode seed: the same seed gives the same trace draw and the same
             simulator randomness for every actor (common random numbers).
         trace: Play this trace instead of drawing one from the env's mix.
@@ -68,12 +71,16 @@ def rollout(
     Returns:
         The episode's reward, length and simulator result.
 
+    Raises:
+        ConfigError: the actor does not fit the episode's pipeline or cluster.
+
     """
     options: dict[str, Any] = {"defer_first_plan": True}
     if trace is not None:
         options["trace"] = trace
     obs, _ = env.reset(seed=seed, options=options)
     actor = make_actor(env)
+    bind_controller(actor, env.pipeline, env.cluster, env.swap)
     total = 0.0
     steps = 0
     limit = (

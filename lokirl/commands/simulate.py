@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import lokirl.sim  # noqa: F401 - registers the baselines
+    from lokirl.core.binding import bind_controller
     from lokirl.core.controllers import make_controller
     from lokirl.core.pipeline import Cluster
     from lokirl.core.pipeline_config import load_pipeline
@@ -170,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         solver_time=_solver_time(args.solver_time),
         swap=args.swap,
     )
+    for ctl in controllers:  # a trained policy built for another cluster is refused here
+        bind_controller(ctl, pipeline, cluster, config.swap)
     results = []
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -4,21 +4,138 @@ Both the gymnasium environment and the PPO controller build observations from th
 same :class:`~lokirl.core.controller.ControlContext` with :func:`observe` and turn
 actions into decisions with :func:`to_decision`, so a policy trained in the
 simulator sees exactly the same inputs when it drives the live runtime.
+
+Two feature versions exist. Version 1 divides rates by one cluster's largest
+capacity and the active workers by its size: a version-1 policy fits only the
+cluster it was trained on. Version 2 (:func:`observe` with a :class:`ClusterScale`)
+expresses every rate, queue and count relative to the cluster being served, so
+that one policy can serve clusters of any size; its :class:`PolicyScope` records
+the pipeline, accelerators, worker range, swap modes and load-time scales it was
+trained on.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
 from lokirl.core.forecasting import Forecast, Forecaster
+from lokirl.core.reconfig import SWAP_MODES
+
+if TYPE_CHECKING:
+    from lokirl.core.pipeline import Cluster, Pipeline
 
 #: Action kinds: index 0 of the MultiDiscrete action.
 KEEP_PLAN, RESOLVE_WARM, RESOLVE_COLD, FOLLOW = 0, 1, 2, 3
+
+#: Feature versions :func:`observe` knows.
+FEATURE_VERSIONS: tuple[int, ...] = (1, 2)
+
+#: Cluster size the version-2 size feature is centred on (``log2(workers / 20)``).
+REFERENCE_WORKERS = 20
+
+#: Largest value of a version-2 ratio feature (rates, queues over capacity).
+RATIO_CLIP = 10.0
+
+
+@dataclass(frozen=True)
+class PolicyScope:
+    """What a version-2 policy was trained on (saved with it; checked when it is bound).
+
+    Attributes:
+        pipeline: Pipeline name.
+        accelerators: Accelerator types of the training clusters.
+        workers: Smallest and largest cluster size (total workers) trained on.
+        swaps: Swap modes trained on (:data:`~lokirl.core.reconfig.SwapMode`).
+        load_scale: Smallest and largest factor on the variants' load times.
+
+    """
+
+    pipeline: str
+    accelerators: tuple[str, ...]
+    workers: tuple[int, int]
+    swaps: tuple[str, ...]
+    load_scale: tuple[float, float] = (1.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "pipeline": self.pipeline,
+            "accelerators": list(self.accelerators),
+            "workers": list(self.workers),
+            "swaps": list(self.swaps),
+            "load_scale": list(self.load_scale),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PolicyScope:
+        """Inverse of :meth:`to_dict`."""
+        lo, hi = (int(w) for w in d["workers"])
+        ls = tuple(float(x) for x in d.get("load_scale", (1.0, 1.0)))
+        return cls(
+            pipeline=str(d["pipeline"]),
+            accelerators=tuple(str(a) for a in d["accelerators"]),
+            workers=(lo, hi),
+            swaps=tuple(str(m) for m in d["swaps"]),
+            load_scale=(ls[0], ls[1]),
+        )
+
+
+@dataclass(frozen=True)
+class ClusterScale:
+    """The serving cluster as version-2 features see it (built by :func:`cluster_scale`).
+
+    Attributes:
+        workers: Total workers.
+        full_capacity: Frames/s the whole cluster carries with the most accurate
+            variants only (hardware scaling alone).
+        max_capacity: Largest frames/s the cluster carries with any variants.
+        slo_s: The pipeline's end-to-end latency SLO in seconds.
+        swap: Swap mode (:data:`~lokirl.core.reconfig.SwapMode`).
+        max_load_time_s: Longest load time of any variant, seconds.
+
+    """
+
+    workers: int
+    full_capacity: float
+    max_capacity: float
+    slo_s: float
+    swap: str = "overlap"
+    max_load_time_s: float = 0.0
+
+
+def cluster_capacities_exact(pipeline: Pipeline, cluster: Cluster) -> tuple[float, float]:
+    """(capacity at full accuracy, largest capacity at any accuracy) in frames/s.
+
+    As :func:`lokirl.envs.serving.cluster_capacities` (the largest share of a huge
+    demand served), with deterministic, work-bounded solves so that the environment
+    and the trained-policy adapter compute exactly the same figures.
+    """
+    from lokirl.core.allocator import AllocatorOptions, solve
+    from lokirl.sim.baselines import best_only
+
+    opts = AllocatorOptions(deterministic=True)
+    huge = 1e6
+    hw = solve(best_only(pipeline), cluster, huge, opts).served_share * huge
+    any_acc = solve(pipeline, cluster, huge, opts).served_share * huge
+    return max(hw, 1e-3), max(any_acc, hw, 1e-3)
+
+
+def cluster_scale(pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> ClusterScale:
+    """The :class:`ClusterScale` of ``pipeline`` served on ``cluster`` (two solves, ~0.1 s)."""
+    full, most = cluster_capacities_exact(pipeline, cluster)
+    return ClusterScale(
+        workers=cluster.total,
+        full_capacity=full,
+        max_capacity=most,
+        slo_s=pipeline.slo_ms / 1000.0,
+        swap=swap,
+        max_load_time_s=max((v.load_time_s for v in pipeline.variants()), default=0.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -27,9 +144,11 @@ class FeatureSpec:
 
     Attributes:
         tasks: Task names of the pipeline (queue lengths in this order).
-        workers: Total workers of the cluster.
-        demand_scale: Demand (frames/s) that normalises rates: the cluster's
-            largest capacity at any accuracy.
+        workers: Version 1: total workers of the cluster (the policy fits only
+            it). Version 2: ``None`` (see ``scope``).
+        demand_scale: Version 1: demand (frames/s) that normalises rates, the
+            cluster's largest capacity at any accuracy. Version 2: ``None`` (rates
+            are divided by the served cluster's capacities, :class:`ClusterScale`).
         history_s: Seconds of per-second arrivals in the observation.
         horizons_s: Forecast horizons in the observation.
         headrooms: Demand multipliers the policy chooses from when it re-solves.
@@ -43,12 +162,15 @@ class FeatureSpec:
         warm_churn_weight: Churn weight of a warm re-solve (accuracy points per
             worker that changes variant): a warm re-solve starts from the running
             plan and stays close to it; a cold one starts afresh with no churn term.
+        version: Feature version: 1 (scaled to one cluster) or 2 (relative to the
+            served cluster; see :func:`observe`).
+        scope: Version 2: what the policy was trained on (``None`` in version 1).
 
     """
 
     tasks: tuple[str, ...]
-    workers: int
-    demand_scale: float
+    workers: int | None = None
+    demand_scale: float | None = None
     history_s: int = 16
     horizons_s: tuple[int, ...] = (5, 30)
     headrooms: tuple[float, ...] = (1.0, 1.15, 1.3, 1.5, 1.75)
@@ -58,11 +180,35 @@ class FeatureSpec:
     queue_scale: float = 100.0
     fallback: str = ""
     version: int = field(default=1)
+    scope: PolicyScope | None = None
+
+    def __post_init__(self) -> None:
+        if self.version not in FEATURE_VERSIONS:
+            raise ValueError(
+                f"version: unknown feature version {self.version!r} "
+                f"(this lokirl knows {', '.join(map(str, FEATURE_VERSIONS))})"
+            )
+        if self.version == 1 and (self.workers is None or self.demand_scale is None):
+            raise ValueError("workers: a version-1 feature spec needs workers and demand_scale")
 
     @property
     def size(self) -> int:
-        """Length of the observation vector."""
-        return self.history_s + 2 * len(self.horizons_s) + 9 + len(self.tasks) + bool(self.fallback)
+        """Length of the observation vector (never depends on the cluster size)."""
+        if self.version == 1:
+            return (
+                self.history_s
+                + 2 * len(self.horizons_s)
+                + 9
+                + len(self.tasks)
+                + bool(self.fallback)
+            )
+        return (
+            self.history_s
+            + 3 * len(self.horizons_s)
+            + _V2_FIXED
+            + len(self.tasks)
+            + bool(self.fallback)
+        )
 
     @property
     def forecast_horizons(self) -> tuple[int, ...]:
@@ -80,6 +226,10 @@ class FeatureSpec:
         d["tasks"] = list(self.tasks)
         d["horizons_s"] = list(self.horizons_s)
         d["headrooms"] = list(self.headrooms)
+        if self.scope is None:
+            del d["scope"]
+        else:
+            d["scope"] = self.scope.to_dict()
         return d
 
     @classmethod
@@ -89,7 +239,14 @@ class FeatureSpec:
         d["tasks"] = tuple(d["tasks"])
         d["horizons_s"] = tuple(int(h) for h in d["horizons_s"])
         d["headrooms"] = tuple(float(h) for h in d["headrooms"])
+        if d.get("scope") is not None:
+            d["scope"] = PolicyScope.from_dict(d["scope"])
         return cls(**d)
+
+
+#: Version-2 features that do not depend on the horizons or the tasks: the plan
+#: (4), the status (5), the cluster (2 + 3 swap modes + 1 load time).
+_V2_FIXED = 4 + 5 + 2 + len(SWAP_MODES) + 1
 
 
 def run_forecaster(
@@ -184,12 +341,56 @@ def observe(
     context: ControlContext,
     forecast: Forecast,
     hint: Decision | None = None,
+    scale: ClusterScale | None = None,
 ) -> np.ndarray:
     """Encode a context and its forecast as a float32 vector of length ``spec.size``.
 
     ``hint`` is the fallback controller's decision for this context (when the spec
-    has a fallback): whether it would re-solve is the last feature.
+    has a fallback): whether it would re-solve is the last feature. ``scale`` is
+    the served cluster (version 2 only; required there).
+
+    Version 1, in order: the last ``history_s`` per-second arrivals and the forecast
+    (mean, upper) at each horizon over ``spec.demand_scale``; the running plan's
+    capacity over it, its ratio to the base-horizon forecast (/5), expected
+    accuracy and accuracy-scaled flag; the status (below) with active workers over
+    ``spec.workers``; queue lengths over ``spec.queue_scale`` (clipped to 10).
+
+    Version 2, in order (ratios clipped to 10), with ``C`` the running plan's
+    capacity (``plan.max_demand``; the cluster's full-accuracy capacity while there
+    is no plan) and ``F`` the cluster's full-accuracy capacity:
+
+    * the last ``history_s`` per-second arrivals over ``C``;
+    * the forecast mean and upper quantile at each horizon over ``C``;
+    * the forecast mean at each horizon over ``F``;
+    * the plan: whether there is one, ``C / F``, expected accuracy / 100,
+      accuracy-scaled flag;
+    * the status: recent frame SLO violation ratio, system accuracy / 100, share of
+      the cluster's workers active, time since the last solve (/60 s, clipped), its
+      wall time (/5 s, clipped) + 0.5 while a solve is pending;
+    * per task, queue length over ``C x SLO seconds`` (the frames the plan serves
+      in one SLO; a queue of 1 is one SLO's worth of work at full plan rate);
+    * the cluster: ``(clip(log2(workers / 20), -4, 4) + 4) / 8`` (so 20 workers
+      is 0.5, 10 is 0.375, 40 is 0.625), ``log2(max capacity / F) / 8`` (how much
+      accuracy scaling can add, clipped to 1), the swap mode one-hot (overlap,
+      stop, free), the longest variant load time (/10 s, clipped to 1);
+    * with a fallback, whether it would re-solve.
+
+    Raises:
+        ValueError: a version-2 spec without ``scale``.
+
     """
+    if spec.version == 2:
+        if scale is None:
+            raise ValueError("scale: version-2 features need the served cluster's ClusterScale")
+        return _observe_v2(spec, context, forecast, hint, scale)
+    return _observe_v1(spec, context, forecast, hint)
+
+
+def _observe_v1(
+    spec: FeatureSpec, context: ControlContext, forecast: Forecast, hint: Decision | None
+) -> np.ndarray:
+    """Version 1 (byte for byte what the shipped policy was trained on)."""
+    assert spec.workers is not None and spec.demand_scale is not None
     scale = max(spec.demand_scale, 1e-6)
     hist = list(context.demand_history)[-spec.history_s :]
     hist = [0.0] * (spec.history_s - len(hist)) + hist
@@ -220,6 +421,60 @@ def observe(
     ]
     for task in spec.tasks:
         obs.append(min(context.queue_lengths.get(task, 0) / spec.queue_scale, 10.0))
+    if spec.fallback:
+        obs.append(1.0 if hint is not None and hint.resolve else 0.0)
+    return np.asarray(obs, dtype=np.float32)
+
+
+def _ratio(x: float, unit: float) -> float:
+    return min(max(x, 0.0) / unit, RATIO_CLIP)
+
+
+def _observe_v2(
+    spec: FeatureSpec,
+    context: ControlContext,
+    forecast: Forecast,
+    hint: Decision | None,
+    scale: ClusterScale,
+) -> np.ndarray:
+    """Version 2: every feature relative to the served cluster (see :func:`observe`)."""
+    full = max(scale.full_capacity, 1e-6)
+    plan = context.plan
+    ref = plan.max_demand if plan is not None and plan.max_demand > 0 else full
+    hist = list(context.demand_history)[-spec.history_s :]
+    hist = [0.0] * (spec.history_s - len(hist)) + hist
+    obs: list[float] = [_ratio(x, ref) for x in hist]
+    means = []
+    for h in spec.horizons_s:
+        mean, upper = forecast.at(h)
+        obs += [_ratio(mean, ref), _ratio(upper, ref)]
+        means.append(mean)
+    obs += [_ratio(m, full) for m in means]
+    if plan is not None:
+        obs += [
+            1.0,
+            _ratio(plan.max_demand, full),
+            plan.expected_accuracy / 100.0,
+            1.0 if plan.phase in ("accuracy", "partial") else 0.0,
+        ]
+    else:
+        obs += [0.0, 0.0, 0.0, 0.0]
+    since = context.time_since_solve_s
+    obs += [
+        min(context.slo_violation_ratio, 1.0),
+        context.accuracy / 100.0,
+        min(context.active_workers / max(scale.workers, 1), 1.0),
+        min(since if math.isfinite(since) else 60.0, 60.0) / 60.0,
+        min(context.last_solve_time_s, 5.0) / 5.0 + (0.5 if context.solving else 0.0),
+    ]
+    per_slo = ref * max(scale.slo_s, 1e-3)
+    for task in spec.tasks:
+        obs.append(_ratio(context.queue_lengths.get(task, 0), per_slo))
+    size = math.log2(max(scale.workers, 1) / REFERENCE_WORKERS)
+    obs.append((min(max(size, -4.0), 4.0) + 4.0) / 8.0)
+    obs.append(min(math.log2(max(scale.max_capacity / full, 1.0)) / 8.0, 1.0))
+    obs += [1.0 if scale.swap == m else 0.0 for m in SWAP_MODES]
+    obs.append(min(max(scale.max_load_time_s, 0.0), 10.0) / 10.0)
     if spec.fallback:
         obs.append(1.0 if hint is not None and hint.resolve else 0.0)
     return np.asarray(obs, dtype=np.float32)

@@ -16,8 +16,17 @@ from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.pipeline_config import load_pipeline
 from lokirl.core.plan import Plan
-from lokirl.core.reconfig import check_swap_mode
-from lokirl.envs.features import FeatureSpec, ForecastTracker, observe, to_decision
+from lokirl.core.reconfig import SWAP_MODES, check_swap_mode
+from lokirl.envs.features import (
+    FEATURE_VERSIONS,
+    ClusterScale,
+    FeatureSpec,
+    ForecastTracker,
+    PolicyScope,
+    cluster_scale,
+    observe,
+    to_decision,
+)
 from lokirl.forecast import make_forecaster
 from lokirl.sim import SimConfig, Simulation
 from lokirl.sim.fluid import FluidSimulation
@@ -42,6 +51,76 @@ class RewardWeights:
     reconfiguration: float = 0.5
     solver: float = 0.1
     workers: float = 0.05
+
+
+@dataclass(frozen=True)
+class EpisodeRandomisation:
+    """What changes from one episode to the next (drawn from the env's rng at reset).
+
+    Empty fields draw nothing (the :class:`EnvConfig` value holds), so an env
+    without randomisation consumes no extra randomness. Any randomisation needs
+    ``feature_version: 2`` (version-1 observations are scaled to one cluster).
+
+    Attributes:
+        workers: Cluster sizes (total workers), one drawn uniformly per episode.
+        workers_range: ``(lo, hi)``: a cluster size drawn uniformly from the
+            integers ``lo..hi`` (inclusive). At most one of ``workers`` and
+            ``workers_range``.
+        swaps: Swap modes, one drawn uniformly per episode.
+        load_scale: ``(lo, hi)``: a factor on every variant's load time, drawn
+            uniformly and rounded to 0.01 (so the scaled pipelines can be cached).
+
+    """
+
+    workers: tuple[int, ...] = ()
+    workers_range: tuple[int, int] | None = None
+    swaps: tuple[str, ...] = ()
+    load_scale: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if any(int(w) < 1 for w in self.workers):
+            raise ValueError(f"randomise.workers: cluster sizes must be >= 1, got {self.workers}")
+        if self.workers and self.workers_range is not None:
+            raise ValueError("randomise.workers_range: give either workers or workers_range")
+        if self.workers_range is not None:
+            lo, hi = self.workers_range
+            if not 1 <= lo <= hi:
+                raise ValueError(
+                    f"randomise.workers_range: need 1 <= lo <= hi, got {self.workers_range}"
+                )
+        for m in self.swaps:
+            if m not in SWAP_MODES:
+                raise ValueError(
+                    f"randomise.swaps: unknown swap mode {m!r} (use {', '.join(SWAP_MODES)})"
+                )
+        if self.load_scale is not None:
+            lo, hi = self.load_scale
+            if not 0 < lo <= hi:
+                raise ValueError(f"randomise.load_scale: need 0 < lo <= hi, got {self.load_scale}")
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is drawn per episode."""
+        return bool(self.workers or self.workers_range or self.swaps or self.load_scale is not None)
+
+    def worker_bounds(self, default: int) -> tuple[int, int]:
+        """Smallest and largest cluster size an episode may get."""
+        if self.workers:
+            return min(self.workers), max(self.workers)
+        if self.workers_range is not None:
+            return self.workers_range
+        return default, default
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpisodeRandomisation:
+        """Build from a mapping (e.g. a YAML section), converting lists to tuples."""
+        d = dict(d)
+        if d.get("workers") is not None:
+            d["workers"] = tuple(int(w) for w in d["workers"])
+        for key in ("workers_range", "load_scale", "swaps"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**{k: v for k, v in d.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -76,6 +155,11 @@ class EnvConfig:
             fourth action kind; empty for none.
         swap: How a worker changes variant in the simulator
             (:data:`~lokirl.core.reconfig.SwapMode`: ``overlap``, ``stop`` or ``free``).
+        feature_version: Observation version (:func:`lokirl.envs.features.observe`):
+            1 scales to this one cluster (what the shipped policy uses); 2 is
+            relative to each episode's cluster, so a policy can serve any size.
+        randomise: Per-episode cluster size, swap mode and load-time scale
+            (:class:`EpisodeRandomisation`; needs ``feature_version: 2``).
 
     """
 
@@ -106,9 +190,21 @@ class EnvConfig:
     fluid_dt: float = 0.05
     fallback: str = ""
     swap: str = "overlap"
+    feature_version: int = 1
+    randomise: EpisodeRandomisation = field(default_factory=EpisodeRandomisation)
 
     def __post_init__(self) -> None:
         check_swap_mode(self.swap)
+        if self.feature_version not in FEATURE_VERSIONS:
+            raise ValueError(
+                f"feature_version: must be one of {list(FEATURE_VERSIONS)}, "
+                f"got {self.feature_version!r}"
+            )
+        if self.randomise.active and self.feature_version < 2:
+            raise ValueError(
+                "randomise: per-episode clusters need feature_version 2 "
+                "(version-1 observations are scaled to one cluster)"
+            )
         if self.engine not in ("simpy", "fluid"):
             raise ValueError(f"engine: must be 'simpy' or 'fluid', got {self.engine!r}")
         if not 0 < self.fluid_dt <= self.epoch_s:
@@ -125,11 +221,15 @@ class EnvConfig:
                 d[key] = tuple(d[key])
         if isinstance(d.get("weights"), dict):
             d["weights"] = RewardWeights(**d["weights"])
+        if isinstance(d.get("randomise"), dict):
+            d["randomise"] = EpisodeRandomisation.from_dict(d["randomise"])
+        elif d.get("randomise", ...) is None:
+            del d["randomise"]
         return cls(**d)
 
 
 class _CachedPlanner:
-    """Solves through the allocator, caching plans by (rounded demand, options, running plan).
+    """Solves through the allocator, caching plans by (rounded demand, options, running plan, cluster).
 
     The running plan is part of the key whenever the solve depends on it (warm
     start or churn term): see :func:`running_plan_signature`.
@@ -157,7 +257,7 @@ class _CachedPlanner:
     ) -> Plan:
         demand = self._round(max(0.0, decision.demand))
         sig = running_plan_signature(current, options)
-        key = (demand, options, sig)
+        key = (demand, options, sig, tuple(sorted(cluster.workers.items())))
         if self.quantum > 0 and key in self.cache:
             self.hits += 1
             self.cache.move_to_end(key)
@@ -187,7 +287,19 @@ class LokiServingEnv(gym.Env):
     accuracy and whether it is accuracy-scaled; the recent frame SLO violation
     ratio and system accuracy; the share of workers active; time since the last
     solve and its (modelled) wall time, plus whether a solve is pending; queue length
-    per task. Rates are divided by the cluster's largest capacity.
+    per task. Version 1 (``feature_version``) divides rates by the cluster's largest
+    capacity; version 2 expresses them relative to the running plan's and the
+    cluster's capacity and adds the cluster's size, swap mode and longest load time
+    (its size does not depend on the cluster).
+
+    ## Episodes
+    With ``config.randomise`` (version 2) each reset draws the cluster size, swap
+    mode and load-time scale from the env's rng, before the trace (whose load is a
+    multiple of the drawn cluster's capacity); clusters, their capacities and the
+    scaled pipelines are cached, so a reset costs two solves only for a cluster
+    size not seen before. ``reset(options={"workers": n, "swap": m,
+    "load_scale": f})`` sets them instead (version 2). ``reset`` returns them in
+    its info.
 
     ## Action
     ``MultiDiscrete([3, len(headrooms)])``: keep the plan (0), re-solve warm (1) or
@@ -221,21 +333,46 @@ class LokiServingEnv(gym.Env):
         if overrides:
             cfg = replace(cfg, **overrides)
         self.config = cfg
-        self.pipeline = load_pipeline(cfg.pipeline)
+        self.base_pipeline = load_pipeline(cfg.pipeline)
+        self.pipeline = self.base_pipeline
         self.cluster = Cluster.homogeneous(self.pipeline, cfg.workers)
+        self.swap: str = cfg.swap
+        self.load_scale = 1.0
         self.alloc = AllocatorOptions(
             solver=cfg.solver, time_limit_s=cfg.time_limit_s, deterministic=True
         )
-        self.hw_capacity, self.max_capacity = cluster_capacities(self.pipeline, self.cluster)
-        self.features = FeatureSpec(
+        self._clusters: dict[int, Cluster] = {}
+        self._scales: dict[tuple, ClusterScale] = {}
+        self._pipelines: dict[float, Pipeline] = {1.0: self.base_pipeline}
+        #: The served cluster as version-2 features see it (``None`` in version 1).
+        self.scale: ClusterScale | None = None
+        common = dict(
             tasks=tuple(t.name for t in self.pipeline.tasks),
-            workers=self.cluster.total,
-            demand_scale=self.max_capacity,
             headrooms=cfg.headrooms,
             forecaster=cfg.forecaster,
             base_horizon_s=cfg.base_horizon_s,
             fallback=cfg.fallback,
         )
+        if cfg.feature_version == 1:
+            self.hw_capacity, self.max_capacity = cluster_capacities(self.pipeline, self.cluster)
+            self.features = FeatureSpec(
+                workers=self.cluster.total, demand_scale=self.max_capacity, **common
+            )
+        else:
+            self._use_scale()
+            rz = cfg.randomise
+            ls = rz.load_scale or (1.0, 1.0)
+            self.features = FeatureSpec(
+                version=2,
+                scope=PolicyScope(
+                    pipeline=self.pipeline.name,
+                    accelerators=tuple(sorted(self.cluster.workers)),
+                    workers=rz.worker_bounds(cfg.workers),
+                    swaps=rz.swaps or (cfg.swap,),
+                    load_scale=(float(ls[0]), float(ls[1])),
+                ),
+                **common,
+            )
         self.forecaster = make_forecaster(cfg.forecaster)
         self._tracker = ForecastTracker(self.features, self.forecaster)
         self.planner = _CachedPlanner(cfg.demand_quantum, cfg.cache_size)
@@ -248,6 +385,74 @@ class LokiServingEnv(gym.Env):
         self.sim: Simulation | FluidSimulation | None = None
         self.context: ControlContext | None = None
         self._forecast = None
+
+    # ------------------------------------------------------------------ clusters
+    def _draw_cluster(self, options: dict) -> dict[str, Any]:
+        """Set this episode's cluster, swap mode and load-time scale; returns them.
+
+        Draws from the env's rng only what ``config.randomise`` asks for and
+        ``options`` does not set; without either nothing changes (and, in version
+        1, a cluster set from outside, as the experiment runner does, is kept).
+        """
+        cfg, rz, rng = self.config, self.config.randomise, self.np_random
+        asked = {k for k in ("workers", "swap", "load_scale") if options.get(k) is not None}
+        if asked and cfg.feature_version < 2:
+            raise ValueError(
+                f"options {sorted(asked)}: need feature_version 2 "
+                "(version-1 observations are scaled to one cluster)"
+            )
+        if rz.active or asked:
+            if options.get("workers") is not None:
+                workers = int(options["workers"])
+            elif rz.workers:
+                workers = int(rz.workers[int(rng.integers(len(rz.workers)))])
+            elif rz.workers_range is not None:
+                workers = int(rng.integers(rz.workers_range[0], rz.workers_range[1] + 1))
+            else:
+                workers = cfg.workers
+            if options.get("swap") is not None:
+                swap = check_swap_mode(str(options["swap"]))
+            elif rz.swaps:
+                swap = rz.swaps[int(rng.integers(len(rz.swaps)))]
+            else:
+                swap = cfg.swap
+            if options.get("load_scale") is not None:
+                load = round(float(options["load_scale"]), 2)
+            elif rz.load_scale is not None:
+                load = round(float(rng.uniform(*rz.load_scale)), 2)
+            else:
+                load = 1.0
+            if workers not in self._clusters:
+                self._clusters[workers] = Cluster.homogeneous(self.base_pipeline, workers)
+            self.cluster = self._clusters[workers]
+            self.swap = swap
+            self.load_scale = max(load, 0.01)
+            self.pipeline = self._scaled_pipeline(self.load_scale)
+        if cfg.feature_version >= 2:
+            self._use_scale()
+        return {"workers": self.cluster.total, "swap": self.swap, "load_scale": self.load_scale}
+
+    def _scaled_pipeline(self, factor: float) -> Pipeline:
+        """The pipeline with every variant's load times times ``factor`` (cached)."""
+        if factor not in self._pipelines:
+            self._pipelines[factor] = scale_load_times(self.base_pipeline, factor)
+        return self._pipelines[factor]
+
+    def _use_scale(self) -> None:
+        """Version 2: the current cluster's capacities and :class:`ClusterScale` (cached)."""
+        key = tuple(sorted(self.cluster.workers.items()))
+        if key not in self._scales:
+            self._scales[key] = cluster_scale(self.base_pipeline, self.cluster)
+        base = self._scales[key]
+        self.hw_capacity, self.max_capacity = base.full_capacity, base.max_capacity
+        self.scale = replace(
+            base,
+            swap=self.swap,
+            max_load_time_s=max((v.load_time_s for v in self.pipeline.variants()), default=0.0),
+        )
+
+    def _observe(self, context: ControlContext, forecast: Any) -> np.ndarray:
+        return observe(self.features, context, forecast, self._hint, self.scale).clip(0, 20)
 
     # ------------------------------------------------------------------ traces
     def _draw_trace(self) -> RateSeries:
@@ -274,13 +479,14 @@ class LokiServingEnv(gym.Env):
         is solved for the initial demand and one epoch is played).
         """
         super().reset(seed=seed)
+        info = self._draw_cluster(options or {})
         trace = (options or {}).get("trace") or self._draw_trace()
         sim_rng = np.random.default_rng(int(self.np_random.integers(2**63 - 1)))
         sim_cfg = SimConfig(
             epoch_s=self.config.epoch_s,
             solver_time=self.config.solver_time,
             allocator=self.alloc,
-            swap=check_swap_mode(self.config.swap),
+            swap=check_swap_mode(self.swap),
         )
         if self.config.engine == "fluid":
             self.sim = FluidSimulation(
@@ -300,12 +506,12 @@ class LokiServingEnv(gym.Env):
             self.context = ctx
             self._forecast = fc
             self._hint = self._fallback_hint()
-            return observe(self.features, ctx, fc, self._hint).clip(0, 20), {}
+            return self._observe(ctx, fc), info
         self.sim.apply(to_decision(self.features, (1, 1), ctx, fc), planner=self.planner)
         self.context = self.sim.step_epoch()
         self._forecast = self._tracker(self.context)
         self._hint = self._fallback_hint()
-        return observe(self.features, self.context, self._forecast, self._hint).clip(0, 20), {}
+        return self._observe(self.context, self._forecast), info
 
     def step(self, action):
         """Apply the action for one epoch and return (obs, reward, terminated, truncated, info)."""
@@ -347,7 +553,7 @@ class LokiServingEnv(gym.Env):
         terms["reward"] = float(reward)
         self._forecast = self._tracker(self.context)
         self._hint = self._fallback_hint()
-        obs = observe(self.features, self.context, self._forecast, self._hint).clip(0, 20)
+        obs = self._observe(self.context, self._forecast)
         return obs, float(reward), sim.done, False, terms
 
     @property
@@ -385,6 +591,29 @@ class LokiServingEnv(gym.Env):
             "solver_s": float(solver_s),
             "active_share": float(sim.s_active[sl].mean()) / n if s1 > s0 else 0.0,
         }
+
+
+def scale_load_times(pipeline: Pipeline, factor: float) -> Pipeline:
+    """``pipeline`` with every variant's load times (disk and host) times ``factor``."""
+    if factor == 1.0:
+        return pipeline
+    tasks = tuple(
+        replace(
+            t,
+            variants=tuple(
+                replace(
+                    v,
+                    load_time_s=v.load_time_s * factor,
+                    load_time_host_s=(
+                        None if v.load_time_host_s is None else v.load_time_host_s * factor
+                    ),
+                )
+                for v in t.variants
+            ),
+        )
+        for t in pipeline.tasks
+    )
+    return replace(pipeline, tasks=tasks)
 
 
 def cluster_capacities(pipeline: Pipeline, cluster: Cluster) -> tuple[float, float]:
