@@ -55,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="repeats",
         type=int,
         default=5,
+        metavar="N",
         help="timed batches per batch size: median, p95 and p99 recorded (default 5; the "
         "tail needs more, e.g. --runs 100 for a p99 that is not just the slowest run)",
     )
