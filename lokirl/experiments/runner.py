@@ -194,6 +194,55 @@ def _task(args: tuple) -> list[dict[str, Any]]:
     return play_case_seed(*args)
 
 
+def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
+    """Refuse, before any work, a trained policy that does not fit some case of the suite.
+
+    A policy is built for a pipeline, an accelerator mix, a range of cluster sizes
+    and swap modes (:func:`lokirl.agents.adapter.check_spec_fits`); a suite mixes
+    them, so a policy is refused with the cases it does fit (play those with
+    ``--cases``).
+
+    Raises:
+        ConfigError: naming the policy's refusal on the first case that does not fit.
+
+    """
+    from lokirl.agents.adapter import check_spec_fits
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+
+    policies = [c for c in controllers if c == "ppo" or c.startswith("ppo:")]
+    if not policies:
+        return
+    pipelines: dict[str, Any] = {}
+    for c in policies:
+        fits, misfit = [], None
+        for case in suite.spec.cases:
+            pipe = pipelines.setdefault(case.pipeline, load_pipeline(case.pipeline))
+            cluster = (
+                Cluster.homogeneous(pipe, case.workers)
+                if "workers" in case.cluster
+                else Cluster(dict(case.cluster))
+            )
+            try:
+                check_spec_fits(c, pipe, cluster, case.swap)
+                fits.append(case.id)
+            except ConfigError as exc:
+                misfit = misfit or (case.id, exc)
+        if misfit is not None:
+            case_id, exc = misfit
+            raise ConfigError(
+                exc.source,
+                exc.field,
+                f"controller {c!r} does not fit case {case_id!r} of suite "
+                f"{suite.name!r}: {exc.problem}",
+                (
+                    f"play only the cases it fits with --cases {','.join(fits)}"
+                    if fits
+                    else "it fits no case of this suite; " + exc.fix
+                ),
+            )
+
+
 def run_suite(
     suite: Suite,
     controllers: Sequence[str] | None = None,
@@ -241,6 +290,7 @@ def run_suite(
         # built by actor_factory from the trace (an unknown one fails its episodes).
         if c != "oracle" and not c.startswith("hindsight"):
             make_controller(c)
+    check_policies_fit(suite, ctrls)
     ref = reference or (spec.reference if spec.reference in ctrls else ctrls[0])
     if ref not in ctrls:
         raise ConfigError("--reference", ref, "not one of the controllers", f"pick one of {ctrls}")

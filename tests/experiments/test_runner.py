@@ -67,3 +67,20 @@ def test_unknown_controller_and_reference_fail_before_work():
         run_suite(suite, controllers=["trigger"], reference="loki")
     with pytest.raises(ConfigError):
         run_suite(suite, controllers=["trigger", "trigger"])
+
+
+def test_a_policy_that_does_not_fit_a_case_is_refused_before_work(monkeypatch):
+    import lokirl.experiments.runner as runner
+    from lokirl.experiments.suites import load_suite, select_cases
+
+    played = []
+    monkeypatch.setattr(runner, "_task", lambda t: played.append(t) or [])
+    # The shipped policy is built for traffic_analysis on exactly 20 workers.
+    with pytest.raises(ConfigError, match="--cases ta20-bursts,ta20-mmpp,ta20-walk"):
+        run_suite(load_suite("validation"), controllers=["trigger", "ppo"])
+    with pytest.raises(ConfigError, match="fits no case"):
+        run_suite(load_suite("dev"), controllers=["ppo"])
+    assert not played
+    # On the cases it fits it is accepted (nothing played here: _task is stubbed).
+    run_suite(select_cases(load_suite("validation"), ["ta20-*"]), controllers=["ppo"])
+    assert len(played) == 3 * 3
