@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("what to play (one of)")
     src.add_argument("--suite", metavar="NAME|FILE", help="dev, validation, test or a suite YAML")
     src.add_argument(
+        "--from",
+        dest="from_runs",
+        metavar="DIRS",
+        help="comma-separated run folders of earlier lokirl bench runs of the same suite "
+        "and commit that played different controllers: merge and report them, playing nothing",
+    )
+    src.add_argument(
         "--trace",
         metavar="FILE",
         help="a one-case suite on this trace (bundled name or file in any format lokirl reads)",
@@ -117,8 +124,8 @@ def _load(args: argparse.Namespace):
     if bool(args.suite) == bool(args.trace):
         raise ConfigError(
             "lokirl bench",
-            "--suite/--trace",
-            "give exactly one of --suite and --trace",
+            "--suite/--trace/--from",
+            "give exactly one of --suite, --trace and --from",
             "e.g. lokirl bench --suite dev, or lokirl bench --trace my_trace.csv",
         )
     if args.trace:
@@ -143,10 +150,10 @@ def _load(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl bench``."""
-    from lokirl.experiments.report import markdown, pareto_plot, summarize
     from lokirl.experiments.runner import run_suite
-    from lokirl.tracking import mlflow_run, run_dir, write_config
 
+    if args.from_runs:
+        return _report(args, _merged(args), None)
     suite = _load(args)
     if args.print_hash:
         print(suite.hash)
@@ -194,8 +201,43 @@ def run(args: argparse.Namespace) -> int:
             )
 
         results = run_suite(suite, controllers, args.reference, jobs=args.jobs, on_episode=tick)
+    return _report(args, results, suite)
+
+
+def _merged(args: argparse.Namespace):
+    """The merged per-episode tables of ``--from``."""
+    from lokirl.experiments.runner import Results, merge_results
+
+    if args.suite or args.trace:
+        raise ConfigError(
+            "lokirl bench", "--from", "give --from alone (it plays nothing)", "drop --suite/--trace"
+        )
+    parts = []
+    for d in (x.strip() for x in args.from_runs.split(",") if x.strip()):
+        f = Path(d) / "per_episode.json"
+        if not f.is_file():
+            raise ConfigError(
+                "--from",
+                d,
+                "no per_episode.json in this folder",
+                "pass run folders of lokirl bench",
+            )
+        parts.append(Results.from_dict(json.loads(f.read_text())))
+    return merge_results(parts, args.reference)
+
+
+def _report(args: argparse.Namespace, results, suite) -> int:
+    """Summarise, write the run folder (and MLflow run), print."""
+    from lokirl.experiments.report import markdown, pareto_plot, summarize
+    from lokirl.tracking import mlflow_run, run_dir, write_config
+
+    if args.bootstrap < 100:
+        raise ConfigError(
+            "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
+        )
+    meta = results.meta
     summary = summarize(results, n_boot=args.bootstrap, seed=args.stats_seed)
-    folder = run_dir("bench", suite.name, root=args.out)
+    folder = run_dir("bench", meta["suite"], root=args.out)
     (folder / "per_episode.json").write_text(json.dumps(results.to_dict(), indent=2))
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     (folder / "report.md").write_text(markdown(summary))
@@ -203,14 +245,14 @@ def run(args: argparse.Namespace) -> int:
     write_config(
         folder,
         {
-            "suite": suite.spec.model_dump(mode="json"),
-            "suite_hash": suite.hash,
-            "suite_source": suite.source,
+            "suite": suite.spec.model_dump(mode="json") if suite else meta["suite"],
+            "suite_hash": meta["suite_hash"],
+            "suite_source": meta.get("suite_source"),
             "options": {k: v for k, v in vars(args).items() if k != "handler"},
         },
     )
     if not args.no_mlflow:
-        _log_mlflow(mlflow_run, args, suite, summary, folder)
+        _log_mlflow(mlflow_run, args, summary, folder)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -219,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_mlflow(mlflow_run, args, suite, summary: dict, folder: Path) -> None:
+def _log_mlflow(mlflow_run, args, summary: dict, folder: Path) -> None:
     """One MLflow run per suite: overall means per controller, the files as artifacts."""
     meta = summary["meta"]
     with mlflow_run(
@@ -227,8 +269,8 @@ def _log_mlflow(mlflow_run, args, suite, summary: dict, folder: Path) -> None:
         folder.name,
         args.tracking_uri,
         params={
-            "suite": suite.name,
-            "suite_hash": suite.hash,
+            "suite": meta["suite"],
+            "suite_hash": meta["suite_hash"],
             "commit": meta["commit"],
             "controllers": ",".join(meta["controllers"]),
             "reference": meta["reference"],

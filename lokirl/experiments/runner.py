@@ -95,6 +95,63 @@ class Results:
         return [r for r in self.rows if r.get("error")]
 
 
+def merge_results(parts: Sequence[Results], reference: str | None = None) -> Results:
+    """One table from runs of the same suite that played different controllers.
+
+    The runs must agree on what makes their episodes comparable: the suite's
+    content hash, the commit, the cases and the seeds (so that common random numbers
+    pair their episodes); a controller may appear in one run only.
+
+    Args:
+        parts: Per-episode tables (``per_episode.json`` of ``lokirl bench`` runs).
+        reference: Controller the others are compared with (default: the first
+            run's reference).
+
+    Raises:
+        ConfigError: runs that differ in suite hash, commit, cases or seeds, or that
+            share a controller.
+
+    """
+    if not parts:
+        raise ConfigError("--from", "", "no run given", "pass run folders of lokirl bench")
+    first = parts[0].meta
+    controllers: list[str] = []
+    for part in parts:
+        m = part.meta
+        for key in ("suite_hash", "commit", "cases", "seeds", "solver"):
+            if m.get(key) != first.get(key):
+                raise ConfigError(
+                    "--from",
+                    key,
+                    f"runs differ in {key} ({first.get(key)!r} vs {m.get(key)!r}): their "
+                    "episodes are not paired",
+                    "merge only runs of the same suite, commit and seeds",
+                )
+        for c in m.get("controllers", []):
+            if c in controllers:
+                raise ConfigError(
+                    "--from",
+                    "controllers",
+                    f"{c!r} was played in two of the runs",
+                    "merge runs that played different controllers",
+                )
+            controllers.append(c)
+    ref = reference or first.get("reference")
+    if ref not in controllers:
+        raise ConfigError(
+            "--reference",
+            str(ref),
+            "not one of the merged controllers",
+            f"pick one of {controllers}",
+        )
+    order = {c: i for i, c in enumerate(controllers)}
+    rows = [r for part in parts for r in part.rows]
+    cases = {c: i for i, c in enumerate(first.get("cases", []))}
+    rows.sort(key=lambda r: (cases.get(r["case"], 0), r["seed"], order[r["controller"]]))
+    meta = {**first, "controllers": controllers, "reference": ref, "merged": len(parts)}
+    return Results(rows=rows, meta=meta)
+
+
 def git_commit(cwd: str | Path | None = None) -> str:
     """``git rev-parse HEAD`` of the working directory's repository, or ``"unknown"``."""
     try:

@@ -551,7 +551,7 @@ def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
                 "pick from: " + ", ".join(c.id for c in cases),
             )
     kept = [c for c in cases if any(fnmatch.fnmatchcase(c.id, pat) for pat in patterns)]
-    spec = suite.spec.model_copy(update={"cases": kept})
+    spec = suite.spec.model_copy(update={"cases": tuple(kept)})
     return suite.model_copy(update={"spec": spec})
 
 

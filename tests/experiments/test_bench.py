@@ -100,3 +100,30 @@ def test_cases_filter_plays_only_matching_cases(tmp_path, capsys):
     assert main([*args, "--cases", "ta20-*"]) == 2
     err = capsys.readouterr().err
     assert "--cases" in err and "ta10-bursts" in err
+
+
+def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
+    base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "200", "--json"]
+    base += ["--cases", "sm10-*"]
+
+    def play(controllers, out):
+        assert main([*base, "--controllers", controllers, "--out", str(out)]) == 0
+        capsys.readouterr()
+        (folder,) = out.iterdir()
+        return folder
+
+    a, b = play("static", tmp_path / "a"), play("trigger", tmp_path / "b")
+    assert main([*base, "--controllers", "static,trigger", "--out", str(tmp_path / "ab")]) == 0
+    joint = json.loads(capsys.readouterr().out)
+    merged_args = ["bench", "--from", f"{a},{b}", "--reference", "trigger", "--no-mlflow"]
+    merged_args += ["--bootstrap", "200", "--json", "--out", str(tmp_path / "m")]
+    assert main(merged_args) == 0
+    merged = json.loads(capsys.readouterr().out)
+    joint["meta"].pop("merged", None)
+    merged["meta"].pop("merged", None)
+    joint["meta"]["reference"] = "trigger"
+    assert merged["aggregate"] == joint["aggregate"]
+    assert merged["per_case"] == joint["per_case"]
+    # The same controller twice is refused: its episodes would count double.
+    assert main(["bench", "--from", f"{a},{a}", "--no-mlflow"]) == 2
+    assert "played in two of the runs" in capsys.readouterr().err
