@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from lokirl.commands.options import parse_range
@@ -286,6 +287,29 @@ def _log_mlflow(mlflow_run, args, summary: dict, folder: Path) -> None:
             )
         for name in ("summary.json", "per_episode.json", "report.md", "pareto.png"):
             ml.log_artifact(folder / name)
+        parent = ml.run_id
+    if parent is None:
+        return
+    # One child run per case: each controller's means over the case's seeds.
+    by_case: dict[str, list[dict]] = {}
+    for entry in summary.get("per_case", []):
+        by_case.setdefault(entry["case"], []).append(entry)
+    for case, entries in by_case.items():
+        with mlflow_run(
+            "lokirl-bench",
+            f"{folder.name}/{case}",
+            args.tracking_uri,
+            params={"suite": meta["suite"], "case": case, "family": entries[0]["family"]},
+            tags={"mlflow.parentRunId": parent},
+        ) as child:
+            child.log_metrics(
+                {
+                    f"{e['controller'].replace(':', '_')}/{m}": e[m]
+                    for e in entries
+                    for m in ("reward", "frame_violation_ratio", "effective_accuracy", "solves")
+                    if isinstance(e.get(m), float) and math.isfinite(e[m])
+                }
+            )
 
 
 def print_tables(summary: dict) -> None:

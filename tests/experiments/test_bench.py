@@ -127,3 +127,22 @@ def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     # The same controller twice is refused: its episodes would count double.
     assert main(["bench", "--from", f"{a},{a}", "--no-mlflow"]) == 2
     assert "played in two of the runs" in capsys.readouterr().err
+
+
+def test_mlflow_run_per_suite_with_a_child_run_per_case(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    args = ["bench", "--suite", "dev", "--controllers", "static,trigger", "--cases", "*10-bursts"]
+    args += ["--bootstrap", "100", "--out", str(tmp_path / "o"), "--tracking-uri", uri]
+    assert main(args) == 0
+    capsys.readouterr()
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("lokirl-bench")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    assert {r.data.params["case"] for r in children} == {"ta10-bursts", "sm10-bursts"}
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert "trigger/reward" in children[0].data.metrics
