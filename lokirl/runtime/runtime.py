@@ -225,10 +225,6 @@ class Runtime:
         self.pipeline = dilate_pipeline(
             pipeline or load_pipeline(self.config.pipeline), self.config.dilation
         )
-        if controller is None:  # a trained policy's fit is known before it is loaded
-            precheck_policy(self.config.controller, self.pipeline, self.config)
-        self.controller = controller or make_controller(self.config.controller)
-        check_policy_fits(self.controller, self.pipeline, self.config)
         accel = self.config.accelerator or self.pipeline.accelerators[0]
         if accel not in self.pipeline.accelerators:
             raise ConfigError(
@@ -238,6 +234,11 @@ class Runtime:
                 f"use {', '.join(self.pipeline.accelerators)}",
             )
         self.accelerator = accel
+        if controller is None:  # a trained policy's fit is known before it is loaded
+            precheck_policy(self.config.controller, self.pipeline, self.cluster, self.config.swap)
+        self.controller = controller or make_controller(self.config.controller)
+        check_policy_fits(self.controller, self.pipeline, self.config)
+        self._bind_controller()
         self.sources: dict[str, ModelSource] = model_sources(
             pipeline_file(self.config.pipeline),
             [v.name for v in self.pipeline.variants()],
@@ -313,6 +314,35 @@ class Runtime:
         self.solve_failures = RepeatedFailure(log, "solve")
 
     @property
+    def cluster(self) -> Cluster:
+        """The cluster the runtime serves: ``config.workers`` workers of its accelerator type.
+
+        (Solves see only the workers alive at the time; a controller is bound to this.)
+        """
+        return Cluster({self.accelerator: self.config.workers})
+
+    def _bind_controller(self) -> None:
+        """Tell the controller what it serves before it decides (:func:`bind_controller`).
+
+        A trained policy (:class:`~lokirl.agents.adapter.PPOController`) checks that it
+        fits (a version-1 policy: exactly its worker count; version 2: its scope of
+        pipeline, accelerators, worker range and swap modes) and, version 2, scales
+        its observations to this cluster. The pipeline bound is the one served, i.e.
+        dilated under ``dilation`` K: its capacities are K times lower and the demand
+        the policy sees is in dilated frames/s, so the rate features (arrivals and
+        forecasts over capacity) read as undilated; but the longest-load-time feature
+        is in seconds, so it reads K times the profiled load time (clipped at 10 s):
+        a dilated run shows the policy a cluster whose loads are K times slower.
+
+        Raises:
+            ConfigError: the controller does not fit.
+
+        """
+        from lokirl.core.binding import bind_controller
+
+        bind_controller(self.controller, self.pipeline, self.cluster, self.config.swap)
+
+    @property
     def solve_timeout_s(self) -> float:
         """Seconds a solve may take before it is abandoned."""
         t = self.config.solve_timeout_s
@@ -333,6 +363,7 @@ class Runtime:
         if cfg.workers < 1:
             raise ConfigError("--workers", str(cfg.workers), "must be at least 1", "pass 2")
         self._loop = asyncio.get_running_loop()
+        self._bind_controller()  # again: ``config.workers`` may have been set since
         self._check_gpus()
         for i in range(cfg.workers):
             self.plane.workers.append(WorkerState(i, self._new_actor(i)))
@@ -840,10 +871,18 @@ class Runtime:
                     failed.append(w.wid)
                 continue
             self._pings[id(w)] = (now, fut)
-            fut.add_done_callback(
-                lambda f, w=w: self._loop.call_soon_threadsafe(self._pinged, w, f)
-            )
+            fut.add_done_callback(lambda f, w=w: self._call_soon(self._pinged, w, f))
         return failed
+
+    def _call_soon(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop from another thread (nothing once it closed)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # closed meanwhile
+            pass
 
     def _pinged(self, w: WorkerState, fut: concurrent.futures.Future) -> None:
         """A ping came back (on the event loop)."""
@@ -1085,37 +1124,22 @@ def check_policy_fits(controller: Any, pipeline: Pipeline, config: RuntimeConfig
         )
 
 
-def precheck_policy(spec: str, pipeline: Pipeline, config: RuntimeConfig) -> None:
-    """:func:`check_policy_fits` from a ``ppo[:PATH]`` spec's saved feature spec alone.
+def precheck_policy(spec: str, pipeline: Pipeline, cluster: Cluster, swap: str) -> None:
+    """Refuse a ``ppo[:PATH]`` spec that does not fit, from its saved feature file alone.
 
-    Reads ``model.features.json`` beside the model without loading the policy (which
-    takes seconds), so a mismatch is refused at once; anything else is left to
-    the loader.
+    :func:`lokirl.agents.adapter.check_spec_fits` reads ``model.features.json``
+    beside the model without loading the policy (which takes seconds), so a misfit
+    is refused at once: a version-1 policy's worker count and tasks, a version-2
+    policy's pipeline, accelerator types, worker range and swap modes. Other specs
+    pass.
 
     Raises:
-        ConfigError: the policy's tasks or worker count differ from what is served.
+        ConfigError: the policy does not fit ``pipeline`` on ``cluster`` under ``swap``,
+            or its feature file is missing.
 
     """
-    import json
-    from importlib import resources
-    from types import SimpleNamespace
-
     if spec != "ppo" and not spec.startswith("ppo:"):
         return
-    if spec == "ppo":
-        model = resources.files("lokirl") / "data" / "policies" / "ppo_traffic_analysis"
-        path = Path(str(model)) / "model.zip"
-    else:
-        path = Path(spec[4:])
-    fpath = path.with_name(path.stem + ".features.json")
-    try:
-        doc = json.loads(fpath.read_text())
-    except (OSError, ValueError):
-        return  # the loader says what is wrong
-    if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list):
-        return
-    fake = SimpleNamespace(
-        spec=SimpleNamespace(tasks=tuple(doc["tasks"]), workers=doc.get("workers")),
-        model_path=spec if spec == "ppo" else str(path),
-    )
-    check_policy_fits(fake, pipeline, config)
+    from lokirl.agents.adapter import check_spec_fits
+
+    check_spec_fits(spec, pipeline, cluster, swap)
