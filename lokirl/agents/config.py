@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from lokirl.agents.constraint import ConstraintParams, parse_constraint
 from lokirl.agents.imitation import ImitationParams
 from lokirl.envs.serving import EnvConfig
 from lokirl.errors import ConfigError
@@ -136,6 +137,9 @@ class TrainConfig:
         checkpoint_every: Steps between checkpoints (0: never).
         imitation: Behaviour cloning of a teacher controller before PPO (off by
             default; see :mod:`lokirl.agents.imitation`).
+        constraint: A frame-violation budget, met by a Lagrange multiplier on the
+            reward's violation weight (off by default; see
+            :mod:`lokirl.agents.constraint`).
 
     """
 
@@ -151,6 +155,7 @@ class TrainConfig:
     baseline: str = "loki"
     checkpoint_every: int = 5000
     imitation: ImitationParams = field(default_factory=ImitationParams)
+    constraint: ConstraintParams = field(default_factory=ConstraintParams)
 
 
 def _bad_value(exc: ValueError, source: str, where: str, fields_of: str) -> ConfigError:
@@ -196,6 +201,9 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             if isinstance(value, dict) and "net_arch" in value:
                 value = {**value, "net_arch": tuple(value["net_arch"])}
             kwargs[key] = _build(PPOParams, value, source, where)
+            continue
+        if key == "constraint":
+            kwargs[key] = parse_constraint(value, source, where)
             continue
         if key == "imitation":
             try:

@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from lokirl.agents.adapter import save_policy
 from lokirl.agents.config import TrainConfig
+from lokirl.agents.constraint import LagrangeMultiplier
 from lokirl.agents.rollout import rollout
 from lokirl.core.controllers import make_controller
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
@@ -258,6 +259,9 @@ def train(
             imitate(model, cfg, spec, folder, ml, progress)
         evaluator = BaselineEval(cfg, folder, ml, spec)
         callbacks: list[BaseCallback] = [MLflowMetrics(ml), evaluator]
+        lagrange = LagrangeMultiplier(cfg.constraint) if cfg.constraint.enabled else None
+        if lagrange is not None:
+            callbacks.insert(0, lagrange)
         if cfg.checkpoint_every > 0:
             callbacks.append(
                 CheckpointCallback(
@@ -278,6 +282,9 @@ def train(
         )
         vec.close()
         save_policy(model, folder / "model.zip", spec)
+        if lagrange is not None:
+            ml.log_artifact(lagrange.save(folder))
+            ml.log_metrics({"constraint/lambda_final": lagrange.state.value})
         if cfg.eval_every > 0:
             final = evaluator.evaluate()
             (folder / "eval.json").write_text(json.dumps(evaluator.history, indent=2))

@@ -520,6 +520,18 @@ class LokiServingEnv(gym.Env):
         decision = to_decision(self.features, action, self.context, self._forecast, self._hint)
         return self.advance(decision)
 
+    def set_violation_weight(self, weight: float) -> None:
+        """Set the reward's violation weight (the multiplier of constrained training).
+
+        See :mod:`lokirl.agents.constraint`: the Lagrange multiplier of the frame
+        violation budget is pushed here after every rollout.
+        """
+        if not weight >= 0.0:
+            raise ValueError(f"violation weight must be >= 0, got {weight}")
+        self.config = replace(
+            self.config, weights=replace(self.config.weights, violation=float(weight))
+        )
+
     def advance(self, decision: Decision, planner: Any = None):
         """Play one epoch under an explicit decision (baselines, oracles, evaluation).
 
@@ -586,6 +598,7 @@ class LokiServingEnv(gym.Env):
         return {
             "goodput": (done - viol) / max(arrived, 1.0) * acc / 100.0 if arrived else 0.0,
             "violation_ratio": viol / done if done else 0.0,
+            "frames_done": done,
             "accuracy": acc,
             "reconfigured_share": float(sim.s_reconf[sl].sum()) / n,
             "solver_s": float(solver_s),

@@ -1,0 +1,172 @@
+"""Constrained training: maximise effective accuracy under a frame-violation budget.
+
+Users sign an objective like "as accurate as possible, with at most 1% of frames
+late or dropped", not a weighted sum whose weight nobody can interpret. PPO here
+solves the Lagrangian relaxation of that problem:
+
+    maximise  E[goodput - costs] - lambda * (E[violation ratio] - budget)
+
+The policy sees the environment's usual reward with the violation weight set to the
+current multiplier ``lambda`` (goodput is the on-time share times accuracy: the
+effective accuracy / 100; costs are the solver time, reconfigurations and active
+workers as :class:`~lokirl.envs.serving.RewardWeights` prices them). After every
+rollout, :class:`LagrangeMultiplier` takes a projected dual-ascent step,
+
+    lambda <- clip(lambda + lr * (frame violation ratio of the rollout - budget), 0, max)
+
+so the multiplier grows while the policy exceeds its budget and shrinks (down to 0)
+while it stays under it, and pushes it into every training environment. The frame
+violation ratio of a rollout weights each epoch by the frames it completed, as the
+evaluation does. The final multiplier and its history are saved with the policy
+(``constraint.json``) so a run shows whether the budget was met.
+
+The section of a training file (validated here, errors name the file and field)::
+
+    constraint:
+      violation_budget: 0.01   # at most 1% of frames late or dropped
+      lambda_init: 2.0
+      lambda_lr: 50.0
+      lambda_max: 200.0
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from stable_baselines3.common.callbacks import BaseCallback
+
+from lokirl.errors import ConfigError
+
+
+class ConstraintSection(BaseModel):
+    """``constraint``: the frame-violation budget of a constrained training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    violation_budget: float | None = Field(
+        None, ge=0.0, lt=1.0, description="largest frame violation ratio allowed (0.01: 1%)"
+    )
+    lambda_init: float = Field(1.0, ge=0.0, description="initial violation multiplier")
+    lambda_lr: float = Field(20.0, gt=0.0, description="dual step per unit of excess violation")
+    lambda_max: float = Field(100.0, gt=0.0, description="upper clip of the multiplier")
+
+
+@dataclass(frozen=True)
+class ConstraintParams:
+    """A validated ``constraint`` section (see :class:`ConstraintSection`).
+
+    Attributes:
+        violation_budget: Largest frame violation ratio allowed; ``None`` trains on the
+            fixed reward weights (no constraint).
+        lambda_init: Initial multiplier (the violation weight of the reward).
+        lambda_lr: Dual step size per unit of violation above the budget.
+        lambda_max: Upper clip of the multiplier.
+
+    """
+
+    violation_budget: float | None = None
+    lambda_init: float = 1.0
+    lambda_lr: float = 20.0
+    lambda_max: float = 100.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether training is constrained."""
+        return self.violation_budget is not None
+
+
+def parse_constraint(value: Any, source: str, where: str = "constraint") -> ConstraintParams:
+    """Validate a ``constraint`` mapping.
+
+    Raises:
+        ConfigError: naming ``source``, the field and the fix.
+
+    """
+    if value is None:
+        return ConstraintParams()
+    try:
+        sec = ConstraintSection.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(
+            source,
+            f"{where}.{loc}" if loc else where,
+            err["msg"],
+            "see lokirl.agents.constraint.ConstraintSection: violation_budget in [0, 1), "
+            "lambda_init >= 0, lambda_lr > 0, lambda_max > 0",
+        ) from None
+    return ConstraintParams(**sec.model_dump())
+
+
+@dataclass
+class LagrangeState:
+    """The multiplier and its history over rollouts."""
+
+    value: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class LagrangeMultiplier(BaseCallback):
+    """Projected dual ascent on the violation multiplier after every rollout.
+
+    Args:
+        params: The constraint (its budget must be set).
+
+    """
+
+    def __init__(self, params: ConstraintParams) -> None:
+        super().__init__()
+        if params.violation_budget is None:
+            raise ValueError("violation_budget: a constrained run needs a budget")
+        self.params = params
+        self.state = LagrangeState(params.lambda_init)
+        self._viol = 0.0
+        self._done = 0.0
+
+    def _on_training_start(self) -> None:
+        self._push()
+
+    def _push(self) -> None:
+        self.training_env.env_method("set_violation_weight", self.state.value)
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            done = float(info.get("frames_done", 0.0))
+            self._viol += float(info.get("violation_ratio", 0.0)) * done
+            self._done += done
+        return True
+
+    def _on_rollout_end(self) -> None:
+        p = self.params
+        budget = float(p.violation_budget or 0.0)
+        ratio = self._viol / self._done if self._done else 0.0
+        lam = min(max(self.state.value + p.lambda_lr * (ratio - budget), 0.0), p.lambda_max)
+        self.state.value = lam
+        self.state.history.append(
+            {"step": float(self.num_timesteps), "violation": ratio, "lambda": lam}
+        )
+        self.logger.record("constraint/violation", ratio)
+        self.logger.record("constraint/lambda", lam)
+        self.logger.record("constraint/budget", budget)
+        self._viol = self._done = 0.0
+        self._push()
+
+    def save(self, folder: Path) -> Path:
+        """Write ``constraint.json`` (budget, parameters, final multiplier, history)."""
+        out = folder / "constraint.json"
+        out.write_text(
+            json.dumps(
+                {
+                    **asdict(self.params),
+                    "lambda_final": self.state.value,
+                    "history": self.state.history,
+                },
+                indent=2,
+            )
+        )
+        return out

@@ -1,0 +1,66 @@
+"""Constrained training: the Lagrange multiplier on the violation weight."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from lokirl.agents.config import load_train_config
+from lokirl.agents.constraint import ConstraintParams, parse_constraint
+from lokirl.agents.train import train
+from lokirl.envs.serving import LokiServingEnv
+from lokirl.errors import ConfigError
+from lokirl.tracking import RUNS_ENV
+from tests.agents.conftest import ENV, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _runs(tmp_path, monkeypatch):
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
+
+
+def _constrained(budget: float, lr: float) -> dict:
+    cfg = replace(
+        tiny_config("constrained", 96),
+        env=replace(ENV, traces=("gen:spikes",)),
+        constraint=ConstraintParams(violation_budget=budget, lambda_init=1.0, lambda_lr=lr),
+    )
+    folder = train(cfg, progress=False)
+    return json.loads((folder / "constraint.json").read_text())
+
+
+def test_multiplier_follows_the_violation_excess():
+    tight = _constrained(budget=0.0, lr=10.0)
+    assert len(tight["history"]) == 3  # one dual step per rollout (96 steps / 32)
+    lam = 1.0
+    for h in tight["history"]:  # projected dual ascent, step by step
+        lam = min(max(lam + 10.0 * (h["violation"] - 0.0), 0.0), 100.0)
+        assert h["lambda"] == pytest.approx(lam)
+    assert tight["lambda_final"] > 1.0  # the random policy violates: the multiplier grew
+    loose = _constrained(budget=0.9, lr=10.0)
+    assert all(h["violation"] < 0.9 for h in loose["history"])
+    assert loose["lambda_final"] == 0.0  # under budget: the multiplier falls to its floor
+
+
+def test_env_takes_the_multiplier_as_its_violation_weight():
+    env = LokiServingEnv(ENV)
+    env.set_violation_weight(7.5)
+    assert env.config.weights.violation == 7.5
+    with pytest.raises(ValueError, match=">= 0"):
+        env.set_violation_weight(-1.0)
+
+
+def test_constraint_section_is_validated_with_file_and_field(tmp_path):
+    assert not parse_constraint(None, "x.yaml").enabled
+    assert parse_constraint({"violation_budget": 0.01}, "x.yaml").violation_budget == 0.01
+    with pytest.raises(ConfigError, match=r"x\.yaml: constraint\.violation_budget"):
+        parse_constraint({"violation_budget": -0.1}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"constraint\.lambda_rate"):
+        parse_constraint({"lambda_rate": 1.0}, "x.yaml")
+    f = tmp_path / "c.yaml"
+    f.write_text("constraint:\n  violation_budget: 0.05\n  lambda_lr: 30\n")
+    cfg = load_train_config(f)
+    assert cfg.constraint.enabled and cfg.constraint.lambda_lr == 30.0
+    f.write_text("constraint:\n  violation_budget: 1.5\n")
+    with pytest.raises(ConfigError, match="c.yaml: constraint.violation_budget"):
+        load_train_config(f)
