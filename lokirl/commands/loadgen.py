@@ -31,7 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--trace", required=True, help="trace file or bundled trace name")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="ingress base URL")
+    p.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="ingress base URL; several, comma-separated, are sent to in turn (the ingress "
+        "replicas of `lokirl serve --ingress-replicas N`: put the controller's first, its "
+        "/v1/status counts them all)",
+    )
     p.add_argument("--pipeline", default=None, help="pipeline name (default: the server's)")
     p.add_argument("--max-requests", type=int, default=2000, help="send at most N (default 2000)")
     p.add_argument("--duration", type=float, default=60.0, help="replay at most S seconds")
@@ -80,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
     import httpx
     import numpy as np
 
-    from lokirl.runtime.loadgen import bounded_arrivals, http_sender, replay
+    from lokirl.runtime.loadgen import bounded_arrivals, http_sender, replay, round_robin
     from lokirl.tracking import mlflow_helper
 
-    u = urlparse(args.url)
-    if u.scheme not in ("http", "https") or not u.netloc:
-        raise ConfigError("--url", args.url, "not an http URL", "pass http://127.0.0.1:8000")
+    urls = [x.strip().rstrip("/") for x in args.url.split(",") if x.strip()]
+    for url in urls or [args.url]:
+        u = urlparse(url)
+        if u.scheme not in ("http", "https") or not u.netloc:
+            raise ConfigError("--url", url, "not an http URL", "pass http://127.0.0.1:8000")
     if args.max_requests < 1 or not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError("--max-requests/--duration", "", "must be positive", "bound the replay")
     if args.speedup <= 0:
@@ -101,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         )
     arrivals, trace_name = load_arrivals(args.trace, args.speedup, args.scale, args.seed)
     arrivals = bounded_arrivals(arrivals, args.max_requests, args.duration)
-    base = args.url.rstrip("/")
+    base = urls[0]
     frame = np.random.default_rng(args.seed).integers(0, 255, (3, args.size, args.size))
     frame = frame.astype(np.uint8)
 
@@ -123,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
                     "point --url at a lokirl serve ingress",
                 )
             name = args.pipeline or status["pipeline"]
-            send = http_sender(c, f"{base}/v1/pipelines/{name}/infer", frame)
+            send = round_robin(
+                [http_sender(c, f"{u}/v1/pipelines/{name}/infer", frame) for u in urls]
+            )
             result = await replay(arrivals, send, args.max_in_flight)
             server = (await c.get(f"{base}/v1/status", timeout=10)).json()
             return name, result, server

@@ -25,6 +25,8 @@ examples:
   curl -s -X POST -H 'Content-Type: image/jpeg' --data-binary @frame.jpg \\
        http://127.0.0.1:8000/v1/pipelines/traffic_analysis_cpu/infer
   curl -s http://127.0.0.1:8000/v1/status
+  lokirl serve --pipeline traffic_analysis --emulate --ingress-replicas 2  # ports 8000, 8001
+  lokirl loadgen --trace step_600s --url http://127.0.0.1:8000,http://127.0.0.1:8001
 
 --workers defaults to one per GPU of the Ray cluster, else one per CPU of
 the local Ray, and never fewer than the pipeline's tasks (a task without a
@@ -138,6 +140,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --emulate: run K times slower (latencies, load times, SLO and --epoch x K; "
         "send rates / K); default 1",
     )
+    p.add_argument(
+        "--ingress-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="HTTP ingresses (default 1): this process, which also runs the controller and "
+        "answers /v1/status and /metrics for all, on --port, plus N-1 Ray actors on the "
+        "next ports, each with its own queues and batching, the controller's routing table, "
+        "and sending batches to the workers directly",
+    )
     p.set_defaults(handler=run)
 
 
@@ -201,6 +213,14 @@ def run(args: argparse.Namespace) -> int:
     max_pixels = getattr(args, "max_pixels", 4096 * 4096)
     if max_pixels < 64:
         raise ConfigError("--max-pixels", str(max_pixels), "must be at least 64", "pass 16777216")
+    replicas = getattr(args, "ingress_replicas", 1)
+    if replicas < 1 or args.port + replicas - 1 > 65535:
+        raise ConfigError(
+            "--ingress-replicas",
+            str(replicas),
+            f"must be at least 1, and ports {args.port}..{args.port + replicas - 1} must exist",
+            "pass 1 or 2",
+        )
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"))
 
     from lokirl.core.pipeline_config import load_pipeline
@@ -233,8 +253,18 @@ def run(args: argparse.Namespace) -> int:
         dilation=args.dilation,
         gpus_per_worker=share,
         fp16=getattr(args, "fp16", None),
+        ingress_replicas=replicas,
+        replica_host=args.host,
+        replica_port=args.port + 1,
+        replica_http={
+            "max_body_bytes": int(args.max_body_mb * 1024 * 1024),
+            "max_pixels": max_pixels,
+            "control_url": f"http://{args.host}:{args.port}",
+        },
     )
     # Before anything slow (a policy, Ray, workers, models): a port in use fails at once.
+    for extra in range(1, replicas):  # the replicas' ports (bound again by their actors)
+        bind_port(args.host, args.port + extra).close()
     sock = bind_port(args.host, args.port)
     try:
         if args.address:
@@ -254,6 +284,12 @@ def run(args: argparse.Namespace) -> int:
             f"({runtime.config.workers} {'emulated ' if args.emulate else ''}workers, "
             f"controller {args.controller}, swaps: {args.swap}"
             + (f", time dilated x{args.dilation:g}" if args.dilation != 1.0 else "")
+            + (
+                f"; {replicas - 1} more ingress replicas on ports "
+                f"{args.port + 1}..{args.port + replicas - 1}"
+                if replicas > 1
+                else ""
+            )
             + ")"
         )
         asyncio.run(_serve(app, runtime, sock, banner))

@@ -1,5 +1,7 @@
 """HTTP ingress: FastAPI in front of one :class:`~lokirl.runtime.runtime.Runtime`.
 
+(or of an extra ingress replica, :class:`~lokirl.runtime.replicas.IngressReplica`)
+
 Endpoints:
 
 * ``POST /v1/pipelines/{name}/infer``: one frame, as an image (``image/png``,
@@ -201,6 +203,7 @@ def create_app(
     manage: bool = False,
     max_pixels: int = MAX_PIXELS,
     decode_threads: int = 2,
+    control_url: str | None = None,
 ) -> Any:
     """Build the FastAPI app serving ``runtime``.
 
@@ -211,6 +214,10 @@ def create_app(
         max_pixels: Largest image (width x height) accepted (413 beyond, from the
             header, before decoding).
         decode_threads: Threads that decode request bodies off the event loop.
+        control_url: Set for an extra ingress replica
+            (:class:`~lokirl.runtime.replicas.IngressReplica`): ``/metrics`` answers
+            404 naming the controller's ingress there (which counts every replica),
+            so that nothing is scraped twice; ``/v1/status`` is the replica's own view.
 
     """
     from contextlib import asynccontextmanager
@@ -259,6 +266,11 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics() -> Any:
+        if control_url is not None:
+            return JSONResponse(
+                {"error": f"an ingress replica: the metrics of every replica are at {control_url}"},
+                status_code=404,
+            )
         body, ctype = render_metrics(runtime)
         return PlainTextResponse(body, media_type=ctype)
 

@@ -282,6 +282,8 @@ class DataPlane:
         self.random = self.rng.random
         self.estimator = BranchingEstimator(pipeline, branching_window)
         self.on_worker_lost = on_worker_lost
+        #: Called after every table rebuild (the runtime publishes it to its ingress replicas).
+        self.on_rebuild: Callable[[], None] | None = None
         self.plan: Plan | None = None
         self.table: RoutingTable | None = None
         self.groups: list[GroupState] = []  # the serving view's: the plan's, then interim
@@ -362,6 +364,20 @@ class DataPlane:
             self.subs_in_flight += 1
             self._route(req, "over_capacity")
         return frame
+
+    def add_arrivals(self, sec: int, n: int) -> None:
+        """Count ``n`` more arrivals in second ``sec`` (another ingress replica's, reported late).
+
+        Seconds older than the history kept are ignored; a second ahead of this
+        plane's clock extends the history to it.
+        """
+        aps = self.arrivals_per_s
+        if sec > self._aps_sec:
+            aps.extend([0] * min(sec - self._aps_sec, aps.maxlen or 1))
+            self._aps_sec = sec
+        back = self._aps_sec - sec
+        if 0 <= back < len(aps):
+            aps[len(aps) - 1 - back] += n
 
     def _route(self, req: Req, drop_reason: str) -> None:
         table = self.table
@@ -857,6 +873,8 @@ class DataPlane:
         self.draining = [g for g in self.draining if g.workers]
         for g in gone + stranded:
             self._reroute(g)
+        if self.on_rebuild is not None:
+            self.on_rebuild()
         return table
 
     def _reroute(self, g: GroupState) -> None:

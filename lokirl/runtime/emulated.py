@@ -334,6 +334,7 @@ def make_emulated_worker(
     jitter: float = DEFAULT_JITTER,
     dilation: float = 1.0,
     num_cpus: float = EMULATED_NUM_CPUS,
+    batch_calls: int = 1,
 ) -> Any:
     """Start an :class:`EmulatedWorker` as a Ray actor (``ray.init`` must have run).
 
@@ -346,14 +347,17 @@ def make_emulated_worker(
         jitter: Lognormal sigma of a batch's latency where the profile has no tail.
         dilation: Further dilation of ``pipeline``'s times (1: none).
         num_cpus: Ray CPUs the actor claims (0: it sleeps, so 20-100 fit on 2 cores).
+        batch_calls: Batch calls it accepts at once (one per ingress replica); they
+            run one after the other, as on one device.
 
     """
     import ray
 
     accel = accelerator or pipeline.accelerators[0]
     profiles = emulated_profiles(dilate_pipeline(pipeline, dilation), accel)
-    # Up to four calls at once: a batch, a load beside it, a switch, a health ping.
-    options: dict[str, Any] = {"max_concurrency": 4, "max_restarts": 0, "num_cpus": num_cpus}
+    # Calls at once: a batch per ingress replica, a load beside them, a switch, a ping.
+    calls = 3 + max(1, batch_calls)
+    options: dict[str, Any] = {"max_concurrency": calls, "max_restarts": 0, "num_cpus": num_cpus}
     return ray.remote(EmulatedWorker).options(**options).remote(worker_id, profiles, jitter, seed)
 
 

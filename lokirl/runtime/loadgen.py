@@ -179,3 +179,16 @@ def http_sender(
         return {"outcome": "dropped", "reason": f"http_{r.status_code}"}
 
     return send
+
+
+def round_robin(
+    senders: list[Callable[[int], Awaitable[dict[str, Any]]]],
+) -> Callable[[int], Awaitable[dict[str, Any]]]:
+    """A ``send`` that hands request ``i`` to ``senders[i % len(senders)]`` (several ingresses)."""
+    if len(senders) == 1:
+        return senders[0]
+
+    def send(i: int) -> Awaitable[dict[str, Any]]:
+        return senders[i % len(senders)](i)
+
+    return send

@@ -124,6 +124,17 @@ class RuntimeConfig:
             the pipeline with latencies, load times and SLO multiplied by ``k``
             (the ``pipeline`` passed to :class:`Runtime` is the undilated one);
             send traffic at rates divided by ``k``. For emulated workers.
+        ingress_replicas: HTTP ingress processes: this one (the controller's) plus
+            ``ingress_replicas - 1`` Ray actors (:mod:`lokirl.runtime.replicas`), each
+            with its own queues and batching, the controller's routing table, and
+            reporting its counts back; 1 (default): this process alone.
+        replica_host: Address the extra replicas listen on.
+        replica_port: Port of the first extra replica (the next ones follow); 0: any
+            free port each (``/v1/status`` lists them).
+        replica_report_s: Seconds between pulls of the replicas' counts (also pulled
+            right before each controller tick).
+        replica_http: ``max_body_bytes``, ``max_pixels``, ``control_url`` of the
+            replicas' HTTP apps.
 
     """
 
@@ -158,10 +169,22 @@ class RuntimeConfig:
     swap: SwapMode = "overlap"
     emulate: bool = False
     dilation: float = 1.0
+    ingress_replicas: int = 1
+    replica_host: str = "127.0.0.1"
+    replica_port: int = 0
+    replica_report_s: float = 0.2
+    replica_http: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_swap_mode(self.swap)
         check_dilation(self.dilation)
+        if self.ingress_replicas < 1:
+            raise ConfigError(
+                "--ingress-replicas",
+                str(self.ingress_replicas),
+                "must be at least 1",
+                "pass 1 or 2",
+            )
 
 
 def run_solve(fn: Any, args: tuple[Any, ...]) -> tuple[Plan, int, float]:
@@ -310,6 +333,8 @@ class Runtime:
         self._pings: dict[int, tuple[float, concurrent.futures.Future]] = {}
         self._pending_recovery: list[tuple[dict[str, Any], float, float]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The extra ingress replicas (``ingress_replicas > 1``; set at start).
+        self.replicas: Any = None
         self.tick_failures = RepeatedFailure(log, "controller tick")
         self.solve_failures = RepeatedFailure(log, "solve")
 
@@ -378,12 +403,37 @@ class Runtime:
             self.plane.restart_clock()
         for w in self.plane.workers:
             w.loop_task = asyncio.create_task(self.plane.worker_loop(w))
+        if cfg.ingress_replicas > 1:
+            await self._start_replicas()
         self.last_solve_at = self.plane.now()
         self.last_tick_mono = time.monotonic()
         self._control_task = asyncio.create_task(self._control_loop())
         if cfg.health_check_s > 0:
             self._health_task = asyncio.create_task(self._health_loop())
         self.started = True
+
+    async def _start_replicas(self) -> None:
+        """Start the extra ingress replicas; a replica that cannot start stops the runtime.
+
+        Raises:
+            ConfigError: a replica could not start (its port in use, say).
+
+        """
+        from lokirl.runtime.replicas import ReplicaSet
+
+        self.replicas = ReplicaSet(self, self.config.ingress_replicas - 1)
+        try:
+            await self.replicas.start()
+        except BaseException as exc:
+            await self.stop()
+            cfg = self.config
+            raise ConfigError(
+                "--ingress-replicas",
+                str(cfg.ingress_replicas),
+                f"an ingress replica did not start: {one_line(exc)}",
+                f"free ports {cfg.replica_port}..{cfg.replica_port + cfg.ingress_replicas - 2} "
+                "(or pass another --port), or serve with fewer replicas",
+            ) from None
 
     def _new_actor(self, wid: int) -> Any:
         """Start the actor of worker slot ``wid`` (at start, and to replace a failed one)."""
@@ -400,6 +450,7 @@ class Runtime:
             pipeline=self.pipeline,
             accelerator=self.accelerator,
             gpus_per_worker=self.gpu_share or 1.0,
+            batch_calls=cfg.ingress_replicas,  # each ingress replica may send one batch
         )
 
     def _check_gpus(self) -> None:
@@ -483,6 +534,11 @@ class Runtime:
         """Stop the control loop, end every queued request (``shutdown``), kill the actors."""
         import ray
 
+        if self.replicas is not None and not self.replicas.stopped:
+            try:  # first: their final counts are added to the plane
+                await self.replicas.stop()
+            except Exception as exc:  # noqa: BLE001 - stopping carries on
+                log.warning("stopping the ingress replicas: %s", one_line(exc))
         for task in (self._control_task, self._health_task, *self._replace_tasks):
             if task is None:
                 continue
@@ -956,9 +1012,17 @@ class Runtime:
             solving=self.solving,
             slo_violation_ratio=self.recent_violation,
             accuracy=p.accuracy,
-            queue_lengths=p.queue_lengths(),
+            queue_lengths=self.queue_lengths(),
             active_workers=p.active_workers(),
         )
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Requests waiting per task, here and at the ingress replicas (as last reported)."""
+        out = self.plane.queue_lengths()
+        if self.replicas is not None:
+            for task, n in self.replicas.queue_lengths().items():
+                out[task] = out.get(task, 0) + n
+        return out
 
     async def _control_loop(self) -> None:
         # Ticks are scheduled at whole epochs from the start; the controller sees
@@ -976,6 +1040,12 @@ class Runtime:
             if late >= epoch:  # the loop was held up: skip the ticks missed, do not catch up
                 k += int(late // epoch)
                 tick_at = base + k * epoch
+            if self.replicas is not None:  # the replicas' counts up to now, for this tick
+                try:
+                    pull = asyncio.ensure_future(self.replicas.collect())
+                    await asyncio.wait_for(asyncio.shield(pull), max(0.05, epoch / 4))
+                except Exception as exc:  # noqa: BLE001 - ticks on the counts it has
+                    log.debug("replica reports before the tick: %s", one_line(exc))
             start = time.perf_counter()
             self.last_tick_mono = time.monotonic()
             try:
@@ -1084,6 +1154,7 @@ class Runtime:
             "replacements": self.replacements,
             "recoveries": self.recoveries[-20:],
             "ready": dict(zip(("ok", "reason"), self.readiness(), strict=True)),
+            "ingress_replicas": None if self.replicas is None else self.replicas.status(),
             "config": asdict(self.config),
         }
 

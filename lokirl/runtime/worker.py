@@ -406,6 +406,7 @@ def make_worker(
     accelerator: str | None = None,
     dilation: float = 1.0,
     gpus_per_worker: float = 1.0,
+    batch_calls: int = 1,
 ) -> Any:
     """Start a :class:`Worker` as a Ray actor (``ray.init`` must have run).
 
@@ -428,6 +429,8 @@ def make_worker(
         gpus_per_worker: Share of a GPU a GPU actor claims (see :func:`gpu_share`);
             it claims the same share of a CPU, so the workers of one GPU claim
             one CPU together.
+        batch_calls: Batch calls the actor accepts at once besides a load (or ping):
+            one per ingress replica that sends it batches.
 
     Raises:
         ValueError: ``emulate`` without a ``pipeline``.
@@ -440,11 +443,13 @@ def make_worker(
 
         if pipeline is None:
             raise ValueError("make_worker(emulate=True) needs the pipeline whose profile it takes")
-        return make_emulated_worker(worker_id, pipeline, accelerator, seed=seed, dilation=dilation)
+        return make_emulated_worker(
+            worker_id, pipeline, accelerator, seed=seed, dilation=dilation, batch_calls=batch_calls
+        )
     if use_gpu is None:
         use_gpu = cluster_gpus() >= 1
     # Two calls at once: a batch runs while a new variant loads (overlap swaps).
-    options: dict[str, Any] = {"max_concurrency": 2, "max_restarts": 0}
+    options: dict[str, Any] = {"max_concurrency": 1 + max(1, batch_calls), "max_restarts": 0}
     if use_gpu:
         share = float(gpus_per_worker)
         if not 0.0 < share <= 1.0:

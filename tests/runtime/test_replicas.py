@@ -1,0 +1,144 @@
+"""Several ingress replicas in front of one controller: one table, one accounting."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lokirl.core.pipeline_config import load_pipeline
+from lokirl.runtime.dataplane import DataPlane
+from lokirl.runtime.replicas import ReplicaSet
+
+
+def _report(arrived, on_time, late, dropped, in_flight, arrivals, subs=None):
+    subs = subs or (arrived, on_time, late, dropped, in_flight)
+    return {
+        "frames": (arrived, on_time, late, dict(dropped), 100.0 * on_time),
+        "subs": (subs[0], subs[1], subs[2], dict(subs[3]), 100.0 * subs[1]),
+        "in_flight": (in_flight, subs[4]),
+        "leaf": (on_time, 100.0 * on_time),
+        "batches": on_time,
+        "arrivals": arrivals,
+        "window": {},
+        "hist": {"frame": ([on_time] + [0] * 14, 0.01 * on_time, on_time)},
+        "branching": [("det-large", "classify", 2)],
+        "samples": {
+            "latencies_ms": [5.0] * on_time,
+            "admit_ms": [],
+            "dispatch_overhead_ms": [],
+            "complete_ms": [],
+            "service_obs": [],
+        },
+        "queues": {"detect": 1, "classify": 0},
+        "version": 3,
+        "lost": [],
+    }
+
+
+def test_reports_are_added_once_and_in_flight_of_a_dead_replica_dropped(tiny_pipeline):
+    plane = DataPlane(load_pipeline(tiny_pipeline))
+    rt = SimpleNamespace(plane=plane, config=SimpleNamespace(replica_report_s=0.2))
+    rs = ReplicaSet(rt, 2)
+    rs.last, rs.queues, rs.alive, rs.applied = [None, None], [{}, {}], [True, True], [0, 0]
+    plane.add_arrivals(0, 1)  # one of the controller's own (no frame object needed here)
+    rs.absorb(0, _report(5, 2, 1, {"deadline": 1}, 1, {0: 5}))
+    rs.absorb(1, _report(3, 3, 0, {}, 0, {0: 2, 1: 1}))
+    # The same totals again add nothing; growth adds the difference only.
+    rs.absorb(0, _report(5, 2, 1, {"deadline": 1}, 1, {0: 5}))
+    rs.absorb(0, _report(7, 3, 1, {"deadline": 2}, 1, {0: 5, 1: 2}))
+    f = plane.frame_tally()
+    assert (f.arrived, f.on_time, f.late, f.dropped, f.in_flight) == (10, 6, 1, {"deadline": 2}, 1)
+    assert f.arrived == f.on_time + f.late + sum(f.dropped.values()) + f.in_flight
+    assert list(plane.arrivals_per_s) == [1 + 5 + 2, 1 + 2]  # seconds 0 and 1: the demand
+    assert plane.hist["frame"].count == 6 and len(plane.latencies_ms) == 2 + 3 + 2 + 3
+    assert plane.leaf_on_time == 6 and plane.batches == 6
+    assert rs.queue_lengths() == {"detect": 2, "classify": 0}
+    assert [r["frames"]["arrived"] for r in rs.status()] == [7, 3]
+    rs._replica_gone(0, "died")  # its frame in flight will never be answered
+    f = plane.frame_tally()
+    assert f.in_flight == 0 and f.dropped == {"deadline": 2, "replica_failed": 1}
+    assert f.arrived == f.on_time + f.late + sum(f.dropped.values())
+    rs._replica_gone(0, "died")  # once
+    assert plane.frame_tally().dropped["replica_failed"] == 1
+
+
+@pytest.mark.ray
+def test_three_ingress_replicas_share_one_table_and_one_accounting(ray_local, tiny_pipeline):
+    import httpx
+
+    from lokirl.core.controller import Decision
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    cfg = RuntimeConfig(
+        pipeline=tiny_pipeline,
+        workers=3,
+        controller="loki-1s",
+        emulate=True,
+        initial_demand=10.0,
+        solve_in_subprocess=False,
+        ping_timeout_s=30.0,  # actors starting on a busy 2-core box are not hung
+        ingress_replicas=3,
+        replica_host="127.0.0.1",
+    )
+    per, frame = 20, np.zeros((3, 16, 16), np.uint8)
+    headers = {"content-type": "application/octet-stream", "x-tensor-shape": "3,16,16"}
+
+    async def main() -> dict:
+        rt = Runtime(cfg)
+        await rt.start()
+        try:
+            ports = rt.replicas.ports
+            assert len(ports) == 2 and len(set(ports)) == 2
+            urls = [f"http://127.0.0.1:{p}/v1/pipelines/tiny/infer" for p in ports]
+            async with httpx.AsyncClient(timeout=30) as client:
+
+                async def over_http(url: str) -> dict:
+                    r = await client.post(url, content=frame.tobytes(), headers=headers)
+                    return r.json()
+
+                calls = []
+                for _ in range(per):  # 20 frames to each of the three ingresses
+                    calls.append(asyncio.create_task(rt.submit(frame)))
+                    calls += [asyncio.create_task(over_http(u)) for u in urls]
+                    await asyncio.sleep(0.05)
+                outs = await asyncio.gather(*calls)
+                # A re-plan: the new table reaches every replica.
+                before = rt.replicas.version
+                plan = await rt._solve(Decision(resolve=True, demand=40.0, reason="test"))
+                await rt.install(plan)
+                for _ in range(50):
+                    await rt.replicas.collect()
+                    if min(rt.replicas.applied) == rt.replicas.version:
+                        break
+                    await asyncio.sleep(0.1)
+                assert rt.replicas.version > before
+                assert rt.replicas.applied == [rt.replicas.version] * 2
+                views = [
+                    (await client.get(f"http://127.0.0.1:{p}/v1/status")).json() for p in ports
+                ]
+                assert [v["epoch"] for v in views] == [rt.plane.epoch] * 2
+                assert [v["frames"]["arrived"] for v in views] == [per, per]
+                scraped = await client.get(f"http://127.0.0.1:{ports[0]}/metrics")
+                assert scraped.status_code == 404  # only the controller's port is scraped
+        finally:
+            await rt.stop()
+        return {"status": rt.status(), "outs": outs, "aps": sum(rt.plane.arrivals_per_s)}
+
+    got = asyncio.run(main())
+    status, outs = got["status"], got["outs"]
+    f, s = status["frames"], status["subrequests"]
+    assert f["arrived"] == 3 * per == len(outs) == got["aps"]  # the demand history counts all
+    assert f["in_flight"] == 0 and s["in_flight"] == 0
+    assert f["arrived"] == f["on_time"] + f["late"] + sum(f["dropped"].values())
+    assert s["arrived"] == s["on_time"] + s["late"] + sum(s["dropped"].values())
+    assert s["arrived"] > f["arrived"]  # the detector's sub-requests, from every replica
+    by_outcome = {o["outcome"] for o in outs}
+    assert by_outcome <= {"on_time", "late", "dropped"}
+    served = sum(o["outcome"] != "dropped" for o in outs)
+    assert served == f["on_time"] + f["late"] and served >= 0.8 * len(outs), f
+    rows = status["ingress_replicas"]
+    assert [r["frames"]["arrived"] for r in rows] == [per, per]
+    assert all(r["frames"]["in_flight"] == 0 for r in rows)
