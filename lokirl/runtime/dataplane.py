@@ -199,6 +199,9 @@ class WorkerState:
         self.failure: str | None = None  # why it was failed (dead only)
         self.failed_at: float | None = None  # monotonic time it was failed
         self.restarts = 0  # times this slot's actor was re-created
+        #: Whether this ingress sends it batches: with several ingress replicas, a group
+        #: with at least one worker per replica gives each worker to one replica.
+        self.mine = True
 
     def to_dict(self) -> dict[str, Any]:
         """For the status page."""
@@ -396,7 +399,7 @@ class DataPlane:
         req.t_enq = self.now()
         g.queue.append(req)
         for w in g.workers:
-            if not w.busy and w.status != "dead":
+            if not w.busy and w.mine and w.status != "dead":
                 w.wake.set()
                 break
 
@@ -510,7 +513,7 @@ class DataPlane:
             g = w.serving
             # A worker serves its plan group once ready (under ``free`` it is counted
             # at once, and requests wait for the load), an old or drained group now.
-            if g is None or not g.queue or (g is w.group and w.status != "ready"):
+            if g is None or not g.queue or (g is w.group and w.status != "ready") or not w.mine:
                 if g is not None and not g.queue and w.drain is g:
                     self._drained(w, g)
                 w.wake.clear()

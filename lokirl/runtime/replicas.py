@@ -32,11 +32,16 @@ What is shared, and how:
   die (or time out twice in a row) takes it out of its own view at once and reports
   it; the controller fails, replaces and re-plans it as for its own batches.
 
-What differs from one ingress: a worker may be sent one batch by each replica at
-once (its actor accepts ``ingress_replicas`` batch calls; an emulated one, like a
-device, runs them one after the other), and a replica's early-drop rule does not see
-the other replicas' batches waiting at that actor. A worker the new plan leaves out
-drains its queue at the controller only; a replica re-routes its share.
+* **Workers** are split (:func:`owners`): a group served by at least one worker per
+  ingress gives each worker to one ingress, so each batches its share of the
+  requests on its share of the workers as a single ingress would. In a smaller
+  group every ingress may send each worker a batch: its actor accepts
+  ``ingress_replicas`` batch calls and (an emulated one, like a device) runs them
+  one after the other, and an ingress's early-drop rule does not see the other
+  ingresses' batches waiting there: the one place where the semantics differ from
+  a single ingress (frames can finish late there instead of being dropped early).
+  A worker the new plan leaves out drains its queue at the controller only; a
+  replica re-routes its share.
 
 Why one port per replica (``P``, ``P+1``, ...) and not one port shared with
 ``SO_REUSEPORT``: with ``SO_REUSEPORT`` Linux spreads *connections* by a hash of
@@ -69,22 +74,52 @@ REPORT_SECONDS = 10
 MAX_SAMPLES = 20000
 
 
-def routing_snapshot(plane: DataPlane, version: int) -> dict[str, Any]:
+def owners(plane: DataPlane, ingresses: int) -> dict[int, int | None]:
+    """Which ingress sends batches to each worker (``None``: every ingress).
+
+    A group served by at least one worker per ingress gives each of its workers to
+    one ingress (in worker order, round robin): each ingress then batches its share
+    of the group's requests on its share of the workers, as one ingress would, and no
+    batch waits at an actor behind another ingress's. A smaller group is shared: each
+    ingress may send each of its workers a batch, and the actor runs them one after
+    the other (an ingress's early-drop rule does not see the others' batches there).
+    """
+    out: dict[int, int | None] = {w.wid: None for w in plane.workers}
+    if ingresses < 2:
+        return out
+    for g in plane.groups:
+        ws = sorted((w for w in g.workers if w.status != "dead"), key=lambda w: w.wid)
+        if len(ws) >= ingresses:
+            for j, w in enumerate(ws):
+                out[w.wid] = j % ingresses
+    return out
+
+
+def routing_snapshot(plane: DataPlane, version: int, ingresses: int = 1) -> dict[str, Any]:
     """What a replica needs of the controller's plane to route and dispatch as it does.
+
+    Also marks which of the controller's own workers it sends batches to (``w.mine``).
 
     Args:
         plane: The controller's data plane (after a rebuild).
         version: Increasing number; a replica ignores a snapshot older than its own.
+        ingresses: Ingresses in all (the controller's and the replicas).
 
     """
     index = {id(g): i for i, g in enumerate(plane.groups)}
+    owner = owners(plane, ingresses)
     workers = []
     for w in plane.workers:
         gid = index.get(id(w.serving)) if w.serving is not None else None
         # As DataPlane.worker_loop: a worker takes batches from the group it serves,
         # except from its plan group before it is ready (``free`` swaps route to it early).
         dispatch = gid is not None and not (w.serving is w.group and w.status != "ready")
-        workers.append((w.wid, w.actor, w.restarts, w.status, gid, dispatch))
+        o = owner.get(w.wid)
+        mine = o is None or o == 0
+        if mine != w.mine:
+            w.mine = mine
+            w.wake.set()
+        workers.append((w.wid, w.actor, w.restarts, w.status, gid, dispatch, o))
     return {
         "version": version,
         "epoch": plane.epoch,
@@ -114,8 +149,9 @@ class ReplicaPlane(DataPlane):
     :meth:`~lokirl.runtime.dataplane.DataPlane.install` and ``rebuild``.
     """
 
-    def __init__(self, pipeline: Pipeline, **kwargs: Any) -> None:
+    def __init__(self, pipeline: Pipeline, rid: int = 1, **kwargs: Any) -> None:
         super().__init__(pipeline, on_worker_lost=self._worker_lost, **kwargs)
+        self.rid = rid
         self.version = -1
         self.estimator = _Observations()  # type: ignore[assignment]
         #: Worker failures seen here, for the controller: (wid, restarts, kind, reason).
@@ -163,7 +199,7 @@ class ReplicaPlane(DataPlane):
         self.draining = []
         have = {w.wid: w for w in self.workers}
         workers, started = [], []
-        for wid, actor, restarts, status, gid, dispatch in snap["workers"]:
+        for wid, actor, restarts, status, gid, dispatch, owner in snap["workers"]:
             w = have.get(wid)
             if w is not None and w.restarts != restarts:  # the controller replaced its actor
                 if w.status != "dead":
@@ -182,6 +218,10 @@ class ReplicaPlane(DataPlane):
             target = groups[gid] if gid is not None else None
             if target is not w.serving or (w.status == "ready") != dispatch:
                 w.wake.set()
+            mine = owner is None or owner == self.rid
+            if mine != w.mine:
+                w.wake.set()
+            w.mine = mine
             w.serving = target
             w.group = target  # the loop waits on its group while not ready
             w.status = "ready" if dispatch else "loading"
@@ -274,7 +314,7 @@ class IngressReplica:
     ) -> None:
         self.rid = rid
         self.pipeline = pipeline
-        self.plane = ReplicaPlane(pipeline, **plane_options)
+        self.plane = ReplicaPlane(pipeline, rid=rid, **plane_options)
         self.frame_timeout_s = frame_timeout_s
         self.http = dict(http)
         self.started = False
@@ -483,7 +523,7 @@ class ReplicaSet:
     def snapshot(self) -> dict[str, Any]:
         """A fresh routing snapshot of the controller's plane."""
         self.version += 1
-        return routing_snapshot(self.plane, self.version)
+        return routing_snapshot(self.plane, self.version, self.count + 1)
 
     async def start(self) -> None:
         """Start the replica actors (after the first plan is installed) and the report loop.

@@ -142,3 +142,19 @@ def test_three_ingress_replicas_share_one_table_and_one_accounting(ray_local, ti
     rows = status["ingress_replicas"]
     assert [r["frames"]["arrived"] for r in rows] == [per, per]
     assert all(r["frames"]["in_flight"] == 0 for r in rows)
+
+
+def test_groups_with_a_worker_per_ingress_are_split_smaller_ones_shared():
+    from lokirl.runtime.replicas import owners
+
+    def w(wid, status="ready"):
+        return SimpleNamespace(wid=wid, status=status)
+
+    ws = [w(i) for i in range(6)]
+    big = SimpleNamespace(workers=[ws[4], ws[0], ws[2]])  # three workers, two ingresses
+    small = SimpleNamespace(workers=[ws[1]])
+    dead = SimpleNamespace(workers=[ws[3], w(5, "dead")])  # one live worker: shared
+    plane = SimpleNamespace(workers=ws, groups=[big, small, dead])
+    assert owners(plane, 2) == {0: 0, 2: 1, 4: 0, 1: None, 3: None, 5: None}
+    assert owners(plane, 1) == dict.fromkeys(range(6))
+    assert owners(plane, 4) == dict.fromkeys(range(6))  # no group has four
