@@ -158,3 +158,80 @@ def test_groups_with_a_worker_per_ingress_are_split_smaller_ones_shared():
     assert owners(plane, 2) == {0: 0, 2: 1, 4: 0, 1: None, 3: None, 5: None}
     assert owners(plane, 1) == dict.fromkeys(range(6))
     assert owners(plane, 4) == dict.fromkeys(range(6))  # no group has four
+
+
+def test_serve_refuses_a_bad_replica_count_before_ray():
+    from lokirl.commands.serve import run
+    from lokirl.errors import ConfigError
+
+    args = SimpleNamespace(
+        pipeline="traffic_analysis_cpu", controller="loki-1s", workers=None, address=None,
+        num_cpus=2, host="127.0.0.1", port=65535, initial_demand=None, epoch=1.0,
+        accelerator=None, input_size=None, max_body_mb=8.0, no_early_drop=False,
+        swap="overlap", emulate=False, dilation=1.0, ingress_replicas=2,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="ports 65535..65536"):
+        run(args)
+    with pytest.raises(ConfigError, match="at least 1"):
+        run(SimpleNamespace(**{**vars(args), "port": 8000, "ingress_replicas": 0}))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_lokirl_serve_with_two_ingresses_over_loopback(tiny_pipeline, tmp_path):
+    """``lokirl serve --ingress-replicas 2``: both ports serve; the first counts both."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    with socket.socket() as a:  # a free port; the next one is the replica's
+        a.bind(("127.0.0.1", 0))
+        port = a.getsockname()[1]
+    exe = Path(sys.executable).with_name("lokirl")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lokirl"]
+    argv = ["serve", "--pipeline", tiny_pipeline, "--emulate", "--workers", "3", "--num-cpus", "2"]
+    argv += ["--port", str(port), "--ingress-replicas", "2", "--controller", "loki-1s"]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([*cmd, *argv], stdout=log, stderr=subprocess.STDOUT, env=env)
+    urls = [f"http://127.0.0.1:{p}" for p in (port, port + 1)]
+    body = np.zeros((3, 16, 16), np.uint8).tobytes()
+    headers = {"content-type": "application/octet-stream", "x-tensor-shape": "3,16,16"}
+    try:
+        with httpx.Client(timeout=10) as c:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if all(c.get(f"{u}/healthz").status_code == 200 for u in urls):
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                time.sleep(0.5)
+            outs = [
+                c.post(f"{urls[i % 2]}/v1/pipelines/tiny/infer", content=body, headers=headers)
+                for i in range(10)
+            ]
+            assert {r.status_code for r in outs} <= {200, 503}
+            time.sleep(1.0)  # a report or two
+            status = c.get(f"{urls[0]}/v1/status").json()
+            assert c.get(f"{urls[1]}/metrics").status_code == 404
+            assert "lokirl_frames_arrived_total 10.0" in c.get(f"{urls[0]}/metrics").text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    f = status["frames"]
+    assert f["arrived"] == 10
+    assert f["arrived"] == f["on_time"] + f["late"] + sum(f["dropped"].values()) + f["in_flight"]
+    assert [r["frames"]["arrived"] for r in status["ingress_replicas"]] == [5]
+    assert status["ingress_replicas"][0]["port"] == port + 1
