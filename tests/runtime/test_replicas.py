@@ -235,3 +235,64 @@ def test_lokirl_serve_with_two_ingresses_over_loopback(tiny_pipeline, tmp_path):
     assert f["arrived"] == f["on_time"] + f["late"] + sum(f["dropped"].values()) + f["in_flight"]
     assert [r["frames"]["arrived"] for r in status["ingress_replicas"]] == [5]
     assert status["ingress_replicas"][0]["port"] == port + 1
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_worker_killed_under_two_ingresses_loses_no_request(ray_local, tiny_pipeline):
+    import httpx
+
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    ray = ray_local
+    cfg = RuntimeConfig(
+        pipeline=tiny_pipeline,
+        workers=4,
+        controller="loki-1s",
+        emulate=True,
+        initial_demand=20.0,
+        solve_in_subprocess=False,
+        ping_timeout_s=30.0,  # a dead actor is found by its failed ping, at once
+        ingress_replicas=2,
+    )
+    frame = np.zeros((3, 16, 16), np.uint8)
+    headers = {"content-type": "application/octet-stream", "x-tensor-shape": "3,16,16"}
+
+    async def main() -> dict:
+        rt = Runtime(cfg)
+        await rt.start()
+        try:
+            url = f"http://127.0.0.1:{rt.replicas.ports[0]}/v1/pipelines/tiny/infer"
+            victim = next(w for w in rt.plane.workers if w.serving and w.serving.task == "detect")
+            async with httpx.AsyncClient(timeout=30) as client:
+
+                async def over_http() -> dict:
+                    r = await client.post(url, content=frame.tobytes(), headers=headers)
+                    return r.json()
+
+                calls = []
+                for i in range(40):
+                    calls.append(asyncio.create_task(rt.submit(frame) if i % 2 else over_http()))
+                    if i == 10:
+                        ray.kill(victim.actor, no_restart=True)
+                    await asyncio.sleep(0.05)
+                outs = await asyncio.gather(*calls)
+            for _ in range(300):  # replaced and re-planned; the replica has the new table
+                await rt.replicas.collect()
+                if rt.replacements and min(rt.replicas.applied) == rt.replicas.version:
+                    break
+                await asyncio.sleep(0.1)
+            replaced = rt.replacements
+        finally:
+            await rt.stop()
+        return {"status": rt.status(), "outs": outs, "replaced": replaced}
+
+    got = asyncio.run(main())
+    f, s = got["status"]["frames"], got["status"]["subrequests"]
+    assert got["replaced"] >= 1
+    assert f["arrived"] == 40 == len(got["outs"])
+    assert f["in_flight"] == 0 and s["in_flight"] == 0
+    assert f["arrived"] == f["on_time"] + f["late"] + sum(f["dropped"].values())
+    assert s["arrived"] == s["on_time"] + s["late"] + sum(s["dropped"].values())
+    served = sum(o["outcome"] != "dropped" for o in got["outs"])
+    assert served == f["on_time"] + f["late"] >= 20, f
