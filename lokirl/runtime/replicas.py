@@ -199,11 +199,12 @@ class ReplicaPlane(DataPlane):
         self.draining = []
         have = {w.wid: w for w in self.workers}
         workers, started = [], []
+        failed: list[tuple[WorkerState, str]] = []  # failed once the new table is in place
         for wid, actor, restarts, status, gid, dispatch, owner in snap["workers"]:
             w = have.get(wid)
             if w is not None and w.restarts != restarts:  # the controller replaced its actor
                 if w.status != "dead":
-                    self._fail_told(w, "replaced by the controller")
+                    failed.append((w, "replaced by the controller"))
                 w = None
             if w is None:
                 w = WorkerState(wid, actor)
@@ -213,7 +214,7 @@ class ReplicaPlane(DataPlane):
             if w.status == "dead":
                 continue
             if status == "dead":
-                self._fail_told(w, "failed at the controller")
+                failed.append((w, "failed at the controller"))
                 continue
             target = groups[gid] if gid is not None else None
             if target is not w.serving or (w.status == "ready") != dispatch:
@@ -231,6 +232,8 @@ class ReplicaPlane(DataPlane):
         self.groups = groups
         self.plan_groups = groups
         self.table = snap["table"]
+        for w, why in failed:  # its batch in flight is re-routed through the new table
+            self._fail_told(w, why)
         for og in orphans:
             self._reroute(og)
         for g in groups:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -296,3 +297,48 @@ def test_a_worker_killed_under_two_ingresses_loses_no_request(ray_local, tiny_pi
     assert s["arrived"] == s["on_time"] + s["late"] + sum(s["dropped"].values())
     served = sum(o["outcome"] != "dropped" for o in got["outs"])
     assert served == f["on_time"] + f["late"] >= 20, f
+
+
+def test_replica_applies_tables_and_reroutes_a_failed_workers_batch(tiny_pipeline):
+    from lokirl.core.allocator import AllocatorOptions, solve
+    from lokirl.core.pipeline import Cluster
+    from lokirl.runtime.dataplane import WorkerState
+    from lokirl.runtime.replicas import ReplicaPlane, routing_snapshot
+
+    pipeline = load_pipeline(tiny_pipeline)
+
+    async def main() -> None:
+        ctl = DataPlane(pipeline)
+        ctl.workers = [WorkerState(i, actor=f"actor{i}") for i in range(4)]
+        plan = solve(pipeline, Cluster({"cpu": 4}), 20.0, AllocatorOptions())
+        two = replace(plan.groups[0], replicas=2)  # the detector's group keeps a worker
+        plan = replace(plan, groups=(two, *plan.groups[1:]))
+        for w in ctl.install(plan):
+            ctl.worker_ready(w)
+        snap = routing_snapshot(ctl, 1, ingresses=2)
+        rep = ReplicaPlane(pipeline, rid=1)
+        started = rep.apply(snap)
+        assert [w.wid for w in started] == [0, 1, 2, 3]
+        assert rep.table is ctl.table and [g.variant for g in rep.groups] == [
+            g.variant for g in ctl.groups
+        ]
+        # A frame admitted here; its detect request is taken as the batch in flight.
+        frame = rep.new_frame(np.zeros((3, 16, 16), np.uint8))
+        g = next(g for g in rep.groups if g.queue)
+        assert len(g.workers) == 2
+        w = g.workers[0]
+        w.inflight = [g.queue.popleft()]
+        # The controller failed that worker: the batch is re-routed through the new table.
+        ctl.fail_worker(ctl.workers[w.wid], "test", kind="died")
+        snap2 = routing_snapshot(ctl, 2, ingresses=2)
+        rep.apply(snap2)
+        assert rep.apply(snap) == [] and rep.version == 2  # an older snapshot is ignored
+        queued = sum(len(x.queue) for x in rep.groups)
+        dropped = sum(rep.subs.dropped.values())
+        assert queued == 1 and dropped == 0 and rep.subs_in_flight == 1  # re-routed, not lost
+        assert all(q is not w for x in rep.groups for q in x.workers)
+        assert rep.lost == []  # the controller told us: nothing to report back
+        rep.shutdown()
+        assert frame.final and rep.frames_in_flight == 0
+
+    asyncio.run(main())
