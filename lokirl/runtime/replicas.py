@@ -324,6 +324,7 @@ class IngressReplica:
         self.port = 0
         self._server: Any = None
         self._tasks: list[asyncio.Task] = []
+        self._seq = 0  # reports sent
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, t0_wall: float, snapshot: dict[str, Any]) -> int:
@@ -468,7 +469,9 @@ class IngressReplica:
         p = self.plane
         out = p.totals()
         lost, p.lost = p.lost, []
+        self._seq += 1
         out.update(
+            seq=self._seq,
             version=p.version,
             queues=p.queue_lengths(),
             lost=lost,
@@ -638,8 +641,14 @@ class ReplicaSet:
             last["in_flight"] = (0, 0)
 
     def absorb(self, i: int, rep: dict[str, Any]) -> None:
-        """Add what replica ``i`` counted since its last report to the controller's plane."""
+        """Add what replica ``i`` counted since its last report to the controller's plane.
+
+        A report older than the last one added (a pull that was overtaken by the
+        final one at stop) is ignored, samples and all.
+        """
         p = self.plane
+        if self.last[i] is not None and rep.get("seq", 0) <= self.last[i].get("seq", 0):
+            return
         last = self.last[i] or {
             "frames": (0, 0, 0, {}, 0.0),
             "subs": (0, 0, 0, {}, 0.0),
@@ -690,6 +699,7 @@ class ReplicaSet:
                 if w.wid == wid and w.restarts == restarts and w.status != "dead":
                     p.fail_worker(w, f"{reason} (seen by ingress replica {i + 1})", kind=kind)
         keep = {k: rep[k] for k in ("frames", "subs", "in_flight", "leaf", "batches", "hist")}
+        keep["seq"] = rep.get("seq", 0)
         keep["arrivals"] = dict(rep["arrivals"])
         keep["window"] = dict(rep["window"])
         self.last[i] = keep
@@ -735,6 +745,8 @@ class ReplicaSet:
 
         self.stopped = True
         self.plane.on_rebuild = None
+        if self._collecting is not None:  # a pull under way is added before the final one
+            await asyncio.shield(self._collecting)
         if self._task is not None:
             self._task.cancel()
             try:

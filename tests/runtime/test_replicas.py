@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -13,10 +14,13 @@ from lokirl.core.pipeline_config import load_pipeline
 from lokirl.runtime.dataplane import DataPlane
 from lokirl.runtime.replicas import ReplicaSet
 
+_SEQ = itertools.count(1)
+
 
 def _report(arrived, on_time, late, dropped, in_flight, arrivals, subs=None):
     subs = subs or (arrived, on_time, late, dropped, in_flight)
     return {
+        "seq": next(_SEQ),
         "frames": (arrived, on_time, late, dict(dropped), 100.0 * on_time),
         "subs": (subs[0], subs[1], subs[2], dict(subs[3]), 100.0 * subs[1]),
         "in_flight": (in_flight, subs[4]),
@@ -50,6 +54,9 @@ def test_reports_are_added_once_and_in_flight_of_a_dead_replica_dropped(tiny_pip
     # The same totals again add nothing; growth adds the difference only.
     rs.absorb(0, _report(5, 2, 1, {"deadline": 1}, 1, {0: 5}))
     rs.absorb(0, _report(7, 3, 1, {"deadline": 2}, 1, {0: 5, 1: 2}))
+    stale = _report(9, 9, 0, {}, 0, {0: 9})
+    stale["seq"] = 1  # overtaken by later reports (a pull racing the final one): ignored
+    rs.absorb(0, stale)
     f = plane.frame_tally()
     assert (f.arrived, f.on_time, f.late, f.dropped, f.in_flight) == (10, 6, 1, {"deadline": 2}, 1)
     assert f.arrived == f.on_time + f.late + sum(f.dropped.values()) + f.in_flight
