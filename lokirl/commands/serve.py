@@ -269,14 +269,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.address:
             probe_ray_address(args.address)
-        # Validates the pipeline and controller before Ray starts.
-        runtime = Runtime(config, pipeline=pipeline)
-        ray = connect(args.address, args.num_cpus)
+        if args.address and args.workers is None and not args.emulate:
+            # The worker count is the cluster's: join it first, so that the controller
+            # (a trained policy fits some cluster sizes only) is checked against it.
+            ray = connect(args.address, args.num_cpus)
+            try:
+                config = replace(config, workers=default_workers(tasks, args, ray))
+                runtime = Runtime(config, pipeline=pipeline)
+            except BaseException:
+                ray.shutdown()
+                raise
+        else:
+            # Validates the pipeline and controller before Ray starts.
+            runtime = Runtime(config, pipeline=pipeline)
+            ray = connect(args.address, args.num_cpus)
     except BaseException:
         sock.close()
         raise
-    if args.address and args.workers is None and not args.emulate:
-        runtime.config = replace(config, workers=default_workers(tasks, args, ray))
     try:
         app = create_app(runtime, int(args.max_body_mb * 1024 * 1024), max_pixels=max_pixels)
         banner = (

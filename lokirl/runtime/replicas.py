@@ -36,9 +36,10 @@ What is shared, and how:
   ingress gives each worker to one ingress, so each batches its share of the
   requests on its share of the workers as a single ingress would. In a smaller
   group every ingress may send each worker a batch: its actor accepts
-  ``ingress_replicas`` batch calls and (an emulated one, like a device) runs them
-  one after the other, and an ingress's early-drop rule does not see the other
-  ingresses' batches waiting there: the one place where the semantics differ from
+  ``ingress_replicas`` batch calls (an emulated one runs them one after the other,
+  like a device; a real one in its actor's threads at once, sharing its device),
+  and an ingress's early-drop rule does not see the other ingresses' batches
+  there: the one place where the semantics differ from
   a single ingress (frames can finish late there instead of being dropped early).
   A worker the new plan leaves out drains its queue at the controller only; a
   replica re-routes its share.

@@ -349,3 +349,27 @@ def test_replica_applies_tables_and_reroutes_a_failed_workers_batch(tiny_pipelin
         assert frame.final and rep.frames_in_flight == 0
 
     asyncio.run(main())
+
+
+def test_round_robin_spreads_requests_over_the_ingresses():
+    from lokirl.runtime.loadgen import round_robin
+
+    seen: list[tuple[str, int]] = []
+
+    def sender(name):
+        async def send(i):
+            seen.append((name, i))
+            return {"outcome": "on_time"}
+
+        return send
+
+    send = round_robin([sender("a"), sender("b")])
+
+    async def main():
+        for i in range(4):
+            await send(i)
+
+    asyncio.run(main())
+    assert seen == [("a", 0), ("b", 1), ("a", 2), ("b", 3)]
+    one = sender("only")
+    assert round_robin([one]) is one
