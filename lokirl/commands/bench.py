@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from lokirl.commands.options import parse_range
+from lokirl.commands.options import parse_range, split_specs
 from lokirl.core.reconfig import SWAP_MODES
 from lokirl.errors import ConfigError
 
@@ -178,9 +178,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
         )
-    controllers = (
-        [c.strip() for c in args.controllers.split(",") if c.strip()] if args.controllers else None
-    )
+    controllers = split_specs(args.controllers) if args.controllers else None
     if args.controllers is not None and not controllers:
         raise ConfigError(
             "--controllers", args.controllers, "no controller given", "pass e.g. loki,trigger"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lokirl.commands.options import parse_range
+from lokirl.commands.options import parse_range, split_specs
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError
 
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.experiments.compare import METRICS, compare, paired_summary, plot_comparison
     from lokirl.tracking import mlflow_run, run_dir, write_config
 
-    controllers = [c.strip() for c in args.controllers.split(",") if c.strip()]
+    controllers = split_specs(args.controllers)
     if not controllers:
         raise ConfigError(
             "--controllers",

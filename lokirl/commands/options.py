@@ -25,3 +25,34 @@ def parse_range(
         need = "0 <= A <= B" if allow_equal else "0 <= A < B"
         raise ConfigError(option, text, f"need {need}", f"write e.g. {option} {example}")
     return a, b
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a comma-separated list of controller specs, keeping keyword specs whole.
+
+    Commas inside parentheses belong to the spec: ``loki,periodic(period_s=5,headroom=1.3)``
+    is two specs.
+
+    Raises:
+        ConfigError: unbalanced parentheses.
+
+    """
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                break
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ConfigError(
+            "--controllers", text, "unbalanced parentheses", "write e.g. periodic(period_s=5)"
+        )
+    out.append("".join(cur).strip())
+    return [s for s in out if s]

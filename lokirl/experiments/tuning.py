@@ -103,7 +103,7 @@ class TuningResult:
         return {
             "baseline": self.baseline,
             "spec": self.best_spec,
-            "params": self.best_params,
+            "params": dict(self.best_params),  # a copy: no YAML alias to the trial
             "score": self.best_score,
             "suite": self.suite,
             "suite_hash": self.suite_hash,

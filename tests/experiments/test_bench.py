@@ -146,3 +146,20 @@ def test_mlflow_run_per_suite_with_a_child_run_per_case(tmp_path, capsys):
     assert {r.data.params["case"] for r in children} == {"ta10-bursts", "sm10-bursts"}
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
     assert "trigger/reward" in children[0].data.metrics
+
+
+def test_keyword_specs_with_commas_are_one_controller(tmp_path, capsys):
+    from lokirl.commands.options import split_specs
+
+    spec = "periodic(period_s=5.0,headroom=1.3)"
+    assert split_specs(f"loki, {spec},trigger") == ["loki", spec, "trigger"]
+    args = ["bench", "--suite", "dev", "--no-mlflow", "--cases", "sm10-*", "--json"]
+    args += ["--controllers", f"static,{spec}", "--bootstrap", "100", "--out", str(tmp_path)]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["meta"]["controllers"] == ["static", spec]
+    assert (
+        main(["bench", "--suite", "dev", "--controllers", "periodic(period_s=5", "--no-mlflow"])
+        == 2
+    )
+    assert "unbalanced parentheses" in capsys.readouterr().err
