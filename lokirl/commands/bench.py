@@ -127,7 +127,7 @@ def _load(args: argparse.Namespace):
             "lokirl bench",
             "--suite/--trace/--from",
             "give exactly one of --suite, --trace and --from",
-            "e.g. lokirl bench --suite dev, or lokirl bench --trace my_trace.csv",
+            "e.g. lokirl bench --suite dev, --trace my_trace.csv, or --from runs/bench__a,runs/bench__b",
         )
     if args.trace:
         if args.seeds < 1:

@@ -60,7 +60,7 @@ def test_print_hash_and_source_errors(capsys):
     out = capsys.readouterr().out.strip()
     assert len(out) == 64
     assert main(["bench"]) == 2
-    assert "exactly one of --suite and --trace" in capsys.readouterr().err
+    assert "exactly one of --suite, --trace and --from" in capsys.readouterr().err
     assert main(["bench", "--suite", "dev", "--controllers", "nope", "--no-mlflow"]) == 2
     assert main(["bench", "--suite", "dev", "--reference", "loki-5s", "--no-mlflow"]) == 2
     assert "--reference" in capsys.readouterr().err
