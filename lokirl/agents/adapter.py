@@ -126,7 +126,7 @@ def check_policy_fits(
 
     """
     scope = spec.scope
-    trained_on = f"pipeline {scope.pipeline} " if scope is not None else ""
+    trained_on = f"pipeline {scope.pipeline}, " if scope is not None else "a pipeline "
     have = [t.name for t in pipeline.tasks]
     if set(spec.tasks) != set(have):
         raise ConfigError(

@@ -276,7 +276,7 @@ def test_policy_for_another_pipeline_or_cluster_is_refused(tiny_pipeline):
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
 
     pytest.importorskip("stable_baselines3")
-    with pytest.raises(ConfigError, match="trained on with tasks"):
+    with pytest.raises(ConfigError, match="trained on a pipeline with tasks"):
         Runtime(RuntimeConfig(pipeline=tiny_pipeline, workers=2, controller="ppo"))
     with pytest.raises(ConfigError, match="trained for a cluster of exactly 20 workers, not 8"):
         Runtime(RuntimeConfig(pipeline="traffic_analysis", workers=8, controller="ppo"))
