@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from lokirl.core.binding import bind_controller
+from lokirl.core.controller import Decision
 from lokirl.envs.features import to_decision
 from lokirl.envs.serving import LokiServingEnv
 from lokirl.sim import SimResult
@@ -45,6 +46,21 @@ class Episode:
 
 
 Actor = Callable[[LokiServingEnv], Any]
+
+
+def act(actor: Any, env: LokiServingEnv, obs: Any) -> tuple[Decision, Any]:
+    """What ``actor`` decides this epoch, and the planner that builds its plan.
+
+    A trained policy (``predict``) acts deterministically on ``obs`` and its action
+    becomes a decision as in training; a controller (``decide``) decides on the env's
+    context and, if it has a ``plan`` method, is also the planner (else ``None``: the
+    env's cached allocator).
+    """
+    if hasattr(actor, "predict"):
+        action, _ = actor.predict(obs, deterministic=True)
+        return to_decision(env.features, action, env.context, env.forecast, env.hint), None
+    planner = actor if callable(getattr(actor, "plan", None)) else None
+    return actor.decide(env.context), planner
 
 
 def rollout(
@@ -87,13 +103,7 @@ def rollout(
         max_steps if max_steps is not None else int(np.ceil(env.sim.trace_end / env.config.epoch_s))
     )
     while steps < limit:
-        if hasattr(actor, "predict"):
-            action, _ = actor.predict(obs, deterministic=True)
-            decision = to_decision(env.features, action, env.context, env.forecast, env.hint)
-            planner = None
-        else:
-            decision = actor.decide(env.context)
-            planner = actor if callable(getattr(actor, "plan", None)) else None
+        decision, planner = act(actor, env, obs)
         obs, reward, terminated, _, _ = env.advance(decision, planner=planner)
         total += reward
         steps += 1

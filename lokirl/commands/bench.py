@@ -153,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl bench``."""
     from lokirl.experiments.runner import run_suite
 
+    if args.bootstrap < 100:
+        raise ConfigError(
+            "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
+        )
     if args.from_runs:
         return _report(args, _merged(args), None)
     suite = _load(args)
@@ -174,10 +178,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.jobs < 1:
         raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
-    if args.bootstrap < 100:
-        raise ConfigError(
-            "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
-        )
     controllers = split_specs(args.controllers) if args.controllers else None
     if args.controllers is not None and not controllers:
         raise ConfigError(
@@ -230,10 +230,6 @@ def _report(args: argparse.Namespace, results, suite) -> int:
     from lokirl.experiments.report import markdown, pareto_plot, summarize
     from lokirl.tracking import mlflow_run, run_dir, write_config
 
-    if args.bootstrap < 100:
-        raise ConfigError(
-            "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
-        )
     meta = results.meta
     summary = summarize(results, n_boot=args.bootstrap, seed=args.stats_seed)
     folder = run_dir("bench", meta["suite"], root=args.out)

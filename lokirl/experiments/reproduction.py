@@ -145,6 +145,16 @@ def bisect_capacity(
         probes.append((k * resolution, res))
         return res
 
+    def bisect(lo: int, hi: int) -> int:
+        # ok(lo) holds (or lo is 0), ok(hi) fails: the last passing step between them.
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if ok(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
     top = int(ceiling // resolution)
     lo, hi = 0, None
     if grid:
@@ -164,13 +174,7 @@ def bisect_capacity(
             if not above:
                 return lo * resolution, probes
             hi = above[0]
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo * resolution, probes
+        return bisect(lo, hi) * resolution, probes
     k = min(top, max(1, int(round(start / resolution))))
     while hi is None:
         if ok(k):
@@ -180,13 +184,7 @@ def bisect_capacity(
             k = min(top, 2 * k)
         else:
             hi = k
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo * resolution, probes
+    return bisect(lo, hi) * resolution, probes
 
 
 # ---------------------------------------------------------------- runners

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from lokirl.agents.rollout import act
 from lokirl.core.controller import Decision
-from lokirl.envs.features import to_decision
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
 
 
@@ -79,15 +79,10 @@ def play(
     out_o: list[np.ndarray] = []
     out_r: list[float] = []
     for step in range(limit):
-        planner = None
         if decisions is not None:
-            decision = decisions[step]
-        elif hasattr(actor, "predict"):
-            action, _ = actor.predict(obs, deterministic=True)
-            decision = to_decision(env.features, action, env.context, env.forecast, env.hint)
+            decision, planner = decisions[step], None
         else:
-            decision = actor.decide(env.context)
-            planner = actor if callable(getattr(actor, "plan", None)) else None
+            decision, planner = act(actor, env, obs)
         out_o.append(np.asarray(obs, dtype=float))
         out_d.append(decision)
         obs, reward, terminated, _, _ = env.advance(decision, planner=planner)
