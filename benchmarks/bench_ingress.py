@@ -263,8 +263,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
     from lokirl.runtime.cluster import connect
 
+    json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout
     ray = connect(None, args.num_cpus)
     rows = []
     try:
@@ -272,8 +274,8 @@ def main() -> int:
             rows.append(asyncio.run(one(args, n)))
     finally:
         ray.shutdown()
-    if args.json:
-        print(json.dumps({"cores": os.cpu_count(), "rows": rows}, default=str))
+    if json_out is not None:
+        print(strict_json({"cores": os.cpu_count(), "rows": rows}), file=json_out)
     else:
         print(_text(rows, args))
     return 0

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import sys
@@ -349,44 +348,46 @@ def main() -> int:
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
     from lokirl.runtime.cluster import connect
 
+    json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout
     ray = connect(None, args.num_cpus)
     try:
         out = asyncio.run(run_emulated(args) if args.emulate else run(args))
     finally:
         ray.shutdown()
+    if json_out is not None:
+        print(strict_json(out), file=json_out)
+        return 0
     if args.emulate:
-        print(json.dumps(out) if args.json else _emulated_text(out))
+        print(_emulated_text(out))
         return 0
     blocks = out["router_overhead_ms_p99_blocks"] or [math.nan]
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print(
-            f"router overhead per request ({out['light_requests']} requests): "
-            f"p50 {out['router_overhead_ms_p50']:.3f} ms, "
-            f"p99 {out['router_overhead_ms_p99']:.3f} ms (target < 2 ms), "
-            f"p99.9 {out['router_overhead_ms_p999']:.3f} ms\n"
-            f"p99 of {len(blocks)} blocks: min {min(blocks):.3f}, median "
-            f"{float(np.median(blocks)):.3f}, max {max(blocks):.3f} ms; parts p50/p99: admit "
-            f"{out['admit_ms_p50']:.3f}/{out['admit_ms_p99']:.3f}, dispatch "
-            f"{out['dispatch_ms_p50']:.3f}/{out['dispatch_ms_p99']:.3f}, complete "
-            f"{out['complete_ms_p50']:.3f}/{out['complete_ms_p99']:.3f} ms; load average "
-            f"{out['loadavg_1m'][0]:.2f} -> {out['loadavg_1m'][1]:.2f}\n"
-            f"light-load end-to-end: p50 {out['light_load_e2e_ms_p50']:.2f} ms, "
-            f"p99 {out['light_load_e2e_ms_p99']:.2f} ms"
-            + "".join(
-                f"\nthroughput at {x['load']:.2f}x: {x['served_rps_steady']:.1f} req/s served of "
-                f"{out['plan_capacity_rps']:.1f} planned capacity = "
-                f"{100 * x['throughput_share']:.1f}% (target >= 90%); offered "
-                f"{x['offered_rps']:.1f} req/s, dropped {x['frames']['dropped_by_reason']}, "
-                f"late {x['frames']['late']}"
-                for x in out["loads"]
-            )
-            + f"\n{out['workers']} {out['device']} worker(s), batch {out['plan_batch_size']}, "
-            f"profile (through the actor) {out['profile_latency_ms']}"
+    print(
+        f"router overhead per request ({out['light_requests']} requests): "
+        f"p50 {out['router_overhead_ms_p50']:.3f} ms, "
+        f"p99 {out['router_overhead_ms_p99']:.3f} ms (target < 2 ms), "
+        f"p99.9 {out['router_overhead_ms_p999']:.3f} ms\n"
+        f"p99 of {len(blocks)} blocks: min {min(blocks):.3f}, median "
+        f"{float(np.median(blocks)):.3f}, max {max(blocks):.3f} ms; parts p50/p99: admit "
+        f"{out['admit_ms_p50']:.3f}/{out['admit_ms_p99']:.3f}, dispatch "
+        f"{out['dispatch_ms_p50']:.3f}/{out['dispatch_ms_p99']:.3f}, complete "
+        f"{out['complete_ms_p50']:.3f}/{out['complete_ms_p99']:.3f} ms; load average "
+        f"{out['loadavg_1m'][0]:.2f} -> {out['loadavg_1m'][1]:.2f}\n"
+        f"light-load end-to-end: p50 {out['light_load_e2e_ms_p50']:.2f} ms, "
+        f"p99 {out['light_load_e2e_ms_p99']:.2f} ms"
+        + "".join(
+            f"\nthroughput at {x['load']:.2f}x: {x['served_rps_steady']:.1f} req/s served of "
+            f"{out['plan_capacity_rps']:.1f} planned capacity = "
+            f"{100 * x['throughput_share']:.1f}% (target >= 90%); offered "
+            f"{x['offered_rps']:.1f} req/s, dropped {x['frames']['dropped_by_reason']}, "
+            f"late {x['frames']['late']}"
+            for x in out["loads"]
         )
+        + f"\n{out['workers']} {out['device']} worker(s), batch {out['plan_batch_size']}, "
+        f"profile (through the actor) {out['profile_latency_ms']}"
+    )
     return 0
 
 

@@ -70,6 +70,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,7 @@ class HindsightKnobs:
         burst_s: Burst allowance: seconds of its capacity a plan's queue absorbs
             before frames are lost (short-timescale bursts within an epoch).
         derate: Share of each group's capacity the fluid model serves (0.9 was
-            the best on validation, ``lokirl.experiments.hindsight_tuning.tune_hindsight``).
+            the best on validation, ``lokirl tune --controller hindsight``).
         dt_s: Bin width of the fluid model, seconds.
 
     """
@@ -627,15 +628,52 @@ class HindsightController:
         return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name)
 
 
-#: Knob sets a verified ``hindsight`` replays: the four best of ``tune_hindsight`` on
-#: the ``validation`` suite (ta10-diurnal, ta20-bursts, ta20-mmpp, ta10-spikes; seed
-#: 0), best first; see docs/results.md, "Hindsight upper bound".
-DEFAULT_CANDIDATES: tuple[HindsightKnobs, ...] = (
+#: Knob sets ``hindsight`` replays when nothing was tuned: the four best of an
+#: earlier search on four ``validation`` cases (see docs/results.md, "Hindsight upper
+#: bound"), best first. ``lokirl tune --controller hindsight --write`` replaces them.
+FALLBACK_CANDIDATES: tuple[HindsightKnobs, ...] = (
     HindsightKnobs(burst_s=0.1, derate=0.9),
     HindsightKnobs(burst_s=0.2, derate=0.9),
     HindsightKnobs(burst_s=0.1, derate=1.0),
     HindsightKnobs(burst_s=0.2, derate=0.8),
 )
+
+#: Where ``lokirl tune --controller hindsight --write`` commits its choice.
+TUNED_FILE = Path(__file__).resolve().parent.parent / "data" / "tuned" / "hindsight.yaml"
+
+
+def tuned_candidates(path: Path | None = None) -> tuple[HindsightKnobs, ...]:
+    """The knob sets ``hindsight`` replays: the committed tuning's, else the fallback.
+
+    Raises:
+        ConfigError: the file exists but its ``params.candidates`` is not a non-empty
+            list of knob mappings (with the command that rewrites it).
+
+    """
+    import yaml
+
+    from lokirl.errors import ConfigError
+
+    path = path or TUNED_FILE
+    if not path.exists():
+        return FALLBACK_CANDIDATES
+    data = yaml.safe_load(path.read_text()) or {}
+    raw = (data.get("params") or {}).get("candidates") if isinstance(data, dict) else None
+    try:
+        if not isinstance(raw, list) or not raw:
+            raise TypeError("not a non-empty list")
+        return tuple(HindsightKnobs(**dict(k)) for k in raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            str(path),
+            "params.candidates",
+            f"not a list of hindsight knob sets ({exc})",
+            "re-run lokirl tune --controller hindsight --suite validation --write",
+        ) from exc
+
+
+#: Knob sets a verified ``hindsight`` replays (:func:`tuned_candidates`), best first.
+DEFAULT_CANDIDATES: tuple[HindsightKnobs, ...] = tuned_candidates()
 
 
 #: Replays of the local search of ``hindsight-search``.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from urllib.parse import urlparse
 
+from lokirl.commands.stdout import finite, strict_json
 from lokirl.errors import ConfigError
 
 EPILOG = """\
@@ -157,10 +157,9 @@ def run(args: argparse.Namespace) -> int:
                     if isinstance(v, int | float) and not isinstance(v, bool)
                 }
             )
-    summary = _finite(summary)
+    summary = finite(summary)
     if args.json:
-        # Strict JSON: a metric with no value (nothing served) is null, never NaN.
-        print(json.dumps(summary, default=str, allow_nan=False))
+        print(strict_json(summary))
     else:
         print(
             f"{name} <- {trace_name}: sent {summary['sent']}, on time {summary['on_time']}, "
@@ -179,17 +178,6 @@ def run(args: argparse.Namespace) -> int:
             "check --size and --pipeline against the server",
         )
     return 0
-
-
-def _finite(value):
-    """``value`` with every non-finite float replaced by ``None`` (recursively)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _fmt(value, spec: str) -> str:

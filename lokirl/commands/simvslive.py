@@ -7,11 +7,11 @@ this command parses and checks the options, builds each seed's arrivals and prin
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import fields
 from typing import Any
 
+from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
 from lokirl.errors import ConfigError
 
 EPILOG = """\
@@ -115,8 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help=(
-            "simulator: extra ms each batch takes on top of its profile (the live path's "
-            "dispatch and actor hop, as the live run reports it: hop_ms_p50); default 0"
+            "simulator: extra ms each batch occupies its worker beyond its profile (the "
+            "live path's dispatch and actor hop, as the live run reports it: hop_ms); "
+            "plans and early drops still read the profile, as live; default 0"
         ),
     )
     p.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
@@ -204,10 +205,11 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline)
     # Every seed's arrivals first: a bad trace fails before Ray starts.
     traces = [(s, arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))) for s in seeds]
+    json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout
     out = run_seeds(options_of(args), pipeline, traces)
     runs = out.get("runs") or [out]  # one seed: the report holds its pair
-    if args.json:
-        print(json.dumps(out, default=str))
+    if json_out is not None:
+        print(strict_json(out), file=json_out)
         return 0
     for r in runs:
         sim, live = r["sim"], r["live"]

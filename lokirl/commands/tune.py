@@ -15,13 +15,21 @@ budget is counted in simulated episodes (one setting on one case and seed), the 
 which every method's tuning budget is stated. --write commits the chosen setting to
 lokirl/data/tuned/NAME.yaml, which the controllers periodic-tuned and trigger-tuned use.
 
+The upper bound (--controller hindsight) is tuned by a full grid instead (burst allowance
+x derating, 12 knob sets; each knob set's DP schedule on each (case, seed) is one episode,
+576 on validation, the baselines' budget). The knob sets whose per-episode best scores
+highest are picked greedily (at most 4) and written to lokirl/data/tuned/hindsight.yaml:
+the candidates `hindsight` replays on every episode.
+
 search spaces:
   periodic   period_s x headroom x churn_weight x warm_start (lokirl's periodic MILP)
   trigger    low x high (band) x headroom x churn_weight
+  hindsight  burst_s (0.05, 0.1, 0.2, 0.3) x derate (0.8, 0.9, 1.0), the whole grid
 
 examples:
   lokirl tune --controller periodic --suite validation --budget-episodes 480 --write
   lokirl tune --controller trigger --suite dev --budget-episodes 24 --json
+  lokirl tune --controller hindsight --suite validation --budget-episodes 576 --jobs 2 --write
 """
 
 
@@ -29,12 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``tune`` subcommand."""
     p = subparsers.add_parser(
         "tune",
-        help="tune a baseline (periodic MILP, trigger) on the validation suite within a budget",
+        help="tune a baseline (periodic MILP, trigger) or the hindsight bound on validation",
         description="Search a baseline's settings on a suite within a budget of episodes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--controller", required=True, help="baseline to tune: periodic or trigger")
+    p.add_argument(
+        "--controller", required=True, help="what to tune: periodic, trigger or hindsight"
+    )
     p.add_argument("--suite", default="validation", help="suite name or YAML (default: validation)")
     p.add_argument(
         "--budget-episodes",
@@ -56,23 +66,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl tune``."""
+    from lokirl.experiments.hindsight_tuning import grid, tune_hindsight
     from lokirl.experiments.suites import load_suite
     from lokirl.experiments.tuning import SPACES, episodes_per_trial, tune, write_tuned
 
-    if args.controller not in SPACES:
-        raise ConfigError(
-            "--controller", args.controller, "no search space", f"use one of {sorted(SPACES)}"
-        )
+    names = sorted([*SPACES, "hindsight"])
+    if args.controller not in names:
+        raise ConfigError("--controller", args.controller, "no search space", f"use one of {names}")
     if args.jobs < 1:
         raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
     if args.budget_episodes < 1:
         raise ConfigError("--budget-episodes", str(args.budget_episodes), "must be >= 1", "")
     suite = load_suite(args.suite)
     per = episodes_per_trial(suite)
+    hindsight = args.controller == "hindsight"
     if not args.json:
+        trials = len(grid()) if hindsight else args.budget_episodes // per
         print(
             f"tuning {args.controller} on {suite.spec.name} ({per} episodes a trial, "
-            f"{args.budget_episodes // per} trials)",
+            f"{trials} trials)",
             flush=True,
         )
 
@@ -80,16 +92,29 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  {t['score']:9.2f}  {t['spec']}", flush=True)
 
-    result = tune(
-        args.controller, suite, args.budget_episodes, args.seed, on_trial=show, jobs=args.jobs
-    )
+    if hindsight:
+        from rich.progress import Progress
+
+        with Progress(transient=True, disable=args.json) as progress:
+            task = progress.add_task("hindsight grid", total=per)
+
+            def advance(case: str, seed: int) -> None:
+                progress.update(task, advance=1, description=f"{case} (seed {seed})")
+
+            result = tune_hindsight(
+                suite, args.budget_episodes, on_trial=show, jobs=args.jobs, on_pair=advance
+            )
+    else:
+        result = tune(
+            args.controller, suite, args.budget_episodes, args.seed, on_trial=show, jobs=args.jobs
+        )
     path = write_tuned(result) if args.write else None
     if args.json:
         print(json.dumps(result.to_dict() | {"written": str(path) if path else None}))
     else:
-        print(
-            f"best: {result.best_spec}  (score {result.best_score:.2f}, {result.episodes} episodes)"
-        )
+        chosen = result.best_params.get("candidates") if hindsight else None
+        what = f"candidates {chosen}" if chosen else result.best_spec
+        print(f"best: {what}  (score {result.best_score:.2f}, {result.episodes} episodes)")
         if path:
             print(f"written: {path}")
     return 0

@@ -103,13 +103,11 @@ def run_sim(pipeline: Any, trace: Any, opts: SimVsLiveOptions, demand0: float) -
         solver_time=st,
         initial_demand=demand0,
     )
-    planned = dilate_pipeline(pipeline, k)
-    # The simulator serves batches with the overhead added; its controller plans with
-    # the profile, as the live one does.
-    pipeline = overhead_pipeline(planned, opts.sim_overhead_ms)
+    # The live hop (dispatch, the actor call there and back) occupies a simulated
+    # worker beyond its profile; plans and the early-drop rule read the profile, as live.
+    cfg = replace(cfg, batch_overhead_s=opts.sim_overhead_ms / 1000.0)
+    pipeline = dilate_pipeline(pipeline, k)
     controller = make_controller(opts.controller)
-    if pipeline is not planned:
-        controller = PlansWithProfile(controller, planned)
     cluster = Cluster({pipeline.accelerators[0]: opts.workers})
     cores = sim_cores(opts)
     cfg = replace(cfg, shared_cores=cores, host_cores=opts.sim_host_cores if cores else 0.0)
@@ -253,70 +251,6 @@ async def actor_cpu_s(actors: list[Any]) -> list[float]:
 def _self_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
-
-
-class PlansWithProfile:
-    """A controller that plans with the profile whatever pipeline the simulator serves.
-
-    With ``--sim-overhead-ms`` the simulator serves a pipeline whose batches take
-    longer than the profile says; the live controller plans with the profile, so
-    this one must too (else it would buy capacity for an overhead live never sees).
-
-    Args:
-        inner: The controller (its ``decide``, and ``plan`` when it has one).
-        pipeline: The pipeline to plan with.
-
-    """
-
-    def __init__(self, inner: Any, pipeline: Any) -> None:
-        self.inner = inner
-        self.pipeline = pipeline
-        self.name = getattr(inner, "name", type(inner).__name__)
-
-    def decide(self, context: Any) -> Any:
-        """The inner controller's decision."""
-        return self.inner.decide(context)
-
-    def plan(self, _served: Any, cluster: Any, decision: Any, opts: Any, current: Any) -> Any:
-        """The inner controller's plan (or the allocator's) on the profile's pipeline."""
-        from lokirl.core.allocator import solve
-
-        planner = getattr(self.inner, "plan", None)
-        if callable(planner):
-            return planner(self.pipeline, cluster, decision, opts, current)
-        return solve(self.pipeline, cluster, decision.demand, opts, current)
-
-    def __repr__(self) -> str:
-        return f"PlansWithProfile({self.inner!r})"
-
-
-def overhead_pipeline(pipeline: Any, overhead_ms: float) -> Any:
-    """``pipeline`` with ``overhead_ms`` added to every profiled batch latency (0: itself).
-
-    The simulator's stand-in for the live path's per-batch cost outside the worker
-    (dispatch, the actor call there and back), which the profile leaves out. (The
-    simulator's early-drop rule then counts it too; the live rule does not.)
-    """
-    from dataclasses import replace as _replace
-
-    from lokirl.core.pipeline import Task
-
-    if not overhead_ms:
-        return pipeline
-    tasks = []
-    for t in pipeline.tasks:
-        vs = [
-            _replace(
-                v,
-                latency_ms={
-                    a: {b: ms + overhead_ms for b, ms in tab.items()}
-                    for a, tab in v.latency_ms.items()
-                },
-            )
-            for v in t.variants
-        ]
-        tasks.append(Task(t.name, tuple(vs), t.children))
-    return _replace(pipeline, tasks=tuple(tasks))
 
 
 #: Ray's own daemons on a node (``/proc/PID/comm`` names; truncated to 15 characters).

@@ -69,6 +69,12 @@ class SimConfig:
         host_cores: With ``shared_cores``: cores the serving host's own work (the
             ingress and data plane, Ray's processes) keeps busy on the same cores,
             measured by ``lokirl simvslive`` as ``host_cpu_cores`` (default 0).
+        batch_overhead_s: Seconds each batch occupies its worker beyond the profiled
+            latency: the live path's per-batch cost outside the accelerator (dispatch,
+            the actor call there and back, the wait for the ingress's event loop),
+            which ``lokirl simvslive`` measures as the hop. The early-drop rule and
+            every plan still read the profile, as the live runtime's do, so requests
+            can finish late (default 0: the profile is the whole service time).
         swap: How a worker changes variant (:data:`~lokirl.core.reconfig.SwapMode`):
             ``"overlap"`` (default: the old variant serves until the new one is
             loaded, when both fit in memory), ``"stop"`` (down for the load time)
@@ -92,6 +98,7 @@ class SimConfig:
     check_conservation: bool = True
     shared_cores: float | None = None
     host_cores: float = 0.0
+    batch_overhead_s: float = 0.0
     swap: SwapMode = "overlap"
 
     def __post_init__(self) -> None:
@@ -104,6 +111,8 @@ class SimConfig:
             raise ValueError("shared_cores must be positive (or None)")
         if not (self.host_cores >= 0 and math.isfinite(self.host_cores)):
             raise ValueError("host_cores must be >= 0")
+        if not (self.batch_overhead_s >= 0 and math.isfinite(self.batch_overhead_s)):
+            raise ValueError("batch_overhead_s must be >= 0")
         if self.drain_s < 0:
             raise ValueError("drain_s must be >= 0")
         if isinstance(self.solver_time, str):

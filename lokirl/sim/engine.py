@@ -513,6 +513,7 @@ class Simulation(EpochHost):
         early = self.config.early_drop
         cores = self.config.shared_cores
         host = self.config.host_cores
+        extra = self.config.batch_overhead_s
         while True:
             g = w.serve
             if g is None or not g.queue:
@@ -545,7 +546,7 @@ class Simulation(EpochHost):
             if cores is not None:
                 self.busy += 1
                 lat *= max(1.0, (self.busy + host) / cores)
-            yield timeout(lat)
+            yield timeout(lat + extra)
             if cores is not None:
                 self.busy -= 1
             w.batch = None

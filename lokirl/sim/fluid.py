@@ -119,7 +119,8 @@ class FluidSimulation(EpochHost):
         trace: Rates or arrival times.
         config: See :class:`~lokirl.sim.config.SimConfig` (``early_drop`` and
             ``branching_window`` do not apply: the surrogate always drops what would
-            be late and uses the profile's branching means).
+            be late and uses the profile's branching means; ``batch_overhead_s`` is
+            refused: the live path's hop belongs to the simpy engine).
         rng: The only source of randomness.
         name: Controller name recorded in the result.
         dt: Time step in seconds (at most ``epoch_s``).
@@ -140,6 +141,10 @@ class FluidSimulation(EpochHost):
         self.cluster = cluster
         self.trace = trace
         self.config = config or SimConfig()
+        if self.config.batch_overhead_s:
+            raise ValueError(
+                "the fluid engine does not model batch_overhead_s; use the simpy engine"
+            )
         if not 0 < dt <= self.config.epoch_s:
             raise ValueError(f"dt must be in (0, epoch_s={self.config.epoch_s}], got {dt}")
         self.dt = float(dt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 
@@ -140,3 +141,22 @@ def test_loadgen_rejects_bad_options_before_sending(capsys):
     assert "--size" in capsys.readouterr().err
     assert _loadgen("http://127.0.0.1:9", "--max-in-flight", "0") == 2
     assert "--max-in-flight" in capsys.readouterr().err
+
+
+def test_reserved_stdout_carries_only_the_json():
+    """What a library prints to stdout after the reservation goes to stderr."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from lokirl.commands.stdout import reserve_stdout_for_json, strict_json\n"
+        "out = reserve_stdout_for_json()\n"
+        "print('library notice')\n"
+        "os.write(1, b'native notice\\n')\n"
+        "print(strict_json({'ratio': float('nan'), 'n': [1.5, float('inf')]}), file=out)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"ratio": None, "n": [1.5, None]}
+    assert "library notice" in r.stderr and "native notice" in r.stderr

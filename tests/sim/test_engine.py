@@ -351,3 +351,27 @@ def test_swap_modes_conserve_under_a_changing_load(traffic, swap):
 def test_swap_mode_is_checked():
     with pytest.raises(ValueError, match="swap mode"):
         SimConfig(swap="instant")
+
+
+def test_batch_overhead_occupies_the_worker_but_not_the_drop_rule():
+    # One worker, batch 1, 10 ms per request + 5 ms overhead, SLO 25 ms. The early-drop
+    # rule reads the profile: request 2 starts at 15 ms, 15 + 10 <= 25, so it is sent and
+    # finishes at 30 ms, late; request 3 starts at 30 > 25 - 10 and is dropped, with 4, 5.
+    p = single_pipeline(slo_ms=25.0)
+    sim, _ = _sim(p, 1, [0.0] * 5, 1.0, make_plan(p, [("s1", 1, 1)]), batch_overhead_s=0.005)
+    r = sim.finish()
+    assert r.subrequests.on_time == 1 and r.subrequests.late == 1
+    assert dict(r.subrequests.dropped) == {"deadline": 3}
+    assert r.frames.conserved
+
+
+def test_batch_overhead_must_be_finite_and_non_negative_and_is_simpy_only():
+    from lokirl.sim.fluid import FluidSimulation
+
+    for bad in (-0.001, math.inf, math.nan):
+        with pytest.raises(ValueError, match="batch_overhead_s"):
+            SimConfig(batch_overhead_s=bad)
+    p = single_pipeline(slo_ms=25.0)
+    trace = RateSeries(np.full(3, 10.0), name="flat")
+    with pytest.raises(ValueError, match="batch_overhead_s"):
+        FluidSimulation(p, cluster(1), trace, SimConfig(batch_overhead_s=0.005))
