@@ -42,6 +42,29 @@ from stable_baselines3.common.callbacks import BaseCallback
 from lokirl.errors import ConfigError
 
 
+def selection_key(summary: dict[str, float], budget: float | None) -> tuple[float, float]:
+    """How evaluated policies rank when a run keeps its best one (larger is better).
+
+    Without a budget: by the evaluation's reward. With one, as the user's objective
+    reads: a policy within the frame-violation budget beats any policy beyond it;
+    within it, higher effective accuracy wins; beyond it, fewer violations. (The
+    evaluation's reward prices violations at a fixed weight, which is not what a
+    constrained run optimises.)
+
+    Args:
+        summary: Mean evaluation figures (``reward``, ``frame_violation_ratio``,
+            ``effective_accuracy``).
+        budget: The run's frame-violation budget (``None``: unconstrained).
+
+    """
+    if budget is None:
+        return (0.0, float(summary["reward"]))
+    v = float(summary["frame_violation_ratio"])
+    if v <= budget:
+        return (1.0, float(summary["effective_accuracy"]))
+    return (0.0, -v)
+
+
 class ConstraintSection(BaseModel):
     """``constraint``: the frame-violation budget of a constrained training run."""
 

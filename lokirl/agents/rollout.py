@@ -39,6 +39,7 @@ class Episode:
             "frame_violation_ratio": r.frame_violation_ratio,
             "sub_violation_ratio": r.sub_violation_ratio,
             "accuracy": r.accuracy,
+            "effective_accuracy": r.effective_accuracy,
             "mean_active_workers": r.mean_active_workers,
             "solves": float(r.solves),
             "reconfigurations": float(r.reconfigurations),

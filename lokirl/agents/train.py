@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from lokirl.agents.adapter import save_policy
 from lokirl.agents.config import TrainConfig
-from lokirl.agents.constraint import LagrangeMultiplier
+from lokirl.agents.constraint import LagrangeMultiplier, selection_key
 from lokirl.agents.rollout import rollout
 from lokirl.core.controllers import make_controller
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
@@ -115,7 +115,9 @@ class BaselineEval(BaseCallback):
     (a policy trained on the fluid surrogate is judged on the discrete-event
     simulator). Logs ``eval/policy_reward``,
     ``eval/baseline_reward`` and violation/solve figures to TensorBoard (through the
-    SB3 logger) and MLflow, and saves the best policy so far.
+    SB3 logger) and MLflow, and saves the best policy so far: by reward, or under a
+    violation budget by effective accuracy within it
+    (:func:`lokirl.agents.constraint.selection_key`).
     """
 
     def __init__(self, cfg: TrainConfig, folder: Path, mlflow: RunLogger, spec: Any) -> None:
@@ -125,7 +127,7 @@ class BaselineEval(BaseCallback):
         self.mlflow = mlflow
         self.spec = spec
         self.env = LokiServingEnv(replace(cfg.env, engine="simpy"))
-        self.best = -np.inf
+        self.best: tuple[float, float] | None = None
         self.baseline_cache: dict[int, dict[str, float]] = {}
         self.history: list[dict[str, float]] = []
         self._last = 0
@@ -149,8 +151,9 @@ class BaselineEval(BaseCallback):
             self.logger.record(k, v)
         self.mlflow.log_metrics(metrics, step=self.num_timesteps)
         self.history.append({"step": float(self.num_timesteps), **metrics})
-        if pol["reward"] > self.best:
-            self.best = pol["reward"]
+        key = selection_key(pol, self.cfg.constraint.violation_budget)
+        if self.best is None or key > self.best:
+            self.best = key
             save_policy(self.model, self.folder / "best_model.zip", self.spec)
         return metrics
 

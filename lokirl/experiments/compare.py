@@ -72,7 +72,7 @@ def summary(episode: Episode) -> dict[str, float]:
     The effective accuracy is the frames' path accuracy over all arrived frames, a
     dropped or late frame counting 0 (:attr:`lokirl.sim.SimResult.effective_accuracy`).
     """
-    return {**episode.summary(), "effective_accuracy": episode.result.effective_accuracy}
+    return episode.summary()
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:

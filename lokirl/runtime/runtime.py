@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from lokirl.core.allocator import AllocatorOptions, solve
-from lokirl.core.controller import ControlContext, Controller, Decision, ewma_demand
+from lokirl.core.controller import KEEP, ControlContext, Controller, Decision, ewma_demand
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
 from lokirl.core.reconfig import SwapMode, check_swap_mode
@@ -498,7 +498,7 @@ class Runtime:
         if self.process_pool is not None:  # start the solving process (not timed by _solve)
             self._pool_warm = self.process_pool.submit(warm_solver)
         try:
-            plan = await self._solve(Decision(resolve=True, demand=demand, reason="initial"))
+            plan = await self._solve(self.initial_decision(demand))
         except SolveTimeout:
             raise ConfigError(
                 "first plan",
@@ -999,6 +999,36 @@ class Runtime:
         return True, "ok"
 
     # ------------------------------------------------------------------ control loop
+    def initial_decision(self, demand: float) -> Decision:
+        """The first plan's decision: the controller's, on the simulator's initial context.
+
+        The simulator asks the controller to decide on a context whose demand history
+        is the initial demand alone, with no plan yet, and solves what it decides (e.g.
+        ``loki`` raises the demand to its floor and over-provisions). The live first
+        plan is decided the same way, so both start from the same plan; a controller
+        that would not re-solve (or fails to decide) gets a plain solve for ``demand``.
+        """
+        ctx = ControlContext(
+            now_s=0.0,
+            demand_history=(demand,),
+            plan=None,
+            time_since_solve_s=math.inf,
+            last_solve_time_s=0.0,
+            solving=False,
+            slo_violation_ratio=0.0,
+            accuracy=0.0,
+            queue_lengths={t.name: 0 for t in self.pipeline.tasks},
+            active_workers=0,
+        )
+        try:
+            d = self.controller.decide(ctx)
+        except Exception as exc:  # noqa: BLE001 - the plain solve below still starts serving
+            log.warning("the controller could not decide the first plan: %s", one_line(exc))
+            d = KEEP
+        if not d.resolve or not math.isfinite(d.demand):
+            return Decision(resolve=True, demand=demand, reason="initial")
+        return replace(d, reason="initial")
+
     def context(self, now_s: float | None = None) -> ControlContext:
         """The snapshot the controller sees (at ``now_s``: a tick's scheduled time)."""
         p = self.plane

@@ -64,3 +64,22 @@ def test_constraint_section_is_validated_with_file_and_field(tmp_path):
     f.write_text("constraint:\n  violation_budget: 1.5\n")
     with pytest.raises(ConfigError, match="c.yaml: constraint.violation_budget"):
         load_train_config(f)
+
+
+def test_best_model_under_a_budget_is_the_most_accurate_within_it():
+    from lokirl.agents.constraint import selection_key
+
+    within_low = {"reward": 90.0, "frame_violation_ratio": 0.009, "effective_accuracy": 91.0}
+    within_high = {"reward": 80.0, "frame_violation_ratio": 0.010, "effective_accuracy": 93.0}
+    beyond = {"reward": 120.0, "frame_violation_ratio": 0.05, "effective_accuracy": 95.0}
+    worse_beyond = {"reward": 130.0, "frame_violation_ratio": 0.08, "effective_accuracy": 96.0}
+    ranked = sorted(
+        [beyond, within_low, worse_beyond, within_high],
+        key=lambda s: selection_key(s, 0.01),
+        reverse=True,
+    )
+    assert ranked == [within_high, within_low, beyond, worse_beyond]
+    # Without a budget the reward decides.
+    assert max([beyond, within_high, worse_beyond], key=lambda s: selection_key(s, None)) is (
+        worse_beyond
+    )

@@ -222,3 +222,32 @@ def test_simvslive_dilation_needs_emulate():
         simvslive.run(args)
     with pytest.raises(ConfigError, match="sim-overhead-ms"):
         simvslive.run(argparse.Namespace(**{**vars(args), "emulate": True, "sim_overhead_ms": -1}))
+
+
+@pytest.mark.parametrize("controller", ["loki", "trigger", "static"])
+def test_first_plan_is_decided_as_the_simulator_decides_it(controller):
+    """Live and simulated runs start from the same plan (loki raises the demand to its floor)."""
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+    from lokirl.sim import SimConfig, Simulation
+    from lokirl.traces import RateSeries
+
+    p = load_pipeline("traffic_analysis")
+    cfg = RuntimeConfig(
+        pipeline="traffic_analysis", workers=20, controller=controller, emulate=True,
+        initial_demand=12.5,
+    )  # fmt: skip
+    live = Runtime(cfg, pipeline=p).initial_decision(12.5)
+    sim = Simulation(
+        p, Cluster({"gpu": 20}), RateSeries(np.full(5, 12.5), name="flat"),
+        SimConfig(initial_demand=12.5),
+    )  # fmt: skip
+    want = make_controller(controller).decide(sim.reset())
+    assert live.resolve
+    if want.resolve:
+        assert live.demand == pytest.approx(want.demand)
+    else:
+        assert live.demand == pytest.approx(12.5)
+    if controller == "loki":
+        assert live.demand > 12.5  # its floor: the plan a plain solve for 12.5 would miss
