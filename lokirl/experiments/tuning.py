@@ -281,5 +281,11 @@ def tuned_spec(baseline: str, directory: Path | None = None) -> str:
 
 
 def tuned_names() -> Sequence[str]:
-    """Baselines with a committed tuned setting."""
-    return sorted(p.stem for p in TUNED_DIR.glob("*.yaml")) if TUNED_DIR.exists() else []
+    """Baselines with a committed tuned setting (``NAME-tuned`` controllers).
+
+    The hindsight bound's committed candidates (``hindsight.yaml``) are not a
+    baseline: ``hindsight`` itself reads them.
+    """
+    if not TUNED_DIR.exists():
+        return []
+    return sorted(p.stem for p in TUNED_DIR.glob("*.yaml") if p.stem in SPACES)

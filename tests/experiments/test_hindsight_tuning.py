@@ -73,3 +73,12 @@ def test_candidates_file_missing_or_malformed(tmp_path):
     bad.write_text("params: {}\n")
     with pytest.raises(ConfigError, match="lokirl tune --controller hindsight"):
         tuned_candidates(bad)
+
+
+def test_hindsight_file_is_not_a_tuned_baseline():
+    from lokirl.core.controllers import make_controller
+    from lokirl.experiments.tuning import tuned_names
+
+    assert "hindsight" not in tuned_names()
+    for name in tuned_names():
+        assert make_controller(f"{name}-tuned").name == f"{name}-tuned"
