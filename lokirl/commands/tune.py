@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from lokirl.commands.stdout import strict_json
 from lokirl.errors import ConfigError
 
 EPILOG = """\
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         )
     path = write_tuned(result) if args.write else None
     if args.json:
-        print(json.dumps(result.to_dict() | {"written": str(path) if path else None}))
+        print(strict_json(result.to_dict() | {"written": str(path) if path else None}))
     else:
         chosen = result.best_params.get("candidates") if hindsight else None
         what = f"candidates {chosen}" if chosen else result.best_spec

@@ -29,7 +29,12 @@ from typing import Any
 
 from lokirl.errors import ConfigError
 from lokirl.experiments.suites import Suite
-from lokirl.experiments.tuning import FRONT_METRICS, TuningResult, episodes_per_trial
+from lokirl.experiments.tuning import (
+    FRONT_METRICS,
+    TuningResult,
+    episodes_per_trial,
+    refuse_frozen,
+)
 
 #: The grid: knob -> candidate values (the DP's other knobs keep their defaults).
 HINDSIGHT_SPACE: dict[str, tuple[float, ...]] = {
@@ -124,13 +129,7 @@ def tune_hindsight(
     """
     from lokirl.experiments.runner import git_commit, play_case_seed
 
-    if suite.spec.frozen:
-        raise ConfigError(
-            "--suite",
-            suite.spec.name,
-            "the frozen test suite is for reporting, never for choosing",
-            "tune on validation",
-        )
+    refuse_frozen(suite)
     knobs = grid(space)
     specs = [knob_spec(k["burst_s"], k["derate"]) for k in knobs]
     per_trial = episodes_per_trial(suite)

@@ -115,6 +115,22 @@ class TuningResult:
         }
 
 
+def refuse_frozen(suite: Suite) -> None:
+    """Refuse to tune on a frozen suite: ``test`` is for reporting, never for choosing.
+
+    Raises:
+        ConfigError: ``suite`` is frozen.
+
+    """
+    if suite.spec.frozen:
+        raise ConfigError(
+            "--suite",
+            suite.spec.name,
+            "the frozen test suite is for reporting, never for choosing",
+            "tune on validation",
+        )
+
+
 def episodes_per_trial(suite: Suite) -> int:
     """Episodes one setting costs on ``suite``: its (case, seed) pairs."""
     return sum(len(suite.spec.seeds_of(c)) for c in suite.spec.cases)
@@ -153,13 +169,7 @@ def tune(
         raise ConfigError(
             "--controller", baseline, "no search space", f"use one of {sorted(SPACES)}"
         )
-    if suite.spec.frozen:
-        raise ConfigError(
-            "--suite",
-            suite.spec.name,
-            "the frozen test suite is for reporting, never for choosing",
-            "tune on validation",
-        )
+    refuse_frozen(suite)
     per_trial = episodes_per_trial(suite)
     n_trials = budget_episodes // per_trial
     if n_trials < 1:
