@@ -14,6 +14,10 @@ the resets, which solve a cluster's capacities the first time its size is drawn;
 
     python benchmarks/bench_env.py --engine none \
         --train-config configs/agents/ppo_general.yaml --episodes 4
+
+The training configs share a plan library on disk (``plan_library``); ``--passes 3``
+plays three sets of new episodes over it, and ``--plan-library /tmp/x.sqlite``
+starts from an empty one.
 """
 
 from __future__ import annotations
@@ -55,38 +59,65 @@ def main(argv=None) -> int:
         help="training YAML whose env settings to time with random actions ('' to skip)",
     )
     ap.add_argument("--episodes", type=int, default=3, help="episodes for --train-config")
+    ap.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="passes of --episodes new episodes over the same plan library",
+    )
+    ap.add_argument(
+        "--plan-library",
+        default=None,
+        help="plan library file for --train-config ('' for none; default: the config's)",
+    )
     args = ap.parse_args(argv)
     engines = {"both": ("simpy", "fluid"), "none": ()}.get(args.engine, (args.engine,))
     for engine in engines:
         bench(engine, args.steps)
     if args.train_config:
-        bench_training(args.train_config, args.episodes)
+        bench_training(args.train_config, args.episodes, args.passes, args.plan_library)
     return 0
 
 
-def bench_training(path: str, episodes: int) -> None:
-    """Random actions on a training config's environment (its own trace mix)."""
+def bench_training(path: str, episodes: int, passes: int = 1, library: str | None = None) -> None:
+    """Random actions on a training config's environment (its own trace mix).
+
+    With a plan library (the config's ``plan_library`` or ``library``), each pass
+    plays new episodes on the same library: the first pass fills it, later ones
+    show what a run costs once the library holds what earlier runs solved.
+    """
+    from dataclasses import replace
+
     from lokirl.agents.config import load_train_config
 
     cfg = load_train_config(path).env
+    if library is not None:
+        cfg = replace(cfg, plan_library=library)
     env = LokiServingEnv(cfg)
+    lib = env.planner.library
     rng = np.random.default_rng(0)
-    steps = 0
-    drawn = []
-    start = time.perf_counter()
-    for ep in range(episodes):
-        _, info = env.reset(seed=ep)
-        drawn.append(f"{info['workers']}w/{info['swap']}/x{info['load_scale']:g}")
-        for _ in range(int(cfg.episode_s / cfg.epoch_s)):
-            env.step((int(rng.integers(3)), int(rng.integers(len(cfg.headrooms)))))
-            steps += 1
-    dt = time.perf_counter() - start
-    print(
-        f"training settings of {path} (engine {cfg.engine}, solver {cfg.solver}, "
-        f"time limit {cfg.time_limit_s} s, features v{cfg.feature_version}): random actions "
-        f"{steps / dt:.1f} steps/s over {episodes} episodes ({', '.join(drawn)}); "
-        f"plan cache {env.planner.hits} hits, {env.planner.misses} misses"
-    )
+    for p in range(passes):
+        steps = 0
+        drawn = []
+        hits0, misses0 = env.planner.hits, env.planner.misses
+        start = time.perf_counter()
+        for ep in range(episodes):
+            _, info = env.reset(seed=p * 10_000 + ep)
+            drawn.append(f"{info['workers']}w/{info['swap']}/x{info['load_scale']:g}")
+            for _ in range(int(cfg.episode_s / cfg.epoch_s)):
+                env.step((int(rng.integers(3)), int(rng.integers(len(cfg.headrooms)))))
+                steps += 1
+        dt = time.perf_counter() - start
+        hits, misses = env.planner.hits - hits0, env.planner.misses - misses0
+        shared = f"; library {cfg.plan_library}: {lib.count()} plans" if lib is not None else ""
+        print(
+            f"training settings of {path} (engine {cfg.engine}, solver {cfg.solver}, "
+            f"features v{cfg.feature_version}), pass {p + 1}/{passes}: random actions "
+            f"{steps / dt:.1f} steps/s over {episodes} episodes ({', '.join(drawn)}); "
+            f"plan cache {hits} hits, {misses} solves ({hits / max(1, hits + misses):.0%} hits)"
+            f"{shared}",
+            flush=True,
+        )
 
 
 def bench(engine: str, steps: int) -> None:

@@ -30,6 +30,7 @@ from lokirl.envs.features import (
 from lokirl.forecast import make_forecaster
 from lokirl.sim import SimConfig, Simulation
 from lokirl.sim.fluid import FluidSimulation
+from lokirl.sim.plan_library import PlanLibrary, plan_key
 from lokirl.sim.solving import running_plan_signature
 from lokirl.traces import as_rates, generate, rescale, resolve_trace, window
 from lokirl.traces.types import RateSeries
@@ -147,6 +148,10 @@ class EnvConfig:
         demand_quantum: Demands are rounded to this relative step so that solves can
             be cached across epochs and episodes (0 disables the cache).
         cache_size: Plans kept in the cache.
+        plan_library: A SQLite file of solved plans shared by every environment
+            and training run that names it (:mod:`lokirl.sim.plan_library`); empty:
+            none. Solves are work-bounded, so a filed plan is the plan a new solve
+            would give.
         engine: ``"simpy"`` (the discrete-event simulator, request by request) or
             ``"fluid"`` (:class:`~lokirl.sim.fluid.FluidSimulation`, a flow-level
             surrogate several times faster, for training; evaluate on ``simpy``).
@@ -186,6 +191,7 @@ class EnvConfig:
     time_limit_s: float = 1.0
     demand_quantum: float = 0.02
     cache_size: int = 4096
+    plan_library: str = ""
     engine: str = "simpy"
     fluid_dt: float = 0.05
     fallback: str = ""
@@ -232,14 +238,18 @@ class _CachedPlanner:
     """Solves through the allocator, caching plans by (rounded demand, options, running plan, cluster).
 
     The running plan is part of the key whenever the solve depends on it (warm
-    start or churn term): see :func:`running_plan_signature`.
+    start or churn term): see :func:`running_plan_signature`. Behind the in-memory
+    cache, an optional :class:`~lokirl.sim.plan_library.PlanLibrary` shares
+    work-bounded solves with the other environments of a run and with later runs.
     """
 
-    def __init__(self, quantum: float, size: int) -> None:
+    def __init__(self, quantum: float, size: int, library: PlanLibrary | None = None) -> None:
         self.quantum = quantum
         self.size = size
         self.cache: OrderedDict[tuple, Plan] = OrderedDict()
         self.hits = self.misses = 0
+        #: Plans shared with other environments and runs (work-bounded solves only).
+        self.library = library
 
     def _round(self, demand: float) -> float:
         if self.quantum <= 0 or demand <= 1.0:
@@ -262,8 +272,18 @@ class _CachedPlanner:
             self.hits += 1
             self.cache.move_to_end(key)
             return self.cache[key]
-        self.misses += 1
-        plan = solve(pipeline, cluster, demand, options, current)
+        shared = self.library if self.quantum > 0 and options.deterministic else None
+        plan = lkey = None
+        if shared is not None:
+            lkey = plan_key(pipeline, cluster, demand, options, current)
+            plan = shared.get(lkey)
+        if plan is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+            plan = solve(pipeline, cluster, demand, options, current)
+            if shared is not None and lkey is not None:
+                shared.put(lkey, plan)
         if self.quantum > 0 and plan.status != "failed":
             self.cache[key] = plan
             if len(self.cache) > self.size:
@@ -375,7 +395,11 @@ class LokiServingEnv(gym.Env):
             )
         self.forecaster = make_forecaster(cfg.forecaster)
         self._tracker = ForecastTracker(self.features, self.forecaster)
-        self.planner = _CachedPlanner(cfg.demand_quantum, cfg.cache_size)
+        self.planner = _CachedPlanner(
+            cfg.demand_quantum,
+            cfg.cache_size,
+            PlanLibrary(cfg.plan_library) if cfg.plan_library else None,
+        )
         self.observation_space = spaces.Box(
             0.0, 20.0, shape=(self.features.size,), dtype=np.float32
         )

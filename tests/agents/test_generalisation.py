@@ -197,4 +197,5 @@ def test_train_config_randomise_errors_name_the_file_and_field(tmp_path):
         assert str(bad) in str(err.value)
     cfg = load_train_config("configs/agents/ppo_general.yaml")
     assert cfg.env.feature_version == 2
-    assert cfg.env.randomise.workers_range == (10, 100)
+    assert cfg.env.randomise.worker_bounds(20) == (10, 100)
+    assert cfg.env.plan_library
