@@ -146,9 +146,11 @@ def tune_hindsight(
     pairs = [(c, s) for c in suite.spec.cases for s in suite.spec.seeds_of(c)]
     results: list[list[dict[str, Any]]] = [[] for _ in pairs]
     if jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        from lokirl.experiments.pool import process_pool
+
+        with process_pool(jobs) as pool:
             futures = {
                 pool.submit(play, c, s, specs, suite.base_dir): i for i, (c, s) in enumerate(pairs)
             }

@@ -22,12 +22,13 @@ import math
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lokirl.errors import ConfigError
+from lokirl.experiments.pool import process_pool
 from lokirl.experiments.suites import CaseSpec, Suite, capacities, case_trace, load_unit
 
 #: Simulator figures of each episode, in table order (``lokirl.experiments.compare.METRICS``
@@ -383,7 +384,7 @@ def run_suite(
     if jobs <= 1 or len(tasks) <= 1:
         chunks = [complete(_task(t)) for t in tasks]
     else:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        with process_pool(min(jobs, len(tasks))) as pool:
             futures = {pool.submit(_task, t): i for i, t in enumerate(tasks)}
             done: dict[int, list[dict[str, Any]]] = {}
             for f in as_completed(futures):

@@ -181,9 +181,9 @@ def tune(
         )
     pool = None
     if play is None and jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from lokirl.experiments.pool import process_pool
 
-        pool = ProcessPoolExecutor(max_workers=jobs)
+        pool = process_pool(jobs)
     play = play or play_case_seed
     pairs = [(c, s) for c in suite.spec.cases for s in suite.spec.seeds_of(c)]
     space = SPACES[baseline]
