@@ -264,8 +264,7 @@ def host_cpu_s() -> float:
     and Ray client in this process, the raylet and the GCS. Read before and after the
     replay, the difference over the wall time is the host's share of the cores.
     """
-    t = os.times()
-    total = t.user + t.system
+    total = time.process_time()  # this process, every thread, at clock resolution (not ticks)
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     proc = "/proc"
     if not os.path.isdir(proc):

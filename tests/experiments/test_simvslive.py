@@ -50,16 +50,20 @@ def test_sim_cores_option():
         sim_cores(ns("lots"))
 
 
-def test_host_cpu_counts_this_process():
+def test_host_cpu_counts_this_process(monkeypatch):
     import time
 
+    from lokirl.experiments import simvslive
     from lokirl.experiments.simvslive import host_cpu_s
+
+    # Ray daemons left by other tests may exit meanwhile and take their seconds with them
+    monkeypatch.setattr(simvslive, "RAY_DAEMONS", ())
 
     before = host_cpu_s()
     end = time.process_time() + 0.05
     while time.process_time() < end:  # burn 50 ms of CPU in this process
         pass
-    assert host_cpu_s() - before >= 0.04
+    assert host_cpu_s() - before >= 0.045  # at clock resolution: ticks could lose 10 ms
 
 
 def test_bad_host_cores_is_a_config_error(capsys):
