@@ -191,6 +191,21 @@ def _within_gap(maximize: bool, obj: float, bound: float, gap: float) -> bool:
     return diff <= gap * max(abs(obj), 1e-9) + 1e-9
 
 
+def _integral_bound(model: MilpModel, bound: float) -> float:
+    """The LP bound rounded to an integer when every solution's objective is one.
+
+    That holds when only integer columns carry a cost and every cost is a whole
+    number (the hardware phase: minimise workers). Then no solution beats the
+    rounded bound, and an incumbent that reaches it is optimal without branching.
+    """
+    if not math.isfinite(bound):
+        return bound
+    for c, is_int in zip(model.cost, model.integer, strict=True):
+        if c and (not is_int or abs(c - round(c)) > 1e-9):
+            return bound
+    return math.floor(bound + 1e-6) if model.maximize else math.ceil(bound - 1e-6)
+
+
 def _dive(h, model: MilpModel, int_cols: list[int], deadline: float | None) -> np.ndarray | None:
     """Fractional diving on a solved LP ``h``; returns an integral solution or None."""
     import highspy
@@ -291,7 +306,7 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return none
-    bound = float(h.getInfo().objective_function_value)
+    bound = _integral_bound(model, float(h.getInfo().objective_function_value))
     # 2. Incumbent: the caller's start (its integer part with the best continuous part,
     # i.e. the running plan's replicas with flows re-optimised) or the dive, whichever
     # is better.

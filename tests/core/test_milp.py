@@ -39,3 +39,20 @@ def test_a_feasible_start_is_kept_when_nothing_beats_it():
     res = solve_milp(m, "highs", MilpLimits(time_limit_s=None), start=start)
     assert res.status == "optimal" and res.objective == pytest.approx(13.0)
     assert not m.feasible(np.array([3.0, 0.0, 0.0]))  # violates row 3
+
+
+def test_whole_number_objective_is_proven_from_the_rounded_lp_bound():
+    # min x + y  s.t.  3x + 2y >= 7: LP bound 7/3, every solution costs a whole number,
+    # so the dive's x=1, y=2 (cost 3 = ceil(7/3)) is optimal without branching.
+    m = MilpModel(maximize=False)
+    x = m.add_col(0, 10, 1.0, integer=True)
+    y = m.add_col(0, 10, 1.0, integer=True)
+    m.add_row(7, math.inf, [x, y], [3.0, 2.0])
+    res = solve_milp(m, "highs", MilpLimits(time_limit_s=None))
+    assert res.status == "optimal" and res.objective == pytest.approx(3.0)
+    assert res.bound == 3.0 and res.how == "lp-dive"
+    # A fractional cost gives no such guarantee: the LP bound (7/3) leaves a gap that
+    # only branching closes (optimum x=3 at cost 3).
+    m.cost[y] = 1.5
+    res = solve_milp(m, "highs", MilpLimits(time_limit_s=None))
+    assert res.objective == pytest.approx(3.0) and res.how == "branch-and-bound"
