@@ -123,6 +123,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
     p.add_argument("--max-in-flight", type=int, default=512, help="cap on awaiting requests")
+    p.add_argument(
+        "--no-hop-replay",
+        dest="hop_replay",
+        action="store_false",
+        help=(
+            "skip the two extra simulations of each live run (by default the simulator "
+            "replays it with the run's mean hop, then with its hops drawn by the moment "
+            "they were measured: how much of the gap the hop's distribution explains)"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(handler=run)
 
@@ -151,6 +161,12 @@ def options_of(args: argparse.Namespace) -> Any:
     return SimVsLiveOptions(**{f.name: getattr(args, f.name) for f in fields(SimVsLiveOptions)})
 
 
+def _violations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a hop replay moves: violation ratios and effective accuracy."""
+    keep = ("frame_slo_violation_ratio", "sub_slo_violation_ratio", "effective_accuracy")
+    return [r for r in rows if r["metric"] in keep]
+
+
 def _print_rows(rows: list[dict[str, Any]]) -> None:
     print(f"{'metric':34s} {'sim':>10s} {'live':>10s} {'rel':>8s}")
     for r in rows:
@@ -166,7 +182,7 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl simvslive``."""
     from lokirl.core.pipeline_config import load_pipeline
-    from lokirl.experiments.simvslive import run_seeds, sim_cores
+    from lokirl.experiments.simvslive import REPLAYS, run_seeds, sim_cores
 
     if args.workers < 1:
         raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass 2")
@@ -244,6 +260,11 @@ def run(args: argparse.Namespace) -> int:
                 f"emulated worker actors' CPU: {live['actor_cpu_cores']:.3f} cores in all, "
                 f"busiest {live['actor_cpu_cores_max']:.4f}"
             )
+        for key, label in REPLAYS:
+            if key in r.get("replays", {}):
+                rp = r["replays"][key]
+                print(f"{label} ({rp['overhead_ms_mean']:.2f} ms on average):")
+                _print_rows(_violations(rp["comparison"]))
         for v, x in live["service_vs_profile"].items():
             print(
                 f"live {v}: {x['batches']} batches, worker time "
@@ -254,6 +275,10 @@ def run(args: argparse.Namespace) -> int:
     if len(runs) > 1:
         print(f"mean over seeds {','.join(map(str, seeds))}:")
         _print_rows(out["summary"])
+        for key, label in REPLAYS:
+            if key in out.get("replay_summary", {}):
+                print(f"{label}, mean over seeds:")
+                _print_rows(_violations(out["replay_summary"][key]))
     c = out["counting"]
     band = "n/a" if c["rel_band_95"] is None else f"+-{100 * c['rel_band_95']:.0f}%"
     print(

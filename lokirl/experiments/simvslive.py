@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lokirl.errors import ConfigError
+from lokirl.sim.overhead import OverheadTrace
 
 #: Metrics compared: (key, label).
 METRICS = (
@@ -56,6 +57,9 @@ class SimVsLiveOptions:
         address: Ray cluster joined (``None``: a local Ray).
         num_cpus: CPUs of a local Ray.
         max_in_flight: Cap on requests awaiting an answer in the live replay.
+        hop_replay: After each live run, simulate it again twice: with the run's mean
+            hop as the constant per-batch overhead, and with its hops themselves
+            drawn by the moment they were measured (:class:`~lokirl.sim.overhead.OverheadTrace`).
 
     """
 
@@ -75,6 +79,7 @@ class SimVsLiveOptions:
     address: str | None = None
     num_cpus: int | None = None
     max_in_flight: int = 512
+    hop_replay: bool = True
 
 
 def initial_rate(arrivals_s: Any, epoch_s: float) -> float:
@@ -84,8 +89,18 @@ def initial_rate(arrivals_s: Any, epoch_s: float) -> float:
     return float(np.searchsorted(arrivals_s, epoch_s) / epoch_s)
 
 
-def run_sim(pipeline: Any, trace: Any, opts: SimVsLiveOptions, demand0: float) -> dict[str, Any]:
-    """Simulate the trace; the metrics compared."""
+def run_sim(
+    pipeline: Any,
+    trace: Any,
+    opts: SimVsLiveOptions,
+    demand0: float,
+    overhead: OverheadTrace | float | None = None,
+) -> dict[str, Any]:
+    """Simulate the trace; the metrics compared.
+
+    ``overhead``: the per-batch overhead, in seconds or as measured hops (default:
+    ``opts.sim_overhead_ms``).
+    """
     import numpy as np
 
     from lokirl.core.controllers import make_controller
@@ -105,7 +120,11 @@ def run_sim(pipeline: Any, trace: Any, opts: SimVsLiveOptions, demand0: float) -
     )
     # The live hop (dispatch, the actor call there and back) occupies a simulated
     # worker beyond its profile; plans and the early-drop rule read the profile, as live.
-    cfg = replace(cfg, batch_overhead_s=opts.sim_overhead_ms / 1000.0)
+    if isinstance(overhead, OverheadTrace):
+        cfg = replace(cfg, batch_overhead=overhead)
+    else:
+        secs = opts.sim_overhead_ms / 1000.0 if overhead is None else float(overhead)
+        cfg = replace(cfg, batch_overhead_s=secs)
     pipeline = dilate_pipeline(pipeline, k)
     controller = make_controller(opts.controller)
     cluster = Cluster({pipeline.accelerators[0]: opts.workers})
@@ -179,6 +198,7 @@ async def run_live(
             active.append(rt.plane.active_workers())
 
     sampler = asyncio.create_task(sample())
+    rt.plane.hop_log = [] if opts.hop_replay else None
     cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
     try:
         client = await replay(trace.arrivals_s, lambda i: rt.submit(frame), opts.max_in_flight)
@@ -233,6 +253,8 @@ async def run_live(
         "hop_ms_p50": percentile(hops, 50),
         "hop_ms_p99": percentile(hops, 99),
         "router_overhead_ms_p99": percentile(list(p.dispatch_overhead_ms), 99),
+        # (seconds since the replay started, hop s) per batch; popped by run_pair
+        "_hop_samples": [(t - wall0, h) for t, h in (p.hop_log or ())],
     }
 
 
@@ -366,7 +388,8 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
     demand0 = initial_rate(trace.arrivals_s, opts.epoch * opts.dilation)
     sim = run_sim(pipeline, trace, opts, demand0)
     live = asyncio.run(run_live(pipeline, trace, opts, demand0))
-    return {
+    hops = live.pop("_hop_samples", [])
+    out: dict[str, Any] = {
         "seed": opts.seed,
         "trace": trace.name,
         "frames": len(trace.arrivals_s),
@@ -374,6 +397,33 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
         "live": live,
         "comparison": compare(sim, live),
     }
+    if opts.hop_replay and hops:
+        traced = OverheadTrace.from_samples(hops)
+        out["replays"] = {}
+        for name, overhead in (("mean_hop", traced.mean_s), ("traced_hop", traced)):
+            again = run_sim(pipeline, trace, opts, demand0, overhead)
+            out["replays"][name] = {
+                "overhead_ms_mean": 1000.0 * traced.mean_s,
+                "sim": again,
+                "comparison": compare(again, live),
+            }
+    return out
+
+
+#: The simulator's replays of a live run (:attr:`SimVsLiveOptions.hop_replay`): key, label.
+REPLAYS = (
+    ("mean_hop", "simulator with the run's mean hop"),
+    ("traced_hop", "simulator with the run's hops, drawn by the moment measured"),
+)
+
+
+def replay_summaries(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`summarise` of each replay over the runs that have it (every run, or none)."""
+    out = {}
+    for key, _label in REPLAYS:
+        if runs and all(key in r.get("replays", {}) for r in runs):
+            out[key] = summarise([{**r["replays"][key], "live": r["live"]} for r in runs])
+    return out
 
 
 def run_seeds(
@@ -419,6 +469,9 @@ def run_seeds(
         "comparison": first["comparison"],
     }
     out["counting"] = counting_noise(runs)
+    if "replays" in first:
+        out["replays"] = first["replays"]
+        out["replay_summary"] = replay_summaries(runs)
     if len(runs) > 1:
         out["seeds"] = seeds
         out["runs"] = runs

@@ -328,6 +328,9 @@ class DataPlane:
         self.complete_ms: deque[tuple[float, int]] = deque(maxlen=20000)
         #: (variant, batch size, worker-side ms, round trip ms, profiled ms) per batch.
         self.service_obs: deque[tuple[str, int, float, float, float]] = deque(maxlen=20000)
+        #: When a list: (dispatch time on ``time.perf_counter``, hop s) per batch, kept
+        #: whole (``lokirl simvslive`` replays the hops in the simulator); off by default.
+        self.hop_log: list[tuple[float, float]] | None = None
 
     # ------------------------------------------------------------------ admission
     def now(self) -> float:
@@ -593,6 +596,10 @@ class DataPlane:
                     g.service_ms(len(batch)),
                 )
             )
+            if self.hop_log is not None:
+                worker_s = float(res.get("service_ms", math.nan)) / 1000.0
+                if math.isfinite(worker_s):
+                    self.hop_log.append((t_start, t_done - t_start - worker_s))
             self._complete(g, batch, res)
             self.complete_ms.append(((time.perf_counter() - t_done) * 1000.0, len(batch)))
 

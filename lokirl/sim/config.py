@@ -13,6 +13,7 @@ from lokirl.core.allocator import AllocatorOptions
 from lokirl.core.metrics import Tally
 from lokirl.core.plan import Plan
 from lokirl.core.reconfig import SwapMode, check_swap_mode
+from lokirl.sim.overhead import OverheadTrace
 
 #: Modelled solver wall time per plan phase, in seconds. Calibrated on
 #: ``lokirl plan --sweep 25:400:75 --workers 20`` for traffic_analysis with CBC on
@@ -75,6 +76,11 @@ class SimConfig:
             which ``lokirl simvslive`` measures as the hop. The early-drop rule and
             every plan still read the profile, as the live runtime's do, so requests
             can finish late (default 0: the profile is the whole service time).
+        batch_overhead: Instead of the constant ``batch_overhead_s``, each batch's
+            overhead drawn from a live run's measured hops at the same moment of the
+            run (:class:`~lokirl.sim.overhead.OverheadTrace`; ``lokirl simvslive``
+            replays with it). Draws come from their own random stream, so the
+            arrivals and routing are those of the run without it.
         swap: How a worker changes variant (:data:`~lokirl.core.reconfig.SwapMode`):
             ``"overlap"`` (default: the old variant serves until the new one is
             loaded, when both fit in memory), ``"stop"`` (down for the load time)
@@ -99,6 +105,7 @@ class SimConfig:
     shared_cores: float | None = None
     host_cores: float = 0.0
     batch_overhead_s: float = 0.0
+    batch_overhead: OverheadTrace | None = None
     swap: SwapMode = "overlap"
 
     def __post_init__(self) -> None:
@@ -113,6 +120,8 @@ class SimConfig:
             raise ValueError("host_cores must be >= 0")
         if not (self.batch_overhead_s >= 0 and math.isfinite(self.batch_overhead_s)):
             raise ValueError("batch_overhead_s must be >= 0")
+        if self.batch_overhead is not None and self.batch_overhead_s:
+            raise ValueError("give batch_overhead_s or batch_overhead, not both")
         if self.drain_s < 0:
             raise ValueError("drain_s must be >= 0")
         if isinstance(self.solver_time, str):

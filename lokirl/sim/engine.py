@@ -265,6 +265,16 @@ class Simulation(EpochHost):
                 1, np.uint64
             )[0]
         )
+        bo = cfg.batch_overhead
+        self.overhead = (
+            None
+            if bo is None
+            else bo.sampler(
+                np.random.default_rng(
+                    np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 0x40B))
+                )
+            )
+        )
         self.env = simpy.Environment()
         trace_len = (
             self.trace.duration_s if isinstance(self.trace, RateSeries) else self.trace.duration_s
@@ -514,6 +524,7 @@ class Simulation(EpochHost):
         cores = self.config.shared_cores
         host = self.config.host_cores
         extra = self.config.batch_overhead_s
+        overhead = self.overhead
         while True:
             g = w.serve
             if g is None or not g.queue:
@@ -546,7 +557,7 @@ class Simulation(EpochHost):
             if cores is not None:
                 self.busy += 1
                 lat *= max(1.0, (self.busy + host) / cores)
-            yield timeout(lat + extra)
+            yield timeout(lat + (extra if overhead is None else overhead.draw(now)))
             if cores is not None:
                 self.busy -= 1
             w.batch = None

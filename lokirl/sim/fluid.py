@@ -141,7 +141,7 @@ class FluidSimulation(EpochHost):
         self.cluster = cluster
         self.trace = trace
         self.config = config or SimConfig()
-        if self.config.batch_overhead_s:
+        if self.config.batch_overhead_s or self.config.batch_overhead is not None:
             raise ValueError(
                 "the fluid engine does not model batch_overhead_s; use the simpy engine"
             )

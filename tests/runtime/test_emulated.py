@@ -251,3 +251,31 @@ def test_first_plan_is_decided_as_the_simulator_decides_it(controller):
         assert live.demand == pytest.approx(12.5)
     if controller == "loki":
         assert live.demand > 12.5  # its floor: the plan a plain solve for 12.5 would miss
+
+
+@pytest.mark.ray
+def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
+    from lokirl.experiments.simvslive import SimVsLiveOptions, replay_summaries, run_pair
+    from lokirl.traces.types import ArrivalTrace
+
+    p = load_pipeline("traffic_analysis")
+    rng = np.random.default_rng(0)
+    arrivals = np.sort(rng.random(120) * 4.0)  # 30 frames/s for 4 s
+    trace = ArrivalTrace(arrivals, name="poisson30", duration_s=4.0)
+    opts = SimVsLiveOptions(
+        pipeline="traffic_analysis", controller="loki-1s", workers=6, duration=4.0,
+        solver_time="model", emulate=True,
+    )  # fmt: skip
+    r = run_pair(opts, p, trace)
+    assert "_hop_samples" not in r["live"]
+    reps = r["replays"]
+    assert set(reps) == {"mean_hop", "traced_hop"}
+    # Both replays carry the live run's hops: their mean is the live run's mean hop.
+    assert reps["mean_hop"]["overhead_ms_mean"] == pytest.approx(r["live"]["hop_ms_mean"], rel=0.05)
+    for rep in reps.values():
+        assert rep["sim"]["frames"] == r["live"]["frames"] == 120
+        rows = {c["metric"]: c for c in rep["comparison"]}
+        assert rows["frames"]["rel"] == 0.0
+    summary = replay_summaries([r, r])
+    assert set(summary) == {"mean_hop", "traced_hop"}
+    assert replay_summaries([r, {**r, "replays": {}}]) == {}  # only when every run has it
