@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class OverheadTrace:
 
     bins: tuple[tuple[float, ...], ...]
     bin_s: float = 1.0
-    pool: tuple[float, ...] = field(default=())
+    pool: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not (self.bin_s > 0 and math.isfinite(self.bin_s)):
