@@ -108,6 +108,12 @@ class AllocatorOptions:
         formulation: ``"tight"`` (default: the aggregate-column model solved by
             :mod:`lokirl.core.milp`) or ``"reference"`` (the plain PuLP model of
             :mod:`lokirl.core.allocator_reference`, slower; for tests).
+        widen_batches: After the solve, move each group to the largest batch size
+            of its variant that every path through it still fits in the latency
+            budget (:func:`widen_batches`): the same workers, variants, routes and
+            objective, more capacity. Plans of equal objective differ in batch sizes
+            from solver to solver, and a group capped at batch 1 drops the bursts
+            a parent's batch sends it; ``False`` keeps the solver's own choice.
 
     """
 
@@ -129,6 +135,7 @@ class AllocatorOptions:
     max_nodes: int = 20_000
     warm_max_nodes: int | None = None
     formulation: Literal["tight", "reference"] = "tight"
+    widen_batches: bool = True
 
     def __post_init__(self) -> None:
         if self.solver not in ("cbc", "highs"):
@@ -223,6 +230,57 @@ def _build_and_solve(
     return _Outcome(res.status, xs, fs, sv, res.objective)
 
 
+def widen_batches(st: _Structure, x: dict[int, int], f: dict[int, float]) -> tuple[dict, dict]:
+    """The same plan with each group at the largest batch size its paths allow.
+
+    Every group moves to the config of its variant and accelerator with the highest
+    throughput such that each chain carrying flow through it, with the config
+    replaced, is a latency-feasible chain of ``st``; its flows move along. Workers,
+    variants, path shares (hence accuracy and the objective) are unchanged and no
+    group loses capacity, so the plan stays feasible.
+
+    Args:
+        st: The structure the solution belongs to.
+        x: Replicas per config index.
+        f: Flow per chain index.
+
+    Returns:
+        The new ``(x, f)``.
+
+    """
+    configs, chains = st.configs, st.chains
+    index = {ch.configs: q for q, ch in enumerate(chains)}
+    x, f = dict(x), dict(f)
+    for i in sorted(x):
+        if x.get(i, 0) <= 0:
+            continue
+        c = configs[i]
+        better = sorted(
+            (
+                j
+                for j in st.by_task.get(c.task, ())
+                if configs[j].variant.name == c.variant.name
+                and configs[j].accelerator == c.accelerator
+                and configs[j].throughput > c.throughput
+            ),
+            key=lambda j: (-configs[j].throughput, j),
+        )
+        using = [q for q, share in f.items() if share > 0 and i in chains[q].configs]
+        for j in better:
+            moved = {}
+            for q in using:
+                r = index.get(tuple(j if k == i else k for k in chains[q].configs))
+                if r is None:
+                    break
+                moved[q] = r
+            else:
+                for q, r in moved.items():
+                    f[r] = f.get(r, 0.0) + f.pop(q)
+                x[j] = x.get(j, 0) + x.pop(i)
+                break
+    return x, f
+
+
 def _plan_from(
     st: _Structure,
     out: _Outcome,
@@ -233,8 +291,12 @@ def _plan_from(
     solver: str,
     elapsed: float,
     message: str,
+    widen: bool = True,
 ) -> Plan:
     configs, chains = st.configs, st.chains
+    if widen and out.x:
+        xs, fs = widen_batches(st, out.x, out.f)
+        out = _Outcome(out.status, xs, fs, out.s, out.objective)
     unit_load: dict[int, float] = defaultdict(float)
     for q, share in out.f.items():
         if share > _EPS:
@@ -367,6 +429,7 @@ def solve(
                 solver_name,
                 time.perf_counter() - start,
                 "demand fits on the most accurate variants",
+                widen=options.widen_batches,
             )
     allowed = _neighbourhood(pipeline, current, options.warm_neighbourhood) if warm else None
     st = structure(pipeline, cluster, options, best_only=False, allowed=allowed)
@@ -420,6 +483,7 @@ def solve(
                 solver_name,
                 time.perf_counter() - start,
                 "demand exceeds the most accurate variants' capacity; cheaper variants mixed in",
+                widen=options.widen_batches,
             )
     if remaining() > 0:
         out = _build_and_solve(
@@ -457,6 +521,7 @@ def solve(
                 solver_name,
                 time.perf_counter() - start,
                 msg,
+                widen=options.widen_batches,
             )
     return _failed(
         pipeline,

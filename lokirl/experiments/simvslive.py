@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from lokirl.errors import ConfigError
@@ -151,10 +151,32 @@ def run_sim(
         "frames_dropped": f.dropped_total,
         "frames_late": f.late,
         "dropped_by_reason": dict(sorted(f.dropped.items())),
+        "sub_dropped_by_task": dict(sorted(res.dropped_by_task.items())),
         "solver_wall_s": res.solver_wall_s,
         "shared_cores": cfg.shared_cores,
         "host_cores": cfg.host_cores,
+        "batches_by_variant": batch_sizes(res.batches),
     }
+
+
+def batch_sizes(tally: Any) -> dict[str, dict[str, Any]]:
+    """Per variant: batches, the requests in them, the mean batch size and the histogram.
+
+    Args:
+        tally: Per variant, batches by size.
+
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for v, hist in sorted(tally.items()):
+        b = sum(hist.values())
+        r = sum(n * c for n, c in hist.items())
+        out[v] = {
+            "batches": b,
+            "requests": r,
+            "mean_size": r / b if b else math.nan,
+            "by_size": {str(n): c for n, c in sorted(hist.items())},
+        }
+    return out
 
 
 async def run_live(
@@ -168,7 +190,12 @@ async def run_live(
     from lokirl.runtime.dataplane import percentile, service_report
     from lokirl.runtime.loadgen import replay
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
+    from lokirl.sim import SimConfig
 
+    # The allocator options the simulated run solves with (solver, work bound): the
+    # same demand gives the same plan on both sides. Equal-objective plans differ in
+    # batch sizes from solver to solver, and those batch sizes move violations.
+    alloc = SimConfig().allocator
     cfg = RuntimeConfig(
         pipeline=opts.pipeline,
         workers=opts.workers,
@@ -181,6 +208,8 @@ async def run_live(
         # A ping unanswered 1.5 s (the default) fails healthy actors when 20 of them and
         # other jobs share two cores; the comparison is about the data path.
         ping_timeout_s=10.0,
+        solver=alloc.solver,
+        allocator={f.name: getattr(alloc, f.name) for f in fields(alloc) if f.name != "solver"},
     )
     rt = Runtime(cfg, pipeline=pipeline)  # the runtime dilates the pipeline itself
     await rt.start()
@@ -234,6 +263,7 @@ async def run_live(
         "frames_late": f.late,
         "dropped_by_reason": dict(sorted(f.dropped.items())),
         "client_dropped_by_reason": client.to_dict()["dropped_by_reason"],
+        "sub_dropped_by_task": dict(sorted(p.dropped_by_task.items())),
         "latency_ms": status["latency_ms"],
         "load_times": status["load_times"],
         "tick_errors": rt.tick_errors,
@@ -249,6 +279,7 @@ async def run_live(
         "ingress_cpu_ms_per_subrequest": 1000.0 * ingress_cores * wall / max(1, s.arrived),
         "actor_cpu_cores": None if actor_cores is None else sum(actor_cores),
         "actor_cpu_cores_max": None if actor_cores is None else max(actor_cores),
+        "batches_by_variant": batch_sizes(p.batch_tally),
         "hop_ms_mean": float(np.mean(hops)) if hops else math.nan,
         "hop_ms_p50": percentile(hops, 50),
         "hop_ms_p99": percentile(hops, 99),

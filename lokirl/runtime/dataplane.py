@@ -323,6 +323,10 @@ class DataPlane:
         }
         self.latencies_ms: deque[float] = deque(maxlen=20000)
         self.batches = 0
+        #: Per variant: batches dispatched by size (the whole run).
+        self.batch_tally: dict[str, dict[int, int]] = {}
+        #: Sub-requests dropped, per task that dropped them.
+        self.dropped_by_task: dict[str, int] = {}
         self.dispatch_overhead_ms: deque[float] = deque(maxlen=20000)
         self.admit_ms: deque[float] = deque(maxlen=20000)
         self.complete_ms: deque[tuple[float, int]] = deque(maxlen=20000)
@@ -401,15 +405,25 @@ class DataPlane:
             return
         req.t_enq = self.now()
         g.queue.append(req)
+        self._wake_idle(g)
+
+    @staticmethod
+    def _wake_idle(g: GroupState) -> None:
+        """Wake the first idle worker of ``g`` that can take a batch (it may already be woken)."""
         for w in g.workers:
-            if not w.busy and w.mine and w.status != "dead":
-                w.wake.set()
-                break
+            if w.busy or not w.mine or w.status == "dead":
+                continue
+            if g is w.group and w.status != "ready":
+                continue  # loads its plan variant: it takes batches once ready
+            w.wake.set()
+            break
 
     # ------------------------------------------------------------------ outcomes
     def _drop(self, req: Req, reason: str) -> None:
         d = self.subs.dropped
         d[reason] = d.get(reason, 0) + 1
+        dt = self.dropped_by_task
+        dt[req.task] = dt.get(req.task, 0) + 1
         self.subs_in_flight -= 1
         frame = req.frame
         if frame.status != _DROPPED:
@@ -543,6 +557,15 @@ class DataPlane:
             w.busy = True
             w.batch_variant = g.variant
             w.inflight = batch
+            if q:
+                # What it left queued goes to the next idle worker now, as in the
+                # simulator (enough idle workers woken to cover the queue), rather
+                # than waiting for the next arrival or completion to wake one.
+                self._wake_idle(g)
+            tally = self.batch_tally.get(g.variant)
+            if tally is None:
+                tally = self.batch_tally[g.variant] = {}
+            tally[len(batch)] = tally.get(len(batch), 0) + 1
             try:
                 inline = self.inline_bytes
                 ref = w.actor.infer.remote([r.frame.payload(inline) for r in batch], g.variant)

@@ -90,7 +90,7 @@ class RuntimeConfig:
         worker_threads: Torch threads of a CPU worker.
         grace_s: Seconds past a deadline an actor call may take before it is abandoned.
         load_timeout_s: Seconds a variant load may take.
-        solver: MILP solver.
+        solver: MILP solver: ``"highs"`` (the allocator's default) or ``"cbc"``.
         solver_time_limit_s: Time limit of one solve.
         history_s: Seconds of demand history the controller sees.
         seed: Seed of routing and branching draws.
@@ -154,7 +154,7 @@ class RuntimeConfig:
     worker_threads: int = 1
     grace_s: float = 2.0
     load_timeout_s: float = 120.0
-    solver: str = "cbc"
+    solver: str = "highs"
     solver_time_limit_s: float = 5.0
     history_s: int = 120
     seed: int = 0

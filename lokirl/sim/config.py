@@ -176,6 +176,8 @@ class SimResult:
             them).
         leaf_served: Sub-requests of leaf tasks that finished service, on time or
             late (the requests the Loki authors' simulator forwards to its sink).
+        batches: Per variant, batches served by size (empty for engines that do
+            not form batches).
 
     """
 
@@ -194,6 +196,7 @@ class SimResult:
     series: dict[str, np.ndarray] = field(default_factory=dict)
     dropped_by_task: dict[str, int] = field(default_factory=dict)
     leaf_served: int = 0
+    batches: dict[str, dict[int, int]] = field(default_factory=dict)
 
     @property
     def effective_accuracy(self) -> float:
@@ -278,4 +281,7 @@ def assemble_result(sim: Any, frames: Tally, subs: Tally) -> SimResult:
         series=series,
         dropped_by_task=dict(getattr(sim, "r_dropped_task", {})),
         leaf_served=int(round(sim.leaf_on_time + getattr(sim, "leaf_late", 0))),
+        batches={
+            v: dict(sorted(h.items())) for v, h in sorted(getattr(sim, "batch_tally", {}).items())
+        },
     )

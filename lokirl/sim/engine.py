@@ -317,6 +317,8 @@ class Simulation(EpochHost):
         self.r_acc_sum = 0.0
         self.leaf_on_time = 0
         self.leaf_late = 0
+        #: Per variant: batches served by size.
+        self.batch_tally: dict[str, dict[int, int]] = {}
         self.leaf_acc_sum = 0.0
         self.busy = 0  # batches in service (for shared_cores)
         self.solves = 0
@@ -553,7 +555,12 @@ class Simulation(EpochHost):
             if not batch:
                 continue
             w.batch = batch
-            lat = g.lat[len(batch)]
+            tally = self.batch_tally.get(g.variant)
+            if tally is None:
+                tally = self.batch_tally[g.variant] = {}
+            n = len(batch)
+            tally[n] = tally.get(n, 0) + 1
+            lat = g.lat[n]
             if cores is not None:
                 self.busy += 1
                 lat *= max(1.0, (self.busy + host) / cores)
