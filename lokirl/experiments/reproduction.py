@@ -200,7 +200,10 @@ class Runner:
         self.s = settings
         self.pipeline = load_pipeline("traffic_analysis")
         self.cluster = Cluster.homogeneous(self.pipeline, settings.workers)
-        self.options = AllocatorOptions(time_limit_s=settings.time_limit_s, deterministic=True)
+        # The authors' allocator keeps the solver's batch sizes: no widening here.
+        self.options = AllocatorOptions(
+            time_limit_s=settings.time_limit_s, deterministic=True, widen_batches=False
+        )
         self.cache: dict = {}
         self.steady_runs: dict[tuple[str, int, int], dict] = {}
         self.sim_wall = 0.0
