@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lokirl.commands.options import parse_range, split_specs
+from lokirl.commands.options import check_workers, parse_range, split_specs
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError
 
@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--reference", reference, "not one of --controllers", f"pick one of {controllers}"
         )
+    from lokirl.core.pipeline_config import load_pipeline
+
+    check_workers(load_pipeline(args.pipeline), args.workers)
     env = LokiServingEnv(
         pipeline=args.pipeline,
         workers=args.workers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from lokirl.errors import ConfigError
 
@@ -56,3 +57,27 @@ def split_specs(text: str) -> list[str]:
         )
     out.append("".join(cur).strip())
     return [s for s in out if s]
+
+
+def check_workers(pipeline: Any, workers: int, option: str = "--workers") -> None:
+    """Refuse a cluster too small to place one worker on every task of ``pipeline``.
+
+    Args:
+        pipeline: The pipeline (anything with ``name`` and ``tasks``).
+        workers: Workers the command would run.
+        option: The option that set ``workers`` (named in the error).
+
+    Raises:
+        ConfigError: ``workers`` is below 1 or below the pipeline's task count (such a
+            cluster serves nothing: every plan would drop every frame).
+
+    """
+    need = max(1, len(pipeline.tasks))
+    if workers < need:
+        raise ConfigError(
+            option,
+            str(workers),
+            f"pipeline {pipeline.name!r} has {len(pipeline.tasks)} tasks and each needs at "
+            "least one worker; a smaller cluster serves nothing",
+            f"pass {option} {need} or more",
+        )

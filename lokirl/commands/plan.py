@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 
+from lokirl.commands.options import check_workers
 from lokirl.errors import ConfigError
 
 EPILOG = """\
@@ -140,10 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 f"use {', '.join(pipeline.accelerators)}",
             )
     else:
-        if args.workers < 1:
-            raise ConfigError(
-                "--workers", str(args.workers), "must be at least 1", "pass --workers 20"
-            )
+        check_workers(pipeline, args.workers)
         cluster = Cluster.homogeneous(pipeline, args.workers)
     if args.demand is not None and (args.demand < 0 or not math.isfinite(args.demand)):
         raise ConfigError(

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from lokirl.commands.options import parse_range
+from lokirl.commands.options import check_workers, parse_range
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError, TraceError
 
@@ -30,6 +30,10 @@ sub-requests; eff. acc. = effective accuracy, the frames' path accuracy over all
 frames (a dropped or late frame counts 0); workers = mean active workers; solver = simulated
 solver seconds charged.
 """
+
+
+#: Frames a simulation may ask for before it is refused (``--max-frames``).
+MAX_FRAMES = 2e7
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,6 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--epoch", type=float, default=1.0, help="decision period in s (default: 1)")
     p.add_argument("--duration", type=float, help="simulate only the first N seconds of the trace")
+    p.add_argument(
+        "--max-frames",
+        type=float,
+        default=MAX_FRAMES,
+        help="refuse a trace asking for more frames than this before simulating "
+        f"(the simulator plays each request; default: {MAX_FRAMES:.0e})",
+    )
     p.add_argument(
         "--solver-time",
         default="model",
@@ -120,7 +131,19 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     total = trace.expected_requests if isinstance(trace, RateSeries) else n
     if n == 0 or total <= 0:
         raise TraceError(
-            f"{name}: the trace (after transforms) has no requests. Fix: widen --window"
+            f"{name}: the trace (after transforms) has no requests. Fix: give a trace with "
+            "a non-zero rate, or widen --window"
+        )
+    horizon = min(trace.duration_s, args.duration) if args.duration else trace.duration_s
+    frames = total * min(1.0, horizon / max(trace.duration_s, 1e-9))
+    limit = getattr(args, "max_frames", MAX_FRAMES)
+    if not frames <= limit:
+        raise TraceError(
+            f"{name}: the trace asks for about {frames:.3g} frames over {horizon:g} s "
+            f"(a mean of {frames / max(horizon, 1e-9):.3g}/s), more than --max-frames "
+            f"{limit:.3g}; the simulator plays every request one by one. Fix: map its rates "
+            "onto your cluster with --rescale LO:HI (e.g. --rescale 50:400), cut it with "
+            "--duration or --window, or raise --max-frames"
         )
     return trace
 
@@ -155,8 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.sim import SimConfig, simulate
 
     pipeline = load_pipeline(args.pipeline)
-    if args.workers < 1:
-        raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass --workers 20")
+    check_workers(pipeline, args.workers)
     if not args.epoch > 0:
         raise ConfigError("--epoch", str(args.epoch), "must be positive", "pass --epoch 1")
     if args.duration is not None and not args.duration > 0:

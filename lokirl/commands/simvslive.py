@@ -11,6 +11,7 @@ import math
 from dataclasses import fields
 from typing import Any
 
+from lokirl.commands.options import check_workers
 from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
 from lokirl.errors import ConfigError
 
@@ -219,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
             "--sim-host-cores", str(args.sim_host_cores), "must be >= 0", "pass 0 or 0.5"
         )
     pipeline = load_pipeline(args.pipeline)
+    check_workers(pipeline, args.workers)
     # Every seed's arrivals first: a bad trace fails before Ray starts.
     traces = [(s, arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))) for s in seeds]
     json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout

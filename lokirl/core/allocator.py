@@ -521,7 +521,14 @@ def solve(
                 msg = "demand carried with cheaper variants"
             else:
                 phase = "partial"
-                msg = f"the cluster carries at most {out.s:.1%} of the demand; the rest is dropped"
+                msg = f"the cluster carries at most {max(out.s, 0.0):.1%} of the demand; the rest is dropped"
+                have = sum(cluster.workers.get(a, 0) for a in usable)
+                need = len(pipeline.tasks) * max(1, options.min_replicas_per_task)
+                if have < need:
+                    msg += (
+                        f" ({have} workers for {len(pipeline.tasks)} tasks that need "
+                        f"{need}: one per task at least)"
+                    )
             return _plan_from(
                 st,
                 out,

@@ -457,6 +457,17 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
                     f"accelerator types {unknown} are not profiled for pipeline {case.pipeline!r}",
                     f"use types among {list(pipe.accelerators)} or {{workers: N}}",
                 )
+        total = case.cluster.get("workers") or sum(
+            n for a, n in case.cluster.items() if a in pipe.accelerators
+        )
+        if total < len(pipe.tasks):
+            raise ConfigError(
+                source,
+                f"{where}.cluster",
+                f"{total} workers for pipeline {case.pipeline!r}, which has "
+                f"{len(pipe.tasks)} tasks that each need at least one worker",
+                f"give the case at least {len(pipe.tasks)} workers (with --trace: --workers {len(pipe.tasks)})",
+            )
         if case.traffic.trace is not None:
             try:
                 _trace_file(case.traffic.trace, base_dir)

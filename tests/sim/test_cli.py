@@ -73,6 +73,10 @@ def test_simulate_accepts_an_arrival_file(capsys, tmp_path):
         (["--trace", "step_600s", "--window", "5:1"], "--window"),
         (["--trace", "step_600s", "--workers", "0"], "--workers"),
         (["--trace", "step_600s", "--solver-time", "soon"], "--solver-time"),
+        # traffic_analysis has 3 tasks: 2 workers would serve nothing
+        (["--trace", "step_600s", "--workers", "2"], "3 tasks"),
+        # step_600s asks for ~300k frames: refused before simulating, with the fix
+        (["--trace", "step_600s", "--max-frames", "1000"], "--rescale"),
     ],
 )
 def test_bad_input_is_one_line_error(capsys, argv, needle):
@@ -106,3 +110,17 @@ def test_simulate_swap_option_reaches_the_simulator(capsys, tmp_path):
     assert out["free"]["frame_violation_ratio"] <= out["stop"]["frame_violation_ratio"]
     with pytest.raises(SystemExit):
         main(_quick("--swap", "instant"))
+
+
+@pytest.mark.parametrize("command", ["plan", "evaluate"])
+def test_other_commands_refuse_a_cluster_smaller_than_the_pipeline(capsys, command):
+    argv = [command, "--workers", "1"] + (["--demand", "100"] if command == "plan" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "3 tasks" in err and "--workers 3" in err and "\n" not in err
+
+
+def test_bench_trace_refuses_a_cluster_smaller_than_the_pipeline(capsys):
+    rc = main(["bench", "--trace", "step_600s", "--workers", "2", "--no-mlflow"])
+    assert rc == 2
+    assert "each need at least one worker" in capsys.readouterr().err
