@@ -35,6 +35,8 @@ from lokirl.sim.solving import running_plan_signature
 
 #: Default file of the library (relative to the working directory).
 DEFAULT_LIBRARY = "runs/plan_library.sqlite"
+#: Filings between two checks of the cap (:meth:`PlanLibrary.prune`).
+_PRUNE_EVERY = 1000
 
 
 def _versions() -> str:
@@ -116,18 +118,33 @@ def plan_key(
 class PlanLibrary:
     """Solved plans in one SQLite file, shared by processes, behind an LRU memory front.
 
+    The file is capped at ``max_plans``: past it, every ``_PRUNE_EVERY`` filings the
+    oldest plans go until a tenth of the room is free again (a plan that is gone is
+    solved again when asked for: work-bounded solves give the same plan).
+
     Args:
         path: The SQLite file (created with its folder if missing).
         memory: Plans kept in memory per process.
+        max_plans: Plans the file keeps at most (about 1 KB each; 0: no cap).
 
     Raises:
         OSError: The file cannot be created or opened (the message names it).
+        ValueError: ``memory`` or ``max_plans`` is negative.
 
     """
 
-    def __init__(self, path: str | Path = DEFAULT_LIBRARY, memory: int = 8192) -> None:
+    def __init__(
+        self, path: str | Path = DEFAULT_LIBRARY, memory: int = 8192, max_plans: int = 500_000
+    ) -> None:
+        if memory < 0 or max_plans < 0:
+            raise ValueError(
+                f"plan library {path}: memory and max_plans must be >= 0, "
+                f"got {memory} and {max_plans}"
+            )
         self.path = Path(path)
         self.memory = memory
+        self.max_plans = max_plans
+        self.pruned = 0
         self._front: OrderedDict[str, Plan] = OrderedDict()
         self.hits = self.misses = self.stored = 0
         self._db: sqlite3.Connection | None = None
@@ -180,6 +197,26 @@ class PlanLibrary:
         blob = pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
         self._conn().execute("INSERT OR IGNORE INTO plans VALUES (?, ?)", (key, blob))
         self.stored += 1
+        if self.max_plans and self.stored % _PRUNE_EVERY == 0:
+            self.prune()
+
+    def prune(self) -> int:
+        """Drop the oldest plans while the file holds more than ``max_plans``.
+
+        Returns:
+            How many plans were dropped (down to 90% of ``max_plans``).
+
+        """
+        if not self.max_plans or self.count() <= self.max_plans:
+            return 0
+        keep = int(self.max_plans * 0.9)
+        cur = self._conn().execute(
+            "DELETE FROM plans WHERE rowid IN (SELECT rowid FROM plans ORDER BY rowid "
+            "LIMIT max(0, (SELECT COUNT(*) FROM plans) - ?))",
+            (keep,),
+        )
+        self.pruned += cur.rowcount
+        return cur.rowcount
 
     def _remember(self, key: str, plan: Plan) -> None:
         self._front[key] = plan

@@ -75,6 +75,27 @@ def test_library_persists_across_instances_and_pickles(tmp_path, pipe):
     other.close()
 
 
+def test_library_is_capped_and_drops_its_oldest_plans(tmp_path, pipe, monkeypatch):
+    import lokirl.sim.plan_library as plan_library
+
+    monkeypatch.setattr(plan_library, "_PRUNE_EVERY", 5)
+    plan = solve(pipe, Cluster.homogeneous(pipe, 6), 300.0, AllocatorOptions(deterministic=True))
+    lib = PlanLibrary(tmp_path / "plans.sqlite", memory=2, max_plans=10)
+    for i in range(12):
+        lib.put(f"k{i}", plan)
+    # After 10 filings: within the cap, nothing dropped; the 12th filing is not a check.
+    assert lib.count() == 12 and lib.pruned == 0
+    assert lib.prune() == 3 and lib.count() == 9  # down to 90% of the cap, oldest first
+    fresh = PlanLibrary(tmp_path / "plans.sqlite")
+    assert fresh.get("k0") is None and fresh.get("k2") is None and fresh.get("k3") == plan
+    lib.put("k12", plan), lib.put("k13", plan), lib.put("k14", plan)  # 15th filing: a check
+    assert lib.count() == 9 and lib.pruned == 6
+    with pytest.raises(ValueError, match="max_plans"):
+        PlanLibrary(tmp_path / "x.sqlite", max_plans=-1)
+    lib.close()
+    fresh.close()
+
+
 def test_unopenable_library_names_the_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
