@@ -1,74 +1,25 @@
 """Training configuration: a frozen dataclass built from ``configs/agents/*.yaml``.
 
-The ``env.randomise`` section (per-episode cluster size, swap mode and load-time
-scale) is validated by a pydantic model, :class:`RandomiseSection`, whose errors
-name the file and the field.
+The file is validated first by the pydantic models of
+:mod:`lokirl.agents.train_schema` (every section: unknown fields, types, ranges), then
+what it names is loaded and checked (:func:`~lokirl.agents.train_schema.check_references`);
+errors name the file, the field and the fix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveFloat,
-    PositiveInt,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ValidationError
 
 from lokirl.agents.constraint import ConstraintParams, parse_constraint
 from lokirl.agents.imitation import ImitationParams
+from lokirl.agents.train_schema import RandomiseSection, check_references, validate_train_file
 from lokirl.envs.serving import EnvConfig
 from lokirl.errors import ConfigError
-
-
-class RandomiseSection(BaseModel):
-    """``env.randomise``: what each training episode draws (see ``EpisodeRandomisation``).
-
-    Example::
-
-        env:
-          feature_version: 2
-          randomise:
-            workers_range: [10, 100]     # or workers: [10, 20, 40]
-            swaps: [overlap, stop]
-            load_scale: [0.5, 2.0]
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    workers: list[PositiveInt] | None = Field(
-        None, min_length=1, description="cluster sizes, one drawn uniformly per episode"
-    )
-    workers_range: tuple[PositiveInt, PositiveInt] | None = Field(
-        None, description="[lo, hi]: a cluster size drawn uniformly from lo..hi (inclusive)"
-    )
-    swaps: list[Literal["overlap", "stop", "free"]] | None = Field(
-        None, min_length=1, description="swap modes, one drawn uniformly per episode"
-    )
-    load_scale: tuple[PositiveFloat, PositiveFloat] | None = Field(
-        None, description="[lo, hi]: a factor on every variant's load time, drawn uniformly"
-    )
-
-    @field_validator("workers_range", "load_scale")
-    @classmethod
-    def _ordered(cls, v: tuple | None) -> tuple | None:
-        if v is not None and v[0] > v[1]:
-            raise ValueError(f"lo must be <= hi, got [{v[0]}, {v[1]}]")
-        return v
-
-    @model_validator(mode="after")
-    def _one_worker_field(self) -> RandomiseSection:
-        if self.workers is not None and self.workers_range is not None:
-            raise ValueError("give either workers or workers_range, not both")
-        return self
 
 
 def _randomise(value: Any, source: str, where: str) -> dict[str, Any] | None:
@@ -226,7 +177,7 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
 def load_train_config(
     path: str | Path | None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
-    """Read a training YAML file (or the defaults) and apply top-level overrides.
+    """Read a training YAML file (or the defaults), apply top-level overrides, validate.
 
     Raises:
         ConfigError: naming the file, the field and the fix.
@@ -244,12 +195,13 @@ def load_train_config(
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError:
             raise ConfigError(source, "-", "not valid YAML", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, "-", "expected a mapping of fields", "see configs/agents/ppo.yaml"
+        )
     for key, value in (overrides or {}).items():
         if value is not None:
             data[key] = value
-    cfg = _build(TrainConfig, data, source, "")
-    if cfg.vec_env not in ("dummy", "subproc"):
-        raise ConfigError(source, "vec_env", f"unknown {cfg.vec_env!r}", "use dummy or subproc")
-    if cfg.total_timesteps < 1 or cfg.n_envs < 1:
-        raise ConfigError(source, "total_timesteps/n_envs", "must be >= 1", "use positive numbers")
+    cfg = _build(TrainConfig, validate_train_file(data, source), source, "")
+    check_references(cfg, source)
     return cfg

@@ -1,0 +1,333 @@
+"""The training file's schema (pydantic) and the checks of what it names.
+
+``lokirl train --config FILE`` validates the whole file against :class:`TrainSection`
+before anything starts: unknown fields, wrong types and out-of-range values give a
+:class:`~lokirl.errors.ConfigError` naming the file, the field and the fix. Then
+:func:`check_references` loads what the file names — the pipeline, the trace mix,
+the forecaster, the baseline, fallback and teacher controllers — and checks that every
+cluster the environments may draw places a worker on each of the pipeline's tasks, so
+that a typo fails in a second rather than in a subprocess after the first rollout.
+
+The validated mapping is then built into the frozen dataclasses the trainer uses
+(:class:`lokirl.agents.config.TrainConfig`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lokirl.agents.constraint import ConstraintSection
+from lokirl.errors import ConfigError, LokiError
+
+_Range = tuple[NonNegativeFloat, NonNegativeFloat]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class PPOSection(_Section):
+    """``ppo``: stable-baselines3 PPO hyper-parameters."""
+
+    learning_rate: PositiveFloat = 3e-4
+    n_steps: int = Field(256, ge=2, description="steps per environment per rollout")
+    batch_size: PositiveInt = 128
+    n_epochs: PositiveInt = 5
+    gamma: float = Field(0.95, gt=0, le=1)
+    gae_lambda: float = Field(0.9, ge=0, le=1)
+    clip_range: PositiveFloat = 0.2
+    ent_coef: NonNegativeFloat = 0.01
+    net_arch: list[PositiveInt] = Field(default_factory=lambda: [64, 64], min_length=1)
+
+
+class ImitationSection(_Section):
+    """``imitation``: behaviour cloning of a teacher controller before PPO."""
+
+    teacher: str = ""
+    steps: PositiveInt = 20000
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 256
+    learning_rate: PositiveFloat = 3e-3
+
+
+class WeightsSection(_Section):
+    """``env.weights``: the reward's weights (each >= 0)."""
+
+    violation: NonNegativeFloat = 1.0
+    reconfiguration: NonNegativeFloat = 0.5
+    solver: NonNegativeFloat = 0.1
+    workers: NonNegativeFloat = 0.05
+
+
+class RandomiseSection(_Section):
+    """``env.randomise``: what each training episode draws (see ``EpisodeRandomisation``).
+
+    Example::
+
+        env:
+          feature_version: 2
+          randomise:
+            workers_range: [10, 100]     # or workers: [10, 20, 40]
+            swaps: [overlap, stop]
+            load_scale: [0.5, 2.0]
+    """
+
+    workers: list[PositiveInt] | None = Field(
+        None, min_length=1, description="cluster sizes, one drawn uniformly per episode"
+    )
+    workers_range: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="[lo, hi]: a cluster size drawn uniformly from lo..hi (inclusive)"
+    )
+    swaps: list[Literal["overlap", "stop", "free"]] | None = Field(
+        None, min_length=1, description="swap modes, one drawn uniformly per episode"
+    )
+    load_scale: tuple[PositiveFloat, PositiveFloat] | None = Field(
+        None, description="[lo, hi]: a factor on every variant's load time, drawn uniformly"
+    )
+
+    @field_validator("workers_range", "load_scale")
+    @classmethod
+    def _ordered(cls, v: tuple | None) -> tuple | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"lo must be <= hi, got [{v[0]}, {v[1]}]")
+        return v
+
+    @model_validator(mode="after")
+    def _one_worker_field(self) -> RandomiseSection:
+        if self.workers is not None and self.workers_range is not None:
+            raise ValueError("workers_range: give either workers or workers_range, not both")
+        return self
+
+
+class EnvSection(_Section):
+    """``env``: the training environment (see :class:`lokirl.envs.EnvConfig`)."""
+
+    pipeline: str = "traffic_analysis"
+    workers: PositiveInt = 20
+    episode_s: PositiveInt = 120
+    epoch_s: PositiveFloat = 1.0
+    traces: list[str] | None = Field(None, min_length=1)
+    load_low: _Range = (0.1, 0.6)
+    load_high: _Range = (0.8, 2.5)
+    forecaster: str = "ewma"
+    headrooms: list[PositiveFloat] = Field(
+        default_factory=lambda: [1.0, 1.15, 1.3, 1.5, 1.75], min_length=1
+    )
+    base_horizon_s: NonNegativeInt = 5
+    weights: WeightsSection = Field(default_factory=WeightsSection)
+    solver_time: Literal["model", "measured"] = "model"
+    solver: Literal["highs", "cbc"] = "highs"
+    time_limit_s: PositiveFloat = 1.0
+    demand_quantum: NonNegativeFloat = 0.02
+    cache_size: NonNegativeInt = 4096
+    plan_library: str = ""
+    engine: Literal["simpy", "fluid"] = "simpy"
+    fluid_dt: PositiveFloat = 0.05
+    fallback: str = ""
+    swap: Literal["overlap", "stop", "free"] = "overlap"
+    feature_version: Literal[1, 2] = 1
+    randomise: RandomiseSection | None = None
+
+    @field_validator("load_low", "load_high")
+    @classmethod
+    def _ordered(cls, v: tuple) -> tuple:
+        if v[0] > v[1]:
+            raise ValueError(f"lo must be <= hi, got [{v[0]}, {v[1]}]")
+        return v
+
+
+class TrainSection(_Section):
+    """A whole training file (``configs/agents/*.yaml``)."""
+
+    name: str = Field("ppo", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    seed: NonNegativeInt = 0
+    total_timesteps: PositiveInt = 20000
+    n_envs: PositiveInt = 2
+    vec_env: Literal["dummy", "subproc"] = "subproc"
+    env: EnvSection = Field(default_factory=EnvSection)
+    ppo: PPOSection = Field(default_factory=PPOSection)
+    eval_every: NonNegativeInt = 5000
+    eval_episodes: NonNegativeInt = 2
+    baseline: str = "loki"
+    checkpoint_every: NonNegativeInt = 5000
+    imitation: ImitationSection = Field(default_factory=ImitationSection)
+    constraint: ConstraintSection | None = None
+
+
+#: What to write for a field whose value was refused (by the field's last name).
+_FIXES = {
+    "name": "use letters, digits, '.', '_' or '-' (it names the run folder)",
+    "vec_env": "use dummy or subproc",
+    "swap": "use overlap, stop or free",
+    "swaps": "use overlap, stop or free",
+    "engine": "use simpy or fluid",
+    "solver": "use highs or cbc",
+    "solver_time": "use model or measured",
+    "feature_version": "use 1 (one cluster) or 2 (any cluster in the randomised range)",
+    "gamma": "use a discount in (0, 1], e.g. 0.95",
+    "gae_lambda": "use a value in [0, 1], e.g. 0.9",
+    "n_steps": "use at least 2, e.g. 256",
+    "workers_range": "write [lo, hi] with lo <= hi",
+    "load_scale": "write [lo, hi] with 0 < lo <= hi",
+    "load_low": "write [lo, hi] with 0 <= lo <= hi (multiples of the cluster's capacity)",
+    "load_high": "write [lo, hi] with 0 <= lo <= hi (multiples of the cluster's capacity)",
+    "violation_budget": "use a share in [0, 1), e.g. 0.05",
+}
+
+
+def validate_train_file(data: Any, source: str) -> dict[str, Any]:
+    """Validate a training file's mapping against :class:`TrainSection`.
+
+    Args:
+        data: The parsed YAML (with command-line overrides applied).
+        source: The file (named in errors).
+
+    Returns:
+        The fields the file sets (defaults left out), validated and converted.
+
+    Raises:
+        ConfigError: naming ``source``, the field, what is wrong and the fix.
+
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            source, "-", "expected a mapping of fields", "see configs/agents/ppo.yaml"
+        )
+    try:
+        sec = TrainSection.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(x) for x in err["loc"]]
+        field = ".".join(loc) or "-"
+        last = next((x for x in reversed(loc) if not x.isdigit()), "")
+        msg = err["msg"]
+        # A section-level check names its field first ("workers_range: ...").
+        head, sep, rest = msg.removeprefix("Value error, ").partition(": ")
+        if sep and head in _section_of(loc).model_fields:
+            loc, last, msg = [*loc, head], head, rest
+            field = ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            parent = _section_of(loc[:-1])
+            fix = f"use one of {', '.join(sorted(parent.model_fields))}"
+            msg = "unknown field"
+        else:
+            fix = _FIXES.get(last, f"see {_section_of(loc[:-1]).__name__} in {__name__}")
+            if "input" in err and err["type"] != "missing":
+                msg = f"{msg} (got {err['input']!r})"
+        raise ConfigError(source, field, msg, fix) from None
+    return sec.model_dump(exclude_unset=True)
+
+
+def _section_of(loc: list[str]) -> type[BaseModel]:
+    """The section model at a field path (``["env", "randomise"]`` -> RandomiseSection)."""
+    model: type[BaseModel] = TrainSection
+    for part in loc:
+        if part.isdigit():
+            continue
+        ann = model.model_fields.get(part)
+        if ann is None:
+            break
+        inner = [a for a in getattr(ann.annotation, "__args__", (ann.annotation,))]
+        sub = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if sub is None:
+            break
+        model = sub
+    return model
+
+
+def check_references(cfg: Any, source: str) -> None:
+    """Load what a training config names; refuse clusters that leave a task without workers.
+
+    Args:
+        cfg: The :class:`lokirl.agents.config.TrainConfig` built from the file.
+        source: The file (named in errors).
+
+    Raises:
+        ConfigError: naming ``source``, the field and the fix.
+
+    """
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.forecast.registry import make_forecaster
+    from lokirl.traces import list_bundled
+    from lokirl.traces.generators import FAMILIES
+
+    env = cfg.env
+    try:
+        pipeline = load_pipeline(env.pipeline)
+    except ConfigError as exc:
+        raise ConfigError(source, "env.pipeline", exc.problem, exc.fix) from None
+    tasks = len(pipeline.tasks)
+    sizes: list[tuple[str, int]] = [("env.workers", env.workers)]
+    rz = env.randomise
+    if rz.workers:
+        sizes += [(f"env.randomise.workers[{i}]", w) for i, w in enumerate(rz.workers)]
+    if rz.workers_range is not None:
+        sizes.append(("env.randomise.workers_range", rz.workers_range[0]))
+    for where, n in sizes:
+        if n < tasks:
+            raise ConfigError(
+                source,
+                where,
+                f"{n} workers for pipeline {pipeline.name!r}, which has {tasks} tasks that "
+                "each need at least one worker (such a cluster serves nothing)",
+                f"use {tasks} workers or more",
+            )
+    bundled = set(list_bundled())
+    for i, spec in enumerate(env.traces):
+        where = f"env.traces[{i}]"
+        if spec.startswith("gen:"):
+            if spec[4:] not in FAMILIES:
+                raise ConfigError(
+                    source,
+                    where,
+                    f"unknown generated family {spec[4:]!r}",
+                    f"use gen: with one of {sorted(FAMILIES)}",
+                )
+        elif spec not in bundled and not Path(spec).is_file():
+            raise ConfigError(
+                source,
+                where,
+                f"{spec!r} is neither a bundled trace nor a file",
+                f"use gen:FAMILY, a bundled trace ({', '.join(sorted(bundled)[:4])}, ...) "
+                "or the path of a trace file",
+            )
+    try:
+        make_forecaster(env.forecaster)
+    except (LokiError, ValueError, KeyError, OSError) as exc:
+        raise ConfigError(
+            source, "env.forecaster", str(exc), "use ewma, a bundled forecaster or learned:PATH"
+        ) from None
+    specs = [("baseline", cfg.baseline), ("env.fallback", env.fallback)]
+    specs.append(("imitation.teacher", cfg.imitation.teacher))
+    for where, spec in specs:
+        if not spec:
+            continue
+        try:
+            make_controller(spec)
+        except (LokiError, ValueError, KeyError) as exc:
+            raise ConfigError(
+                source, where, str(exc), "use a controller such as loki, trigger or periodic"
+            ) from None
+    if not math.isfinite(env.episode_s / env.epoch_s) or env.episode_s < env.epoch_s:
+        raise ConfigError(
+            source,
+            "env.episode_s",
+            f"an episode of {env.episode_s} s is shorter than one epoch ({env.epoch_s} s)",
+            "make episode_s at least epoch_s",
+        )

@@ -1,0 +1,81 @@
+"""A training file is refused, naming the file, the field and the fix, before training starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from lokirl.agents.config import load_train_config
+from lokirl.agents.train_schema import TrainSection
+from lokirl.errors import ConfigError
+
+CASES = {
+    # types and ranges (the pydantic schema)
+    "ppo: {learning_rate: fast}": "ppo.learning_rate",
+    "ppo: {gamma: 1.5}": "ppo.gamma",
+    "ppo: {net_arch: []}": "ppo.net_arch",
+    "ppo: {lr: 0.1}": "ppo.lr",
+    "total_timesteps: 0": "total_timesteps",
+    "n_envs: -1": "n_envs",
+    "name: ../escape": "name",
+    "vec_env: threads": "vec_env",
+    "env: {engine: gpu}": "env.engine",
+    "env: {load_low: [0.6, 0.1]}": "env.load_low",
+    "env: {headrooms: [1.0, -1.3]}": "env.headrooms.1",
+    "env: {weights: {violation: -1}}": "env.weights.violation",
+    "env: {epoch_s: .nan}": "env.epoch_s",
+    "imitation: {steps: 0}": "imitation.steps",
+    "constraint: {violation_budget: 2}": "constraint.violation_budget",
+    # what the file names (loaded before training)
+    "env: {pipeline: no_such_pipeline}": "env.pipeline",
+    "env: {workers: 2}": "env.workers",
+    "env: {feature_version: 2, randomise: {workers: [10, 1]}}": "env.randomise.workers[1]",
+    "env: {feature_version: 2, randomise: {workers_range: [2, 40]}}": "env.randomise.workers_range",
+    "env: {traces: [gen:sawtooth]}": "env.traces[0]",
+    "env: {traces: [gen:diurnal, no/such/trace.csv]}": "env.traces[1]",
+    "env: {forecaster: crystal_ball}": "env.forecaster",
+    "baseline: nope": "baseline",
+    "imitation: {teacher: nope}": "imitation.teacher",
+    "env: {episode_s: 1, epoch_s: 5}": "env.episode_s",
+}
+
+
+@pytest.mark.parametrize(("text", "field"), list(CASES.items()))
+def test_bad_training_file_names_file_field_and_fix(tmp_path, text, field):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(bad)
+    assert err.value.field == field, str(err.value)
+    assert str(bad) in str(err.value) and "Fix:" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_field_lists_the_section_fields(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: {worker: 20}\n")
+    with pytest.raises(ConfigError, match="unknown field") as err:
+        load_train_config(bad)
+    assert "workers" in err.value.fix and "episode_s" in err.value.fix
+
+
+def test_schema_defaults_match_the_dataclasses():
+    """The schema's defaults are the dataclasses' (a file that sets nothing trains the same)."""
+    from dataclasses import asdict
+
+    from lokirl.agents.config import PPOParams, TrainConfig
+    from lokirl.envs.serving import EnvConfig, RewardWeights
+
+    sec = TrainSection()
+    tc = TrainConfig()
+    for name in ("name", "seed", "total_timesteps", "n_envs", "vec_env", "eval_every"):
+        assert getattr(sec, name) == getattr(tc, name), name
+    for k, v in asdict(PPOParams()).items():
+        got = getattr(sec.ppo, k)
+        assert (tuple(got) if isinstance(got, list) else got) == v, k
+    env = EnvConfig()
+    for k in type(sec.env).model_fields:
+        if k in ("traces", "randomise", "weights"):
+            continue
+        got = getattr(sec.env, k)
+        assert (tuple(got) if isinstance(got, list) else got) == getattr(env, k), k
+    assert sec.env.weights.model_dump() == asdict(RewardWeights())
