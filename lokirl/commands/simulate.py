@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     trace = load_trace_args(args)
     cluster = Cluster.homogeneous(pipeline, args.workers)
     config = SimConfig(
+        max_frames=args.max_frames,
         epoch_s=args.epoch,
         duration_s=args.duration,
         solver_time=_solver_time(args.solver_time),

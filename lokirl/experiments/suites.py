@@ -475,6 +475,22 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
                 raise ConfigError(
                     source, f"{where}.traffic.trace", str(exc), _FIXES["trace"]
                 ) from None
+            if case.load is None:  # played as recorded: refuse what the simulator cannot play
+                from lokirl.sim.config import SimConfig
+
+                series = case_trace(case, 1.0, base_dir)
+                frames = float(series.rates.sum() * series.bin_s)
+                limit = SimConfig().max_frames
+                if frames > limit:
+                    raise ConfigError(
+                        source,
+                        f"{where}.load",
+                        f"the trace, played as recorded (no load), asks for about {frames:.3g} "
+                        f"frames in {case.duration_s:g} s, more than the simulator's limit of "
+                        f"{limit:.3g}",
+                        "map it onto the cluster with load: [lo, hi] (with --trace: --load "
+                        "0.3:2.0) or shorten duration_s",
+                    )
 
 
 def _trace_file(spec: str, base_dir: Path | None) -> Path:

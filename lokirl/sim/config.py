@@ -81,6 +81,10 @@ class SimConfig:
             run (:class:`~lokirl.sim.overhead.OverheadTrace`; ``lokirl simvslive``
             replays with it). Draws come from their own random stream, so the
             arrivals and routing are those of the run without it.
+        max_frames: A trace asking for more frames than this over the simulated span is
+            refused before the run (the engine plays every request; 2e7 takes tens of
+            minutes): a trace in the wrong unit or not rescaled to the cluster fails at
+            once instead of running for hours.
         swap: How a worker changes variant (:data:`~lokirl.core.reconfig.SwapMode`):
             ``"overlap"`` (default: the old variant serves until the new one is
             loaded, when both fit in memory), ``"stop"`` (down for the load time)
@@ -107,11 +111,14 @@ class SimConfig:
     batch_overhead_s: float = 0.0
     batch_overhead: OverheadTrace | None = None
     swap: SwapMode = "overlap"
+    max_frames: float = 2e7
 
     def __post_init__(self) -> None:
         check_swap_mode(self.swap)
         if not self.epoch_s > 0:
             raise ValueError("epoch_s must be positive")
+        if not self.max_frames > 0:
+            raise ValueError("max_frames must be positive")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ValueError("duration_s must be positive")
         if self.shared_cores is not None and not self.shared_cores > 0:

@@ -66,6 +66,7 @@ from lokirl.core.reconfig import (
     serving_view,
 )
 from lokirl.core.router import DROP, BranchingEstimator, RoutingTable
+from lokirl.errors import TraceError
 from lokirl.sim.config import ConservationError, SimConfig, SimResult, assemble_result
 from lokirl.sim.draws import child_key, poisson_counts, root_key, uniform
 from lokirl.sim.host import EpochHost
@@ -282,6 +283,7 @@ class Simulation(EpochHost):
         self.trace_end = float(cfg.duration_s if cfg.duration_s is not None else trace_len)
         if not self.trace_end > 0:
             self.trace_end = 1.0
+        _check_size(self.trace, self.trace_end, cfg.max_frames)
         self.end = self.trace_end + cfg.drain_s
         n = int(math.ceil(self.end)) + 1
         self.n_sec = n
@@ -970,6 +972,27 @@ class Simulation(EpochHost):
                         f"+ dropped {t.dropped_total} + in flight {t.in_flight}"
                     )
         return assemble_result(self, frames, subs)
+
+
+def expected_frames(trace: Trace, until_s: float) -> float:
+    """Frames ``trace`` asks for in its first ``until_s`` seconds (the mean, for rates)."""
+    if isinstance(trace, RateSeries):
+        edges = np.arange(len(trace.rates) + 1) * trace.bin_s
+        covered = np.clip(np.minimum(edges[1:], until_s) - edges[:-1], 0.0, trace.bin_s)
+        return float(np.dot(trace.rates, covered))
+    return float(np.searchsorted(np.asarray(trace.arrivals_s), until_s, side="right"))
+
+
+def _check_size(trace: Trace, until_s: float, limit: float) -> None:
+    frames = expected_frames(trace, until_s)
+    if frames > limit:
+        raise TraceError(
+            f"{trace.name}: the trace asks for about {frames:.3g} frames over {until_s:g} s "
+            f"(a mean of {frames / max(until_s, 1e-9):.3g}/s), more than the simulator's limit "
+            f"of {limit:.3g} (it plays every request one by one). Fix: rescale the trace onto "
+            "the cluster (--rescale LO:HI, --load LO:HI, a suite's load), shorten it, or raise "
+            "the limit (SimConfig.max_frames; lokirl simulate --max-frames)"
+        )
 
 
 def simulate(
