@@ -486,7 +486,8 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
                         source,
                         f"{where}.load",
                         f"the trace, played as recorded (no load), asks for about {frames:.3g} "
-                        f"frames in {case.duration_s:g} s, more than the simulator's limit of "
+                        f"frames in {min(series.duration_s, case.duration_s):g} s, more than "
+                        "the simulator's limit of "
                         f"{limit:.3g}",
                         "map it onto the cluster with load: [lo, hi] (with --trace: --load "
                         "0.3:2.0) or shorten duration_s",
