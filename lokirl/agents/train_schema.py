@@ -140,8 +140,17 @@ class EnvSection(_Section):
     fluid_dt: PositiveFloat = 0.05
     fallback: str = ""
     swap: Literal["overlap", "stop", "free"] = "overlap"
-    feature_version: Literal[1, 2] = 1
+    feature_version: int = 1
     randomise: RandomiseSection | None = None
+
+    @field_validator("feature_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        from lokirl.envs.features import FEATURE_VERSIONS
+
+        if v not in FEATURE_VERSIONS:
+            raise ValueError(f"unknown observation version {v}, known: {list(FEATURE_VERSIONS)}")
+        return v
 
     @field_validator("load_low", "load_high")
     @classmethod
