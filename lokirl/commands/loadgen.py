@@ -58,11 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+#: Frames a trace may ask for: their arrival times are drawn up front (8 bytes each).
+MAX_DRAWN = 2e7
+
+
 def load_arrivals(spec: str, speedup: float, scale: str | None, seed: int):
     """Arrival times (s) of a trace spec after speed-up and rescaling."""
     import numpy as np
 
-    from lokirl.traces import as_arrivals, as_rates, rescale, resolve_trace
+    from lokirl.traces import RateSeries, as_arrivals, as_rates, rescale, resolve_trace
     from lokirl.traces import speedup as sp
 
     trace = resolve_trace(spec)
@@ -76,6 +80,18 @@ def load_arrivals(spec: str, speedup: float, scale: str | None, seed: int):
                 "--scale", scale, "expected LO:HI", "write e.g. --scale 5:20"
             ) from None
         trace = rescale(as_rates(trace), lo, hi)
+    if isinstance(trace, RateSeries):
+        frames = float(trace.rates.sum() * trace.bin_s)
+        if frames > MAX_DRAWN:
+            raise ConfigError(
+                "--trace",
+                spec,
+                f"the trace asks for about {frames:.3g} frames (a peak of "
+                f"{float(trace.rates.max()):.3g}/s); their arrival times are drawn before the "
+                f"first is sent, which needs more memory than a replay of at most "
+                f"{MAX_DRAWN:.0e} frames",
+                "map it onto what the server can take with --scale LO:HI (e.g. --scale 5:20)",
+            )
     return as_arrivals(trace, np.random.default_rng(seed)).arrivals_s, trace.name
 
 

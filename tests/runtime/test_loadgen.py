@@ -143,6 +143,17 @@ def test_loadgen_rejects_bad_options_before_sending(capsys):
     assert "--max-in-flight" in capsys.readouterr().err
 
 
+def test_loadgen_refuses_a_trace_too_large_to_draw(capsys, tmp_path):
+    from lokirl.cli import main
+
+    huge = tmp_path / "huge.csv"
+    huge.write_text("time,rate\n0,1e9\n1,1e9\n")  # drawing 2e9 arrival times: ~16 GB
+    args = ["loadgen", "--trace", str(huge), "--url", "http://127.0.0.1:9", "--no-mlflow"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "2e+09 frames" in err and "--scale" in err and "\n" not in err.strip()
+
+
 def test_reserved_stdout_carries_only_the_json():
     """What a library prints to stdout after the reservation goes to stderr."""
     import subprocess
