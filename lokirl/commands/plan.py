@@ -108,6 +108,10 @@ def parse_cluster(text: str) -> dict[str, int]:
     return out
 
 
+#: Demands one ``--sweep`` may solve.
+MAX_SWEEP = 1000
+
+
 def _parse_sweep(text: str) -> list[float]:
     try:
         lo, hi, step = (float(x) for x in text.split(":"))
@@ -119,7 +123,18 @@ def _parse_sweep(text: str) -> list[float]:
         raise ConfigError(
             "--sweep", text, "need 0 <= LO <= HI and STEP > 0", "write e.g. --sweep 50:1000:50"
         )
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(step)):
+        raise ConfigError(
+            "--sweep", text, "LO, HI and STEP must be finite", "write e.g. --sweep 50:1000:50"
+        )
     n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    if n > MAX_SWEEP:
+        raise ConfigError(
+            "--sweep",
+            text,
+            f"{n:,} demands to solve (at most {MAX_SWEEP:,}: each is one solve of up to a second)",
+            f"widen STEP, e.g. --sweep {lo:g}:{hi:g}:{(hi - lo) / 50:g}",
+        )
     return [lo + k * step for k in range(n)]
 
 

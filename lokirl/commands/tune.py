@@ -76,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
     if args.budget_episodes < 1:
-        raise ConfigError("--budget-episodes", str(args.budget_episodes), "must be >= 1", "")
+        raise ConfigError(
+            "--budget-episodes",
+            str(args.budget_episodes),
+            "must be >= 1",
+            "pass e.g. --budget-episodes 576 (12 trials on validation)",
+        )
     suite = load_suite(args.suite)
     per = episodes_per_trial(suite)
     hindsight = args.controller == "hindsight"

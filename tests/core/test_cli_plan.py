@@ -49,6 +49,12 @@ def test_bad_input_is_one_line_error(capsys):
     assert main(["plan", "--pipeline", "detect_classify_hetero", "--cluster", "tpu=3"]) == 2
     assert main(["plan", "--sweep", "9:1"]) == 2
     assert main(["plan", "--demand", "-5"]) == 2
+    capsys.readouterr()
+    # A sweep too long to solve, or not finite, is refused before any solve.
+    assert main(["plan", "--sweep", "0:1e9:1"]) == 2
+    assert "1,000,000,001 demands" in capsys.readouterr().err
+    assert main(["plan", "--sweep", "nan:100:1"]) == 2
+    assert "finite" in capsys.readouterr().err
 
 
 def test_heterogeneous_cluster_plan(capsys):
