@@ -179,9 +179,14 @@ def run(args: argparse.Namespace) -> int:
 
     pipeline = load_pipeline(args.pipeline)
     check_workers(pipeline, args.workers)
-    if not args.epoch > 0:
-        raise ConfigError("--epoch", str(args.epoch), "must be positive", "pass --epoch 1")
-    if args.duration is not None and not args.duration > 0:
+    if not (args.epoch >= 0.01 and math.isfinite(args.epoch)):
+        raise ConfigError(
+            "--epoch",
+            str(args.epoch),
+            "must be at least 0.01 s (one decision per epoch; a solve alone takes longer)",
+            "pass --epoch 1",
+        )
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError("--duration", str(args.duration), "must be > 0", "pass --duration 60")
     names = args.controllers or list(DEFAULT_CONTROLLERS)
     controllers = [make_controller(n) for n in names]
@@ -190,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
     config = SimConfig(
         max_frames=args.max_frames,
         epoch_s=args.epoch,
-        duration_s=args.duration,
+        # --duration plays the first N seconds: past the trace's end nothing arrives.
+        duration_s=min(args.duration, trace.duration_s) if args.duration else None,
         solver_time=_solver_time(args.solver_time),
         swap=args.swap,
     )

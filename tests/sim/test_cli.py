@@ -77,6 +77,8 @@ def test_simulate_accepts_an_arrival_file(capsys, tmp_path):
         (["--trace", "step_600s", "--workers", "2"], "3 tasks"),
         # step_600s asks for ~300k frames: refused before simulating, with the fix
         (["--trace", "step_600s", "--max-frames", "1000"], "--rescale"),
+        (["--trace", "step_600s", "--epoch", "1e-6"], "--epoch"),
+        (["--trace", "step_600s", "--duration", "inf"], "--duration"),
     ],
 )
 def test_bad_input_is_one_line_error(capsys, argv, needle):
@@ -124,3 +126,12 @@ def test_bench_trace_refuses_a_cluster_smaller_than_the_pipeline(capsys):
     rc = main(["bench", "--trace", "step_600s", "--workers", "2", "--no-mlflow"])
     assert rc == 2
     assert "each need at least one worker" in capsys.readouterr().err
+
+
+def test_duration_past_the_trace_plays_the_trace(capsys):
+    """--duration longer than the trace plays the trace (it allocated per-second arrays: OOM)."""
+    assert main(_quick("--controller", "static", "--json", "--no-plots")) == 0
+    whole = json.loads(capsys.readouterr().out)["static"]["frames"]["arrived"]
+    args = _quick("--controller", "static", "--json", "--no-plots", "--duration", "1e9")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["static"]["frames"]["arrived"] == whole
