@@ -144,6 +144,30 @@ def register(subparsers: Any) -> None:
     h.set_defaults(handler=_heldout)
 
 
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Refuse options that would fail (or train nothing) after the data are built."""
+    from lokirl.errors import ConfigError
+    from lokirl.traces import list_bundled
+
+    bounds = {
+        "--window": (args.window, 2, 3600, "64"),
+        "--hidden": (args.hidden, 1, 4096, "96"),
+        "--epochs": (args.epochs, 1, 10_000, "12"),
+        "--n-synthetic": (args.n_synthetic, 0, 100_000, "120"),
+    }
+    for opt, (value, lo, hi, example) in bounds.items():
+        if not lo <= value <= hi:
+            raise ConfigError(
+                opt, str(value), f"must be in {lo}..{hi}", f"pass e.g. {opt} {example}"
+            )
+    bundled = list_bundled()
+    for name in args.holdout:
+        if name not in bundled:
+            raise ConfigError(
+                "--holdout", name, "not a bundled trace", f"use one of {', '.join(bundled)}"
+            )
+
+
 def _train(args: argparse.Namespace) -> int:
     import shutil
 
@@ -153,6 +177,7 @@ def _train(args: argparse.Namespace) -> int:
     from lokirl.forecast.train import TrainConfig, train
     from lokirl.tracking import log_scalars, mlflow_run, run_dir, tb_writer, to_plain, write_config
 
+    _check_train_args(args)
     cfg = TrainConfig(
         model=ModelConfig(arch=args.arch, window=args.window, hidden=args.hidden),
         seed=args.seed,
@@ -341,6 +366,12 @@ def _heldout(args: argparse.Namespace) -> int:
     from lokirl.forecast.heldout import heldout, markdown_table
     from lokirl.forecast.train import TrainConfig
 
+    if not 1 <= args.epochs <= 10_000:
+        from lokirl.errors import ConfigError
+
+        raise ConfigError(
+            "--epochs", str(args.epochs), "must be in 1..10000", "pass e.g. --epochs 12"
+        )
     results = heldout(
         TrainConfig(epochs=args.epochs, seed=args.seed),
         on_fold=lambda fold: print(f"fold: holding out {', '.join(fold)}", file=sys.stderr),

@@ -39,3 +39,24 @@ def test_forecast_eval_user_errors(tmp_path, capsys, monkeypatch, extra, message
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path / "runs"))
     assert main(["forecast", "eval", "--trace", "step_600s", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--window", "0"], "--window"),
+        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--hidden", "0"], "--hidden"),
+        (["train", "--n-synthetic", "-1"], "--n-synthetic"),
+        (["train", "--holdout", "nope"], "not a bundled trace"),
+        (["heldout", "--epochs", "0"], "--epochs"),
+    ],
+)
+def test_forecast_training_options_are_checked_before_training(
+    tmp_path, capsys, monkeypatch, argv, message
+):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["forecast", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Fix:" in err
+    assert not (tmp_path / "runs").exists()  # no run folder: nothing was trained
