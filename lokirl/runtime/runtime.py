@@ -178,6 +178,13 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         check_swap_mode(self.swap)
         check_dilation(self.dilation)
+        if not (self.epoch_s >= 0.01 and math.isfinite(self.epoch_s)):
+            raise ConfigError(
+                "--epoch",
+                f"{self.epoch_s:g}",
+                "the controller period must be at least 0.01 s (each tick may start a solve)",
+                "pass --epoch 1",
+            )
         if self.ingress_replicas < 1:
             raise ConfigError(
                 "--ingress-replicas",

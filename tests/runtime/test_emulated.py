@@ -191,6 +191,10 @@ def test_serve_refuses_fewer_workers_than_tasks_before_ray():
         run(_serve_args(workers=2))
     with pytest.raises(ConfigError, match="--emulate"):
         run(_serve_args(dilation=4.0))
+    # A controller period of 0 (or 1 us) made the loop spin; refused before Ray starts.
+    for epoch in (0.0, 1e-6, float("nan")):
+        with pytest.raises(ConfigError, match="--epoch.*at least 0.01 s"):
+            run(_serve_args(epoch=epoch, emulate=True))
 
 
 def test_sim_overhead_slows_service_but_not_the_plans():
