@@ -29,6 +29,7 @@ search spaces:
 examples:
   lokirl tune --controller periodic --suite validation --budget-episodes 480 --write
   lokirl tune --controller trigger --suite dev --budget-episodes 24 --json
+  lokirl tune --controller periodic --suite validation --budget-episodes 576 --from-committed --write
   lokirl tune --controller hindsight --suite validation --budget-episodes 576 --jobs 2 --write
 """
 
@@ -59,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="processes playing a trial's episodes at once; the result does not depend on it",
     )
+    p.add_argument(
+        "--from-committed",
+        action="store_true",
+        help="play the committed setting (lokirl/data/tuned/NAME.yaml) as the first trial, "
+        "counted in the budget: a retune continues the search instead of restarting it",
+    )
     p.add_argument("--write", action="store_true", help="commit the choice to lokirl/data/tuned/")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
@@ -68,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl tune``."""
     from lokirl.experiments.hindsight_tuning import grid, tune_hindsight
     from lokirl.experiments.suites import load_suite
-    from lokirl.experiments.tuning import SPACES, episodes_per_trial, tune, write_tuned
+    from lokirl.experiments.tuning import (
+        SPACES,
+        check_in_space,
+        committed_params,
+        episodes_per_trial,
+        tune,
+        write_tuned,
+    )
 
     names = sorted([*SPACES, "hindsight"])
     if args.controller not in names:
@@ -82,9 +96,20 @@ def run(args: argparse.Namespace) -> int:
             "must be >= 1",
             "pass e.g. --budget-episodes 576 (12 trials on validation)",
         )
+    hindsight = args.controller == "hindsight"
+    start_from = None
+    if args.from_committed:
+        if hindsight:
+            raise ConfigError(
+                "--from-committed",
+                "hindsight",
+                "the hindsight bound is tuned over its whole grid",
+                "drop --from-committed",
+            )
+        start_from = committed_params(args.controller)
+        check_in_space(args.controller, start_from)
     suite = load_suite(args.suite)
     per = episodes_per_trial(suite)
-    hindsight = args.controller == "hindsight"
     if not args.json:
         trials = len(grid()) if hindsight else args.budget_episodes // per
         print(
@@ -111,7 +136,13 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         result = tune(
-            args.controller, suite, args.budget_episodes, args.seed, on_trial=show, jobs=args.jobs
+            args.controller,
+            suite,
+            args.budget_episodes,
+            args.seed,
+            on_trial=show,
+            jobs=args.jobs,
+            start_from=start_from,
         )
     path = write_tuned(result) if args.write else None
     if args.json:

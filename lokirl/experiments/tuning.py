@@ -34,15 +34,15 @@ from lokirl.experiments.suites import Suite
 SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
     "periodic": {
         "period_s": (1.0, 2.0, 5.0, 10.0, 30.0),
-        "headroom": (1.0, 1.1, 1.2, 1.3, 1.45, 1.6),
-        "churn_weight": (0.0, 0.5, 1.0, 2.0),
+        "headroom": (1.0, 1.1, 1.2, 1.3, 1.45, 1.6, 1.8, 2.0),
+        "churn_weight": (0.0, 0.5, 1.0, 2.0, 4.0),
         "warm_start": (False, True),
     },
     "trigger": {
-        "low": (0.4, 0.5, 0.6, 0.7),
+        "low": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
         "high": (0.85, 0.95, 1.0, 1.1),
         "headroom": (1.0, 1.15, 1.3, 1.45, 1.6),
-        "churn_weight": (0.0, 1.0, 2.0),
+        "churn_weight": (0.0, 1.0, 2.0, 4.0),
     },
 }
 
@@ -144,6 +144,7 @@ def tune(
     on_trial: Callable[[dict[str, Any]], None] | None = None,
     play: Callable[..., list[dict[str, Any]]] | None = None,
     jobs: int = 1,
+    start_from: dict[str, Any] | None = None,
 ) -> TuningResult:
     """Search ``baseline``'s settings on ``suite`` within ``budget_episodes``.
 
@@ -156,9 +157,13 @@ def tune(
         play: ``play_case_seed``-compatible function (tests pass a stub).
         jobs: Processes playing a trial's (case, seed) pairs at once; the result does
             not depend on it (pairs are independent, solves deterministic).
+        start_from: A setting played as the first trial (counted in the budget), e.g.
+            the committed one, so that a retune continues the search instead of
+            restarting it and never writes a setting that scored lower on this suite.
 
     Raises:
-        ConfigError: unknown baseline, a frozen suite, or a budget below one trial.
+        ConfigError: unknown baseline, a frozen suite, a budget below one trial, or a
+            ``start_from`` setting outside the search space.
 
     """
     import optuna
@@ -187,6 +192,8 @@ def tune(
     play = play or play_case_seed
     pairs = [(c, s) for c in suite.spec.cases for s in suite.spec.seeds_of(c)]
     space = SPACES[baseline]
+    if start_from is not None:
+        check_in_space(baseline, start_from)
     trials: list[dict[str, Any]] = []
     seen: dict[str, float] = {}
 
@@ -235,6 +242,8 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, n_trials))
     study = optuna.create_study(direction="maximize", sampler=sampler)
+    if start_from is not None:
+        study.enqueue_trial({k: start_from[k] for k in space})
     try:
         study.optimize(objective, n_trials=n_trials)
     finally:
@@ -253,6 +262,33 @@ def tune(
         best_score=best["score"],
         trials=trials,
     )
+
+
+def check_in_space(baseline: str, params: dict[str, Any]) -> None:
+    """Refuse a setting that is not a point of ``baseline``'s grid.
+
+    Raises:
+        ConfigError: a setting is missing or its value is not a candidate.
+
+    """
+    for k, values in SPACES[baseline].items():
+        if k not in params or params[k] not in values:
+            raise ConfigError(
+                "--from-committed",
+                f"{k}={params.get(k)!r}",
+                f"not a point of the {baseline} grid ({k} in {list(values)})",
+                "tune without --from-committed, or add the value to tuning.SPACES",
+            )
+
+
+def committed_params(baseline: str, directory: Path | None = None) -> dict[str, Any]:
+    """The settings of ``baseline``'s committed tuned setting (see :func:`tuned_spec`)."""
+    path = (directory or TUNED_DIR) / f"{baseline}.yaml"
+    tuned_spec(baseline, directory)  # the same checks and messages
+    params = (yaml.safe_load(path.read_text()) or {}).get("params")
+    if not isinstance(params, dict):
+        raise ConfigError(str(path), "params", "missing or malformed", "re-run lokirl tune --write")
+    return params
 
 
 def write_tuned(result: TuningResult, directory: Path | None = None) -> Path:

@@ -56,3 +56,17 @@ def test_one_real_trial_on_dev():
     assert len(res.trials) == 1 and res.episodes == tuning.episodes_per_trial(suite)
     assert make_controller(res.best_spec).name == res.best_spec
     assert res.best_score > -1e8  # every episode played
+
+
+def test_retune_from_the_committed_setting_plays_it_first(tmp_path, monkeypatch):
+    suite = load_suite("dev")
+    per = tuning.episodes_per_trial(suite)
+    start = {"period_s": 30.0, "headroom": 2.0, "churn_weight": 4.0, "warm_start": True}
+    res = tuning.tune("periodic", suite, per * 3, play=_stub_play, start_from=start)
+    assert res.trials[0]["params"] == start
+    assert len(res.trials) <= 3  # the start counts in the budget
+    with pytest.raises(ConfigError, match="grid"):
+        tuning.tune("periodic", suite, per, play=_stub_play, start_from=start | {"headroom": 9.9})
+    monkeypatch.setattr(tuning, "TUNED_DIR", tmp_path)
+    tuning.write_tuned(res)
+    assert tuning.committed_params("periodic") == res.best_params
