@@ -24,7 +24,7 @@ the candidates `hindsight` replays on every episode.
 search spaces:
   periodic   period_s x headroom x churn_weight x warm_start (lokirl's periodic MILP)
   trigger    low x high (band) x headroom x churn_weight
-  hindsight  burst_s (0.05, 0.1, 0.2, 0.3) x derate (0.8, 0.9, 1.0), the whole grid
+  hindsight  burst_s (0.02, 0.05, 0.1, 0.2) x derate (0.8, 0.9, 1.0), the whole grid
 
 examples:
   lokirl tune --controller periodic --suite validation --budget-episodes 480 --write

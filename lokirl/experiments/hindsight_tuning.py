@@ -38,7 +38,7 @@ from lokirl.experiments.tuning import (
 
 #: The grid: knob -> candidate values (the DP's other knobs keep their defaults).
 HINDSIGHT_SPACE: dict[str, tuple[float, ...]] = {
-    "burst_s": (0.05, 0.1, 0.2, 0.3),
+    "burst_s": (0.02, 0.05, 0.1, 0.2),
     "derate": (0.8, 0.9, 1.0),
 }
 

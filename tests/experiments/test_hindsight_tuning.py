@@ -13,12 +13,12 @@ from lokirl.experiments.tuning import episodes_per_trial, write_tuned
 
 
 def _stub_play(case, seed, specs, base_dir=None):
-    """Knob set (0.1, 0.9) is best on average; (0.3, 1.0) wins only on seed 1."""
+    """Knob set (0.1, 0.9) is best on average; (0.2, 1.0) wins only on seed 1."""
     rows = []
     for spec in specs:
         k = parse_spec(spec)
         r = 100.0 - 20 * abs(k.burst_s - 0.1) - 30 * abs(k.derate - 0.9)
-        if (k.burst_s, k.derate) == (0.3, 1.0) and seed == 1:
+        if (k.burst_s, k.derate) == (0.2, 1.0) and seed == 1:
             r = 105.0
         rows.append({"case": case.id, "seed": seed, "controller": spec, "reward": r})
     return rows
@@ -48,7 +48,7 @@ def test_tuning_plays_the_whole_grid_and_picks_complementary_knobs(tmp_path):
     assert res.episodes == per * 12 and len(res.trials) == 12
     cands = res.best_params["candidates"]
     assert cands[0] == {"burst_s": 0.1, "derate": 0.9}
-    assert cands[1] == {"burst_s": 0.3, "derate": 1.0}  # the dev suite plays seeds 0 and 1
+    assert cands[1] == {"burst_s": 0.2, "derate": 1.0}  # the dev suite plays seeds 0 and 1
     assert res.best_score == pytest.approx(102.5)  # seed 0: 100, seed 1: 105
     path = write_tuned(res, tmp_path)
     got = tuned_candidates(path)
