@@ -77,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.experiments.suites import load_suite
     from lokirl.experiments.tuning import (
         SPACES,
-        check_in_space,
         committed_params,
         episodes_per_trial,
         tune,
@@ -106,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
                 "the hindsight bound is tuned over its whole grid",
                 "drop --from-committed",
             )
-        start_from = committed_params(args.controller)
-        check_in_space(args.controller, start_from)
+        start_from = committed_params(args.controller)  # tune() checks it is in the grid
     suite = load_suite(args.suite)
     per = episodes_per_trial(suite)
     if not args.json:

@@ -175,6 +175,8 @@ def tune(
             "--controller", baseline, "no search space", f"use one of {sorted(SPACES)}"
         )
     refuse_frozen(suite)
+    if start_from is not None:
+        check_in_space(baseline, start_from)
     per_trial = episodes_per_trial(suite)
     n_trials = budget_episodes // per_trial
     if n_trials < 1:
@@ -192,8 +194,6 @@ def tune(
     play = play or play_case_seed
     pairs = [(c, s) for c in suite.spec.cases for s in suite.spec.seeds_of(c)]
     space = SPACES[baseline]
-    if start_from is not None:
-        check_in_space(baseline, start_from)
     trials: list[dict[str, Any]] = []
     seen: dict[str, float] = {}
 
@@ -283,9 +283,8 @@ def check_in_space(baseline: str, params: dict[str, Any]) -> None:
 
 def committed_params(baseline: str, directory: Path | None = None) -> dict[str, Any]:
     """The settings of ``baseline``'s committed tuned setting (see :func:`tuned_spec`)."""
-    path = (directory or TUNED_DIR) / f"{baseline}.yaml"
-    tuned_spec(baseline, directory)  # the same checks and messages
-    params = (yaml.safe_load(path.read_text()) or {}).get("params")
+    path, data = _read_tuned(baseline, directory)
+    params = data.get("params")
     if not isinstance(params, dict):
         raise ConfigError(str(path), "params", "missing or malformed", "re-run lokirl tune --write")
     return params
@@ -304,13 +303,8 @@ def write_tuned(result: TuningResult, directory: Path | None = None) -> Path:
     return path
 
 
-def tuned_spec(baseline: str, directory: Path | None = None) -> str:
-    """The spec of ``baseline``'s committed tuned setting.
-
-    Raises:
-        ConfigError: nothing was tuned yet (with the command that tunes it).
-
-    """
+def _read_tuned(baseline: str, directory: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The path and contents of ``baseline``'s committed record (with the fix if absent)."""
     path = (directory or TUNED_DIR) / f"{baseline}.yaml"
     if not path.exists():
         raise ConfigError(
@@ -319,7 +313,17 @@ def tuned_spec(baseline: str, directory: Path | None = None) -> str:
             f"{baseline} has not been tuned",
             f"run lokirl tune --controller {baseline} --suite validation --write",
         )
-    data = yaml.safe_load(path.read_text()) or {}
+    return path, yaml.safe_load(path.read_text()) or {}
+
+
+def tuned_spec(baseline: str, directory: Path | None = None) -> str:
+    """The spec of ``baseline``'s committed tuned setting.
+
+    Raises:
+        ConfigError: nothing was tuned yet (with the command that tunes it).
+
+    """
+    path, data = _read_tuned(baseline, directory)
     spec = data.get("spec")
     if not isinstance(spec, str) or not spec.startswith(f"{baseline}("):
         raise ConfigError(str(path), "spec", "missing or malformed", "re-run lokirl tune --write")
