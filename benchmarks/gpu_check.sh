@@ -21,7 +21,8 @@
 #     PIPELINE (traffic_analysis_cpu), LOAD_REPEATS (5), RUNS (50: timed batches per
 #     size), BATCH_SIZES (1,2,4,8,16,32), INPUT_SIZE (64, the demo's), FP16 (1: also
 #     profile in fp16; 0: not), SERVE_S (20; 0 skips the live serve), SERVE_WORKERS
-#     (4), PORT (8765), CPU_SMOKE (1: without CUDA, run a small CPU profile so the
+#     (4), SERVE_SCALE (20:100: frames/s, step_600s rescaled), SERVE_SPEEDUP (30: the
+#     600 s trace compressed), PORT (8765), CPU_SMOKE (1: without CUDA, run a small CPU profile so the
 #     script's own path is exercised; 0: skip it).
 # On a machine without CUDA every GPU part is skipped with a message, the parts
 # skipped are listed at the end, and the script exits 0.
@@ -41,6 +42,8 @@ INPUT_SIZE="${INPUT_SIZE:-64}"
 FP16="${FP16:-1}"
 SERVE_S="${SERVE_S:-20}"
 SERVE_WORKERS="${SERVE_WORKERS:-4}"
+SERVE_SCALE="${SERVE_SCALE:-20:100}"
+SERVE_SPEEDUP="${SERVE_SPEEDUP:-30}"
 PORT="${PORT:-8765}"
 CPU_SMOKE="${CPU_SMOKE:-1}"
 SKIPPED=()
@@ -223,7 +226,20 @@ fi
 
 echo
 echo "== 5. a short live serve on the GPU"
-if [[ "$HAVE_CUDA" == 1 && "$SERVE_S" != 0 && ${#PROFILES[@]} -gt 0 ]]; then
+SERVE_ON=""
+if [[ "$SERVE_S" != 0 && ${#PROFILES[@]} -gt 0 ]]; then
+    if [[ "$HAVE_CUDA" == 1 ]]; then
+        SERVE_ON=gpu
+    elif [[ "$CPU_SMOKE" == 1 ]]; then
+        # Exercise the serve path on the CPU smoke profile: a few seconds at a few frames/s.
+        SERVE_ON=cpu
+        SERVE_S=$(( SERVE_S < 6 ? SERVE_S : 6 ))
+        SERVE_SCALE=2:6
+        SERVE_WORKERS=3
+        echo "no GPU found: a ${SERVE_S} s CPU serve of the smoke profile instead"
+    fi
+fi
+if [[ -n "$SERVE_ON" ]]; then
     LOG="$OUT/serve.log"
     lokirl serve --pipeline "${PROFILES[0]}" --workers "$SERVE_WORKERS" --port "$PORT" \
         --log-level WARNING >"$LOG" 2>&1 &
@@ -239,7 +255,8 @@ if [[ "$HAVE_CUDA" == 1 && "$SERVE_S" != 0 && ${#PROFILES[@]} -gt 0 ]]; then
         sleep 1
     done
     if [[ "$READY" == 1 ]]; then
-        lokirl loadgen --trace step --url "http://127.0.0.1:$PORT" --duration "$SERVE_S" \
+        lokirl loadgen --trace step_600s --speedup "$SERVE_SPEEDUP" --rescale "$SERVE_SCALE" \
+            --url "http://127.0.0.1:$PORT" --duration "$SERVE_S" --max-requests 100000 \
             --size "$INPUT_SIZE" --no-mlflow --json >"$OUT/loadgen.json" || echo "loadgen FAILED"
         "$PYTHON" - "$PORT" "$OUT/loadgen.json" <<'EOF'
 import json
@@ -266,8 +283,10 @@ EOF
     wait "$SERVE_PID" 2>/dev/null || true
     trap - EXIT
 else
-    if [[ "$HAVE_CUDA" == 1 ]]; then echo "live serve skipped (SERVE_S=0)"; else echo "no GPU found: live serve skipped"; fi
-    SKIPPED+=("5. live serve on the GPU ($([[ "$HAVE_CUDA" == 1 ]] && echo "SERVE_S=0" || echo "no GPU found"))")
+    if [[ "$SERVE_S" == 0 ]]; then echo "live serve skipped (SERVE_S=0)"; else echo "no GPU found: live serve skipped"; fi
+fi
+if [[ "$SERVE_ON" != gpu ]]; then
+    SKIPPED+=("5. live serve on the GPU ($([[ "$SERVE_S" == 0 ]] && echo "SERVE_S=0" || echo "no GPU found"))")
 fi
 
 echo

@@ -11,7 +11,7 @@ from lokirl.errors import ConfigError
 
 EPILOG = """\
 examples:
-  lokirl loadgen --trace step --url http://127.0.0.1:8000 --max-requests 500
+  lokirl loadgen --trace step_600s --url http://127.0.0.1:8000 --max-requests 500
   lokirl loadgen --trace my_rates.csv --url http://127.0.0.1:8000 --duration 60 --json
   lokirl loadgen --trace arrivals.txt --url http://127.0.0.1:8000 --speedup 2 --scale 5:20
 
