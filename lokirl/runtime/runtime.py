@@ -471,7 +471,7 @@ class Runtime:
         if cfg.emulate:
             return
         if cfg.use_gpu is not False:
-            from lokirl.runtime.worker import cluster_gpus, gpu_share
+            from lokirl.runtime.worker import cluster_gpus, gpu_share, share_worker_memory
 
             gpus = cluster_gpus()
             if cfg.use_gpu and gpus < 1:
@@ -482,6 +482,15 @@ class Runtime:
                     "add GPU nodes to the cluster, or serve on CPU workers",
                 )
             self.gpu_share = gpu_share(cfg.workers, gpus, cfg.gpus_per_worker)
+            shared = share_worker_memory(self.pipeline, self.accelerator, self.gpu_share)
+            if shared is not self.pipeline:
+                log.info(
+                    "workers share GPUs (%g each): swaps judged against %.0f MiB a worker",
+                    self.gpu_share,
+                    shared.accelerator_memory_mb[self.accelerator],
+                )
+                self.pipeline = shared
+                self.plane.pipeline = shared
         elif cfg.gpus_per_worker is not None:
             raise ConfigError(
                 "--gpus-per-worker",

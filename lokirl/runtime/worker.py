@@ -29,16 +29,20 @@ accelerators").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lokirl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lokirl.core.pipeline import Pipeline
 
 
 class WorkerSlot:
@@ -386,6 +390,33 @@ def gpu_share(workers: int, gpus: float, requested: float | None = None) -> floa
             f"or --workers {fit} or fewer, or add GPU nodes",
         )
     return round(share, 4)
+
+
+def share_worker_memory(pipeline: Pipeline, accelerator: str, share: float) -> Pipeline:
+    """The pipeline with one worker's memory on ``accelerator`` cut to ``share`` of it.
+
+    A profile records the memory of a worker that has its GPU to itself (the device's
+    memory, or ``--worker-memory-mb``). Workers that share a GPU (``--gpus-per-worker``
+    below 1) each hold only their share, so whether a make-before-break swap fits
+    (:meth:`~lokirl.core.pipeline.Pipeline.fits`, read by
+    :func:`~lokirl.core.reconfig.plan_swap`) must be judged against that share.
+
+    Args:
+        pipeline: The pipeline as profiled.
+        accelerator: The workers' accelerator type.
+        share: Each worker's share of a GPU, in (0, 1].
+
+    Returns:
+        ``pipeline`` itself when the share is 1 or the worker's memory is unknown,
+        else a copy whose ``accelerator_memory_mb[accelerator]`` is ``share`` times it.
+
+    """
+    memory = pipeline.accelerator_memory_mb.get(accelerator)
+    if memory is None or not 0.0 < share < 1.0:
+        return pipeline
+    mapping = dict(pipeline.accelerator_memory_mb)
+    mapping[accelerator] = memory * share
+    return dataclasses.replace(pipeline, accelerator_memory_mb=mapping)
 
 
 def cluster_gpus() -> float:

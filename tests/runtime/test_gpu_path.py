@@ -432,3 +432,29 @@ def test_serve_passes_the_share_and_fp16_to_the_runtime(tiny_pipeline, monkeypat
     assert (seen[-1].gpus_per_worker, seen[-1].fp16) == (0.25, True)
     assert main(argv) == 2
     assert (seen[-1].gpus_per_worker, seen[-1].fp16) == (None, None)  # defaults
+
+
+def test_workers_sharing_a_gpu_judge_swaps_against_their_share(monkeypatch):
+    """Two workers per GPU: a make-before-break swap that fits a whole GPU is a stop."""
+    import lokirl.runtime.worker as worker
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.core.reconfig import plan_swap
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+    from lokirl.runtime.worker import share_worker_memory
+
+    p = load_pipeline("traffic_analysis")  # worker memory 11,264 MiB (GTX 1080 Ti)
+    assert share_worker_memory(p, "gpu", 1.0) is p
+    half = share_worker_memory(p, "gpu", 0.5)
+    assert half.accelerator_memory_mb["gpu"] == p.accelerator_memory_mb["gpu"] / 2
+    # efficientnet-b6 + b5 (about 9.5 GiB) fit one worker's whole GPU, not half of it.
+    assert plan_swap(p, "gpu", "efficientnet-b6", "efficientnet-b5").mode == "overlap"
+    assert plan_swap(half, "gpu", "efficientnet-b6", "efficientnet-b5").mode == "stop"
+
+    monkeypatch.setattr(worker, "cluster_gpus", lambda: 2.0)
+    r = Runtime(RuntimeConfig(pipeline="traffic_analysis", workers=4, controller="static"))
+    r._check_gpus()
+    assert r.gpu_share == 0.5
+    assert r.plane.pipeline.accelerator_memory_mb["gpu"] == half.accelerator_memory_mb["gpu"]
+    r = Runtime(RuntimeConfig(pipeline="traffic_analysis", workers=2, controller="static"))
+    r._check_gpus()  # a GPU each: the profile's memory stands
+    assert r.plane.pipeline.accelerator_memory_mb["gpu"] == p.accelerator_memory_mb["gpu"]
