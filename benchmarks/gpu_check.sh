@@ -239,9 +239,17 @@ if [[ "$SERVE_S" != 0 && ${#PROFILES[@]} -gt 0 ]]; then
         echo "no GPU found: a ${SERVE_S} s CPU serve of the smoke profile instead"
     fi
 fi
+if [[ -n "$SERVE_ON" ]] && "$PYTHON" -c "import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $PORT)) != 0)"; then
+    echo "port $PORT is taken by another server: live serve skipped (PORT=... picks another)"
+    SERVE_ON=""
+    SERVE_S=0
+fi
 if [[ -n "$SERVE_ON" ]]; then
     LOG="$OUT/serve.log"
-    lokirl serve --pipeline "${PROFILES[0]}" --workers "$SERVE_WORKERS" --port "$PORT" \
+    # Python itself in the background (not through the lokirl function, whose subshell
+    # would take the kill below and leave the server running).
+    "$PYTHON" -c "import sys; from lokirl.cli import main; sys.exit(main(sys.argv[1:]))" \
+        serve --pipeline "${PROFILES[0]}" --workers "$SERVE_WORKERS" --port "$PORT" \
         --log-level WARNING >"$LOG" 2>&1 &
     SERVE_PID=$!
     trap 'kill "$SERVE_PID" 2>/dev/null || true' EXIT
@@ -283,10 +291,10 @@ EOF
     wait "$SERVE_PID" 2>/dev/null || true
     trap - EXIT
 else
-    if [[ "$SERVE_S" == 0 ]]; then echo "live serve skipped (SERVE_S=0)"; else echo "no GPU found: live serve skipped"; fi
+    if [[ "$SERVE_S" == 0 ]]; then echo "live serve skipped"; else echo "no GPU found: live serve skipped"; fi
 fi
 if [[ "$SERVE_ON" != gpu ]]; then
-    SKIPPED+=("5. live serve on the GPU ($([[ "$SERVE_S" == 0 ]] && echo "SERVE_S=0" || echo "no GPU found"))")
+    SKIPPED+=("5. live serve on the GPU ($([[ "$SERVE_S" == 0 ]] && echo "SERVE_S=0 or port taken" || echo "no GPU found"))")
 fi
 
 echo
