@@ -20,8 +20,11 @@ p50/p99; router overhead over every replica (admission per frame; batch formatio
 dispatch and completion per request, p50/p99); the hop per batch (round trip minus
 the worker's own time: dispatch, Ray's call there and back, the wait for the
 ingress's event loop), which is the most a direct stage-to-stage hand-off could
-save per stage; the CPU of the controller's process and of each replica; the
-machine's core count and load average beside them.
+save per stage; the CPU of the controller's process, of each replica and of the
+emulated worker actors; batches answered per second and their mean size per
+variant, beside the batch calls per second the plan's groups take with full
+batches (replicas x 1000 / batch ms: a partly filled batch is shorter, so a group
+can answer more); the machine's core count and load average beside them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import os
 import socket
@@ -41,6 +45,7 @@ import numpy as np
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lokirl.experiments.simvslive import actor_cpu_s  # noqa: E402
 from lokirl.runtime.dataplane import percentile  # noqa: E402
 
 
@@ -158,6 +163,18 @@ async def one(args: argparse.Namespace, replicas: int) -> dict:
         pids = [await asyncio.wrap_future(a.pid.remote().future()) for a in rt.replicas.actors]
     for q in (p.admit_ms, p.dispatch_overhead_ms, p.complete_ms, p.service_obs):
         q.clear()
+    actors = [w.actor for w in p.workers]
+    plan = [
+        {
+            "variant": g.variant,
+            "replicas": g.replicas,
+            "batch": g.batch_size,
+            "batch_ms": g.latency_ms,
+            "calls_per_s": g.replicas * 1000.0 / g.latency_ms if g.latency_ms > 0 else math.nan,
+        }
+        for g in (p.plan.groups if p.plan is not None else [])
+    ]
+    a0 = await actor_cpu_s(actors)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     client = ctx.Process(
@@ -180,6 +197,17 @@ async def one(args: argparse.Namespace, replicas: int) -> dict:
             d + c / n for d, (c, n) in zip(p.dispatch_overhead_ms, p.complete_ms, strict=False)
         ]
         hop = [rtt - w for _v, _n, w, rtt, _prof in p.service_obs if np.isfinite(w)]
+        by_variant: dict[str, list[int]] = {}
+        for v, n, *_ in p.service_obs:
+            acc = by_variant.setdefault(v, [0, 0])
+            acc[0] += 1
+            acc[1] += n
+        a1 = await actor_cpu_s(actors)
+        actor_cores = [
+            (b - a) / wall
+            for a, b in zip(a0, a1, strict=True)
+            if math.isfinite(a) and math.isfinite(b)
+        ]
         server.should_exit = True
         await asyncio.wait_for(serving, 10.0)
         await rt.stop()
@@ -210,6 +238,14 @@ async def one(args: argparse.Namespace, replicas: int) -> dict:
         "batches": len(hop),
         "controller_cpu_cores": (c1.user + c1.system - c0.user - c0.system) / wall,
         "replica_cpu_cores": [(b - a) / wall for a, b in zip(r0, r1, strict=True)],
+        "actor_cpu_cores": sum(actor_cores) if actor_cores else math.nan,
+        "actor_cpu_cores_max": max(actor_cores) if actor_cores else math.nan,
+        # Batches the workers answered over the run (every ingress), per variant.
+        "batches_by_variant": {
+            v: {"per_s": b / wall, "mean_size": r / b} for v, (b, r) in sorted(by_variant.items())
+        },
+        # The plan: batch calls per second its groups take when every worker is busy.
+        "plan": plan,
     }
 
 
@@ -239,8 +275,16 @@ def _text(rows: list[dict], args: argparse.Namespace) -> str:
         lines.append(
             f"    CPU: controller process {r['controller_cpu_cores']:.2f} cores, replicas "
             f"[{reps}]; load average {r['loadavg_1m'][0]:.1f} -> {r['loadavg_1m'][1]:.1f}; "
-            f"start-up {r['start_s']:.1f} s"
+            f"start-up {r['start_s']:.1f} s; emulated actors {r['actor_cpu_cores']:.2f} cores in "
+            f"all (busiest {r['actor_cpu_cores_max']:.2f})"
         )
+        busy = {g["variant"]: g for g in r["plan"]}
+        cells = []
+        for v, b in r["batches_by_variant"].items():
+            g = busy.get(v)
+            plan = f" of {g['calls_per_s']:.0f} ({g['replicas']} x b{g['batch']})" if g else ""
+            cells.append(f"{v} {b['per_s']:.1f}{plan} mean size {b['mean_size']:.1f}")
+        lines.append("    batches/s by variant (of the plan's with full batches): " + "; ".join(cells))
     return "\n".join(lines)
 
 
