@@ -183,7 +183,7 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl simvslive``."""
     from lokirl.core.pipeline_config import load_pipeline
-    from lokirl.experiments.simvslive import REPLAYS, run_seeds, sim_cores
+    from lokirl.experiments.simvslive import REPLAYS, describe_solves, run_seeds, sim_cores
 
     if args.workers < 1:
         raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass 2")
@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
             f"p99 {live['hop_ms_p99']:.2f} ms (simulated extra per batch: "
             f"{args.sim_overhead_ms:g} ms)"
         )
+        if r.get("solves_compared") is not None:
+            print(describe_solves(r["solves_compared"]))
         if live["actor_cpu_cores"] is not None:
             print(
                 f"emulated worker actors' CPU: {live['actor_cpu_cores']:.3f} cores in all, "

@@ -156,6 +156,7 @@ def run_sim(
         "shared_cores": cfg.shared_cores,
         "host_cores": cfg.host_cores,
         "batches_by_variant": batch_sizes(res.batches),
+        "solve_log": [[round(t, 3), reason] for t, reason in res.solve_log],
     }
 
 
@@ -229,6 +230,9 @@ async def run_live(
     sampler = asyncio.create_task(sample())
     rt.plane.hop_log = [] if opts.hop_replay else None
     cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
+    # Time 0 and the controller's ticks at the first send, as the simulator has them (the
+    # set-up above took a fraction of a second after the runtime started its clock).
+    replay_lag = rt.restart_clock()
     try:
         client = await replay(trace.arrivals_s, lambda i: rt.submit(frame), opts.max_in_flight)
     finally:
@@ -284,6 +288,11 @@ async def run_live(
         "hop_ms_p50": percentile(hops, 50),
         "hop_ms_p99": percentile(hops, 99),
         "router_overhead_ms_p99": percentile(list(p.dispatch_overhead_ms), 99),
+        # The runtime clock's lead over the replay, removed at the first send.
+        "replay_lag_s": replay_lag,
+        # Each solve started: (seconds since serving started, reason); the first plan at 0.
+        "solve_log": [[0.0, "initial"]]
+        + [[d["t"], d["reason"]] for d in rt.decisions if d.get("started")],
         # (seconds since the replay started, hop s) per batch; popped by run_pair
         "_hop_samples": [(t - wall0, h) for t, h in (p.hop_log or ())],
     }
@@ -405,6 +414,66 @@ def sim_cores(opts: SimVsLiveOptions) -> float | None:
     return cores
 
 
+def solve_divergence(
+    sim_log: list[list[Any]], live_log: list[list[Any]], tolerance_s: float = 1.0
+) -> dict[str, Any]:
+    """Where the two sides' solves part: the first solve started on one side only.
+
+    Solves are matched in order; the first pair further apart than ``tolerance_s``
+    (a controller period: the two sides tick on the same whole seconds), or the
+    first solve left over when one side stops solving, is the divergence.
+
+    Args:
+        sim_log: ``[t, reason]`` per solve started in the simulator, in order.
+        live_log: The same for the live run.
+        tolerance_s: Largest gap between two solves counted the same solve.
+
+    Returns:
+        ``matched`` (solves paired before the divergence), ``diverged_at_s`` (the
+        earlier of the two times there; ``None``: the logs agree), ``sim_next`` and
+        ``live_next`` (the solve each side made there, ``None`` if none), and the
+        solves per reason on each side (``sim_reasons``, ``live_reasons``).
+
+    """
+    matched = 0
+    for a, b in zip(sim_log, live_log, strict=False):
+        if abs(float(a[0]) - float(b[0])) > tolerance_s:
+            break
+        matched += 1
+    sim_next = list(sim_log[matched]) if matched < len(sim_log) else None
+    live_next = list(live_log[matched]) if matched < len(live_log) else None
+    times = [float(x[0]) for x in (sim_next, live_next) if x is not None]
+
+    def reasons(log: list[list[Any]]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _t, reason in log:
+            out[str(reason)] = out.get(str(reason), 0) + 1
+        return dict(sorted(out.items()))
+
+    return {
+        "matched": matched,
+        "diverged_at_s": min(times) if times else None,
+        "sim_next": sim_next,
+        "live_next": live_next,
+        "sim_reasons": reasons(sim_log),
+        "live_reasons": reasons(live_log),
+    }
+
+
+def describe_solves(sc: dict[str, Any]) -> str:
+    """One line on :func:`solve_divergence`'s result, for the command's report."""
+    where = (
+        "the same solves throughout"
+        if sc["diverged_at_s"] is None
+        else f"first apart at {sc['diverged_at_s']:g} s (sim {sc['sim_next']}, "
+        f"live {sc['live_next']})"
+    )
+    return (
+        f"solves: {sc['matched']} started together, {where}; by reason: sim "
+        f"{sc['sim_reasons']}, live {sc['live_reasons']}"
+    )
+
+
 def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any]:
     """One seed: the simulated and the live run of ``trace`` and their comparison.
 
@@ -427,6 +496,7 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
         "sim": sim,
         "live": live,
         "comparison": compare(sim, live),
+        "solves_compared": solve_divergence(sim["solve_log"], live["solve_log"]),
     }
     if opts.hop_replay and hops:
         traced = OverheadTrace.from_samples(hops)
@@ -498,6 +568,7 @@ def run_seeds(
         "sim": first["sim"],
         "live": first["live"],
         "comparison": first["comparison"],
+        "solves_compared": first["solves_compared"],
     }
     out["counting"] = counting_noise(runs)
     if "replays" in first:

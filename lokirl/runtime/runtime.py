@@ -419,6 +419,30 @@ class Runtime:
             self._health_task = asyncio.create_task(self._health_loop())
         self.started = True
 
+    def restart_clock(self) -> float:
+        """Make now time 0 again, before the first frame, and tick the controller from it.
+
+        :meth:`start` makes time 0 the moment serving starts. A caller whose first
+        frame comes later (a replay that is set up after :meth:`start`) calls this
+        right before it sends, so that seconds of demand history and controller ticks
+        line up with its arrival times, as in the simulator. The first plan stays.
+
+        Returns:
+            The seconds the clock had run (the lag it removes).
+
+        Raises:
+            RuntimeError: frames have arrived already, or the runtime is not started.
+
+        """
+        if not self.started or self._control_task is None:
+            raise RuntimeError("restart_clock before start")
+        lag = self.plane.now()
+        self.plane.restart_clock()  # raises once frames have arrived
+        self._control_task.cancel()
+        self._control_task = asyncio.get_running_loop().create_task(self._control_loop())
+        self.last_tick_mono = time.monotonic()
+        return lag
+
     async def _start_replicas(self) -> None:
         """Start the extra ingress replicas; a replica that cannot start stops the runtime.
 
@@ -1131,11 +1155,17 @@ class Runtime:
                 warm_start=True,
                 reason="workers changed",
             )
+        start = decision.resolve and not self.solving
         if len(self.decisions) < 10000:
             self.decisions.append(
-                {"t": round(ctx.now_s, 3), "resolve": decision.resolve, "reason": decision.reason}
+                {
+                    "t": round(ctx.now_s, 3),
+                    "resolve": decision.resolve,
+                    "reason": decision.reason,
+                    "started": start,
+                }
             )
-        if decision.resolve and not self.solving:
+        if start:
             self.solving = True
             self.last_solve_at = ctx.now_s
             asyncio.get_running_loop().create_task(self._solve_and_install(decision))

@@ -185,6 +185,8 @@ class SimResult:
             late (the requests the Loki authors' simulator forwards to its sink).
         batches: Per variant, batches served by size (empty for engines that do
             not form batches).
+        solve_log: Each solve started: (simulated second, the decision's reason),
+            the first plan included (empty for engines that do not keep it).
 
     """
 
@@ -204,6 +206,7 @@ class SimResult:
     dropped_by_task: dict[str, int] = field(default_factory=dict)
     leaf_served: int = 0
     batches: dict[str, dict[int, int]] = field(default_factory=dict)
+    solve_log: tuple[tuple[float, str], ...] = ()
 
     @property
     def effective_accuracy(self) -> float:
@@ -291,4 +294,5 @@ def assemble_result(sim: Any, frames: Tally, subs: Tally) -> SimResult:
         batches={
             v: dict(sorted(h.items())) for v, h in sorted(getattr(sim, "batch_tally", {}).items())
         },
+        solve_log=tuple(getattr(sim, "solve_log", ())),
     )

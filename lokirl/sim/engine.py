@@ -324,6 +324,7 @@ class Simulation(EpochHost):
         self.leaf_acc_sum = 0.0
         self.busy = 0  # batches in service (for shared_cores)
         self.solves = 0
+        self.solve_log: list[tuple[float, str]] = []
         self.solver_time = 0.0
         self.solver_wall = 0.0
         self.reconfigurations = 0
@@ -401,6 +402,7 @@ class Simulation(EpochHost):
         self.solver_wall += wall
         self.last_solve_at = self.env.now
         self.s_solves[min(int(self.env.now), self.n_sec - 1)] += 1
+        self.solve_log.append((float(self.env.now), decision.reason))
         if self.plan is None:
             self.last_solve_time = 0.0
             self._install(plan, instant=True)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lokirl.experiments.simvslive import METRICS, compare, summarise
+from lokirl.experiments.simvslive import (
+    METRICS,
+    compare,
+    describe_solves,
+    solve_divergence,
+    summarise,
+)
 
 
 def _metrics(x: float) -> dict[str, float]:
@@ -85,3 +91,19 @@ def test_counting_noise_shrinks_with_more_violations():
     assert few["rel_band_95"] > 1.0  # ten against ten: more than a factor of two either way
     assert 0.05 < many["rel_band_95"] < 0.1
     assert counting_noise(runs(0, 5))["rel_band_95"] is None
+
+
+def test_solve_divergence_finds_the_first_solve_on_one_side_only():
+    sim = [[0.0, "first plan"], [10.0, "forecast above band"], [30.0, "forecast below band"]]
+    same = solve_divergence(sim, [[0.0, "initial"], [10.4, "forecast above band"], [30.0, "x"]])
+    assert same["matched"] == 3 and same["diverged_at_s"] is None
+    live = [[0.0, "initial"], [10.0, "forecast above band"], [14.0, "forecast above band"]]
+    d = solve_divergence(sim, live + [[30.0, "forecast below band"]])
+    assert d["matched"] == 2 and d["diverged_at_s"] == 14.0
+    assert d["sim_next"] == [30.0, "forecast below band"]
+    assert d["live_next"] == [14.0, "forecast above band"]
+    assert d["live_reasons"] == {"forecast above band": 2, "forecast below band": 1, "initial": 1}
+    assert "2 started together, first apart at 14 s" in describe_solves(d)
+    assert "the same solves throughout" in describe_solves(same)
+    ended = solve_divergence(sim, sim[:2])  # live stopped solving
+    assert ended["diverged_at_s"] == 30.0 and ended["live_next"] is None

@@ -128,7 +128,7 @@ def test_live_emulated_traffic_analysis_accounts_for_every_request(ray_local):
         ping_timeout_s=30.0,  # ten actors starting on a busy 2-core box are not hung
     )
 
-    async def main() -> tuple[dict, dict]:
+    async def main() -> tuple[dict, dict, float, float, list]:
         rt = Runtime(cfg)
         await rt.start()
         try:
@@ -136,12 +136,21 @@ def test_live_emulated_traffic_analysis_accounts_for_every_request(ray_local):
                 np.random.default_rng(0).exponential(1 / rate, int(rate * seconds))
             )
             frame = np.zeros((3, 8, 8), np.uint8)
+            await asyncio.sleep(0.3)  # set-up after start: the clock runs ahead of the replay
+            lag = rt.restart_clock()  # time 0 and the ticks at the first send
+            now = rt.plane.now()
             client = await replay(arrivals, lambda i: rt.submit(frame), 10000)
-            return rt.status(), client.to_dict()
+            with pytest.raises(RuntimeError, match="after frames arrived"):
+                rt.restart_clock()
+            return rt.status(), client.to_dict(), lag, now, list(rt.decisions)
         finally:
             await rt.stop()
 
-    status, client = asyncio.run(main())
+    status, client, lag, now, decisions = asyncio.run(main())
+    assert lag >= 0.3 and now < 0.1
+    # Ticks went on from the new time 0, on whole periods of it.
+    assert len(decisions) >= 3 and decisions[0]["t"] == 1.0
+    assert all(d["t"] == round(d["t"]) for d in decisions)
     f = status["frames"]
     dropped = sum(f["dropped"].values())
     assert f["arrived"] == int(rate * seconds) == client["sent"]

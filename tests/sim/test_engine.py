@@ -279,6 +279,25 @@ def _run(traffic, seed, controller="loki-5s", rate=150.0, seconds=6):
     return simulate(p, c, trace, make_controller(controller), SimConfig(), rng)
 
 
+def test_solve_log_has_every_solve_with_its_reason(traffic):
+    p, c = traffic
+    rates = np.concatenate([np.full(6, 100.0), np.full(6, 600.0), np.full(6, 100.0)])
+    r = simulate(
+        p,
+        c,
+        RateSeries(rates, name="step"),
+        make_controller("trigger"),
+        SimConfig(),
+        np.random.default_rng(0),
+    )
+    assert r.solves == len(r.solve_log) >= 3  # the first plan, the step up, the step down
+    times = [t for t, _ in r.solve_log]
+    assert times[0] == 0.0 and times == sorted(times)
+    assert r.solve_log[0][1] == "first plan"
+    assert {"forecast above band", "forecast below band"} <= {why for _, why in r.solve_log}
+    assert sum(r.series["solves"]) == r.solves
+
+
 def test_same_seed_same_run_and_other_seed_differs(traffic):
     a, b, c = _run(traffic, 1), _run(traffic, 1), _run(traffic, 2)
     assert a.totals() == b.totals()
