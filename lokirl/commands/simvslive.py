@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"solver wall time: sim {sim['solver_wall_s']:.1f} s, live {live['solver_wall_s']:.1f} s "
-            f"({live['solves_in_process']} of {live['solves']} solves in a separate process)"
+            f"({live['solves_in_process']} of {live.get('solves_completed', live['solves'])} solves in a separate process)"
         )
         print(
             f"host CPU (this process + Ray daemons) while serving: "

@@ -253,6 +253,12 @@ async def run_live(
     p = rt.plane
     f, s = p.frame_tally(), p.sub_tally()
     n = max(1, int(math.ceil(opts.duration * opts.dilation)))  # samples: one a wall second
+    # Solves started while the trace plays, as the simulator counts them (its controller
+    # stops at the trace's end; live, ticks go on while the last frames drain).
+    span = float(getattr(trace, "duration_s", None) or n)
+    solve_log = [[0.0, "initial"]] + [
+        [d["t"], d["reason"]] for d in rt.decisions if d.get("started") and d["t"] < span
+    ]
     hops = [rtt - worker for _v, _n, worker, rtt, _prof in p.service_obs]
     return {
         "frame_slo_violation_ratio": f.slo_violation_ratio,
@@ -260,7 +266,8 @@ async def run_live(
         "accuracy": p.accuracy,
         "effective_accuracy": f.effective_accuracy,
         "mean_active_workers": float(np.mean(active[:n])) if active else 0.0,
-        "solves": rt.solves,
+        "solves": len(solve_log),
+        "solves_completed": rt.solves,  # every solve finished, the drain's included
         "reconfigurations": rt.reconfigurations - initial_loads,
         "frames": f.arrived,
         "frames_dropped": f.dropped_total,
@@ -291,8 +298,7 @@ async def run_live(
         # The runtime clock's lead over the replay, removed at the first send.
         "replay_lag_s": replay_lag,
         # Each solve started: (seconds since serving started, reason); the first plan at 0.
-        "solve_log": [[0.0, "initial"]]
-        + [[d["t"], d["reason"]] for d in rt.decisions if d.get("started")],
+        "solve_log": solve_log,
         # (seconds since the replay started, hop s) per batch; popped by run_pair
         "_hop_samples": [(t - wall0, h) for t, h in (p.hop_log or ())],
     }
