@@ -2,7 +2,7 @@
 
 ::
 
-    python benchmarks/bench_ingress.py [--replicas 1,2] [--rate 300] [--seconds 15] [--json]
+    python benchmarks/bench_ingress.py [--replicas 1,2] [--rate 300[,600,...]] [--seconds 15] [--json]
 
 For each replica count: a local Ray, the runtime on ``--workers`` emulated workers
 (``traffic_analysis``, Loki's GPU profile: workers sleep the profiled batch latency
@@ -308,7 +308,11 @@ def _text(rows: list[dict], args: argparse.Namespace) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", default="1,2", help="ingress counts to compare (default 1,2)")
-    ap.add_argument("--rate", type=float, default=300.0, help="offered frames/s (default 300)")
+    ap.add_argument(
+        "--rate",
+        default="300",
+        help="offered frames/s, or a comma-separated sweep (e.g. 300,600,900; default 300)",
+    )
     ap.add_argument("--seconds", type=float, default=15.0, help="sending window (default 15)")
     ap.add_argument("--workers", type=int, default=20, help="emulated workers (default 20)")
     ap.add_argument(
@@ -328,18 +332,36 @@ def main() -> int:
     from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
     from lokirl.runtime.cluster import connect
 
+    try:
+        rates = [float(x) for x in args.rate.split(",")]
+        counts = [int(x) for x in args.replicas.split(",")]
+    except ValueError:
+        ap.error("--rate and --replicas take comma-separated numbers, e.g. --rate 300,600")
+    if not rates or min(rates) <= 0 or not counts or min(counts) < 1:
+        ap.error("--rate must be > 0 and --replicas >= 1")
     json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout
     ray = connect(None, args.num_cpus)
-    rows = []
+    sweeps: list[tuple[argparse.Namespace, list[dict]]] = []
     try:
-        for n in (int(x) for x in args.replicas.split(",")):
-            rows.append(asyncio.run(one(args, n)))
+        for rate in rates:
+            sub = argparse.Namespace(**{**vars(args), "rate": rate})
+            rows = [{"rate": rate, **asyncio.run(one(sub, n))} for n in counts]
+            sweeps.append((sub, rows))
+            if json_out is None:
+                print(_text(rows, sub), flush=True)
     finally:
         ray.shutdown()
     if json_out is not None:
+        rows = [r for _, rs in sweeps for r in rs]
         print(strict_json({"cores": os.cpu_count(), "rows": rows}), file=json_out)
-    else:
-        print(_text(rows, args))
+    elif len(sweeps) > 1:
+        print(f"summary ({os.cpu_count()} cores): offered, ingresses, served/s (on time/s)")
+        for _, rs in sweeps:
+            for r in rs:
+                print(
+                    f"  {r['rate']:>7g} {r['replicas']:>3} {r['served_per_s']:>8.1f} "
+                    f"({r['on_time_per_s']:.1f})"
+                )
     return 0
 
 
