@@ -129,9 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="hop_replay",
         action="store_false",
         help=(
-            "skip the two extra simulations of each live run (by default the simulator "
-            "replays it with the run's mean hop, then with its hops drawn by the moment "
-            "they were measured: how much of the gap the hop's distribution explains)"
+            "skip the three extra simulations of each live run (by default the simulator "
+            "replays it with the run's mean hop, with its hops drawn by the moment "
+            "they were measured, and with those and each frame at the moment it was "
+            "received: how much of the gap the hops and the arrival lag explain)"
         ),
     )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
@@ -162,9 +163,10 @@ def options_of(args: argparse.Namespace) -> Any:
     return SimVsLiveOptions(**{f.name: getattr(args, f.name) for f in fields(SimVsLiveOptions)})
 
 
-def _violations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows a hop replay moves: violation ratios and effective accuracy."""
+def _violations(rows: list[dict[str, Any]], replay: str) -> list[dict[str, Any]]:
+    """The rows a replay moves: violation ratios and effective accuracy (and the solves)."""
     keep = ("frame_slo_violation_ratio", "sub_slo_violation_ratio", "effective_accuracy")
+    keep += ("solves", "reconfigurations") if replay == "received" else ()
     return [r for r in rows if r["metric"] in keep]
 
 
@@ -268,7 +270,11 @@ def run(args: argparse.Namespace) -> int:
             if key in r.get("replays", {}):
                 rp = r["replays"][key]
                 print(f"{label} ({rp['overhead_ms_mean']:.2f} ms on average):")
-                _print_rows(_violations(rp["comparison"]))
+                _print_rows(_violations(rp["comparison"], key))
+                if "solves_compared" in rp:
+                    lag = rp["arrival_lag_ms"]
+                    print(f"  received after sent: mean {lag['mean']:.1f}, p99 {lag['p99']:.1f} ms")
+                    print("  " + describe_solves(rp["solves_compared"]))
         for v, x in live["service_vs_profile"].items():
             print(
                 f"live {v}: {x['batches']} batches, worker time "
@@ -282,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         for key, label in REPLAYS:
             if key in out.get("replay_summary", {}):
                 print(f"{label}, mean over seeds:")
-                _print_rows(_violations(out["replay_summary"][key]))
+                _print_rows(_violations(out["replay_summary"][key], key))
     c = out["counting"]
     band = "n/a" if c["rel_band_95"] is None else f"+-{100 * c['rel_band_95']:.0f}%"
     print(

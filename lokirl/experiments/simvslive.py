@@ -57,9 +57,11 @@ class SimVsLiveOptions:
         address: Ray cluster joined (``None``: a local Ray).
         num_cpus: CPUs of a local Ray.
         max_in_flight: Cap on requests awaiting an answer in the live replay.
-        hop_replay: After each live run, simulate it again twice: with the run's mean
-            hop as the constant per-batch overhead, and with its hops themselves
-            drawn by the moment they were measured (:class:`~lokirl.sim.overhead.OverheadTrace`).
+        hop_replay: After each live run, simulate it again three times: with the run's
+            mean hop as the constant per-batch overhead; with its hops themselves drawn
+            by the moment they were measured (:class:`~lokirl.sim.overhead.OverheadTrace`);
+            and with those hops and each frame at the moment the runtime received it
+            (:func:`received_trace`: the live run's per-second counts).
 
     """
 
@@ -229,6 +231,7 @@ async def run_live(
 
     sampler = asyncio.create_task(sample())
     rt.plane.hop_log = [] if opts.hop_replay else None
+    rt.plane.arrival_log = [] if opts.hop_replay else None
     cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
     # Time 0 and the controller's ticks at the first send, as the simulator has them (the
     # set-up above took a fraction of a second after the runtime started its clock).
@@ -301,6 +304,9 @@ async def run_live(
         "solve_log": solve_log,
         # (seconds since the replay started, hop s) per batch; popped by run_pair
         "_hop_samples": [(t - wall0, h) for t, h in (p.hop_log or ())],
+        # Each frame's arrival as the runtime received it (s from the first send); popped
+        # by run_pair
+        "_arrivals_s": sorted(p.arrival_log or ()),
     }
 
 
@@ -495,6 +501,7 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
     sim = run_sim(pipeline, trace, opts, demand0)
     live = asyncio.run(run_live(pipeline, trace, opts, demand0))
     hops = live.pop("_hop_samples", [])
+    received = live.pop("_arrivals_s", [])
     out: dict[str, Any] = {
         "seed": opts.seed,
         "trace": trace.name,
@@ -514,13 +521,71 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
                 "sim": again,
                 "comparison": compare(again, live),
             }
+        arrived = received_trace(trace, received)
+        if arrived is not None:
+            again = run_sim(pipeline, arrived, opts, demand0, traced)
+            out["replays"]["received"] = {
+                "overhead_ms_mean": 1000.0 * traced.mean_s,
+                "arrival_lag_ms": arrival_lag_ms(trace, arrived),
+                "sim": again,
+                "comparison": compare(again, live),
+                "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
+            }
     return out
+
+
+def received_trace(trace: Any, received_s: Sequence[float]) -> Any:
+    """The trace with each frame at the moment the runtime received it, or None.
+
+    The live runtime counts a frame in the second it receives it, some milliseconds
+    after it was sent; a controller deciding on one second's count (``trigger``'s band
+    test) can then decide differently from the simulator, which counts it when sent.
+    Replaying the received times gives the simulator the live run's counts.
+
+    Args:
+        trace: The arrivals sent.
+        received_s: Arrival times as received (seconds from the first send).
+
+    Returns:
+        An :class:`~lokirl.traces.types.ArrivalTrace` of the received times, or
+        ``None`` when their number differs from the trace's (frames the client could
+        not send).
+
+    """
+    import numpy as np
+
+    from lokirl.traces.types import ArrivalTrace
+
+    if len(received_s) != len(trace.arrivals_s):
+        return None
+    arr = np.maximum(np.sort(np.asarray(received_s, dtype=float)), 0.0)
+    duration = max(float(trace.duration_s), float(arr[-1]) if len(arr) else 0.0)
+    return ArrivalTrace(arr, name=trace.name, duration_s=duration)
+
+
+def arrival_lag_ms(sent: Any, received: Any) -> dict[str, float]:
+    """Mean, p50, p99 and max of received minus sent time, frame by frame (ms).
+
+    Both traces are sorted; the ``i``-th received frame is paired with the ``i``-th sent.
+    """
+    import numpy as np
+
+    lag = 1000.0 * (np.asarray(received.arrivals_s) - np.asarray(sent.arrivals_s))
+    if not len(lag):
+        return {"mean": math.nan, "p50": math.nan, "p99": math.nan, "max": math.nan}
+    return {
+        "mean": float(lag.mean()),
+        "p50": float(np.percentile(lag, 50)),
+        "p99": float(np.percentile(lag, 99)),
+        "max": float(lag.max()),
+    }
 
 
 #: The simulator's replays of a live run (:attr:`SimVsLiveOptions.hop_replay`): key, label.
 REPLAYS = (
     ("mean_hop", "simulator with the run's mean hop"),
     ("traced_hop", "simulator with the run's hops, drawn by the moment measured"),
+    ("received", "simulator with the run's hops and each frame when received"),
 )
 
 

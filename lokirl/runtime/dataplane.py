@@ -335,6 +335,9 @@ class DataPlane:
         #: When a list: (dispatch time on ``time.perf_counter``, hop s) per batch, kept
         #: whole (``lokirl simvslive`` replays the hops in the simulator); off by default.
         self.hop_log: list[tuple[float, float]] | None = None
+        #: When a list: each frame's arrival on this plane's clock (s), as received;
+        #: ``lokirl simvslive`` replays them in the simulator. Off by default.
+        self.arrival_log: list[float] | None = None
 
     # ------------------------------------------------------------------ admission
     def now(self) -> float:
@@ -361,6 +364,8 @@ class DataPlane:
             aps.extend([0] * min(sec - self._aps_sec, aps.maxlen or 1))
             self._aps_sec = sec
         aps[-1] += 1
+        if self.arrival_log is not None:
+            self.arrival_log.append(now)
         fut = asyncio.get_running_loop().create_future()
         frame = Frame(self.next_id, now, now + self.slo_s, data, fut)
         self.next_id += 1

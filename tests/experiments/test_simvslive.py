@@ -6,8 +6,10 @@ import pytest
 
 from lokirl.experiments.simvslive import (
     METRICS,
+    arrival_lag_ms,
     compare,
     describe_solves,
+    received_trace,
     solve_divergence,
     summarise,
 )
@@ -107,3 +109,26 @@ def test_solve_divergence_finds_the_first_solve_on_one_side_only():
     assert "the same solves throughout" in describe_solves(same)
     ended = solve_divergence(sim, sim[:2])  # live stopped solving
     assert ended["diverged_at_s"] == 30.0 and ended["live_next"] is None
+
+
+def test_received_trace_replays_the_times_received():
+    import numpy as np
+
+    from lokirl.traces.types import ArrivalTrace
+
+    sent = ArrivalTrace(np.array([0.0, 0.5, 0.999, 1.5]), name="t", duration_s=2.0)
+    # Received a few ms later, one of them after the second's boundary, out of order.
+    got = received_trace(sent, [0.003, 1.004, 0.502, 1.503])
+    assert got is not None and got.name == "t"
+    assert got.arrivals_s.tolist() == [0.003, 0.502, 1.004, 1.503]
+    assert got.duration_s == 2.0
+    # The simulator would count the third frame in second 1, as the live run did.
+    assert np.bincount(got.arrivals_s.astype(int)).tolist() == [2, 2]
+    lag = arrival_lag_ms(sent, got)
+    assert lag["mean"] == pytest.approx(3.25, abs=1e-6)  # 3, 2, 5 and 3 ms
+    assert lag["max"] == pytest.approx(5.0, abs=1e-6)
+    # A received time past the trace's end extends its duration.
+    late = received_trace(sent, [0.0, 0.5, 1.0, 2.2])
+    assert late is not None and late.duration_s == pytest.approx(2.2)
+    # Frames the client never sent: no replay.
+    assert received_trace(sent, [0.0, 0.5, 1.0]) is None

@@ -280,9 +280,13 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
         solver_time="model", emulate=True,
     )  # fmt: skip
     r = run_pair(opts, p, trace)
-    assert "_hop_samples" not in r["live"]
+    assert "_hop_samples" not in r["live"] and "_arrivals_s" not in r["live"]
     reps = r["replays"]
-    assert set(reps) == {"mean_hop", "traced_hop"}
+    assert set(reps) == {"mean_hop", "traced_hop", "received"}
+    # Every frame was received after it was sent, within the run.
+    lag = reps["received"]["arrival_lag_ms"]
+    assert 0.0 <= lag["p50"] <= lag["max"] < 2000.0
+    assert reps["received"]["solves_compared"]["matched"] >= 1
     # Both replays carry the live run's hops: their mean is the live run's mean hop.
     assert reps["mean_hop"]["overhead_ms_mean"] == pytest.approx(r["live"]["hop_ms_mean"], rel=0.05)
     for rep in reps.values():
@@ -290,5 +294,5 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
         rows = {c["metric"]: c for c in rep["comparison"]}
         assert rows["frames"]["rel"] == 0.0
     summary = replay_summaries([r, r])
-    assert set(summary) == {"mean_hop", "traced_hop"}
+    assert set(summary) == {"mean_hop", "traced_hop", "received"}
     assert replay_summaries([r, {**r, "replays": {}}]) == {}  # only when every run has it
