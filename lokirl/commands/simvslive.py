@@ -185,7 +185,7 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl simvslive``."""
     from lokirl.core.pipeline_config import load_pipeline
-    from lokirl.experiments.simvslive import REPLAYS, describe_solves, run_seeds, sim_cores
+    from lokirl.experiments import simvslive as svl
 
     if args.workers < 1:
         raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass 2")
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             ) from None
         if not seeds:
             raise ConfigError("--seeds", args.seeds, "no seeds", "pass 0,1,2")
-    sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
+    svl.sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
     if not (math.isfinite(args.dilation) and args.dilation > 0):
         raise ConfigError(
             "--dilation", str(args.dilation), "must be a number > 0", "pass 1 (real time) or 4"
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     # Every seed's arrivals first: a bad trace fails before Ray starts.
     traces = [(s, arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))) for s in seeds]
     json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout
-    out = run_seeds(options_of(args), pipeline, traces)
+    out = svl.run_seeds(options_of(args), pipeline, traces)
     runs = out.get("runs") or [out]  # one seed: the report holds its pair
     if json_out is not None:
         print(strict_json(out), file=json_out)
@@ -260,21 +260,19 @@ def run(args: argparse.Namespace) -> int:
             f"{args.sim_overhead_ms:g} ms)"
         )
         if r.get("solves_compared") is not None:
-            print(describe_solves(r["solves_compared"]))
+            print(svl.describe_solves(r["solves_compared"]))
         if live["actor_cpu_cores"] is not None:
             print(
                 f"emulated worker actors' CPU: {live['actor_cpu_cores']:.3f} cores in all, "
                 f"busiest {live['actor_cpu_cores_max']:.4f}"
             )
-        for key, label in REPLAYS:
+        for key, label in svl.REPLAYS:
             if key in r.get("replays", {}):
                 rp = r["replays"][key]
                 print(f"{label} ({rp['overhead_ms_mean']:.2f} ms on average):")
                 _print_rows(_violations(rp["comparison"], key))
                 if "solves_compared" in rp:
-                    lag = rp["arrival_lag_ms"]
-                    print(f"  received after sent: mean {lag['mean']:.1f}, p99 {lag['p99']:.1f} ms")
-                    print("  " + describe_solves(rp["solves_compared"]))
+                    print(svl.describe_received(rp))
         for v, x in live["service_vs_profile"].items():
             print(
                 f"live {v}: {x['batches']} batches, worker time "
@@ -285,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     if len(runs) > 1:
         print(f"mean over seeds {','.join(map(str, seeds))}:")
         _print_rows(out["summary"])
-        for key, label in REPLAYS:
+        for key, label in svl.REPLAYS:
             if key in out.get("replay_summary", {}):
                 print(f"{label}, mean over seeds:")
                 _print_rows(_violations(out["replay_summary"][key], key))

@@ -159,6 +159,8 @@ def run_sim(
         "host_cores": cfg.host_cores,
         "batches_by_variant": batch_sizes(res.batches),
         "solve_log": [[round(t, 3), reason] for t, reason in res.solve_log],
+        # Violated frames by the second they were finalised in.
+        "violations_per_s": [int(x) for x in res.series["frame_violations"]],
     }
 
 
@@ -232,6 +234,7 @@ async def run_live(
     sampler = asyncio.create_task(sample())
     rt.plane.hop_log = [] if opts.hop_replay else None
     rt.plane.arrival_log = [] if opts.hop_replay else None
+    rt.plane.violation_log = []
     cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
     # Time 0 and the controller's ticks at the first send, as the simulator has them (the
     # set-up above took a fraction of a second after the runtime started its clock).
@@ -307,6 +310,8 @@ async def run_live(
         # Each frame's arrival as the runtime received it (s from the first send); popped
         # by run_pair
         "_arrivals_s": sorted(p.arrival_log or ()),
+        # Violated frames by the second they were finalised in, as the simulator counts.
+        "violations_per_s": per_second(p.violation_log or ()),
     }
 
 
@@ -472,6 +477,58 @@ def solve_divergence(
     }
 
 
+def per_second(times_s: Sequence[float]) -> list[int]:
+    """Counts of ``times_s`` per whole second from 0 (negative times in second 0)."""
+    out: list[int] = []
+    for t in times_s:
+        sec = max(0, int(t))
+        if sec >= len(out):
+            out.extend([0] * (sec + 1 - len(out)))
+        out[sec] += 1
+    return out
+
+
+def violation_gaps(
+    sim_per_s: Sequence[int], live_per_s: Sequence[int], window_s: int = 10, top: int = 3
+) -> list[dict[str, int]]:
+    """The windows where live violated the most frames more than the simulator.
+
+    Args:
+        sim_per_s: Violated frames per second, simulated.
+        live_per_s: The same, live.
+        window_s: Window length in seconds.
+        top: How many windows to return.
+
+    Returns:
+        ``{"from_s", "to_s", "sim", "live"}`` per window, largest ``live - sim`` first
+        (only windows where live violated more).
+
+    """
+    n = max(len(sim_per_s), len(live_per_s))
+    rows = []
+    for a in range(0, n, window_s):
+        sim = int(sum(sim_per_s[a : a + window_s]))
+        live = int(sum(live_per_s[a : a + window_s]))
+        if live > sim:
+            rows.append({"from_s": a, "to_s": a + window_s, "sim": sim, "live": live})
+    rows.sort(key=lambda r: (r["sim"] - r["live"], r["from_s"]))
+    return rows[:top]
+
+
+def describe_received(rp: dict[str, Any]) -> str:
+    """Lines on the ``received`` replay: the arrival lag, the solves, the worst windows."""
+    lag = rp["arrival_lag_ms"]
+    gaps = "; ".join(
+        f"{g['from_s']}-{g['to_s']} s sim {g['sim']} live {g['live']}"
+        for g in rp.get("violation_gaps", [])
+    )
+    return (
+        f"  received after sent: mean {lag['mean']:.1f}, p99 {lag['p99']:.1f} ms\n"
+        f"  {describe_solves(rp['solves_compared'])}\n"
+        f"  violated frames, windows where live lost the most more: {gaps or 'none'}"
+    )
+
+
 def describe_solves(sc: dict[str, Any]) -> str:
     """One line on :func:`solve_divergence`'s result, for the command's report."""
     where = (
@@ -530,6 +587,9 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
                 "sim": again,
                 "comparison": compare(again, live),
                 "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
+                "violation_gaps": violation_gaps(
+                    again["violations_per_s"], live["violations_per_s"], window_s=10
+                ),
             }
     return out
 

@@ -338,6 +338,9 @@ class DataPlane:
         #: When a list: each frame's arrival on this plane's clock (s), as received;
         #: ``lokirl simvslive`` replays them in the simulator. Off by default.
         self.arrival_log: list[float] | None = None
+        #: When a list: the moment (this plane's clock, s) each violated frame (late or
+        #: dropped) was finalised, as the simulator's ``frame_violations`` series counts.
+        self.violation_log: list[float] | None = None
 
     # ------------------------------------------------------------------ admission
     def now(self) -> float:
@@ -446,6 +449,8 @@ class DataPlane:
         now = self.now()
         latency_ms = (now - frame.arrival) * 1000.0
         accuracy = 0.0
+        if frame.status != _OK and self.violation_log is not None:
+            self.violation_log.append(now)
         if frame.status == _OK:
             self.frames.on_time += 1
             accuracy = 100.0 * frame.acc_sum / frame.acc_n if frame.acc_n else 0.0

@@ -8,10 +8,13 @@ from lokirl.experiments.simvslive import (
     METRICS,
     arrival_lag_ms,
     compare,
+    describe_received,
     describe_solves,
+    per_second,
     received_trace,
     solve_divergence,
     summarise,
+    violation_gaps,
 )
 
 
@@ -132,3 +135,23 @@ def test_received_trace_replays_the_times_received():
     assert late is not None and late.duration_s == pytest.approx(2.2)
     # Frames the client never sent: no replay.
     assert received_trace(sent, [0.0, 0.5, 1.0]) is None
+
+
+def test_violations_per_second_and_the_worst_windows():
+    assert per_second([0.2, 0.9, 2.5, -0.01]) == [3, 0, 1]
+    assert per_second([]) == []
+    sim = [1] * 30
+    live = [1] * 10 + [5] * 10 + [1] * 5 + [0] * 5 + [9]  # one second longer
+    gaps = violation_gaps(sim, live, window_s=10, top=3)
+    assert gaps == [
+        {"from_s": 10, "to_s": 20, "sim": 10, "live": 50},
+        {"from_s": 30, "to_s": 40, "sim": 0, "live": 9},
+    ]  # 0-10 equal and 20-30 fewer live: not listed
+    rp = {
+        "arrival_lag_ms": {"mean": 1.0, "p50": 0.9, "p99": 5.0, "max": 9.0},
+        "solves_compared": solve_divergence([[0.0, "a"]], [[0.0, "a"]]),
+        "violation_gaps": gaps,
+    }
+    text = describe_received(rp)
+    assert "10-20 s sim 10 live 50" in text and "p99 5.0 ms" in text
+    assert "none" in describe_received({**rp, "violation_gaps": []})

@@ -287,6 +287,12 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     lag = reps["received"]["arrival_lag_ms"]
     assert 0.0 <= lag["p50"] <= lag["max"] < 2000.0
     assert reps["received"]["solves_compared"]["matched"] >= 1
+    # Violated frames per second, live and simulated, add up to each side's total.
+    live = r["live"]
+    assert sum(live["violations_per_s"]) == live["frames_dropped"] + live["frames_late"]
+    sim = reps["received"]["sim"]
+    assert sum(sim["violations_per_s"]) == sim["frames_dropped"] + sim["frames_late"]
+    assert isinstance(reps["received"]["violation_gaps"], list)
     # Both replays carry the live run's hops: their mean is the live run's mean hop.
     assert reps["mean_hop"]["overhead_ms_mean"] == pytest.approx(r["live"]["hop_ms_mean"], rel=0.05)
     for rep in reps.values():
