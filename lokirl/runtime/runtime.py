@@ -414,7 +414,7 @@ class Runtime:
             await self._start_replicas()
         self.last_solve_at = self.plane.now()
         self.last_tick_mono = time.monotonic()
-        self._control_task = asyncio.create_task(self._control_loop())
+        self._control_task = asyncio.create_task(self._control_loop(self.plane.now()))
         if cfg.health_check_s > 0:
             self._health_task = asyncio.create_task(self._health_loop())
         self.started = True
@@ -439,7 +439,8 @@ class Runtime:
         lag = self.plane.now()
         self.plane.restart_clock()  # raises once frames have arrived
         self._control_task.cancel()
-        self._control_task = asyncio.get_running_loop().create_task(self._control_loop())
+        # Ticks at whole epochs of the new time 0, however late the task first runs.
+        self._control_task = asyncio.get_running_loop().create_task(self._control_loop(0.0))
         self.last_tick_mono = time.monotonic()
         return lag
 
@@ -1094,12 +1095,13 @@ class Runtime:
                 out[task] = out.get(task, 0) + n
         return out
 
-    async def _control_loop(self) -> None:
-        # Ticks are scheduled at whole epochs from the start; the controller sees
-        # the scheduled time, so the jitter of a wake-up cannot make "a period
-        # since the last solve" look shorter than it is and skip a solve.
+    async def _control_loop(self, base: float) -> None:
+        # Ticks are scheduled at whole epochs from ``base`` (the plane's time when the
+        # loop was created, not when the task first runs: on a busy host that is
+        # later); the controller sees the scheduled time, so the jitter of a wake-up
+        # cannot make "a period since the last solve" look shorter than it is and skip
+        # a solve.
         epoch = self.config.epoch_s
-        base = self.plane.now()
         self.last_solve_at = base
         k = 0
         while True:

@@ -107,7 +107,9 @@ def test_emulated_actor_latency_and_cpu(ray_local):
     ms = [o["service_ms"] for o in outs]
     assert np.median(ms) == pytest.approx(prof, rel=0.1)
     assert wall >= 0.9 * 8 * prof / 1000.0
-    assert cpu < 0.05 * wall, f"emulated actor used {cpu:.3f} s CPU in {wall:.2f} s busy"
+    # A model computing for that long would use about the whole wall time; the actor's
+    # Ray call handling alone measured 3-6% of it on a busy 2-core box.
+    assert cpu < 0.15 * wall, f"emulated actor used {cpu:.3f} s CPU in {wall:.2f} s busy"
     assert all(len(o["counts"]["car_classification"]) == 8 for o in outs)
     ray.kill(actor)
 
