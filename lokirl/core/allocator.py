@@ -29,8 +29,9 @@ the running plan; the running plan seeds the solver (warm start).
 Solve path (the default, ``formulation="tight"``): the model carries integer
 aggregate columns (replicas per variant and per task) that branch and bound
 branches on; it is built as arrays and solved by HiGHS in process: LP relaxation,
-a fractional dive for an incumbent (proven optimal when within the gap of the LP
-bound), then branch and bound from it (:mod:`lokirl.core.milp`); CBC solves the
+the running plan with its flows re-optimised as the incumbent (proven optimal when
+within the gap of the LP bound), then branch and bound (:mod:`lokirl.core.milp`,
+where the heuristics it runs and why are measured); CBC solves the
 same model through PuLP. ``formulation="reference"`` solves the plain PuLP
 formulation (:mod:`lokirl.core.allocator_reference`), kept for tests. Every solve
 is bounded by wall time (live serving) or, with ``deterministic=True``, by work

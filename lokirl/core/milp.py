@@ -5,11 +5,18 @@ objects: building a few hundred rows as index lists costs a millisecond, where
 PuLP took tens. :func:`solve_milp` then solves the model:
 
 * **HiGHS** (``highspy``, in process): first the LP relaxation (an upper bound
-  for a maximisation), then a *fractional dive* from it (round the least
-  fractional integer column to its nearest value, re-solve the LP hot-started,
-  repeat) for an incumbent. When the incumbent is within the relative gap of the
-  LP bound it is proven optimal and no branching is needed; otherwise HiGHS's
-  branch and bound starts from it (and from a caller's start, if better).
+  for a maximisation) and the caller's start with its continuous part
+  re-optimised; when that start is within the relative gap of the LP bound it is
+  proven optimal and no branching is needed. Otherwise HiGHS's branch and bound
+  runs from it, without restarts and without the RINS, RENS and feasibility-jump
+  heuristics: on the allocator's models these cost more than they find (measured
+  in ``benchmarks/bench_allocator.py``: the median cold solve of
+  ``traffic_analysis`` on 20 workers fell from 122 to 65 ms with them off). A
+  *fractional dive* (round the least fractional integer column to its nearest
+  value, re-solve the LP hot-started, repeat) runs first only where it can end the
+  solve at once, when every solution's objective is a whole number (the rounded
+  LP bound is then often reached); later it is the fallback incumbent when branch
+  and bound stops with none (a work-bounded dive, at most ``4 x integers + 10`` LPs).
 * **CBC** through PuLP (``PULP_CBC_CMD``): the same rows as a PuLP problem, with
   a warm start when one is given.
 
@@ -191,18 +198,26 @@ def _within_gap(maximize: bool, obj: float, bound: float, gap: float) -> bool:
     return diff <= gap * max(abs(obj), 1e-9) + 1e-9
 
 
+def _whole_objective(model: MilpModel) -> bool:
+    """Whether every solution's objective is a whole number.
+
+    That holds when only integer columns carry a cost and every cost is a whole
+    number (the hardware phase: minimise workers).
+    """
+    return all(
+        not c or (is_int and abs(c - round(c)) <= 1e-9)
+        for c, is_int in zip(model.cost, model.integer, strict=True)
+    )
+
+
 def _integral_bound(model: MilpModel, bound: float) -> float:
     """The LP bound rounded to an integer when every solution's objective is one.
 
-    That holds when only integer columns carry a cost and every cost is a whole
-    number (the hardware phase: minimise workers). Then no solution beats the
-    rounded bound, and an incumbent that reaches it is optimal without branching.
+    Then no solution beats the rounded bound, and an incumbent that reaches it is
+    optimal without branching.
     """
-    if not math.isfinite(bound):
+    if not math.isfinite(bound) or not _whole_objective(model):
         return bound
-    for c, is_int in zip(model.cost, model.integer, strict=True):
-        if c and (not is_int or abs(c - round(c)) > 1e-9):
-            return bound
     return math.floor(bound + 1e-6) if model.maximize else math.ceil(bound - 1e-6)
 
 
@@ -308,8 +323,8 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
         return none
     bound = _integral_bound(model, float(h.getInfo().objective_function_value))
     # 2. Incumbent: the caller's start (its integer part with the best continuous part,
-    # i.e. the running plan's replicas with flows re-optimised) or the dive, whichever
-    # is better.
+    # i.e. the running plan's replicas with flows re-optimised); the dive where it can
+    # prove optimality at once (whole-number objectives) or no branching is allowed.
     best: np.ndarray | None = None
     if start is not None and len(start) == model.num_cols:
         polished = _polish(h, model, int_cols, np.asarray(start, float))
@@ -317,11 +332,17 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
             best = polished
         elif model.feasible(start):
             best = np.asarray(start, float)
-    dived = _dive(h, model, int_cols, deadline)
-    if dived is not None and (
-        best is None or _better(model.maximize, model.objective(dived), model.objective(best))
-    ):
-        best = dived
+    dove = False
+    if not (
+        best is not None
+        and _within_gap(model.maximize, model.objective(best), bound, limits.gap_rel)
+    ) and (limits.max_nodes <= 0 or _whole_objective(model)):
+        dove = True
+        dived = _dive(h, model, int_cols, deadline)
+        if dived is not None and (
+            best is None or _better(model.maximize, model.objective(dived), model.objective(best))
+        ):
+            best = dived
     if best is not None and _within_gap(
         model.maximize, model.objective(best), bound, limits.gap_rel
     ):
@@ -334,12 +355,12 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     m = _new_highs(limits, deadline)
     m.setOptionValue("mip_rel_gap", float(limits.gap_rel))
     m.setOptionValue("mip_max_nodes", int(limits.max_nodes))
-    # Restarts re-run the root and its sub-MIP heuristics: slower on these models.
+    # Restarts re-run the root and its sub-MIP heuristics; RINS, RENS and the
+    # feasibility jump cost more than they find on these models (module docstring).
     m.setOptionValue("mip_allow_restart", False)
-    if best is not None:
-        # With an incumbent, the sub-MIP heuristics cost more than they find here.
-        m.setOptionValue("mip_heuristic_run_rins", False)
-        m.setOptionValue("mip_heuristic_run_rens", False)
+    m.setOptionValue("mip_heuristic_run_rins", False)
+    m.setOptionValue("mip_heuristic_run_rens", False)
+    m.setOptionValue("mip_heuristic_run_feasibility_jump", False)
     m.passModel(_highs_lp(model, with_integrality=True))
     if best is not None:
         sol = highspy.HighsSolution()
@@ -352,6 +373,10 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     values = np.asarray(m.getSolution().col_value, float)
     has = info.primal_solution_status == 2 and len(values) == model.num_cols
     if not has:
+        if best is None and not dove:
+            # Branch and bound stopped (time or node limit) before any solution:
+            # the dive, bounded by work, is the fallback.
+            best = _dive(h, model, int_cols, None)
         if best is None:
             return none
         values = best
