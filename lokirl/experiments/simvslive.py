@@ -58,7 +58,8 @@ class SimVsLiveOptions:
         num_cpus: CPUs of a local Ray.
         max_in_flight: Cap on requests awaiting an answer in the live replay.
         hop_replay: After each live run, simulate it again three times: with the run's
-            mean hop as the constant per-batch overhead; with its hops themselves drawn
+            mean hold (the hop plus routing the batch's results on: what keeps a worker
+            from its next batch) as the constant per-batch overhead; with its holds drawn
             by the moment they were measured (:class:`~lokirl.sim.overhead.OverheadTrace`);
             and with those hops and each frame at the moment the runtime received it
             (:func:`received_trace`: the live run's per-second counts).
@@ -300,6 +301,14 @@ async def run_live(
         "hop_ms_mean": float(np.mean(hops)) if hops else math.nan,
         "hop_ms_p50": percentile(hops, 50),
         "hop_ms_p99": percentile(hops, 99),
+        # Hop plus routing the results on: what holds a worker beyond its compute, per
+        # batch (what the traced replays charge), and the routing part alone.
+        "hold_ms_mean": 1000.0 * float(np.mean([h for _t, h in p.hop_log]))
+        if p.hop_log
+        else math.nan,
+        "complete_ms_mean": float(np.mean([c for c, _n in p.complete_ms]))
+        if p.complete_ms
+        else math.nan,
         "router_overhead_ms_p99": percentile(list(p.dispatch_overhead_ms), 99),
         # The runtime clock's lead over the replay, removed at the first send.
         "replay_lag_s": replay_lag,
@@ -640,9 +649,9 @@ def arrival_lag_ms(sent: Any, received: Any) -> dict[str, float]:
 
 #: The simulator's replays of a live run (:attr:`SimVsLiveOptions.hop_replay`): key, label.
 REPLAYS = (
-    ("mean_hop", "simulator with the run's mean hop"),
-    ("traced_hop", "simulator with the run's hops, drawn by the moment measured"),
-    ("received", "simulator with the run's hops and each frame when received"),
+    ("mean_hop", "simulator with the run's mean hold (hop + routing on)"),
+    ("traced_hop", "simulator with the run's holds, drawn by the moment measured"),
+    ("received", "simulator with the run's holds and each frame when received"),
 )
 
 

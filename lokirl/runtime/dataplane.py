@@ -332,8 +332,10 @@ class DataPlane:
         self.complete_ms: deque[tuple[float, int]] = deque(maxlen=20000)
         #: (variant, batch size, worker-side ms, round trip ms, profiled ms) per batch.
         self.service_obs: deque[tuple[str, int, float, float, float]] = deque(maxlen=20000)
-        #: When a list: (dispatch time on ``time.perf_counter``, hop s) per batch, kept
-        #: whole (``lokirl simvslive`` replays the hops in the simulator); off by default.
+        #: When a list: (dispatch time on ``time.perf_counter``, hold s) per batch, kept
+        #: whole: the time the batch held its worker beyond the worker's own compute (the
+        #: hop there and back, then routing its results on, before the worker's next batch
+        #: can start); ``lokirl simvslive`` replays them in the simulator. Off by default.
         self.hop_log: list[tuple[float, float]] | None = None
         #: When a list: each frame's arrival on this plane's clock (s), as received;
         #: ``lokirl simvslive`` replays them in the simulator. Off by default.
@@ -629,12 +631,15 @@ class DataPlane:
                     g.service_ms(len(batch)),
                 )
             )
+            self._complete(g, batch, res)
+            t_free = time.perf_counter()
+            self.complete_ms.append(((t_free - t_done) * 1000.0, len(batch)))
             if self.hop_log is not None:
+                # The worker is free for its next batch only once its results are routed
+                # on: the hop and this completion both hold it beyond its compute.
                 worker_s = float(res.get("service_ms", math.nan)) / 1000.0
                 if math.isfinite(worker_s):
-                    self.hop_log.append((t_start, t_done - t_start - worker_s))
-            self._complete(g, batch, res)
-            self.complete_ms.append(((time.perf_counter() - t_done) * 1000.0, len(batch)))
+                    self.hop_log.append((t_start, t_free - t_start - worker_s))
 
     @staticmethod
     def _take_inflight(w: WorkerState) -> list[Req]:
