@@ -372,7 +372,9 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     info = m.getInfo()
     values = np.asarray(m.getSolution().col_value, float)
     has = info.primal_solution_status == 2 and len(values) == model.num_cols
+    how = "branch-and-bound"
     if not has:
+        how = "lp-dive"
         if best is None and not dove:
             # Branch and bound stopped (time or node limit) before any solution:
             # the dive, bounded by work, is the fallback.
@@ -387,8 +389,8 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     if status == highspy.HighsModelStatus.kOptimal or _within_gap(
         model.maximize, obj, bound, limits.gap_rel
     ):
-        return MilpResult("optimal", values, obj, bound, "branch-and-bound")
-    return MilpResult("feasible", values, obj, bound, "branch-and-bound")
+        return MilpResult("optimal", values, obj, bound, how)
+    return MilpResult("feasible", values, obj, bound, how)
 
 
 def _solve_cbc(model: MilpModel, limits: MilpLimits, start: np.ndarray | None) -> MilpResult:

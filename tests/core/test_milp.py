@@ -56,3 +56,26 @@ def test_whole_number_objective_is_proven_from_the_rounded_lp_bound():
     m.cost[y] = 1.5
     res = solve_milp(m, "highs", MilpLimits(time_limit_s=None))
     assert res.objective == pytest.approx(3.0) and res.how == "branch-and-bound"
+
+
+def test_the_dive_is_the_fallback_when_branch_and_bound_stops_with_nothing(monkeypatch):
+    import lokirl.core.milp as milp
+
+    m = knapsack()
+    m.cost = [5.5, 4.25, 3.1]  # not whole numbers: no dive before branch and bound
+    assert solve_milp(m, "highs", MilpLimits(time_limit_s=None)).how == "branch-and-bound"
+    made = []
+    real = milp._new_highs
+
+    def stopped(limits, deadline):
+        h = real(limits, deadline)
+        made.append(h)
+        if len(made) == 2:  # the branch-and-bound instance stops before any solution
+            h.setOptionValue("time_limit", 0.0)
+        return h
+
+    monkeypatch.setattr(milp, "_new_highs", stopped)
+    res = solve_milp(m, "highs", MilpLimits(time_limit_s=None))
+    assert len(made) == 2 and made[1].getInfo().primal_solution_status != 2
+    assert res.how == "lp-dive" and res.status is not None and m.feasible(res.values)
+    assert res.objective == pytest.approx(14.1)  # a=2, c=1 again
