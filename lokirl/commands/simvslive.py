@@ -130,8 +130,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help=(
             "skip the three extra simulations of each live run (by default the simulator "
-            "replays it with the run's mean hold (the hop plus routing a batch's results "
-            "on), with its holds drawn by the moment they were measured, and with those "
+            "replays it with the run's mean hold (time over the profile, the hop, routing "
+            "a batch's results on), with its holds drawn by the moment they were measured, and with those "
             "and each frame at the moment it was "
             "received: how much of the gap the hops and the arrival lag explain)"
         ),
@@ -257,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"live batches' hop (round trip - worker time): mean {live['hop_ms_mean']:.2f} ms, "
             f"p50 {live['hop_ms_p50']:.2f} ms, "
-            f"p99 {live['hop_ms_p99']:.2f} ms; with routing the results on, {live['hold_ms_mean']:.2f}"
+            f"p99 {live['hop_ms_p99']:.2f} ms; held beyond the profile {live['hold_ms_mean']:.2f}"
             f" ms (simulated extra per batch: {args.sim_overhead_ms:g} ms)"
         )
         if r.get("solves_compared") is not None:

@@ -58,8 +58,9 @@ class SimVsLiveOptions:
         num_cpus: CPUs of a local Ray.
         max_in_flight: Cap on requests awaiting an answer in the live replay.
         hop_replay: After each live run, simulate it again three times: with the run's
-            mean hold (the hop plus routing the batch's results on: what keeps a worker
-            from its next batch) as the constant per-batch overhead; with its holds drawn
+            mean hold (what kept a worker from its next batch beyond the profiled latency:
+            its own time over the profile, the hop, routing the results on) as the
+            constant per-batch overhead; with its holds drawn
             by the moment they were measured (:class:`~lokirl.sim.overhead.OverheadTrace`);
             and with those hops and each frame at the moment the runtime received it
             (:func:`received_trace`: the live run's per-second counts).
@@ -301,10 +302,15 @@ async def run_live(
         "hop_ms_mean": float(np.mean(hops)) if hops else math.nan,
         "hop_ms_p50": percentile(hops, 50),
         "hop_ms_p99": percentile(hops, 99),
-        # Hop plus routing the results on: what holds a worker beyond its compute, per
-        # batch (what the traced replays charge), and the routing part alone.
+        # What held a worker beyond its profiled latency, per batch (what the traced
+        # replays charge): its own time over the profile, the hop, routing the results on.
         "hold_ms_mean": 1000.0 * float(np.mean([h for _t, h in p.hop_log]))
         if p.hop_log
+        else math.nan,
+        "worker_over_profile_ms_mean": float(
+            np.mean([worker - prof for _v, _n, worker, _rtt, prof in p.service_obs])
+        )
+        if p.service_obs
         else math.nan,
         "complete_ms_mean": float(np.mean([c for c, _n in p.complete_ms]))
         if p.complete_ms

@@ -333,9 +333,10 @@ class DataPlane:
         #: (variant, batch size, worker-side ms, round trip ms, profiled ms) per batch.
         self.service_obs: deque[tuple[str, int, float, float, float]] = deque(maxlen=20000)
         #: When a list: (dispatch time on ``time.perf_counter``, hold s) per batch, kept
-        #: whole: the time the batch held its worker beyond the worker's own compute (the
-        #: hop there and back, then routing its results on, before the worker's next batch
-        #: can start); ``lokirl simvslive`` replays them in the simulator. Off by default.
+        #: whole: the time the batch held its worker beyond its profiled latency (the
+        #: worker's own time over the profile, the hop there and back, then routing its
+        #: results on, before the worker's next batch can start); ``lokirl simvslive``
+        #: replays them in the simulator, which charges the profile. Off by default.
         self.hop_log: list[tuple[float, float]] | None = None
         #: When a list: each frame's arrival on this plane's clock (s), as received;
         #: ``lokirl simvslive`` replays them in the simulator. Off by default.
@@ -636,10 +637,9 @@ class DataPlane:
             self.complete_ms.append(((t_free - t_done) * 1000.0, len(batch)))
             if self.hop_log is not None:
                 # The worker is free for its next batch only once its results are routed
-                # on: the hop and this completion both hold it beyond its compute.
-                worker_s = float(res.get("service_ms", math.nan)) / 1000.0
-                if math.isfinite(worker_s):
-                    self.hop_log.append((t_start, t_free - t_start - worker_s))
+                # on: what held it beyond the profiled latency the simulator charges is its
+                # own time over the profile, the hop, and this completion.
+                self.hop_log.append((t_start, t_free - t_start - g.service_ms(len(batch)) / 1000.0))
 
     @staticmethod
     def _take_inflight(w: WorkerState) -> list[Req]:
