@@ -11,7 +11,7 @@ PuLP took tens. :func:`solve_milp` then solves the model:
   runs from it, without restarts and without the RINS, RENS and feasibility-jump
   heuristics: on the allocator's models these cost more than they find (measured
   in ``benchmarks/bench_allocator.py``: the median cold solve of
-  ``traffic_analysis`` on 20 workers fell from 122 to 65 ms with them off). A
+  ``traffic_analysis`` on 20 workers fell from 122 to 62 ms with them off). A
   *fractional dive* (round the least fractional integer column to its nearest
   value, re-solve the LP hot-started, repeat) runs first only where it can end the
   solve at once, when every solution's objective is a whole number (the rounded

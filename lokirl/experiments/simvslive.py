@@ -60,9 +60,9 @@ class SimVsLiveOptions:
         hop_replay: After each live run, simulate it again three times: with the run's
             mean hold (what kept a worker from its next batch beyond the profiled latency:
             its own time over the profile, the hop, routing the results on) as the
-            constant per-batch overhead; with its holds drawn
-            by the moment they were measured (:class:`~lokirl.sim.overhead.OverheadTrace`);
-            and with those hops and each frame at the moment the runtime received it
+            constant per-batch overhead; with its holds drawn by the moment they were
+            measured (:class:`~lokirl.sim.overhead.OverheadTrace`); and with those holds
+            and each frame at the moment the runtime received it
             (:func:`received_trace`: the live run's per-second counts).
 
     """
@@ -655,7 +655,7 @@ def arrival_lag_ms(sent: Any, received: Any) -> dict[str, float]:
 
 #: The simulator's replays of a live run (:attr:`SimVsLiveOptions.hop_replay`): key, label.
 REPLAYS = (
-    ("mean_hop", "simulator with the run's mean hold (hop + routing on)"),
+    ("mean_hop", "simulator with the run's mean hold"),
     ("traced_hop", "simulator with the run's holds, drawn by the moment measured"),
     ("received", "simulator with the run's holds and each frame when received"),
 )

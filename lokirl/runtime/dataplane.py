@@ -623,13 +623,14 @@ class DataPlane:
             self.batches += 1
             t_done = time.perf_counter()
             self.hist["batch"].observe(g.variant, (t_done - t_start))
+            prof_ms = g.service_ms(len(batch))
             self.service_obs.append(
                 (
                     g.variant,
                     len(batch),
                     float(res.get("service_ms", math.nan)),
                     (t_done - t_start) * 1000.0,
-                    g.service_ms(len(batch)),
+                    prof_ms,
                 )
             )
             self._complete(g, batch, res)
@@ -639,7 +640,7 @@ class DataPlane:
                 # The worker is free for its next batch only once its results are routed
                 # on: what held it beyond the profiled latency the simulator charges is its
                 # own time over the profile, the hop, and this completion.
-                self.hop_log.append((t_start, t_free - t_start - g.service_ms(len(batch)) / 1000.0))
+                self.hop_log.append((t_start, t_free - t_start - prof_ms / 1000.0))
 
     @staticmethod
     def _take_inflight(w: WorkerState) -> list[Req]:
