@@ -302,9 +302,10 @@ async def run_live(
         "hop_ms_mean": float(np.mean(hops)) if hops else math.nan,
         "hop_ms_p50": percentile(hops, 50),
         "hop_ms_p99": percentile(hops, 99),
-        # What held a worker beyond its profiled latency, per batch (what the traced
-        # replays charge): its own time over the profile, the hop, routing the results on.
-        "hold_ms_mean": 1000.0 * float(np.mean([h for _t, h in p.hop_log]))
+        # What held a worker beyond its profiled latency, per batch, as the traced replays
+        # charge it (a batch quicker than its profile counts 0: OverheadTrace): its own
+        # time over the profile, the hop, routing the results on.
+        "hold_ms_mean": 1000.0 * float(np.mean([max(0.0, h) for _t, h in p.hop_log]))
         if p.hop_log
         else math.nan,
         "worker_over_profile_ms_mean": float(
