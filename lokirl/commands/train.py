@@ -10,6 +10,7 @@ examples:
   lokirl train --config configs/agents/ppo.yaml --timesteps 2000 --n-envs 1   # a quick try
   lokirl train --config configs/agents/ppo.yaml --resume runs/train__ppo_traffic__.../model.zip
   lokirl train --config configs/agents/ppo_imitation.yaml   # clone the trigger first, then PPO
+  lokirl train --config configs/agents/ppo_general.yaml --prefill-only   # fill its plan library
 
 outputs (runs/train__NAME__TIME/): model.zip + model.features.json (use it as
 --controller ppo:runs/.../model.zip), best_model.zip, checkpoints/, tb/ (TensorBoard:
@@ -46,6 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", metavar="MODEL_ZIP", help="continue training a saved model or checkpoint"
     )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under runs/)")
+    p.add_argument(
+        "--prefill",
+        action="store_true",
+        help="first solve every cold plan the episodes can ask for (each cluster size x the "
+        "demand grid) into the config's plan_library: minutes once, then every run and seed "
+        "on that library finds them",
+    )
+    p.add_argument(
+        "--prefill-only", action="store_true", help="fill the plan library (--prefill) and stop"
+    )
+    p.add_argument("--jobs", type=int, default=2, help="worker processes of --prefill (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -76,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             args.resume, "--resume", "no such model file", "pass a model.zip or a checkpoint"
         )
+    if args.prefill or args.prefill_only:
+        _prefill(cfg.env, args.config, max(1, args.jobs), not args.no_progress)
+        if args.prefill_only:
+            return 0
     from lokirl.agents.train import train
 
     folder = train(
@@ -84,3 +100,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {folder / 'model.zip'}")
     print(f"use it: lokirl evaluate --controllers ppo:{folder / 'model.zip'},loki,trigger")
     return 0
+
+
+def _prefill(env, config: str, jobs: int, progress: bool) -> None:
+    """Fill the plan library of ``env`` (``lokirl.agents.prefill``), with a progress bar."""
+    from lokirl.agents.prefill import prefill_library
+    from lokirl.errors import ConfigError
+
+    if not env.plan_library:
+        raise ConfigError(
+            config, "env.plan_library", "--prefill needs a plan library", "set env.plan_library"
+        )
+    if env.demand_quantum <= 0:
+        raise ConfigError(
+            config, "env.demand_quantum", "is 0: no two solves share a plan", "set it > 0"
+        )
+    if progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("prefilling the plan library", total=None)
+            report = prefill_library(
+                env,
+                jobs,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    else:
+        report = prefill_library(env, jobs)
+    print(
+        f"plan library {report.library}: {report.visited} plans for clusters of "
+        f"{', '.join(map(str, report.clusters))} workers (up to {report.demands} demands "
+        f"each), {report.solved} solved now, in {report.seconds:.0f} s"
+    )
