@@ -129,11 +129,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="hop_replay",
         action="store_false",
         help=(
-            "skip the three extra simulations of each live run (by default the simulator "
+            "skip the four extra simulations of each live run (by default the simulator "
             "replays it with the run's mean hold (time over the profile, the hop, routing "
             "a batch's results on), with its holds drawn by the moment they were measured, "
-            "and with those and each frame at the moment it was received: how much of the "
-            "gap the holds and the arrival lag explain)"
+            "and with those or the mean and each frame at the moment it was received: how "
+            "much of the gap the holds and the arrival lag explain)"
         ),
     )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")

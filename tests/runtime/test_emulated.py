@@ -284,7 +284,7 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     r = run_pair(opts, p, trace)
     assert "_hop_samples" not in r["live"] and "_arrivals_s" not in r["live"]
     reps = r["replays"]
-    assert set(reps) == {"mean_hop", "traced_hop", "received"}
+    assert set(reps) == {"mean_hop", "traced_hop", "received", "received_mean"}
     # Every frame was received after it was sent, within the run.
     lag = reps["received"]["arrival_lag_ms"]
     assert 0.0 <= lag["p50"] <= lag["max"] < 2000.0
@@ -307,5 +307,5 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
         rows = {c["metric"]: c for c in rep["comparison"]}
         assert rows["frames"]["rel"] == 0.0
     summary = replay_summaries([r, r])
-    assert set(summary) == {"mean_hop", "traced_hop", "received"}
+    assert set(summary) == {"mean_hop", "traced_hop", "received", "received_mean"}
     assert replay_summaries([r, {**r, "replays": {}}]) == {}  # only when every run has it
