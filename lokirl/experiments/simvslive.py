@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -238,6 +239,10 @@ async def run_live(
     sampler = asyncio.create_task(sample())
     rt.plane.hop_log = [] if opts.hop_replay else None
     rt.plane.arrival_log = [] if opts.hop_replay else None
+    # The batch records the report averages cover this run, every batch of it (the data
+    # plane keeps the last 20,000 by default), as the hold log does.
+    rt.plane.service_obs = deque()
+    rt.plane.complete_ms = deque()
     rt.plane.violation_log = []
     cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
     # Time 0 and the controller's ticks at the first send, as the simulator has them (the
