@@ -17,7 +17,8 @@ the resets, which solve a cluster's capacities the first time its size is drawn;
 
 The training configs share a plan library on disk (``plan_library``); ``--passes 3``
 plays three sets of new episodes over it, and ``--plan-library /tmp/x.sqlite``
-starts from an empty one.
+starts from an empty one; ``--prefill`` first fills it with every cold plan the
+episodes can ask for (``lokirl train --prefill``), and prints how long that took.
 """
 
 from __future__ import annotations
@@ -70,16 +71,30 @@ def main(argv=None) -> int:
         default=None,
         help="plan library file for --train-config ('' for none; default: the config's)",
     )
+    ap.add_argument(
+        "--prefill",
+        action="store_true",
+        help="fill the plan library with every cold plan first (lokirl.agents.prefill)",
+    )
+    ap.add_argument("--jobs", type=int, default=1, help="processes of --prefill")
     args = ap.parse_args(argv)
     engines = {"both": ("simpy", "fluid"), "none": ()}.get(args.engine, (args.engine,))
     for engine in engines:
         bench(engine, args.steps)
     if args.train_config:
-        bench_training(args.train_config, args.episodes, args.passes, args.plan_library)
+        bench_training(
+            args.train_config,
+            args.episodes,
+            args.passes,
+            args.plan_library,
+            args.jobs if args.prefill else 0,
+        )
     return 0
 
 
-def bench_training(path: str, episodes: int, passes: int = 1, library: str | None = None) -> None:
+def bench_training(
+    path: str, episodes: int, passes: int = 1, library: str | None = None, prefill: int = 0
+) -> None:
     """Random actions on a training config's environment (its own trace mix).
 
     With a plan library (the config's ``plan_library`` or ``library``), each pass
@@ -93,6 +108,15 @@ def bench_training(path: str, episodes: int, passes: int = 1, library: str | Non
     cfg = load_train_config(path).env
     if library is not None:
         cfg = replace(cfg, plan_library=library)
+    if prefill:
+        from lokirl.agents.prefill import prefill_library
+
+        r = prefill_library(cfg, jobs=prefill)
+        print(
+            f"prefill of {r.library}: {r.visited} cold plans ({r.solved} solved) for clusters "
+            f"of {', '.join(map(str, r.clusters))} workers in {r.seconds:.1f} s ({prefill} jobs)",
+            flush=True,
+        )
     env = LokiServingEnv(cfg)
     lib = env.planner.library
     rng = np.random.default_rng(0)
