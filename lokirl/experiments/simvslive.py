@@ -243,6 +243,7 @@ async def run_live(
     # plane keeps the last 20,000 by default), as the hold log does.
     rt.plane.service_obs = deque()
     rt.plane.complete_ms = deque()
+    rt.plane.wake_ms = deque()
     rt.plane.violation_log = []
     cpu0, self0, wall0 = host_cpu_s(), _self_cpu_s(), time.perf_counter()
     # Time 0 and the controller's ticks at the first send, as the simulator has them (the
@@ -324,6 +325,13 @@ async def run_live(
         if p.complete_ms
         else math.nan,
         "router_overhead_ms_p99": percentile(list(p.dispatch_overhead_ms), 99),
+        # Batches an idle worker dispatched after routing woke it: the wait from the wake
+        # to the dispatch (the event loop's latency), which neither the hold nor the
+        # simulator (it starts such a batch at the arrival) counts.
+        "wakes": len(p.wake_ms),
+        "wake_ms_mean": float(np.mean(p.wake_ms)) if p.wake_ms else math.nan,
+        "wake_ms_p99": percentile(list(p.wake_ms), 99),
+        "wake_ms_max": float(max(p.wake_ms)) if p.wake_ms else math.nan,
         # The runtime clock's lead over the replay, removed at the first send.
         "replay_lag_s": replay_lag,
         # Each solve started: (seconds since serving started, reason); the first plan at 0.

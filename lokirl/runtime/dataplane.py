@@ -187,6 +187,8 @@ class WorkerState:
         self.drain: GroupState | None = None
         self.swap: Swap | None = None  # the swap in progress
         self.wake = asyncio.Event()
+        #: ``time.perf_counter`` when routing woke it while idle (consumed at dispatch).
+        self.woken_at: float | None = None
         self.token = 0
         self.load_s = 0.0
         self.loop_task: asyncio.Task | None = None
@@ -330,6 +332,10 @@ class DataPlane:
         self.dispatch_overhead_ms: deque[float] = deque(maxlen=20000)
         self.admit_ms: deque[float] = deque(maxlen=20000)
         self.complete_ms: deque[tuple[float, int]] = deque(maxlen=20000)
+        #: Per batch dispatched by an idle worker that routing woke: ms from the wake to
+        #: the dispatch (the event loop's latency; the simulator starts such a batch the
+        #: moment the request arrives, and the hold does not count this wait).
+        self.wake_ms: deque[float] = deque(maxlen=20000)
         #: (variant, batch size, worker-side ms, round trip ms, profiled ms) per batch.
         self.service_obs: deque[tuple[str, int, float, float, float]] = deque(maxlen=20000)
         #: When a list: (dispatch time on ``time.perf_counter``, hold s) per batch, kept
@@ -426,6 +432,8 @@ class DataPlane:
                 continue
             if g is w.group and w.status != "ready":
                 continue  # loads its plan variant: it takes batches once ready
+            if not w.wake.is_set():
+                w.woken_at = time.perf_counter()
             w.wake.set()
             break
 
@@ -547,9 +555,13 @@ class DataPlane:
                 if g is not None and not g.queue and w.drain is g:
                     self._drained(w, g)
                 w.wake.clear()
+                w.woken_at = None
                 await w.wake.wait()
                 continue
             t_start = time.perf_counter()
+            if w.woken_at is not None:
+                self.wake_ms.append((t_start - w.woken_at) * 1000.0)
+                w.woken_at = None
             now = self.now()
             now_ms = now * 1000.0
             q = g.queue

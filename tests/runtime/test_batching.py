@@ -64,5 +64,9 @@ def test_a_burst_goes_to_as_many_idle_workers_as_it_fills(tiny_pipeline):
         assert [n for _t, n in log] == [4, 4]
         assert all(t - t0 < 0.1 for t, _n in log)
         assert plane.batch_tally == {det.variant: {4: 2}}
+        # Each was an idle worker woken by routing: the wake-to-dispatch wait is recorded.
+        assert len(plane.wake_ms) == 2
+        assert all(0.0 <= ms < 100.0 for ms in plane.wake_ms)
+        assert all(w.woken_at is None for w in plane.workers)
 
     asyncio.run(main())
