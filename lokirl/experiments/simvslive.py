@@ -276,6 +276,7 @@ async def run_live(
         [d["t"], d["reason"]] for d in rt.decisions if d.get("started") and d["t"] < span
     ]
     hops = [rtt - worker for _v, _n, worker, rtt, _prof in p.service_obs]
+    wakes = [ms for _t, ms in p.wake_ms]
     return {
         "frame_slo_violation_ratio": f.slo_violation_ratio,
         "sub_slo_violation_ratio": s.slo_violation_ratio,
@@ -328,10 +329,12 @@ async def run_live(
         # Batches an idle worker dispatched after routing woke it: the wait from the wake
         # to the dispatch (the event loop's latency), which neither the hold nor the
         # simulator (it starts such a batch at the arrival) counts.
-        "wakes": len(p.wake_ms),
-        "wake_ms_mean": float(np.mean(p.wake_ms)) if p.wake_ms else math.nan,
-        "wake_ms_p99": percentile(list(p.wake_ms), 99),
-        "wake_ms_max": float(max(p.wake_ms)) if p.wake_ms else math.nan,
+        "wakes": len(wakes),
+        "wake_ms_mean": float(np.mean(wakes)) if wakes else math.nan,
+        "wake_ms_p99": percentile(wakes, 99),
+        "wake_ms_max": max(wakes, default=math.nan),
+        # Per 10 s of the replay: (wakes, summed ms, longest ms) where to look for stalls.
+        "wake_ms_by_10s": wake_windows(p.wake_ms, wall0, 10.0),
         # The runtime clock's lead over the replay, removed at the first send.
         "replay_lag_s": replay_lag,
         # Each solve started: (seconds since serving started, reason); the first plan at 0.
@@ -629,6 +632,29 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
                 "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
             }
     return out
+
+
+def wake_windows(
+    wakes: Sequence[tuple[float, float]], t0: float, window_s: float
+) -> list[tuple[int, float, float]]:
+    """Wake-to-dispatch waits per window: ``(count, summed ms, longest ms)`` each.
+
+    Args:
+        wakes: ``(perf_counter time, ms)`` per batch (:attr:`DataPlane.wake_ms`).
+        t0: The ``perf_counter`` time window 0 starts at.
+        window_s: Window length in seconds.
+
+    """
+    out: list[list[float]] = []
+    for t, ms in wakes:
+        k = max(0, int((t - t0) // window_s))
+        while len(out) <= k:
+            out.append([0, 0.0, 0.0])
+        row = out[k]
+        row[0] += 1
+        row[1] += ms
+        row[2] = max(row[2], ms)
+    return [(int(n), round(total, 3), round(top, 3)) for n, total, top in out]
 
 
 def received_trace(trace: Any, received_s: Sequence[float]) -> Any:

@@ -332,10 +332,11 @@ class DataPlane:
         self.dispatch_overhead_ms: deque[float] = deque(maxlen=20000)
         self.admit_ms: deque[float] = deque(maxlen=20000)
         self.complete_ms: deque[tuple[float, int]] = deque(maxlen=20000)
-        #: Per batch dispatched by an idle worker that routing woke: ms from the wake to
-        #: the dispatch (the event loop's latency; the simulator starts such a batch the
-        #: moment the request arrives, and the hold does not count this wait).
-        self.wake_ms: deque[float] = deque(maxlen=20000)
+        #: Per batch dispatched by an idle worker that routing woke: (dispatch time on
+        #: ``time.perf_counter``, ms from the wake to the dispatch): the event loop's
+        #: latency; the simulator starts such a batch the moment the request arrives, and
+        #: the hold does not count this wait.
+        self.wake_ms: deque[tuple[float, float]] = deque(maxlen=20000)
         #: (variant, batch size, worker-side ms, round trip ms, profiled ms) per batch.
         self.service_obs: deque[tuple[str, int, float, float, float]] = deque(maxlen=20000)
         #: When a list: (dispatch time on ``time.perf_counter``, hold s) per batch, kept
@@ -560,7 +561,7 @@ class DataPlane:
                 continue
             t_start = time.perf_counter()
             if w.woken_at is not None:
-                self.wake_ms.append((t_start - w.woken_at) * 1000.0)
+                self.wake_ms.append((t_start, (t_start - w.woken_at) * 1000.0))
                 w.woken_at = None
             now = self.now()
             now_ms = now * 1000.0

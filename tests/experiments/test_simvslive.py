@@ -15,6 +15,7 @@ from lokirl.experiments.simvslive import (
     solve_divergence,
     summarise,
     violation_gaps,
+    wake_windows,
 )
 
 
@@ -155,3 +156,10 @@ def test_violations_per_second_and_the_worst_windows():
     text = describe_received(rp)
     assert "10-20 s sim 10 live 50" in text and "p99 5.0 ms" in text
     assert "none" in describe_received({**rp, "violation_gaps": []})
+
+
+def test_wake_windows_sum_the_waits_per_window():
+    wakes = [(100.5, 1.0), (101.0, 3.0), (112.0, 0.5), (135.0, 120.0)]
+    got = wake_windows(wakes, 100.0, 10.0)
+    assert got == [(2, 4.0, 3.0), (1, 0.5, 0.5), (0, 0.0, 0.0), (1, 120.0, 120.0)]
+    assert wake_windows([], 0.0, 10.0) == []

@@ -66,7 +66,7 @@ def test_a_burst_goes_to_as_many_idle_workers_as_it_fills(tiny_pipeline):
         assert plane.batch_tally == {det.variant: {4: 2}}
         # Each was an idle worker woken by routing: the wake-to-dispatch wait is recorded.
         assert len(plane.wake_ms) == 2
-        assert all(0.0 <= ms < 100.0 for ms in plane.wake_ms)
+        assert all(0.0 <= ms < 100.0 for _t, ms in plane.wake_ms)
         assert all(w.woken_at is None for w in plane.workers)
 
     asyncio.run(main())

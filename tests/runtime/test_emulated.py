@@ -302,6 +302,9 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     parts = live["worker_over_profile_ms_mean"] + live["hop_ms_mean"] + live["complete_ms_mean"]
     assert live["hold_ms_mean"] == pytest.approx(parts, rel=0.1, abs=0.2)
     assert 0.0 < live["complete_ms_mean"] < live["hold_ms_mean"]
+    # Idle workers woken by routing: the wait to their dispatch, per 10 s of the run.
+    assert live["wakes"] == sum(n for n, _ms, _top in live["wake_ms_by_10s"]) > 0
+    assert 0.0 <= live["wake_ms_mean"] <= live["wake_ms_max"]
     for rep in reps.values():
         assert rep["sim"]["frames"] == r["live"]["frames"] == 120
         rows = {c["metric"]: c for c in rep["comparison"]}
