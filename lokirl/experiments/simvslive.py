@@ -696,11 +696,17 @@ def arrival_lag_ms(sent: Any, received: Any) -> dict[str, float]:
     lag = 1000.0 * (np.asarray(received.arrivals_s) - np.asarray(sent.arrivals_s))
     if not len(lag):
         return {"mean": math.nan, "p50": math.nan, "p99": math.nan, "max": math.nan}
+    sent_s = np.asarray(sent.arrivals_s)
+    windows = (sent_s // 10.0).astype(int)
+    by_10s = np.zeros(int(windows.max()) + 1)
+    np.maximum.at(by_10s, windows, lag)
     return {
         "mean": float(lag.mean()),
         "p50": float(np.percentile(lag, 50)),
         "p99": float(np.percentile(lag, 99)),
         "max": float(lag.max()),
+        # The longest lag per 10 s of sent time: where the ingress stalled.
+        "max_by_10s": [round(float(v), 3) for v in by_10s],
     }
 
 

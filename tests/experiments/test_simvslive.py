@@ -131,6 +131,13 @@ def test_received_trace_replays_the_times_received():
     lag = arrival_lag_ms(sent, got)
     assert lag["mean"] == pytest.approx(3.25, abs=1e-6)  # 3, 2, 5 and 3 ms
     assert lag["max"] == pytest.approx(5.0, abs=1e-6)
+    assert lag["max_by_10s"] == [pytest.approx(5.0)]  # one 10 s window of sent time
+    later = ArrivalTrace(np.array([0.0, 25.0]), name="u", duration_s=30.0)
+    assert arrival_lag_ms(later, received_trace(later, [0.001, 25.2]))["max_by_10s"] == [
+        pytest.approx(1.0),
+        0.0,
+        pytest.approx(200.0),
+    ]
     # A received time past the trace's end extends its duration.
     late = received_trace(sent, [0.0, 0.5, 1.0, 2.2])
     assert late is not None and late.duration_s == pytest.approx(2.2)
