@@ -2,8 +2,7 @@
 
 Training spends nearly all its time in the allocator (a profile of random actions on
 ``configs/agents/ppo_general.yaml``: 96% of the step time inside HiGHS). A cold solve
-(and a warm-start decision whose running plan is too far from the demand to seed it,
-which the allocator solves cold) depends only on the cluster and the demand, and the
+depends only on the cluster and the demand, and the
 environment rounds demands to a relative grid (``demand_quantum``): for the cluster
 sizes a config draws, the cold plans it can ever ask for are finite, a few hundred per
 size. :func:`prefill_library` solves them all up front into the config's plan library
@@ -11,19 +10,19 @@ size. :func:`prefill_library` solves them all up front into the config's plan li
 so that the keys are the ones training looks up. Solves are work-bounded, so a plan
 from the library is the plan training would have solved: filling it changes the
 speed of training, never its result. What is left to solve while training is the warm
-re-solves, whose plans depend on the running plan.
+re-solves, whose plans depend on the running plan (warm start, churn term).
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, replace
 
 from lokirl.envs.serving import EnvConfig
+from lokirl.sim.pool import process_pool
 
 #: Demands are covered up to this factor over the largest the episodes draw
 #: (forecasts overshoot the rates they follow).
@@ -158,12 +157,9 @@ def prefill_library(
             done, solved = done + n, solved + s
             if progress:
                 progress(done, len(tasks))
+        _ENVS.pop(repr(config), None)  # this process goes on (to train): let it go
     else:
-        method = (
-            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        )
-        ctx = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with process_pool(jobs) as pool:
             for fut in as_completed([pool.submit(_solve_chunk, config, c) for c in chunks]):
                 n, s = fut.result()
                 done, solved = done + n, solved + s

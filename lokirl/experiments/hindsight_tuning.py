@@ -148,7 +148,7 @@ def tune_hindsight(
     if jobs > 1:
         from concurrent.futures import as_completed
 
-        from lokirl.experiments.pool import process_pool
+        from lokirl.sim.pool import process_pool
 
         with process_pool(jobs) as pool:
             futures = {

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from lokirl.errors import ConfigError
-from lokirl.experiments.pool import process_pool
 from lokirl.experiments.suites import CaseSpec, Suite, capacities, case_trace, load_unit
+from lokirl.sim.pool import process_pool
 
 #: Simulator figures of each episode, in table order (``lokirl.experiments.compare.METRICS``
 #: plus the modelled solver time and the episode's length).

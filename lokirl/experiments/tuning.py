@@ -188,7 +188,7 @@ def tune(
         )
     pool = None
     if play is None and jobs > 1:
-        from lokirl.experiments.pool import process_pool
+        from lokirl.sim.pool import process_pool
 
         pool = process_pool(jobs)
     play = play or play_case_seed

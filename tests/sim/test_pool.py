@@ -2,7 +2,7 @@
 
 import os
 
-from lokirl.experiments.pool import process_pool
+from lokirl.sim.pool import process_pool
 
 
 def test_pool_workers_start_clean_and_run_work():
