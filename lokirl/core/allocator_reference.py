@@ -15,6 +15,7 @@ from collections import defaultdict
 import pulp
 
 from lokirl.core.allocator import AllocatorOptions, _Outcome, _Structure
+from lokirl.core.milp import cbc_threads
 from lokirl.core.pipeline import Cluster
 from lokirl.core.plan import Phase, Plan, Status
 
@@ -57,7 +58,7 @@ def _make_solver(options: AllocatorOptions, time_limit: float, warm: bool) -> pu
         timeLimit=time_limit,
         gapRel=options.gap_rel,
         warmStart=warm,
-        threads=options.threads,
+        threads=cbc_threads(options.threads),
     )
 
 

@@ -79,3 +79,12 @@ def test_the_dive_is_the_fallback_when_branch_and_bound_stops_with_nothing(monke
     assert len(made) == 2 and made[1].getInfo().primal_solution_status != 2
     assert res.how == "lp-dive" and res.status is not None and m.feasible(res.values)
     assert res.objective == pytest.approx(14.1)  # a=2, c=1 again
+
+
+def test_one_cbc_thread_runs_cbc_serial_code():
+    # `-threads 1` starts CBC's threaded search, which stalled ~10 s on the knapsack above
+    # in about 1 of 550 runs; one thread must therefore pass no threads option at all.
+    from lokirl.core.milp import cbc_threads
+
+    assert cbc_threads(1) is None and cbc_threads(None) is None
+    assert cbc_threads(4) == 4
