@@ -102,11 +102,13 @@ def run_sim(
     opts: SimVsLiveOptions,
     demand0: float,
     overhead: OverheadTrace | float | None = None,
+    wake_delay: OverheadTrace | None = None,
 ) -> dict[str, Any]:
     """Simulate the trace; the metrics compared.
 
     ``overhead``: the per-batch overhead, in seconds or as measured hops (default:
-    ``opts.sim_overhead_ms``).
+    ``opts.sim_overhead_ms``). ``wake_delay``: measured waits from waking an idle
+    worker to its dispatch (default: none).
     """
     import numpy as np
 
@@ -132,6 +134,7 @@ def run_sim(
     else:
         secs = opts.sim_overhead_ms / 1000.0 if overhead is None else float(overhead)
         cfg = replace(cfg, batch_overhead_s=secs)
+    cfg = replace(cfg, wake_delay=wake_delay)
     pipeline = dilate_pipeline(pipeline, k)
     controller = make_controller(opts.controller)
     cluster = Cluster({pipeline.accelerators[0]: opts.workers})
@@ -341,6 +344,8 @@ async def run_live(
         "solve_log": solve_log,
         # (seconds since the replay started, hop s) per batch; popped by run_pair
         "_hop_samples": [(t - wall0, h) for t, h in (p.hop_log or ())],
+        # (seconds since the replay started, wake-to-dispatch s) per wake; popped by run_pair
+        "_wake_samples": [(t - wall0, ms / 1000.0) for t, ms in p.wake_ms],
         # Each frame's arrival as the runtime received it (s from the first send); popped
         # by run_pair
         "_arrivals_s": list(p.arrival_log or ()),
@@ -589,6 +594,7 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
     sim = run_sim(pipeline, trace, opts, demand0)
     live = asyncio.run(run_live(pipeline, trace, opts, demand0))
     hops = live.pop("_hop_samples", [])
+    wake_samples = live.pop("_wake_samples", [])
     received = live.pop("_arrivals_s", [])
     out: dict[str, Any] = {
         "seed": opts.seed,
@@ -631,6 +637,17 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
                 "comparison": compare(again, live),
                 "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
             }
+            if wake_samples:
+                # The received replay plus each wake's measured wait before its batch.
+                woken = OverheadTrace.from_samples(wake_samples)
+                again = run_sim(pipeline, arrived, opts, demand0, traced, woken)
+                out["replays"]["received_wake"] = {
+                    "overhead_ms_mean": 1000.0 * traced.mean_s,
+                    "wake_ms_mean": 1000.0 * woken.mean_s,
+                    "sim": again,
+                    "comparison": compare(again, live),
+                    "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
+                }
     return out
 
 
@@ -716,6 +733,10 @@ REPLAYS = (
     ("traced_hop", "simulator with the run's holds, drawn by the moment measured"),
     ("received", "simulator with the run's holds and each frame when received"),
     ("received_mean", "simulator with the run's mean hold and each frame when received"),
+    (
+        "received_wake",
+        "simulator with the run's holds, each frame when received and each wake's wait",
+    ),
 )
 
 

@@ -81,6 +81,12 @@ class SimConfig:
             run (:class:`~lokirl.sim.overhead.OverheadTrace`; ``lokirl simvslive``
             replays with it). Draws come from their own random stream, so the
             arrivals and routing are those of the run without it.
+        wake_delay: The wait between routing waking an idle worker and the worker
+            forming its batch, drawn per wake from a live run's measured waits at
+            the same moment (``lokirl simvslive`` records them as ``wake_ms``: the
+            ingress's event loop runs the woken worker's loop when it gets to it).
+            Requests that arrive meanwhile join the batch, as live. ``None``
+            (default): a woken worker starts at once. Its own random stream.
         max_frames: A trace asking for more frames than this over the simulated span is
             refused before the run (the engine plays every request; 2e7 takes tens of
             minutes): a trace in the wrong unit or not rescaled to the cluster fails at
@@ -110,6 +116,7 @@ class SimConfig:
     host_cores: float = 0.0
     batch_overhead_s: float = 0.0
     batch_overhead: OverheadTrace | None = None
+    wake_delay: OverheadTrace | None = None
     swap: SwapMode = "overlap"
     max_frames: float = 2e7
 

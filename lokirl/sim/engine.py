@@ -276,6 +276,16 @@ class Simulation(EpochHost):
                 )
             )
         )
+        wd = cfg.wake_delay
+        self.wake_delay = (
+            None
+            if wd is None
+            else wd.sampler(
+                np.random.default_rng(
+                    np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 0x3A4E))
+                )
+            )
+        )
         self.env = simpy.Environment()
         trace_len = (
             self.trace.duration_s if isinstance(self.trace, RateSeries) else self.trace.duration_s
@@ -531,6 +541,7 @@ class Simulation(EpochHost):
         host = self.config.host_cores
         extra = self.config.batch_overhead_s
         overhead = self.overhead
+        wake_delay = self.wake_delay
         while True:
             g = w.serve
             if g is None or not g.queue:
@@ -542,6 +553,9 @@ class Simulation(EpochHost):
                 if g is not None:
                     g.idle.append(w)
                 yield ev
+                if wake_delay is not None:
+                    # Woken by routing: the live loop forms the batch when it runs.
+                    yield timeout(wake_delay.draw(env.now))
                 continue
             # Form a batch, dropping at the head what cannot make its deadline.
             q = g.queue

@@ -141,9 +141,11 @@ class FluidSimulation(EpochHost):
         self.cluster = cluster
         self.trace = trace
         self.config = config or SimConfig()
-        if self.config.batch_overhead_s or self.config.batch_overhead is not None:
+        c = self.config
+        if c.batch_overhead_s or c.batch_overhead is not None or c.wake_delay is not None:
             raise ValueError(
-                "the fluid engine does not model batch_overhead_s; use the simpy engine"
+                "the fluid engine does not model batch_overhead_s, batch_overhead or "
+                "wake_delay; use the simpy engine"
             )
         if not 0 < dt <= self.config.epoch_s:
             raise ValueError(f"dt must be in (0, epoch_s={self.config.epoch_s}], got {dt}")

@@ -284,7 +284,7 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     r = run_pair(opts, p, trace)
     assert "_hop_samples" not in r["live"] and "_arrivals_s" not in r["live"]
     reps = r["replays"]
-    assert set(reps) == {"mean_hop", "traced_hop", "received", "received_mean"}
+    assert set(reps) == {"mean_hop", "traced_hop", "received", "received_mean", "received_wake"}
     # Every frame was received after it was sent, within the run.
     lag = reps["received"]["arrival_lag_ms"]
     assert 0.0 <= lag["p50"] <= lag["max"] < 2000.0
@@ -305,10 +305,12 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     # Idle workers woken by routing: the wait to their dispatch, per 10 s of the run.
     assert live["wakes"] == sum(n for n, _ms, _top in live["wake_ms_by_10s"]) > 0
     assert 0.0 <= live["wake_ms_mean"] <= live["wake_ms_max"]
+    # ... which the received replay with wakes charges, drawn from those very waits.
+    assert reps["received_wake"]["wake_ms_mean"] == pytest.approx(live["wake_ms_mean"], rel=1e-6)
     for rep in reps.values():
         assert rep["sim"]["frames"] == r["live"]["frames"] == 120
         rows = {c["metric"]: c for c in rep["comparison"]}
         assert rows["frames"]["rel"] == 0.0
     summary = replay_summaries([r, r])
-    assert set(summary) == {"mean_hop", "traced_hop", "received", "received_mean"}
+    assert set(summary) == {"mean_hop", "traced_hop", "received", "received_mean", "received_wake"}
     assert replay_summaries([r, {**r, "replays": {}}]) == {}  # only when every run has it

@@ -77,3 +77,36 @@ def test_the_fluid_engine_refuses_a_traced_overhead(traffic):
     trace = RateSeries(np.full(3, 10.0), name="flat")
     with pytest.raises(ValueError, match="batch_overhead"):
         FluidSimulation(p, c, trace, SimConfig(batch_overhead=OverheadTrace(((0.004,),))))
+
+
+def _sparse(traffic, **cfg):
+    p, c = traffic
+    trace = RateSeries(np.full(12, 20.0), name="sparse")  # an idle worker wakes for most frames
+    r = simulate(p, c, trace, make_controller("loki"), SimConfig(**cfg), np.random.default_rng(3))
+    assert r.frames.conserved and r.subrequests.conserved
+    return r
+
+
+def test_a_wake_delay_holds_back_batches_that_idle_workers_start(traffic):
+    p, _ = traffic
+    free = _sparse(traffic)
+    short = _sparse(traffic, wake_delay=OverheadTrace(((0.0005,),)))
+    # Its own stream: the same arrivals; a wait far below the SLO costs nothing here.
+    assert short.frames.arrived == free.frames.arrived
+    assert short.frames.on_time == free.frames.on_time > 0.9 * free.frames.arrived
+    # A wait longer than the SLO at every wake: no frame that woke a worker is on time.
+    slow = _sparse(traffic, wake_delay=OverheadTrace(((2.0 * p.slo_ms / 1000.0,),)))
+    assert slow.frames.arrived == free.frames.arrived
+    assert slow.frames.on_time < 0.1 * free.frames.on_time
+    again = _sparse(traffic, wake_delay=OverheadTrace(((0.0005, 0.2 * p.slo_ms / 1000.0),)))
+    twice = _sparse(traffic, wake_delay=OverheadTrace(((0.0005, 0.2 * p.slo_ms / 1000.0),)))
+    assert asdict(again.frames) == asdict(twice.frames)  # seeded: the same run twice
+
+
+def test_the_fluid_engine_refuses_a_wake_delay(traffic):
+    from lokirl.sim.fluid import FluidSimulation
+
+    p, c = traffic
+    trace = RateSeries(np.full(3, 10.0), name="flat")
+    with pytest.raises(ValueError, match="wake_delay"):
+        FluidSimulation(p, c, trace, SimConfig(wake_delay=OverheadTrace(((0.004,),))))
