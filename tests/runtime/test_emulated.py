@@ -268,6 +268,11 @@ def test_first_plan_is_decided_as_the_simulator_decides_it(controller):
         assert live.demand > 12.5  # its floor: the plan a plain solve for 12.5 would miss
 
 
+ALL_REPLAYS = {
+    "mean_hop", "traced_hop", "received", "received_mean", "received_wake", "received_fine",
+}  # fmt: skip
+
+
 @pytest.mark.ray
 def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     from lokirl.experiments.simvslive import SimVsLiveOptions, replay_summaries, run_pair
@@ -284,7 +289,7 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     r = run_pair(opts, p, trace)
     assert "_hop_samples" not in r["live"] and "_arrivals_s" not in r["live"]
     reps = r["replays"]
-    assert set(reps) == {"mean_hop", "traced_hop", "received", "received_mean", "received_wake"}
+    assert set(reps) == ALL_REPLAYS
     # Every frame was received after it was sent, within the run.
     lag = reps["received"]["arrival_lag_ms"]
     assert 0.0 <= lag["p50"] <= lag["max"] < 2000.0
@@ -307,10 +312,11 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     assert 0.0 <= live["wake_ms_mean"] <= live["wake_ms_max"]
     # ... which the received replay with wakes charges, drawn from those very waits.
     assert reps["received_wake"]["wake_ms_mean"] == pytest.approx(live["wake_ms_mean"], rel=1e-6)
+    assert reps["received_fine"]["bin_s"] == 0.05
     for rep in reps.values():
         assert rep["sim"]["frames"] == r["live"]["frames"] == 120
         rows = {c["metric"]: c for c in rep["comparison"]}
         assert rows["frames"]["rel"] == 0.0
     summary = replay_summaries([r, r])
-    assert set(summary) == {"mean_hop", "traced_hop", "received", "received_mean", "received_wake"}
+    assert set(summary) == ALL_REPLAYS
     assert replay_summaries([r, {**r, "replays": {}}]) == {}  # only when every run has it
