@@ -168,7 +168,10 @@ def summarize(results: Results, n_boot: int = 2000, seed: int = 0) -> dict[str, 
             "n_boot": n_boot,
             "seed": seed,
             "level": 0.95,
-            "design": "cases resampled within families, then seeds within cases",
+            "design": (
+                "cases resampled within families (all together when a family has fewer "
+                f"than {stats.MIN_STRATUM}), then seeds within cases"
+            ),
         },
         "per_case": per_case(results),
         "aggregate": agg,

@@ -83,9 +83,42 @@ def test_resampling_is_stratified_and_handles_unequal_seeds():
     means = stats.resample_case_means(cases, 200, rng)
     assert means.shape == (200, 2)
     assert set(np.unique(means)) <= {1.0, 5.0}
-    # stratified: a family of one case always contributes that case
+    # A family of one case would always contribute that case, leaving seed noise only:
+    # with fewer than MIN_STRATUM cases in a family, cases are resampled together.
     iv = stats.hierarchical_interval({"a": [np.array([1.0, 1.0])], "b": [np.array([3.0])]})
-    assert iv.lo == iv.hi == iv.estimate == 2.0
+    assert iv.estimate == 2.0 and iv.lo == 1.0 and iv.hi == 3.0
+
+
+def test_one_case_families_do_not_shrink_the_interval_to_seed_noise():
+    rng = np.random.default_rng(1)
+    # two cases far apart (case effects -1 and +1), many seeds of small noise each
+    data = {
+        "x": [-1.0 + 0.05 * rng.standard_normal(20)],
+        "y": [1.0 + 0.05 * rng.standard_normal(20)],
+    }
+    iv = stats.hierarchical_interval(data)
+    assert iv.lo < -0.5 and iv.hi > 0.5  # the case-to-case spread, not the seeds' 0.05
+    # families with enough cases are still stratified: every resample keeps both families
+    big = {f: [np.full(3, v + d) for d in (-0.1, 0.0, 0.1)] for f, v in (("x", -1.0), ("y", 1.0))}
+    strat = stats.hierarchical_interval(big)
+    assert -0.2 < strat.lo <= strat.estimate <= strat.hi < 0.2
+
+
+def test_aggregate_covers_only_the_pairs_every_controller_played():
+    rows = []
+    for case, fam, base in (("easy", "f", 100.0), ("hard", "g", 10.0)):
+        for seed in (0, 1):
+            rows.append(
+                {"family": fam, "case": case, "seed": seed, "controller": "ref", "reward": base}
+            )
+            rows.append(
+                {"family": fam, "case": case, "seed": seed, "controller": "a", "reward": base - 1}
+            )
+    # "a" fails the hard case on seed 1: that pair leaves every controller's figure
+    rows[-1] = {**rows[-1], "reward": None, "error": "solver failed"}
+    agg = stats.aggregate(rows, "reward", ["a", "ref"])
+    assert agg["ref"]["overall"].pairs == agg["a"]["overall"].pairs == 3
+    assert agg["a"]["overall"].estimate == pytest.approx(agg["ref"]["overall"].estimate - 1)
 
 
 def test_poi_direction_ties_and_failed_rows():
