@@ -176,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
             "it would overfit the reported numbers)",
             "decide on --suite validation; pass --allow-test only to report a finished choice",
         )
+    if not suite.spec.frozen:
+        from lokirl.experiments.suites import check_not_held_out
+
+        played = [c.traffic.trace for c in suite.spec.cases if c.traffic.trace is not None]
+        check_not_held_out(played, args.allow_test, suite.source, suite.base_dir)
     if args.jobs < 1:
         raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
     controllers = split_specs(args.controllers) if args.controllers else None

@@ -13,13 +13,11 @@ DEFAULT_CONTROLLERS = (
     "loki,loki-5s,loki-10s,loki-30s,loki-1s-churn,loki-5s-churn,loki-10s-churn,loki-30s-churn,"
     "trigger,oracle"
 )
-DEFAULT_TRACES = (
-    "twitter_zipf_flat_bursty,twitter_zipf_exponential_bursty,twitter_medium_normal_load"
-)
+DEFAULT_TRACES = "diurnal_600s,step_600s"
 
 EPILOG = """\
 examples:
-  lokirl evaluate                                            # baselines on the bundled twitter traces
+  lokirl evaluate                                  # baselines on the bundled diurnal and step traces
   lokirl evaluate --controllers ppo:runs/train__x/model.zip,loki,loki-5s,trigger,oracle
   lokirl evaluate --traces my_trace.csv --rescale 40:400 --seeds 5 --json
 
@@ -29,7 +27,11 @@ future demand), inferline, proteus, static, ppo:PATH (a trained policy), module:
 traces: bundled names or files in any documented format; each is rescaled so that its
 minimum..maximum maps onto --rescale (default: 0.3..2.0 x the cluster's capacity at full
 accuracy, 'none' to play it as is). Every (trace, seed) is played by every controller
-with the same randomness (common random numbers); intervals are 95% over seeds x traces.
+with the same randomness (common random numbers). Intervals are 95% t-intervals over
+traces (each trace's seeds averaged first: seeds of one trace are not independent
+samples of traffic), over the seeds when one trace is played; play many traces for a
+claim. The bundled twitter traces are held out for the frozen test suite: evaluate
+refuses them (and any file with the same bytes) without --allow-test.
 """
 
 
@@ -88,6 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=SWAP_MODES,
         help=f"how a worker changes variant in the simulator (default: overlap). {swap_help()}",
     )
+    p.add_argument(
+        "--allow-test",
+        action="store_true",
+        help="play traces of the frozen test suite (to report a finished choice, never to choose)",
+    )
     p.add_argument("--json", action="store_true", help="print the aggregates as JSON")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
@@ -128,7 +135,7 @@ def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
         out.append(trace)
     if not out:
         raise ConfigError(
-            "--traces", args.traces, "no trace given", "pass e.g. --traces twitter_zipf_flat_bursty"
+            "--traces", args.traces, "no trace given", "pass e.g. --traces diurnal_600s"
         )
     return out
 
@@ -162,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.core.pipeline_config import load_pipeline
 
     check_workers(load_pipeline(args.pipeline), args.workers)
+    from lokirl.experiments.suites import check_not_held_out
+
+    names = [t.strip() for t in args.traces.split(",") if t.strip()]
+    check_not_held_out(names, args.allow_test, "--traces")
     env = LokiServingEnv(
         pipeline=args.pipeline,
         workers=args.workers,
@@ -231,7 +242,8 @@ def _print(comp, metrics, folder, reference: str) -> None:
         "reward": "reward",
     }
     table = Table(
-        title=f"controllers on {len(comp.traces)} trace(s) x {len(comp.seeds)} seed(s), mean ± 95% CI"
+        title=f"controllers on {len(comp.traces)} trace(s) x {len(comp.seeds)} seed(s), "
+        "mean ± 95% CI over traces"
     )
     table.add_column("controller")
     for m in metrics:
@@ -252,7 +264,10 @@ def _print(comp, metrics, folder, reference: str) -> None:
     console = make_console()
     console.print(table)
     if len(comp.controllers) > 1:
-        pt = Table(title=f"paired differences vs {reference} (same trace and seed), mean ± 95% CI")
+        pt = Table(
+            title=f"paired differences vs {reference} (same trace and seed), "
+            "mean ± 95% CI over traces"
+        )
         pt.add_column("controller")
         for label in ("reward", "frame viol", "accuracy", "eff. acc.", "pairs"):
             pt.add_column(label, justify="right")

@@ -104,16 +104,31 @@ class Comparison:
         ]
 
     def table(self, trace: str | None = None) -> dict[str, dict[str, tuple[float, float]]]:
-        """``{controller: {metric: (mean, ci)}}`` over seeds (and traces when ``trace`` is None)."""
-        return {
-            c: {m: mean_ci(self.values(c, m, trace)) for m in METRICS} for c in self.controllers
-        }
+        """``{controller: {metric: (mean, ci)}}``.
+
+        For one trace: over its seeds. Over all traces (``trace`` None): the mean of
+        the per-trace means and the t-interval over traces, the trace being the unit
+        (seeds of one trace share its traffic and are not independent samples of it);
+        over the seeds when only one trace was played.
+        """
+        if trace is not None or len(self.traces) < 2:
+            return {
+                c: {m: mean_ci(self.values(c, m, trace)) for m in METRICS} for c in self.controllers
+            }
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for c in self.controllers:
+            out[c] = {}
+            for m in METRICS:
+                per = [self.values(c, m, t) for t in self.traces]
+                out[c][m] = mean_ci([float(np.mean(v)) for v in per if v])
+        return out
 
     def paired(self, reference: str, metric: str = "reward") -> dict[str, tuple[float, float, int]]:
         """Paired differences ``controller - reference`` over the (trace, seed) pairs both played.
 
-        With common random numbers each pair saw the same arrivals, so the paired
-        interval is much tighter than the difference of two marginal intervals.
+        With common random numbers each pair saw the same arrivals. The difference is
+        averaged over the seeds of each trace, then over traces, and the interval is
+        the t-interval over traces (over the seeds when only one trace was played).
 
         Returns:
             ``{controller: (mean difference, 95% CI half-width, pairs)}`` for every
@@ -124,13 +139,17 @@ class Comparison:
         for c in self.controllers:
             if c == reference:
                 continue
-            diffs = [
-                summary(ep)[metric] - summary(self.episodes[(reference, t, s)])[metric]
-                for (cc, t, s), ep in self.episodes.items()
-                if cc == c and (reference, t, s) in self.episodes
-            ]
-            mean, ci = mean_ci(diffs)
-            out[c] = (mean, ci, len(diffs))
+            by_trace: dict[str, list[float]] = {}
+            for (cc, t, s), ep in self.episodes.items():
+                if cc == c and (reference, t, s) in self.episodes:
+                    ref = summary(self.episodes[(reference, t, s)])[metric]
+                    by_trace.setdefault(t, []).append(summary(ep)[metric] - ref)
+            pairs = sum(len(v) for v in by_trace.values())
+            if len(by_trace) < 2:
+                mean, ci = mean_ci([d for v in by_trace.values() for d in v])
+            else:
+                mean, ci = mean_ci([float(np.mean(v)) for v in by_trace.values()])
+            out[c] = (mean, ci, pairs)
         return out
 
     def to_dict(self) -> dict:

@@ -522,6 +522,61 @@ def suite_hash(spec: SuiteSpec, base_dir: Path | None = None) -> str:
     return h.hexdigest()
 
 
+def held_out_digests() -> dict[str, str]:
+    """``{sha256 of the bytes: trace}`` of every trace file a bundled frozen suite plays."""
+    out: dict[str, str] = {}
+    for name in BUILTIN_SUITES:
+        suite = load_suite(name, check_frozen=False)
+        if not suite.spec.frozen:
+            continue
+        for case in suite.spec.cases:
+            if case.traffic.trace is not None:
+                path = _trace_file(case.traffic.trace, suite.base_dir)
+                out[hashlib.sha256(path.read_bytes()).hexdigest()] = case.traffic.trace
+    return out
+
+
+def held_out_traces(traces: Sequence[str], base_dir: Path | None = None) -> list[str]:
+    """The traces among ``traces`` (names or files) whose bytes a frozen suite plays.
+
+    Compared by content, so a copy or a renamed file of a held-out trace is found too.
+    Names that resolve to no file are left to the caller's own checks.
+    """
+    digests = held_out_digests()
+    found = []
+    for spec in traces:
+        try:
+            path = _trace_file(spec, base_dir)
+        except ConfigError:
+            continue
+        if hashlib.sha256(path.read_bytes()).hexdigest() in digests:
+            found.append(spec)
+    return found
+
+
+def check_not_held_out(
+    traces: Sequence[str], allow_test: bool, field: str, base_dir: Path | None = None
+) -> None:
+    """Refuse traces the frozen test suite plays unless ``allow_test``.
+
+    Raises:
+        ConfigError: a trace is held out for the test suite and ``allow_test`` is False.
+
+    """
+    if allow_test:
+        return
+    found = held_out_traces(traces, base_dir)
+    if found:
+        raise ConfigError(
+            field,
+            ", ".join(found),
+            "played by the frozen test suite (the same bytes): results on it are reported, "
+            "never used to choose",
+            "use other traces (e.g. the validation suite's); pass --allow-test only to "
+            "report a finished choice",
+        )
+
+
 def adhoc_suite(
     trace: str,
     *,

@@ -14,7 +14,7 @@ from lokirl.core.pipeline import Cluster
 from lokirl.core.pipeline_config import load_pipeline
 from lokirl.envs import LokiServingEnv
 from lokirl.errors import ConfigError
-from lokirl.experiments.compare import compare, mean_ci
+from lokirl.experiments.compare import METRICS, compare, mean_ci
 from lokirl.traces import RateSeries
 from tests.agents.conftest import ENV, tiny_config
 
@@ -173,6 +173,34 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
         str(trace),
     ]
     assert main(bad_ref) == 2
+    # the frozen test suite's traces are refused before any work (by name or by bytes)
+    held = ["evaluate", "--controllers", "loki", "--traces", "twitter_zipf_flat_bursty"]
+    assert main([*held, "--no-mlflow"]) == 2
+    assert "frozen test suite" in capsys.readouterr().err
+
+
+def test_evaluate_intervals_take_the_trace_as_the_unit():
+    from lokirl.experiments.compare import Comparison
+
+    class Ep:
+        def __init__(self, reward):
+            self.reward = reward
+
+        def summary(self):
+            return dict.fromkeys(METRICS, 0.0) | {"reward": self.reward}
+
+    # two traces far apart, ten seeds of tiny noise each: the spread is the traces'
+    comp = Comparison(["a", "r"], ["t1", "t2"], list(range(10)))
+    for s in range(10):
+        for t, effect in (("t1", -5.0), ("t2", 5.0)):
+            comp.episodes[("r", t, s)] = Ep(100.0)
+            comp.episodes[("a", t, s)] = Ep(100.0 + effect + 0.01 * s)
+    mean, ci, pairs = comp.paired("r")["a"]
+    assert pairs == 20 and mean == pytest.approx(0.045)
+    assert ci > 20  # t(1) x sd of two trace means; over 20 seeds it would be ~2.4
+    m, c = comp.table()["a"]["reward"]
+    assert m == pytest.approx(100.045) and c > 20
+    assert comp.table("t1")["a"]["reward"][1] < 0.1  # one trace: over its seeds
 
 
 def test_resume_continues_training(trained):

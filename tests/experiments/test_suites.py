@@ -69,6 +69,27 @@ def test_validation_and_test_cover_what_they_must():
     assert val_seeds and test_seeds and not val_seeds & test_seeds
     for s in val_seeds | test_seeds:
         assert 20000 <= s < 40000
+    # no other bundled suite plays a trace file of the test suite (compared by bytes)
+    from lokirl.experiments.suites import held_out_traces
+
+    for name in ("dev", "validation"):
+        played = [c.traffic.trace for c in load_suite(name).spec.cases if c.traffic.trace]
+        assert held_out_traces(played) == []
+
+
+def test_held_out_traces_are_found_by_content_and_refused(tmp_path):
+    from lokirl.experiments.suites import check_not_held_out, held_out_traces
+    from lokirl.traces import bundled_path
+
+    copy = tmp_path / "renamed.csv"
+    copy.write_bytes(bundled_path("twitter_zipf_exponential").read_bytes())
+    other = tmp_path / "mine.csv"
+    other.write_text("time_s,qps\n0,10\n1,20\n")
+    traces = ["twitter_zipf_flat_bursty", str(copy), str(other), "diurnal_600s"]
+    assert held_out_traces(traces) == ["twitter_zipf_flat_bursty", str(copy)]
+    with pytest.raises(ConfigError, match="frozen test suite"):
+        check_not_held_out(traces, False, "--traces")
+    check_not_held_out(traces, True, "--traces")  # allowed to report
 
 
 def test_unknown_generator_names_field_and_fix(tmp_path):
