@@ -244,8 +244,16 @@ def tune(
     study = optuna.create_study(direction="maximize", sampler=sampler)
     if start_from is not None:
         study.enqueue_trial({k: start_from[k] for k in space})
+    # The budget counts episodes played: a setting the sampler repeats costs none, so
+    # sampling goes on until n_trials distinct settings were played (or the grid is
+    # exhausted, or the sampler keeps repeating itself).
+    grid = math.prod(len(v) for v in space.values())
+    want = min(n_trials, grid)
+    attempts = 0
     try:
-        study.optimize(objective, n_trials=n_trials)
+        while len(trials) < want and attempts < 50 * n_trials:
+            study.optimize(objective, n_trials=1)
+            attempts += 1
     finally:
         if pool is not None:
             pool.shutdown()

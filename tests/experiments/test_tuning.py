@@ -18,7 +18,9 @@ def test_tuning_finds_the_peak_within_budget_and_is_deterministic():
     per = tuning.episodes_per_trial(suite)
     runs = [tuning.tune("periodic", suite, per * 40, seed=0, play=_stub_play) for _ in range(2)]
     assert runs[0].best_spec == runs[1].best_spec
-    assert runs[0].episodes <= per * 40
+    # the whole budget is played: a setting the sampler repeats costs no episodes and
+    # does not count as a trial
+    assert runs[0].episodes == per * 40 and len({t["spec"] for t in runs[0].trials}) == 40
     best = make_controller(runs[0].best_spec)
     assert best.headroom == 1.3 and best.period_s == 5.0
     assert [t["spec"] for t in runs[0].trials] == [t["spec"] for t in runs[1].trials]
@@ -44,6 +46,20 @@ def test_written_setting_becomes_the_tuned_controller(tmp_path, monkeypatch):
     assert make_controller(res.best_spec).headroom == c.headroom
 
 
+def test_a_grid_smaller_than_the_budget_is_played_once_whole(monkeypatch):
+    suite = load_suite("dev")
+    per = tuning.episodes_per_trial(suite)
+    small = {
+        "period_s": (1.0, 5.0),
+        "headroom": (1.3,),
+        "churn_weight": (0.0,),
+        "warm_start": (True,),
+    }
+    monkeypatch.setitem(tuning.SPACES, "periodic", small)
+    res = tuning.tune("periodic", suite, per * 10, play=_stub_play)
+    assert len(res.trials) == 2 and res.episodes == per * 2
+
+
 def test_untuned_baseline_says_how_to_tune_it(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "TUNED_DIR", tmp_path)
     with pytest.raises(ConfigError, match="lokirl tune"):
@@ -64,7 +80,7 @@ def test_retune_from_the_committed_setting_plays_it_first(tmp_path, monkeypatch)
     start = {"period_s": 30.0, "headroom": 2.0, "churn_weight": 4.0, "warm_start": True}
     res = tuning.tune("periodic", suite, per * 3, play=_stub_play, start_from=start)
     assert res.trials[0]["params"] == start
-    assert len(res.trials) <= 3  # the start counts in the budget
+    assert len(res.trials) == 3  # the start counts in the budget
     with pytest.raises(ConfigError, match="grid"):
         tuning.tune("periodic", suite, per, play=_stub_play, start_from=start | {"headroom": 9.9})
     monkeypatch.setattr(tuning, "TUNED_DIR", tmp_path)
