@@ -212,7 +212,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
         f"- solves: {meta['solver']}, deterministic (work-bounded), modelled solver time; "
         "common random numbers across controllers",
         f"- intervals: 95% percentile, hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
-        "resamples: cases within families, then seeds within cases)",
+        "resamples: cases within families, all together where a family has fewer than "
+        f"{stats.MIN_STRATUM} cases, then seeds within cases)",
+        f"- reward, solves and reconfigurations per {stats.PER_STEPS} s of trace (a longer case "
+        "counts once, not by its length); the per-case table gives episode totals",
         "",
         "## Overall (mean over cases [95% interval])",
         "",

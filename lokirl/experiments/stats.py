@@ -23,6 +23,10 @@ precipice"):
   over cases. Seeds are paired (common random numbers), so A and B are compared on
   the same arrivals.
 
+Additive metrics (reward, solves, reconfigurations, solver time) are scaled to a
+120-epoch episode before any mean (:func:`row_value`), so that a 240 s case does not
+count twice in a mean over cases.
+
 Everything is deterministic given ``seed``. With few cases an interval still says
 little: the report says how many cases back each figure.
 """
@@ -211,6 +215,26 @@ def naive_interval(
 # ----------------------------------------------------------------- from a table
 
 
+#: Metrics that add up over an episode: scaled to :data:`PER_STEPS` epochs so that a
+#: long case does not weigh more than a short one in a mean over cases.
+ADDITIVE = frozenset({"reward", "solves", "reconfigurations", "solver_time_s"})
+
+#: Episode length (epochs) additive metrics are scaled to (the suites' default 120 s).
+PER_STEPS = 120
+
+
+def row_value(row: Mapping[str, Any], metric: str) -> float:
+    """A row's value of ``metric``; additive metrics per :data:`PER_STEPS` epochs.
+
+    Rows without a positive ``steps`` (epochs played) are taken as they are.
+    """
+    v = float(row[metric])
+    steps = row.get("steps")
+    if metric in ADDITIVE and steps:
+        v *= PER_STEPS / float(steps)
+    return v
+
+
 def _ok(row: Mapping[str, Any], metric: str) -> bool:
     v = row.get(metric)
     return not row.get("error") and v is not None and math.isfinite(float(v))
@@ -223,8 +247,8 @@ def values_by_case(
     out: dict[str, dict[str, dict[int, float]]] = {}
     for r in rows:
         if r["controller"] == controller and _ok(r, metric):
-            out.setdefault(r["family"], {}).setdefault(r["case"], {})[int(r["seed"])] = float(
-                r[metric]
+            out.setdefault(r["family"], {}).setdefault(r["case"], {})[int(r["seed"])] = (
+                row_value(r, metric)
             )
     return out
 

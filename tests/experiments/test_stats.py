@@ -168,3 +168,17 @@ def test_aggregate_per_family_and_overall():
 def test_empty_data_gives_nan():
     iv = stats.hierarchical_interval({})
     assert math.isnan(iv.estimate) and iv.cases == 0
+
+
+def test_additive_metrics_count_each_case_once_whatever_its_length():
+    rows = [
+        {"family": "f", "case": "short", "seed": 0, "controller": "a", "reward": 100.0,
+         "solves": 12.0, "frame_violation_ratio": 0.1, "steps": 120},
+        {"family": "f", "case": "long", "seed": 0, "controller": "a", "reward": 200.0,
+         "solves": 24.0, "frame_violation_ratio": 0.3, "steps": 240},
+    ]  # fmt: skip
+    by = stats.values_by_case(rows, "a", "reward")
+    assert by["f"]["short"][0] == by["f"]["long"][0] == 100.0  # per 120 epochs
+    assert stats.values_by_case(rows, "a", "solves")["f"]["long"][0] == 12.0
+    assert stats.values_by_case(rows, "a", "frame_violation_ratio")["f"]["long"][0] == 0.3
+    assert stats.row_value({"reward": 5.0}, "reward") == 5.0  # no steps: as it is
