@@ -519,7 +519,23 @@ def suite_hash(spec: SuiteSpec, base_dir: Path | None = None) -> str:
             path = _trace_file(case.traffic.trace, base_dir)
             h.update(case.traffic.trace.encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
+        elif spec.frozen:
+            # The generated rates themselves (rounded to 1e-6 frames/s): a change to a
+            # generator's code changes a frozen suite's traffic as surely as a changed file.
+            h.update(np.round(_generated(case), 6).astype("<f8").tobytes())
     return h.hexdigest()
+
+
+def _generated(case: CaseSpec) -> np.ndarray:
+    """The raw rates a generated case draws (before its window and rescale)."""
+    from lokirl.traces import as_rates, generate
+
+    t = case.traffic
+    assert t.generator is not None and t.seed is not None
+    series = generate(
+        t.generator, t.start_s + case.duration_s, np.random.default_rng(t.seed), **t.params
+    )
+    return np.asarray(as_rates(series).rates, dtype=float)
 
 
 def held_out_digests() -> dict[str, str]:

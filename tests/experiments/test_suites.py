@@ -203,6 +203,22 @@ def test_frozen_suite_checks_its_hash(tmp_path):
         load_suite(copy)
 
 
+def test_a_generator_change_changes_a_frozen_suites_hash(monkeypatch):
+    import lokirl.traces as traces
+
+    load_suite("test")  # loads as stored
+    real = traces.generate
+
+    def drifted(family, duration_s, rng, **params):
+        out = real(family, duration_s, rng, **params)
+        return type(out)(out.rates * 1.01, out.bin_s, name=out.name)
+
+    monkeypatch.setattr(traces, "generate", drifted)
+    with pytest.raises(FrozenSuiteChanged):
+        load_suite("test")
+    assert load_suite("validation").hash  # not frozen: its hash covers the spec only
+
+
 def test_case_trace_is_seeded_windowed_and_rescaled():
     s = parse_suite(GOOD)
     a = s.spec.cases[0]
