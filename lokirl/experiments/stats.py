@@ -247,8 +247,8 @@ def values_by_case(
     out: dict[str, dict[str, dict[int, float]]] = {}
     for r in rows:
         if r["controller"] == controller and _ok(r, metric):
-            out.setdefault(r["family"], {}).setdefault(r["case"], {})[int(r["seed"])] = (
-                row_value(r, metric)
+            out.setdefault(r["family"], {}).setdefault(r["case"], {})[int(r["seed"])] = row_value(
+                r, metric
             )
     return out
 

@@ -87,6 +87,9 @@ class SimConfig:
             ingress's event loop runs the woken worker's loop when it gets to it).
             Requests that arrive meanwhile join the batch, as live. ``None``
             (default): a woken worker starts at once. Its own random stream.
+        max_span_s: A simulated span longer than this (seconds; default 31 days) is
+            refused before the run: the engine steps every epoch, and a trace in the
+            wrong time unit or stretched by a tiny ``speedup`` would run for hours.
         max_frames: A trace asking for more frames than this over the simulated span is
             refused before the run (the engine plays every request; 2e7 takes tens of
             minutes): a trace in the wrong unit or not rescaled to the cluster fails at
@@ -119,6 +122,7 @@ class SimConfig:
     wake_delay: OverheadTrace | None = None
     swap: SwapMode = "overlap"
     max_frames: float = 2e7
+    max_span_s: float = 31 * 86400.0
 
     def __post_init__(self) -> None:
         check_swap_mode(self.swap)
@@ -126,6 +130,8 @@ class SimConfig:
             raise ValueError("epoch_s must be positive")
         if not self.max_frames > 0:
             raise ValueError("max_frames must be positive")
+        if not self.max_span_s > 0:
+            raise ValueError("max_span_s must be positive")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ValueError("duration_s must be positive")
         if self.shared_cores is not None and not self.shared_cores > 0:

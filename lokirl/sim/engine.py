@@ -293,6 +293,14 @@ class Simulation(EpochHost):
         self.trace_end = float(cfg.duration_s if cfg.duration_s is not None else trace_len)
         if not self.trace_end > 0:
             self.trace_end = 1.0
+        if self.trace_end > cfg.max_span_s:
+            raise TraceError(
+                f"{self.trace.name}: the simulated span is {self.trace_end:.3g} s "
+                f"({self.trace_end / 86400:.3g} days), more than the limit of "
+                f"{cfg.max_span_s:.3g} s (the simulator steps every epoch of it). Fix: check "
+                "the trace's time unit (arrival files are in ms) and --speedup, or keep the "
+                "part that matters (--duration, --window A:B)"
+            )
         _check_size(self.trace, self.trace_end, cfg.max_frames)
         self.end = self.trace_end + cfg.drain_s
         n = int(math.ceil(self.end)) + 1

@@ -4,7 +4,11 @@
    time in ms (``arrival_ms[,qos,deadline_ms]``).
 2. Rate series CSV: ``time_s,qps`` (header optional), evenly spaced rows.
 3. Timestamp CSV with a header: one request per row, the column named by
-   ``column`` holds ISO datetimes or seconds.
+   ``column`` holds ISO datetimes or seconds (milliseconds where the column's name
+   ends in ``ms``, or the numbers are epoch times past the year 5000).
+
+A rate file's header is read by name (``time_s``/``time``..., ``qps``/``rate``...)
+in any order; a UTF-8 byte-order mark is ignored.
 
 Every problem is raised as :class:`lokirl.errors.TraceError` with one line that
 names the file, the line or field, and the fix.
@@ -24,6 +28,7 @@ from lokirl.traces.types import ArrivalTrace, RateSeries, Trace
 
 FORMATS: tuple[str, ...] = ("auto", "arrivals", "rates", "timestamps")
 _RATE_HEADERS = {"qps", "rate", "rps", "rate_qps", "req_s"}
+_TIME_HEADERS = {"time_s", "time", "t", "t_s", "second", "seconds", "sec"}
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -32,7 +37,7 @@ def _read_lines(path: Path) -> list[str]:
     if path.is_dir():
         raise TraceError(f"{path}: is a folder, not a trace file. Fix: name one file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not data
     except UnicodeDecodeError as exc:
         raise TraceError(
             f"{path}: not a text file ({exc.reason}). Fix: pass a CSV/text trace"
@@ -108,21 +113,36 @@ def read_rates(path: str | Path) -> RateSeries:
     """
     path = Path(path)
     rows = _data_rows(_read_lines(path))
+    cols = (0, 1)  # time_s, qps
     if rows and not _is_number(rows[0][1][0]):
-        header = [h.lower() for h in rows[0][1]]
+        header = [h.lower().strip('"') for h in rows[0][1]]
         rows = rows[1:]
         if len(header) < 2:
             raise TraceError(f"{path}: header {header} has no qps column. Fix: use time_s,qps")
+        rate = [i for i, h in enumerate(header) if h in _RATE_HEADERS]
+        time = [i for i, h in enumerate(header) if h in _TIME_HEADERS]
+        if rate:  # the columns by their names, in any order
+            others = [i for i in range(len(header)) if i != rate[0]]
+            cols = (time[0] if time else others[0], rate[0])
+        elif len(header) > 2:
+            raise TraceError(
+                f"{path}: header {header} names no rate column. Fix: name it qps "
+                f"(or one of {sorted(_RATE_HEADERS)}), with time_s beside it"
+            )
     if not rows:
         raise TraceError(f"{path}: rate file has a header but no rows. Fix: add time_s,qps rows")
     times = np.empty(len(rows))
     rates = np.empty(len(rows))
     for i, (n, fields) in enumerate(rows):
-        if len(fields) < 2:
-            raise TraceError(f"{path}: line {n}: expected time_s,qps, got {','.join(fields)!r}")
-        for j, (label, target) in enumerate((("time_s", times), ("qps", rates))):
+        if len(fields) <= max(cols):
+            raise TraceError(
+                f"{path}: line {n}: expected time_s,qps, got {','.join(fields)!r}. Fix: write "
+                "two numbers a row (seconds, requests/s), or pass --format arrivals for one "
+                "arrival time in ms a line"
+            )
+        for j, (label, target) in zip(cols, (("time_s", times), ("qps", rates)), strict=True):
             try:
-                target[i] = float(fields[j])
+                target[i] = float(fields[j].strip('"'))
             except ValueError:
                 raise TraceError(
                     f"{path}: line {n}: {label} {fields[j]!r} is not a number. "
@@ -130,16 +150,18 @@ def read_rates(path: str | Path) -> RateSeries:
                 ) from None
         if not math.isfinite(rates[i]) or rates[i] < 0:
             raise TraceError(
-                f"{path}: line {n}: qps {fields[1]!r} must be finite and >= 0. Fix: correct it"
+                f"{path}: line {n}: qps {fields[cols[1]]!r} must be finite and >= 0. "
+                "Fix: correct it"
             )
         if not math.isfinite(times[i]):
-            raise TraceError(f"{path}: line {n}: time_s {fields[0]!r} is not finite")
+            raise TraceError(f"{path}: line {n}: time_s {fields[cols[0]]!r} is not finite")
     bin_s = 1.0
     if len(times) > 1:
         steps = np.diff(times)
         bin_s = float(steps[0])
-        if bin_s <= 0 or np.any(np.abs(steps - bin_s) > 1e-6 * max(1.0, bin_s)):
-            bad = int(np.flatnonzero(np.abs(steps - bin_s) > 1e-6 * max(1.0, bin_s))[0]) + 1
+        uneven = np.flatnonzero(np.abs(steps - bin_s) > 1e-6 * max(1.0, abs(bin_s)))
+        if bin_s <= 0 or uneven.size:
+            bad = 1 if bin_s <= 0 else int(uneven[0]) + 1
             raise TraceError(
                 f"{path}: line {rows[bad][0]}: time_s is not evenly spaced ascending "
                 f"(expected step {bin_s:g}). Fix: one row per equal-width bin"
@@ -177,7 +199,9 @@ def read_timestamps(path: str | Path, column: str | None = None) -> ArrivalTrace
     if column is None:
         if len(header) != 1:
             raise TraceError(
-                f"{path}: timestamp CSV has columns {header}. Fix: choose one with column=NAME"
+                f"{path}: timestamp CSV has columns {header}. Fix: name the timestamp column "
+                "(--column NAME, or column= in a suite); for a rate series pass --format rates "
+                "with a header time_s,qps"
             )
         column = header[0]
     if column not in header:
@@ -204,7 +228,15 @@ def read_timestamps(path: str | Path, column: str | None = None) -> ArrivalTrace
     if not values:
         raise TraceError(f"{path}: timestamp CSV has a header but no rows. Fix: add rows")
     arr = np.asarray(values, dtype=float)
+    if _in_ms(column, arr):
+        arr = arr / 1000.0
     return ArrivalTrace(arr - arr.min(), name=_name(path))
+
+
+def _in_ms(column: str, values: np.ndarray) -> bool:
+    """Numbers in a column named ``*_ms``/``*ms``, or epoch times past year 5000, are ms."""
+    name = column.strip().lower()
+    return name.endswith("ms") or float(values.min()) > 1e11
 
 
 def detect_format(path: str | Path, column: str | None = None) -> str:
@@ -220,8 +252,8 @@ def detect_format(path: str | Path, column: str | None = None) -> str:
     rows = _data_rows(_read_lines(path))
     first = rows[0][1]
     if not _is_number(first[0]):
-        lowered = {f.lower() for f in first}
-        return "rates" if len(first) == 2 and lowered & _RATE_HEADERS else "timestamps"
+        lowered = {f.lower().strip('"') for f in first}
+        return "rates" if lowered & _RATE_HEADERS else "timestamps"
     return "rates" if len(first) == 2 else "arrivals"
 
 

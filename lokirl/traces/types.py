@@ -105,6 +105,10 @@ class ArrivalTrace:
 Trace = RateSeries | ArrivalTrace
 
 
+#: Most bins :func:`arrivals_to_rates` makes (about 3 years of 1 s bins).
+MAX_BINS = 100_000_000
+
+
 def arrivals_to_rates(trace: ArrivalTrace, bin_s: float = 1.0) -> RateSeries:
     """Count arrivals per bin.
 
@@ -120,6 +124,12 @@ def arrivals_to_rates(trace: ArrivalTrace, bin_s: float = 1.0) -> RateSeries:
     if not bin_s > 0:
         raise TraceError(f"{trace.name}: bin_s must be > 0, got {bin_s}")
     n_bins = max(1, math.ceil(trace.duration_s / bin_s - 1e-9))
+    if n_bins > MAX_BINS:
+        raise TraceError(
+            f"{trace.name}: the arrivals span {trace.duration_s:.3g} s, {n_bins:.3g} bins of "
+            f"{bin_s:g} s (at most {MAX_BINS:.0e}). Fix: check the time unit (arrival files "
+            "are in ms), or keep the part that matters (--window A:B, --duration)"
+        )
     idx = np.minimum((trace.arrivals_s / bin_s).astype(np.int64), n_bins - 1)
     counts = np.bincount(idx, minlength=n_bins).astype(float)
     return RateSeries(counts / bin_s, bin_s=bin_s, name=trace.name)

@@ -44,3 +44,17 @@ def test_bench_refuses_an_unscaled_trace_over_the_limit(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert "load" in err and "Fix:" in err and "--load 0.3:2.0" in err
     assert not (tmp_path / "runs").exists()  # nothing was played
+
+
+def test_a_span_of_months_is_refused_before_the_run():
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.errors import TraceError
+    from lokirl.sim import SimConfig, simulate
+    from lokirl.traces.types import ArrivalTrace
+
+    p, c = load_pipeline("traffic_analysis"), Cluster({"gpu": 20})
+    trace = ArrivalTrace(np.array([0.0, 0.01, 40e6]), name="stretched")
+    with pytest.raises(TraceError, match="days"):
+        simulate(p, c, trace, make_controller("loki"), SimConfig(), np.random.default_rng(0))

@@ -95,7 +95,7 @@ def test_timestamp_csv_unknown_column_lists_columns(tmp_path):
     p = write(tmp_path, "t.csv", "id,ts\n1,0\n")
     with pytest.raises(TraceError, match=r"no column 'time'.*\['id', 'ts'\]"):
         read_timestamps(p, column="time")
-    with pytest.raises(TraceError, match="column=NAME"):
+    with pytest.raises(TraceError, match="--column NAME"):
         load_trace(p)
 
 
@@ -131,3 +131,51 @@ def test_write_read_round_trip(tmp_path):
     np.testing.assert_allclose(
         read_arrivals(write_arrivals(tr, tmp_path / "a.txt")).arrivals_s, tr.arrivals_s
     )
+
+
+def test_rate_times_that_do_not_go_up_are_refused_with_the_line(tmp_path):
+    for name, text in (
+        ("desc.csv", "time_s,qps\n2,100\n1,100\n0,100\n"),
+        ("same.csv", "time_s,qps\n5,100\n5,100\n5,100\n"),
+    ):
+        with pytest.raises(TraceError, match="line 3: time_s is not evenly spaced ascending"):
+            read_rates(write(tmp_path, name, text))
+
+
+def test_rate_columns_are_read_by_their_header_names(tmp_path):
+    swapped = read_rates(write(tmp_path, "s.csv", "qps,time_s\n100,0\n120,1\n140,2\n"))
+    assert swapped.bin_s == 1.0 and list(swapped.rates) == [100, 120, 140]
+    extra = load_trace(write(tmp_path, "e.csv", "time_s,qps,note\n0,100,a\n1,50,b\n"))
+    assert isinstance(extra, RateSeries) and list(extra.rates) == [100, 50]
+    quoted = read_rates(write(tmp_path, "q.csv", '"time_s","qps"\n"0","7"\n"1","8"\n'))
+    assert list(quoted.rates) == [7, 8]
+    with pytest.raises(TraceError, match="names no rate column"):
+        read_rates(write(tmp_path, "n.csv", "a,b,c\n0,1,2\n"))
+
+
+def test_a_byte_order_mark_is_not_data(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes("\ufeff".encode() + b"0\n500\n1000\n")
+    tr = load_trace(p)
+    assert isinstance(tr, ArrivalTrace) and tr.arrivals_s.size == 3
+    assert tr.duration_s == pytest.approx(1.0)
+    q = tmp_path / "bom_rates.csv"
+    q.write_bytes("\ufeff".encode() + b"0,100\n1,200\n")
+    assert list(load_trace(q).rates) == [100, 200]
+
+
+def test_millisecond_timestamp_columns_are_read_in_ms(tmp_path):
+    ms = load_trace(write(tmp_path, "a.csv", "arrival_ms\n0\n2500\n5000\n"))
+    assert ms.duration_s == pytest.approx(5.0)
+    epoch_ms = load_trace(write(tmp_path, "b.csv", "ts\n1700000000000\n1700000004000\n"))
+    assert epoch_ms.duration_s == pytest.approx(4.0)
+    secs = load_trace(write(tmp_path, "c.csv", "ts\n1700000000\n1700000004\n"))
+    assert secs.duration_s == pytest.approx(4.0)
+
+
+def test_arrivals_spanning_centuries_are_refused_before_binning(tmp_path):
+    from lokirl.traces import as_rates
+
+    far = load_trace(write(tmp_path, "far.txt", "0\n10\n1e15\n"))
+    with pytest.raises(TraceError, match="check the time unit"):
+        as_rates(far)
