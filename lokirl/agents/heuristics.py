@@ -55,6 +55,16 @@ class TriggerController:
     name: str = "trigger"
     _fc: Forecaster | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.low < self.high:
+            raise ValueError(
+                f"the band needs 0 <= low < high, got low={self.low:g}, high={self.high:g}"
+            )
+        if not self.headroom > 0:
+            raise ValueError(f"headroom must be positive, got {self.headroom:g}")
+        if self.horizon_s < 1 or self.min_interval_s < 0:
+            raise ValueError("horizon_s must be >= 1 and min_interval_s >= 0")
+
     def decide(self, context: ControlContext) -> Decision:
         """Keep the plan while the forecast stays inside the band."""
         if self._fc is None:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from lokirl.commands.options import parse_range, split_specs
+from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES
 from lokirl.errors import ConfigError
 
@@ -238,8 +239,8 @@ def _report(args: argparse.Namespace, results, suite) -> int:
     meta = results.meta
     summary = summarize(results, n_boot=args.bootstrap, seed=args.stats_seed)
     folder = run_dir("bench", meta["suite"], root=args.out)
-    (folder / "per_episode.json").write_text(json.dumps(results.to_dict(), indent=2))
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    (folder / "per_episode.json").write_text(strict_json(results.to_dict(), indent=2))
+    (folder / "summary.json").write_text(strict_json(summary, indent=2))
     (folder / "report.md").write_text(markdown(summary))
     pareto_plot(summary, folder / "pareto.png")
     write_config(
@@ -254,7 +255,7 @@ def _report(args: argparse.Namespace, results, suite) -> int:
     if not args.no_mlflow:
         _log_mlflow(mlflow_run, args, summary, folder)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(strict_json(summary, indent=2))
         return 0
     print_tables(summary)
     print(f"results: {folder}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from lokirl.commands.options import check_workers, parse_range, split_specs
+from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError
 
@@ -124,6 +124,10 @@ def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
             trace = as_rates(speedup(trace, args.speedup))
         if args.duration and trace.duration_s > args.duration:
             trace = as_rates(window(trace, 0, args.duration))
+        if trace.rates.size == 0 or float(trace.rates.sum()) <= 0:
+            raise ConfigError(
+                spec, "--traces", "the trace has no requests", "give a trace with requests"
+            )
         if args.rescale == "auto":
             trace = rescale(trace, 0.3 * hw_capacity, 2.0 * hw_capacity)
         elif args.rescale != "none":
@@ -204,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         "swap": args.swap,
         "reward_weights": vars(env.config.weights),
     }
-    (folder / "comparison.json").write_text(json.dumps(data, indent=2))
+    (folder / "comparison.json").write_text(strict_json(data, indent=2))
     write_config(folder, vars(args) | {"handler": None})
     plot_comparison(comp, folder / "comparison.png")
     if not args.no_mlflow:
@@ -220,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             ml.log_artifact(folder / "comparison.json")
     if args.json:
-        print(json.dumps({"overall": data["overall"], "paired": data["paired"]}, indent=2))
+        print(strict_json({"overall": data["overall"], "paired": data["paired"]}, indent=2))
         return 0
     _print(comp, METRICS, folder, reference)
     return 0
@@ -254,12 +258,14 @@ def _print(comp, metrics, folder, reference: str) -> None:
         cells = []
         for m in metrics:
             mean, ci = row[m]
-            if "violation" in m:
-                cells.append(f"{mean:.2%} ± {ci:.2%}")
-            elif m in ("solves", "reconfigurations"):
-                cells.append(f"{mean:.0f} ± {ci:.0f}")
-            else:
-                cells.append(f"{mean:.2f} ± {ci:.2f}")
+            f = (
+                ".2%"
+                if "violation" in m
+                else ".0f"
+                if m in ("solves", "reconfigurations")
+                else ".2f"
+            )
+            cells.append(f"{mean:{f}} ± {ci:{f}}" if ci == ci else f"{mean:{f}} ± n/a")
         table.add_row(f"[bold]{c}[/]" if c == best else c, *cells)
     console = make_console()
     console.print(table)
@@ -280,10 +286,10 @@ def _print(comp, metrics, folder, reference: str) -> None:
             win = r[0] - r[1] > 0
             pt.add_row(
                 f"[bold]{c}[/]" if win else c,
-                f"{r[0]:+.2f} ± {r[1]:.2f}",
-                f"{v[0]:+.2%} ± {v[1]:.2%}",
-                f"{a[0]:+.2f} ± {a[1]:.2f}",
-                f"{e[0]:+.2f} ± {e[1]:.2f}",
+                *(
+                    f"{d[0]:+{f}} ± {d[1]:{f}}" if d[1] == d[1] else f"{d[0]:+{f}} ± n/a"
+                    for d, f in ((r, ".2f"), (v, ".2%"), (a, ".2f"), (e, ".2f"))
+                ),
                 str(r[2]),
             )
         console.print(pt)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from lokirl.commands.stdout import strict_json
 from lokirl.errors import LokiError
 
 HORIZONS = (1, 5, 10, 30, 60)
@@ -223,7 +223,7 @@ def _train(args: argparse.Namespace) -> int:
             "n_val": result.n_val,
             "seconds": result.seconds,
         }
-        (folder / "metrics.json").write_text(json.dumps(summary, indent=2))
+        (folder / "metrics.json").write_text(strict_json(summary, indent=2))
         if logger is not None:
             logger.log_artifact(model_path)
             logger.log_artifact(folder / "config.yaml")
@@ -255,6 +255,11 @@ def _load_series(args: argparse.Namespace):
             raise ForecastUsageError(f"--speedup {args.speedup} must be > 0. Fix: e.g. 2")
         series = speedup(series, args.speedup)
     series = resample(series, 1.0)
+    if series.rates.size == 0 or float(series.rates.sum()) <= 0:
+        raise ForecastUsageError(
+            f"{args.trace}: the trace has no requests (every rate is 0): there is nothing to "
+            "forecast. Fix: give a trace with requests, or widen --window"
+        )
     if args.rescale:
         lo, hi = _range(args.rescale, "--rescale")
         series = rescale(series, lo, hi)
@@ -283,7 +288,7 @@ def _eval(args: argparse.Namespace) -> int:
     _plot(series, result["forecasts"], horizons, plot)
     if args.json:
         print(
-            json.dumps(
+            strict_json(
                 {
                     "trace": args.trace,
                     "seconds": len(series),
@@ -377,7 +382,7 @@ def _heldout(args: argparse.Namespace) -> int:
         on_fold=lambda fold: print(f"fold: holding out {', '.join(fold)}", file=sys.stderr),
     )
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(strict_json(results, indent=2))
     else:
         print(markdown_table(results))
     return 0

@@ -81,3 +81,23 @@ def check_workers(pipeline: Any, workers: int, option: str = "--workers") -> Non
             "least one worker; a smaller cluster serves nothing",
             f"pass {option} {need} or more",
         )
+
+
+def check_simulated(controllers: list[str], seed: int) -> None:
+    """Refuse what ``lokirl simulate`` cannot play: a negative seed, the hindsight reference.
+
+    Raises:
+        ConfigError: naming the option and the fix.
+
+    """
+    if seed < 0:
+        raise ConfigError("--seed", str(seed), "must be >= 0", "pass e.g. --seed 0")
+    for n in controllers:
+        if n.strip().startswith("hindsight"):
+            raise ConfigError(
+                "--controller",
+                n,
+                "the hindsight reference plans from the episode's whole future, which "
+                "simulate does not hand to controllers",
+                "compare with it in lokirl evaluate or lokirl bench",
+            )

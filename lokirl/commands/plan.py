@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 from lokirl.commands.options import check_workers
+from lokirl.commands.stdout import strict_json
 from lokirl.errors import ConfigError
 
 EPILOG = """\
@@ -155,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
                 f"pipeline {pipeline.name} has no profile for these accelerator types",
                 f"use {', '.join(pipeline.accelerators)}",
             )
+        usable = sum(n for a, n in cluster.workers.items() if a in pipeline.accelerators)
+        check_workers(pipeline, usable, "--cluster")
     else:
         check_workers(pipeline, args.workers)
         cluster = Cluster.homogeneous(pipeline, args.workers)
@@ -180,13 +182,13 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep:
         plans = [solve(pipeline, cluster, d, options) for d in _parse_sweep(args.sweep)]
         if args.json:
-            print(json.dumps([_sweep_row(p) for p in plans], indent=2))
+            print(strict_json([_sweep_row(p) for p in plans], indent=2))
         else:
             _print_sweep(pipeline.name, cluster, plans)
         return 0
     plan = solve(pipeline, cluster, args.demand, options)
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+        print(strict_json(plan.to_dict(), indent=2))
     else:
         print_plan(plan)
     return 0

@@ -9,11 +9,11 @@ violations where capacity exceeds demand, the authors' own metrics) live in
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 
 EPILOG = """\
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         )
     tables = write_reproduction(results, out)
     if args.json:
-        print(json.dumps(results, indent=2, default=str))
+        print(strict_json(results, indent=2))
     else:
         console.print(tables)
         console.print(f"written: {out / 'tables.md'}, {out / 'results.json'}, {img}")

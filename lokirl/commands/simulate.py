@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from typing import Any
 
-from lokirl.commands.options import check_workers, parse_range
+from lokirl.commands.options import check_simulated, check_workers, parse_range
+from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError, TraceError
 
@@ -189,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError("--duration", str(args.duration), "must be > 0", "pass --duration 60")
     names = args.controllers or list(DEFAULT_CONTROLLERS)
+    check_simulated(names, args.seed)
     controllers = [make_controller(n) for n in names]
     trace = load_trace_args(args)
     cluster = Cluster.homogeneous(pipeline, args.workers)
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             results.append(res)
     folder = _record(args, pipeline, trace, config, names, results)
     if args.json:
-        print(json.dumps({r.controller: r.totals() for r in results}, indent=2))
+        print(strict_json({r.controller: r.totals() for r in results}, indent=2))
     else:
         print_table(
             results,
@@ -264,7 +265,7 @@ def _record(args, pipeline, trace, config, names, results):
     }
     write_config(folder, cfg)
     (folder / "totals.json").write_text(
-        json.dumps({r.controller: r.totals() for r in results}, indent=2) + "\n"
+        strict_json({r.controller: r.totals() for r in results}, indent=2) + "\n"
     )
     plots = []
     if not args.no_plots:

@@ -52,6 +52,12 @@ def finite(value: Any) -> Any:
     return value
 
 
-def strict_json(value: Any) -> str:
-    """Strict JSON of ``value``: a metric with no value is ``null``, never ``NaN``."""
-    return json.dumps(finite(value), default=str, allow_nan=False)
+def strict_json(value: Any, indent: int | None = None) -> str:
+    """Strict JSON of ``value``: a metric with no value is ``null``, never ``NaN``.
+
+    Args:
+        value: What to write (dicts, lists, numbers, strings; others via ``str``).
+        indent: As :func:`json.dumps`.
+
+    """
+    return json.dumps(finite(value), default=str, allow_nan=False, indent=indent)

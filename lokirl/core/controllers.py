@@ -18,7 +18,7 @@ from lokirl.core.controller import Controller, PeriodicMILPController
 from lokirl.core.registry import Registry
 
 #: Controllers by name; other layers register theirs (baselines, PPO) on import.
-CONTROLLERS: Registry[Controller] = Registry("controller")
+CONTROLLERS: Registry[Controller] = Registry("controller", required=("decide",))
 
 
 def _periodic(m: re.Match[str]) -> Controller:

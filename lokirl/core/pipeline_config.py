@@ -29,6 +29,7 @@ Built-in pipelines are shipped as such files inside the package.
 from __future__ import annotations
 
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -105,11 +106,16 @@ class _Checker:
         return value
 
     def number(self, value: Any, field: str, lo: float, hi: float = math.inf) -> float:
+        if isinstance(value, str) and _YAML_EXP.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e9 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             self.fail(field, f"expected a number, got {value!r}", f"write a number in [{lo}, {hi}]")
         if not lo <= value <= hi:
             self.fail(field, f"{value} is out of range", f"use a value in [{lo}, {hi}]")
         return float(value)
+
+
+_YAML_EXP = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
 def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: C901
@@ -337,6 +343,12 @@ def _variant(
                     f"{fa}.{b}", f"batch size {b!r} is not a positive integer", "use 1, 2, 4, ..."
                 )
             row[bi] = ck.number(ms, f"{fa}.{b}", 0.0)
+            if row[bi] <= 0:
+                ck.fail(
+                    f"{fa}.{b}",
+                    "a batch cannot take 0 ms (its throughput would be infinite)",
+                    "write the profiled latency in ms (lokirl profile measures it)",
+                )
         if 1 not in row:
             ck.fail(
                 fa, "missing batch size 1", "profile batch size 1 (a lone request must be servable)"

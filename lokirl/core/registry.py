@@ -23,11 +23,14 @@ class Registry(Generic[T]):
 
     Args:
         kind: What the registry holds, used in error messages (``"controller"``).
+        required: Attributes an imported ``module:attr`` object must have
+            (e.g. ``("decide",)`` for controllers), checked before it is used.
 
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, required: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.required = required
         self._names: dict[str, tuple[Callable[..., T], str]] = {}
         self._prefixes: dict[str, Callable[[str], T]] = {}
         self._patterns: list[tuple[re.Pattern[str], Callable[[re.Match[str]], T], str]] = []
@@ -97,12 +100,15 @@ class Registry(Generic[T]):
 
         """
         spec = spec.strip()
-        if spec in self._names:
-            return self._names[spec][0](**kwargs)
-        for pattern, factory, _ in self._patterns:
-            m = pattern.fullmatch(spec)
-            if m:
-                return factory(m)
+        try:
+            if spec in self._names:
+                return self._names[spec][0](**kwargs)
+            for pattern, factory, _ in self._patterns:
+                m = pattern.fullmatch(spec)
+                if m:
+                    return factory(m)
+        except (TypeError, ValueError) as exc:  # a known name with values it refuses
+            raise ConfigError(spec, self.kind, str(exc), "check the values in the spec") from None
         if ":" in spec:
             prefix, _, arg = spec.partition(":")
             if prefix in self._prefixes:
@@ -117,14 +123,29 @@ class Registry(Generic[T]):
                     f"cannot import {spec!r} ({exc})",
                     "check the module:attribute path",
                 ) from None
-            return obj(**kwargs) if callable(obj) else obj
-        known = ", ".join(self.names() + [p.pattern for p, _, _ in self._patterns])
+            out = obj(**kwargs) if callable(obj) else obj
+            missing = [a for a in self.required if not hasattr(out, a)]
+            if missing:
+                raise ConfigError(
+                    spec,
+                    self.kind,
+                    f"{spec!r} is not a {self.kind} (it has no {', '.join(missing)})",
+                    f"name a {self.kind} class or factory as 'package.module:attribute'",
+                )
+            return out
+        known = ", ".join(self.names() + [_example(h, p.pattern) for p, _, h in self._patterns])
         raise ConfigError(
             spec,
             self.kind,
             f"unknown {self.kind} {spec!r}",
             f"use one of: {known}; or a 'package.module:attribute' path",
         )
+
+
+def _example(help: str, pattern: str) -> str:
+    """The example a pattern's help gives (``e.g. loki-5s``), else the pattern itself."""
+    m = re.search(r"e\.g\. (\S+)", help)
+    return m.group(1).rstrip(",;") if m else pattern
 
 
 def _value(raw: str) -> Any:

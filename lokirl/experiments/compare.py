@@ -76,12 +76,12 @@ def summary(episode: Episode) -> dict[str, float]:
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and half-width of its 95% confidence interval (0 for one value)."""
+    """Mean and half-width of its 95% confidence interval (NaN for one value: unknown)."""
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return math.nan, math.nan
     if x.size == 1:
-        return float(x[0]), 0.0
+        return float(x[0]), math.nan
     t = _T95[x.size - 2] if x.size - 1 <= len(_T95) else 1.96
     return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(x.size))
 

@@ -167,6 +167,12 @@ class _Periodic:
     com: float = 1.6
     window_s: int = 20
 
+    def __post_init__(self) -> None:
+        if not self.period_s > 0:
+            raise ValueError(f"period_s must be positive, got {self.period_s:g}")
+        if not self.headroom > 0:
+            raise ValueError(f"headroom must be positive, got {self.headroom:g}")
+
     def decide(self, context: ControlContext) -> Decision:
         """Re-solve when the period has elapsed (or there is no plan yet)."""
         due = context.plan is None or context.time_since_solve_s >= self.period_s - 1e-9

@@ -55,6 +55,9 @@ def test_bad_input_is_one_line_error(capsys):
     assert "1,000,000,001 demands" in capsys.readouterr().err
     assert main(["plan", "--sweep", "nan:100:1"]) == 2
     assert "finite" in capsys.readouterr().err
+    zero = ["plan", "--pipeline", "detect_classify_hetero", "--cluster", "pascal=0,cpu=0"]
+    assert main([*zero, "--demand", "40"]) == 2
+    assert "--cluster" in capsys.readouterr().err
 
 
 def test_heterogeneous_cluster_plan(capsys):

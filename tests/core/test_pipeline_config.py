@@ -77,6 +77,15 @@ def test_negative_latency_rejected():
     assert e.field == "tasks[1].variants[0].latency_ms.gpu.1"
 
 
+def test_zero_latency_rejected_and_exponent_strings_read_as_numbers():
+    e = _bad(lambda d: d["tasks"][1]["variants"][0].update(latency_ms={"gpu": {1: 0}}))
+    assert e.field == "tasks[1].variants[0].latency_ms.gpu.1" and "0 ms" in e.problem
+    d = copy.deepcopy(TINY)
+    d["tasks"][1]["variants"][0]["load_time_s"] = "1e1"  # YAML 1.1 reads 1e1 as a string
+    p = pipeline_from_dict(d)
+    assert p.task(d["tasks"][1]["name"]).variants[0].load_time_s == 10.0
+
+
 def test_slo_shorter_than_fastest_path_rejected():
     e = _bad(lambda d: d.update(slo_ms=15))
     assert e.field == "slo_ms" and "raise slo_ms to at least 20" in e.fix

@@ -60,3 +60,12 @@ def test_forecast_training_options_are_checked_before_training(
     err = capsys.readouterr().err
     assert message in err and "Fix:" in err
     assert not (tmp_path / "runs").exists()  # no run folder: nothing was trained
+
+
+def test_forecast_eval_refuses_a_trace_without_requests(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path / "runs"))
+    zero = tmp_path / "zero.csv"
+    zero.write_text("time_s,qps\n" + "".join(f"{i},0\n" for i in range(200)))
+    assert main(["forecast", "eval", "--trace", str(zero), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "no requests" in err and "Fix:" in err

@@ -79,6 +79,12 @@ def test_simulate_accepts_an_arrival_file(capsys, tmp_path):
         (["--trace", "step_600s", "--max-frames", "1000"], "--rescale"),
         (["--trace", "step_600s", "--epoch", "1e-6"], "--epoch"),
         (["--trace", "step_600s", "--duration", "inf"], "--duration"),
+        (["--trace", "step_600s", "--seed", "-1"], "--seed"),
+        (["--trace", "step_600s", "--controller", "hindsight"], "lokirl evaluate"),
+        (["--trace", "step_600s", "--controller", "loki-0s"], "period_s must be positive"),
+        (["--trace", "step_600s", "--controller", "loki-h0"], "headroom must be positive"),
+        (["--trace", "step_600s", "--controller", "trigger-0.9-0.5-x1"], "low < high"),
+        (["--trace", "step_600s", "--controller", "os:path"], "is not a controller"),
     ],
 )
 def test_bad_input_is_one_line_error(capsys, argv, needle):
