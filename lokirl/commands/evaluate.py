@@ -24,7 +24,9 @@ examples:
 controllers: loki (re-solve every 1 s, Loki's default), loki-Ns (every N s), loki-Ns-churn
 (with the allocator's churn term), trigger (demand-triggered band), oracle (knows the
 future demand), inferline, proteus, static, ppo:PATH (a trained policy), module:attr.
-traces: bundled names or files in any documented format; each is rescaled so that its
+traces: bundled names or files in any documented format (arrival files are counted into
+1 s rates and played as Poisson arrivals at those rates, as every trace here is; lokirl
+simulate plays an arrival file's own arrivals); each is rescaled so that its
 minimum..maximum maps onto --rescale (default: 0.3..2.0 x the cluster's capacity at full
 accuracy, 'none' to play it as is). Every (trace, seed) is played by every controller
 with the same randomness (common random numbers). Intervals are 95% t-intervals over
