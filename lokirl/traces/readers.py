@@ -4,8 +4,9 @@
    time in ms (``arrival_ms[,qos,deadline_ms]``).
 2. Rate series CSV: ``time_s,qps`` (header optional), evenly spaced rows.
 3. Timestamp CSV with a header: one request per row, the column named by
-   ``column`` holds ISO datetimes or seconds (milliseconds where the column's name
-   ends in ``ms``, or the numbers are epoch times past the year 5000).
+   ``column`` holds ISO datetimes or seconds (milliseconds where the column's name is
+   ``ms`` or ends in ``_ms``/``-ms``/``(ms)``, or the numbers are epoch times past the
+   year 5000).
 
 A rate file's header is read by name (``time_s``/``time``..., ``qps``/``rate``...)
 in any order; a UTF-8 byte-order mark is ignored.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -234,9 +236,13 @@ def read_timestamps(path: str | Path, column: str | None = None) -> ArrivalTrace
 
 
 def _in_ms(column: str, values: np.ndarray) -> bool:
-    """Numbers in a column named ``*_ms``/``*ms``, or epoch times past year 5000, are ms."""
+    """Whether a numeric timestamp column is in milliseconds.
+
+    Yes for a column named ``ms``, ``*_ms``, ``*-ms`` or ``*(ms)`` (``items`` is not), or
+    for epoch times past the year 5000 in seconds.
+    """
     name = column.strip().lower()
-    return name.endswith("ms") or float(values.min()) > 1e11
+    return bool(re.search(r"(^|[^a-z])ms\)?$", name)) or float(values.min()) > 1e11
 
 
 def detect_format(path: str | Path, column: str | None = None) -> str:

@@ -171,6 +171,10 @@ def test_millisecond_timestamp_columns_are_read_in_ms(tmp_path):
     assert epoch_ms.duration_s == pytest.approx(4.0)
     secs = load_trace(write(tmp_path, "c.csv", "ts\n1700000000\n1700000004\n"))
     assert secs.duration_s == pytest.approx(4.0)
+    items = load_trace(write(tmp_path, "d.csv", "items\n0\n4\n"))  # ends in ms, not ms
+    assert items.duration_s == pytest.approx(4.0)
+    paren = load_trace(write(tmp_path, "e.csv", "time (ms)\n0\n4000\n"))
+    assert paren.duration_s == pytest.approx(4.0)
 
 
 def test_arrivals_spanning_centuries_are_refused_before_binning(tmp_path):
