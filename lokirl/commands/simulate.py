@@ -125,7 +125,11 @@ def load_trace_args(args: argparse.Namespace) -> Any:
             raise ConfigError("--speedup", str(speed), "must be > 0", "pass e.g. --speedup 2")
         trace = speedup(trace, speed)
     if args.rescale:
-        lo, hi = _range(args.rescale, "--rescale") if ":" in args.rescale else (-1.0, -1.0)
+        if ":" not in args.rescale:
+            raise ConfigError(
+                "--rescale", args.rescale, "expected LO:HI frames/s", "pass e.g. --rescale 50:400"
+            )
+        lo, hi = _range(args.rescale, "--rescale")
         trace = rescale(trace, lo, hi, rng=np.random.default_rng(args.seed))
     n = len(trace.rates) if isinstance(trace, RateSeries) else len(trace.arrivals_s)
     total = trace.expected_requests if isinstance(trace, RateSeries) else n
@@ -137,6 +141,10 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     horizon = min(trace.duration_s, args.duration) if args.duration else trace.duration_s
     frames = total * min(1.0, horizon / max(trace.duration_s, 1e-9))
     limit = getattr(args, "max_frames", MAX_FRAMES)
+    if not (limit > 0 and math.isfinite(limit)):
+        raise ConfigError(
+            "--max-frames", str(limit), "must be a positive number", "pass e.g. --max-frames 2e7"
+        )
     if not frames <= limit:
         raise TraceError(
             f"{name}: the trace asks for about {frames:.3g} frames over {horizon:g} s "

@@ -733,7 +733,7 @@ def case_trace(case: CaseSpec, unit: float, base_dir: Path | None = None) -> Rat
             case.id,
             "traffic",
             f"no requests in seconds {t.start_s:g}..{t.start_s + case.duration_s:g}",
-            "lower start_s or check the trace",
+            "give a trace with requests in that span (in a suite: lower start_s or duration_s)",
         )
     if case.load is not None:
         series = as_rates(rescale(series, case.load[0] * unit, case.load[1] * unit))

@@ -80,6 +80,8 @@ def test_simulate_accepts_an_arrival_file(capsys, tmp_path):
         (["--trace", "step_600s", "--epoch", "1e-6"], "--epoch"),
         (["--trace", "step_600s", "--duration", "inf"], "--duration"),
         (["--trace", "step_600s", "--seed", "-1"], "--seed"),
+        (["--trace", "step_600s", "--rescale", "auto"], "LO:HI"),
+        (["--trace", "step_600s", "--max-frames", "nan"], "--max-frames"),
         (["--trace", "step_600s", "--controller", "hindsight"], "lokirl evaluate"),
         (["--trace", "step_600s", "--controller", "loki-0s"], "period_s must be positive"),
         (["--trace", "step_600s", "--controller", "loki-h0"], "headroom must be positive"),
