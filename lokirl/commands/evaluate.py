@@ -52,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated (default: {DEFAULT_CONTROLLERS})",
     )
     p.add_argument("--traces", default=DEFAULT_TRACES, help="comma-separated trace names or files")
+    p.add_argument("--column", help="timestamp column of timestamp-CSV traces with several columns")
     p.add_argument(
         "--pipeline",
         default="traffic_analysis",
@@ -114,7 +115,7 @@ def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
 
     out = []
     for spec in [s.strip() for s in args.traces.split(",") if s.strip()]:
-        trace = as_rates(resolve_trace(spec))
+        trace = as_rates(resolve_trace(spec, column=args.column))
         if args.time_window:
             a, b = _range(args.time_window, "--window")
             trace = as_rates(window(trace, a, b))

@@ -174,6 +174,13 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
         str(trace),
     ]
     assert main(bad_ref) == 2
+    # a timestamp CSV with several columns is read through --column
+    ts = tmp_path / "ts.csv"
+    ts.write_text("ts,user\n" + "".join(f"{i / 20:.2f},u{i % 3}\n" for i in range(200)))
+    args = ["evaluate", "--controllers", "loki", "--traces", str(ts), "--seeds", "1", "--json"]
+    assert main([*args, "--no-mlflow", "--column", "ts", "--workers", "6", "--pipeline",
+                 "configs/pipelines/example.yaml", "--rescale", "none"]) == 0  # fmt: skip
+    capsys.readouterr()
     # the frozen test suite's traces are refused before any work (by name or by bytes)
     held = ["evaluate", "--controllers", "loki", "--traces", "twitter_zipf_flat_bursty"]
     assert main([*held, "--no-mlflow"]) == 2
