@@ -109,6 +109,8 @@ def test_compare_uses_common_random_numbers():
     for ep in comp.to_dict()["episodes"]:
         f = comp.episodes[(ep["controller"], ep["trace"], ep["seed"])].result.frames
         assert ep["effective_accuracy"] == pytest.approx(f.accuracy_sum / f.arrived)
+        n = ep["frames"]  # the counts travel with each episode and add up
+        assert n["arrived"] == f.arrived == n["on_time"] + n["late"] + n["dropped"] + n["in_flight"]
     eff = comp.paired("loki", "effective_accuracy")
     assert set(eff) == {"loki-5s", "oracle"} and eff["oracle"][2] == 2
 

@@ -43,6 +43,11 @@ def test_run_suite_rows_and_meta():
     assert row["commit"] == "abc" and row["suite_hash"] == suite.hash
     assert row["workers"] == 4 and row["family"] == "f" and row["seed"] == 3
     assert row["steps"] == 8 and 0 <= row["frame_violation_ratio"] <= 1
+    f = row["frames"]  # every frame accounted for, in the row itself
+    assert (
+        f["arrived"] > 0
+        and f["arrived"] == f["on_time"] + f["late"] + f["dropped"] + f["in_flight"]
+    )
     assert res.meta["reference"] == "trigger" and res.meta["deterministic"]
 
 
