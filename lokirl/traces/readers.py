@@ -47,6 +47,13 @@ def _read_lines(path: Path) -> list[str]:
     lines = text.splitlines()
     if not any(line.strip() and not line.lstrip().startswith("#") for line in lines):
         raise TraceError(f"{path}: trace file is empty. Fix: give a file with at least one row")
+    first = next(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if sep in first and "," not in first:
+            raise TraceError(
+                f"{path}: line 1 is separated by {name}; trace files are comma-separated. "
+                f"Fix: replace the {name} with commas"
+            )
     return lines
 
 

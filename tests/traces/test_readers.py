@@ -183,3 +183,12 @@ def test_arrivals_spanning_centuries_are_refused_before_binning(tmp_path):
     far = load_trace(write(tmp_path, "far.txt", "0\n10\n1e15\n"))
     with pytest.raises(TraceError, match="check the time unit"):
         as_rates(far)
+
+
+def test_semicolon_and_tab_separated_files_are_named_as_such(tmp_path):
+    for name, text, what in (
+        ("s.csv", "time_s;qps\n0;1\n", "semicolons"),
+        ("t.tsv", "0\t1\n", "tabs"),
+    ):
+        with pytest.raises(TraceError, match=f"separated by {what}"):
+            load_trace(write(tmp_path, name, text))
