@@ -915,7 +915,7 @@ def _register() -> None:
         CONTROLLERS.register(
             "hindsight",
             lambda **kw: HindsightController(**kw),
-            "hindsight upper bound: DP over a plan library with the episode's realised "
+            "hindsight reference from above (not a proven bound): DP over a plan library with the episode's realised "
             "arrivals, the best of a few knob sets on a replica of the episode (needs the "
             "trace: built by lokirl.agents.actors)",
         )

@@ -15,7 +15,7 @@ budget is counted in simulated episodes (one setting on one case and seed), the 
 which every method's tuning budget is stated. --write commits the chosen setting to
 lokirl/data/tuned/NAME.yaml, which the controllers periodic-tuned and trigger-tuned use.
 
-The upper bound (--controller hindsight) is tuned by a full grid instead (burst allowance
+The hindsight reference from above (--controller hindsight; not a proven bound) is tuned by a full grid instead (burst allowance
 x derating, 12 knob sets; each knob set's DP schedule on each (case, seed) is one episode,
 576 on validation, the baselines' budget). The knob sets whose per-episode best scores
 highest are picked greedily (at most 4) and written to lokirl/data/tuned/hindsight.yaml:
