@@ -170,7 +170,8 @@ def summarize(results: Results, n_boot: int = 2000, seed: int = 0) -> dict[str, 
             "level": 0.95,
             "design": (
                 "cases resampled within families (all together when a family has fewer "
-                f"than {stats.MIN_STRATUM}), then seeds within cases"
+                f"than {stats.MIN_STRATUM}), then seeds within cases; expanded percentile "
+                "interval (stats.expanded_tail)"
             ),
         },
         "per_case": per_case(results),
@@ -211,7 +212,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         + f"; reference: `{ref}`",
         f"- solves: {meta['solver']}, deterministic (work-bounded), modelled solver time; "
         "common random numbers across controllers",
-        f"- intervals: 95% percentile, hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
+        f"- intervals: 95% expanded percentile (few cases), hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
         "resamples: cases within families, all together where a family has fewer than "
         f"{stats.MIN_STRATUM} cases, then seeds within cases)",
         f"- reward, solves and reconfigurations per {stats.PER_STEPS} s of trace (a longer case "

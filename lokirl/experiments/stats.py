@@ -5,7 +5,8 @@ of how a controller does on traffic: the unit of evidence is the case (a trace o
 cluster). Intervals here come from a **hierarchical (two-stage) bootstrap**: cases
 are resampled with replacement within their family (stratified), then seeds with
 replacement within each resampled case; a statistic is computed on the resampled
-case means; the 95% interval is the percentile interval over resamples. Cases are
+case means; the 95% interval is the *expanded* percentile interval over resamples
+(:func:`expanded_tail`: the plain one undercovers with few cases). Cases are
 stratified by family only when every family has at least :data:`MIN_STRATUM` cases:
 a family of one case would always contribute that same case, leaving only its seed
 noise in the interval (two one-case families gave an interval about a sixth as wide
@@ -186,10 +187,37 @@ def hierarchical_interval(
         strata = [[a for c in strata for a in c]]  # too few cases to stratify: pool them
     boot = np.concatenate([resample_case_means(c, n_boot, rng) for c in strata], axis=1)
     stats = np.asarray(_stat(boot, statistic))
-    a = (1 - level) / 2
+    a = expanded_tail(level, int(means.size))
     lo, hi = np.percentile(stats, [100 * a, 100 * (1 - a)])
     pairs = sum(a.size for c in fams.values() for a in c)
     return Interval(est, float(lo), float(hi), int(means.size), int(pairs))
+
+
+def expanded_tail(level: float, n: int) -> float:
+    """The tail probability of an *expanded* percentile interval over ``n`` cases.
+
+    The plain percentile bootstrap is too narrow with few cases: on synthetic data (case
+    effects N(0, 1), 3 seeds of small noise) its 95% interval of the mean covered the
+    truth 73% of the time with 3 cases, 85% with 5, 89% with 8 and 92% with 16. The
+    expanded percentile interval (Hesterberg 2015, "What teachers should know about the
+    bootstrap") widens the percentiles to match a t-interval's width:
+    ``Phi(-sqrt(n / (n - 1)) * t_{n-1}(1 - (1 - level) / 2))``.
+
+    Args:
+        level: Nominal coverage (e.g. 0.95).
+        n: Cases behind the statistic.
+
+    Returns:
+        The probability in each tail (the plain ``(1 - level) / 2`` for ``n < 2``).
+
+    """
+    a = (1 - level) / 2
+    if n < 2:
+        return a
+    from scipy import stats as st
+
+    z = math.sqrt(n / (n - 1)) * float(st.t.ppf(1 - a, n - 1))
+    return float(st.norm.cdf(-z))
 
 
 def naive_interval(
