@@ -50,6 +50,16 @@ class Tally:
         """All dropped requests."""
         return sum(self.dropped.values())
 
+    def counts(self) -> dict[str, int]:
+        """The four outcomes and arrivals: arrived = on time + late + dropped + in flight."""
+        return {
+            "arrived": self.arrived,
+            "on_time": self.on_time,
+            "late": self.late,
+            "dropped": self.dropped_total,
+            "in_flight": self.in_flight,
+        }
+
     @property
     def conserved(self) -> bool:
         """Whether arrived = on time + late + dropped + in flight."""

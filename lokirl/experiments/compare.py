@@ -75,20 +75,6 @@ def summary(episode: Episode) -> dict[str, float]:
     return episode.summary()
 
 
-def _counts(episode: Episode) -> dict[str, int] | None:
-    """Frame counts of an episode: arrived = on time + late + dropped + in flight."""
-    f = getattr(getattr(episode, "result", None), "frames", None)
-    if f is None:
-        return None
-    return {
-        "arrived": f.arrived,
-        "on_time": f.on_time,
-        "late": f.late,
-        "dropped": f.dropped_total,
-        "in_flight": f.in_flight,
-    }
-
-
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     """Mean and half-width of its 95% confidence interval (NaN for one value: unknown)."""
     x = np.asarray(values, dtype=float)
@@ -182,7 +168,13 @@ class Comparison:
             "overall": fmt(self.table()),
             "per_trace": {t: fmt(self.table(t)) for t in self.traces},
             "episodes": [
-                {"controller": c, "trace": t, "seed": sd, **summary(ep), "frames": _counts(ep)}
+                {
+                    "controller": c,
+                    "trace": t,
+                    "seed": sd,
+                    **summary(ep),
+                    "frames": ep.result.frames.counts(),
+                }
                 for (c, t, sd), ep in self.episodes.items()
             ],
         }

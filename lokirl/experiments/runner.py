@@ -237,14 +237,7 @@ def play_case_seed(
             s = summary(ep)
             row.update({m: float(s[m]) for m in METRICS if m in s})
             row["solver_time_s"] = float(ep.result.solver_time_s)
-            f = ep.result.frames  # the counts: arrived = on time + late + dropped + in flight
-            row["frames"] = {
-                "arrived": f.arrived,
-                "on_time": f.on_time,
-                "late": f.late,
-                "dropped": f.dropped_total,
-                "in_flight": f.in_flight,
-            }
+            row["frames"] = ep.result.frames.counts()
             row["steps"] = ep.steps
             row["error"] = None
         except Exception as exc:  # noqa: BLE001 - one failed episode must not lose the suite

@@ -607,67 +607,46 @@ def run_pair(opts: SimVsLiveOptions, pipeline: Any, trace: Any) -> dict[str, Any
     }
     if opts.hop_replay and hops:
         traced = OverheadTrace.from_samples(hops)
-        out["replays"] = {}
-        for name, overhead in (("mean_hop", traced.mean_s), ("traced_hop", traced)):
-            again = run_sim(pipeline, trace, opts, demand0, overhead)
-            out["replays"][name] = {
-                "overhead_ms_mean": 1000.0 * traced.mean_s,
-                "sim": again,
-                "comparison": compare(again, live),
-            }
+        hold_ms = 1000.0 * traced.mean_s
+        reps: dict[str, Any] = {}
+        out["replays"] = reps
+
+        def replay(tr: Any, overhead: Any, wake: OverheadTrace | None = None, **extra: Any):
+            again = run_sim(pipeline, tr, opts, demand0, overhead, wake)
+            rec = {"overhead_ms_mean": hold_ms, **extra, "sim": again}
+            rec["comparison"] = compare(again, live)
+            if tr is not trace:  # the received replays: their solves against live's
+                rec["solves_compared"] = solve_divergence(again["solve_log"], live["solve_log"])
+            return rec
+
+        reps["mean_hop"] = replay(trace, traced.mean_s)
+        reps["traced_hop"] = replay(trace, traced)
         arrived = received_trace(trace, received)
         if arrived is not None:
-            again = run_sim(pipeline, arrived, opts, demand0, traced)
-            out["replays"]["received"] = {
-                "overhead_ms_mean": 1000.0 * traced.mean_s,
-                "arrival_lag_ms": arrival_lag_ms(trace, arrived),
-                "sim": again,
-                "comparison": compare(again, live),
-                "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
-                "violation_gaps": violation_gaps(
-                    again["violations_per_s"], live["violations_per_s"], window_s=10
-                ),
-            }
+            reps["received"] = replay(
+                arrived, traced, arrival_lag_ms=arrival_lag_ms(trace, arrived)
+            )
+            reps["received"]["violation_gaps"] = violation_gaps(
+                reps["received"]["sim"]["violations_per_s"], live["violations_per_s"], window_s=10
+            )
             # The same arrivals with one constant for the live path (a model, not a
             # replay of measured holds): how much the holds' timing adds.
-            again = run_sim(pipeline, arrived, opts, demand0, traced.mean_s)
-            out["replays"]["received_mean"] = {
-                "overhead_ms_mean": 1000.0 * traced.mean_s,
-                "sim": again,
-                "comparison": compare(again, live),
-                "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
-            }
+            reps["received_mean"] = replay(arrived, traced.mean_s)
             if wake_samples:
                 # The received replay plus each wake's measured wait before its batch.
                 woken = OverheadTrace.from_samples(wake_samples)
-                again = run_sim(pipeline, arrived, opts, demand0, traced, woken)
-                out["replays"]["received_wake"] = {
-                    "overhead_ms_mean": 1000.0 * traced.mean_s,
-                    "wake_ms_mean": 1000.0 * woken.mean_s,
-                    "sim": again,
-                    "comparison": compare(again, live),
-                    "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
-                }
+                wake_ms = 1000.0 * woken.mean_s
+                reps["received_wake"] = replay(arrived, traced, woken, wake_ms_mean=wake_ms)
                 # The same with holds and wakes drawn from 50 ms bins, not 1 s: a stall that
                 # holds every worker at once stays at its moment instead of being spread
                 # over its second.
-                fine_s = FINE_BIN_S
-                again = run_sim(
-                    pipeline,
+                reps["received_fine"] = replay(
                     arrived,
-                    opts,
-                    demand0,
-                    OverheadTrace.from_samples(hops, bin_s=fine_s),
-                    OverheadTrace.from_samples(wake_samples, bin_s=fine_s),
+                    OverheadTrace.from_samples(hops, bin_s=FINE_BIN_S),
+                    OverheadTrace.from_samples(wake_samples, bin_s=FINE_BIN_S),
+                    wake_ms_mean=wake_ms,
+                    bin_s=FINE_BIN_S,
                 )
-                out["replays"]["received_fine"] = {
-                    "overhead_ms_mean": 1000.0 * traced.mean_s,
-                    "wake_ms_mean": 1000.0 * woken.mean_s,
-                    "bin_s": fine_s,
-                    "sim": again,
-                    "comparison": compare(again, live),
-                    "solves_compared": solve_divergence(again["solve_log"], live["solve_log"]),
-                }
     return out
 
 

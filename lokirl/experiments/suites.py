@@ -522,20 +522,19 @@ def suite_hash(spec: SuiteSpec, base_dir: Path | None = None) -> str:
         elif spec.frozen:
             # The generated rates themselves (rounded to 1e-6 frames/s): a change to a
             # generator's code changes a frozen suite's traffic as surely as a changed file.
-            h.update(np.round(_generated(case), 6).astype("<f8").tobytes())
+            h.update(np.round(_generated(case).rates, 6).astype("<f8").tobytes())
     return h.hexdigest()
 
 
-def _generated(case: CaseSpec) -> np.ndarray:
-    """The raw rates a generated case draws (before its window and rescale)."""
-    from lokirl.traces import as_rates, generate
+def _generated(case: CaseSpec) -> RateSeries:
+    """The raw series a generated case draws (before its window and rescale)."""
+    from lokirl.traces import generate
 
     t = case.traffic
     assert t.generator is not None and t.seed is not None
-    series = generate(
+    return generate(
         t.generator, t.start_s + case.duration_s, np.random.default_rng(t.seed), **t.params
     )
-    return np.asarray(as_rates(series).rates, dtype=float)
 
 
 def held_out_digests() -> dict[str, str]:
@@ -715,14 +714,11 @@ def case_trace(case: CaseSpec, unit: float, base_dir: Path | None = None) -> Rat
         ConfigError: the traffic has no requests in the case's window.
 
     """
-    from lokirl.traces import as_rates, generate, load_trace, rescale, window
+    from lokirl.traces import as_rates, load_trace, rescale, window
 
     t = case.traffic
     if t.generator is not None:
-        assert t.seed is not None
-        series = generate(
-            t.generator, t.start_s + case.duration_s, np.random.default_rng(t.seed), **t.params
-        )
+        series = _generated(case)
     else:
         assert t.trace is not None
         path = _trace_file(t.trace, base_dir)

@@ -70,6 +70,7 @@ from lokirl.errors import TraceError
 from lokirl.sim.config import ConservationError, SimConfig, SimResult, assemble_result
 from lokirl.sim.draws import child_key, poisson_counts, root_key, uniform
 from lokirl.sim.host import EpochHost
+from lokirl.sim.overhead import OverheadSampler, OverheadTrace
 from lokirl.sim.solving import solve_decision
 from lokirl.traces.types import RateSeries, Trace
 
@@ -266,26 +267,9 @@ class Simulation(EpochHost):
                 1, np.uint64
             )[0]
         )
-        bo = cfg.batch_overhead
-        self.overhead = (
-            None
-            if bo is None
-            else bo.sampler(
-                np.random.default_rng(
-                    np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 0x40B))
-                )
-            )
-        )
-        wd = cfg.wake_delay
-        self.wake_delay = (
-            None
-            if wd is None
-            else wd.sampler(
-                np.random.default_rng(
-                    np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, 0x3A4E))
-                )
-            )
-        )
+        # Measured delays draw from streams of their own: arrivals and routing stay put.
+        self.overhead = _sampler(cfg.batch_overhead, ss, 0x40B)
+        self.wake_delay = _sampler(cfg.wake_delay, ss, 0x3A4E)
         self.env = simpy.Environment()
         trace_len = (
             self.trace.duration_s if isinstance(self.trace, RateSeries) else self.trace.duration_s
@@ -996,6 +980,16 @@ class Simulation(EpochHost):
                         f"+ dropped {t.dropped_total} + in flight {t.in_flight}"
                     )
         return assemble_result(self, frames, subs)
+
+
+def _sampler(
+    trace: OverheadTrace | None, ss: np.random.SeedSequence, key: int
+) -> OverheadSampler | None:
+    """A sampler of ``trace`` on the child stream ``key`` of ``ss`` (None without a trace)."""
+    if trace is None:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, key)))
+    return trace.sampler(rng)
 
 
 def expected_frames(trace: Trace, until_s: float) -> float:

@@ -40,9 +40,9 @@ def traffic():
     return load_pipeline("traffic_analysis"), Cluster({"gpu": 20})
 
 
-def _run(traffic, **cfg):
+def _run(traffic, rate=250.0, **cfg):
     p, c = traffic
-    trace = RateSeries(np.full(12, 250.0), name="flat")
+    trace = RateSeries(np.full(12, rate), name="flat")
     r = simulate(p, c, trace, make_controller("loki"), SimConfig(**cfg), np.random.default_rng(3))
     assert r.frames.conserved and r.subrequests.conserved
     return r
@@ -70,21 +70,18 @@ def test_a_tail_at_one_moment_costs_violations_there_that_its_mean_spreads(traff
     assert asdict(again.frames) == asdict(bursty.frames)  # seeded: the same run twice
 
 
-def test_the_fluid_engine_refuses_a_traced_overhead(traffic):
+@pytest.mark.parametrize("field", ["batch_overhead", "wake_delay"])
+def test_the_fluid_engine_refuses_measured_delays(traffic, field):
     from lokirl.sim.fluid import FluidSimulation
 
     p, c = traffic
     trace = RateSeries(np.full(3, 10.0), name="flat")
-    with pytest.raises(ValueError, match="batch_overhead"):
-        FluidSimulation(p, c, trace, SimConfig(batch_overhead=OverheadTrace(((0.004,),))))
+    with pytest.raises(ValueError, match=field):
+        FluidSimulation(p, c, trace, SimConfig(**{field: OverheadTrace(((0.004,),))}))
 
 
 def _sparse(traffic, **cfg):
-    p, c = traffic
-    trace = RateSeries(np.full(12, 20.0), name="sparse")  # an idle worker wakes for most frames
-    r = simulate(p, c, trace, make_controller("loki"), SimConfig(**cfg), np.random.default_rng(3))
-    assert r.frames.conserved and r.subrequests.conserved
-    return r
+    return _run(traffic, rate=20.0, **cfg)  # an idle worker wakes for most frames
 
 
 def test_a_wake_delay_holds_back_batches_that_idle_workers_start(traffic):
@@ -101,12 +98,3 @@ def test_a_wake_delay_holds_back_batches_that_idle_workers_start(traffic):
     again = _sparse(traffic, wake_delay=OverheadTrace(((0.0005, 0.2 * p.slo_ms / 1000.0),)))
     twice = _sparse(traffic, wake_delay=OverheadTrace(((0.0005, 0.2 * p.slo_ms / 1000.0),)))
     assert asdict(again.frames) == asdict(twice.frames)  # seeded: the same run twice
-
-
-def test_the_fluid_engine_refuses_a_wake_delay(traffic):
-    from lokirl.sim.fluid import FluidSimulation
-
-    p, c = traffic
-    trace = RateSeries(np.full(3, 10.0), name="flat")
-    with pytest.raises(ValueError, match="wake_delay"):
-        FluidSimulation(p, c, trace, SimConfig(wake_delay=OverheadTrace(((0.004,),))))
