@@ -97,6 +97,19 @@ def main(argv=None) -> int:
     ap.add_argument("--no-warm", action="store_true", help="cold solves only")
     ap.add_argument("--reference", action="store_true", help="also time the plain PuLP formulation")
     ap.add_argument("--deterministic", action="store_true", help="work-bounded solves (node limit)")
+    ap.add_argument(
+        "--search-nodes",
+        type=int,
+        default=AllocatorOptions.search_nodes,
+        help="nodes of lokirl's best-first search before HiGHS's branch and bound "
+        "(0: HiGHS's from the start, the path before the search existed)",
+    )
+    ap.add_argument(
+        "--warm-neighbourhood",
+        type=int,
+        default=AllocatorOptions.warm_neighbourhood,
+        help="accuracy ranks a warm solve may move (0: every variant, a proven optimum)",
+    )
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.workers.split(",")]
     variants = [(s, "tight") for s in args.solvers.split(",")]
@@ -120,6 +133,8 @@ def main(argv=None) -> int:
                     time_limit_s=args.time_limit,
                     formulation=form,
                     deterministic=args.deterministic,
+                    search_nodes=args.search_nodes,
+                    warm_neighbourhood=args.warm_neighbourhood,
                 )
                 cold = [timed(pipeline, cluster, d, opts) for d in demands]
                 for plan, _, _ in cold:

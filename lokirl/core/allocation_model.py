@@ -33,6 +33,7 @@ import math
 import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -237,6 +238,7 @@ class Structure:
         """Whether every root task has at least one latency-feasible chain."""
         return all(self.root_chains.get(r) for r in self.pipeline.roots)
 
+    @cached_property
     def max_mult(self) -> dict[int, float]:
         """Largest load per unit of root demand each config with chains can see."""
         out: dict[int, float] = defaultdict(float)
@@ -244,6 +246,13 @@ class Structure:
             i = ch.configs[-1]
             out[i] = max(out[i], ch.mult)
         return dict(out)
+
+    @cached_property
+    def chain_index(self) -> dict[tuple[tuple[str, str, int], ...], int]:
+        """Chain id by its configs' keys (to read a running plan's paths)."""
+        return {
+            tuple(self.configs[i].key for i in ch.configs): q for q, ch in enumerate(self.chains)
+        }
 
 
 # Structures and bounds depend only on the pipeline, the cluster and a few options:
@@ -569,7 +578,7 @@ def _build(
 ) -> tuple[MilpModel, Columns]:
     m = MilpModel(maximize=phase != "hardware")
     configs = st.configs
-    max_mult = st.max_mult()
+    max_mult = st.max_mult
     x: dict[int, int] = {}
     for i, c in enumerate(configs):
         if i not in max_mult:
@@ -581,7 +590,7 @@ def _build(
             old = box.get(c.key, 0)
             lb = min(ub, max(0, old - options.warm_radius))
             ub = min(ub, old + options.warm_radius)
-        x[i] = m.add_col(lb, ub, integer=True)
+        x[i] = m.add_col(lb, ub, integer=True, priority=2)
     scoring = phase != "hardware"
     flows: _ChainFlows | _CompactFlows = (
         _CompactFlows(m, st, scoring) if compact else _ChainFlows(m, st, scoring)
@@ -622,12 +631,14 @@ def _build(
         c = configs[i]
         per_variant[(c.task, c.variant.name, c.accelerator)].append(col)
         per_task[(c.task, c.accelerator)].append(col)
-    for group in list(per_variant.values()) + list(per_task.values()):
+    # Branching tiers: replicas per task first, then per variant, then per config.
+    tiered = [(1, g) for g in per_variant.values()] + [(0, g) for g in per_task.values()]
+    for tier, group in tiered:
         if len(group) < 2:
             continue
         lo = sum(m.lower[k] for k in group)
         hi = min(sum(m.upper[k] for k in group), float(cluster.total))
-        a = m.add_col(lo, hi, integer=True)
+        a = m.add_col(lo, hi, integer=True, priority=tier)
         m.add_row(0.0, 0.0, group + [a], [1.0] * len(group) + [-1.0])
         cols.agg.append((a, group))
     # Churn: workers whose variant (on an accelerator) differs from the running plan.
@@ -662,9 +673,7 @@ def start_from_plan(st: Structure, m: MilpModel, cols: Columns, current: Plan) -
         if i is None or i not in cols.x:
             return None
         values[cols.x[i]] = g.replicas
-    chain_index = {
-        tuple(st.configs[i].key for i in ch.configs): q for q, ch in enumerate(st.chains)
-    }
+    chain_index = st.chain_index
     per_branch: dict[tuple[int, str | None], float] = defaultdict(float)
     for p in current.paths:
         for depth in range(1, len(p.groups) + 1):

@@ -50,6 +50,8 @@ class MilpModel:
         maximize: Sense of the objective.
         lower, upper, cost, integer: Per column.
         rows: ``(lo, hi, indices, values)`` per row.
+        priority: Branching tier of integer columns (lower branches first; columns
+            without one come last), for lokirl's best-first search.
 
     """
 
@@ -59,19 +61,39 @@ class MilpModel:
     cost: list[float] = field(default_factory=list)
     integer: list[bool] = field(default_factory=list)
     rows: list[tuple[float, float, list[int], list[float]]] = field(default_factory=list)
+    priority: dict[int, int] = field(default_factory=dict)
 
     @property
     def num_cols(self) -> int:
         """Number of columns."""
         return len(self.cost)
 
-    def add_col(self, lo: float, hi: float, cost: float = 0.0, integer: bool = False) -> int:
-        """Add a column; returns its index."""
+    def add_col(
+        self,
+        lo: float,
+        hi: float,
+        cost: float = 0.0,
+        integer: bool = False,
+        priority: int | None = None,
+    ) -> int:
+        """Add a column; returns its index (``priority``: its branching tier)."""
         self.lower.append(float(lo))
         self.upper.append(float(hi))
         self.cost.append(float(cost))
         self.integer.append(integer)
-        return len(self.cost) - 1
+        k = len(self.cost) - 1
+        if priority is not None:
+            self.priority[k] = int(priority)
+        return k
+
+    def tiers(self) -> list[list[int]]:
+        """Integer columns grouped by branching tier, lowest tier first."""
+        by: dict[int, list[int]] = {}
+        last = max(self.priority.values(), default=0) + 1
+        for k, is_int in enumerate(self.integer):
+            if is_int:
+                by.setdefault(self.priority.get(k, last), []).append(k)
+        return [by[t] for t in sorted(by)]
 
     def add_row(self, lo: float, hi: float, idx: list[int], val: list[float]) -> None:
         """Add ``lo <= sum(val * x[idx]) <= hi`` (use ``-inf``/``inf`` for one side)."""
@@ -106,9 +128,12 @@ class MilpLimits:
     Attributes:
         gap_rel: Relative gap at which a solution counts as optimal.
         time_limit_s: Wall-clock limit, or ``None`` (work-bounded solve).
-        max_nodes: Branch-and-bound node limit (the work bound); 0: no branch and
-            bound, the LP relaxation and the dive only.
+        max_nodes: Branch-and-bound node limit (the work bound, lokirl's search and
+            HiGHS's together); 0: no branch and bound, the LP relaxation and the dive
+            only.
         threads: Solver threads.
+        search_nodes: Nodes of lokirl's best-first search before HiGHS's branch and
+            bound takes over from its incumbent (0: HiGHS's from the start).
 
     """
 
@@ -116,6 +141,7 @@ class MilpLimits:
     time_limit_s: float | None = 10.0
     max_nodes: int = 20_000
     threads: int = 1
+    search_nodes: int = 400
 
 
 @dataclass
@@ -286,6 +312,215 @@ def _polish(h, model: MilpModel, int_cols: list[int], start: np.ndarray) -> np.n
     return out
 
 
+def _reset_bounds(h, model: MilpModel) -> None:
+    """Give ``h`` the model's column bounds again and re-solve its LP."""
+    n = model.num_cols
+    lower = np.asarray(model.lower, float)
+    upper = np.asarray(model.upper, float)
+    h.changeColsBounds(n, np.arange(n, dtype=np.int32), lower, upper)
+    h.run()
+
+
+class _Rounder:
+    """An incumbent from an LP point: its base columns rounded, the rest re-optimised.
+
+    Base columns that share a budget row (``sum x <= N`` with unit coefficients:
+    the workers of an accelerator) are rounded by largest remainder within it,
+    keeping the LP's total; others to nearest. The LP is then solved with them
+    fixed (a second HiGHS instance, so the search's basis is left alone); the
+    point counts only if every other integer column comes out whole.
+    """
+
+    def __init__(self, model: MilpModel, base: list[int]) -> None:
+        import highspy
+
+        self.model = model
+        self.base = np.asarray(base, dtype=np.int32)
+        in_base = set(base)
+        self.budgets: list[np.ndarray] = []
+        for lo, hi, idx, val in model.rows:
+            if (
+                not math.isfinite(lo)
+                and math.isfinite(hi)
+                and idx
+                and all(v == 1.0 for v in val)
+                and all(k in in_base for k in idx)
+            ):
+                self.budgets.append(np.asarray(idx, dtype=np.int32))
+        self.ints = np.asarray([k for k, i in enumerate(model.integer) if i], dtype=np.int32)
+        self.lower = np.asarray(model.lower, float)
+        self.upper = np.asarray(model.upper, float)
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("threads", 1)
+        self.h.setOptionValue("random_seed", 0)
+        self.h.setOptionValue("presolve", "off")
+        self.h.passModel(_highs_lp(model, with_integrality=False))
+
+    def polish(self, sol: np.ndarray) -> np.ndarray | None:
+        """The rounded point with its other columns re-optimised, or None."""
+        import highspy
+
+        vals = np.round(sol)
+        for idx in self.budgets:
+            v = sol[idx]
+            down = np.floor(v + _INT_TOL)
+            extra = int(math.floor(float(v.sum()) + 0.5) - down.sum())
+            up = np.zeros(len(idx))
+            if extra > 0:
+                up[np.argsort(down - v, kind="stable")[:extra]] = 1.0
+            vals[idx] = down + up
+        fixed = np.clip(vals[self.base], self.lower[self.base], self.upper[self.base])
+        self.h.changeColsBounds(len(self.base), self.base, fixed, fixed)
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        out = np.asarray(self.h.getSolution().col_value, float)
+        # Other integer columns must come out whole from the rows (aggregates of the
+        # base ones do); otherwise this is no incumbent.
+        whole = np.round(out[self.ints])
+        if np.any(np.abs(out[self.ints] - whole) > _INT_TOL):
+            return None
+        out[self.ints] = whole
+        return out
+
+
+@dataclass
+class _Search:
+    """Outcome of :func:`_best_first`."""
+
+    best: np.ndarray | None
+    bound: float  # best proven bound (the model's sense)
+    nodes: int
+    proven: bool  # the search closed (best within the gap, or no solution exists)
+
+
+def _best_first(
+    h,
+    model: MilpModel,
+    best: np.ndarray | None,
+    gap: float,
+    max_nodes: int,
+    deadline: float | None,
+) -> _Search:
+    """Best-first branch and bound on the LP relaxation held in ``h``.
+
+    Branches on the most fractional column of the first tier (``model.tiers()``)
+    that has one, evaluates both children at once (dual simplex from the parent's
+    basis, which each node keeps), and always expands the open node with the best
+    bound; it stops when that bound is within ``gap`` of the incumbent. A node
+    whose only fractional columns are of the last tier (the base columns: replicas
+    per config) is rounded for an incumbent (:class:`_Rounder`). No cut
+    separation: on the allocator's models the integrality gap sits in the few
+    aggregate columns (replicas per task and per variant), which the tiers put
+    first, and closing it by branching costs a few dozen LPs where HiGHS's root
+    cut loop costs 40-200 ms (``docs/allocator.md``). No clock unless ``deadline``
+    is given: with a node limit the search is the same on every run.
+    """
+    import heapq
+
+    import highspy
+
+    sign = 1.0 if model.maximize else -1.0  # internally: maximise sign * objective
+    whole = _whole_objective(model)
+    tiers = model.tiers()
+    last = set(tiers[-1]) if tiers else set()
+    lower = np.asarray(model.lower, float)
+    upper = np.asarray(model.upper, float)
+    _reset_bounds(h, model)
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return _Search(best, math.nan, 0, False)
+    cur_lo, cur_hi = lower.copy(), upper.copy()
+
+    def node_bound(value: float) -> float:
+        # Every solution's objective is whole: no child beats the rounded LP value.
+        return math.floor(value + 1e-6) if whole else value
+
+    def solve_node(lo: np.ndarray, hi: np.ndarray, basis) -> tuple[float, np.ndarray] | None:
+        nonlocal cur_lo, cur_hi
+        changed = np.nonzero((lo != cur_lo) | (hi != cur_hi))[0]
+        if len(changed):
+            h.changeColsBounds(len(changed), changed.astype(np.int32), lo[changed], hi[changed])
+        cur_lo, cur_hi = lo, hi
+        if basis is not None:
+            h.setBasis(basis)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        value = sign * float(h.getInfo().objective_function_value)
+        return node_bound(value), np.asarray(h.getSolution().col_value, float)
+
+    best_obj = sign * model.objective(best) if best is not None else -math.inf
+    rounder: _Rounder | None = None
+
+    def try_round(sol: np.ndarray) -> None:
+        nonlocal best, best_obj, rounder
+        if rounder is None:
+            rounder = _Rounder(model, tiers[-1])
+        cand = rounder.polish(sol)
+        if cand is not None:
+            obj = sign * model.objective(cand)
+            if obj > best_obj:
+                best, best_obj = cand, obj
+
+    def closed(bound: float) -> bool:
+        return best is not None and bound - best_obj <= gap * max(abs(best_obj), 1e-9) + 1e-9
+
+    root = (
+        node_bound(sign * float(h.getInfo().objective_function_value)),
+        np.asarray(h.getSolution().col_value, float),
+    )
+    # (-bound, id, lower, upper, LP solution, basis)
+    heap = [(-root[0], 0, lower, upper, root[1], h.getBasis())]
+    made = nodes = 0
+    while heap:
+        if closed(-heap[0][0]):
+            break
+        if nodes >= max_nodes or (deadline is not None and time.perf_counter() > deadline):
+            break
+        negb, _, lo, hi, sol, basis = heapq.heappop(heap)
+        b = -negb
+        nodes += 1
+        pick = None
+        for tier in tiers:
+            for k in tier:
+                frac = sol[k] - math.floor(sol[k])
+                if _INT_TOL < frac < 1 - _INT_TOL and (
+                    pick is None or abs(frac - 0.5) < abs(pick[1] - 0.5)
+                ):
+                    pick = (k, frac)  # the most fractional of the tier
+            if pick is not None:
+                break
+        if pick is not None and len(tiers) > 1 and pick[0] in last:
+            # Only base columns left fractional: round them for an incumbent.
+            try_round(sol)
+            if closed(b):
+                continue
+        if pick is None:  # integral: a new incumbent when better
+            obj = sign * model.objective(sol)
+            if obj > best_obj:
+                best, best_obj = sol, obj
+            continue
+        k = pick[0]
+        for up in (False, True):
+            clo, chi = lo.copy(), hi.copy()
+            if up:
+                clo[k] = math.ceil(sol[k])
+            else:
+                chi[k] = math.floor(sol[k])
+            if clo[k] > chi[k]:
+                continue
+            child = solve_node(clo, chi, basis)
+            if child is None or closed(child[0]):
+                continue
+            made += 1
+            heapq.heappush(heap, (-child[0], -made, clo, chi, child[1], h.getBasis()))
+    proven = not heap or closed(-heap[0][0])
+    top = -heap[0][0] if heap else best_obj
+    bound = sign * max(top, best_obj) if best is not None else sign * top
+    return _Search(best, bound, nodes, proven)
+
+
 def solve_milp(
     model: MilpModel,
     solver: Literal["highs", "cbc"] = "highs",
@@ -318,8 +553,11 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     deadline = None if limits.time_limit_s is None else t0 + limits.time_limit_s
     none = MilpResult(None, np.zeros(0), math.nan)
     int_cols = [k for k, i in enumerate(model.integer) if i]
-    # 1. LP relaxation: a bound, and the point the dive starts from.
+    # 1. LP relaxation: a bound, and the point the dive starts from. HiGHS's presolve
+    # costs more than it saves on these LPs (the root: 2.7 -> 1.8 ms, traffic_analysis
+    # at 20 workers); the search's and the dive's LPs start from a basis anyway.
     h = _new_highs(limits, deadline)
+    h.setOptionValue("presolve", "off")
     h.passModel(_highs_lp(model, with_integrality=False))
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
@@ -354,10 +592,33 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
         if best is None:
             return none
         return MilpResult("feasible", best, model.objective(best), bound, "lp-dive")
-    # 3. Branch and bound from the incumbent.
+    # 3. lokirl's best-first search from the incumbent (no cuts, no heuristics).
+    nodes_left = limits.max_nodes
+    if limits.search_nodes > 0:
+        found = _best_first(
+            h, model, best, limits.gap_rel, min(limits.search_nodes, nodes_left), deadline
+        )
+        best = found.best
+        if found.proven:
+            if best is None:
+                return none
+            return MilpResult("optimal", best, model.objective(best), found.bound, "best-first")
+        if math.isfinite(found.bound):
+            bound = min(bound, found.bound) if model.maximize else max(bound, found.bound)
+        nodes_left -= found.nodes
+        if nodes_left <= 0 or (deadline is not None and time.perf_counter() >= deadline):
+            if best is None:
+                return none
+            status: MilpStatus = (
+                "optimal"
+                if _within_gap(model.maximize, model.objective(best), bound, limits.gap_rel)
+                else "feasible"
+            )
+            return MilpResult(status, best, model.objective(best), bound, "best-first")
+    # 4. HiGHS's branch and bound from the incumbent.
     m = _new_highs(limits, deadline)
     m.setOptionValue("mip_rel_gap", float(limits.gap_rel))
-    m.setOptionValue("mip_max_nodes", int(limits.max_nodes))
+    m.setOptionValue("mip_max_nodes", int(nodes_left))
     # Restarts re-run the root and its sub-MIP heuristics; RINS, RENS and the
     # feasibility jump cost more than they find on these models (module docstring).
     m.setOptionValue("mip_allow_restart", False)
@@ -381,6 +642,7 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
         if best is None and not dove:
             # Branch and bound stopped (time or node limit) before any solution:
             # the dive, bounded by work, is the fallback.
+            _reset_bounds(h, model)
             best = _dive(h, model, int_cols, None)
         if best is None:
             return none

@@ -117,3 +117,35 @@ def test_deterministic_solves_are_identical(traffic):
     strip = [{k: v for k, v in p.to_dict().items() if k != "solve_time_s"} for p in plans]
     assert json.dumps(strip[0], sort_keys=True) == json.dumps(strip[1], sort_keys=True)
     assert plans[0].status == "optimal"
+
+
+@pytest.mark.parametrize("workers", [20, 100])
+def test_best_first_search_matches_highs_branch_and_bound(traffic, workers):
+    # lokirl's search (the default) against HiGHS's own branch and bound on the same
+    # model, over the saturated range where the LP bound is loose (0.5-3%).
+    cluster = Cluster.homogeneous(traffic, workers)
+    highs_only = AllocatorOptions(deterministic=True, search_nodes=0)
+    scale = workers / 20
+    for d in (260.0, 480.0, 735.0, 940.0):
+        ours = solve(traffic, cluster, d * scale, DET)
+        ref = solve(traffic, cluster, d * scale, highs_only)
+        assert ours.status == ref.status == "optimal", d
+        assert ours.phase == ref.phase, d
+        assert ours.objective == pytest.approx(ref.objective, rel=1e-3), d
+        check_plan(ours, traffic, cluster)
+
+
+def test_warm_solves_are_proven_on_every_variant_unless_a_neighbourhood_is_asked(traffic):
+    cluster = Cluster.homogeneous(traffic, 20)
+    running = solve(traffic, cluster, 700.0, DET)
+    cold = solve(traffic, cluster, 735.0, DET)
+    warm = solve(traffic, cluster, 735.0, DET, current=running)
+    assert warm.status == "optimal"
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-3)
+    near = AllocatorOptions(deterministic=True, warm_neighbourhood=1)
+    local = solve(traffic, cluster, 735.0, near, current=running)
+    assert local.status == "feasible"  # optimal only among the running plan's neighbours
+    assert local.objective <= cold.objective * (1 + 1e-3)
+    allowed = allocator._neighbourhood(traffic, running, 1)
+    assert set(local.replicas()) <= allowed
+    check_plan(local, traffic, cluster)

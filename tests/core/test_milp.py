@@ -55,7 +55,68 @@ def test_whole_number_objective_is_proven_from_the_rounded_lp_bound():
     # only branching closes (optimum x=3 at cost 3).
     m.cost[y] = 1.5
     res = solve_milp(m, "highs", MilpLimits(time_limit_s=None))
+    assert res.objective == pytest.approx(3.0) and res.how == "best-first"
+    res = solve_milp(m, "highs", MilpLimits(time_limit_s=None, search_nodes=0))
     assert res.objective == pytest.approx(3.0) and res.how == "branch-and-bound"
+
+
+def random_milp(seed: int) -> MilpModel:
+    # max c.x + d.y over integer x and continuous y, a few knapsack rows coupling them.
+    rng = np.random.default_rng(seed)
+    m = MilpModel(maximize=bool(seed % 2))
+    nx, ny = 6, 4
+    xs = [m.add_col(0, 6, float(rng.uniform(1, 9)), integer=True, priority=k % 2) for k in range(nx)]
+    ys = [m.add_col(0, 3, float(rng.uniform(0.5, 4))) for _ in range(ny)]
+    if not m.maximize:  # a covering problem
+        m.cost = [-c for c in m.cost]
+        m.cost = [abs(c) for c in m.cost]
+        for _ in range(3):
+            w = rng.uniform(0.5, 5, nx + ny)
+            m.add_row(float(rng.uniform(8, 20)), math.inf, xs + ys, list(w))
+    else:
+        for _ in range(3):
+            w = rng.uniform(0.5, 5, nx + ny)
+            m.add_row(-math.inf, float(rng.uniform(8, 20)), xs + ys, list(w))
+    return m
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_best_first_search_reaches_the_optimum_highs_proves(seed):
+    m = random_milp(seed)
+    ours = solve_milp(m, "highs", MilpLimits(time_limit_s=None, gap_rel=1e-6))
+    ref = solve_milp(m, "highs", MilpLimits(time_limit_s=None, gap_rel=1e-6, search_nodes=0))
+    assert ours.status == ref.status == "optimal"
+    assert m.feasible(ours.values)
+    assert ours.objective == pytest.approx(ref.objective, rel=1e-5)
+    # The bound it reports holds on the optimum's side.
+    if m.maximize:
+        assert ours.bound >= ref.objective - 1e-6
+    else:
+        assert ours.bound <= ref.objective + 1e-6
+
+
+def test_best_first_search_is_repeatable_and_hands_over_at_its_node_budget():
+    m = random_milp(4)
+    limits = MilpLimits(time_limit_s=None, gap_rel=1e-6)
+    a, b = solve_milp(m, "highs", limits), solve_milp(m, "highs", limits)
+    assert a.how == "best-first" and np.array_equal(a.values, b.values)
+    # One node of our search: HiGHS's branch and bound finishes from its incumbent.
+    one = solve_milp(m, "highs", MilpLimits(time_limit_s=None, gap_rel=1e-6, search_nodes=1))
+    assert one.how == "branch-and-bound" and one.status == "optimal"
+    assert one.objective == pytest.approx(a.objective, rel=1e-5)
+    # A node limit that the search spends: the best it has, marked by what it proved.
+    capped = solve_milp(m, "highs", MilpLimits(time_limit_s=None, gap_rel=1e-6, max_nodes=1))
+    assert capped.how in ("best-first", "lp-dive") and m.feasible(capped.values)
+    assert capped.status in ("optimal", "feasible")
+
+
+def test_tiers_put_lower_priorities_first_and_unprioritised_integers_last():
+    m = MilpModel()
+    a = m.add_col(0, 1, integer=True, priority=2)
+    b = m.add_col(0, 1, integer=True)
+    c = m.add_col(0, 1, integer=True, priority=0)
+    m.add_col(0, 1)  # continuous: in no tier
+    assert m.tiers() == [[c], [a], [b]]
 
 
 def test_the_dive_is_the_fallback_when_branch_and_bound_stops_with_nothing(monkeypatch):
@@ -63,7 +124,8 @@ def test_the_dive_is_the_fallback_when_branch_and_bound_stops_with_nothing(monke
 
     m = knapsack()
     m.cost = [5.5, 4.25, 3.1]  # not whole numbers: no dive before branch and bound
-    assert solve_milp(m, "highs", MilpLimits(time_limit_s=None)).how == "branch-and-bound"
+    hand_over = MilpLimits(time_limit_s=None, search_nodes=0)  # HiGHS's from the start
+    assert solve_milp(m, "highs", hand_over).how == "branch-and-bound"
     made = []
     real = milp._new_highs
 
@@ -75,7 +137,7 @@ def test_the_dive_is_the_fallback_when_branch_and_bound_stops_with_nothing(monke
         return h
 
     monkeypatch.setattr(milp, "_new_highs", stopped)
-    res = solve_milp(m, "highs", MilpLimits(time_limit_s=None))
+    res = solve_milp(m, "highs", hand_over)
     assert len(made) == 2 and made[1].getInfo().primal_solution_status != 2
     assert res.how == "lp-dive" and res.status is not None and m.feasible(res.values)
     assert res.objective == pytest.approx(14.1)  # a=2, c=1 again
