@@ -30,8 +30,10 @@ Solve path (the default, ``formulation="tight"``): the model carries integer
 aggregate columns (replicas per variant and per task) that branch and bound
 branches on; it is built as arrays and solved by HiGHS in process: LP relaxation,
 the running plan with its flows re-optimised as the incumbent (proven optimal when
-within the gap of the LP bound), then branch and bound (:mod:`lokirl.core.milp`,
-where the heuristics it runs and why are measured); CBC solves the
+within the gap of the LP bound), then lokirl's best-first search over HiGHS LPs,
+branching on replicas per task, then per variant, then per config, with HiGHS's own
+branch and bound behind it (:mod:`lokirl.core.milp`, where what it runs and why is
+measured); CBC solves the
 same model through PuLP. ``formulation="reference"`` solves the plain PuLP
 formulation (:mod:`lokirl.core.allocator_reference`), kept for tests. Every solve
 is bounded by wall time (live serving) or, with ``deterministic=True``, by work

@@ -7,11 +7,16 @@ PuLP took tens. :func:`solve_milp` then solves the model:
 * **HiGHS** (``highspy``, in process): first the LP relaxation (an upper bound
   for a maximisation) and the caller's start with its continuous part
   re-optimised; when that start is within the relative gap of the LP bound it is
-  proven optimal and no branching is needed. Otherwise HiGHS's branch and bound
-  runs from it, without restarts and without the RINS, RENS and feasibility-jump
-  heuristics: on the allocator's models these cost more than they find (measured
-  in ``benchmarks/bench_allocator.py``: the median cold solve of
-  ``traffic_analysis`` on 20 workers fell from 122 to 62 ms with them off). A
+  proven optimal and no branching is needed. Otherwise lokirl's best-first search
+  (:func:`_best_first`: branch and bound over HiGHS LPs, each node solved from its
+  parent's basis, branching tier by tier as ``MilpModel.priority`` says, no cuts)
+  runs for up to ``MilpLimits.search_nodes`` nodes; on the allocator's models it
+  proves the optimum in a few dozen LPs (the median cold solve of
+  ``traffic_analysis`` on 20 workers: 62 -> 18 ms, ``docs/allocator.md``). If it
+  has not closed the gap by then, HiGHS's branch and bound continues from its
+  incumbent, without restarts and without the RINS, RENS and feasibility-jump
+  heuristics: on these models they cost more than they find (the median cold solve
+  fell from 122 to 62 ms with them off, before the search existed). A
   *fractional dive* (round the least fractional integer column to its nearest
   value, re-solve the LP hot-started, repeat) runs first only where it can end the
   solve at once, when every solution's objective is a whole number (the rounded
