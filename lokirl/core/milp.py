@@ -317,6 +317,19 @@ def _polish(h, model: MilpModel, int_cols: list[int], start: np.ndarray) -> np.n
     return out
 
 
+class _Interrupted(Exception):
+    """A node LP stopped without an answer (time limit or solver trouble)."""
+
+
+def _node_infeasible():  # -> set of HighsModelStatus
+    import highspy
+
+    return {
+        highspy.HighsModelStatus.kInfeasible,
+        highspy.HighsModelStatus.kUnboundedOrInfeasible,
+    }
+
+
 def _reset_bounds(h, model: MilpModel) -> None:
     """Give ``h`` the model's column bounds again and re-solve its LP."""
     n = model.num_cols
@@ -436,6 +449,7 @@ def _best_first(
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return _Search(best, math.nan, 0, False)
     cur_lo, cur_hi = lower.copy(), upper.copy()
+    infeasible = _node_infeasible()
 
     def node_bound(value: float) -> float:
         # Every solution's objective is whole: no child beats the rounded LP value.
@@ -450,8 +464,12 @@ def _best_first(
         if basis is not None:
             h.setBasis(basis)
         h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        status = h.getModelStatus()
+        if status in infeasible:
             return None
+        if status != highspy.HighsModelStatus.kOptimal:
+            # Stopped (time limit, solver trouble): the node is not settled.
+            raise _Interrupted
         value = sign * float(h.getInfo().objective_function_value)
         return node_bound(value), np.asarray(h.getSolution().col_value, float)
 
@@ -478,6 +496,7 @@ def _best_first(
     # (-bound, id, lower, upper, LP solution, basis)
     heap = [(-root[0], 0, lower, upper, root[1], h.getBasis())]
     made = nodes = 0
+    interrupted = False
     while heap:
         if closed(-heap[0][0]):
             break
@@ -507,20 +526,30 @@ def _best_first(
                 best, best_obj = sol, obj
             continue
         k = pick[0]
-        for up in (False, True):
-            clo, chi = lo.copy(), hi.copy()
-            if up:
-                clo[k] = math.ceil(sol[k])
-            else:
-                chi[k] = math.floor(sol[k])
-            if clo[k] > chi[k]:
-                continue
-            child = solve_node(clo, chi, basis)
-            if child is None or closed(child[0]):
-                continue
+        kids = []
+        try:
+            for up in (False, True):
+                clo, chi = lo.copy(), hi.copy()
+                if up:
+                    clo[k] = math.ceil(sol[k])
+                else:
+                    chi[k] = math.floor(sol[k])
+                if clo[k] > chi[k]:
+                    continue
+                child = solve_node(clo, chi, basis)
+                if child is None or closed(child[0]):
+                    continue
+                made += 1
+                kids.append((-child[0], -made, clo, chi, child[1], h.getBasis()))
+        except _Interrupted:
+            # The parent stays open with its own bound: nothing is proven.
             made += 1
-            heapq.heappush(heap, (-child[0], -made, clo, chi, child[1], h.getBasis()))
-    proven = not heap or closed(-heap[0][0])
+            heapq.heappush(heap, (negb, -made, lo, hi, sol, basis))
+            interrupted = True
+            break
+        for kid in kids:
+            heapq.heappush(heap, kid)
+    proven = not interrupted and (not heap or closed(-heap[0][0]))
     top = -heap[0][0] if heap else best_obj
     bound = sign * max(top, best_obj) if best is not None else sign * top
     return _Search(best, bound, nodes, proven)

@@ -110,6 +110,33 @@ def test_best_first_search_is_repeatable_and_hands_over_at_its_node_budget():
     assert capped.status in ("optimal", "feasible")
 
 
+def test_a_node_stopped_by_the_clock_leaves_the_search_unproven():
+    # A node LP that ends without an answer (e.g. HiGHS's time limit) is not infeasible:
+    # the search must stop unproven, with a bound that still holds.
+    import highspy
+
+    import lokirl.core.milp as milp
+
+    m = random_milp(4)
+    ref = solve_milp(m, "highs", MilpLimits(time_limit_s=None, gap_rel=1e-6, search_nodes=0))
+    h = milp._new_highs(MilpLimits(), None)
+    h.passModel(milp._highs_lp(m, with_integrality=False))
+    h.run()
+    real, calls = h.getModelStatus, []
+
+    def status():
+        calls.append(1)
+        return real() if len(calls) <= 2 else highspy.HighsModelStatus.kTimeLimit
+
+    h.getModelStatus = status
+    found = milp._best_first(h, m, None, 1e-6, 100, None)
+    assert len(calls) > 2 and not found.proven
+    if m.maximize:
+        assert found.bound >= ref.objective - 1e-6
+    else:
+        assert found.bound <= ref.objective + 1e-6
+
+
 def test_tiers_put_lower_priorities_first_and_unprioritised_integers_last():
     m = MilpModel()
     a = m.add_col(0, 1, integer=True, priority=2)
