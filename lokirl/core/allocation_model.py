@@ -21,7 +21,11 @@ each accelerator (``y_{v,a} = sum_b x_{v,a,b}``) and of each task
 implied), but branch and bound can branch on them: "this task gets at most 9
 workers" splits the search far better than one batch size of one variant does.
 On ``traffic_analysis`` at 20 workers this cuts the nodes of a saturated solve
-from hundreds to a handful. Bounds that depend only on the pipeline and the
+from hundreds to a handful. Their branching tiers (``MilpModel.priority``: per
+task, then per variant, then the configs) order lokirl's best-first search
+(:mod:`lokirl.core.milp`): with the aggregates fixed at the optimum's values the
+LP relaxation is within 0.09% of the optimum on the demands measured, so the
+integrality gap lives in them. Bounds that depend only on the pipeline and the
 cluster (the structure itself, and the largest demand the LP relaxation can carry,
 ``s*(D) = min(1, K / D)``: the relaxation scales linearly in ``D``) are computed once
 per pipeline and cluster and cached.
