@@ -330,6 +330,18 @@ def _node_infeasible():  # -> set of HighsModelStatus
     }
 
 
+def _lp_highs(model: MilpModel, limits: MilpLimits, deadline: float | None):  # -> highspy.Highs
+    """A HiGHS instance holding ``model``'s LP relaxation, presolve off.
+
+    HiGHS's presolve costs more than it saves on these LPs (the root: 2.7 -> 1.8 ms,
+    traffic_analysis at 20 workers); every later LP starts from a basis anyway.
+    """
+    h = _new_highs(limits, deadline)
+    h.setOptionValue("presolve", "off")
+    h.passModel(_highs_lp(model, with_integrality=False))
+    return h
+
+
 def _reset_bounds(h, model: MilpModel) -> None:
     """Give ``h`` the model's column bounds again and re-solve its LP."""
     n = model.num_cols
@@ -350,8 +362,6 @@ class _Rounder:
     """
 
     def __init__(self, model: MilpModel, base: list[int]) -> None:
-        import highspy
-
         self.model = model
         self.base = np.asarray(base, dtype=np.int32)
         in_base = set(base)
@@ -368,12 +378,7 @@ class _Rounder:
         self.ints = np.asarray([k for k, i in enumerate(model.integer) if i], dtype=np.int32)
         self.lower = np.asarray(model.lower, float)
         self.upper = np.asarray(model.upper, float)
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
-        self.h.setOptionValue("threads", 1)
-        self.h.setOptionValue("random_seed", 0)
-        self.h.setOptionValue("presolve", "off")
-        self.h.passModel(_highs_lp(model, with_integrality=False))
+        self.h = _lp_highs(model, MilpLimits(threads=1), None)
 
     def polish(self, sol: np.ndarray) -> np.ndarray | None:
         """The rounded point with its other columns re-optimised, or None."""
@@ -587,12 +592,8 @@ def _solve_highs(model: MilpModel, limits: MilpLimits, start: np.ndarray | None)
     deadline = None if limits.time_limit_s is None else t0 + limits.time_limit_s
     none = MilpResult(None, np.zeros(0), math.nan)
     int_cols = [k for k, i in enumerate(model.integer) if i]
-    # 1. LP relaxation: a bound, and the point the dive starts from. HiGHS's presolve
-    # costs more than it saves on these LPs (the root: 2.7 -> 1.8 ms, traffic_analysis
-    # at 20 workers); the search's and the dive's LPs start from a basis anyway.
-    h = _new_highs(limits, deadline)
-    h.setOptionValue("presolve", "off")
-    h.passModel(_highs_lp(model, with_integrality=False))
+    # 1. LP relaxation: a bound, and the point the dive starts from.
+    h = _lp_highs(model, limits, deadline)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return none
