@@ -22,8 +22,8 @@ highest are picked greedily (at most 4) and written to lokirl/data/tuned/hindsig
 the candidates `hindsight` replays on every episode.
 
 search spaces:
-  periodic   period_s x headroom x churn_weight x warm_start (lokirl's periodic MILP)
-  trigger    low x high (band) x headroom x churn_weight
+  periodic   period_s x headroom x churn_weight x warm_start x com (EWMA centre of mass)
+  trigger    low x high (band) x headroom x churn_weight x horizon_s x min_interval_s
   hindsight  burst_s (0.02, 0.05, 0.1, 0.2) x derate (0.8, 0.9, 1.0), the whole grid
 
 examples:

@@ -37,13 +37,25 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
         "headroom": (1.0, 1.1, 1.2, 1.3, 1.45, 1.6, 1.8, 2.0),
         "churn_weight": (0.0, 0.5, 1.0, 2.0, 4.0),
         "warm_start": (False, True),
+        # how fast the demand estimate follows the arrivals (EWMA centre of mass, s)
+        "com": (0.25, 0.5, 1.0, 1.6, 3.0),
     },
     "trigger": {
         "low": (0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
         "high": (0.85, 0.95, 1.0, 1.1),
         "headroom": (1.0, 1.15, 1.3, 1.45, 1.6),
         "churn_weight": (0.0, 1.0, 2.0, 4.0),
+        # how far ahead the forecast looks and how soon it may re-solve again
+        "horizon_s": (1, 2, 5),
+        "min_interval_s": (1.0, 2.0),
     },
+}
+
+#: The value a knob had before it joined its grid (the controller's default): a
+#: setting committed then is read as having played with it.
+GRID_DEFAULTS: dict[str, dict[str, Any]] = {
+    "periodic": {"com": 1.6},
+    "trigger": {"horizon_s": 5, "min_interval_s": 2.0},
 }
 
 #: Metrics recorded per trial (mean over cases of the per-case mean) for the Pareto
@@ -176,6 +188,7 @@ def tune(
         )
     refuse_frozen(suite)
     if start_from is not None:
+        start_from = {**GRID_DEFAULTS.get(baseline, {}), **start_from}
         check_in_space(baseline, start_from)
     per_trial = episodes_per_trial(suite)
     n_trials = budget_episodes // per_trial
@@ -290,12 +303,16 @@ def check_in_space(baseline: str, params: dict[str, Any]) -> None:
 
 
 def committed_params(baseline: str, directory: Path | None = None) -> dict[str, Any]:
-    """The settings of ``baseline``'s committed tuned setting (see :func:`tuned_spec`)."""
+    """The settings of ``baseline``'s committed tuned setting (see :func:`tuned_spec`).
+
+    A knob that joined the grid after the setting was written is filled in with the
+    value it played with (:data:`GRID_DEFAULTS`).
+    """
     path, data = _read_tuned(baseline, directory)
     params = data.get("params")
     if not isinstance(params, dict):
         raise ConfigError(str(path), "params", "missing or malformed", "re-run lokirl tune --write")
-    return params
+    return {**GRID_DEFAULTS.get(baseline, {}), **params}
 
 
 def write_tuned(result: TuningResult, directory: Path | None = None) -> Path:

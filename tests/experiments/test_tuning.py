@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 import lokirl.experiments.tuning as tuning
 from lokirl.core.controllers import make_controller
@@ -79,10 +80,16 @@ def test_retune_from_the_committed_setting_plays_it_first(tmp_path, monkeypatch)
     per = tuning.episodes_per_trial(suite)
     start = {"period_s": 30.0, "headroom": 2.0, "churn_weight": 4.0, "warm_start": True}
     res = tuning.tune("periodic", suite, per * 3, play=_stub_play, start_from=start)
-    assert res.trials[0]["params"] == start
+    # a knob that joined the grid later (com) plays at the value it had before
+    assert res.trials[0]["params"] == start | {"com": 1.6}
     assert len(res.trials) == 3  # the start counts in the budget
     with pytest.raises(ConfigError, match="grid"):
         tuning.tune("periodic", suite, per, play=_stub_play, start_from=start | {"headroom": 9.9})
     monkeypatch.setattr(tuning, "TUNED_DIR", tmp_path)
     tuning.write_tuned(res)
     assert tuning.committed_params("periodic") == res.best_params
+    # a setting written before com joined the grid is read as com = 1.6 (its default)
+    old = yaml.safe_load((tmp_path / "periodic.yaml").read_text())
+    old["params"].pop("com")
+    (tmp_path / "periodic.yaml").write_text(yaml.safe_dump(old))
+    assert tuning.committed_params("periodic")["com"] == 1.6
