@@ -5,7 +5,10 @@ from a random policy has to rediscover it. Here the teacher plays episodes of th
 training environment, each of its decisions is written as the nearest action of the
 policy's own action space (keep, or re-solve warm/cold with the headroom closest to
 the demand it planned for), and the environment plays that action, so the states seen
-are the ones the cloned policy reaches. The policy network is then fitted to the
+are the ones the cloned policy reaches. A teacher that is the environment's own
+fallback controller is written as ``FOLLOW`` (defer to the fallback) at every step: the
+cloned policy then starts as that controller exactly, and PPO learns where to deviate
+from it (a residual policy). The policy network is then fitted to the
 actions (cross-entropy; the headroom term only where the teacher re-solved) and the
 value network to the discounted returns, and PPO fine-tunes from there.
 """
@@ -22,6 +25,7 @@ import numpy as np
 from lokirl.core.controller import Decision
 from lokirl.core.controllers import make_controller
 from lokirl.envs.features import (
+    FOLLOW,
     KEEP_PLAN,
     RESOLVE_COLD,
     RESOLVE_WARM,
@@ -42,6 +46,11 @@ class ImitationParams:
             differences between features: fewer passes leave a policy that always keeps).
         batch_size: Minibatch size.
         learning_rate: Adam step size of the cloning.
+        smoothing: Label smoothing of the action kind: the cloned policy keeps this
+            share of its probability spread over every kind (the teacher's included),
+            so that PPO still tries the others (0: fit the teacher's kind only; a
+            constant teacher, such as a followed fallback, is then fitted to a
+            probability near 1 and PPO hardly ever tries anything else).
 
     """
 
@@ -50,12 +59,15 @@ class ImitationParams:
     epochs: int = 100
     batch_size: int = 256
     learning_rate: float = 3e-3
+    smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("steps: steps, epochs and batch_size must be >= 1")
         if not self.learning_rate > 0:
             raise ValueError("learning_rate: must be positive")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError("smoothing: must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,9 @@ def collect(
 ) -> Demonstrations:
     """Play whole episodes with the teacher until ``steps`` steps are recorded.
 
-    Episodes last ``cfg.episode_s`` as in training (the ``TimeLimit``).
+    Episodes last ``cfg.episode_s`` as in training (the ``TimeLimit``). When the teacher
+    is the environment's fallback (``cfg.fallback``), every step is recorded as
+    ``FOLLOW`` (the teacher's decision is the hint the environment already holds).
 
     Args:
         cfg: The training environment's configuration.
@@ -132,6 +146,7 @@ def collect(
     rewards_ep: list[float] = []
     limit = max(1, int(cfg.episode_s / cfg.epoch_s))  # the TimeLimit training uses
     episode = 0
+    follow = bool(cfg.fallback) and teacher == cfg.fallback
     while len(obs_rows) < steps:
         obs, _ = env.reset(seed=seed + episode)
         ctl = make_controller(teacher)
@@ -139,10 +154,14 @@ def collect(
         done = False
         while not done and len(rewards) < limit:
             decision = ctl.decide(env.context)
-            action = teacher_action(env.features, decision, env.context, env.forecast)
+            if follow:
+                action = np.array([FOLLOW, 0], dtype=np.int64)
+            else:
+                action = teacher_action(env.features, decision, env.context, env.forecast)
             obs_rows.append(obs)
             acts.append(action)
-            resolved.append(bool(decision.resolve))
+            # a followed re-solve uses the fallback's demand, not a headroom of the policy
+            resolved.append(bool(decision.resolve) and not follow)
             obs, reward, terminated, truncated, _ = env.step(action)
             rewards.append(float(reward))
             done = terminated or truncated
@@ -201,6 +220,10 @@ def clone(model: Any, demos: Demonstrations, params: ImitationParams, seed: int 
             dist = policy.get_distribution(obs[idx])
             cats = dist.distribution
             lp_kind = cats[0].log_prob(kind[idx])
+            if params.smoothing > 0:
+                # cross-entropy against (1 - eps) on the teacher's kind + eps spread evenly
+                spread = cats[0].logits.mean(dim=1)
+                lp_kind = (1.0 - params.smoothing) * lp_kind + params.smoothing * spread
             lp_head = cats[1].log_prob(head[idx])
             m = mask[idx]
             pol_loss = -lp_kind.mean() - (lp_head * m).sum() / m.sum().clamp(min=1.0)

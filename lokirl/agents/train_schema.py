@@ -63,6 +63,7 @@ class ImitationSection(_Section):
     epochs: PositiveInt = 100
     batch_size: PositiveInt = 256
     learning_rate: PositiveFloat = 3e-3
+    smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class WeightsSection(_Section):

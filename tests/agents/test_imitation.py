@@ -77,3 +77,52 @@ def test_imitation_config_errors_name_the_field(tmp_path):
     p.write_text("imitation: {teacher: trigger, stpes: 10}\n")
     with pytest.raises(ConfigError, match=r"imitation\.stpes"):
         load_train_config(p)
+
+
+def test_a_teacher_that_is_the_fallback_is_cloned_as_follow_with_smoothing():
+    from stable_baselines3 import PPO
+
+    from lokirl.envs.features import FOLLOW
+
+    cfg = replace(ENV, fallback="periodic(period_s=2)")
+    demos = collect(cfg, "periodic(period_s=2)", 30, seed=4, gamma=0.95)
+    # Every step defers to the fallback; none carries a headroom of the policy's own.
+    assert (demos.actions[:, 0] == FOLLOW).all() and not demos.resolved.any()
+    env = LokiServingEnv(cfg)
+    probs = {}
+    for eps in (0.0, 0.2):
+        model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0, device="cpu")
+        params = ImitationParams(teacher="x", epochs=300, batch_size=32, smoothing=eps)
+        assert clone(model, demos, params)["agreement_kind"] == 1.0
+        import torch as th
+
+        with th.no_grad():
+            dist = model.policy.get_distribution(th.as_tensor(demos.obs))
+        probs[eps] = float(dist.distribution[0].probs[:, FOLLOW].mean())
+    kinds = env.action_space.nvec[0]
+    assert kinds == 4
+    # Without smoothing the constant teacher is fitted to near certainty; with 0.2 the
+    # other three kinds keep about 0.2 * 3/4 of the probability between them.
+    assert probs[0.0] > 0.99
+    assert abs(probs[0.2] - (1 - 0.2 + 0.2 / kinds)) < 0.03
+
+
+def test_smoothing_out_of_range_is_a_config_error(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("imitation: {teacher: trigger, smoothing: 1.5}\n")
+    with pytest.raises(ConfigError, match=r"imitation\.smoothing"):
+        load_train_config(p)
+
+
+def test_every_shipped_training_file_loads_and_the_residual_one_follows_its_teacher():
+    from pathlib import Path
+
+    files = sorted(Path("configs/agents").glob("*.yaml"))
+    assert len(files) >= 5
+    for f in files:
+        load_train_config(f)
+    cfg = load_train_config("configs/agents/ppo_residual.yaml")
+    # the teacher is the fallback, so imitation clones FOLLOW; smoothing keeps exploring
+    assert cfg.env.fallback and cfg.imitation.teacher == cfg.env.fallback
+    assert 0 < cfg.imitation.smoothing < 1
+    assert cfg.env.feature_version == 2 and cfg.env.base_horizon_s == 0
