@@ -503,13 +503,17 @@ def to_decision(
     term) or re-solve cold (2: from scratch, no churn term); a re-solve plans for
     the forecast mean at ``base_horizon_s`` (or the EWMA estimate when it is 0)
     times the chosen headroom. Kind 3 (``FOLLOW``, with a fallback) does what the
-    fallback controller decided (``hint``). Without a running plan the first plan
-    is always solved.
+    fallback controller decided (``hint``), the first plan included when the fallback
+    solves it. Without a running plan the first plan is always solved (by the policy's
+    own headroom when the fallback would not solve it).
     """
     a = np.asarray(action).reshape(-1)
     kind = int(a[0])
-    if kind == FOLLOW and spec.fallback and context.plan is not None:
-        return hint if hint is not None else KEEP
+    if kind == FOLLOW and spec.fallback:
+        if context.plan is not None:
+            return hint if hint is not None else KEEP
+        if hint is not None and hint.resolve:
+            return hint
     headroom = spec.headrooms[int(a[1]) % len(spec.headrooms)]
     if context.plan is not None and (kind == KEEP_PLAN or context.solving):
         return KEEP

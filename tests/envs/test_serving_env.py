@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -197,3 +199,23 @@ def test_plan_cache_keys_the_running_plan_when_churn_depends_on_it():
     planner.plan(p, c, d, plain, a)
     planner.plan(p, c, d, plain, b)
     assert planner.misses == 3 and planner.hits == 2
+
+
+def test_follow_without_a_running_plan_installs_the_fallbacks_first_plan():
+    import lokirl.agents  # noqa: F401 - registers trigger
+    from lokirl.envs.features import FOLLOW, RESOLVE_WARM
+
+    e = LokiServingEnv(**SMALL, fallback="periodic(period_s=1,headroom=1.6,com=0.5)")
+    e.reset(seed=3, options={"defer_first_plan": True})
+    assert e.context.plan is None
+    hint = e.hint
+    assert hint is not None and hint.resolve
+    # the residual policy starts as its fallback: the first plan is the fallback's ...
+    assert to_decision(e.features, (FOLLOW, 0), e.context, e.forecast, hint) == hint
+    # ... while its own re-solve kinds plan with the policy's headroom
+    own = to_decision(e.features, (RESOLVE_WARM, 0), e.context, e.forecast, hint)
+    assert own.resolve and own != hint
+    # a fallback that would not solve: the first plan is still solved, by the policy
+    keep = replace(hint, resolve=False)
+    first = to_decision(e.features, (FOLLOW, 0), e.context, e.forecast, keep)
+    assert first.resolve
