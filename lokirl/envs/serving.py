@@ -19,6 +19,7 @@ from lokirl.core.plan import Plan
 from lokirl.core.reconfig import SWAP_MODES, check_swap_mode
 from lokirl.envs.features import (
     FEATURE_VERSIONS,
+    FOLLOW,
     ClusterScale,
     FeatureSpec,
     ForecastTracker,
@@ -325,7 +326,8 @@ class LokiServingEnv(gym.Env):
     ``MultiDiscrete([3, len(headrooms)])``: keep the plan (0), re-solve warm (1) or
     cold (2); and the headroom multiplier applied to the forecast mean at
     ``base_horizon_s`` that the re-solve plans for. The first plan of an episode is
-    solved before the first step.
+    solved before the first step: the fallback's when there is one, else a warm solve
+    at the second headroom.
 
     ## Reward
     Per epoch: accuracy-weighted goodput (on-time frames / arrived frames x system
@@ -531,7 +533,12 @@ class LokiServingEnv(gym.Env):
             self._forecast = fc
             self._hint = self._fallback_hint()
             return self._observe(ctx, fc), info
-        self.sim.apply(to_decision(self.features, (1, 1), ctx, fc), planner=self.planner)
+        # The first plan: the fallback's where there is one (a residual policy starts as
+        # its fallback), else a warm solve at the second headroom.
+        self.context = ctx
+        hint = self._fallback_hint()
+        first = (FOLLOW, 1) if hint is not None else (1, 1)
+        self.sim.apply(to_decision(self.features, first, ctx, fc, hint), planner=self.planner)
         self.context = self.sim.step_epoch()
         self._forecast = self._tracker(self.context)
         self._hint = self._fallback_hint()

@@ -219,3 +219,22 @@ def test_follow_without_a_running_plan_installs_the_fallbacks_first_plan():
     keep = replace(hint, resolve=False)
     first = to_decision(e.features, (FOLLOW, 0), e.context, e.forecast, keep)
     assert first.resolve
+
+
+def test_reset_installs_the_fallbacks_first_plan(monkeypatch):
+    from lokirl.envs import serving
+
+    made = []
+
+    def spy(*args, **kwargs):
+        made.append(to_decision(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(serving, "to_decision", spy)
+    e = LokiServingEnv(**SMALL, fallback="periodic(period_s=1,headroom=1.6,com=0.5)")
+    e.reset(seed=5)
+    # the first plan is the fallback's decision (its reason), not the policy's own solve
+    assert len(made) == 1 and made[0].resolve and made[0].reason.startswith("period")
+    made.clear()
+    LokiServingEnv(**SMALL).reset(seed=5)
+    assert len(made) == 1 and made[0].reason.startswith("policy: warm")
