@@ -123,6 +123,8 @@ class EnvSection(_Section):
     episode_s: PositiveInt = 120
     epoch_s: PositiveFloat = 1.0
     traces: list[str] | None = Field(None, min_length=1)
+    trace_format: Literal["auto", "arrivals", "rates", "timestamps"] = "auto"
+    trace_column: str | None = None
     load_low: _Range = (0.1, 0.6)
     load_high: _Range = (0.8, 2.5)
     forecaster: str = "ewma"
@@ -274,7 +276,7 @@ def check_references(cfg: Any, source: str) -> None:
     from lokirl.core.controllers import make_controller
     from lokirl.core.pipeline_config import load_pipeline
     from lokirl.forecast.registry import make_forecaster
-    from lokirl.traces import list_bundled
+    from lokirl.traces import list_bundled, resolve_trace
     from lokirl.traces.generators import FAMILIES
 
     env = cfg.env
@@ -317,6 +319,16 @@ def check_references(cfg: Any, source: str) -> None:
                 f"use gen:FAMILY, a bundled trace ({', '.join(sorted(bundled)[:4])}, ...) "
                 "or the path of a trace file",
             )
+        else:  # read it now: a file lokirl cannot read fails before training starts
+            try:
+                resolve_trace(spec, fmt=env.trace_format, column=env.trace_column)
+            except LokiError as exc:
+                raise ConfigError(
+                    source,
+                    where,
+                    str(exc),
+                    "set env.trace_format and env.trace_column to how the file is written",
+                ) from None
     try:
         make_forecaster(env.forecaster)
     except (LokiError, ValueError, KeyError, OSError) as exc:

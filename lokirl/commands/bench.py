@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from lokirl.commands.options import parse_range, split_specs
+from lokirl.commands.options import add_trace_format_options, parse_range, split_specs
 from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES
 from lokirl.errors import ConfigError
@@ -69,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a one-case suite on this trace (bundled name or file in any format lokirl reads)",
     )
     adhoc = p.add_argument_group("the one case of --trace")
+    add_trace_format_options(adhoc)
     adhoc.add_argument("--pipeline", default="traffic_analysis", help="default: traffic_analysis")
     adhoc.add_argument("--workers", type=int, default=20, help="default: 20")
     adhoc.add_argument(
@@ -146,6 +147,8 @@ def _load(args: argparse.Namespace):
             duration_s=args.duration,
             swap=args.swap,
             seeds=tuple(range(args.seeds)),
+            trace_format=args.trace_format,
+            column=args.column,
         )
     return load_suite(args.suite, check_frozen=not args.print_hash)
 

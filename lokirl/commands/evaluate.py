@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from lokirl.commands.options import check_workers, parse_range, split_specs
+from lokirl.commands.options import (
+    add_trace_format_options,
+    check_workers,
+    parse_range,
+    split_specs,
+)
 from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError
@@ -52,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated (default: {DEFAULT_CONTROLLERS})",
     )
     p.add_argument("--traces", default=DEFAULT_TRACES, help="comma-separated trace names or files")
-    p.add_argument("--column", help="timestamp column of timestamp-CSV traces with several columns")
+    add_trace_format_options(p)
     p.add_argument(
         "--pipeline",
         default="traffic_analysis",
@@ -115,7 +120,7 @@ def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
 
     out = []
     for spec in [s.strip() for s in args.traces.split(",") if s.strip()]:
-        trace = as_rates(resolve_trace(spec, column=args.column))
+        trace = as_rates(resolve_trace(spec, fmt=args.trace_format, column=args.column))
         if args.time_window:
             a, b = _range(args.time_window, "--window")
             trace = as_rates(window(trace, a, b))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lokirl.commands.options import add_trace_format_options
 from lokirl.commands.stdout import strict_json
 from lokirl.errors import LokiError
 
@@ -103,7 +104,7 @@ def register(subparsers: Any) -> None:
     e.add_argument(
         "--trace", required=True, help="trace file (any documented format) or bundled name"
     )
-    e.add_argument("--column", help="timestamp column of a timestamp CSV")
+    add_trace_format_options(e)
     e.add_argument(
         "--window", dest="time_window", metavar="A:B", help="keep seconds A..B of the trace"
     )
@@ -246,7 +247,7 @@ def _train(args: argparse.Namespace) -> int:
 def _load_series(args: argparse.Namespace):
     from lokirl.traces import as_rates, resample, rescale, resolve_trace, speedup, window
 
-    series = as_rates(resolve_trace(args.trace, column=args.column), 1.0)
+    series = as_rates(resolve_trace(args.trace, fmt=args.trace_format, column=args.column), 1.0)
     if args.time_window:
         a, b = _range(args.time_window, "--window")
         series = window(series, a, b)

@@ -6,6 +6,7 @@ import argparse
 import math
 from urllib.parse import urlparse
 
+from lokirl.commands.options import add_trace_format_options
 from lokirl.commands.stdout import finite, strict_json
 from lokirl.errors import ConfigError
 
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--trace", required=True, help="trace file or bundled trace name")
+    add_trace_format_options(p)
     p.add_argument(
         "--url",
         default="http://127.0.0.1:8000",
@@ -62,14 +64,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 MAX_DRAWN = 2e7
 
 
-def load_arrivals(spec: str, speedup: float, scale: str | None, seed: int):
-    """Arrival times (s) of a trace spec after speed-up and rescaling."""
+def load_arrivals(
+    spec: str,
+    speedup: float,
+    scale: str | None,
+    seed: int,
+    fmt: str = "auto",
+    column: str | None = None,
+):
+    """Arrival times (s) of a trace spec after speed-up and rescaling.
+
+    ``fmt`` and ``column`` say how to read a trace file (``--format``, ``--column``).
+    """
     import numpy as np
 
     from lokirl.traces import RateSeries, as_arrivals, as_rates, rescale, resolve_trace
     from lokirl.traces import speedup as sp
 
-    trace = resolve_trace(spec)
+    trace = resolve_trace(spec, fmt=fmt, column=column)
     if speedup != 1.0:
         trace = sp(trace, speedup)
     if scale:
@@ -123,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
             "must be at least 1",
             "pass e.g. --max-in-flight 256",
         )
-    arrivals, trace_name = load_arrivals(args.trace, args.speedup, args.scale, args.seed)
+    arrivals, trace_name = load_arrivals(
+        args.trace, args.speedup, args.scale, args.seed, args.trace_format, args.column
+    )
     arrivals = bounded_arrivals(arrivals, args.max_requests, args.duration)
     base = urls[0]
     frame = np.random.default_rng(args.seed).integers(0, 255, (3, args.size, args.size))

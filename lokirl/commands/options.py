@@ -101,3 +101,21 @@ def check_simulated(controllers: list[str], seed: int) -> None:
                 "simulate does not hand to controllers",
                 "compare with it in lokirl evaluate or lokirl bench",
             )
+
+
+def add_trace_format_options(parser: Any) -> None:
+    """Add ``--format`` and ``--column``: how to read a trace file nobody has seen before.
+
+    Args:
+        parser: An ``argparse`` parser or argument group; the options land in
+            ``trace_format`` and ``column``.
+
+    """
+    parser.add_argument(
+        "--format",
+        dest="trace_format",
+        default="auto",
+        choices=("auto", "arrivals", "rates", "timestamps"),
+        help="trace file format (default: auto-detect)",
+    )
+    parser.add_argument("--column", help="timestamp column of a timestamp CSV with several columns")

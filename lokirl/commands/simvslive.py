@@ -11,7 +11,7 @@ import math
 from dataclasses import fields
 from typing import Any
 
-from lokirl.commands.options import check_workers
+from lokirl.commands.options import add_trace_format_options, check_workers
 from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
 from lokirl.errors import ConfigError
 
@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pipeline", default="traffic_analysis_cpu", help="pipeline name or YAML")
     p.add_argument("--trace", default="diurnal_600s", help="trace file or bundled name")
+    add_trace_format_options(p)
     p.add_argument("--speedup", type=float, default=10.0, help="compress trace time (default 10)")
     p.add_argument(
         "--rescale",
@@ -146,7 +147,9 @@ def arrivals_for(args: argparse.Namespace) -> Any:
     from lokirl.runtime.loadgen import bounded_arrivals
     from lokirl.traces.types import ArrivalTrace
 
-    arr, name = load_arrivals(args.trace, args.speedup, args.scale, args.seed)
+    arr, name = load_arrivals(
+        args.trace, args.speedup, args.scale, args.seed, args.trace_format, args.column
+    )
     arr = bounded_arrivals(arr, None, args.duration)
     if len(arr) == 0:
         raise ConfigError("--trace", args.trace, "no arrivals in --duration", "lengthen it")

@@ -136,6 +136,9 @@ class EnvConfig:
         epoch_s: Seconds per decision epoch (one env step).
         traces: Episode trace mix: ``gen:FAMILY`` (generated), a bundled trace name,
             or a trace file in any documented format.
+        trace_format: How the trace files are written (``auto``, ``arrivals``,
+            ``rates``, ``timestamps``).
+        trace_column: Timestamp column of timestamp-CSV trace files with several columns.
         load_low: Range of the episode's lowest rate, as a multiple of the cluster's
             capacity at full accuracy.
         load_high: Range of the episode's highest rate, same unit.
@@ -181,6 +184,8 @@ class EnvConfig:
         "gen:spikes",
         "gen:random_walk",
     )
+    trace_format: str = "auto"
+    trace_column: str | None = None
     load_low: tuple[float, float] = (0.1, 0.6)
     load_high: tuple[float, float] = (0.8, 2.5)
     forecaster: str = "ewma"
@@ -366,6 +371,10 @@ class LokiServingEnv(gym.Env):
         self._clusters: dict[int, Cluster] = {}
         self._scales: dict[tuple, ClusterScale] = {}
         self._pipelines: dict[float, Pipeline] = {1.0: self.base_pipeline}
+        self._files: dict[str, RateSeries] = {}
+        for spec in cfg.traces:  # read every trace file now: a bad one fails before training
+            if not spec.startswith("gen:"):
+                self._trace_file(spec)
         #: The served cluster as version-2 features see it (``None`` in version 1).
         self.scale: ClusterScale | None = None
         common = dict(
@@ -481,6 +490,15 @@ class LokiServingEnv(gym.Env):
         return observe(self.features, context, forecast, self._hint, self.scale).clip(0, 20)
 
     # ------------------------------------------------------------------ traces
+    def _trace_file(self, spec: str) -> RateSeries:
+        """A bundled trace or trace file as 1 s rates, read once per environment."""
+        if spec not in self._files:
+            cfg = self.config
+            self._files[spec] = as_rates(
+                resolve_trace(spec, fmt=cfg.trace_format, column=cfg.trace_column)
+            )
+        return self._files[spec]
+
     def _draw_trace(self) -> RateSeries:
         cfg, rng = self.config, self.np_random
         spec = cfg.traces[int(rng.integers(len(cfg.traces)))]
@@ -488,7 +506,7 @@ class LokiServingEnv(gym.Env):
         if spec.startswith("gen:"):
             series = generate(spec[4:], length, rng)
         else:
-            series = as_rates(resolve_trace(spec))
+            series = self._trace_file(spec)
             if series.duration_s > length:
                 start = float(rng.uniform(0, series.duration_s - length))
                 series = as_rates(window(series, start, start + length))

@@ -475,10 +475,19 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
                 raise ConfigError(
                     source, f"{where}.traffic.trace", str(exc), _FIXES["trace"]
                 ) from None
+            try:  # read it now: a file lokirl cannot read fails before any episode is played
+                series = case_trace(case, 1.0, base_dir)
+            except LokiError as exc:
+                raise ConfigError(
+                    source,
+                    f"{where}.traffic",
+                    str(exc),
+                    "set traffic.format and traffic.column to how the file is written "
+                    "(with --trace: --format, --column)",
+                ) from None
             if case.load is None:  # played as recorded: refuse what the simulator cannot play
                 from lokirl.sim.config import SimConfig
 
-                series = case_trace(case, 1.0, base_dir)
                 frames = float(series.rates.sum() * series.bin_s)
                 limit = SimConfig().max_frames
                 if frames > limit:
@@ -601,8 +610,13 @@ def adhoc_suite(
     duration_s: float = 300.0,
     swap: str = "overlap",
     seeds: tuple[int, ...] = (0, 1, 2),
+    trace_format: str = "auto",
+    column: str | None = None,
 ) -> Suite:
-    """A one-case suite playing a user's trace file (``lokirl bench --trace FILE``)."""
+    """A one-case suite playing a user's trace file (``lokirl bench --trace FILE``).
+
+    ``trace_format`` and ``column`` say how to read the file (``--format``, ``--column``).
+    """
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(trace).stem).strip("-") or "trace"
     raw = {
         "name": f"adhoc-{stem}",
@@ -614,7 +628,7 @@ def adhoc_suite(
                 "family": "adhoc",
                 "pipeline": pipeline,
                 "cluster": {"workers": workers},
-                "traffic": {"trace": trace},
+                "traffic": {"trace": trace, "format": trace_format, "column": column},
                 "load": list(load) if load is not None else None,
                 "duration_s": duration_s,
                 "swap": swap,

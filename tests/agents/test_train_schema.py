@@ -79,3 +79,36 @@ def test_schema_defaults_match_the_dataclasses():
         got = getattr(sec.env, k)
         assert (tuple(got) if isinstance(got, list) else got) == getattr(env, k), k
     assert sec.env.weights.model_dump() == asdict(RewardWeights())
+
+
+def _two_column_timestamps(path):
+    path.write_text("user,ts\n" + "".join(f"u{i},{i * 0.05:.2f}\n" for i in range(400)))
+    return path
+
+
+def test_a_trace_file_lokirl_cannot_read_is_refused_before_training(tmp_path):
+    """A timestamp CSV with two columns needs env.trace_column; the error says so up front."""
+    trace = _two_column_timestamps(tmp_path / "requests.csv")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"env: {{traces: [gen:diurnal, '{trace}']}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(bad)
+    assert err.value.field == "env.traces[1]", str(err.value)
+    assert "trace_column" in err.value.fix
+    good = tmp_path / "good.yaml"
+    good.write_text(f"env: {{traces: ['{trace}'], trace_column: ts}}\n")
+    cfg = load_train_config(good)
+    assert cfg.env.trace_column == "ts" and cfg.env.traces == (str(trace),)
+
+
+def test_env_reads_its_trace_files_once_with_the_column(tmp_path):
+    from lokirl.envs.serving import EnvConfig, LokiServingEnv
+    from lokirl.errors import LokiError
+
+    trace = str(_two_column_timestamps(tmp_path / "requests.csv"))
+    with pytest.raises(LokiError, match="column"):
+        LokiServingEnv(EnvConfig(traces=(trace,), episode_s=10))
+    env = LokiServingEnv(EnvConfig(traces=(trace,), trace_column="ts", episode_s=10))
+    series = env._draw_trace()
+    assert series.duration_s >= 10 and series.rates.max() > 0
+    assert list(env._files) == [trace]

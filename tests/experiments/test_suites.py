@@ -238,3 +238,17 @@ def test_adhoc_suite_from_a_trace_file(tmp_path):
     (case,) = s.spec.cases
     assert case.id == "my-trace" and case.workers == 8 and s.spec.seeds == (0,)
     assert case_trace(case, 10.0).rates.max() == pytest.approx(20.0)
+
+
+def test_adhoc_suite_reads_the_file_before_playing_and_takes_a_column(tmp_path):
+    """A timestamp CSV with several columns is refused at once, and played with its column."""
+    trace = tmp_path / "log.csv"
+    trace.write_text("user,ts\n" + "".join(f"u{i},{i * 0.1:.1f}\n" for i in range(300)))
+    with pytest.raises(ConfigError) as err:
+        adhoc_suite(str(trace), workers=8, duration_s=20, seeds=(0,))
+    assert err.value.field.endswith(".traffic") and "--column" in err.value.fix
+    s = adhoc_suite(str(trace), workers=8, duration_s=20, seeds=(0,), column="ts")
+    (case,) = s.spec.cases
+    assert case.traffic.column == "ts"
+    played = case_trace(case, 10.0)  # a constant 10/s: mapped to the middle of 3..20
+    assert played.duration_s >= 20 and played.rates.max() == pytest.approx(11.5)

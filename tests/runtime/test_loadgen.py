@@ -171,3 +171,17 @@ def test_reserved_stdout_carries_only_the_json():
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"ratio": None, "n": [1.5, None]}
     assert "library notice" in r.stderr and "native notice" in r.stderr
+
+
+def test_loadgen_reads_a_trace_by_its_column(capsys, tmp_path):
+    """A timestamp CSV with several columns: refused without --column, replayed with it."""
+    from lokirl.cli import main
+    from lokirl.commands.loadgen import load_arrivals
+
+    log = tmp_path / "log.csv"
+    log.write_text("user,ts\n" + "".join(f"u{i},{i * 0.5:.1f}\n" for i in range(20)))
+    args = ["loadgen", "--trace", str(log), "--url", "http://127.0.0.1:9", "--no-mlflow"]
+    assert main(args) == 2
+    assert "--column" in capsys.readouterr().err
+    arrivals, _ = load_arrivals(str(log), 1.0, None, 0, "timestamps", "ts")
+    assert len(arrivals) == 20 and arrivals[-1] == 9.5
