@@ -84,7 +84,14 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="TRACE",
-        help="bundled trace to leave out of training (repeatable)",
+        help="bundled trace to leave out of training (repeatable; default: the twitter "
+        "traces, which the frozen test suite plays)",
+    )
+    t.add_argument(
+        "--include-test-traces",
+        action="store_true",
+        help="train on the test suite's twitter traces too (then never use the model in a "
+        "controller evaluated on the test suite)",
     )
     t.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     t.add_argument("--out", type=Path, help="also copy the trained model to this path")
@@ -169,6 +176,14 @@ def _check_train_args(args: argparse.Namespace) -> None:
             )
 
 
+def _holdout(args: argparse.Namespace) -> tuple[str, ...]:
+    """The bundled traces left out of training: ``--holdout``, plus the test suite's."""
+    from lokirl.forecast.train import TEST_TRACES
+
+    extra = () if args.include_test_traces else TEST_TRACES
+    return tuple(dict.fromkeys([*args.holdout, *extra]))
+
+
 def _train(args: argparse.Namespace) -> int:
     import shutil
 
@@ -183,7 +198,7 @@ def _train(args: argparse.Namespace) -> int:
         model=ModelConfig(arch=args.arch, window=args.window, hidden=args.hidden),
         seed=args.seed,
         n_synthetic=args.n_synthetic,
-        holdout=tuple(args.holdout),
+        holdout=_holdout(args),
         epochs=args.epochs,
     )
     folder = run_dir("forecast-train", args.name)

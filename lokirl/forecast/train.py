@@ -31,6 +31,15 @@ TRAIN_TRACES: tuple[str, ...] = (
     "diurnal_600s",
     "step_600s",
 )
+#: The bundled traces the frozen ``test`` suite plays. Left out of training by default
+#: (``TrainConfig.holdout``), so that a forecaster trained here (the bundled ``default.pt``
+#: among them) may be used by a controller evaluated on that suite.
+TEST_TRACES: tuple[str, ...] = (
+    "twitter_medium_normal_load",
+    "twitter_zipf_exponential",
+    "twitter_zipf_exponential_bursty",
+    "twitter_zipf_flat_bursty",
+)
 #: Families mixed into the synthetic training set, with their sampling weights.
 TRAIN_FAMILIES: dict[str, float] = {
     "mixture": 3.0,
@@ -88,7 +97,8 @@ class TrainConfig:
         traces: Bundled trace names (or file paths) added to the data.
         trace_repeats: How many Poisson re-draws of each bundled trace to add
             (the first copy is the trace itself).
-        holdout: Bundled names left out (for held-out evaluation).
+        holdout: Bundled names left out (default: :data:`TEST_TRACES`, the frozen test
+            suite's; the held-out evaluation holds out one fold of them instead).
         noise_max: Largest log-sd of the multiplicative noise added per second to
             generated series (drawn uniformly from 0 to it per series).
         diverse_frac: Share of generated series drawn from :data:`DIVERSE_FAMILIES`
@@ -115,7 +125,7 @@ class TrainConfig:
     synthetic_s: int = 600
     traces: tuple[str, ...] = TRAIN_TRACES
     trace_repeats: int = 8
-    holdout: tuple[str, ...] = ()
+    holdout: tuple[str, ...] = TEST_TRACES
     noise_max: float = 0.3
     diverse_frac: float = 0.5
     speedup_max: float = 2.0

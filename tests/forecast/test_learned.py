@@ -207,3 +207,20 @@ def test_legacy_v1_artifact_still_loads(tmp_path):
     f = LearnedForecaster(loaded)
     s = f.update(f.init_state(), 100.0)
     assert f.predict(s, (1,)).mean[0] == pytest.approx(100.0)
+
+
+def test_bundled_forecaster_never_saw_a_test_suite_trace():
+    """``default.pt`` may feed a controller played on the frozen test suite: it was not
+    trained on any bundled trace that suite plays (the trainer leaves them out by default)."""
+    from lokirl.experiments.suites import load_suite
+    from lokirl.forecast.train import TEST_TRACES, training_series
+
+    meta = load_artifact(default_model_path()).meta["train_config"]
+    trained_on = set(meta["traces"]) - set(meta["holdout"])
+    played = {c.traffic.trace for c in load_suite("test").spec.cases if c.traffic.trace}
+    played = {"twitter_zipf_exponential" if "gpt2" in t else t for t in played}
+    assert played <= set(TEST_TRACES) and not trained_on & played, trained_on & played
+    assert TrainConfig().holdout == TEST_TRACES
+    # and the trainer's series hold none of them
+    cfg = TrainConfig(n_synthetic=0, traces=("step_600s", *TEST_TRACES), trace_repeats=1)
+    assert len(training_series(cfg, np.random.default_rng(0))) == 1
