@@ -1,0 +1,54 @@
+"""Paired rollouts from a fallback: what each deviation gains over following it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from lokirl.agents.deviations import deviation_actions, study_deviations
+from lokirl.envs.features import FOLLOW
+from lokirl.envs.serving import LokiServingEnv
+
+from .conftest import ENV
+
+CFG = replace(
+    ENV, fallback="periodic(period_s=1.0,headroom=1.3)", headrooms=(1.0, 1.5), engine="fluid"
+)
+
+
+def test_gains_are_window_differences_against_following():
+    study = study_deviations(CFG, episodes=1, states_per_episode=2, horizon=3, seed=7)
+    assert study.gains.shape == (2, 5) and study.labels[0] == "keep"
+    assert study.labels[1:] == ("warm@1", "warm@1.5", "cold@1", "cold@1.5")
+    # replay one branch by hand: the same seed, follow up to the state, the deviation,
+    # follow again; its window reward minus following's is the recorded gain
+    t, j = int(study.step[0]), 3
+    env = LokiServingEnv(CFG)
+    follow = np.array([FOLLOW, 0])
+    rewards = {}
+    for name, first in (("follow", follow), ("dev", deviation_actions(2)[j])):
+        env.reset(seed=7)
+        rs = [env.step(a)[1] for a in [follow] * t + [first] + [follow] * 2]
+        rewards[name] = sum(rs[t:])
+    assert study.gains[0, j] == pytest.approx(rewards["dev"] - rewards["follow"], abs=1e-9)
+    assert study.base_window[0] == pytest.approx(rewards["follow"], abs=1e-9)
+    s = study.summary(margin=0.0)
+    assert s["states"] == 2 and s["best_gain_mean"] == pytest.approx(study.gains.max(1).mean())
+
+
+def test_a_study_needs_a_fallback_and_a_replayable_environment(monkeypatch):
+    with pytest.raises(ValueError, match="fallback"):
+        study_deviations(ENV, episodes=1, states_per_episode=1)
+    calls = {"n": 0}
+    step = LokiServingEnv.step
+
+    def noisy(self, action):  # a reward that differs from one replay to the next
+        calls["n"] += 1
+        obs, r, term, trunc, info = step(self, action)
+        return obs, r + 1e-3 * calls["n"], term, trunc, info
+
+    monkeypatch.setattr(LokiServingEnv, "step", noisy)
+    with pytest.raises(ValueError, match="deterministic replay"):
+        study_deviations(CFG, episodes=1, states_per_episode=1, horizon=2)
