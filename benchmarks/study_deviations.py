@@ -75,6 +75,9 @@ def main() -> int:
     p.add_argument("--episodes", type=int, default=24)
     p.add_argument("--states", type=int, default=4, help="branch states per episode")
     p.add_argument("--horizon", type=int, default=20, help="epochs compared after a branch")
+    p.add_argument(
+        "--persist", type=int, default=1, help="epochs a deviation is played (default 1)"
+    )
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--engine", choices=("fluid", "simpy"), help="default: the config's")
     p.add_argument("--margin", type=float, default=0.05, help="a deviation wins above this")
@@ -91,6 +94,7 @@ def main() -> int:
             episodes=args.episodes,
             states_per_episode=args.states,
             horizon=args.horizon,
+            persist=args.persist,
             seed=args.seed,
             progress=lambda n: bar.update(task, completed=n),
         )

@@ -43,6 +43,7 @@ class DeviationStudy:
         base_window: The fallback's own window reward per state.
         episode: Episode index of each state; ``step`` its epoch within the episode.
         horizon: Epochs in a window (the deviation's epoch included).
+        persist: Epochs the deviation was played for (the rest of the window follows).
         episode_rewards: The fallback's reward per episode.
 
     """
@@ -55,6 +56,7 @@ class DeviationStudy:
     episode: np.ndarray
     step: np.ndarray
     horizon: int
+    persist: int
     episode_rewards: np.ndarray
 
     def summary(self, margin: float = 0.05) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class DeviationStudy:
             "states": int(len(best)),
             "episodes": int(len(self.episode_rewards)),
             "horizon": self.horizon,
+            "persist": self.persist,
             "fallback_episode_reward": float(self.episode_rewards.mean()),
             "best_gain_mean": float(best.mean()),
             "best_gain_median": float(np.median(best)),
@@ -123,6 +126,7 @@ def study_deviations(
     episodes: int,
     states_per_episode: int,
     horizon: int = 20,
+    persist: int = 1,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> DeviationStudy:
@@ -134,6 +138,9 @@ def study_deviations(
         states_per_episode: Branch states drawn per episode (uniformly among the
             epochs that leave a whole window before the episode ends).
         horizon: Epochs compared after the branch (the deviation's own included).
+        persist: Epochs the deviation is played for before following again (1: one
+            step, as a residual policy that deviates once; ``horizon``: the whole
+            window, as one that holds a plan or keeps its own headroom for a while).
         seed: First episode seed; also seeds the choice of states.
         progress: Called with the number of states done after each one.
 
@@ -146,6 +153,8 @@ def study_deviations(
         raise ValueError("env.fallback: a deviation study needs a fallback to deviate from")
     if episodes < 1 or states_per_episode < 1 or horizon < 1:
         raise ValueError("episodes, states_per_episode and horizon must be >= 1")
+    if not 1 <= persist <= horizon:
+        raise ValueError(f"persist: must be in 1..horizon={horizon}, got {persist}")
     env = LokiServingEnv(cfg)
     limit = max(1, int(cfg.episode_s / cfg.epoch_s))
     devs = deviation_actions(len(cfg.headrooms))
@@ -175,7 +184,8 @@ def study_deviations(
             window = sum(base[t : t + horizon])
             row = []
             for a in devs:
-                played = _play(env, ep_seed, [follow] * t + [a] + [follow] * (horizon - 1))
+                branch = [follow] * t + [a] * persist + [follow] * (horizon - persist)
+                played = _play(env, ep_seed, branch)
                 if not np.allclose(played[:t], base[:t], rtol=0, atol=1e-9):
                     raise ValueError(
                         "the environment did not replay the same rewards for the same seed "
@@ -199,5 +209,6 @@ def study_deviations(
         episode=np.asarray(ep_idx, dtype=np.int64),
         step=np.asarray(st_idx, dtype=np.int64),
         horizon=horizon,
+        persist=persist,
         episode_rewards=np.asarray(ep_rewards, dtype=float),
     )

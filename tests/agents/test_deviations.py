@@ -52,3 +52,18 @@ def test_a_study_needs_a_fallback_and_a_replayable_environment(monkeypatch):
     monkeypatch.setattr(LokiServingEnv, "step", noisy)
     with pytest.raises(ValueError, match="deterministic replay"):
         study_deviations(CFG, episodes=1, states_per_episode=1, horizon=2)
+
+
+def test_a_persistent_deviation_is_played_for_its_epochs():
+    study = study_deviations(CFG, episodes=1, states_per_episode=1, horizon=3, persist=3, seed=7)
+    t, j = int(study.step[0]), 1
+    env = LokiServingEnv(CFG)
+    follow, dev = np.array([FOLLOW, 0]), deviation_actions(2)[j]
+    sums = []
+    for acts in ([follow] * (t + 3), [follow] * t + [dev] * 3):
+        env.reset(seed=7)
+        sums.append(sum([env.step(a)[1] for a in acts][t:]))
+    assert study.gains[0, j] == pytest.approx(sums[1] - sums[0], abs=1e-9)
+    assert study.summary()["persist"] == 3
+    with pytest.raises(ValueError, match="persist"):
+        study_deviations(CFG, episodes=1, states_per_episode=1, horizon=3, persist=4)
