@@ -10,6 +10,10 @@ actions earn there (a policy that always follows earns 0).
 
     python benchmarks/study_deviations.py --config configs/agents/ppo_residual.yaml \
         --episodes 24 --states 4 --horizon 20 --json runs/deviations.json
+
+With ``--fit PATH`` it also fits a gain policy on every state studied
+(:mod:`lokirl.agents.gain_policy`; ``gain:PATH`` as a controller); ``--load`` fits
+from the arrays of earlier runs (their ``.npz``, comma-separated) instead of studying.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from rich.progress import Progress
 
 from lokirl.agents.config import load_train_config
 from lokirl.agents.deviations import DeviationStudy, study_deviations
+from lokirl.agents.gain_policy import fit_gain_model
 
 
 def held_out_gain(study: DeviationStudy, margin: float, seed: int = 0) -> dict[str, float]:
@@ -82,10 +87,15 @@ def main() -> int:
     p.add_argument("--engine", choices=("fluid", "simpy"), help="default: the config's")
     p.add_argument("--margin", type=float, default=0.05, help="a deviation wins above this")
     p.add_argument("--json", type=Path, help="write the summary (and the arrays beside it)")
+    p.add_argument("--fit", type=Path, help="fit a gain policy and write it here")
+    p.add_argument("--ridge", type=float, default=10.0, help="its L2 penalty (default 10)")
+    p.add_argument("--load", help="fit from these .npz files instead of studying")
     args = p.parse_args()
     env = load_train_config(args.config).env
     if args.engine:
         env = replace(env, engine=args.engine)
+    if args.load:
+        return fit_from_arrays(args, env)
     t0 = time.perf_counter()
     with Progress() as bar:
         task = bar.add_task("branch states", total=args.episodes * args.states)
@@ -116,6 +126,44 @@ def main() -> int:
             episode=study.episode,
             step=study.step,
         )
+    if args.fit:
+        meta = {"config": args.config, "engine": env.engine, "seed": args.seed}
+        model = fit_gain_model(
+            study.obs,
+            study.gains,
+            study.actions,
+            study.labels,
+            study.spec,
+            study.persist,
+            args.ridge,
+            meta,
+        )
+        print(f"gain policy: {model.save(args.fit)}")
+    return 0
+
+
+def fit_from_arrays(args: argparse.Namespace, env) -> int:
+    """Fit a gain policy from the ``.npz`` arrays of earlier studies of this config."""
+    from lokirl.agents.deviations import _labels, deviation_actions
+    from lokirl.envs.serving import LokiServingEnv
+
+    files = [Path(f) for f in args.load.split(",")]
+    arrays = [np.load(f) for f in files]
+    obs = np.concatenate([a["obs"] for a in arrays])
+    gains = np.concatenate([a["gains"] for a in arrays])
+    spec = LokiServingEnv(env).features
+    meta = {"config": args.config, "engine": env.engine, "from": [f.name for f in files]}
+    model = fit_gain_model(
+        obs,
+        gains,
+        deviation_actions(len(env.headrooms)),
+        _labels(env),
+        spec,
+        args.persist,
+        args.ridge,
+        meta,
+    )
+    print(f"gain policy from {len(obs)} states: {model.save(args.fit)}")
     return 0
 
 

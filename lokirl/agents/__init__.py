@@ -2,17 +2,20 @@
 
 Training may start by cloning a teacher controller (:mod:`lokirl.agents.imitation`).
 
-Importing this package registers the ``ppo:PATH`` controller spec and the
+Importing this package registers the ``ppo:PATH`` and ``gain:PATH`` controller specs and the
 ``trigger`` heuristic in the controller registry.
 """
 
 from lokirl.agents.adapter import PPOController, default_policy_path, save_policy
+from lokirl.agents.gain_policy import GainController
 from lokirl.agents.heuristics import OracleController, TriggerController
 from lokirl.agents.hindsight import HindsightController  # registers hindsight
 from lokirl.core.controllers import CONTROLLERS
 
 if "ppo" not in CONTROLLERS._prefixes:
     CONTROLLERS.register_prefix("ppo", lambda path: PPOController(path, name=f"ppo:{path}"))
+if "gain" not in CONTROLLERS._prefixes:
+    CONTROLLERS.register_prefix("gain", lambda path: GainController(path, name=f"gain:{path}"))
 if "ppo" not in CONTROLLERS.names():
     CONTROLLERS.register(
         "ppo",
@@ -22,6 +25,7 @@ if "ppo" not in CONTROLLERS.names():
     )
 
 __all__ = [
+    "GainController",
     "HindsightController",
     "OracleController",
     "PPOController",

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lokirl.envs.features import FOLLOW, KEEP_PLAN, RESOLVE_COLD, RESOLVE_WARM
+from lokirl.envs.features import FOLLOW, KEEP_PLAN, RESOLVE_COLD, RESOLVE_WARM, FeatureSpec
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
 
 
@@ -45,6 +45,7 @@ class DeviationStudy:
         horizon: Epochs in a window (the deviation's epoch included).
         persist: Epochs the deviation was played for (the rest of the window follows).
         episode_rewards: The fallback's reward per episode.
+        spec: The environment's feature spec (what the observations mean).
 
     """
 
@@ -58,6 +59,7 @@ class DeviationStudy:
     horizon: int
     persist: int
     episode_rewards: np.ndarray
+    spec: FeatureSpec
 
     def summary(self, margin: float = 0.05) -> dict[str, Any]:
         """Headline figures: how often and by how much the best deviation beats following.
@@ -211,4 +213,5 @@ def study_deviations(
         horizon=horizon,
         persist=persist,
         episode_rewards=np.asarray(ep_rewards, dtype=float),
+        spec=env.features,
     )

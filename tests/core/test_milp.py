@@ -65,7 +65,9 @@ def random_milp(seed: int) -> MilpModel:
     rng = np.random.default_rng(seed)
     m = MilpModel(maximize=bool(seed % 2))
     nx, ny = 6, 4
-    xs = [m.add_col(0, 6, float(rng.uniform(1, 9)), integer=True, priority=k % 2) for k in range(nx)]
+    xs = [
+        m.add_col(0, 6, float(rng.uniform(1, 9)), integer=True, priority=k % 2) for k in range(nx)
+    ]
     ys = [m.add_col(0, 3, float(rng.uniform(0.5, 4))) for _ in range(ny)]
     if not m.maximize:  # a covering problem
         m.cost = [-c for c in m.cost]

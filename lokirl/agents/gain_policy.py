@@ -1,0 +1,259 @@
+"""A controller learned from paired rollouts: predict each deviation's gain, act on it.
+
+:mod:`lokirl.agents.deviations` measures, at states of episodes played by a fallback
+controller, what each deviation (keep the plan, or re-solve warm or cold at one of
+the policy's headrooms, held for ``hold_epochs`` epochs) gains over following the
+fallback for the same epochs, with common random numbers. A :class:`GainModel` fits
+those gains from the observation (one ridge regression per deviation on
+standardised features): one step of approximate policy iteration on the fallback.
+:class:`GainController` plays it: every ``hold_epochs`` epochs it predicts every
+deviation's gain, holds the best one for the next ``hold_epochs`` epochs when its
+predicted gain is positive, and follows the fallback otherwise.
+
+The artifact is one JSON file (``gain:PATH``): the feature spec (what the policy
+fits, as for a PPO policy), the standardisation, the weights and the actions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lokirl.agents.adapter import check_policy_fits
+from lokirl.core.controller import ControlContext, Decision
+from lokirl.core.controllers import make_controller
+from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.envs.features import (
+    FOLLOW,
+    ClusterScale,
+    FeatureSpec,
+    ForecastTracker,
+    cluster_scale,
+    observe,
+    to_decision,
+)
+from lokirl.errors import ConfigError
+from lokirl.forecast import make_forecaster
+
+#: Format tag of the artifact.
+FORMAT = "lokirl-gain-policy"
+
+
+@dataclass(frozen=True)
+class GainModel:
+    """Ridge regressions of each deviation's gain over following, on the observation.
+
+    Attributes:
+        spec: The feature spec of the observations (must name a fallback).
+        mean: Feature means of the fitting states.
+        scale: Feature standard deviations of the fitting states (floored).
+        weights: ``(features + 1, deviations)``: one column per deviation, the last
+            row the intercept.
+        actions: ``[kind, headroom index]`` per deviation.
+        labels: A name per deviation.
+        hold_epochs: Epochs a chosen deviation is held (the study's ``persist``).
+        meta: How it was fitted (states, ridge, source).
+
+    """
+
+    spec: FeatureSpec
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    actions: np.ndarray
+    labels: tuple[str, ...]
+    hold_epochs: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """Predicted gain of every deviation at each row of ``obs``."""
+        x = (np.atleast_2d(obs) - self.mean) / self.scale
+        return np.c_[x, np.ones(len(x))] @ self.weights
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "spec": self.spec.to_dict(),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "weights": self.weights.tolist(),
+            "actions": self.actions.tolist(),
+            "labels": list(self.labels),
+            "hold_epochs": self.hold_epochs,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GainModel:
+        """Inverse of :meth:`to_dict`."""
+        if d.get("format") != FORMAT:
+            raise ValueError(f"format: expected {FORMAT!r}, got {d.get('format')!r}")
+        model = cls(
+            spec=FeatureSpec.from_dict(d["spec"]),
+            mean=np.asarray(d["mean"], dtype=float),
+            scale=np.asarray(d["scale"], dtype=float),
+            weights=np.asarray(d["weights"], dtype=float),
+            actions=np.asarray(d["actions"], dtype=np.int64),
+            labels=tuple(d["labels"]),
+            hold_epochs=int(d["hold_epochs"]),
+            meta=dict(d.get("meta", {})),
+        )
+        n = model.spec.size
+        if model.mean.shape != (n,) or model.weights.shape != (n + 1, len(model.actions)):
+            raise ValueError(
+                f"weights: shapes {model.mean.shape} / {model.weights.shape} do not fit "
+                f"{n} features and {len(model.actions)} deviations"
+            )
+        return model
+
+    def save(self, path: str | Path) -> Path:
+        """Write the artifact as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict()))
+        return path
+
+
+def fit_gain_model(
+    obs: np.ndarray,
+    gains: np.ndarray,
+    actions: np.ndarray,
+    labels: tuple[str, ...],
+    spec: FeatureSpec,
+    hold_epochs: int,
+    ridge: float = 10.0,
+    meta: dict[str, Any] | None = None,
+) -> GainModel:
+    """Fit one ridge regression per deviation (the intercept not penalised).
+
+    Args:
+        obs: Observations of the branch states, ``(states, features)``.
+        gains: Gain of each deviation at each state, ``(states, deviations)``.
+        actions: The deviations, ``(deviations, 2)``.
+        labels: Their names.
+        spec: The observations' feature spec (with a fallback).
+        hold_epochs: How long a deviation was held when its gain was measured.
+        ridge: L2 penalty on the standardised weights.
+        meta: Recorded in the artifact.
+
+    Raises:
+        ValueError: shapes that do not agree, no fallback, or fewer than two states.
+
+    """
+    obs = np.asarray(obs, dtype=float)
+    gains = np.asarray(gains, dtype=float)
+    if not spec.fallback:
+        raise ValueError("spec: a gain policy deviates from a fallback; the spec names none")
+    if obs.ndim != 2 or obs.shape[1] != spec.size or len(obs) < 2:
+        raise ValueError(f"obs: need (states >= 2, {spec.size}), got {obs.shape}")
+    if gains.shape != (len(obs), len(actions)):
+        raise ValueError(f"gains: need {(len(obs), len(actions))}, got {gains.shape}")
+    mean = obs.mean(axis=0)
+    scale = np.maximum(obs.std(axis=0), 1e-6)
+    x = np.c_[(obs - mean) / scale, np.ones(len(obs))]
+    penalty = ridge * np.eye(x.shape[1])
+    penalty[-1, -1] = 0.0
+    weights = np.linalg.solve(x.T @ x + penalty, x.T @ gains)
+    return GainModel(
+        spec=spec,
+        mean=mean,
+        scale=scale,
+        weights=weights,
+        actions=np.asarray(actions, dtype=np.int64),
+        labels=tuple(labels),
+        hold_epochs=int(hold_epochs),
+        meta={"states": len(obs), "ridge": ridge, **(meta or {})},
+    )
+
+
+def load_gain_model(path: str | Path) -> GainModel:
+    """Read a ``gain:PATH`` artifact.
+
+    Raises:
+        ConfigError: the file is missing or is not a gain policy this lokirl reads.
+
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            str(p), "gain", "no such file", "fit one with benchmarks/study_deviations.py --fit"
+        )
+    try:
+        return GainModel.from_dict(json.loads(p.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            str(p), "gain", f"not a gain policy ({exc})", "re-fit it with this lokirl version"
+        ) from None
+
+
+@dataclass
+class GainController:
+    """Plays a :class:`GainModel`: deviate where the predicted gain is positive, else follow.
+
+    Attributes:
+        model_path: The artifact.
+        name: Display name.
+
+    """
+
+    model_path: str
+    name: str = "gain"
+    model: GainModel = field(init=False, repr=False)
+    _tracker: ForecastTracker = field(init=False, repr=False)
+    _fallback: Any = field(init=False, repr=False)
+    _scale: ClusterScale | None = field(init=False, repr=False, default=None)
+    _action: np.ndarray = field(init=False, repr=False)
+    _left: int = field(init=False, repr=False, default=0)
+    #: Decision points, and those where a deviation was chosen.
+    decisions: int = field(init=False, default=0)
+    deviations: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.model = load_gain_model(self.model_path)
+        spec = self.model.spec
+        self._tracker = ForecastTracker(spec, make_forecaster(spec.forecaster))
+        self._fallback = make_controller(spec.fallback)
+        self._action = np.array([FOLLOW, 0], dtype=np.int64)
+
+    def bind(self, pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> None:
+        """Refuse a pipeline or cluster the model was not fitted for; scale to the cluster."""
+        spec = self.model.spec
+        check_policy_fits(spec, self.model_path, pipeline, cluster, swap)
+        if spec.version >= 2:
+            self._scale = cluster_scale(pipeline, cluster, swap)
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Follow, or hold the deviation chosen at the last decision point."""
+        spec = self.model.spec
+        if spec.version >= 2 and self._scale is None:
+            raise ConfigError(
+                self.model_path,
+                "bind",
+                "the gain policy observes relative to the cluster it serves and was not told which",
+                "bind it first: lokirl.core.binding.bind_controller(controller, pipeline, "
+                "cluster, swap)",
+            )
+        fc = self._tracker(context)
+        hint = self._fallback.decide(context)
+        if context.plan is None:  # the first plan is the fallback's, as in the study
+            self._action = np.array([FOLLOW, 0], dtype=np.int64)
+            self._left = 0
+        elif self._left <= 0:  # a decision point (the host decides once per epoch)
+            obs = observe(spec, context, fc, hint, self._scale).clip(0, 20)
+            pred = self.model.predict(obs)[0]
+            best = int(np.argmax(pred))
+            self.decisions += 1
+            if pred[best] > 0:
+                self._action = self.model.actions[best]
+                self.deviations += 1
+            else:
+                self._action = np.array([FOLLOW, 0], dtype=np.int64)
+            self._left = self.model.hold_epochs
+        self._left -= 1
+        return to_decision(spec, self._action, context, fc, hint)
