@@ -91,6 +91,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="controller the others are compared with (default: the suite's, trigger)",
     )
     p.add_argument(
+        "--pool",
+        metavar="NAME=PATTERN",
+        action="append",
+        help="report the controllers matching PATTERN (e.g. 'gain:*') also as one controller "
+        "NAME averaging them per episode: one learned method trained with several seeds, "
+        "compared with traces (not training seeds) as the unit (repeatable)",
+    )
+    p.add_argument(
         "--cases",
         metavar="PATTERNS",
         help="play only the cases whose id matches one of these comma-separated patterns "
@@ -234,11 +242,38 @@ def _merged(args: argparse.Namespace):
     return merge_results(parts, args.reference)
 
 
+def _pooled(results, pools: list[str]):
+    """``results`` with a pooled controller added for each ``NAME=PATTERN`` of ``--pool``."""
+    from fnmatch import fnmatchcase
+
+    from lokirl.experiments.runner import Results
+    from lokirl.experiments.stats import pool_controllers
+
+    rows, ctrls = list(results.rows), list(results.meta["controllers"])
+    for text in pools:
+        name, sep, pattern = text.partition("=")
+        members = [c for c in ctrls if fnmatchcase(c, pattern)] if sep else []
+        if not name or not members or name in ctrls:
+            raise ConfigError(
+                "--pool",
+                text,
+                "needs NAME=PATTERN with a new NAME and a PATTERN matching played controllers "
+                f"({', '.join(ctrls)})",
+                "pass e.g. --pool 'gain-5seeds=gain:*'",
+            )
+        rows += pool_controllers(results.rows, members, name)
+        ctrls.append(name)
+    if not pools:
+        return results
+    return Results(rows=rows, meta={**results.meta, "controllers": ctrls})
+
+
 def _report(args: argparse.Namespace, results, suite) -> int:
     """Summarise, write the run folder (and MLflow run), print."""
     from lokirl.experiments.report import markdown, pareto_plot, summarize
     from lokirl.tracking import mlflow_run, run_dir, write_config
 
+    results = _pooled(results, args.pool or [])
     meta = results.meta
     summary = summarize(results, n_boot=args.bootstrap, seed=args.stats_seed)
     folder = run_dir("bench", meta["suite"], root=args.out)

@@ -281,6 +281,54 @@ def values_by_case(
     return out
 
 
+def pool_controllers(
+    rows: Iterable[Mapping[str, Any]], members: Sequence[str], name: str
+) -> list[dict[str, Any]]:
+    """Rows of one controller averaging ``members`` (e.g. one policy per training seed).
+
+    A learned method trained with several seeds is one method: per (case, seed) its
+    value of each numeric metric is the mean over the members that played that episode
+    without error (additive metrics first brought to :data:`PER_STEPS` epochs), so that a
+    comparison counts traces, not training seeds, as its unit. Episodes no member
+    played are left out.
+
+    Args:
+        rows: The per-episode table.
+        members: Controllers pooled (every one must appear).
+        name: The pooled controller's name.
+
+    Returns:
+        One row per (case, seed) with ``controller`` = ``name`` and ``members`` = how
+        many were averaged.
+
+    Raises:
+        ValueError: a member that played no episode.
+
+    """
+    rows = list(rows)
+    played = {r["controller"] for r in rows}
+    missing = [m for m in members if m not in played]
+    if missing:
+        raise ValueError(f"members: {missing} played no episode here")
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r["controller"] in members and not r.get("error"):
+            groups.setdefault((r["case"], int(r["seed"])), []).append(r)
+    out = []
+    for (case, seed), rs in sorted(groups.items()):
+        row: dict[str, Any] = {k: v for k, v in rs[0].items() if isinstance(v, str)}
+        row.update(case=case, seed=seed, controller=name, members=len(rs), error=None)
+        for key, v0 in rs[0].items():
+            if isinstance(v0, bool) or not isinstance(v0, int | float) or key in ("seed", "steps"):
+                continue
+            vals = [row_value(r, key) for r in rs if r.get(key) is not None]
+            if vals:
+                row[key] = float(np.mean(vals))
+        row["steps"] = PER_STEPS
+        out.append(row)
+    return out
+
+
 def paired(
     rows: Iterable[Mapping[str, Any]],
     metric: str,

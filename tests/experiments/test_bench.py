@@ -127,6 +127,15 @@ def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     # The same controller twice is refused: its episodes would count double.
     assert main(["bench", "--from", f"{a},{a}", "--no-mlflow"]) == 2
     assert "played in two of the runs" in capsys.readouterr().err
+    # Pooled: one controller averaging the members per episode.
+    pool_args = [*merged_args[:-1], str(tmp_path / "p"), "--pool", "both=*i*"]
+    assert main(pool_args) == 0
+    pooled = json.loads(capsys.readouterr().out)
+    agg = {c: v["reward"]["overall"]["estimate"] for c, v in pooled["aggregate"].items()}
+    assert agg["both"] == pytest.approx((agg["static"] + agg["trigger"]) / 2)
+    assert "both" in pooled["paired"]["reward"]
+    assert main([*pool_args[:-1], "both=nothing*"]) == 2
+    assert "--pool" in capsys.readouterr().err
 
 
 def test_mlflow_run_per_suite_with_a_child_run_per_case(tmp_path, capsys):

@@ -195,3 +195,41 @@ def test_expanded_percentile_interval_covers_with_few_cases():
         iv = stats.hierarchical_interval(data, n_boot=500, seed=k)
         hits += iv.lo <= 0.0 <= iv.hi
     assert hits >= 0.88 * 120
+
+
+def test_pooled_training_seeds_are_one_controller_averaged_per_episode():
+    """Five policies of one method count as one controller: traces stay the unit."""
+
+    def row(ctrl, case, seed, reward, steps=120, error=None):
+        return {
+            "controller": ctrl,
+            "case": case,
+            "family": "f",
+            "seed": seed,
+            "reward": reward,
+            "frame_violation_ratio": reward / 1000,
+            "steps": steps,
+            "frames": {"arrived": 1},
+            "error": error,
+        }
+
+    rows = [
+        row("p0", "a", 0, 10.0),
+        row("p1", "a", 0, 20.0),
+        row("p0", "a", 1, 12.0),
+        row("p1", "a", 1, 30.0, steps=240),  # a 240-epoch episode: 15 per 120 epochs
+        row("p1", "b", 0, 5.0, error="boom"),
+        row("p0", "b", 0, 7.0),
+        row("ref", "a", 0, 14.0),
+        row("ref", "a", 1, 13.5),
+        row("ref", "b", 0, 7.0),
+    ]
+    pooled = stats.pool_controllers(rows, ["p0", "p1"], "pool")
+    got = {(r["case"], r["seed"]): (r["reward"], r["members"]) for r in pooled}
+    assert got == {("a", 0): (15.0, 2), ("a", 1): (13.5, 2), ("b", 0): (7.0, 1)}
+    assert all(r["controller"] == "pool" and "frames" not in r for r in pooled)
+    assert pooled[0]["frame_violation_ratio"] == pytest.approx(0.015)
+    diff = stats.paired(pooled + rows, "reward", "pool", "ref")
+    assert sorted(np.concatenate(diff["f"]).tolist()) == [0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="p9"):
+        stats.pool_controllers(rows, ["p0", "p9"], "pool")
