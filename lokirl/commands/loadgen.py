@@ -107,6 +107,13 @@ def load_arrivals(
     return as_arrivals(trace, np.random.default_rng(seed)).arrivals_s, trace.name
 
 
+def arrivals_from_args(args: argparse.Namespace):
+    """:func:`load_arrivals` of the trace options loadgen and simvslive share."""
+    return load_arrivals(
+        args.trace, args.speedup, args.scale, args.seed, args.trace_format, args.column
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl loadgen``."""
     import asyncio
@@ -135,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
             "must be at least 1",
             "pass e.g. --max-in-flight 256",
         )
-    arrivals, trace_name = load_arrivals(
-        args.trace, args.speedup, args.scale, args.seed, args.trace_format, args.column
-    )
+    arrivals, trace_name = arrivals_from_args(args)
     arrivals = bounded_arrivals(arrivals, args.max_requests, args.duration)
     base = urls[0]
     frame = np.random.default_rng(args.seed).integers(0, 255, (3, args.size, args.size))

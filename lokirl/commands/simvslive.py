@@ -143,13 +143,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def arrivals_for(args: argparse.Namespace) -> Any:
     """The arrival trace both runs play (bounded to ``--duration``)."""
-    from lokirl.commands.loadgen import load_arrivals
+    from lokirl.commands.loadgen import arrivals_from_args
     from lokirl.runtime.loadgen import bounded_arrivals
     from lokirl.traces.types import ArrivalTrace
 
-    arr, name = load_arrivals(
-        args.trace, args.speedup, args.scale, args.seed, args.trace_format, args.column
-    )
+    arr, name = arrivals_from_args(args)
     arr = bounded_arrivals(arr, None, args.duration)
     if len(arr) == 0:
         raise ConfigError("--trace", args.trace, "no arrivals in --duration", "lengthen it")
