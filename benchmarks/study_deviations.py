@@ -30,7 +30,7 @@ from rich.progress import Progress
 
 from lokirl.agents.config import load_train_config
 from lokirl.agents.deviations import study_deviations
-from lokirl.agents.gain_policy import fit_gain_model
+from lokirl.agents.gain_policy import fit_gain_model, predict_gains, ridge_fit
 
 
 def held_out_gain(
@@ -55,12 +55,7 @@ def held_out_gain(
         tr = ~te
         if not tr.any() or not te.any():
             continue
-        mean, scale = obs[tr].mean(0), np.maximum(obs[tr].std(0), 1e-6)
-        x = np.c_[(obs[tr] - mean) / scale, np.ones(tr.sum())]
-        pen = ridge * np.eye(x.shape[1])
-        pen[-1, -1] = 0.0
-        w = np.linalg.solve(x.T @ x + pen, x.T @ gains[tr])
-        pred = np.c_[(obs[te] - mean) / scale, np.ones(te.sum())] @ w
+        pred = predict_gains(obs[te], *ridge_fit(obs[tr], gains[tr], ridge))
         best = pred.argmax(1)
         picked[te] = np.where(pred.max(1) > 0, gains[te][np.arange(te.sum()), best], 0.0)
     eps = np.unique(episode)
@@ -157,7 +152,7 @@ def main() -> int:
 
 def fit_from_arrays(args: argparse.Namespace, env) -> int:
     """Fit a gain policy from the ``.npz`` arrays of earlier studies of this config."""
-    from lokirl.agents.deviations import _labels, deviation_actions
+    from lokirl.agents.deviations import deviation_actions, deviation_labels
     from lokirl.envs.serving import LokiServingEnv
 
     files = [Path(f) for f in args.load.split(",")]
@@ -176,7 +171,7 @@ def fit_from_arrays(args: argparse.Namespace, env) -> int:
         obs,
         gains,
         deviation_actions(len(env.headrooms)),
-        _labels(env),
+        deviation_labels(env),
         spec,
         args.persist,
         args.ridge,

@@ -226,6 +226,45 @@ def check_spec_fits(
         check_policy_file(path, pipeline, cluster, swap)
 
 
+def bind_scale(
+    spec: FeatureSpec,
+    source: str,
+    pipeline: Pipeline,
+    cluster: Cluster,
+    swap: str,
+    cache: dict,
+) -> ClusterScale | None:
+    """Refuse a misfit (:func:`check_policy_fits`), then the cluster's scale (version 2).
+
+    How a learned controller binds: ``cache`` keeps the scales it computed (two solves
+    each) by pipeline, cluster, swap mode and load times. Version 1: ``None``.
+    """
+    check_policy_fits(spec, source, pipeline, cluster, swap)
+    if spec.version < 2:
+        return None
+    key = (
+        pipeline.name,
+        tuple(sorted(cluster.workers.items())),
+        swap,
+        max((v.load_time_s for v in pipeline.variants()), default=0.0),
+    )
+    if key not in cache:
+        cache[key] = cluster_scale(pipeline, cluster, swap)
+    return cache[key]
+
+
+def check_bound(spec: FeatureSpec, source: str, scale: ClusterScale | None) -> None:
+    """Refuse to decide with a version-2 policy that was never bound to a cluster."""
+    if spec.version >= 2 and scale is None:
+        raise ConfigError(
+            source,
+            "bind",
+            "a version-2 policy observes relative to the cluster it serves and was not told which",
+            "bind it first: lokirl.core.binding.bind_controller(controller, pipeline, "
+            "cluster, swap)",
+        )
+
+
 @dataclass
 class PPOController:
     """A trained PPO policy acting as a controller (deterministic actions).
@@ -279,18 +318,9 @@ class PPOController:
             ConfigError: the policy was not built for this pipeline, cluster or swap mode.
 
         """
-        check_policy_fits(self.spec, self.features_file, pipeline, cluster, swap)
-        if self.spec.version < 2:
-            return
-        key = (
-            pipeline.name,
-            tuple(sorted(cluster.workers.items())),
-            swap,
-            max((v.load_time_s for v in pipeline.variants()), default=0.0),
+        self._scale = bind_scale(
+            self.spec, self.features_file, pipeline, cluster, swap, self._scales
         )
-        if key not in self._scales:
-            self._scales[key] = cluster_scale(pipeline, cluster, swap)
-        self._scale = self._scales[key]
 
     def decide(self, context: ControlContext) -> Decision:
         """Observe the context as in training and act deterministically."""
@@ -302,15 +332,7 @@ class PPOController:
                 f"not {sorted(context.queue_lengths)}",
                 "use it with the pipeline it was trained on, or train one with `lokirl train`",
             )
-        if self.spec.version >= 2 and self._scale is None:
-            raise ConfigError(
-                self.model_path,
-                "bind",
-                "a version-2 policy observes relative to the cluster it serves and was not "
-                "told which",
-                "bind it first: lokirl.core.binding.bind_controller(controller, pipeline, "
-                "cluster, swap)",
-            )
+        check_bound(self.spec, self.model_path, self._scale)
         fc = self._tracker(context)
         hint = self._fallback.decide(context) if self._fallback is not None else None
         obs = observe(self.spec, context, fc, hint, self._scale).clip(0, 20)

@@ -104,7 +104,8 @@ def deviation_actions(headrooms: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def _labels(cfg: EnvConfig) -> tuple[str, ...]:
+def deviation_labels(cfg: EnvConfig) -> tuple[str, ...]:
+    """A name per deviation of :func:`deviation_actions`, e.g. ``keep``, ``warm@1.45``."""
     out = ["keep"]
     for kind in ("warm", "cold"):
         out += [f"{kind}@{h:g}" for h in cfg.headrooms]
@@ -160,7 +161,7 @@ def study_deviations(
     env = LokiServingEnv(cfg)
     limit = max(1, int(cfg.episode_s / cfg.epoch_s))
     devs = deviation_actions(len(cfg.headrooms))
-    labels = _labels(cfg)
+    labels = deviation_labels(cfg)
     follow = np.array([FOLLOW, 0], dtype=np.int64)
     rng = np.random.default_rng(seed)
     obs_rows, gains, base_w, ep_idx, st_idx, ep_rewards = [], [], [], [], [], []

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lokirl.agents.adapter import check_policy_fits
+from lokirl.agents.adapter import bind_scale, check_bound
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.controllers import make_controller
 from lokirl.core.pipeline import Cluster, Pipeline
@@ -32,7 +32,6 @@ from lokirl.envs.features import (
     ClusterScale,
     FeatureSpec,
     ForecastTracker,
-    cluster_scale,
     observe,
     to_decision,
 )
@@ -71,8 +70,7 @@ class GainModel:
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Predicted gain of every deviation at each row of ``obs``."""
-        x = (np.atleast_2d(obs) - self.mean) / self.scale
-        return np.c_[x, np.ones(len(x))] @ self.weights
+        return predict_gains(obs, self.mean, self.scale, self.weights)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -120,6 +118,32 @@ class GainModel:
         return path
 
 
+def ridge_fit(
+    obs: np.ndarray, gains: np.ndarray, ridge: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge regressions of ``gains`` (one column per deviation) on standardised ``obs``.
+
+    Returns:
+        ``(mean, scale, weights)``: the standardisation and ``(features + 1,
+        deviations)`` weights, the intercept last and not penalised.
+
+    """
+    mean = obs.mean(axis=0)
+    scale = np.maximum(obs.std(axis=0), 1e-6)
+    x = np.c_[(obs - mean) / scale, np.ones(len(obs))]
+    penalty = ridge * np.eye(x.shape[1])
+    penalty[-1, -1] = 0.0
+    return mean, scale, np.linalg.solve(x.T @ x + penalty, x.T @ gains)
+
+
+def predict_gains(
+    obs: np.ndarray, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """Predicted gain of every deviation at each row of ``obs`` (see :func:`ridge_fit`)."""
+    x = (np.atleast_2d(obs) - mean) / scale
+    return np.c_[x, np.ones(len(x))] @ weights
+
+
 def fit_gain_model(
     obs: np.ndarray,
     gains: np.ndarray,
@@ -154,12 +178,7 @@ def fit_gain_model(
         raise ValueError(f"obs: need (states >= 2, {spec.size}), got {obs.shape}")
     if gains.shape != (len(obs), len(actions)):
         raise ValueError(f"gains: need {(len(obs), len(actions))}, got {gains.shape}")
-    mean = obs.mean(axis=0)
-    scale = np.maximum(obs.std(axis=0), 1e-6)
-    x = np.c_[(obs - mean) / scale, np.ones(len(obs))]
-    penalty = ridge * np.eye(x.shape[1])
-    penalty[-1, -1] = 0.0
-    weights = np.linalg.solve(x.T @ x + penalty, x.T @ gains)
+    mean, scale, weights = ridge_fit(obs, gains, ridge)
     return GainModel(
         spec=spec,
         mean=mean,
@@ -208,6 +227,7 @@ class GainController:
     _tracker: ForecastTracker = field(init=False, repr=False)
     _fallback: Any = field(init=False, repr=False)
     _scale: ClusterScale | None = field(init=False, repr=False, default=None)
+    _scales: dict = field(init=False, repr=False, default_factory=dict)
     _action: np.ndarray = field(init=False, repr=False)
     _left: int = field(init=False, repr=False, default=0)
     #: Decision points, and those where a deviation was chosen.
@@ -223,22 +243,14 @@ class GainController:
 
     def bind(self, pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> None:
         """Refuse a pipeline or cluster the model was not fitted for; scale to the cluster."""
-        spec = self.model.spec
-        check_policy_fits(spec, self.model_path, pipeline, cluster, swap)
-        if spec.version >= 2:
-            self._scale = cluster_scale(pipeline, cluster, swap)
+        self._scale = bind_scale(
+            self.model.spec, self.model_path, pipeline, cluster, swap, self._scales
+        )
 
     def decide(self, context: ControlContext) -> Decision:
         """Follow, or hold the deviation chosen at the last decision point."""
         spec = self.model.spec
-        if spec.version >= 2 and self._scale is None:
-            raise ConfigError(
-                self.model_path,
-                "bind",
-                "the gain policy observes relative to the cluster it serves and was not told which",
-                "bind it first: lokirl.core.binding.bind_controller(controller, pipeline, "
-                "cluster, swap)",
-            )
+        check_bound(spec, self.model_path, self._scale)
         fc = self._tracker(context)
         hint = self._fallback.decide(context)
         if context.plan is None:  # the first plan is the fallback's, as in the study

@@ -6,7 +6,12 @@ import argparse
 import math
 from typing import Any
 
-from lokirl.commands.options import check_simulated, check_workers, parse_range
+from lokirl.commands.options import (
+    add_trace_format_options,
+    check_simulated,
+    check_workers,
+    parse_range,
+)
 from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES, swap_help
 from lokirl.errors import ConfigError, TraceError
@@ -55,14 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"bundled trace name or trace file (default: {DEFAULT_TRACE}, --speedup 10 "
         "--rescale 50:425)",
     )
-    p.add_argument(
-        "--format",
-        dest="trace_format",
-        default="auto",
-        choices=("auto", "arrivals", "rates", "timestamps"),
-        help="trace file format (default: auto-detect)",
-    )
-    p.add_argument("--column", help="timestamp column of a timestamp CSV")
+    add_trace_format_options(p)
     p.add_argument(
         "--controller",
         action="append",
