@@ -85,6 +85,14 @@ def main() -> int:
     )
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--engine", choices=("fluid", "simpy"), help="default: the config's")
+    p.add_argument(
+        "--branch",
+        choices=("fork", "replay"),
+        default="fork",
+        help="fork the process at each branch state (default) or replay every branch "
+        "from the reset; the figures are the same",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="forked branches played at once")
     p.add_argument("--margin", type=float, default=0.05, help="a deviation wins above this")
     p.add_argument("--json", type=Path, help="write the summary (and the arrays beside it)")
     p.add_argument("--fit", type=Path, help="fit a gain policy and write it here")
@@ -112,6 +120,8 @@ def main() -> int:
             persist=args.persist,
             seed=args.seed,
             progress=lambda n: bar.update(task, completed=n),
+            branch=args.branch,
+            jobs=args.jobs,
         )
     summary = study.summary(args.margin)
     summary["held_out"] = [

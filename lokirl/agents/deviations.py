@@ -11,6 +11,12 @@ changes downstream, not traffic noise. A replay that does not reproduce the
 fallback's rewards up to the branch point is refused (the comparison would not be
 paired).
 
+Two ways to branch give the same figures: ``replay`` plays every branch from the
+reset (a branch costs the whole prefix); ``fork`` replays the episode once and forks
+the process at each branch state (POSIX ``fork``: the child holds an exact copy of
+the simulation, random streams included), so a branch costs only its window. The
+plan library's SQLite connection is not shared with a child (it opens its own).
+
 The gains are hindsight figures: the best action at a state is picked knowing that
 episode's future, so their mean is an upper estimate of what a one-step improvement
 on the fallback could earn; the share of states where some deviation gains, and
@@ -20,6 +26,8 @@ has a signal at all.
 
 from __future__ import annotations
 
+import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +131,94 @@ def _play(env: LokiServingEnv, seed: int, actions: list[np.ndarray]) -> list[flo
     return out
 
 
+#: Inherited SQLite connections a forked child must neither use nor close (kept
+#: referenced so that no finaliser of the child touches the parent's file handle).
+_ORPHANED: list[Any] = []
+
+
+def _detach_library(env: LokiServingEnv) -> None:
+    """In a forked child: let the plan library open its own connection."""
+    library = getattr(getattr(env, "planner", None), "library", None)
+    if library is not None and getattr(library, "_db", None) is not None:
+        _ORPHANED.append(library._db)
+        library._db = None
+
+
+def _child(env: LokiServingEnv, actions: list[np.ndarray], r: int, w: int) -> None:
+    """A forked child: play ``actions``, send the rewards (or the error) down ``w``, exit."""
+    code = 0
+    try:
+        os.close(r)
+        _detach_library(env)
+        rewards: list[float] | BaseException = []
+        try:
+            for a in actions:
+                _, rew, terminated, truncated, _ = env.step(a)
+                rewards.append(float(rew))
+                if terminated or truncated:
+                    break
+        except Exception as exc:  # reported to the parent, raised there
+            rewards = exc
+        with os.fdopen(w, "wb") as f:
+            f.write(pickle.dumps(rewards))
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _fork_branches(
+    env: LokiServingEnv, branches: list[list[np.ndarray]], jobs: int
+) -> list[list[float]]:
+    """Play each branch (a list of actions) in a forked copy of ``env``; their rewards.
+
+    The parent's environment is left as it was. ``jobs`` children run at once.
+    """
+    out: list[list[float] | None] = [None] * len(branches)
+    running: dict[int, tuple[int, int]] = {}  # pid -> (branch index, read fd)
+
+    def reap_one() -> None:
+        # the oldest child: read until it closes the pipe, then collect its status
+        # (waitpid on our own children only: a solver's subprocesses are not ours)
+        pid = next(iter(running))
+        i, fd = running.pop(pid)
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or not data:
+            raise RuntimeError(f"a forked branch failed (exit status {status})")
+        result = pickle.loads(data)
+        if isinstance(result, BaseException):
+            raise result
+        out[i] = result
+
+    try:
+        for i, actions in enumerate(branches):
+            while len(running) >= max(1, jobs):
+                reap_one()
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child
+                _child(env, actions, r, w)
+            os.close(w)
+            running[pid] = (i, r)
+        while running:
+            reap_one()
+    finally:  # on a failure, no child is left behind
+        for pid, (_, fd) in list(running.items()):
+            os.waitpid(pid, 0)
+            os.close(fd)
+    return [o if o is not None else [] for o in out]
+
+
+def _check_replay(played: list[float], base: list[float]) -> None:
+    if len(played) != len(base) or not np.allclose(played, base, rtol=0, atol=1e-9):
+        raise ValueError(
+            "the environment did not replay the same rewards for the same seed "
+            "and actions: paired rollouts need a deterministic replay"
+        )
+
+
 def study_deviations(
     cfg: EnvConfig,
     *,
@@ -132,6 +228,8 @@ def study_deviations(
     persist: int = 1,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    branch: str = "fork" if hasattr(os, "fork") else "replay",
+    jobs: int = 1,
 ) -> DeviationStudy:
     """Branch every deviation at sampled states of episodes played by the fallback.
 
@@ -146,10 +244,15 @@ def study_deviations(
             window, as one that holds a plan or keeps its own headroom for a while).
         seed: First episode seed; also seeds the choice of states.
         progress: Called with the number of states done after each one.
+        branch: ``fork`` (default where the OS has it: one replay per episode, a
+            forked child per branch) or ``replay`` (every branch from the reset);
+            the figures are the same.
+        jobs: Forked branches played at once (``fork`` only).
 
     Raises:
-        ValueError: no fallback, bad sizes, or an environment that does not replay
-            the same rewards for the same seed and actions.
+        ValueError: no fallback, bad sizes, an unknown ``branch``, or an
+            environment that does not replay the same rewards for the same seed and
+            actions.
 
     """
     if not cfg.fallback:
@@ -158,6 +261,8 @@ def study_deviations(
         raise ValueError("episodes, states_per_episode and horizon must be >= 1")
     if not 1 <= persist <= horizon:
         raise ValueError(f"persist: must be in 1..horizon={horizon}, got {persist}")
+    if branch not in ("fork", "replay") or (branch == "fork" and not hasattr(os, "fork")):
+        raise ValueError(f"branch: 'fork' (POSIX only) or 'replay', got {branch!r}")
     env = LokiServingEnv(cfg)
     limit = max(1, int(cfg.episode_s / cfg.epoch_s))
     devs = deviation_actions(len(cfg.headrooms))
@@ -182,19 +287,27 @@ def study_deviations(
         if last < 0:
             continue
         picks = np.sort(rng.choice(last + 1, size=min(states_per_episode, last + 1), replace=False))
+        if branch == "fork":
+            env.reset(seed=ep_seed)
+            replayed: list[float] = []
         for t in picks:
             t = int(t)
             window = sum(base[t : t + horizon])
-            row = []
-            for a in devs:
-                branch = [follow] * t + [a] * persist + [follow] * (horizon - persist)
-                played = _play(env, ep_seed, branch)
-                if not np.allclose(played[:t], base[:t], rtol=0, atol=1e-9):
-                    raise ValueError(
-                        "the environment did not replay the same rewards for the same seed "
-                        "and actions: paired rollouts need a deterministic replay"
-                    )
-                row.append(sum(played[t : t + horizon]) - window)
+            tails = [[a] * persist + [follow] * (horizon - persist) for a in devs]
+            if branch == "fork":
+                while len(replayed) < t:
+                    replayed.append(float(env.step(follow)[1]))
+                prefix = replayed
+                played_tails = _fork_branches(env, tails, jobs)
+            else:
+                played_tails = []
+                for tail in tails:
+                    played = _play(env, ep_seed, [follow] * t + tail)
+                    prefix = played[:t]
+                    _check_replay(prefix, base[:t])
+                    played_tails.append(played[t:])
+            _check_replay(prefix, base[:t])
+            row = [sum(p[:horizon]) - window for p in played_tails]
             obs_rows.append(observations[t])
             gains.append(row)
             base_w.append(window)

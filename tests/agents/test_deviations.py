@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -38,7 +39,8 @@ def test_gains_are_window_differences_against_following():
     assert s["states"] == 2 and s["best_gain_mean"] == pytest.approx(study.gains.max(1).mean())
 
 
-def test_a_study_needs_a_fallback_and_a_replayable_environment(monkeypatch):
+@pytest.mark.parametrize("branch", ["fork", "replay"])
+def test_a_study_needs_a_fallback_and_a_replayable_environment(monkeypatch, branch):
     with pytest.raises(ValueError, match="fallback"):
         study_deviations(ENV, episodes=1, states_per_episode=1)
     calls = {"n": 0}
@@ -51,7 +53,7 @@ def test_a_study_needs_a_fallback_and_a_replayable_environment(monkeypatch):
 
     monkeypatch.setattr(LokiServingEnv, "step", noisy)
     with pytest.raises(ValueError, match="deterministic replay"):
-        study_deviations(CFG, episodes=1, states_per_episode=1, horizon=2)
+        study_deviations(CFG, episodes=1, states_per_episode=1, horizon=2, branch=branch)
 
 
 def test_a_persistent_deviation_is_played_for_its_epochs():
@@ -67,3 +69,28 @@ def test_a_persistent_deviation_is_played_for_its_epochs():
     assert study.summary()["persist"] == 3
     with pytest.raises(ValueError, match="persist"):
         study_deviations(CFG, episodes=1, states_per_episode=1, horizon=3, persist=4)
+
+
+def test_forked_branches_give_the_replayed_figures():
+    kw = dict(episodes=1, states_per_episode=2, horizon=3, persist=2, seed=11)
+    replayed = study_deviations(CFG, branch="replay", **kw)
+    forked = study_deviations(CFG, branch="fork", jobs=2, **kw)
+    assert np.array_equal(forked.step, replayed.step)
+    assert np.array_equal(forked.gains, replayed.gains)
+    assert np.array_equal(forked.base_window, replayed.base_window)
+    with pytest.raises(ValueError, match="branch"):
+        study_deviations(CFG, branch="clone", **kw)
+
+
+def test_a_failing_forked_branch_fails_the_study(monkeypatch):
+    step = LokiServingEnv.step
+    parent = os.getpid()
+
+    def broken_in_child(self, action):
+        if os.getpid() != parent:
+            raise RuntimeError("solver exploded")
+        return step(self, action)
+
+    monkeypatch.setattr(LokiServingEnv, "step", broken_in_child)
+    with pytest.raises(RuntimeError, match="solver exploded"):
+        study_deviations(CFG, episodes=1, states_per_episode=1, horizon=2, branch="fork")
