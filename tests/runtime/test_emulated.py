@@ -138,9 +138,7 @@ def test_live_emulated_traffic_analysis_accounts_for_every_request(ray_local):
         rt = Runtime(cfg)
         await rt.start()
         try:
-            arrivals = np.cumsum(
-                np.random.default_rng(0).exponential(1 / rate, n)
-            )
+            arrivals = np.cumsum(np.random.default_rng(0).exponential(1 / rate, n))
             frame = np.zeros((3, 8, 8), np.uint8)
             await asyncio.sleep(0.3)  # set-up after start: the clock runs ahead of the replay
             lag = rt.restart_clock()  # time 0 and the ticks at the first send
