@@ -30,7 +30,7 @@ from rich.progress import Progress
 
 from lokirl.agents.config import load_train_config
 from lokirl.agents.deviations import study_deviations
-from lokirl.agents.gain_policy import fit_gain_model, predict_gains, ridge_fit
+from lokirl.agents.gain_policy import fit_gain_model, load_gain_model, predict_gains, ridge_fit
 
 
 def held_out_gain(
@@ -92,6 +92,12 @@ def main() -> int:
         help="fork the process at each branch state (default) or replay every branch "
         "from the reset; the figures are the same",
     )
+    p.add_argument(
+        "--behaviour",
+        metavar="PATH",
+        help="play the episodes with this gain policy (its own states, as in DAgger) "
+        "instead of the fallback; gains are then against following from each state",
+    )
     p.add_argument("--jobs", type=int, default=1, help="forked branches played at once")
     p.add_argument("--margin", type=float, default=0.05, help="a deviation wins above this")
     p.add_argument("--json", type=Path, help="write the summary (and the arrays beside it)")
@@ -109,6 +115,9 @@ def main() -> int:
         env = replace(env, engine=args.engine)
     if args.load:
         return fit_from_arrays(args, env)
+    behaviour = None
+    if args.behaviour:
+        behaviour = load_gain_model(args.behaviour).behaviour()
     t0 = time.perf_counter()
     with Progress() as bar:
         task = bar.add_task("branch states", total=args.episodes * args.states)
@@ -122,6 +131,7 @@ def main() -> int:
             progress=lambda n: bar.update(task, completed=n),
             branch=args.branch,
             jobs=args.jobs,
+            behaviour=behaviour,
         )
     summary = study.summary(args.margin)
     summary["held_out"] = [
@@ -130,6 +140,7 @@ def main() -> int:
     ]
     summary["engine"] = env.engine
     summary["config"] = args.config
+    summary["behaviour"] = args.behaviour or "fallback"
     summary["wall_s"] = time.perf_counter() - t0
     text = json.dumps(summary, indent=2)
     print(text)
@@ -145,7 +156,12 @@ def main() -> int:
             step=study.step,
         )
     if args.fit:
-        meta = {"config": args.config, "engine": env.engine, "seed": args.seed}
+        meta = {
+            "config": args.config,
+            "engine": env.engine,
+            "seed": args.seed,
+            "behaviour": args.behaviour or "fallback",
+        }
         model = fit_gain_model(
             study.obs,
             study.gains,

@@ -230,6 +230,7 @@ def study_deviations(
     progress: Callable[[int], None] | None = None,
     branch: str = "fork" if hasattr(os, "fork") else "replay",
     jobs: int = 1,
+    behaviour: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> DeviationStudy:
     """Branch every deviation at sampled states of episodes played by the fallback.
 
@@ -248,6 +249,11 @@ def study_deviations(
             forked child per branch) or ``replay`` (every branch from the reset);
             the figures are the same.
         jobs: Forked branches played at once (``fork`` only).
+        behaviour: Who plays the episodes, ``(observation, step) -> action``
+            (default: following the fallback). With another player (a learned
+            policy: the states it visits, as in DAgger), each state also branches
+            "follow for the window", and gains are measured against that branch
+            (``base_window`` is its reward; ``episode_rewards`` the player's).
 
     Raises:
         ValueError: no fallback, bad sizes, an unknown ``branch``, or an
@@ -275,9 +281,12 @@ def study_deviations(
         ep_seed = seed + e
         obs, _ = env.reset(seed=ep_seed)
         base: list[float] = []
+        played_actions: list[np.ndarray] = []
         observations = [obs]
-        for _ in range(limit):
-            obs, r, terminated, truncated, _ = env.step(follow)
+        for step in range(limit):
+            act = follow if behaviour is None else np.asarray(behaviour(obs, step))
+            played_actions.append(act)
+            obs, r, terminated, truncated, _ = env.step(act)
             base.append(float(r))
             observations.append(obs)
             if terminated or truncated:
@@ -292,21 +301,26 @@ def study_deviations(
             replayed: list[float] = []
         for t in picks:
             t = int(t)
-            window = sum(base[t : t + horizon])
             tails = [[a] * persist + [follow] * (horizon - persist) for a in devs]
+            if behaviour is not None:  # the reference: following from this state on
+                tails.append([follow] * horizon)
             if branch == "fork":
                 while len(replayed) < t:
-                    replayed.append(float(env.step(follow)[1]))
+                    replayed.append(float(env.step(played_actions[len(replayed)])[1]))
                 prefix = replayed
                 played_tails = _fork_branches(env, tails, jobs)
             else:
                 played_tails = []
                 for tail in tails:
-                    played = _play(env, ep_seed, [follow] * t + tail)
+                    played = _play(env, ep_seed, played_actions[:t] + tail)
                     prefix = played[:t]
                     _check_replay(prefix, base[:t])
                     played_tails.append(played[t:])
             _check_replay(prefix, base[:t])
+            if behaviour is None:
+                window = sum(base[t : t + horizon])
+            else:
+                window = sum(played_tails.pop()[:horizon])
             row = [sum(p[:horizon]) - window for p in played_tails]
             obs_rows.append(observations[t])
             gains.append(row)

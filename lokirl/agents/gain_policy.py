@@ -17,6 +17,7 @@ fits, as for a PPO policy), the standardisation, the weights and the actions.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,26 @@ class GainModel:
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Predicted gain of every deviation at each row of ``obs``."""
         return predict_gains(obs, self.mean, self.scale, self.weights)
+
+    def behaviour(self) -> Callable[[np.ndarray, int], np.ndarray]:
+        """The model as a player of the environment, as :class:`GainController` plays it.
+
+        Returns ``(observation, step) -> action``: at step 0 and every
+        ``hold_epochs`` steps after, the deviation with the best predicted gain when
+        it is positive, else ``FOLLOW``; held in between. For a deviation study of
+        the states this policy visits (:func:`lokirl.agents.deviations.study_deviations`).
+        """
+        follow = np.array([FOLLOW, 0], dtype=np.int64)
+        held = {"action": follow}
+
+        def act(obs: np.ndarray, step: int) -> np.ndarray:
+            if step % self.hold_epochs == 0:
+                pred = self.predict(np.asarray(obs, dtype=float)[None, :])[0]
+                best = int(np.argmax(pred))
+                held["action"] = self.actions[best] if pred[best] > 0 else follow
+            return held["action"]
+
+        return act
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""

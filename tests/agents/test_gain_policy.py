@@ -91,3 +91,38 @@ def test_a_gain_policy_is_refused_where_it_was_not_fitted(study, tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         make_controller(f"gain:{tmp_path / 'missing.json'}")
     assert study.spec.fallback  # the spec it was fitted with names the fallback
+
+
+def test_a_gain_policy_plays_the_environment_and_its_own_states_can_be_studied(study):
+    keep = _model(study, 5.0).behaviour()
+    follow = _model(study, -5.0).behaviour()
+    obs = study.obs[0]
+    # decides at step 0 and every hold_epochs (4) steps, holds in between
+    assert [int(keep(obs, t)[0]) for t in range(6)] == [KEEP_PLAN] * 6
+    assert [int(follow(obs, t)[0]) for t in range(6)] == [FOLLOW] * 6
+    # the states a keeping policy visits: gains against following from each state
+    kw = dict(episodes=1, states_per_episode=2, horizon=3, persist=3, seed=5, behaviour=keep)
+    forked = study_deviations(ENV, branch="fork", **kw)
+    replayed = study_deviations(ENV, branch="replay", **kw)
+    assert np.array_equal(forked.gains, replayed.gains)
+    assert np.array_equal(forked.base_window, replayed.base_window)
+    # the player's episode is not the fallback's (it keeps its first plan)
+    by_fallback = study_deviations(
+        ENV, episodes=1, states_per_episode=2, horizon=3, persist=3, seed=5
+    )
+    assert not np.allclose(forked.episode_rewards, by_fallback.episode_rewards)
+    assert not np.allclose(forked.obs, by_fallback.obs)
+    # one gain by hand: the player up to the state, then the deviation or following
+    from lokirl.agents.deviations import deviation_actions
+    from lokirl.envs.serving import LokiServingEnv
+
+    t, j = int(forked.step[0]), 2
+    env, sums = LokiServingEnv(ENV), {}
+    for name, first in (("follow", np.array([FOLLOW, 0])), ("dev", deviation_actions(2)[j])):
+        obs, _ = env.reset(seed=5)
+        player = _model(study, 5.0).behaviour()
+        for i in range(t):
+            obs = env.step(player(obs, i))[0]
+        sums[name] = sum(env.step(first)[1] for _ in range(3))
+    assert forked.gains[0, j] == pytest.approx(sums["dev"] - sums["follow"], abs=1e-9)
+    assert forked.base_window[0] == pytest.approx(sums["follow"], abs=1e-9)
