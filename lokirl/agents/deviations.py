@@ -307,16 +307,14 @@ def study_deviations(
             if branch == "fork":
                 while len(replayed) < t:
                     replayed.append(float(env.step(played_actions[len(replayed)])[1]))
-                prefix = replayed
+                _check_replay(replayed, base[:t])
                 played_tails = _fork_branches(env, tails, jobs)
             else:
                 played_tails = []
                 for tail in tails:
                     played = _play(env, ep_seed, played_actions[:t] + tail)
-                    prefix = played[:t]
-                    _check_replay(prefix, base[:t])
+                    _check_replay(played[:t], base[:t])
                     played_tails.append(played[t:])
-            _check_replay(prefix, base[:t])
             if behaviour is None:
                 window = sum(base[t : t + horizon])
             else:

@@ -81,17 +81,22 @@ class GainModel:
         it is positive, else ``FOLLOW``; held in between. For a deviation study of
         the states this policy visits (:func:`lokirl.agents.deviations.study_deviations`).
         """
-        follow = np.array([FOLLOW, 0], dtype=np.int64)
-        held = {"action": follow}
+        held = {"action": np.array([FOLLOW, 0], dtype=np.int64)}
 
         def act(obs: np.ndarray, step: int) -> np.ndarray:
             if step % self.hold_epochs == 0:
-                pred = self.predict(np.asarray(obs, dtype=float)[None, :])[0]
-                best = int(np.argmax(pred))
-                held["action"] = self.actions[best] if pred[best] > 0 else follow
+                held["action"] = self.choose(obs)
             return held["action"]
 
         return act
+
+    def choose(self, obs: np.ndarray) -> np.ndarray:
+        """The deviation with the best predicted gain at ``obs`` if positive, else ``FOLLOW``."""
+        pred = self.predict(np.asarray(obs, dtype=float))[0]
+        best = int(np.argmax(pred))
+        if pred[best] > 0:
+            return self.actions[best]
+        return np.array([FOLLOW, 0], dtype=np.int64)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -279,14 +284,9 @@ class GainController:
             self._left = 0
         elif self._left <= 0:  # a decision point (the host decides once per epoch)
             obs = observe(spec, context, fc, hint, self._scale).clip(0, 20)
-            pred = self.model.predict(obs)[0]
-            best = int(np.argmax(pred))
+            self._action = self.model.choose(obs)
             self.decisions += 1
-            if pred[best] > 0:
-                self._action = self.model.actions[best]
-                self.deviations += 1
-            else:
-                self._action = np.array([FOLLOW, 0], dtype=np.int64)
+            self.deviations += int(self._action[0] != FOLLOW)
             self._left = self.model.hold_epochs
         self._left -= 1
         return to_decision(spec, self._action, context, fc, hint)
