@@ -443,6 +443,17 @@ class Schedule:
     value: float
 
 
+def _solve_delay(plan: Plan, solver_time: str | float) -> float:
+    """Simulated seconds a solve of ``plan`` takes under the simulator's ``solver_time``."""
+    if solver_time == "model":
+        return modelled_solve_time(plan)
+    if isinstance(solver_time, str):
+        raise ValueError(
+            f"hindsight plans with a repeatable solve time ('model' or seconds), not {solver_time!r}"
+        )
+    return float(solver_time)
+
+
 def plan_schedule(
     model: EpochModel,
     library: Sequence[Plan],
@@ -451,18 +462,20 @@ def plan_schedule(
     epoch_s: float,
     swap: str,
     weights: dict[str, float],
+    solver_time: str | float = "model",
 ) -> Schedule:
     """Dynamic programming over (epoch, plan in force) on the modelled reward.
 
     The first plan is in force from time 0 at no cost. A switch to ``q`` issued at
     the start of an epoch costs the reconfiguration and solver terms of the reward;
-    within that epoch ``p`` serves for ``q``'s modelled solve time, a transition
+    within that epoch ``p`` serves for ``q``'s solve time (the simulator's
+    ``solver_time``: modelled per phase, or a fixed number of seconds), a transition
     capacity for the load time (see :func:`switch_terms`), ``q`` the rest.
     """
     v = model.value
     n_ep, n = v.shape
     changed, load_s, down = switch_terms(pipeline, library, swap)
-    delay = np.array([modelled_solve_time(p) for p in library])
+    delay = np.array([_solve_delay(p, solver_time) for p in library])
     f_delay = np.minimum(1.0, delay / epoch_s)  # per target plan
     f_load = np.minimum(1.0 - f_delay[None, :], load_s / epoch_s)  # from x to
     fixed = (
@@ -579,6 +592,7 @@ class HindsightController:
         duration_s: float | None = None,
         cache: dict | None = None,
         name: str = "hindsight",
+        solver_time: str | float = "model",
     ) -> HindsightController:
         """Plan an episode in hindsight.
 
@@ -597,6 +611,8 @@ class HindsightController:
             duration_s: Seconds played (default: the simulator's, else the trace's).
             cache: Plan-library solves shared across episodes.
             name: Display name.
+            solver_time: The simulator's ``solver_time`` (``"model"`` or seconds):
+                how long each switch's solve keeps the old plan in force.
 
         """
         knobs = knobs or HindsightKnobs()
@@ -624,7 +640,9 @@ class HindsightController:
         if not library:
             raise RuntimeError("hindsight: the allocator found no plan on the demand grid")
         model = epoch_model(arr, n_ep, epoch_s, library, cluster.total, knobs, w, pipeline)
-        sched = plan_schedule(model, library, pipeline, cluster.total, epoch_s, swap, w)
+        sched = plan_schedule(
+            model, library, pipeline, cluster.total, epoch_s, swap, w, solver_time
+        )
         return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name)
 
 
@@ -839,6 +857,7 @@ def hindsight_actor(
                 sim=sim,
                 cache=cache,
                 name=name,
+                solver_time=cfg.solver_time,
             )
             if states is None:
                 return ctl

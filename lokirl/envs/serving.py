@@ -146,7 +146,8 @@ class EnvConfig:
         headrooms: Demand multipliers a re-solve may use.
         base_horizon_s: Forecast horizon a re-solve plans for (0: Loki's EWMA).
         weights: Reward weights.
-        solver_time: ``"model"`` (deterministic modelled solver time) or ``"measured"``.
+        solver_time: ``"model"`` (deterministic modelled solver time), ``"measured"``
+            or a fixed number of seconds per solve.
         solver: MILP solver used by re-solves.
         time_limit_s: Solver time limit.
         demand_quantum: Demands are rounded to this relative step so that solves can
@@ -192,7 +193,7 @@ class EnvConfig:
     headrooms: tuple[float, ...] = (1.0, 1.15, 1.3, 1.5, 1.75)
     base_horizon_s: int = 5
     weights: RewardWeights = field(default_factory=RewardWeights)
-    solver_time: str = "model"
+    solver_time: str | float = "model"
     solver: str = "highs"
     time_limit_s: float = 1.0
     demand_quantum: float = 0.02

@@ -196,6 +196,13 @@ def scopes(summary: Mapping[str, Any]) -> list[str]:
     return ["overall", *fams]
 
 
+def _solve_time(meta: Mapping[str, Any]) -> str:
+    st = meta.get("solver_time", "model")
+    if st == "model":
+        return "modelled solver time (per allocator phase)"
+    return f"every solve takes {float(st):g} s of simulated time"
+
+
 def markdown(summary: Mapping[str, Any]) -> str:
     """A markdown report (usable in docs/results.md)."""
     meta = summary["meta"]
@@ -210,7 +217,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         f"- {n_cases} cases x {'/'.join(map(str, seeds))} seeds; controllers: "
         + ", ".join(f"`{c}`" for c in meta["controllers"])
         + f"; reference: `{ref}`",
-        f"- solves: {meta['solver']}, deterministic (work-bounded), modelled solver time; "
+        f"- solves: {meta['solver']}, deterministic (work-bounded), {_solve_time(meta)}; "
         "common random numbers across controllers",
         f"- intervals: 95% expanded percentile (few cases), hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
         "resamples: cases within families, all together where a family has fewer than "

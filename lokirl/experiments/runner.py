@@ -97,12 +97,18 @@ class Results:
         return [r for r in self.rows if r.get("error")]
 
 
+#: Meta values of runs recorded before the key existed.
+_DEFAULT_META: dict[str, Any] = {"solver_time": "model"}
+
+
 def merge_results(parts: Sequence[Results], reference: str | None = None) -> Results:
     """One table from runs of the same suite that played different controllers.
 
     The runs must agree on what makes their episodes comparable: the suite's
-    content hash, the commit, the cases and the seeds (so that common random numbers
-    pair their episodes); a controller may appear in one run only.
+    content hash, the commit, the cases, the seeds (so that common random numbers
+    pair their episodes), the solver and the simulated solve time. A controller
+    played in several runs is kept once if its episodes came out the same in each
+    (the solves are deterministic); otherwise the merge is refused.
 
     Args:
         parts: Per-episode tables (``per_episode.json`` of ``lokirl bench`` runs).
@@ -110,34 +116,42 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
             run's reference).
 
     Raises:
-        ConfigError: runs that differ in suite hash, commit, cases or seeds, or that
-            share a controller.
+        ConfigError: runs that differ in suite hash, commit, cases, seeds, solver or
+            solve time, or that played a controller with different results.
 
     """
     if not parts:
         raise ConfigError("--from", "", "no run given", "pass run folders of lokirl bench")
     first = parts[0].meta
     controllers: list[str] = []
+    kept: list[dict[str, Any]] = []
     for part in parts:
         m = part.meta
-        for key in ("suite_hash", "commit", "cases", "seeds", "solver"):
-            if m.get(key) != first.get(key):
+        for key in ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time"):
+            if m.get(key, _DEFAULT_META.get(key)) != first.get(key, _DEFAULT_META.get(key)):
                 raise ConfigError(
                     "--from",
                     key,
                     f"runs differ in {key} ({first.get(key)!r} vs {m.get(key)!r}): their "
                     "episodes are not paired",
-                    "merge only runs of the same suite, commit and seeds",
+                    "merge only runs of the same suite, commit, seeds, solver and --solver-time",
                 )
         for c in m.get("controllers", []):
+            mine = [r for r in part.rows if r["controller"] == c]
             if c in controllers:
-                raise ConfigError(
-                    "--from",
-                    "controllers",
-                    f"{c!r} was played in two of the runs",
-                    "merge runs that played different controllers",
-                )
+                # Played again (e.g. the reference beside each candidate): kept once
+                # when every episode came out the same, else its episodes would count
+                # twice with two values.
+                if _outcomes(mine) != _outcomes(r for r in kept if r["controller"] == c):
+                    raise ConfigError(
+                        "--from",
+                        "controllers",
+                        f"{c!r} was played in two of the runs with different results",
+                        "merge runs that played different controllers, or drop one of them",
+                    )
+                continue
             controllers.append(c)
+            kept.extend(mine)
     ref = reference or first.get("reference")
     if ref not in controllers:
         raise ConfigError(
@@ -147,11 +161,21 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
             f"pick one of {controllers}",
         )
     order = {c: i for i, c in enumerate(controllers)}
-    rows = [r for part in parts for r in part.rows]
+    rows = kept
     cases = {c: i for i, c in enumerate(first.get("cases", []))}
     rows.sort(key=lambda r: (cases.get(r["case"], 0), r["seed"], order[r["controller"]]))
     meta = {**first, "controllers": controllers, "reference": ref, "merged": len(parts)}
     return Results(rows=rows, meta=meta)
+
+
+def _outcomes(rows) -> list[tuple]:
+    """A controller's episodes without the columns that differ between runs."""
+    return sorted(
+        (
+            tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in ("wall_s", "cpu_s"))
+            for r in rows
+        ),
+    )
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -170,8 +194,18 @@ def git_commit(cwd: str | Path | None = None) -> str:
         return "unknown"
 
 
-def make_env(case: CaseSpec, solver: str = "highs", max_nodes: int | None = None):
+def make_env(
+    case: CaseSpec,
+    solver: str = "highs",
+    max_nodes: int | None = None,
+    solver_time: str | float = "model",
+):
     """The serving environment of a case, with deterministic, work-bounded solves.
+
+    ``solver_time`` is how long a solve keeps the old plan in force in simulated time
+    (and what the reward's solver term charges): ``"model"`` (a fixed cost per
+    allocator phase, :data:`lokirl.sim.config.SOLVE_TIME_BY_PHASE`) or a fixed number
+    of seconds for every solve (a sensitivity check on that model).
 
     A homogeneous cluster (``{workers: N}``) is the env's own; an accelerator mix
     replaces the env's cluster and recomputes its capacities (the env takes only a
@@ -186,7 +220,7 @@ def make_env(case: CaseSpec, solver: str = "highs", max_nodes: int | None = None
         swap=case.swap,
         epoch_s=case.epoch_s,
         solver=solver,
-        solver_time="model",
+        solver_time=solver_time,
     )
     opts = replace(env.alloc, deterministic=True, threads=1)
     if max_nodes is not None:
@@ -212,6 +246,7 @@ def play_case_seed(
     base_dir: Path | None = None,
     solver: str = "highs",
     max_nodes: int | None = None,
+    solver_time: str | float = "model",
 ) -> list[dict[str, Any]]:
     """Play every controller on one (case, seed) with common random numbers.
 
@@ -225,7 +260,7 @@ def play_case_seed(
     from lokirl.agents.rollout import rollout
     from lokirl.experiments.compare import summary
 
-    env = make_env(case, solver, max_nodes)
+    env = make_env(case, solver, max_nodes, solver_time)
     trace = case_trace(case, load_unit(case, capacities(env.pipeline, env.cluster)), base_dir)
     cache: dict = {}
     rows = []
@@ -313,6 +348,7 @@ def run_suite(
     commit: str | None = None,
     solver: str = "highs",
     max_nodes: int | None = None,
+    solver_time: str | float = "model",
 ) -> Results:
     """Play every controller on every (case, seed) of ``suite``.
 
@@ -327,6 +363,9 @@ def run_suite(
         commit: Git commit recorded in the rows (default: ``git rev-parse HEAD``).
         solver: MILP solver of every solve (deterministic mode).
         max_nodes: Branch-and-bound node limit per phase (default: the allocator's).
+        solver_time: Simulated duration of a solve: ``"model"`` (per allocator
+            phase, the default every reported table uses) or a fixed number of
+            seconds (:func:`make_env`); recorded in ``meta``.
 
     Returns:
         The per-episode table, in (case, seed, controller) order.
@@ -358,7 +397,7 @@ def run_suite(
     commit = commit or git_commit()
     common = {"suite": spec.name, "suite_hash": suite.hash, "commit": commit}
     tasks = [
-        (case, seed, tuple(ctrls), suite.base_dir, solver, max_nodes)
+        (case, seed, tuple(ctrls), suite.base_dir, solver, max_nodes, solver_time)
         for case in spec.cases
         for seed in spec.seeds_of(case)
     ]
@@ -407,6 +446,6 @@ def run_suite(
         "seeds": {c.id: list(spec.seeds_of(c)) for c in spec.cases},
         "solver": solver,
         "deterministic": True,
-        "solver_time": "model",
+        "solver_time": solver_time,
     }
     return Results(rows=rows, meta=meta)

@@ -124,9 +124,18 @@ def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     joint["meta"]["reference"] = "trigger"
     assert merged["aggregate"] == joint["aggregate"]
     assert merged["per_case"] == joint["per_case"]
-    # The same controller twice is refused: its episodes would count double.
-    assert main(["bench", "--from", f"{a},{a}", "--no-mlflow"]) == 2
-    assert "played in two of the runs" in capsys.readouterr().err
+    # A controller played in two runs is kept once when its episodes are the same
+    # (e.g. the reference beside each candidate) ...
+    assert main([*merged_args[:-1], str(tmp_path / "m2"), "--from", f"{a},{b},{b}"]) == 0
+    twice = json.loads(capsys.readouterr().out)
+    assert twice["aggregate"] == merged["aggregate"]
+    # ... and refused when they differ: its episodes would count twice, with two values.
+    data = json.loads((b / "per_episode.json").read_text())
+    data["rows"][0]["reward"] += 1.0
+    (tmp_path / "b2").mkdir()
+    (tmp_path / "b2" / "per_episode.json").write_text(json.dumps(data))
+    assert main(["bench", "--from", f"{a},{b},{tmp_path / 'b2'}", "--no-mlflow"]) == 2
+    assert "played in two of the runs with different results" in capsys.readouterr().err
     # Pooled: one controller averaging the members per episode.
     pool_args = [*merged_args[:-1], str(tmp_path / "p"), "--pool", "both=*i*"]
     assert main(pool_args) == 0
@@ -172,3 +181,26 @@ def test_keyword_specs_with_commas_are_one_controller(tmp_path, capsys):
         == 2
     )
     assert "unbalanced parentheses" in capsys.readouterr().err
+
+
+def test_solver_time_sensitivity_runs_are_recorded_and_not_merged_with_modelled(tmp_path, capsys):
+    base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
+    base += ["--cases", "sm10-*", "--controllers", "static"]
+    assert main([*base, "--solver-time", "fast", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--solver-time" in err and "0.03" in err
+    assert not list(tmp_path.iterdir())  # refused before any work
+    assert main([*base, "--solver-time", "0.5", "--out", str(tmp_path / "fixed")]) == 0
+    fixed = json.loads(capsys.readouterr().out)
+    assert fixed["meta"]["solver_time"] == 0.5
+    assert main([*base, "--out", str(tmp_path / "model")]) == 0
+    capsys.readouterr()
+    (f,), (m,) = (tmp_path / "fixed").iterdir(), (tmp_path / "model").iterdir()
+    assert "every solve takes 0.5 s" in (f / "report.md").read_text()
+    rows_f = json.loads((f / "per_episode.json").read_text())["rows"]
+    rows_m = json.loads((m / "per_episode.json").read_text())["rows"]
+    # static solves once, at time 0 (free): the same episodes under either setting;
+    # still, runs of different solve times are never paired.
+    assert [r["reward"] for r in rows_f] == [r["reward"] for r in rows_m]
+    assert main(["bench", "--from", f"{f},{m}", "--no-mlflow"]) == 2
+    assert "differ in solver_time" in capsys.readouterr().err
