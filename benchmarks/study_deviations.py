@@ -119,8 +119,17 @@ def main() -> int:
     if args.behaviour:
         behaviour = load_gain_model(args.behaviour).behaviour()
     t0 = time.perf_counter()
+    total = args.episodes * args.states
     with Progress() as bar:
-        task = bar.add_task("branch states", total=args.episodes * args.states)
+        task = bar.add_task("branch states", total=total)
+
+        def progress(n: int) -> None:
+            bar.update(task, completed=n)
+            if not bar.console.is_terminal and (n % max(1, total // 20) == 0 or n == total):
+                # No live bar off a terminal (a log file): a plain line every 5%.
+                el = time.perf_counter() - t0
+                print(f"{n}/{total} branch states, {el:.0f} s", flush=True)
+
         study = study_deviations(
             env,
             episodes=args.episodes,
@@ -128,7 +137,7 @@ def main() -> int:
             horizon=args.horizon,
             persist=args.persist,
             seed=args.seed,
-            progress=lambda n: bar.update(task, completed=n),
+            progress=progress,
             branch=args.branch,
             jobs=args.jobs,
             behaviour=behaviour,
