@@ -223,6 +223,17 @@ def train(
         progress: Show a progress bar.
 
     """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.torch_threads)
+    try:
+        return _train(cfg, resume, tracking_uri, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, resume: str | None, tracking_uri: str | None, progress: bool) -> Path:
     from lokirl.tracking import mlflow_run, tb_writer  # noqa: F401 - tb via SB3 below
 
     folder = run_dir("train", cfg.name)

@@ -171,6 +171,7 @@ class TrainSection(_Section):
     total_timesteps: PositiveInt = 20000
     n_envs: PositiveInt = 2
     vec_env: Literal["dummy", "subproc"] = "subproc"
+    torch_threads: PositiveInt = 1
     env: EnvSection = Field(default_factory=EnvSection)
     ppo: PPOSection = Field(default_factory=PPOSection)
     eval_every: NonNegativeInt = 5000

@@ -27,7 +27,12 @@ def trained(tmp_path_factory):
     os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
     from lokirl.agents.train import train
 
+    import torch
+
+    before = torch.get_num_threads()
     folder = train(tiny_config("tiny", 64), progress=False)
+    # The learner ran on one torch thread (the default) and gave the process's back.
+    assert torch.get_num_threads() == before
     return folder
 
 

@@ -18,6 +18,7 @@ CASES = {
     "n_envs: -1": "n_envs",
     "name: ../escape": "name",
     "vec_env: threads": "vec_env",
+    "torch_threads: 0": "torch_threads",
     "env: {engine: gpu}": "env.engine",
     "env: {load_low: [0.6, 0.1]}": "env.load_low",
     "env: {headrooms: [1.0, -1.3]}": "env.headrooms.1",
