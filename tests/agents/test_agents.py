@@ -25,9 +25,9 @@ def trained(tmp_path_factory):
     import os
 
     os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
-    from lokirl.agents.train import train
-
     import torch
+
+    from lokirl.agents.train import train
 
     before = torch.get_num_threads()
     folder = train(tiny_config("tiny", 64), progress=False)
