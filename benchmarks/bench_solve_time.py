@@ -12,6 +12,8 @@ prints, per allocator phase and cluster size, the count and the median, 90th
 percentile and maximum wall time beside the modelled figure; the episodes' own
 results are those of ``lokirl bench`` (the model still sets the simulated delay).
 Wall times are this machine's, on one core per process: run it on a quiet machine.
+The suite's episodes run on the simpy engine (as ``lokirl bench`` plays them), whose
+solves this wraps.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print("refusing the frozen test suite: measure on validation or dev", file=sys.stderr)
         return 2
     controllers = tuple(c for c in args.controllers.split(",") if c)
+    planned = [c for c in controllers if c.startswith("hindsight")]
+    if planned:
+        # Their solves are library lookups planned before the episode, not solves.
+        print(f"refusing {planned}: hindsight plans ahead; time it elsewhere", file=sys.stderr)
+        return 2
     tasks = [
         (case, seed, controllers, suite.base_dir)
         for case in suite.spec.cases

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -142,6 +143,8 @@ def main() -> int:
             jobs=args.jobs,
             behaviour=behaviour,
         )
+    if not sys.stdout.isatty():
+        print(f"done: {len(study.obs)} branch states, {time.perf_counter() - t0:.0f} s", flush=True)
     summary = study.summary(args.margin)
     summary["held_out"] = [
         held_out_gain(study.obs, study.gains, study.episode, float(r))

@@ -82,7 +82,7 @@ class TrainConfig:
         vec_env: ``"dummy"`` (one process) or ``"subproc"`` (one process per env).
         torch_threads: Torch threads of the learner (its policy forward passes and
             updates). The policy is a small MLP: more threads speed it up little
-            and take cores from the environment processes (1: 144 -> 158 steps/s
+            and take cores from the environment processes (1: 144 -> 160 steps/s
             with two subprocess environments on two cores).
         env: Environment configuration.
         ppo: PPO hyper-parameters.

@@ -121,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="model|SECONDS",
         help="simulated duration of every solve: 'model' (default; a fixed cost per "
         "allocator phase, what every reported table uses) or seconds for every solve "
-        "(a sensitivity check on that model, e.g. 0.03)",
+        "(a sensitivity check on that model, e.g. 0.02; shorter than the decision epoch)",
     )
     p.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)"
@@ -178,6 +178,14 @@ def run(args: argparse.Namespace) -> int:
             "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
         )
     if args.from_runs:
+        if args.solver_time != "model":
+            raise ConfigError(
+                "lokirl bench",
+                "--solver-time",
+                "--from plays nothing: the merged runs keep the solve time they were "
+                "played with (their reports say which)",
+                "drop --solver-time",
+            )
         return _report(args, _merged(args), None)
     suite = _load(args)
     if args.print_hash:
@@ -250,7 +258,7 @@ def _solver_time(text: str) -> str | float:
             text,
             "not 'model' nor a number of seconds >= 0 (a measured solve time would make "
             "the table unrepeatable)",
-            "pass model (the default) or e.g. 0.03",
+            "pass model (the default) or e.g. 0.02",
         )
     return value
 
@@ -348,6 +356,7 @@ def _log_mlflow(mlflow_run, args, summary: dict, folder: Path) -> None:
             "commit": meta["commit"],
             "controllers": ",".join(meta["controllers"]),
             "reference": meta["reference"],
+            "solver_time": str(meta.get("solver_time", "model")),
         },
     ) as ml:
         for c, per in summary["aggregate"].items():
@@ -406,6 +415,8 @@ def print_tables(summary: dict) -> None:
         f"suite {meta['suite']} ({meta['suite_hash'][:12]}), {n_cases} cases: "
         "mean over cases [95% hierarchical bootstrap]"
     )
+    if meta.get("solver_time", "model") != "model":
+        title += f"; every solve {meta['solver_time']} s (not the modelled time)"
     t = Table(title=title)
     t.add_column("controller")
     cols = ("reward", "frame_violation_ratio", "effective_accuracy", "accuracy", "solves")

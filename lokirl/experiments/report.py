@@ -200,7 +200,9 @@ def _solve_time(meta: Mapping[str, Any]) -> str:
     st = meta.get("solver_time", "model")
     if st == "model":
         return "modelled solver time (per allocator phase)"
-    return f"every solve takes {float(st):g} s of simulated time"
+    if not isinstance(st, int | float):
+        return f"solver time {st!r}"
+    return f"every solve takes {abs(float(st)):g} s of simulated time"
 
 
 def markdown(summary: Mapping[str, Any]) -> str:

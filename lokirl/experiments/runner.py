@@ -7,9 +7,9 @@ Episodes are played by :func:`lokirl.agents.rollout.rollout` with the actors of
 - **common random numbers**: every controller plays a (case, seed) with the same
   seed, hence the same arrivals, branching and service randomness;
 - **deterministic solves**: ``AllocatorOptions(deterministic=True)`` (work-bounded:
-  node limits, one thread, no clock) with HiGHS, and ``solver_time="model"`` (a
-  solve's simulated duration is modelled, not measured): the same command gives the
-  same table on any machine load.
+  node limits, one thread, no clock) with HiGHS, and a simulated solve duration that
+  is modelled (``solver_time="model"``, the default) or fixed, never measured: the
+  same command gives the same table on any machine load.
 
 The result is a list of flat dicts, one per episode (:data:`ROW_FIELDS`), plus
 metadata; statistics and reports are pure functions of it
@@ -128,11 +128,15 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
     for part in parts:
         m = part.meta
         for key in ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time"):
-            if m.get(key, _DEFAULT_META.get(key)) != first.get(key, _DEFAULT_META.get(key)):
+            mine_v, first_v = (
+                m.get(key, _DEFAULT_META.get(key)),
+                first.get(key, _DEFAULT_META.get(key)),
+            )
+            if mine_v != first_v:
                 raise ConfigError(
                     "--from",
                     key,
-                    f"runs differ in {key} ({first.get(key)!r} vs {m.get(key)!r}): their "
+                    f"runs differ in {key} ({first_v!r} vs {mine_v!r}): their "
                     "episodes are not paired",
                     "merge only runs of the same suite, commit, seeds, solver and --solver-time",
                 )
@@ -339,6 +343,33 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
             )
 
 
+def _check_solver_time(suite: Suite, solver_time: str | float) -> None:
+    """Refuse, before any work, a fixed solve time as long as a case's epoch.
+
+    A solve that outlasts its epoch keeps the old plan for several epochs and
+    swallows the re-solves asked for meanwhile; the hindsight planner (and the
+    modelled times, at most 0.25 s) assume a plan in force within its epoch.
+    """
+    if solver_time == "model":
+        return
+    if isinstance(solver_time, str):
+        raise ConfigError(
+            "--solver-time",
+            solver_time,
+            "a suite's table must be repeatable: a measured solve time is not",
+            "pass model or a number of seconds",
+        )
+    shortest = min(c.epoch_s for c in suite.spec.cases)
+    if not 0 <= solver_time < shortest:
+        raise ConfigError(
+            "--solver-time",
+            f"{solver_time:g}",
+            f"must be at least 0 and shorter than the shortest decision epoch of the "
+            f"suite ({shortest:g} s)",
+            f"pass a number of seconds below {shortest:g}, e.g. 0.02",
+        )
+
+
 def run_suite(
     suite: Suite,
     controllers: Sequence[str] | None = None,
@@ -391,6 +422,7 @@ def run_suite(
         if c != "oracle" and not c.startswith("hindsight"):
             make_controller(c)
     check_policies_fit(suite, ctrls)
+    _check_solver_time(suite, solver_time)
     ref = reference or (spec.reference if spec.reference in ctrls else ctrls[0])
     if ref not in ctrls:
         raise ConfigError("--reference", ref, "not one of the controllers", f"pick one of {ctrls}")

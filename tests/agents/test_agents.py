@@ -30,8 +30,20 @@ def trained(tmp_path_factory):
     from lokirl.agents.train import train
 
     before = torch.get_num_threads()
-    folder = train(tiny_config("tiny", 64), progress=False)
+    seen: list[int] = []
+    original = torch.set_num_threads
+
+    def spy(n: int) -> None:
+        seen.append(n)
+        original(n)
+
+    torch.set_num_threads = spy
+    try:
+        folder = train(tiny_config("tiny", 64), progress=False)
+    finally:
+        torch.set_num_threads = original
     # The learner ran on one torch thread (the default) and gave the process's back.
+    assert seen == [1, before]
     assert torch.get_num_threads() == before
     return folder
 

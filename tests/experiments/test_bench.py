@@ -185,10 +185,11 @@ def test_keyword_specs_with_commas_are_one_controller(tmp_path, capsys):
 
 def test_solver_time_sensitivity_runs_are_recorded_and_not_merged_with_modelled(tmp_path, capsys):
     base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
-    base += ["--cases", "sm10-*", "--controllers", "static"]
-    assert main([*base, "--solver-time", "fast", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "--solver-time" in err and "0.03" in err
+    base += ["--cases", "sm10-*", "--controllers", "trigger"]
+    for bad in ("fast", "inf", "-1", "5"):  # 5 s: longer than the suite's 1 s epochs
+        assert main([*base, "--solver-time", bad, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "--solver-time" in err and "0.02" in err, (bad, err)
     assert not list(tmp_path.iterdir())  # refused before any work
     assert main([*base, "--solver-time", "0.5", "--out", str(tmp_path / "fixed")]) == 0
     fixed = json.loads(capsys.readouterr().out)
@@ -199,8 +200,13 @@ def test_solver_time_sensitivity_runs_are_recorded_and_not_merged_with_modelled(
     assert "every solve takes 0.5 s" in (f / "report.md").read_text()
     rows_f = json.loads((f / "per_episode.json").read_text())["rows"]
     rows_m = json.loads((m / "per_episode.json").read_text())["rows"]
-    # static solves once, at time 0 (free): the same episodes under either setting;
-    # still, runs of different solve times are never paired.
-    assert [r["reward"] for r in rows_f] == [r["reward"] for r in rows_m]
+    # Every solve after the first plan (in force at time 0, free) took 0.5 s.
+    assert all(r["solves"] >= 2 for r in rows_f)
+    for r in rows_f:
+        assert r["solver_time_s"] == pytest.approx(0.5 * (r["solves"] - 1))
+    assert [r["solver_time_s"] for r in rows_f] != [r["solver_time_s"] for r in rows_m]
+    # Runs of different solve times are never paired, and --from plays nothing.
     assert main(["bench", "--from", f"{f},{m}", "--no-mlflow"]) == 2
     assert "differ in solver_time" in capsys.readouterr().err
+    assert main(["bench", "--from", str(f), "--solver-time", "0.1", "--no-mlflow"]) == 2
+    assert "--solver-time" in capsys.readouterr().err
