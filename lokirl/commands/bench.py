@@ -7,7 +7,12 @@ import json
 import math
 from pathlib import Path
 
-from lokirl.commands.options import add_trace_format_options, parse_range, split_specs
+from lokirl.commands.options import (
+    add_trace_format_options,
+    parse_range,
+    parse_solver_time,
+    split_specs,
+)
 from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES
 from lokirl.errors import ConfigError
@@ -211,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         check_not_held_out(played, args.allow_test, suite.source, suite.base_dir)
     if args.jobs < 1:
         raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
-    solver_time = _solver_time(args.solver_time)
+    solver_time = parse_solver_time(args.solver_time)
     controllers = split_specs(args.controllers) if args.controllers else None
     if args.controllers is not None and not controllers:
         raise ConfigError(
@@ -242,25 +247,6 @@ def run(args: argparse.Namespace) -> int:
             solver_time=solver_time,
         )
     return _report(args, results, suite)
-
-
-def _solver_time(text: str) -> str | float:
-    """``--solver-time``: ``"model"`` or a non-negative number of seconds."""
-    if text == "model":
-        return "model"
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(
-            "--solver-time",
-            text,
-            "not 'model' nor a number of seconds >= 0 (a measured solve time would make "
-            "the table unrepeatable)",
-            "pass model (the default) or e.g. 0.02",
-        )
-    return value
 
 
 def _merged(args: argparse.Namespace):

@@ -119,3 +119,22 @@ def add_trace_format_options(parser: Any) -> None:
         help="trace file format (default: auto-detect)",
     )
     parser.add_argument("--column", help="timestamp column of a timestamp CSV with several columns")
+
+
+def parse_solver_time(text: str) -> str | float:
+    """``--solver-time``: ``"model"`` or a non-negative number of seconds."""
+    if text == "model":
+        return "model"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(
+            "--solver-time",
+            text,
+            "not 'model' nor a number of seconds >= 0 (a measured solve time would make "
+            "the table unrepeatable)",
+            "pass model (the default) or e.g. 0.02",
+        )
+    return value

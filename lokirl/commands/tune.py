@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from lokirl.commands.options import parse_solver_time
 from lokirl.commands.stdout import strict_json
 from lokirl.errors import ConfigError
 
@@ -66,6 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="play the committed setting (lokirl/data/tuned/NAME.yaml) as the first trial, "
         "counted in the budget: a retune continues the search instead of restarting it",
     )
+    p.add_argument(
+        "--solver-time",
+        default="model",
+        metavar="model|SECONDS",
+        help="simulated duration of every solve (default: the model, what the committed "
+        "settings are tuned under); seconds for a sensitivity check, e.g. 0.02 (not with "
+        "--write or hindsight)",
+    )
     p.add_argument("--write", action="store_true", help="commit the choice to lokirl/data/tuned/")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
@@ -96,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
             "pass e.g. --budget-episodes 576 (12 trials on validation)",
         )
     hindsight = args.controller == "hindsight"
+    solver_time = parse_solver_time(args.solver_time)
+    if solver_time != "model" and (args.write or hindsight):
+        raise ConfigError(
+            "--solver-time",
+            args.solver_time,
+            "the committed settings and the hindsight candidates are tuned under the "
+            "modelled solve time that every table uses",
+            "drop --write (a sensitivity search is reported, not committed) or --solver-time",
+        )
     start_from = None
     if args.from_committed:
         if hindsight:
@@ -141,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             on_trial=show,
             jobs=args.jobs,
             start_from=start_from,
+            solver_time=solver_time,
         )
     path = write_tuned(result) if args.write else None
     if args.json:

@@ -343,7 +343,7 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
             )
 
 
-def _check_solver_time(suite: Suite, solver_time: str | float) -> None:
+def check_solver_time(suite: Suite, solver_time: str | float) -> None:
     """Refuse, before any work, a fixed solve time as long as a case's epoch.
 
     A solve that outlasts its epoch keeps the old plan for several epochs and
@@ -422,7 +422,7 @@ def run_suite(
         if c != "oracle" and not c.startswith("hindsight"):
             make_controller(c)
     check_policies_fit(suite, ctrls)
-    _check_solver_time(suite, solver_time)
+    check_solver_time(suite, solver_time)
     ref = reference or (spec.reference if spec.reference in ctrls else ctrls[0])
     if ref not in ctrls:
         raise ConfigError("--reference", ref, "not one of the controllers", f"pick one of {ctrls}")

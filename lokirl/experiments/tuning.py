@@ -157,6 +157,7 @@ def tune(
     play: Callable[..., list[dict[str, Any]]] | None = None,
     jobs: int = 1,
     start_from: dict[str, Any] | None = None,
+    solver_time: str | float = "model",
 ) -> TuningResult:
     """Search ``baseline``'s settings on ``suite`` within ``budget_episodes``.
 
@@ -172,6 +173,8 @@ def tune(
         start_from: A setting played as the first trial (counted in the budget), e.g.
             the committed one, so that a retune continues the search instead of
             restarting it and never writes a setting that scored lower on this suite.
+        solver_time: Simulated duration of every solve (``"model"``, the default, or
+            seconds: a sensitivity check; see :func:`lokirl.experiments.runner.run_suite`).
 
     Raises:
         ConfigError: unknown baseline, a frozen suite, a budget below one trial, or a
@@ -180,13 +183,17 @@ def tune(
     """
     import optuna
 
-    from lokirl.experiments.runner import git_commit, play_case_seed
+    from lokirl.experiments.runner import check_solver_time, git_commit, play_case_seed
 
     if baseline not in SPACES:
         raise ConfigError(
             "--controller", baseline, "no search space", f"use one of {sorted(SPACES)}"
         )
     refuse_frozen(suite)
+    check_solver_time(suite, solver_time)
+    # Extra arguments of play_case_seed (solver, node limit, solve time), only when
+    # the solve time is not the model's (stubs in tests take the first four).
+    extra: tuple = () if solver_time == "model" else ("highs", None, solver_time)
     if start_from is not None:
         start_from = {**GRID_DEFAULTS.get(baseline, {}), **start_from}
         check_in_space(baseline, start_from)
@@ -217,10 +224,10 @@ def tune(
             return seen[spec]
         per_case: dict[str, list[float]] = {}
         if pool is not None:
-            futures = [pool.submit(play, c, s, [spec], suite.base_dir) for c, s in pairs]
+            futures = [pool.submit(play, c, s, [spec], suite.base_dir, *extra) for c, s in pairs]
             rows = [f.result()[0] for f in futures]
         else:
-            rows = [play(c, s, [spec], suite.base_dir)[0] for c, s in pairs]
+            rows = [play(c, s, [spec], suite.base_dir, *extra)[0] for c, s in pairs]
         other: dict[str, dict[str, list[float]]] = {m: {} for m in FRONT_METRICS}
         for (case, _), row in zip(pairs, rows, strict=True):
             r = row.get("reward")

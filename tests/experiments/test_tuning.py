@@ -93,3 +93,28 @@ def test_retune_from_the_committed_setting_plays_it_first(tmp_path, monkeypatch)
     old["params"].pop("com")
     (tmp_path / "periodic.yaml").write_text(yaml.safe_dump(old))
     assert tuning.committed_params("periodic")["com"] == 1.6
+
+
+def test_a_sensitivity_search_plays_with_the_fixed_solve_time(capsys):
+    from lokirl.cli import main
+
+    seen = []
+
+    def play(case, seed, specs, base_dir=None, solver="highs", max_nodes=None, st="model"):
+        seen.append(st)
+        return _stub_play(case, seed, specs, base_dir)
+
+    suite = load_suite("dev")
+    per = tuning.episodes_per_trial(suite)
+    tuning.tune("periodic", suite, per, play=play, solver_time=0.02)
+    assert seen == [0.02] * per
+    with pytest.raises(ConfigError, match="epoch"):
+        tuning.tune("periodic", suite, per, play=play, solver_time=1.0)
+    # Never committed: the committed settings are tuned under the modelled solve time.
+    args = ["tune", "--controller", "periodic", "--suite", "dev", "--budget-episodes", "1"]
+    assert main([*args, "--solver-time", "0.02", "--write"]) == 2
+    assert "--solver-time" in capsys.readouterr().err
+    assert (
+        main(["tune", "--controller", "hindsight", "--budget-episodes", "1", "--solver-time", "0"])
+        == 2
+    )
