@@ -80,7 +80,7 @@ from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
 from lokirl.core.controllers import CONTROLLERS
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
-from lokirl.sim.config import modelled_solve_time
+from lokirl.sim.config import solve_delay
 from lokirl.traces.types import RateSeries, Trace
 
 #: Reward weights used when no environment is given (those of ``RewardWeights()``).
@@ -443,17 +443,6 @@ class Schedule:
     value: float
 
 
-def _solve_delay(plan: Plan, solver_time: str | float) -> float:
-    """Simulated seconds a solve of ``plan`` takes under the simulator's ``solver_time``."""
-    if solver_time == "model":
-        return modelled_solve_time(plan)
-    if isinstance(solver_time, str):
-        raise ValueError(
-            f"hindsight plans with a repeatable solve time ('model' or seconds), not {solver_time!r}"
-        )
-    return float(solver_time)
-
-
 def plan_schedule(
     model: EpochModel,
     library: Sequence[Plan],
@@ -475,7 +464,7 @@ def plan_schedule(
     v = model.value
     n_ep, n = v.shape
     changed, load_s, down = switch_terms(pipeline, library, swap)
-    delay = np.array([_solve_delay(p, solver_time) for p in library])
+    delay = np.array([solve_delay(p, solver_time) for p in library])
     f_delay = np.minimum(1.0, delay / epoch_s)  # per target plan
     f_load = np.minimum(1.0 - f_delay[None, :], load_s / epoch_s)  # from x to
     fixed = (

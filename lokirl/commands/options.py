@@ -121,15 +121,19 @@ def add_trace_format_options(parser: Any) -> None:
     parser.add_argument("--column", help="timestamp column of a timestamp CSV with several columns")
 
 
-def parse_solver_time(text: str) -> str | float:
-    """``--solver-time``: ``"model"`` or a non-negative number of seconds."""
-    if text == "model":
-        return "model"
+def parse_solver_time(text: str, measured: bool = False) -> str | float:
+    """``--solver-time``: ``"model"``, seconds >= 0, or (``measured``) ``"measured"``."""
+    if text == "model" or (measured and text == "measured"):
+        return text
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value >= 0):
+        if measured:
+            raise ConfigError(
+                "--solver-time", text, "unknown value", "use model, measured or seconds"
+            )
         raise ConfigError(
             "--solver-time",
             text,

@@ -11,6 +11,7 @@ from lokirl.commands.options import (
     check_simulated,
     check_workers,
     parse_range,
+    parse_solver_time,
 )
 from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES, swap_help
@@ -160,18 +161,6 @@ def _speed(args: argparse.Namespace) -> float:
     return DEFAULT_SPEEDUP if args.trace is None else 1.0
 
 
-def _solver_time(text: str) -> str | float:
-    if text in ("model", "measured"):
-        return text
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not (v >= 0 and math.isfinite(v)):
-        raise ConfigError("--solver-time", text, "unknown value", "use model, measured or seconds")
-    return v
-
-
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl simulate``."""
     import numpy as np
@@ -204,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         epoch_s=args.epoch,
         # --duration plays the first N seconds: past the trace's end nothing arrives.
         duration_s=min(args.duration, trace.duration_s) if args.duration else None,
-        solver_time=_solver_time(args.solver_time),
+        solver_time=parse_solver_time(args.solver_time, measured=True),
         swap=args.swap,
     )
     for ctl in controllers:  # a trained policy built for another cluster is refused here

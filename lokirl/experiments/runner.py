@@ -101,6 +101,10 @@ class Results:
 _DEFAULT_META: dict[str, Any] = {"solver_time": "model"}
 
 
+def _meta(meta: dict[str, Any], key: str) -> Any:
+    return meta.get(key, _DEFAULT_META.get(key))
+
+
 def merge_results(parts: Sequence[Results], reference: str | None = None) -> Results:
     """One table from runs of the same suite that played different controllers.
 
@@ -128,10 +132,7 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
     for part in parts:
         m = part.meta
         for key in ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time"):
-            mine_v, first_v = (
-                m.get(key, _DEFAULT_META.get(key)),
-                first.get(key, _DEFAULT_META.get(key)),
-            )
+            mine_v, first_v = _meta(m, key), _meta(first, key)
             if mine_v != first_v:
                 raise ConfigError(
                     "--from",

@@ -34,6 +34,31 @@ def modelled_solve_time(plan: Plan) -> float:
     return SOLVE_TIME_BY_PHASE.get(plan.phase, 0.15)
 
 
+def solve_delay(plan: Plan, solver_time: str | float, wall_s: float | None = None) -> float:
+    """Simulated seconds before a solved plan is in force (``SimConfig.solver_time``).
+
+    Args:
+        plan: The plan the solve gave.
+        solver_time: ``"model"`` (:func:`modelled_solve_time`), ``"measured"`` (the
+            solve's own wall time) or a fixed number of seconds.
+        wall_s: The solve's wall time, needed for ``"measured"``.
+
+    Raises:
+        ValueError: ``"measured"`` without a wall time (planning ahead of the solve
+            needs a repeatable solve time: the model or seconds).
+
+    """
+    if solver_time == "model":
+        return modelled_solve_time(plan)
+    if solver_time == "measured":
+        if wall_s is None:
+            raise ValueError(
+                "planning ahead needs a repeatable solve time ('model' or seconds), not 'measured'"
+            )
+        return wall_s
+    return float(solver_time)
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """How a simulation runs.

@@ -11,7 +11,7 @@ from lokirl.core.allocator import AllocatorOptions, solve
 from lokirl.core.controller import Decision
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
-from lokirl.sim.config import SimConfig, modelled_solve_time
+from lokirl.sim.config import SimConfig, solve_delay
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,4 @@ def solve_decision(
         if key is not None:
             plan_cache[key] = plan
     wall = time.perf_counter() - start
-    st = config.solver_time
-    if st == "model":
-        delay = modelled_solve_time(plan)
-    elif st == "measured":
-        delay = wall
-    else:
-        delay = float(st)
-    return Solved(plan, wall, delay)
+    return Solved(plan, wall, solve_delay(plan, config.solver_time, wall))

@@ -34,6 +34,19 @@ def _trace(env: LokiServingEnv, family: str, seed: int, seconds: int = 12):
     return RateSeries(tr.rates, tr.bin_s, f"{family}-{seed}")
 
 
+def _play_hindsight(env: LokiServingEnv, trace, cache: dict | None = None):
+    """One episode of ``hindsight``; returns its controller and the episode."""
+    holder = {}
+    make = actor_factory("hindsight", trace, {} if cache is None else cache)
+
+    def wrapped(e):
+        holder["ctl"] = make(e)
+        return holder["ctl"]
+
+    ep = rollout(env, wrapped, 0, trace=trace)
+    return holder["ctl"], ep
+
+
 @pytest.fixture(scope="module")
 def env():
     return LokiServingEnv(ENV)
@@ -75,16 +88,9 @@ def test_schedule_is_deterministic_within_the_library_and_replayed_exactly(env):
     played = []
 
     def run():
-        holder = {}
-        make = actor_factory("hindsight", trace, cache)
-
-        def wrapped(e):
-            holder["ctl"] = make(e)
-            return holder["ctl"]
-
-        ep = rollout(env, wrapped, 0, trace=trace)
+        ctl, ep = _play_hindsight(env, trace, cache)
         played.append(ep)
-        return holder["ctl"], ep
+        return ctl, ep
 
     a, ep_a = run()
     b, ep_b = run()
@@ -142,15 +148,8 @@ def test_registry_and_specs():
 def test_fluid_engine_plans_on_expected_arrivals_without_replay():
     env = LokiServingEnv(replace(ENV, engine="fluid"))
     trace = _trace(env, "step", 6)
-    holder = {}
-    make = actor_factory("hindsight", trace, {})
-
-    def wrapped(e):
-        holder["ctl"] = make(e)
-        return holder["ctl"]
-
-    ep = rollout(env, wrapped, 0, trace=trace)
-    assert holder["ctl"].replayed_reward is None and ep.steps == len(trace.rates)
+    ctl, ep = _play_hindsight(env, trace)
+    assert ctl.replayed_reward is None and ep.steps == len(trace.rates)
 
 
 def test_local_search_never_loses_to_the_plain_replay(env):
@@ -193,15 +192,8 @@ def test_dp_charges_the_simulators_solve_time():
 def test_hindsight_replays_exactly_under_a_fixed_solve_time():
     env = LokiServingEnv(replace(ENV, solver_time=0.03))
     trace = _trace(env, "step", 6)
-    holder = {}
-    make = actor_factory("hindsight", trace, {})
-
-    def wrapped(e):
-        holder["ctl"] = make(e)
-        return holder["ctl"]
-
-    ep = rollout(env, wrapped, 0, trace=trace)
+    ctl, ep = _play_hindsight(env, trace)
     # Every solve after the first plan (in force at time 0, free) takes 0.03 s.
     assert ep.result.solves >= 2
     assert ep.result.solver_time_s == pytest.approx(0.03 * (ep.result.solves - 1))
-    assert holder["ctl"].replayed_reward == pytest.approx(ep.reward, abs=1e-9)
+    assert ctl.replayed_reward == pytest.approx(ep.reward, abs=1e-9)
