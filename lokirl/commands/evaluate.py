@@ -8,6 +8,7 @@ from lokirl.commands.options import (
     add_trace_format_options,
     check_workers,
     parse_range,
+    parse_solver_time,
     split_specs,
 )
 from lokirl.commands.stdout import strict_json
@@ -99,6 +100,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"how a worker changes variant in the simulator (default: overlap). {swap_help()}",
     )
     p.add_argument(
+        "--solver-time",
+        default="model",
+        metavar="model|measured|SECONDS",
+        help="simulated duration of every solve, during which the old plan stays in force "
+        "(the reward's solver term charges it too): 'model' (default: a fixed cost per "
+        "allocator phase), 'measured' (this machine's wall time: results then depend on "
+        "its load) or seconds for every solve, shorter than the 1 s decision epoch",
+    )
+    p.add_argument(
         "--allow-test",
         action="store_true",
         help="play traces of the frozen test suite (to report a finished choice, never to choose)",
@@ -185,12 +195,22 @@ def run(args: argparse.Namespace) -> int:
 
     names = [t.strip() for t in args.traces.split(",") if t.strip()]
     check_not_held_out(names, args.allow_test, "--traces")
+    solver_time = parse_solver_time(args.solver_time, measured=True)
     env = LokiServingEnv(
         pipeline=args.pipeline,
         workers=args.workers,
         forecaster=args.forecaster,
         swap=args.swap,
+        solver_time=solver_time,
     )
+    if isinstance(solver_time, float) and solver_time >= env.config.epoch_s:
+        raise ConfigError(
+            "--solver-time",
+            args.solver_time,
+            f"not shorter than the {env.config.epoch_s:g} s decision epoch (a solve would "
+            "still be running at the next decision)",
+            "pass e.g. --solver-time 0.02",
+        )
     traces = load_traces(args, env.hw_capacity)
     seeds = list(range(args.seeds))
     folder = run_dir("evaluate", "_".join(c.split(":")[0] for c in controllers)[:60])
@@ -214,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         "rescale": args.rescale,
         "duration": args.duration,
         "swap": args.swap,
+        "solver_time": solver_time,
         "reward_weights": vars(env.config.weights),
     }
     (folder / "comparison.json").write_text(strict_json(data, indent=2))
@@ -224,7 +245,12 @@ def run(args: argparse.Namespace) -> int:
             "lokirl-evaluate",
             folder.name,
             args.tracking_uri,
-            params={"controllers": args.controllers, "traces": args.traces, "seeds": args.seeds},
+            params={
+                "controllers": args.controllers,
+                "traces": args.traces,
+                "seeds": args.seeds,
+                "solver_time": str(solver_time),
+            },
         ) as ml:
             for c in controllers:
                 ml.log_metrics(
@@ -234,11 +260,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(strict_json({"overall": data["overall"], "paired": data["paired"]}, indent=2))
         return 0
-    _print(comp, METRICS, folder, reference)
+    _print(comp, METRICS, folder, reference, solver_time)
     return 0
 
 
-def _print(comp, metrics, folder, reference: str) -> None:
+def _print(comp, metrics, folder, reference: str, solver_time: str | float = "model") -> None:
     from rich.table import Table
 
     from lokirl.commands.plan import make_console
@@ -256,6 +282,8 @@ def _print(comp, metrics, folder, reference: str) -> None:
     table = Table(
         title=f"controllers on {len(comp.traces)} trace(s) x {len(comp.seeds)} seed(s), "
         "mean ± 95% CI over traces"
+        + (f"; every solve {solver_time} s" if isinstance(solver_time, float) else "")
+        + ("; solve times measured on this machine" if solver_time == "measured" else "")
     )
     table.add_column("controller")
     for m in metrics:

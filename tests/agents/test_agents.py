@@ -206,6 +206,28 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
     assert "frozen test suite" in capsys.readouterr().err
 
 
+def test_evaluate_solver_time_reaches_the_simulator(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,qps\n" + "\n".join(f"{i},{20 + 15 * (i % 4)}" for i in range(12)))
+    base = ["evaluate", "--controllers", "loki", "--traces", str(trace), "--seeds", "1",
+            "--pipeline", "configs/pipelines/example.yaml", "--workers", "6",
+            "--rescale", "none", "--json", "--no-mlflow"]  # fmt: skip
+    rewards = {}
+    for value in ("model", "0"):
+        assert main([*base, "--solver-time", value]) == 0
+        rewards[value] = json.loads(capsys.readouterr().out)["overall"]["loki"]["reward"]["mean"]
+        saved = sorted(tmp_path.glob("evaluate__*/comparison.json"))[-1]
+        recorded = json.loads(saved.read_text())["config"]["solver_time"]
+        assert recorded == ("model" if value == "model" else 0.0)
+        saved.unlink()
+    # free solves in force at once: no solver term in the reward, no stale plan
+    assert rewards["0"] > rewards["model"]
+    for bad in ("1.5", "soon", "-1"):
+        assert main([*base, "--solver-time", bad]) == 2, bad
+        assert "--solver-time" in capsys.readouterr().err
+
+
 def test_evaluate_intervals_take_the_trace_as_the_unit():
     from lokirl.experiments.compare import Comparison
 
