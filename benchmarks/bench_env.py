@@ -19,6 +19,12 @@ The training configs share a plan library on disk (``plan_library``); ``--passes
 plays three sets of new episodes over it, and ``--plan-library /tmp/x.sqlite``
 starts from an empty one; ``--prefill`` first fills it with every cold plan the
 episodes can ask for (``lokirl train --prefill``), and prints how long that took.
+
+A policy's training speed depends on how often it asks for a plan, so each pass also
+prints the cost of a step by kind (no plan asked; a plan found in the cache or the
+library; a real solve) and, from those, one environment's steps/s at several shares of
+solving steps: PPO's ``time/fps`` is that at its policy's own share (a policy that
+has learnt to keep its plan trains several times faster than one that re-solves).
 """
 
 from __future__ import annotations
@@ -124,12 +130,25 @@ def bench_training(
         steps = 0
         drawn = []
         hits0, misses0 = env.planner.hits, env.planner.misses
+        # seconds per step by what the step cost: no plan asked, a plan handed out by
+        # the cache or the library, a real solve
+        split: dict[str, list[float]] = {"keep": [], "plan found": [], "solved": []}
         start = time.perf_counter()
         for ep in range(episodes):
             _, info = env.reset(seed=p * 10_000 + ep)
             drawn.append(f"{info['workers']}w/{info['swap']}/x{info['load_scale']:g}")
             for _ in range(int(cfg.episode_s / cfg.epoch_s)):
+                h, m = env.planner.hits, env.planner.misses
+                t = time.perf_counter()
                 env.step((int(rng.integers(3)), int(rng.integers(len(cfg.headrooms)))))
+                kind = (
+                    "solved"
+                    if env.planner.misses > m
+                    else "plan found"
+                    if env.planner.hits > h
+                    else "keep"
+                )
+                split[kind].append(time.perf_counter() - t)
                 steps += 1
         dt = time.perf_counter() - start
         hits, misses = env.planner.hits - hits0, env.planner.misses - misses0
@@ -140,6 +159,19 @@ def bench_training(
             f"{steps / dt:.1f} steps/s over {episodes} episodes ({', '.join(drawn)}); "
             f"plan cache {hits} hits, {misses} solves ({hits / max(1, hits + misses):.0%} hits)"
             f"{shared}",
+            flush=True,
+        )
+        # A policy's speed depends on how often it asks for a plan: from these costs,
+        # steps/s of one environment at any share of solving steps.
+        cost = {k: (sum(v) / len(v) if v else float("nan")) for k, v in split.items()}
+        print(
+            "  ms per step: "
+            + ", ".join(f"{k} {1000 * c:.2f} ({len(split[k])} steps)" for k, c in cost.items())
+            + "; one env at a share s of steps solving (the rest keeping): "
+            + ", ".join(
+                f"s={s:.0%} {1 / (s * cost['solved'] + (1 - s) * cost['keep']):.0f} steps/s"
+                for s in (0.0, 0.1, 0.3, 0.67, 1.0)
+            ),
             flush=True,
         )
 
