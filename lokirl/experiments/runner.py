@@ -183,6 +183,71 @@ def _outcomes(rows) -> list[tuple]:
     )
 
 
+#: Columns that may differ between two plays of the same episodes (timing, provenance).
+VOLATILE_FIELDS = ("wall_s", "cpu_s", "commit")
+
+
+@dataclass(frozen=True)
+class ReplayDiff:
+    """How a replay of a suite's episodes compares with a recorded play.
+
+    Attributes:
+        identical: Episodes (controller, case, seed) in both, every result the same.
+        only_recorded: Episodes the recorded play has and the replay does not.
+        only_replayed: Episodes the replay has and the recorded play does not.
+        differing: Per column, the episodes whose value differs (beyond
+            :data:`VOLATILE_FIELDS`).
+
+    """
+
+    identical: int
+    only_recorded: tuple[tuple[str, str, int], ...]
+    only_replayed: tuple[tuple[str, str, int], ...]
+    differing: dict[str, tuple[tuple[str, str, int], ...]]
+
+    @property
+    def same(self) -> bool:
+        """True when every common episode is identical and neither side has extra ones."""
+        return not (self.only_recorded or self.only_replayed or self.differing)
+
+
+def replay_diff(recorded: Results, replayed: Results) -> ReplayDiff:
+    """Compare a replay with a recorded play, episode by episode.
+
+    Results are compared by ``repr`` (NaN equals NaN; 0.1 + 0.2 does not equal 0.3),
+    ignoring :data:`VOLATILE_FIELDS`. Meant for checking that a later commit still
+    gives a recorded table (``scripts/same_rows.py``).
+
+    Args:
+        recorded: The per-episode table on record (e.g. under ``docs/bench_records``).
+        replayed: The same suite, controllers and seeds played again.
+
+    Returns:
+        The comparison.
+
+    """
+
+    def key(r: dict[str, Any]) -> tuple[str, str, int]:
+        return (str(r["controller"]), str(r["case"]), int(r["seed"]))
+
+    old = {key(r): r for r in recorded.rows}
+    new = {key(r): r for r in replayed.rows}
+    differing: dict[str, list[tuple[str, str, int]]] = {}
+    identical = 0
+    for k in sorted(old.keys() & new.keys()):
+        cols = (old[k].keys() | new[k].keys()) - set(VOLATILE_FIELDS)
+        bad = [c for c in sorted(cols) if repr(old[k].get(c)) != repr(new[k].get(c))]
+        for c in bad:
+            differing.setdefault(c, []).append(k)
+        identical += not bad
+    return ReplayDiff(
+        identical=identical,
+        only_recorded=tuple(sorted(old.keys() - new.keys())),
+        only_replayed=tuple(sorted(new.keys() - old.keys())),
+        differing={c: tuple(v) for c, v in differing.items()},
+    )
+
+
 def git_commit(cwd: str | Path | None = None) -> str:
     """``git rev-parse HEAD`` of the working directory's repository, or ``"unknown"``."""
     try:

@@ -1,0 +1,56 @@
+"""Does a replay give the recorded table? Compare two ``lokirl bench`` runs episode by episode.
+
+Run from the repository root, e.g. after playing step 2 of ``docs/results.md``'s "How to
+reproduce" at a later commit::
+
+    python scripts/same_rows.py docs/bench_records/2026-12-05_retuned_validation_all \
+        runs/bench__validation__YYYYMMDD-HHMMSS
+
+Each argument is a run folder or its ``per_episode.json``. Prints how many episodes
+(controller, case, seed) are identical in every result column (timing and the commit
+aside), those only one side has, and per column the episodes that differ (the first
+few). Exits 0 when the replay gives the recorded table, 1 otherwise. The comparison is
+:func:`lokirl.experiments.runner.replay_diff`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lokirl.experiments.runner import Results, replay_diff
+
+
+def _load(path: str) -> Results:
+    p = Path(path)
+    f = p / "per_episode.json" if p.is_dir() else p
+    if not f.is_file():
+        sys.exit(f"same_rows: {path}: no per_episode.json there (give a lokirl bench run folder)")
+    return Results.from_dict(json.loads(f.read_text()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("recorded", help="the run on record (folder or per_episode.json)")
+    ap.add_argument("replayed", help="the replay (folder or per_episode.json)")
+    ap.add_argument("--show", type=int, default=3, help="episodes listed per column (default 3)")
+    args = ap.parse_args(argv)
+    old, new = _load(args.recorded), _load(args.replayed)
+    d = replay_diff(old, new)
+    print(
+        f"recorded at {old.meta.get('commit', '?')[:10]}, replayed at "
+        f"{new.meta.get('commit', '?')[:10]}: {d.identical} episodes identical"
+    )
+    for label, eps in (("only recorded", d.only_recorded), ("only replayed", d.only_replayed)):
+        if eps:
+            print(f"  {label}: {len(eps)} episodes, e.g. {list(eps[: args.show])}")
+    for col, eps in d.differing.items():
+        print(f"  {col} differs in {len(eps)} episodes, e.g. {list(eps[: args.show])}")
+    print("same table" if d.same else "NOT the same table")
+    return 0 if d.same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
