@@ -521,6 +521,10 @@ class HindsightController:
         name: Display name.
         replayed_reward: The episode reward its schedule got on a replica of the
             episode, when it was picked by replay (``None``: not replayed).
+        lag_epochs: Play the schedule this many epochs late (a diagnostic, spec
+            ``hindsight-lagN``): each plan change comes N epochs after the epoch the
+            DP chose it for, the first plan stays until then. It measures how much of
+            the bound is knowing the future rather than choosing plans well.
 
     """
 
@@ -531,6 +535,7 @@ class HindsightController:
     modelled_value: float = 0.0
     name: str = "hindsight"
     replayed_reward: float | None = None
+    lag_epochs: int = 0
 
     def decide(self, context: ControlContext) -> Decision:
         """Re-solve (to the scheduled library plan) where the schedule changes plan."""
@@ -539,7 +544,8 @@ class HindsightController:
                 "hindsight needs the episode's future: build it with "
                 "HindsightController.for_episode (lokirl.agents.actors does)"
             )
-        k = min(len(self.schedule) - 1, max(0, int(round(context.now_s / self.epoch_s))))
+        now = int(round(context.now_s / self.epoch_s)) - self.lag_epochs
+        k = min(len(self.schedule) - 1, max(0, now))
         j = self.schedule[k]
         target = self.library[j]
         if context.plan is target or (context.plan is not None and context.solving):
@@ -874,8 +880,15 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     best; ``hindsight-search`` then improves it by :func:`local_search` (at most
     :data:`SEARCH_BUDGET` more replays); ``hindsight-model`` plays the DP's schedule
     of the default knobs without replay; ``hindsight-g0.02-h1.5-b0.2-d0.95`` sets the grid step, headroom, burst
-    allowance and derating (any subset, in order) of one DP schedule, not replayed.
+    allowance and derating (any subset, in order) of one DP schedule, not replayed;
+    ``hindsight-lagN`` plays ``hindsight``'s schedule (picked as ``hindsight`` picks
+    it) N epochs late (:attr:`HindsightController.lag_epochs`).
     """
+    lag = _LAG.fullmatch(spec)
+    if lag is not None:
+        make = hindsight_actor(trace, cache, None, name=spec)
+        n = int(lag.group(1))
+        return lambda env: replace(make(env), lag_epochs=n, replayed_reward=None)
     if spec == "hindsight":
         return hindsight_actor(trace, cache, None, name=spec)
     if spec == "hindsight-search":
@@ -888,6 +901,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     return hindsight_actor(trace, cache, knobs, name=spec)
 
 
+_LAG = re.compile(r"hindsight-lag(\d+)")
 _SPEC = re.compile(
     r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"
 )
@@ -918,6 +932,12 @@ def _register() -> None:
         _from_pattern,
         "hindsight with its knobs, e.g. hindsight-g0.02-h1.5-b0.2-d0.95 (grid step, "
         "headroom, burst allowance, derating; needs the trace: built by evaluation)",
+    )
+    CONTROLLERS.register_pattern(
+        _LAG.pattern,
+        lambda m: HindsightController(name=m.group(0), lag_epochs=int(m.group(1))),
+        "hindsight's schedule played N epochs late, e.g. hindsight-lag2 (a diagnostic: how "
+        "much of the bound is knowing the future; needs the trace: built by evaluation)",
     )
     if "hindsight" not in CONTROLLERS.names():
         CONTROLLERS.register(

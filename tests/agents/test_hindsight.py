@@ -197,3 +197,41 @@ def test_hindsight_replays_exactly_under_a_fixed_solve_time():
     assert ep.result.solves >= 2
     assert ep.result.solver_time_s == pytest.approx(0.03 * (ep.result.solves - 1))
     assert ctl.replayed_reward == pytest.approx(ep.reward, abs=1e-9)
+
+
+def test_lagged_schedule_changes_plan_n_epochs_late(env):
+    lib = tuple(plan_library(env.pipeline, env.cluster, [40.0, 200.0], AllocatorOptions()))
+    ctl = make_controller("hindsight-lag2")
+    assert isinstance(ctl, HindsightController) and ctl.lag_epochs == 2
+    ctl = replace(ctl, library=lib, schedule=(0, 0, 1, 1, 0, 0, 0))
+
+    def target(second: int, plan) -> str:
+        d = ctl.decide(ControlContext(now_s=float(second), demand_history=(1.0,), plan=plan))
+        return d.reason if d.resolve else "keep"
+
+    # the DP's switch to plan 1 at epoch 2 is played at epoch 4, back to 0 at epoch 6
+    assert [target(k, lib[0]) for k in range(7)] == ["keep"] * 4 + ["hindsight plan 1"] * 2 + [
+        "keep"
+    ]
+    assert target(6, lib[1]) == "hindsight plan 0"
+    assert target(0, None) == "hindsight plan 0"
+
+
+def test_lagged_hindsight_plays_hindsights_schedule(env):
+    trace = _trace(env, "step", 6)
+    cache: dict = {}
+    plain, _ = _play_hindsight(env, trace, cache)
+    holder = {}
+    make = actor_factory("hindsight-lag1", trace, cache)
+
+    def wrapped(e):
+        holder["ctl"] = make(e)
+        return holder["ctl"]
+
+    ep = rollout(env, wrapped, 0, trace=trace)
+    lagged = holder["ctl"]
+    assert lagged.lag_epochs == 1 and lagged.replayed_reward is None
+    assert lagged.schedule == plain.schedule
+    # one epoch late: the schedule's last epoch is never reached
+    played = plain.schedule[:-1]
+    assert ep.result.solves == 1 + sum(a != b for a, b in zip(played, played[1:], strict=False))
