@@ -436,6 +436,107 @@ def switch_terms(
 
 
 @dataclass(frozen=True)
+class SwitchModel:
+    """What a switch between library plans costs within its epoch (the DP's terms).
+
+    Attributes:
+        f_delay: Share of the epoch the old plan serves while the target's solve runs
+            (per target plan).
+        f_load: Share of the epoch in transition while new variants load (from x to).
+        down: Share of the target's workers that cannot serve while loading (from x to).
+        fixed: Reconfiguration and solver terms of the reward (from x to).
+        violation: The reward's violation weight.
+
+    """
+
+    f_delay: np.ndarray
+    f_load: np.ndarray
+    down: np.ndarray
+    fixed: np.ndarray
+    violation: float
+
+    @classmethod
+    def build(
+        cls,
+        library: Sequence[Plan],
+        pipeline: Pipeline,
+        workers: int,
+        epoch_s: float,
+        swap: str,
+        weights: dict[str, float],
+        solver_time: str | float = "model",
+    ) -> SwitchModel:
+        """The terms for ``library`` (see :func:`switch_terms` and :func:`plan_schedule`)."""
+        changed, load_s, down = switch_terms(pipeline, library, swap)
+        delay = np.array([solve_delay(p, solver_time) for p in library])
+        f_delay = np.minimum(1.0, delay / epoch_s)  # per target plan
+        f_load = np.minimum(1.0 - f_delay[None, :], load_s / epoch_s)  # from x to
+        fixed = (
+            -weights["reconfiguration"] * changed / max(1, workers)
+            - weights["solver"] * delay[None, :]
+        )
+        return cls(f_delay, f_load, down, fixed, float(weights["violation"]))
+
+    def epoch_values(self, vk: np.ndarray, served: np.ndarray, arrivals: float) -> np.ndarray:
+        """Modelled reward of an epoch that starts in plan x and switches to y (x, y).
+
+        The diagonal is not a stay (it charges a solve): callers put the stay's
+        value, ``vk``, there.
+        """
+        a = max(float(arrivals), 1.0)
+        # The transition's value: overlap (fitting) serves the worse of the two
+        # plans; workers that cannot serve while loading lose their share of q's
+        # on-time frames, each counting as a violation too.
+        lossy = self.down * (served[None, :] / a) * (1.0 + self.violation)
+        trans = np.minimum(vk[:, None], vk[None, :]) - lossy
+        return (
+            self.f_delay[None, :] * vk[:, None]
+            + self.f_load * trans
+            + (1.0 - self.f_delay[None, :] - self.f_load) * vk[None, :]
+            + self.fixed
+        )
+
+
+@dataclass(frozen=True)
+class PastChooser:
+    """Hindsight's plan evaluation without the future (a diagnostic, ``hindsight-pastH``).
+
+    At each epoch it scores every library plan by the modelled reward the plan would
+    have had in the epoch just ended (the fluid model on arrivals already seen), held
+    for ``horizon`` epochs, less what switching to it costs (:class:`SwitchModel`),
+    and moves to the best when that beats staying. No future arrival enters a
+    decision (the first epoch aside: its plan is the best for that epoch, as any
+    controller starts from a plan for its first demand).
+
+    Attributes:
+        value: The epoch model's values (epochs x plans).
+        served: Its on-time frames (epochs x plans).
+        arrivals: Its frames per epoch.
+        switch: Switch costs.
+        horizon: Epochs a chosen plan is expected to be held.
+
+    """
+
+    value: np.ndarray = field(repr=False)
+    served: np.ndarray = field(repr=False)
+    arrivals: np.ndarray = field(repr=False)
+    switch: SwitchModel = field(repr=False)
+    horizon: int = 5
+
+    def choose(self, epoch: int, current: int | None) -> int:
+        """The library index to hold from ``epoch`` on, given the plan in force."""
+        if epoch <= 0 or current is None:
+            return int(np.argmax(self.value[max(0, min(epoch, len(self.value) - 1))]))
+        k = min(epoch, len(self.value)) - 1  # the epoch just ended
+        vk = self.value[k]
+        first = self.switch.epoch_values(vk, self.served[k], self.arrivals[k])[current]
+        score = first + (self.horizon - 1) * vk
+        score[current] = self.horizon * vk[current]
+        best = int(np.argmax(score))
+        return best if score[best] > score[current] else current
+
+
+@dataclass(frozen=True)
 class Schedule:
     """The DP's answer: the library index in force per epoch and its modelled value."""
 
@@ -463,30 +564,13 @@ def plan_schedule(
     """
     v = model.value
     n_ep, n = v.shape
-    changed, load_s, down = switch_terms(pipeline, library, swap)
-    delay = np.array([solve_delay(p, solver_time) for p in library])
-    f_delay = np.minimum(1.0, delay / epoch_s)  # per target plan
-    f_load = np.minimum(1.0 - f_delay[None, :], load_s / epoch_s)  # from x to
-    fixed = (
-        -weights["reconfiguration"] * changed / max(1, workers) - weights["solver"] * delay[None, :]
-    )
-    a = np.maximum(model.arrivals, 1.0)
+    switch = SwitchModel.build(library, pipeline, workers, epoch_s, swap, weights, solver_time)
     back = np.zeros((n_ep, n), dtype=np.int64)
     val = v[0].copy()
     back[0] = np.arange(n)
     for k in range(1, n_ep):
         vk = v[k]
-        # The transition's value: overlap (fitting) serves the worse of the two
-        # plans; workers that cannot serve while loading lose their share of q's
-        # on-time frames, each counting as a violation too.
-        lossy = down * (model.served[k][None, :] / a[k]) * (1.0 + weights["violation"])
-        trans = np.minimum(vk[:, None], vk[None, :]) - lossy
-        sw = (
-            f_delay[None, :] * vk[:, None]
-            + f_load * trans
-            + (1.0 - f_delay[None, :] - f_load) * vk[None, :]
-            + fixed
-        )
+        sw = switch.epoch_values(vk, model.served[k], model.arrivals[k])
         total = val[:, None] + sw
         np.fill_diagonal(total, val + vk)
         best = np.argmax(total, axis=0)
@@ -536,9 +620,12 @@ class HindsightController:
     name: str = "hindsight"
     replayed_reward: float | None = None
     lag_epochs: int = 0
+    past: PastChooser | None = field(default=None, repr=False)
 
     def decide(self, context: ControlContext) -> Decision:
         """Re-solve (to the scheduled library plan) where the schedule changes plan."""
+        if self.past is not None:
+            return self._decide_from_past(context)
         if not self.schedule:
             raise RuntimeError(
                 "hindsight needs the episode's future: build it with "
@@ -566,6 +653,17 @@ class HindsightController:
             return self.library[int(m.group(1))]
         return min(self.library, key=lambda p: abs(p.demand - decision.demand))
 
+    def _decide_from_past(self, context: ControlContext) -> Decision:
+        assert self.past is not None
+        if context.plan is not None and context.solving:
+            return KEEP
+        epoch = int(round(context.now_s / self.epoch_s))
+        current = next((i for i, p in enumerate(self.library) if p is context.plan), None)
+        j = self.past.choose(epoch, current)
+        if j == current:
+            return KEEP
+        return Decision(True, self.library[j].demand, False, 0.0, f"hindsight plan {j}")
+
     @property
     def switches(self) -> int:
         """Plan changes in the schedule (the first plan not counted)."""
@@ -588,6 +686,7 @@ class HindsightController:
         cache: dict | None = None,
         name: str = "hindsight",
         solver_time: str | float = "model",
+        past_horizon: int = 0,
     ) -> HindsightController:
         """Plan an episode in hindsight.
 
@@ -608,6 +707,8 @@ class HindsightController:
             name: Display name.
             solver_time: The simulator's ``solver_time`` (``"model"`` or seconds):
                 how long each switch's solve keeps the old plan in force.
+            past_horizon: If > 0, decide from the past only (:class:`PastChooser`
+                with this horizon) instead of playing the DP's schedule.
 
         """
         knobs = knobs or HindsightKnobs()
@@ -638,7 +739,13 @@ class HindsightController:
         sched = plan_schedule(
             model, library, pipeline, cluster.total, epoch_s, swap, w, solver_time
         )
-        return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name)
+        past = None
+        if past_horizon > 0:
+            switch = SwitchModel.build(
+                library, pipeline, cluster.total, epoch_s, swap, w, solver_time
+            )
+            past = PastChooser(model.value, model.served, model.arrivals, switch, past_horizon)
+        return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name, past=past)
 
 
 #: Knob sets ``hindsight`` replays when nothing was tuned: the four best of an
@@ -873,6 +980,33 @@ def hindsight_actor(
     return make
 
 
+def past_actor(
+    trace: RateSeries, cache: dict | None, horizon: int, name: str = "hindsight-past"
+) -> Callable[[Any], HindsightController]:
+    """An actor factory of the past-only chooser (:class:`PastChooser`) on the reset env."""
+    cache = cache if cache is not None else {}
+
+    def make(env: Any) -> HindsightController:
+        cfg = env.config
+        return HindsightController.for_episode(
+            trace,
+            env.pipeline,
+            env.cluster,
+            epoch_s=cfg.epoch_s,
+            swap=cfg.swap,
+            options=env.alloc,
+            weights=_weights_of(env),
+            knobs=DEFAULT_CANDIDATES[0],
+            sim=env.sim,
+            cache=cache,
+            name=name,
+            solver_time=cfg.solver_time,
+            past_horizon=horizon,
+        )
+
+    return make
+
+
 def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     """The actor factory of a ``hindsight`` spec, or ``None`` for other specs.
 
@@ -882,8 +1016,13 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     of the default knobs without replay; ``hindsight-g0.02-h1.5-b0.2-d0.95`` sets the grid step, headroom, burst
     allowance and derating (any subset, in order) of one DP schedule, not replayed;
     ``hindsight-lagN`` plays ``hindsight``'s schedule (picked as ``hindsight`` picks
-    it) N epochs late (:attr:`HindsightController.lag_epochs`).
+    it) N epochs late (:attr:`HindsightController.lag_epochs`); ``hindsight-pastH``
+    decides from the past only (:class:`PastChooser`, horizon H epochs, the first
+    tuned knob set, no replay).
     """
+    past = _PAST.fullmatch(spec)
+    if past is not None:
+        return past_actor(trace, cache, int(past.group(1)), name=spec)
     lag = _LAG.fullmatch(spec)
     if lag is not None:
         make = hindsight_actor(trace, cache, None, name=spec)
@@ -902,6 +1041,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
 
 
 _LAG = re.compile(r"hindsight-lag(\d+)")
+_PAST = re.compile(r"hindsight-past([1-9]\d*)")
 _SPEC = re.compile(
     r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"
 )
@@ -938,6 +1078,12 @@ def _register() -> None:
         lambda m: HindsightController(name=m.group(0), lag_epochs=int(m.group(1))),
         "hindsight's schedule played N epochs late, e.g. hindsight-lag2 (a diagnostic: how "
         "much of the bound is knowing the future; needs the trace: built by evaluation)",
+    )
+    CONTROLLERS.register_pattern(
+        _PAST.pattern,
+        lambda m: HindsightController(name=m.group(0)),
+        "hindsight's plan evaluation on the past only, each plan held H epochs, e.g. "
+        "hindsight-past5 (a diagnostic; needs the trace: built by evaluation)",
     )
     if "hindsight" not in CONTROLLERS.names():
         CONTROLLERS.register(

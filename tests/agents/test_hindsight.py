@@ -235,3 +235,42 @@ def test_lagged_hindsight_plays_hindsights_schedule(env):
     # one epoch late: the schedule's last epoch is never reached
     played = plain.schedule[:-1]
     assert ep.result.solves == 1 + sum(a != b for a, b in zip(played, played[1:], strict=False))
+
+
+def test_past_chooser_decides_on_the_epoch_just_ended_only(env):
+    from lokirl.agents.hindsight import PastChooser, SwitchModel
+
+    lib = plan_library(env.pipeline, env.cluster, [40.0, 200.0], AllocatorOptions())
+    w = {"violation": 1.0, "reconfiguration": 0.5, "solver": 0.1, "workers": 0.05}
+    switch = SwitchModel.build(lib, env.pipeline, env.cluster.total, 1.0, "overlap", w)
+    value = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    served = np.ones((4, 2))
+    arrivals = np.ones(4)
+    past = PastChooser(value, served, arrivals, switch, horizon=5)
+    assert past.choose(0, None) == 0  # the first epoch: the best plan for it
+    assert past.choose(1, 0) == 0  # epoch 0 favoured plan 0: stay
+    assert past.choose(2, 0) == 1  # epoch 1 favoured plan 1 by a lot: switch
+    # the future (epochs >= the one decided) never enters a decision
+    future = value.copy()
+    future[2:] = [[0.0, 5.0], [0.0, 5.0]]
+    assert PastChooser(future, served, arrivals, switch, 5).choose(2, 0) == 1
+    assert PastChooser(future, served, arrivals, switch, 5).choose(1, 0) == 0
+    # a small gain held briefly does not pay for a switch
+    small = np.array([[1.0, 0.0], [0.99, 1.0]])
+    assert PastChooser(small, np.ones((2, 2)), np.ones(2), switch, 1).choose(2, 0) == 0
+
+
+def test_past_only_hindsight_plays_an_episode(env):
+    trace = _trace(env, "step", 6)
+    holder = {}
+    make = actor_factory("hindsight-past5", trace, {})
+
+    def wrapped(e):
+        holder["ctl"] = make(e)
+        return holder["ctl"]
+
+    ep = rollout(env, wrapped, 0, trace=trace)
+    ctl = holder["ctl"]
+    assert ctl.past is not None and ctl.past.horizon == 5 and ctl.name == "hindsight-past5"
+    assert ep.result.solves >= 1 and np.isfinite(ep.reward)
+    assert make_controller("hindsight-past3").name == "hindsight-past3"
