@@ -9,7 +9,8 @@ reproduce" at a later commit::
 Each argument is a run folder or its ``per_episode.json``. Prints how many episodes
 (controller, case, seed) are identical in every result column (timing and the commit
 aside), those only one side has, and per column the episodes that differ (the first
-few). Exits 0 when the replay gives the recorded table, 1 otherwise. The comparison is
+few); ``--subset`` compares only the controllers both runs played. Exits 0 when the
+replay gives the recorded table, 1 otherwise. The comparison is
 :func:`lokirl.experiments.runner.replay_diff`.
 """
 
@@ -36,8 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("recorded", help="the run on record (folder or per_episode.json)")
     ap.add_argument("replayed", help="the replay (folder or per_episode.json)")
     ap.add_argument("--show", type=int, default=3, help="episodes listed per column (default 3)")
+    ap.add_argument(
+        "--subset",
+        action="store_true",
+        help="compare only the controllers both runs played",
+    )
     args = ap.parse_args(argv)
     old, new = _load(args.recorded), _load(args.replayed)
+    if args.subset:
+        both = {r["controller"] for r in new.rows} & {r["controller"] for r in old.rows}
+        old = Results([r for r in old.rows if r["controller"] in both], old.meta)
+        new = Results([r for r in new.rows if r["controller"] in both], new.meta)
     d = replay_diff(old, new)
     print(
         f"recorded at {old.meta.get('commit', '?')[:10]}, replayed at "

@@ -50,3 +50,9 @@ def test_script_exits_nonzero_on_a_different_table(tmp_path, capsys):
     assert mod.main([str(a), str(b)]) == 1
     out = capsys.readouterr().out
     assert "reward differs in 1 episodes" in out and "NOT the same table" in out
+    # --subset: only the controllers the replay played
+    only_a = tmp_path / "only_a.json"
+    r = _rows("ghi", reward_b=3.0)
+    only_a.write_text(json.dumps(Results([r.rows[0]], r.meta).to_dict()))
+    assert mod.main([str(b), str(only_a)]) == 1  # b's controller "b" is missing
+    assert mod.main(["--subset", str(b), str(only_a)]) == 0
