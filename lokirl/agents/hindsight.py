@@ -687,6 +687,7 @@ class HindsightController:
         name: str = "hindsight",
         solver_time: str | float = "model",
         past_horizon: int = 0,
+        demand_range: tuple[float, float] | None = None,
     ) -> HindsightController:
         """Plan an episode in hindsight.
 
@@ -709,6 +710,8 @@ class HindsightController:
                 how long each switch's solve keeps the old plan in force.
             past_horizon: If > 0, decide from the past only (:class:`PastChooser`
                 with this horizon) instead of playing the DP's schedule.
+            demand_range: The plan library's demand range (times the knobs'
+                headroom) instead of the trace's minimum and peak.
 
         """
         knobs = knobs or HindsightKnobs()
@@ -731,6 +734,8 @@ class HindsightController:
         counts = np.bincount(arr.astype(np.int64), minlength=1) if len(arr) else np.zeros(1)
         hi = max(hi, float(counts.max()))
         lo = max(min(lo, hi), 1.0)
+        if demand_range is not None:  # a grid fixed by the caller, nothing read from the trace
+            lo, hi = max(1.0, demand_range[0]), max(1.0, demand_range[0], demand_range[1])
         grid = demand_grid(lo, hi * knobs.headroom, knobs.grid_step)
         library = plan_library(pipeline, cluster, grid, options or AllocatorOptions(), cache)
         if not library:
@@ -980,14 +985,31 @@ def hindsight_actor(
     return make
 
 
+#: ``hindsight-pastH-cap``'s plan library: from this share of the cluster's largest
+#: capacity (any variants) up to all of it (times the knobs' headroom).
+CAP_FLOOR = 0.01
+
+
 def past_actor(
-    trace: RateSeries, cache: dict | None, horizon: int, name: str = "hindsight-past"
+    trace: RateSeries,
+    cache: dict | None,
+    horizon: int,
+    name: str = "hindsight-past",
+    cluster_range: bool = False,
 ) -> Callable[[Any], HindsightController]:
-    """An actor factory of the past-only chooser (:class:`PastChooser`) on the reset env."""
+    """An actor factory of the past-only chooser (:class:`PastChooser`) on the reset env.
+
+    ``cluster_range``: the plan library spans :data:`CAP_FLOOR` to 1 times the
+    cluster's largest capacity (``env.max_capacity``) instead of the trace's range.
+    """
     cache = cache if cache is not None else {}
 
     def make(env: Any) -> HindsightController:
         cfg = env.config
+        span = None
+        if cluster_range:
+            most = float(env.max_capacity)
+            span = (CAP_FLOOR * most, most)
         return HindsightController.for_episode(
             trace,
             env.pipeline,
@@ -1002,6 +1024,7 @@ def past_actor(
             name=name,
             solver_time=cfg.solver_time,
             past_horizon=horizon,
+            demand_range=span,
         )
 
     return make
@@ -1018,11 +1041,12 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     ``hindsight-lagN`` plays ``hindsight``'s schedule (picked as ``hindsight`` picks
     it) N epochs late (:attr:`HindsightController.lag_epochs`); ``hindsight-pastH``
     decides from the past only (:class:`PastChooser`, horizon H epochs, the first
-    tuned knob set, no replay).
+    tuned knob set, no replay), ``hindsight-pastH-cap`` the same on a plan library
+    fixed by the cluster (:data:`CAP_FLOOR` to its largest capacity), not the trace.
     """
     past = _PAST.fullmatch(spec)
     if past is not None:
-        return past_actor(trace, cache, int(past.group(1)), name=spec)
+        return past_actor(trace, cache, int(past.group(1)), spec, past.group(2) is not None)
     lag = _LAG.fullmatch(spec)
     if lag is not None:
         make = hindsight_actor(trace, cache, None, name=spec)
@@ -1041,7 +1065,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
 
 
 _LAG = re.compile(r"hindsight-lag(\d+)")
-_PAST = re.compile(r"hindsight-past([1-9]\d*)")
+_PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?")
 _SPEC = re.compile(
     r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"
 )
@@ -1083,7 +1107,8 @@ def _register() -> None:
         _PAST.pattern,
         lambda m: HindsightController(name=m.group(0)),
         "hindsight's plan evaluation on the past only, each plan held H epochs, e.g. "
-        "hindsight-past5 (a diagnostic; needs the trace: built by evaluation)",
+        "hindsight-past5 (-cap: a plan library fixed by the cluster, not the trace; a "
+        "diagnostic; needs the trace: built by evaluation)",
     )
     if "hindsight" not in CONTROLLERS.names():
         CONTROLLERS.register(

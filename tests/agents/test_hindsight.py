@@ -274,3 +274,23 @@ def test_past_only_hindsight_plays_an_episode(env):
     assert ctl.past is not None and ctl.past.horizon == 5 and ctl.name == "hindsight-past5"
     assert ep.result.solves >= 1 and np.isfinite(ep.reward)
     assert make_controller("hindsight-past3").name == "hindsight-past3"
+
+
+def test_past_only_cap_library_is_fixed_by_the_cluster_not_the_trace(env):
+    from lokirl.agents.hindsight import CAP_FLOOR
+
+    libraries = []
+    for family, seed in (("step", 6), ("bursts", 7)):
+        trace = _trace(env, family, seed)
+        holder = {}
+        make = actor_factory("hindsight-past1-cap", trace, {})
+
+        def wrapped(e, make=make, holder=holder):
+            holder["ctl"] = make(e)
+            return holder["ctl"]
+
+        rollout(env, wrapped, 0, trace=trace)
+        libraries.append(holder["ctl"].library)
+    demands = [[p.demand for p in lib] for lib in libraries]
+    assert demands[0] == demands[1]
+    assert min(demands[0]) == pytest.approx(max(1.0, CAP_FLOOR * env.max_capacity), rel=0.05)
