@@ -23,8 +23,9 @@ episodes can ask for (``lokirl train --prefill``), and prints how long that took
 A policy's training speed depends on how often it asks for a plan, so each pass also
 prints the cost of a step by kind (no plan asked; a plan found in the cache or the
 library; a real solve) and, from those, one environment's steps/s at several shares of
-solving steps: PPO's ``time/fps`` is that at its policy's own share (a policy that
-has learnt to keep its plan trains several times faster than one that re-solves).
+solving steps (the rest keeping): PPO's ``time/fps`` follows its policy's own shares
+of the three kinds (a policy that has learnt to keep its plan trains several times
+faster than one that re-solves).
 """
 
 from __future__ import annotations

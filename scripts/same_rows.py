@@ -10,7 +10,8 @@ Each argument is a run folder or its ``per_episode.json``. Prints how many episo
 (controller, case, seed) are identical in every result column (timing and the commit
 aside), those only one side has, and per column the episodes that differ (the first
 few); ``--subset`` compares only the controllers both runs played. Exits 0 when the
-replay gives the recorded table, 1 otherwise. The comparison is
+replay gives the recorded table, 1 otherwise (or when nothing was compared), 2 on a
+missing file. The comparison is
 :func:`lokirl.experiments.runner.replay_diff`.
 """
 
@@ -28,7 +29,11 @@ def _load(path: str) -> Results:
     p = Path(path)
     f = p / "per_episode.json" if p.is_dir() else p
     if not f.is_file():
-        sys.exit(f"same_rows: {path}: no per_episode.json there (give a lokirl bench run folder)")
+        print(
+            f"same_rows: {path}: no per_episode.json there (give a lokirl bench run folder)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     return Results.from_dict(json.loads(f.read_text()))
 
 
@@ -50,14 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         new = Results([r for r in new.rows if r["controller"] in both], new.meta)
     d = replay_diff(old, new)
     print(
-        f"recorded at {old.meta.get('commit', '?')[:10]}, replayed at "
-        f"{new.meta.get('commit', '?')[:10]}: {d.identical} episodes identical"
+        f"recorded at {str(old.meta.get('commit') or '?')[:10]}, replayed at "
+        f"{str(new.meta.get('commit') or '?')[:10]}: {d.identical} episodes identical"
     )
     for label, eps in (("only recorded", d.only_recorded), ("only replayed", d.only_replayed)):
         if eps:
             print(f"  {label}: {len(eps)} episodes, e.g. {list(eps[: args.show])}")
     for col, eps in d.differing.items():
         print(f"  {col} differs in {len(eps)} episodes, e.g. {list(eps[: args.show])}")
+    if d.identical == 0 and d.same:
+        print("nothing compared (no episode in common)")
+        return 1
     print("same table" if d.same else "NOT the same table")
     return 0 if d.same else 1
 

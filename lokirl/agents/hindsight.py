@@ -435,7 +435,7 @@ def switch_terms(
     return changed, load_s, down
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SwitchModel:
     """What a switch between library plans costs within its epoch (the DP's terms).
 
@@ -497,7 +497,7 @@ class SwitchModel:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PastChooser:
     """Hindsight's plan evaluation without the future (a diagnostic, ``hindsight-pastH``).
 
@@ -525,10 +525,12 @@ class PastChooser:
 
     def choose(self, epoch: int, current: int | None) -> int:
         """The library index to hold from ``epoch`` on, given the plan in force."""
-        if epoch <= 0 or current is None:
-            return int(np.argmax(self.value[max(0, min(epoch, len(self.value) - 1))]))
+        if epoch <= 0:
+            return int(np.argmax(self.value[0]))
         k = min(epoch, len(self.value)) - 1  # the epoch just ended
         vk = self.value[k]
+        if current is None:
+            return int(np.argmax(vk))
         first = self.switch.epoch_values(vk, self.served[k], self.arrivals[k])[current]
         score = first + (self.horizon - 1) * vk
         score[current] = self.horizon * vk[current]
@@ -709,7 +711,8 @@ class HindsightController:
             solver_time: The simulator's ``solver_time`` (``"model"`` or seconds):
                 how long each switch's solve keeps the old plan in force.
             past_horizon: If > 0, decide from the past only (:class:`PastChooser`
-                with this horizon) instead of playing the DP's schedule.
+                with this horizon) instead of playing the DP's schedule (no schedule
+                is planned: ``schedule`` is empty, ``modelled_value`` NaN).
             demand_range: The plan library's demand range (times the knobs'
                 headroom) instead of the trace's minimum and peak.
 
@@ -741,16 +744,16 @@ class HindsightController:
         if not library:
             raise RuntimeError("hindsight: the allocator found no plan on the demand grid")
         model = epoch_model(arr, n_ep, epoch_s, library, cluster.total, knobs, w, pipeline)
-        sched = plan_schedule(
-            model, library, pipeline, cluster.total, epoch_s, swap, w, solver_time
-        )
-        past = None
-        if past_horizon > 0:
+        if past_horizon > 0:  # no schedule: it decides as it goes (PastChooser)
             switch = SwitchModel.build(
                 library, pipeline, cluster.total, epoch_s, swap, w, solver_time
             )
             past = PastChooser(model.value, model.served, model.arrivals, switch, past_horizon)
-        return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name, past=past)
+            return cls(tuple(library), (), epoch_s, knobs, math.nan, name, past=past)
+        sched = plan_schedule(
+            model, library, pipeline, cluster.total, epoch_s, swap, w, solver_time
+        )
+        return cls(tuple(library), sched.plans, epoch_s, knobs, sched.value, name)
 
 
 #: Knob sets ``hindsight`` replays when nothing was tuned: the four best of an
@@ -1064,7 +1067,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     return hindsight_actor(trace, cache, knobs, name=spec)
 
 
-_LAG = re.compile(r"hindsight-lag(\d+)")
+_LAG = re.compile(r"hindsight-lag([1-9]\d*)")
 _PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?")
 _SPEC = re.compile(
     r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"

@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="simulated duration of every solve, during which the old plan stays in force "
         "(the reward's solver term charges it too): 'model' (default: a fixed cost per "
         "allocator phase), 'measured' (this machine's wall time: results then depend on "
-        "its load) or seconds for every solve, shorter than the 1 s decision epoch",
+        "its load) or seconds for every solve, shorter than the decision epoch",
     )
     p.add_argument(
         "--allow-test",
@@ -196,6 +196,15 @@ def run(args: argparse.Namespace) -> int:
     names = [t.strip() for t in args.traces.split(",") if t.strip()]
     check_not_held_out(names, args.allow_test, "--traces")
     solver_time = parse_solver_time(args.solver_time, measured=True)
+    planners = [c for c in controllers if c.startswith("hindsight")]
+    if solver_time == "measured" and planners:
+        raise ConfigError(
+            "--solver-time",
+            "measured",
+            f"{planners[0]} plans its switches ahead with a known solve time, which a "
+            "measured one is not",
+            "pass --solver-time model or a number of seconds",
+        )
     env = LokiServingEnv(
         pipeline=args.pipeline,
         workers=args.workers,

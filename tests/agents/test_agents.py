@@ -226,6 +226,10 @@ def test_evaluate_solver_time_reaches_the_simulator(capsys, tmp_path, monkeypatc
     for bad in ("1.5", "soon", "-1"):
         assert main([*base, "--solver-time", bad]) == 2, bad
         assert "--solver-time" in capsys.readouterr().err
+    # hindsight plans ahead with a known solve time: refused before any episode
+    ahead = [*base, "--solver-time", "measured", "--controllers", "loki,hindsight"]
+    assert main(ahead) == 2
+    assert "hindsight plans its switches ahead" in capsys.readouterr().err
 
 
 def test_evaluate_intervals_take_the_trace_as_the_unit():

@@ -252,9 +252,10 @@ def test_past_chooser_decides_on_the_epoch_just_ended_only(env):
     assert past.choose(2, 0) == 1  # epoch 1 favoured plan 1 by a lot: switch
     # the future (epochs >= the one decided) never enters a decision
     future = value.copy()
-    future[2:] = [[0.0, 5.0], [0.0, 5.0]]
+    future[2:] = [[5.0, 0.0], [5.0, 0.0]]
     assert PastChooser(future, served, arrivals, switch, 5).choose(2, 0) == 1
     assert PastChooser(future, served, arrivals, switch, 5).choose(1, 0) == 0
+    assert PastChooser(future, served, arrivals, switch, 5).choose(2, None) == 1
     # a small gain held briefly does not pay for a switch
     small = np.array([[1.0, 0.0], [0.99, 1.0]])
     assert PastChooser(small, np.ones((2, 2)), np.ones(2), switch, 1).choose(2, 0) == 0
@@ -269,10 +270,26 @@ def test_past_only_hindsight_plays_an_episode(env):
         holder["ctl"] = make(e)
         return holder["ctl"]
 
-    ep = rollout(env, wrapped, 0, trace=trace)
+    asked = []
+
+    def counting(e):
+        ctl = wrapped(e)
+        decide = ctl.decide
+
+        def spy(context):
+            d = decide(context)
+            asked.append(d.resolve)
+            return d
+
+        object.__setattr__(ctl, "decide", spy)
+        return ctl
+
+    ep = rollout(env, counting, 0, trace=trace)
     ctl = holder["ctl"]
     assert ctl.past is not None and ctl.past.horizon == 5 and ctl.name == "hindsight-past5"
-    assert ep.result.solves >= 1 and np.isfinite(ep.reward)
+    assert ctl.schedule == () and ctl.switches == 0  # no DP schedule is planned
+    # every solve is one of its own decisions (the library plan it names)
+    assert ep.result.solves == sum(asked) >= 1 and np.isfinite(ep.reward)
     assert make_controller("hindsight-past3").name == "hindsight-past3"
 
 

@@ -3,6 +3,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from lokirl.experiments.runner import Results, replay_diff
 
 
@@ -56,3 +58,13 @@ def test_script_exits_nonzero_on_a_different_table(tmp_path, capsys):
     only_a.write_text(json.dumps(Results([r.rows[0]], r.meta).to_dict()))
     assert mod.main([str(b), str(only_a)]) == 1  # b's controller "b" is missing
     assert mod.main(["--subset", str(b), str(only_a)]) == 0
+    # nothing in common is no evidence; a missing file is a usage error
+    other = tmp_path / "other.json"
+    z = _rows("jkl")
+    other.write_text(json.dumps(Results([{**z.rows[0], "controller": "z"}], z.meta).to_dict()))
+    capsys.readouterr()
+    assert mod.main(["--subset", str(a), str(other)]) == 1
+    assert "nothing compared" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as gone:
+        mod.main([str(a), str(tmp_path / "missing")])
+    assert gone.value.code == 2
