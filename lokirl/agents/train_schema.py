@@ -133,7 +133,11 @@ class EnvSection(_Section):
     )
     base_horizon_s: NonNegativeInt = 5
     weights: WeightsSection = Field(default_factory=WeightsSection)
-    solver_time: Literal["model", "measured"] = "model"
+    solver_time: Literal["model", "measured"] | NonNegativeFloat = Field(
+        "model",
+        description="simulated duration of a solve: model, measured, or seconds for every "
+        "solve (shorter than epoch_s)",
+    )
     solver: Literal["highs", "cbc"] = "highs"
     time_limit_s: PositiveFloat = 1.0
     demand_quantum: NonNegativeFloat = 0.02
@@ -162,6 +166,15 @@ class EnvSection(_Section):
             raise ValueError(f"lo must be <= hi, got [{v[0]}, {v[1]}]")
         return v
 
+    @model_validator(mode="after")
+    def _solve_within_epoch(self) -> EnvSection:
+        if not isinstance(self.solver_time, str) and self.solver_time >= self.epoch_s:
+            raise ValueError(
+                f"solver_time: {self.solver_time:g} s is not shorter than epoch_s "
+                f"({self.epoch_s:g} s): a solve would still run at the next decision"
+            )
+        return self
+
 
 class TrainSection(_Section):
     """A whole training file (``configs/agents/*.yaml``)."""
@@ -182,6 +195,9 @@ class TrainSection(_Section):
     constraint: ConstraintSection | None = None
 
 
+#: Loc entries pydantic adds for the member of a union that was tried.
+_UNION_TAGS = frozenset({"float", "int", "str", "bool", "constrained-float", "constrained-int"})
+
 #: What to write for a field whose value was refused (by the field's last name).
 _FIXES = {
     "name": "use letters, digits, '.', '_' or '-' (it names the run folder)",
@@ -190,7 +206,7 @@ _FIXES = {
     "swaps": "use overlap, stop or free",
     "engine": "use simpy or fluid",
     "solver": "use highs or cbc",
-    "solver_time": "use model or measured",
+    "solver_time": "use model, measured, or seconds below epoch_s (e.g. 0.02)",
     "feature_version": "use 1 (one cluster) or 2 (any cluster in the randomised range)",
     "gamma": "use a discount in (0, 1], e.g. 0.95",
     "gae_lambda": "use a value in [0, 1], e.g. 0.9",
@@ -226,9 +242,14 @@ def validate_train_file(data: Any, source: str) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(x) for x in err["loc"]]
+        msg = err["msg"]
+        # A field of several accepted forms (e.g. "model" or seconds) tags its loc with
+        # the form tried ("literal['model','measured']", "float"): name the field.
+        named = [x for x in loc if "[" not in x and x not in _UNION_TAGS]
+        if named != loc:
+            loc, msg = named, "not one of the accepted values"
         field = ".".join(loc) or "-"
         last = next((x for x in reversed(loc) if not x.isdigit()), "")
-        msg = err["msg"]
         # A section-level check names its field first ("workers_range: ...").
         head, sep, rest = msg.removeprefix("Value error, ").partition(": ")
         if sep and head in _section_of(loc).model_fields:

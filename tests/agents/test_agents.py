@@ -142,6 +142,14 @@ def test_train_config_errors_name_the_field(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_train_config(bad)
     assert err.value.field == "env.engine"
+    # the solve time: model, measured or seconds shorter than the epoch
+    bad.write_text("env: {solver_time: 0.02}\n")
+    assert load_train_config(bad).env.solver_time == 0.02
+    for value in ("soon", "-1", "1.5"):
+        bad.write_text(f"env: {{solver_time: {value}}}\n")
+        with pytest.raises(ConfigError) as err:
+            load_train_config(bad)
+        assert err.value.field == "env.solver_time" and "0.02" in err.value.fix, value
     cfg = load_train_config("configs/agents/ppo.yaml", {"total_timesteps": 99})
     assert cfg.total_timesteps == 99 and cfg.env.workers == 20
 
