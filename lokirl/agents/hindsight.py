@@ -173,6 +173,25 @@ def realised_arrivals(trace: Trace, sim: Any | None = None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- library
+def spread_within_seconds(arrivals_s: np.ndarray) -> np.ndarray:
+    """The same number of arrivals in each second, evenly spaced within it (sorted).
+
+    Args:
+        arrivals_s: Arrival times in seconds.
+
+    Returns:
+        For a second holding ``c`` arrivals, the times ``s + (i + 0.5) / c``.
+
+    """
+    if len(arrivals_s) == 0:
+        return np.asarray(arrivals_s, dtype=float)
+    counts = np.bincount(np.floor(np.asarray(arrivals_s, dtype=float)).astype(np.int64))
+    sec = np.repeat(np.arange(len(counts)), counts)
+    start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.arange(len(sec)) - np.repeat(start, counts)
+    return sec + (rank + 0.5) / np.repeat(counts, counts)
+
+
 def _lattice(demand: float, step: float) -> float:
     """``demand`` snapped to the global geometric lattice of relative ``step``."""
     s = math.log1p(step)
@@ -690,6 +709,7 @@ class HindsightController:
         solver_time: str | float = "model",
         past_horizon: int = 0,
         demand_range: tuple[float, float] | None = None,
+        per_second: bool = False,
     ) -> HindsightController:
         """Plan an episode in hindsight.
 
@@ -715,6 +735,9 @@ class HindsightController:
                 is planned: ``schedule`` is empty, ``modelled_value`` NaN).
             demand_range: The plan library's demand range (times the knobs'
                 headroom) instead of the trace's minimum and peak.
+            per_second: Model each second's arrivals as evenly spread over it
+                (:func:`spread_within_seconds`): what a controller that sees only
+                per-second counts can compute.
 
         """
         knobs = knobs or HindsightKnobs()
@@ -743,7 +766,8 @@ class HindsightController:
         library = plan_library(pipeline, cluster, grid, options or AllocatorOptions(), cache)
         if not library:
             raise RuntimeError("hindsight: the allocator found no plan on the demand grid")
-        model = epoch_model(arr, n_ep, epoch_s, library, cluster.total, knobs, w, pipeline)
+        seen = spread_within_seconds(arr) if per_second else arr
+        model = epoch_model(seen, n_ep, epoch_s, library, cluster.total, knobs, w, pipeline)
         if past_horizon > 0:  # no schedule: it decides as it goes (PastChooser)
             switch = SwitchModel.build(
                 library, pipeline, cluster.total, epoch_s, swap, w, solver_time
@@ -999,11 +1023,13 @@ def past_actor(
     horizon: int,
     name: str = "hindsight-past",
     cluster_range: bool = False,
+    per_second: bool = False,
 ) -> Callable[[Any], HindsightController]:
     """An actor factory of the past-only chooser (:class:`PastChooser`) on the reset env.
 
     ``cluster_range``: the plan library spans :data:`CAP_FLOOR` to 1 times the
     cluster's largest capacity (``env.max_capacity``) instead of the trace's range.
+    ``per_second``: the model sees per-second counts only (``for_episode``).
     """
     cache = cache if cache is not None else {}
 
@@ -1028,6 +1054,7 @@ def past_actor(
             solver_time=cfg.solver_time,
             past_horizon=horizon,
             demand_range=span,
+            per_second=per_second,
         )
 
     return make
@@ -1045,11 +1072,19 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     it) N epochs late (:attr:`HindsightController.lag_epochs`); ``hindsight-pastH``
     decides from the past only (:class:`PastChooser`, horizon H epochs, the first
     tuned knob set, no replay), ``hindsight-pastH-cap`` the same on a plan library
-    fixed by the cluster (:data:`CAP_FLOOR` to its largest capacity), not the trace.
+    fixed by the cluster (:data:`CAP_FLOOR` to its largest capacity), not the trace;
+    a ``-sec`` suffix models per-second counts only (:func:`spread_within_seconds`).
     """
     past = _PAST.fullmatch(spec)
     if past is not None:
-        return past_actor(trace, cache, int(past.group(1)), spec, past.group(2) is not None)
+        return past_actor(
+            trace,
+            cache,
+            int(past.group(1)),
+            spec,
+            cluster_range=past.group(2) is not None,
+            per_second=past.group(3) is not None,
+        )
     lag = _LAG.fullmatch(spec)
     if lag is not None:
         make = hindsight_actor(trace, cache, None, name=spec)
@@ -1068,7 +1103,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
 
 
 _LAG = re.compile(r"hindsight-lag([1-9]\d*)")
-_PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?")
+_PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?(-sec)?")
 _SPEC = re.compile(
     r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"
 )
@@ -1110,8 +1145,8 @@ def _register() -> None:
         _PAST.pattern,
         lambda m: HindsightController(name=m.group(0)),
         "hindsight's plan evaluation on the past only, each plan held H epochs, e.g. "
-        "hindsight-past5 (-cap: a plan library fixed by the cluster, not the trace; a "
-        "diagnostic; needs the trace: built by evaluation)",
+        "hindsight-past5 (-cap: a plan library fixed by the cluster, not the trace; -sec: "
+        "per-second counts only; a diagnostic; needs the trace: built by evaluation)",
     )
     if "hindsight" not in CONTROLLERS.names():
         CONTROLLERS.register(

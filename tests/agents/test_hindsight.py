@@ -311,3 +311,14 @@ def test_past_only_cap_library_is_fixed_by_the_cluster_not_the_trace(env):
     demands = [[p.demand for p in lib] for lib in libraries]
     assert demands[0] == demands[1]
     assert min(demands[0]) == pytest.approx(max(1.0, CAP_FLOOR * env.max_capacity), rel=0.05)
+
+
+def test_per_second_counts_are_spread_evenly_within_their_second():
+    from lokirl.agents.hindsight import spread_within_seconds
+
+    arr = np.array([0.1, 0.9, 0.95, 2.2, 2.5, 5.0])
+    out = spread_within_seconds(arr)
+    assert np.array_equal(np.bincount(out.astype(int)), np.bincount(arr.astype(int)))
+    assert np.allclose(out, [1 / 6, 0.5, 5 / 6, 2.25, 2.75, 5.5])
+    assert spread_within_seconds(np.array([])).size == 0
+    assert make_controller("hindsight-past5-cap-sec").name == "hindsight-past5-cap-sec"
