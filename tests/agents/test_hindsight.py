@@ -322,3 +322,25 @@ def test_per_second_counts_are_spread_evenly_within_their_second():
     assert np.allclose(out, [1 / 6, 0.5, 5 / 6, 2.25, 2.75, 5.5])
     assert spread_within_seconds(np.array([])).size == 0
     assert make_controller("hindsight-past5-cap-sec").name == "hindsight-past5-cap-sec"
+
+
+def test_lead_of_a_switch_ahead_of_demand_is_counted_in_seconds():
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "hindsight_lead.py"
+    spec = importlib.util.spec_from_file_location("hindsight_lead", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    lib = [SimpleNamespace(max_demand=10.0), SimpleNamespace(max_demand=30.0)]
+    quiet_then_busy = np.array([5, 5, 5, 5, 20, 20, 20, 5], dtype=float)
+    # up at second 2, demand passes the old plan at second 4: two seconds ahead;
+    # the way down (second 7) is not an upward switch
+    assert mod.leads((0, 0, 1, 1, 1, 1, 1, 0), lib, quiet_then_busy) == [2]
+    # up at second 5, after demand passed at second 4: it followed demand
+    assert mod.leads((0, 0, 0, 0, 0, 1, 1, 1), lib, quiet_then_busy) == [-1]
+    # never overloaded: no lead
+    assert mod.leads((0, 1), lib, np.full(4, 5.0)) == [None]
+    # half-second epochs: the switch at epoch 4 is issued at second 2
+    assert mod.leads((0, 0, 0, 0, 1, 1), lib, quiet_then_busy, epoch_s=0.5) == [2]
