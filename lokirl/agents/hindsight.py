@@ -533,6 +533,9 @@ class PastChooser:
         arrivals: Its frames per epoch.
         switch: Switch costs.
         horizon: Epochs a chosen plan is expected to be held.
+        foresight: Epochs of perfect foresight (0: none; 1: it scores the plans on the
+            epoch it decides, as a perfect one-epoch forecast would): a diagnostic
+            of what a forecast is worth to this chooser.
 
     """
 
@@ -541,12 +544,14 @@ class PastChooser:
     arrivals: np.ndarray = field(repr=False)
     switch: SwitchModel = field(repr=False)
     horizon: int = 5
+    foresight: int = 0
 
     def choose(self, epoch: int, current: int | None) -> int:
         """The library index to hold from ``epoch`` on, given the plan in force."""
         if epoch <= 0:
             return int(np.argmax(self.value[0]))
-        k = min(epoch, len(self.value)) - 1  # the epoch just ended
+        # the epoch just ended, or (foresight) one still to come
+        k = min(epoch - 1 + self.foresight, len(self.value) - 1)
         vk = self.value[k]
         if current is None:
             return int(np.argmax(vk))
@@ -1024,16 +1029,24 @@ def past_actor(
     name: str = "hindsight-past",
     cluster_range: bool = False,
     per_second: bool = False,
+    foresight: int = 0,
 ) -> Callable[[Any], HindsightController]:
     """An actor factory of the past-only chooser (:class:`PastChooser`) on the reset env.
 
     ``cluster_range``: the plan library spans :data:`CAP_FLOOR` to 1 times the
     cluster's largest capacity (``env.max_capacity``) instead of the trace's range.
     ``per_second``: the model sees per-second counts only (``for_episode``).
+    ``foresight``: epochs of perfect foresight (:attr:`PastChooser.foresight`).
     """
     cache = cache if cache is not None else {}
 
     def make(env: Any) -> HindsightController:
+        ctl = build(env)
+        if foresight and ctl.past is not None:
+            return replace(ctl, past=replace(ctl.past, foresight=foresight))
+        return ctl
+
+    def build(env: Any) -> HindsightController:
         cfg = env.config
         span = None
         if cluster_range:
@@ -1073,7 +1086,8 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     decides from the past only (:class:`PastChooser`, horizon H epochs, the first
     tuned knob set, no replay), ``hindsight-pastH-cap`` the same on a plan library
     fixed by the cluster (:data:`CAP_FLOOR` to its largest capacity), not the trace;
-    a ``-sec`` suffix models per-second counts only (:func:`spread_within_seconds`).
+    a ``-sec`` suffix models per-second counts only (:func:`spread_within_seconds`), a
+    ``-fN`` suffix gives it N epochs of perfect foresight (:attr:`PastChooser.foresight`).
     """
     past = _PAST.fullmatch(spec)
     if past is not None:
@@ -1084,6 +1098,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
             spec,
             cluster_range=past.group(2) is not None,
             per_second=past.group(3) is not None,
+            foresight=int(past.group(5) or 0),
         )
     lag = _LAG.fullmatch(spec)
     if lag is not None:
@@ -1103,7 +1118,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
 
 
 _LAG = re.compile(r"hindsight-lag([1-9]\d*)")
-_PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?(-sec)?")
+_PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?(-sec)?(-f([1-9]\d*))?")
 _SPEC = re.compile(
     r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"
 )
@@ -1146,7 +1161,8 @@ def _register() -> None:
         lambda m: HindsightController(name=m.group(0)),
         "hindsight's plan evaluation on the past only, each plan held H epochs, e.g. "
         "hindsight-past5 (-cap: a plan library fixed by the cluster, not the trace; -sec: "
-        "per-second counts only; a diagnostic; needs the trace: built by evaluation)",
+        "per-second counts only; -fN: N epochs of perfect foresight; a diagnostic; needs "
+        "the trace: built by evaluation)",
     )
     if "hindsight" not in CONTROLLERS.names():
         CONTROLLERS.register(

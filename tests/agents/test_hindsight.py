@@ -256,6 +256,10 @@ def test_past_chooser_decides_on_the_epoch_just_ended_only(env):
     assert PastChooser(future, served, arrivals, switch, 5).choose(2, 0) == 1
     assert PastChooser(future, served, arrivals, switch, 5).choose(1, 0) == 0
     assert PastChooser(future, served, arrivals, switch, 5).choose(2, None) == 1
+    # one epoch of foresight scores the epoch being decided instead
+    ahead = PastChooser(value, served, arrivals, switch, horizon=5, foresight=1)
+    assert ahead.choose(1, 0) == 1 and ahead.choose(2, 1) == 0
+    assert ahead.choose(9, 0) == 0  # past the end: the last epoch
     # a small gain held briefly does not pay for a switch
     small = np.array([[1.0, 0.0], [0.99, 1.0]])
     assert PastChooser(small, np.ones((2, 2)), np.ones(2), switch, 1).choose(2, 0) == 0
@@ -322,6 +326,7 @@ def test_per_second_counts_are_spread_evenly_within_their_second():
     assert np.allclose(out, [1 / 6, 0.5, 5 / 6, 2.25, 2.75, 5.5])
     assert spread_within_seconds(np.array([])).size == 0
     assert make_controller("hindsight-past5-cap-sec").name == "hindsight-past5-cap-sec"
+    assert make_controller("hindsight-past5-cap-f1").name == "hindsight-past5-cap-f1"
 
 
 def test_lead_of_a_switch_ahead_of_demand_is_counted_in_seconds():
@@ -344,3 +349,16 @@ def test_lead_of_a_switch_ahead_of_demand_is_counted_in_seconds():
     assert mod.leads((0, 1), lib, np.full(4, 5.0)) == [None]
     # half-second epochs: the switch at epoch 4 is issued at second 2
     assert mod.leads((0, 0, 0, 0, 1, 1), lib, quiet_then_busy, epoch_s=0.5) == [2]
+
+
+def test_foresight_suffix_reaches_the_chooser(env):
+    trace = _trace(env, "step", 6)
+    holder = {}
+    make = actor_factory("hindsight-past5-cap-f1", trace, {})
+
+    def wrapped(e):
+        holder["ctl"] = make(e)
+        return holder["ctl"]
+
+    rollout(env, wrapped, 0, trace=trace)
+    assert holder["ctl"].past.foresight == 1 and holder["ctl"].past.horizon == 5
