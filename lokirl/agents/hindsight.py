@@ -192,6 +192,28 @@ def spread_within_seconds(arrivals_s: np.ndarray) -> np.ndarray:
     return sec + (rank + 0.5) / np.repeat(counts, counts)
 
 
+def expected_arrivals(trace: RateSeries, end_s: float) -> np.ndarray:
+    """Arrival times at the trace's rates without noise.
+
+    Each second holds its rounded expected count (the rate at its middle), evenly
+    spread over it.
+
+    Args:
+        trace: The rate trace.
+        end_s: Seconds to cover.
+
+    Returns:
+        Sorted arrival times.
+
+    """
+    n = int(math.ceil(end_s))
+    rates = np.asarray(trace.rates, dtype=float)
+    idx = np.minimum(((np.arange(n) + 0.5) / trace.bin_s).astype(np.int64), len(rates) - 1)
+    counts = np.round(np.maximum(rates[idx], 0.0)).astype(np.int64)
+    sec = np.repeat(np.arange(n), counts)
+    return spread_within_seconds(sec.astype(float))
+
+
 def _lattice(demand: float, step: float) -> float:
     """``demand`` snapped to the global geometric lattice of relative ``step``."""
     s = math.log1p(step)
@@ -536,6 +558,9 @@ class PastChooser:
         foresight: Epochs of perfect foresight (0: none; 1: it scores the plans on the
             epoch it decides, as a perfect one-epoch forecast would): a diagnostic
             of what a forecast is worth to this chooser.
+        ahead: The model the foresight reads (``None``: this one, on the realised
+            arrivals; :func:`expected_arrivals` gives one on the trace's rates only,
+            what a perfect rate forecast would know).
 
     """
 
@@ -545,6 +570,7 @@ class PastChooser:
     switch: SwitchModel = field(repr=False)
     horizon: int = 5
     foresight: int = 0
+    ahead: EpochModel | None = field(default=None, repr=False)
 
     def choose(self, epoch: int, current: int | None) -> int:
         """The library index to hold from ``epoch`` on, given the plan in force."""
@@ -552,10 +578,13 @@ class PastChooser:
             return int(np.argmax(self.value[0]))
         # the epoch just ended, or (foresight) one still to come
         k = min(epoch - 1 + self.foresight, len(self.value) - 1)
-        vk = self.value[k]
+        src = self.ahead if self.foresight and self.ahead is not None else None
+        vk = src.value[k] if src is not None else self.value[k]
+        served = src.served[k] if src is not None else self.served[k]
+        arrived = src.arrivals[k] if src is not None else self.arrivals[k]
         if current is None:
             return int(np.argmax(vk))
-        first = self.switch.epoch_values(vk, self.served[k], self.arrivals[k])[current]
+        first = self.switch.epoch_values(vk, served, arrived)[current]
         score = first + (self.horizon - 1) * vk
         score[current] = self.horizon * vk[current]
         best = int(np.argmax(score))
@@ -715,6 +744,7 @@ class HindsightController:
         past_horizon: int = 0,
         demand_range: tuple[float, float] | None = None,
         per_second: bool = False,
+        rate_ahead: bool = False,
     ) -> HindsightController:
         """Plan an episode in hindsight.
 
@@ -743,6 +773,8 @@ class HindsightController:
             per_second: Model each second's arrivals as evenly spread over it
                 (:func:`spread_within_seconds`): what a controller that sees only
                 per-second counts can compute.
+            rate_ahead: With ``past_horizon``, also model the trace's noiseless rates
+                (:func:`expected_arrivals`) for :attr:`PastChooser.ahead`.
 
         """
         knobs = knobs or HindsightKnobs()
@@ -777,7 +809,13 @@ class HindsightController:
             switch = SwitchModel.build(
                 library, pipeline, cluster.total, epoch_s, swap, w, solver_time
             )
-            past = PastChooser(model.value, model.served, model.arrivals, switch, past_horizon)
+            ahead = None
+            if rate_ahead and isinstance(trace, RateSeries) and len(trace.rates):
+                exp = expected_arrivals(trace, n_ep * epoch_s)
+                ahead = epoch_model(exp, n_ep, epoch_s, library, cluster.total, knobs, w, pipeline)
+            past = PastChooser(
+                model.value, model.served, model.arrivals, switch, past_horizon, ahead=ahead
+            )
             return cls(tuple(library), (), epoch_s, knobs, math.nan, name, past=past)
         sched = plan_schedule(
             model, library, pipeline, cluster.total, epoch_s, swap, w, solver_time
@@ -1030,13 +1068,15 @@ def past_actor(
     cluster_range: bool = False,
     per_second: bool = False,
     foresight: int = 0,
+    rate_ahead: bool = False,
 ) -> Callable[[Any], HindsightController]:
     """An actor factory of the past-only chooser (:class:`PastChooser`) on the reset env.
 
     ``cluster_range``: the plan library spans :data:`CAP_FLOOR` to 1 times the
     cluster's largest capacity (``env.max_capacity``) instead of the trace's range.
     ``per_second``: the model sees per-second counts only (``for_episode``).
-    ``foresight``: epochs of perfect foresight (:attr:`PastChooser.foresight`).
+    ``foresight``: epochs of perfect foresight (:attr:`PastChooser.foresight`), of the
+    realised arrivals, or with ``rate_ahead`` of the trace's rates only.
     """
     cache = cache if cache is not None else {}
 
@@ -1068,6 +1108,7 @@ def past_actor(
             past_horizon=horizon,
             demand_range=span,
             per_second=per_second,
+            rate_ahead=rate_ahead,
         )
 
     return make
@@ -1087,7 +1128,8 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     tuned knob set, no replay), ``hindsight-pastH-cap`` the same on a plan library
     fixed by the cluster (:data:`CAP_FLOOR` to its largest capacity), not the trace;
     a ``-sec`` suffix models per-second counts only (:func:`spread_within_seconds`), a
-    ``-fN`` suffix gives it N epochs of perfect foresight (:attr:`PastChooser.foresight`).
+    ``-fN`` suffix gives it N epochs of perfect foresight (:attr:`PastChooser.foresight`)
+    of the realised arrivals, ``-rN`` of the trace's rates only (:func:`expected_arrivals`).
     """
     past = _PAST.fullmatch(spec)
     if past is not None:
@@ -1099,6 +1141,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
             cluster_range=past.group(2) is not None,
             per_second=past.group(3) is not None,
             foresight=int(past.group(5) or 0),
+            rate_ahead=past.group(4) == "r",
         )
     lag = _LAG.fullmatch(spec)
     if lag is not None:
@@ -1118,7 +1161,7 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
 
 
 _LAG = re.compile(r"hindsight-lag([1-9]\d*)")
-_PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?(-sec)?(-f([1-9]\d*))?")
+_PAST = re.compile(r"hindsight-past([1-9]\d*)(-cap)?(-sec)?(?:-(f|r)([1-9]\d*))?")
 _SPEC = re.compile(
     r"hindsight(?:-g(?P<g>[\d.]+))?(?:-h(?P<h>[\d.]+))?(?:-b(?P<b>[\d.]+))?(?:-d(?P<d>[\d.]+))?"
 )
@@ -1161,8 +1204,8 @@ def _register() -> None:
         lambda m: HindsightController(name=m.group(0)),
         "hindsight's plan evaluation on the past only, each plan held H epochs, e.g. "
         "hindsight-past5 (-cap: a plan library fixed by the cluster, not the trace; -sec: "
-        "per-second counts only; -fN: N epochs of perfect foresight; a diagnostic; needs "
-        "the trace: built by evaluation)",
+        "per-second counts only; -fN/-rN: N epochs of foresight of the arrivals/rates; a "
+        "diagnostic; needs the trace: built by evaluation)",
     )
     if "hindsight" not in CONTROLLERS.names():
         CONTROLLERS.register(

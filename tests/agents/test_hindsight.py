@@ -362,3 +362,24 @@ def test_foresight_suffix_reaches_the_chooser(env):
 
     rollout(env, wrapped, 0, trace=trace)
     assert holder["ctl"].past.foresight == 1 and holder["ctl"].past.horizon == 5
+
+
+def test_rate_foresight_reads_the_noiseless_model(env):
+    from lokirl.agents.hindsight import expected_arrivals
+
+    arr = expected_arrivals(RateSeries(np.array([2.0, 0.0, 3.4]), 1.0, "r"), 3.0)
+    assert np.allclose(arr, [0.25, 0.75, 2 + 1 / 6, 2.5, 2 + 5 / 6])
+    trace = _trace(env, "bursts", 7)
+    holder = {}
+    make = actor_factory("hindsight-past5-cap-r1", trace, {})
+
+    def wrapped(e):
+        holder["ctl"] = make(e)
+        return holder["ctl"]
+
+    rollout(env, wrapped, 0, trace=trace)
+    past = holder["ctl"].past
+    assert past.foresight == 1 and past.ahead is not None
+    # a separate model, on the noiseless rates rather than the realised arrivals
+    assert past.ahead.value.shape == past.value.shape
+    assert not np.array_equal(past.ahead.arrivals, past.arrivals)
