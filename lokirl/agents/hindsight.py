@@ -55,7 +55,9 @@ Method:
    replays each schedule on a replica of the episode (same generators as the
    episode's at reset: the same arrivals, routing and service draws; the reward
    mirrored epoch by epoch, :func:`replay_reward`) and plays the best.
-   ``hindsight-model`` plays the default knobs' schedule without replay.
+   ``hindsight-model`` plays the default knobs' schedule without replay;
+   ``hindsight-rates`` plans on the trace's noiseless rates instead of the realised
+   arrivals (a reference that knows the future rates but not the noise).
 
 It is a bound in the sense of a strong reference, not a proof: the schedule is the
 best of a few DP schedules on the realised episode, and a controller outside the
@@ -745,6 +747,7 @@ class HindsightController:
         demand_range: tuple[float, float] | None = None,
         per_second: bool = False,
         rate_ahead: bool = False,
+        on_rates: bool = False,
     ) -> HindsightController:
         """Plan an episode in hindsight.
 
@@ -775,6 +778,9 @@ class HindsightController:
                 per-second counts can compute.
             rate_ahead: With ``past_horizon``, also model the trace's noiseless rates
                 (:func:`expected_arrivals`) for :attr:`PastChooser.ahead`.
+            on_rates: Plan on the trace's noiseless rates (:func:`expected_arrivals`)
+                instead of the realised arrivals: a bound that knows the traffic's
+                future rates but not its noise.
 
         """
         knobs = knobs or HindsightKnobs()
@@ -785,7 +791,10 @@ class HindsightController:
             else getattr(sim, "trace_end", None) or trace.duration_s
         )
         n_ep = max(1, int(math.ceil(end / epoch_s - 1e-9)))
-        arr = realised_arrivals(trace, sim)
+        if on_rates and isinstance(trace, RateSeries) and len(trace.rates):
+            arr = expected_arrivals(trace, end)
+        else:
+            arr = realised_arrivals(trace, sim)
         if isinstance(trace, RateSeries) and len(trace.rates):
             rates = np.asarray(trace.rates, dtype=float)[
                 : max(1, int(math.ceil(end / trace.bin_s)))
@@ -1114,6 +1123,33 @@ def past_actor(
     return make
 
 
+def rates_actor(
+    trace: RateSeries, cache: dict | None, name: str = "hindsight-rates"
+) -> Callable[[Any], HindsightController]:
+    """An actor factory of the DP planned on the trace's noiseless rates (no replay)."""
+    cache = cache if cache is not None else {}
+
+    def make(env: Any) -> HindsightController:
+        cfg = env.config
+        return HindsightController.for_episode(
+            trace,
+            env.pipeline,
+            env.cluster,
+            epoch_s=cfg.epoch_s,
+            swap=cfg.swap,
+            options=env.alloc,
+            weights=_weights_of(env),
+            knobs=DEFAULT_CANDIDATES[0],
+            sim=env.sim,
+            cache=cache,
+            name=name,
+            solver_time=cfg.solver_time,
+            on_rates=True,
+        )
+
+    return make
+
+
 def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     """The actor factory of a ``hindsight`` spec, or ``None`` for other specs.
 
@@ -1129,7 +1165,9 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
     fixed by the cluster (:data:`CAP_FLOOR` to its largest capacity), not the trace;
     a ``-sec`` suffix models per-second counts only (:func:`spread_within_seconds`), a
     ``-fN`` suffix gives it N epochs of perfect foresight (:attr:`PastChooser.foresight`)
-    of the realised arrivals, ``-rN`` of the trace's rates only (:func:`expected_arrivals`).
+    of the realised arrivals, ``-rN`` of the trace's rates only (:func:`expected_arrivals`);
+    ``hindsight-rates`` plays the DP's schedule planned on the trace's noiseless rates
+    (the first tuned knob set, no replay): the future rates, not the noise.
     """
     past = _PAST.fullmatch(spec)
     if past is not None:
@@ -1154,6 +1192,8 @@ def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):
         return hindsight_actor(trace, cache, None, name=spec, search_budget=SEARCH_BUDGET)
     if spec == "hindsight-model":
         return hindsight_actor(trace, cache, HindsightKnobs(), name=spec)
+    if spec == "hindsight-rates":
+        return rates_actor(trace, cache, name=spec)
     knobs = parse_spec(spec)
     if knobs is None:
         return None
@@ -1214,6 +1254,14 @@ def _register() -> None:
             "hindsight reference from above (not a proven bound): DP over a plan library with the episode's realised "
             "arrivals, the best of a few knob sets on a replica of the episode (needs the "
             "trace: built by lokirl.agents.actors)",
+        )
+    if "hindsight-rates" not in CONTROLLERS.names():
+        CONTROLLERS.register(
+            "hindsight-rates",
+            lambda **kw: HindsightController(name="hindsight-rates", **kw),
+            "hindsight's DP planned on the trace's noiseless rates, not the realised "
+            "arrivals (knows the future rates, not the noise; the first tuned knob set, "
+            "no replay)",
         )
     if "hindsight-model" not in CONTROLLERS.names():
         CONTROLLERS.register(

@@ -383,3 +383,29 @@ def test_rate_foresight_reads_the_noiseless_model(env):
     # a separate model, on the noiseless rates rather than the realised arrivals
     assert past.ahead.value.shape == past.value.shape
     assert not np.array_equal(past.ahead.arrivals, past.arrivals)
+
+
+def test_rates_bound_plans_without_the_noise(env):
+    trace = _trace(env, "bursts", 7)
+    ctls = {}
+    for spec in ("hindsight-model", "hindsight-rates"):
+        make = actor_factory(spec, trace, {})
+
+        def wrapped(e, make=make, spec=spec):
+            ctls[spec] = make(e)
+            return ctls[spec]
+
+        rollout(env, wrapped, 0, trace=trace)
+    rates = ctls["hindsight-rates"]
+    assert rates.name == "hindsight-rates" and rates.replayed_reward is None and rates.schedule
+    # the same for every simulator seed: it never reads the realised arrivals
+    again = {}
+    make = actor_factory("hindsight-rates", trace, {})
+
+    def other_seed(e):
+        again["ctl"] = make(e)
+        return again["ctl"]
+
+    rollout(env, other_seed, 5, trace=trace)
+    assert again["ctl"].schedule == rates.schedule
+    assert make_controller("hindsight-rates").name == "hindsight-rates"
