@@ -989,6 +989,31 @@ def local_search(
     return replace(best, replayed_reward=best_r), best_r
 
 
+def _plan_on_env(
+    env: Any, trace: RateSeries, knobs: HindsightKnobs, cache: dict, name: str, **extra: Any
+) -> HindsightController:
+    """:meth:`HindsightController.for_episode` with everything the reset env gives.
+
+    ``extra``: the remaining keyword arguments of ``for_episode``.
+    """
+    cfg = env.config
+    return HindsightController.for_episode(
+        trace,
+        env.pipeline,
+        env.cluster,
+        epoch_s=cfg.epoch_s,
+        swap=cfg.swap,
+        options=env.alloc,
+        weights=_weights_of(env),
+        knobs=knobs,
+        sim=env.sim,
+        cache=cache,
+        name=name,
+        solver_time=cfg.solver_time,
+        **extra,
+    )
+
+
 def hindsight_actor(
     trace: RateSeries,
     cache: dict | None = None,
@@ -1022,7 +1047,6 @@ def hindsight_actor(
         cands = tuple(knobs)
 
     def make(env: Any) -> HindsightController:
-        cfg = env.config
         weights = _weights_of(env)
         sim = env.sim
         states = None
@@ -1031,20 +1055,7 @@ def hindsight_actor(
         best: HindsightController | None = None
         best_reward = -math.inf
         for kn in cands:
-            ctl = HindsightController.for_episode(
-                trace,
-                env.pipeline,
-                env.cluster,
-                epoch_s=cfg.epoch_s,
-                swap=cfg.swap,
-                options=env.alloc,
-                weights=weights,
-                knobs=kn,
-                sim=sim,
-                cache=cache,
-                name=name,
-                solver_time=cfg.solver_time,
-            )
+            ctl = _plan_on_env(env, trace, kn, cache, name)
             if states is None:
                 return ctl
             r = replay_reward(sim, states, ctl, weights)
@@ -1090,35 +1101,24 @@ def past_actor(
     cache = cache if cache is not None else {}
 
     def make(env: Any) -> HindsightController:
-        ctl = build(env)
-        if foresight and ctl.past is not None:
-            return replace(ctl, past=replace(ctl.past, foresight=foresight))
-        return ctl
-
-    def build(env: Any) -> HindsightController:
-        cfg = env.config
         span = None
         if cluster_range:
             most = float(env.max_capacity)
             span = (CAP_FLOOR * most, most)
-        return HindsightController.for_episode(
+        ctl = _plan_on_env(
+            env,
             trace,
-            env.pipeline,
-            env.cluster,
-            epoch_s=cfg.epoch_s,
-            swap=cfg.swap,
-            options=env.alloc,
-            weights=_weights_of(env),
-            knobs=DEFAULT_CANDIDATES[0],
-            sim=env.sim,
-            cache=cache,
-            name=name,
-            solver_time=cfg.solver_time,
+            DEFAULT_CANDIDATES[0],
+            cache,
+            name,
             past_horizon=horizon,
             demand_range=span,
             per_second=per_second,
             rate_ahead=rate_ahead,
         )
+        if foresight and ctl.past is not None:
+            return replace(ctl, past=replace(ctl.past, foresight=foresight))
+        return ctl
 
     return make
 
@@ -1128,26 +1128,7 @@ def rates_actor(
 ) -> Callable[[Any], HindsightController]:
     """An actor factory of the DP planned on the trace's noiseless rates (no replay)."""
     cache = cache if cache is not None else {}
-
-    def make(env: Any) -> HindsightController:
-        cfg = env.config
-        return HindsightController.for_episode(
-            trace,
-            env.pipeline,
-            env.cluster,
-            epoch_s=cfg.epoch_s,
-            swap=cfg.swap,
-            options=env.alloc,
-            weights=_weights_of(env),
-            knobs=DEFAULT_CANDIDATES[0],
-            sim=env.sim,
-            cache=cache,
-            name=name,
-            solver_time=cfg.solver_time,
-            on_rates=True,
-        )
-
-    return make
+    return lambda env: _plan_on_env(env, trace, DEFAULT_CANDIDATES[0], cache, name, on_rates=True)
 
 
 def actor_for_spec(spec: str, trace: RateSeries, cache: dict | None = None):

@@ -173,18 +173,17 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
     return Results(rows=rows, meta=meta)
 
 
+#: Columns that differ between two plays of the same episodes at one commit.
+TIMING_FIELDS = ("wall_s", "cpu_s")
+#: Those, and the commit: what may differ between a recorded play and a later replay.
+VOLATILE_FIELDS = (*TIMING_FIELDS, "commit")
+
+
 def _outcomes(rows) -> list[tuple]:
     """A controller's episodes without the columns that differ between runs."""
     return sorted(
-        (
-            tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in ("wall_s", "cpu_s"))
-            for r in rows
-        ),
+        (tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in TIMING_FIELDS) for r in rows),
     )
-
-
-#: Columns that may differ between two plays of the same episodes (timing, provenance).
-VOLATILE_FIELDS = ("wall_s", "cpu_s", "commit")
 
 
 @dataclass(frozen=True)

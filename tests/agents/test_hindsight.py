@@ -34,17 +34,29 @@ def _trace(env: LokiServingEnv, family: str, seed: int, seconds: int = 12):
     return RateSeries(tr.rates, tr.bin_s, f"{family}-{seed}")
 
 
-def _play_hindsight(env: LokiServingEnv, trace, cache: dict | None = None):
-    """One episode of ``hindsight``; returns its controller and the episode."""
+def _play(
+    env: LokiServingEnv, spec: str, trace, cache: dict | None = None, seed: int = 0, spy=None
+):
+    """One episode of a hindsight ``spec``; returns its controller and the episode.
+
+    ``spy``: called with the controller before the episode plays it (may wrap it).
+    """
     holder = {}
-    make = actor_factory("hindsight", trace, {} if cache is None else cache)
+    make = actor_factory(spec, trace, {} if cache is None else cache)
 
     def wrapped(e):
         holder["ctl"] = make(e)
+        if spy is not None:
+            spy(holder["ctl"])
         return holder["ctl"]
 
-    ep = rollout(env, wrapped, 0, trace=trace)
+    ep = rollout(env, wrapped, seed, trace=trace)
     return holder["ctl"], ep
+
+
+def _play_hindsight(env: LokiServingEnv, trace, cache: dict | None = None):
+    """One episode of ``hindsight``; returns its controller and the episode."""
+    return _play(env, "hindsight", trace, cache)
 
 
 @pytest.fixture(scope="module")
@@ -221,15 +233,7 @@ def test_lagged_hindsight_plays_hindsights_schedule(env):
     trace = _trace(env, "step", 6)
     cache: dict = {}
     plain, _ = _play_hindsight(env, trace, cache)
-    holder = {}
-    make = actor_factory("hindsight-lag1", trace, cache)
-
-    def wrapped(e):
-        holder["ctl"] = make(e)
-        return holder["ctl"]
-
-    ep = rollout(env, wrapped, 0, trace=trace)
-    lagged = holder["ctl"]
+    lagged, ep = _play(env, "hindsight-lag1", trace, cache)
     assert lagged.lag_epochs == 1 and lagged.replayed_reward is None
     assert lagged.schedule == plain.schedule
     # one epoch late: the schedule's last epoch is never reached
@@ -267,17 +271,9 @@ def test_past_chooser_decides_on_the_epoch_just_ended_only(env):
 
 def test_past_only_hindsight_plays_an_episode(env):
     trace = _trace(env, "step", 6)
-    holder = {}
-    make = actor_factory("hindsight-past5", trace, {})
-
-    def wrapped(e):
-        holder["ctl"] = make(e)
-        return holder["ctl"]
-
     asked = []
 
-    def counting(e):
-        ctl = wrapped(e)
+    def counting(ctl):
         decide = ctl.decide
 
         def spy(context):
@@ -286,10 +282,8 @@ def test_past_only_hindsight_plays_an_episode(env):
             return d
 
         object.__setattr__(ctl, "decide", spy)
-        return ctl
 
-    ep = rollout(env, counting, 0, trace=trace)
-    ctl = holder["ctl"]
+    ctl, ep = _play(env, "hindsight-past5", trace, spy=counting)
     assert ctl.past is not None and ctl.past.horizon == 5 and ctl.name == "hindsight-past5"
     assert ctl.schedule == () and ctl.switches == 0  # no DP schedule is planned
     # every solve is one of its own decisions (the library plan it names)
@@ -303,15 +297,7 @@ def test_past_only_cap_library_is_fixed_by_the_cluster_not_the_trace(env):
     libraries = []
     for family, seed in (("step", 6), ("bursts", 7)):
         trace = _trace(env, family, seed)
-        holder = {}
-        make = actor_factory("hindsight-past1-cap", trace, {})
-
-        def wrapped(e, make=make, holder=holder):
-            holder["ctl"] = make(e)
-            return holder["ctl"]
-
-        rollout(env, wrapped, 0, trace=trace)
-        libraries.append(holder["ctl"].library)
+        libraries.append(_play(env, "hindsight-past1-cap", trace)[0].library)
     demands = [[p.demand for p in lib] for lib in libraries]
     assert demands[0] == demands[1]
     assert min(demands[0]) == pytest.approx(max(1.0, CAP_FLOOR * env.max_capacity), rel=0.05)
@@ -353,15 +339,8 @@ def test_lead_of_a_switch_ahead_of_demand_is_counted_in_seconds():
 
 def test_foresight_suffix_reaches_the_chooser(env):
     trace = _trace(env, "step", 6)
-    holder = {}
-    make = actor_factory("hindsight-past5-cap-f1", trace, {})
-
-    def wrapped(e):
-        holder["ctl"] = make(e)
-        return holder["ctl"]
-
-    rollout(env, wrapped, 0, trace=trace)
-    assert holder["ctl"].past.foresight == 1 and holder["ctl"].past.horizon == 5
+    ctl, _ = _play(env, "hindsight-past5-cap-f1", trace)
+    assert ctl.past.foresight == 1 and ctl.past.horizon == 5
 
 
 def test_rate_foresight_reads_the_noiseless_model(env):
@@ -370,15 +349,7 @@ def test_rate_foresight_reads_the_noiseless_model(env):
     arr = expected_arrivals(RateSeries(np.array([2.0, 0.0, 3.4]), 1.0, "r"), 3.0)
     assert np.allclose(arr, [0.25, 0.75, 2 + 1 / 6, 2.5, 2 + 5 / 6])
     trace = _trace(env, "bursts", 7)
-    holder = {}
-    make = actor_factory("hindsight-past5-cap-r1", trace, {})
-
-    def wrapped(e):
-        holder["ctl"] = make(e)
-        return holder["ctl"]
-
-    rollout(env, wrapped, 0, trace=trace)
-    past = holder["ctl"].past
+    past = _play(env, "hindsight-past5-cap-r1", trace)[0].past
     assert past.foresight == 1 and past.ahead is not None
     # a separate model, on the noiseless rates rather than the realised arrivals
     assert past.ahead.value.shape == past.value.shape
@@ -387,25 +358,9 @@ def test_rate_foresight_reads_the_noiseless_model(env):
 
 def test_rates_bound_plans_without_the_noise(env):
     trace = _trace(env, "bursts", 7)
-    ctls = {}
-    for spec in ("hindsight-model", "hindsight-rates"):
-        make = actor_factory(spec, trace, {})
-
-        def wrapped(e, make=make, spec=spec):
-            ctls[spec] = make(e)
-            return ctls[spec]
-
-        rollout(env, wrapped, 0, trace=trace)
-    rates = ctls["hindsight-rates"]
+    rates, _ = _play(env, "hindsight-rates", trace)
     assert rates.name == "hindsight-rates" and rates.replayed_reward is None and rates.schedule
     # the same for every simulator seed: it never reads the realised arrivals
-    again = {}
-    make = actor_factory("hindsight-rates", trace, {})
-
-    def other_seed(e):
-        again["ctl"] = make(e)
-        return again["ctl"]
-
-    rollout(env, other_seed, 5, trace=trace)
-    assert again["ctl"].schedule == rates.schedule
+    again, _ = _play(env, "hindsight-rates", trace, seed=5)
+    assert again.schedule == rates.schedule
     assert make_controller("hindsight-rates").name == "hindsight-rates"
