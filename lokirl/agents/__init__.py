@@ -7,6 +7,7 @@ Importing this package registers the ``ppo:PATH`` and ``gain:PATH`` controller s
 """
 
 from lokirl.agents.adapter import PPOController, default_policy_path, save_policy
+from lokirl.agents.fluid_chooser import FluidChooser  # registers fluid(...)
 from lokirl.agents.gain_policy import GainController
 from lokirl.agents.heuristics import OracleController, TriggerController
 from lokirl.agents.hindsight import HindsightController  # registers hindsight
@@ -25,6 +26,7 @@ if "ppo" not in CONTROLLERS.names():
     )
 
 __all__ = [
+    "FluidChooser",
     "GainController",
     "HindsightController",
     "OracleController",

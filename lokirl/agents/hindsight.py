@@ -363,15 +363,12 @@ def epoch_model(
     requests is: per task, a share ``f`` of requests lost loses ``1 - (1 - f)^b`` of
     the frames, ``b`` the task's requests per frame.
     """
-    from lokirl.core.router import build_routing_table
-
     per_epoch = max(1, int(round(epoch_s / knobs.dt_s)))
     dt = epoch_s / per_epoch
     n_bins = n_epochs * per_epoch
     idx = np.minimum((arrivals_s / dt).astype(np.int64), n_bins - 1)
     a_bin = np.bincount(idx, minlength=n_bins).astype(float)[:n_bins]
     est = router_estimates(arrivals_s, n_epochs, epoch_s)
-    roots = set(pipeline.roots)
     owner: list[int] = []
     cap: list[float] = []
     tasks: list[str] = []
@@ -390,14 +387,7 @@ def epoch_model(
     memo: dict[tuple[int, float], tuple[np.ndarray, float]] = {}
     for k in range(n_epochs):
         for j, plan in enumerate(library):
-            d = est[k] if est[k] > 0 else plan.demand
-            key = (j, round(math.log(max(d, 1e-6)) / math.log1p(0.01)))
-            if key not in memo:
-                dq = math.exp(key[1] * math.log1p(0.01))
-                table = build_routing_table(plan, pipeline, dq)
-                drop = max(table.drop_share.get(r, 0.0) for r in pipeline.roots)
-                memo[key] = (np.asarray(table.expected_load) / max(dq, 1e-9), drop)
-            load, drop = memo[key]
+            load, drop = routing_row(memo, j, plan, pipeline, est[k])
             unit[k, own == j] = load
             admit[k, j] = 1.0 - drop
     q = np.zeros(n_g)
@@ -415,10 +405,76 @@ def epoch_model(
         fed[k] += x
     a_ep = a_bin.reshape(n_epochs, per_epoch).sum(axis=1)
     rate = a_bin.reshape(n_epochs, per_epoch).max(axis=1) / dt
+    value, served = plan_values(
+        library,
+        own,
+        np.asarray(tasks),
+        np.asarray(accs),
+        fed,
+        lost,
+        admit,
+        a_ep,
+        workers,
+        weights,
+        pipeline,
+    )
+    return EpochModel(value, served, a_ep, rate)
+
+
+def routing_row(
+    memo: dict, j: int, plan: Plan, pipeline: Pipeline, estimate: float
+) -> tuple[np.ndarray, float]:
+    """Library plan ``j``'s requests per frame per group, and its root drop share.
+
+    The simulator's routing table (:func:`~lokirl.core.router.build_routing_table`)
+    for the demand estimate (0: the plan's own demand), on a 1% lattice of
+    estimates, memoised in ``memo``.
+    """
+    from lokirl.core.router import build_routing_table
+
+    d = estimate if estimate > 0 else plan.demand
+    key = (j, round(math.log(max(d, 1e-6)) / math.log1p(0.01)))
+    if key not in memo:
+        dq = math.exp(key[1] * math.log1p(0.01))
+        table = build_routing_table(plan, pipeline, dq)
+        drop = max(table.drop_share.get(r, 0.0) for r in pipeline.roots)
+        memo[key] = (np.asarray(table.expected_load) / max(dq, 1e-9), drop)
+    return memo[key]
+
+
+def plan_values(
+    library: Sequence[Plan],
+    own: np.ndarray,
+    names: np.ndarray,
+    accg: np.ndarray,
+    fed: np.ndarray,
+    lost: np.ndarray,
+    admit: np.ndarray,
+    a_ep: np.ndarray,
+    workers: int,
+    weights: dict[str, float],
+    pipeline: Pipeline,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fluid model's reward and on-time frames per (epoch, plan).
+
+    Args:
+        library: The plans.
+        own: Library index of each group (groups of all plans, concatenated).
+        names: Task of each group.
+        accg: Accuracy of each group.
+        fed: Requests fed to each group (epochs x groups).
+        lost: Requests each group lost (epochs x groups).
+        admit: Share of frames each plan admits (epochs x plans).
+        a_ep: Frames arrived per epoch.
+        workers: Workers in the cluster.
+        weights: Reward weights.
+        pipeline: The pipeline.
+
+    """
+    roots = set(pipeline.roots)
+    n_epochs = len(a_ep)
     served = np.zeros((n_epochs, len(library)))
     value = np.zeros((n_epochs, len(library)))
-    names = np.asarray(tasks)
-    accg = np.asarray(accs)
     for j, plan in enumerate(library):
         m = own == j
         ok = admit[:, j].copy()
@@ -435,7 +491,7 @@ def epoch_model(
         bad = np.where(a_ep > 0, 1.0 - ok, 0.0)
         act = plan.active_workers / max(1, workers)
         value[:, j] = frac * acc / 100.0 - weights["violation"] * bad - weights["workers"] * act
-    return EpochModel(value, served, a_ep, rate)
+    return value, served
 
 
 def switch_terms(
@@ -586,11 +642,31 @@ class PastChooser:
         arrived = src.arrivals[k] if src is not None else self.arrivals[k]
         if current is None:
             return int(np.argmax(vk))
-        first = self.switch.epoch_values(vk, served, arrived)[current]
-        score = first + (self.horizon - 1) * vk
-        score[current] = self.horizon * vk[current]
-        best = int(np.argmax(score))
-        return best if score[best] > score[current] else current
+        return hold_or_switch(self.switch, vk, served, arrived, current, self.horizon)
+
+
+def hold_or_switch(
+    switch: SwitchModel,
+    vk: np.ndarray,
+    served: np.ndarray,
+    arrived: float,
+    current: int,
+    horizon: int,
+) -> int:
+    """The plan to hold: ``current`` unless another pays for the switch over ``horizon``.
+
+    Each plan is scored by its modelled value ``vk`` held ``horizon`` epochs, the
+    first of them with the switch's costs (:meth:`SwitchModel.epoch_values`).
+
+    Returns:
+        The library index with the best score (``current`` on ties).
+
+    """
+    first = switch.epoch_values(vk, served, arrived)[current]
+    score = first + (horizon - 1) * vk
+    score[current] = horizon * vk[current]
+    best = int(np.argmax(score))
+    return best if score[best] > score[current] else current
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ the candidates `hindsight` replays on every episode.
 search spaces:
   periodic   period_s x headroom x churn_weight x warm_start x com (EWMA centre of mass)
   trigger    low x high (band) x headroom x churn_weight x horizon_s x min_interval_s
+  fluid      horizon x burst_s x derate x headroom (the model-based controller)
   hindsight  burst_s (0.02, 0.05, 0.1, 0.2) x derate (0.8, 0.9, 1.0), the whole grid
 
 examples:
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--controller", required=True, help="what to tune: periodic, trigger or hindsight"
+        "--controller", required=True, help="what to tune: periodic, trigger, fluid or hindsight"
     )
     p.add_argument("--suite", default="validation", help="suite name or YAML (default: validation)")
     p.add_argument(
@@ -68,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "counted in the budget: a retune continues the search instead of restarting it",
     )
     p.add_argument(
+        "--from-defaults",
+        action="store_true",
+        help="play the controller's default setting as the first trial, counted in the "
+        "budget (a first search of a controller that has no committed setting)",
+    )
+    p.add_argument(
         "--solver-time",
         default="model",
         metavar="model|SECONDS",
@@ -86,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.experiments.suites import load_suite
     from lokirl.experiments.tuning import (
         SPACES,
+        check_in_space,
         committed_params,
+        default_params,
         episodes_per_trial,
         tune,
         write_tuned,
@@ -115,6 +124,23 @@ def run(args: argparse.Namespace) -> int:
             "drop --write (a sensitivity search is reported, not committed) or --solver-time",
         )
     start_from = None
+    if args.from_committed and args.from_defaults:
+        raise ConfigError(
+            "--from-defaults",
+            "with --from-committed",
+            "only one setting can be the first trial",
+            "pass one of the two",
+        )
+    if args.from_defaults:
+        if hindsight:
+            raise ConfigError(
+                "--from-defaults",
+                "hindsight",
+                "the hindsight bound is tuned over its whole grid",
+                "drop --from-defaults",
+            )
+        start_from = default_params(args.controller)
+        check_in_space(args.controller, start_from, "--from-defaults")
     if args.from_committed:
         if hindsight:
             raise ConfigError(

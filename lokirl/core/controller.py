@@ -19,6 +19,10 @@ from lokirl.core.forecasting import Forecast
 from lokirl.core.frozen import FrozenMap
 from lokirl.core.plan import Plan
 
+#: Width (s) of the bins in which the hosts (both simulators, the live runtime) count
+#: root arrivals for :attr:`ControlContext.arrival_bins`.
+ARRIVAL_BIN_S = 0.05
+
 
 @dataclass(frozen=True)
 class ControlContext:
@@ -37,6 +41,11 @@ class ControlContext:
         queue_lengths: Requests waiting per task.
         active_workers: Workers holding a variant and taking traffic.
         forecast: The forecaster's output, when the host runs one.
+        arrival_bins: Root arrivals per bin of ``arrival_bin_s`` seconds over the epoch
+            just ended, oldest first, the bins aligned on multiples of ``arrival_bin_s``
+            from the run's start (empty when the host does not count them): what
+            happened within the seconds ``demand_history`` sums.
+        arrival_bin_s: Width of those bins in seconds (0 when there are none).
 
     """
 
@@ -51,9 +60,14 @@ class ControlContext:
     queue_lengths: Mapping[str, int] = field(default_factory=dict)
     active_workers: int = 0
     forecast: Forecast | None = None
+    arrival_bins: tuple[float, ...] = ()
+    arrival_bin_s: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "demand_history", tuple(float(x) for x in self.demand_history))
+        object.__setattr__(self, "arrival_bins", tuple(float(x) for x in self.arrival_bins))
+        if self.arrival_bins and not self.arrival_bin_s > 0:
+            raise ValueError("arrival_bins needs a positive arrival_bin_s")
         object.__setattr__(self, "queue_lengths", FrozenMap(dict(self.queue_lengths)))
 
 

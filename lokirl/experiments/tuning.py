@@ -49,6 +49,14 @@ SPACES: dict[str, dict[str, tuple[Any, ...]]] = {
         "horizon_s": (1, 2, 5),
         "min_interval_s": (1.0, 2.0),
     },
+    # the model-based controller (lokirl.agents.fluid_chooser): how long a plan must
+    # pay for its switch, and the fluid model's burst allowance, derating and reach
+    "fluid": {
+        "horizon": (1, 2, 3, 5, 8, 12),
+        "burst_s": (0.02, 0.05, 0.1, 0.2),
+        "derate": (0.8, 0.9, 1.0, 1.1),
+        "headroom": (1.0, 1.3, 1.6),
+    },
 }
 
 #: The value a knob had before it joined its grid (the controller's default): a
@@ -292,7 +300,7 @@ def tune(
     )
 
 
-def check_in_space(baseline: str, params: dict[str, Any]) -> None:
+def check_in_space(baseline: str, params: dict[str, Any], flag: str = "--from-committed") -> None:
     """Refuse a setting that is not a point of ``baseline``'s grid.
 
     Raises:
@@ -302,11 +310,32 @@ def check_in_space(baseline: str, params: dict[str, Any]) -> None:
     for k, values in SPACES[baseline].items():
         if k not in params or params[k] not in values:
             raise ConfigError(
-                "--from-committed",
+                flag,
                 f"{k}={params.get(k)!r}",
                 f"not a point of the {baseline} grid ({k} in {list(values)})",
-                "tune without --from-committed, or add the value to tuning.SPACES",
+                f"tune without {flag}, or add the value to tuning.SPACES",
             )
+
+
+def default_params(baseline: str) -> dict[str, Any]:
+    """The default setting of ``baseline``'s controller on its grid's knobs.
+
+    Raises:
+        ConfigError: the controller has no default for a knob of the grid.
+
+    """
+    from lokirl.core.controllers import make_controller
+
+    controller = make_controller(f"{baseline}()")
+    missing = [k for k in SPACES[baseline] if not hasattr(controller, k)]
+    if missing:
+        raise ConfigError(
+            "--from-defaults",
+            baseline,
+            f"its controller has no default for {', '.join(missing)}",
+            "tune without --from-defaults",
+        )
+    return {k: getattr(controller, k) for k in SPACES[baseline]}
 
 
 def committed_params(baseline: str, directory: Path | None = None) -> dict[str, Any]:

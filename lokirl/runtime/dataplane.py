@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from lokirl.core.controller import ARRIVAL_BIN_S
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Pipeline
 from lokirl.core.plan import Plan, WorkerGroup
@@ -314,6 +315,9 @@ class DataPlane:
         # second of its last element.
         self.arrivals_per_s: deque[int] = deque(maxlen=max(1, history_s) + 1)
         self._aps_sec = -1
+        #: Arrivals per bin of ``ARRIVAL_BIN_S`` over the last seconds (the controller's
+        #: ``arrival_bins``; also what an ingress replica reports).
+        self.arrival_bins = CountRing(int(round(BIN_SECONDS_KEPT / ARRIVAL_BIN_S)))
         #: Frames finished per second: (frames, accuracy summed over on-time ones, on time).
         self.window = Window(60, 3)
         #: Latency histograms (seconds): end to end, per stage, queue wait, batch.
@@ -364,6 +368,7 @@ class DataPlane:
         self.t0 = time.monotonic()
         self.arrivals_per_s.clear()
         self._aps_sec = -1
+        self.arrival_bins.clear()
 
     def new_frame(self, data: Any) -> Frame:
         """Admit a frame (an array or an ObjectRef to one): count it, route its root requests.
@@ -377,6 +382,7 @@ class DataPlane:
             aps.extend([0] * min(sec - self._aps_sec, aps.maxlen or 1))
             self._aps_sec = sec
         aps[-1] += 1
+        self.arrival_bins.add(int(now / ARRIVAL_BIN_S), 1)
         if self.arrival_log is not None:
             self.arrival_log.append(now)
         fut = asyncio.get_running_loop().create_future()
@@ -1012,6 +1018,12 @@ class DataPlane:
         """System accuracy: mean path accuracy of on-time leaf sub-requests (profile values)."""
         return self.leaf_acc_sum / self.leaf_on_time if self.leaf_on_time else 0.0
 
+    def recent_bins(self, now_s: float, epoch_s: float) -> tuple[float, ...]:
+        """Arrivals per ``ARRIVAL_BIN_S`` bin over the epoch ending at ``now_s``, oldest first."""
+        hi = int(round(now_s / ARRIVAL_BIN_S))
+        lo = max(0, int(round((now_s - epoch_s) / ARRIVAL_BIN_S)))
+        return tuple(float(self.arrival_bins.get(b)) for b in range(lo, hi))
+
     def history(self, seconds: int) -> tuple[float, ...]:
         """Arrivals per complete second, oldest first, at most ``seconds`` of them."""
         done = int(self.now())
@@ -1021,6 +1033,51 @@ class DataPlane:
         for sec in range(max(0, done - seconds), done):
             out.append(float(aps[sec - first]) if first <= sec <= last else 0.0)
         return tuple(out)
+
+
+#: Seconds of sub-second arrival counts a data plane keeps.
+BIN_SECONDS_KEPT = 12
+
+
+class CountRing:
+    """Counts per integer slot over the last ``size`` slots (older slots are forgotten).
+
+    Args:
+        size: Slots kept.
+
+    """
+
+    def __init__(self, size: int) -> None:
+        self.counts: deque[int] = deque(maxlen=max(1, size))
+        self.last = -1  # the slot of the newest element
+
+    def clear(self) -> None:
+        """Forget every count."""
+        self.counts.clear()
+        self.last = -1
+
+    def add(self, slot: int, n: int) -> None:
+        """Count ``n`` in ``slot`` (ignored when older than the slots kept)."""
+        c = self.counts
+        if slot > self.last:
+            c.extend([0] * min(slot - self.last, c.maxlen or 1))
+            self.last = slot
+        back = self.last - slot
+        if 0 <= back < len(c):
+            c[len(c) - 1 - back] += n
+
+    def get(self, slot: int) -> int:
+        """The count of ``slot`` (0 when not kept)."""
+        back = self.last - slot
+        return self.counts[len(self.counts) - 1 - back] if 0 <= back < len(self.counts) else 0
+
+    def recent(self, slots: int) -> dict[int, int]:
+        """The non-zero counts of the newest ``slots`` slots."""
+        first = self.last - len(self.counts) + 1
+        lo = max(first, self.last - slots + 1)
+        return {
+            s: self.counts[s - first] for s in range(lo, self.last + 1) if self.counts[s - first]
+        }
 
 
 def service_report(obs: Any) -> dict[str, dict[str, float]]:

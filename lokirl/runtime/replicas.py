@@ -63,6 +63,7 @@ import time
 from collections import deque
 from typing import Any
 
+from lokirl.core.controller import ARRIVAL_BIN_S
 from lokirl.core.pipeline import Pipeline
 from lokirl.runtime.dataplane import DataPlane, GroupState, WorkerState, percentile
 from lokirl.runtime.metrics import Histogram, one_line
@@ -272,6 +273,7 @@ class ReplicaPlane(DataPlane):
             "leaf": (self.leaf_on_time, self.leaf_acc_sum),
             "batches": self.batches,
             "arrivals": arrivals,
+            "bins": self.arrival_bins.recent(int(round(REPORT_SECONDS / ARRIVAL_BIN_S))),
             "window": window,
             "hist": _hist_totals(self.hist),
         }
@@ -657,6 +659,7 @@ class ReplicaSet:
             "leaf": (0, 0.0),
             "batches": 0,
             "arrivals": {},
+            "bins": {},
             "window": {},
             "hist": {},
         }
@@ -679,6 +682,10 @@ class ReplicaSet:
             d = n - last["arrivals"].get(sec, 0)
             if d:
                 p.add_arrivals(int(sec), d)
+        for b, n in rep.get("bins", {}).items():
+            d = n - last["bins"].get(b, 0)
+            if d:
+                p.arrival_bins.add(int(b), d)
         for stamp, row in rep["window"].items():
             prev = last["window"].get(stamp)
             delta = [a - (prev[k] if prev else 0.0) for k, a in enumerate(row)]
@@ -702,6 +709,7 @@ class ReplicaSet:
         keep = {k: rep[k] for k in ("frames", "subs", "in_flight", "leaf", "batches", "hist")}
         keep["seq"] = rep.get("seq", 0)
         keep["arrivals"] = dict(rep["arrivals"])
+        keep["bins"] = dict(rep.get("bins", {}))
         keep["window"] = dict(rep["window"])
         self.last[i] = keep
         self.reports += 1

@@ -48,7 +48,14 @@ from typing import Any
 import numpy as np
 
 from lokirl.core.allocator import AllocatorOptions, solve
-from lokirl.core.controller import KEEP, ControlContext, Controller, Decision, ewma_demand
+from lokirl.core.controller import (
+    ARRIVAL_BIN_S,
+    KEEP,
+    ControlContext,
+    Controller,
+    Decision,
+    ewma_demand,
+)
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
 from lokirl.core.reconfig import SwapMode, check_swap_mode
@@ -1074,6 +1081,7 @@ class Runtime:
         """The snapshot the controller sees (at ``now_s``: a tick's scheduled time)."""
         p = self.plane
         now = p.now() if now_s is None else now_s
+        bins = p.recent_bins(now, self.config.epoch_s)
         return ControlContext(
             now_s=now,
             demand_history=p.history(self.config.history_s),
@@ -1085,6 +1093,8 @@ class Runtime:
             accuracy=p.accuracy,
             queue_lengths=self.queue_lengths(),
             active_workers=p.active_workers(),
+            arrival_bins=bins,
+            arrival_bin_s=ARRIVAL_BIN_S if bins else 0.0,
         )
 
     def queue_lengths(self) -> dict[str, int]:

@@ -298,6 +298,7 @@ class Simulation(EpochHost):
         z = lambda: np.zeros(n)  # noqa: E731
         zi = lambda: np.zeros(n, dtype=np.int64)  # noqa: E731
         self.s_arrivals = zi()
+        self._init_arrival_bins(n)
         self.s_demand = z()
         self.s_capacity = z()
         self.s_frames_done = zi()
@@ -470,6 +471,7 @@ class Simulation(EpochHost):
         now = self.env.now
         sec = int(now)
         self.s_arrivals[sec] += 1
+        self._count_arrivals(now)
         self.f_arrived += 1
         frame = [now + self.slo_s, len(self.roots), _OK, 0.0, 0, None]
         seed, no = self.branch_seed, self.f_arrived

@@ -57,7 +57,7 @@ from lokirl.core.reconfig import (
 )
 from lokirl.core.router import DROP
 from lokirl.sim.config import SimConfig, SimResult, assemble_result
-from lokirl.sim.host import EpochHost
+from lokirl.sim.host import ARRIVAL_BIN_S, EpochHost
 from lokirl.sim.solving import solve_decision
 from lokirl.traces.types import RateSeries, Trace
 
@@ -181,6 +181,7 @@ class FluidSimulation(EpochHost):
         self.n_sec = n
         z = lambda: np.zeros(n)  # noqa: E731
         self.s_arrivals = np.zeros(n, dtype=np.int64)
+        self._init_arrival_bins(n)
         self.s_demand = z()
         self.s_capacity = z()
         self.s_frames_done = z()
@@ -303,6 +304,19 @@ class FluidSimulation(EpochHost):
     def _active(self) -> int:
         return sum(1 for g in self.w_group if g >= 0)
 
+    def _spread_arrivals(self, t0: float, h: float, frames: int) -> None:
+        """Count a step's ``frames`` in the sub-second bins it covers, evenly over time."""
+        b0 = int(t0 / ARRIVAL_BIN_S)
+        b1 = max(b0, int(math.ceil((t0 + h) / ARRIVAL_BIN_S - 1e-9)) - 1)
+        if b1 == b0:
+            self._count_arrivals(t0, frames)
+            return
+        edges = np.clip(np.arange(b0, b1 + 2) * ARRIVAL_BIN_S, t0, t0 + h)
+        cum = np.floor(frames * (edges - t0) / h + 0.5).astype(np.int64)
+        for k, n in enumerate(np.diff(cum)):
+            if n:
+                self._count_arrivals((b0 + k + 0.5) * ARRIVAL_BIN_S, int(n))
+
     def _arrivals(self, t0: float, t1: float) -> int:
         """Frames arriving in [t0, t1) (none after the trace ends)."""
         if t0 >= self.trace_end:
@@ -334,6 +348,8 @@ class FluidSimulation(EpochHost):
         sec = min(int(t0 + 1e-9), self.n_sec - 1)
         frames = self._arrivals(t0, t0 + h)
         self.s_arrivals[sec] += frames
+        if frames:
+            self._spread_arrivals(t0, h, frames)
         self.f_arrived += frames
         nt = len(self.task_names)
         arrived = [0.0] * nt

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lokirl.core.controller import ControlContext, ewma_demand
+from lokirl.core.controller import ARRIVAL_BIN_S, ControlContext, ewma_demand
 from lokirl.traces.types import RateSeries
 
 
@@ -81,6 +81,21 @@ class EpochHost:
             self._rebuild_routes()
         return self._context()
 
+    def _init_arrival_bins(self, n_sec: int) -> None:
+        """Allocate the sub-second arrival counts for ``n_sec`` seconds."""
+        self.b_arrivals = np.zeros(int(math.ceil(n_sec / ARRIVAL_BIN_S)) + 1, dtype=np.int64)
+
+    def _count_arrivals(self, t: float, n: int = 1) -> None:
+        """Count ``n`` root arrivals at time ``t`` in their sub-second bin."""
+        b = min(int(t / ARRIVAL_BIN_S), len(self.b_arrivals) - 1)
+        self.b_arrivals[b] += n
+
+    def _recent_bins(self, now: float) -> tuple[float, ...]:
+        """The sub-second arrival counts of the epoch ending at ``now`` (whole bins)."""
+        hi = int(round(now / ARRIVAL_BIN_S))
+        lo = max(0, int(round((now - self.config.epoch_s) / ARRIVAL_BIN_S)))
+        return tuple(float(x) for x in self.b_arrivals[lo:hi])
+
     def _history(self) -> tuple[float, ...]:
         s = self.sec_done
         lo = max(0, s - self.config.history_s)
@@ -104,6 +119,7 @@ class EpochHost:
             ln = float(self.s_leaf_n[lo : s + 1].sum())
             acc = float(self.s_leaf_acc[lo : s + 1].sum()) / ln if ln else 0.0
         now = float(self.now)
+        bins = () if initial else self._recent_bins(now)
         return ControlContext(
             now_s=now,
             demand_history=history,
@@ -115,6 +131,8 @@ class EpochHost:
             accuracy=acc,
             queue_lengths=self._queue_lengths(),
             active_workers=self._active(),
+            arrival_bins=bins,
+            arrival_bin_s=ARRIVAL_BIN_S if bins else 0.0,
         )
 
     def _initial_rate(self) -> float:

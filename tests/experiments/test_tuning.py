@@ -118,3 +118,20 @@ def test_a_sensitivity_search_plays_with_the_fixed_solve_time(capsys):
         main(["tune", "--controller", "hindsight", "--budget-episodes", "1", "--solver-time", "0"])
         == 2
     )
+
+
+def test_a_first_search_can_start_from_the_controllers_defaults(capsys):
+    from lokirl.cli import main
+
+    start = tuning.default_params("fluid")
+    assert start == {"horizon": 5, "burst_s": 0.05, "derate": 1.0, "headroom": 1.3}
+    tuning.check_in_space("fluid", start, "--from-defaults")
+    # the periodic MILP's default churn weight (the allocator's) is not a grid point
+    with pytest.raises(ConfigError, match="--from-defaults.*churn_weight"):
+        tuning.check_in_space("periodic", tuning.default_params("periodic"), "--from-defaults")
+    base = ["tune", "--suite", "dev", "--budget-episodes", "1", "--from-defaults"]
+    assert main([*base, "--controller", "hindsight"]) == 2
+    assert main([*base, "--controller", "fluid", "--from-committed"]) == 2
+    err = capsys.readouterr().err
+    assert "whole grid" in err and "only one setting" in err
+    assert make_controller("fluid(horizon=2,headroom=1.6)").headroom == 1.6

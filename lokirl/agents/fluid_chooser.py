@@ -1,0 +1,355 @@
+"""A model-based controller: hindsight's plan evaluation on what has been seen.
+
+``fluid(...)`` (:class:`FluidChooser`) is the deployable form of the
+``hindsight-pastH-cap`` diagnostic (docs/results.md, "How much of the bound is knowing
+the future"). It holds a plan library fixed by the cluster: the allocator's cold,
+deterministic plans for a geometric grid of demands from :attr:`FluidChooser.cap_floor`
+of the cluster's largest capacity to that capacity times the headroom. At every epoch
+it plays each library plan, in the fluid model of
+:func:`~lokirl.agents.hindsight.epoch_model`, through the sub-second arrivals of the
+epoch just ended (:attr:`~lokirl.core.controller.ControlContext.arrival_bins`), scores
+each plan's modelled reward held for :attr:`~FluidChooser.horizon` epochs less what
+switching to it costs (:class:`~lokirl.agents.hindsight.SwitchModel`), and moves to the
+best plan when that beats staying. Nothing but the context enters a decision: it runs
+in both simulators and on the live runtime, on any trace and cluster size (the library
+is built for the cluster it is bound to).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lokirl.agents.hindsight import (
+    _DEFAULT_WEIGHTS,
+    CAP_FLOOR,
+    HindsightKnobs,
+    SwitchModel,
+    demand_grid,
+    hold_or_switch,
+    plan_library,
+    plan_values,
+    routing_row,
+)
+from lokirl.core.allocator import AllocatorOptions
+from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
+from lokirl.core.controllers import CONTROLLERS
+from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.core.plan import Plan
+from lokirl.errors import ConfigError
+
+#: Plan libraries by (pipeline, cluster, floor, headroom, grid step): an evaluation
+#: builds a controller per episode, the library once per cluster.
+_LIBRARIES: dict[tuple, list[Plan]] = {}
+_LIBRARIES_KEPT = 16
+
+
+@dataclass
+class FluidState:
+    """The fluid model of every library plan, advanced epoch by epoch.
+
+    The same model as :func:`~lokirl.agents.hindsight.epoch_model` (which computes a
+    whole episode at once), one epoch at a time: each plan's groups keep their queues
+    between epochs.
+
+    Attributes:
+        library: The plans.
+        pipeline: The pipeline.
+        workers: Workers in the cluster.
+        knobs: Burst allowance and derating of the model.
+        weights: Reward weights.
+
+    """
+
+    library: tuple[Plan, ...]
+    pipeline: Pipeline
+    workers: int
+    knobs: HindsightKnobs
+    weights: dict[str, float]
+    owner: np.ndarray = field(init=False, repr=False)
+    capg: np.ndarray = field(init=False, repr=False)
+    tasks: np.ndarray = field(init=False, repr=False)
+    accs: np.ndarray = field(init=False, repr=False)
+    q: np.ndarray = field(init=False, repr=False)
+    memo: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        owner, cap, tasks, accs = [], [], [], []
+        for j, plan in enumerate(self.library):
+            for g in plan.groups:
+                owner.append(j)
+                cap.append(g.capacity)
+                tasks.append(g.task)
+                accs.append(g.accuracy)
+        self.owner = np.asarray(owner)
+        self.capg = np.asarray(cap) * self.knobs.derate
+        self.tasks = np.asarray(tasks)
+        self.accs = np.asarray(accs)
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty every queue (a new run)."""
+        self.q = np.zeros(len(self.owner))
+
+    def _routing(self, estimate: float) -> tuple[np.ndarray, np.ndarray]:
+        """Requests per arriving frame per group, and the admitted share per plan."""
+        unit = np.zeros(len(self.owner))
+        admit = np.zeros(len(self.library))
+        for j, plan in enumerate(self.library):
+            load, drop = routing_row(self.memo, j, plan, self.pipeline, estimate)
+            unit[self.owner == j] = load
+            admit[j] = 1.0 - drop
+        return unit, admit
+
+    def epoch(
+        self, bins: np.ndarray, dt: float, estimate: float, commit: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Play one epoch's arrival bins through every plan.
+
+        Args:
+            bins: Root arrivals per bin of ``dt`` seconds.
+            dt: Bin width (s).
+            estimate: The router's demand estimate at the epoch's start (0: each
+                plan's own demand).
+            commit: Keep the queues it leaves (``False``: a look, state unchanged).
+
+        Returns:
+            (modelled reward per plan, on-time frames per plan, frames arrived).
+
+        """
+        unit, admit = self._routing(estimate)
+        q = self.q.copy()
+        qmax = self.capg * self.knobs.burst_s
+        per_bin = self.capg * dt
+        lost = np.zeros(len(self.owner))
+        fed = np.zeros(len(self.owner))
+        for a in np.asarray(bins, dtype=float):
+            x = unit * a
+            q = q + x
+            over = np.maximum(0.0, q - per_bin - qmax)
+            q = np.maximum(0.0, q - per_bin - over)
+            lost += over
+            fed += x
+        if commit:
+            self.q = q
+        a_ep = np.asarray([float(np.sum(bins))])
+        value, served = plan_values(
+            self.library,
+            self.owner,
+            self.tasks,
+            self.accs,
+            fed[None, :],
+            lost[None, :],
+            admit[None, :],
+            a_ep,
+            self.workers,
+            self.weights,
+            self.pipeline,
+        )
+        return value[0], served[0], float(a_ep[0])
+
+
+@dataclass
+class FluidChooser:
+    """Hindsight's plan evaluation on the epoch just ended (see the module docstring).
+
+    Attributes:
+        horizon: Epochs a chosen plan is expected to be held (a switch must pay for
+            itself over them).
+        grid_step: Relative step of the library's demand grid.
+        headroom: The library reaches the cluster's largest capacity times this.
+        cap_floor: The library starts at this share of the largest capacity.
+        burst_s: Seconds of its capacity a group's queue absorbs before losing frames.
+        derate: Share of each group's capacity the model serves. The defaults of
+            both are hindsight's first tuned knob set, those of the diagnostic.
+        solver_time: The modelled solve time a switch waits for (``"model"`` or s).
+        violation: Reward weight of a violated frame.
+        reconfiguration: Reward weight of the share of workers changing variant.
+        solver: Reward weight per second of solve.
+        worker_cost: Reward weight of the active share of workers.
+        name: Display name.
+
+    """
+
+    horizon: int = 5
+    grid_step: float = 0.03
+    headroom: float = 1.3
+    cap_floor: float = CAP_FLOOR
+    burst_s: float = 0.05
+    derate: float = 1.0
+    solver_time: str | float = "model"
+    violation: float = _DEFAULT_WEIGHTS["violation"]
+    reconfiguration: float = _DEFAULT_WEIGHTS["reconfiguration"]
+    solver: float = _DEFAULT_WEIGHTS["solver"]
+    worker_cost: float = _DEFAULT_WEIGHTS["workers"]
+    name: str = "fluid"
+    library: tuple[Plan, ...] = field(default=(), init=False, repr=False)
+    _state: FluidState | None = field(default=None, init=False, repr=False)
+    _switch: SwitchModel | None = field(default=None, init=False, repr=False)
+    _bound: tuple | None = field(default=None, init=False, repr=False)
+    _estimate: float = field(default=0.0, init=False, repr=False)
+    _epoch_s: float = field(default=1.0, init=False, repr=False)
+    _signatures: dict = field(default_factory=dict, init=False, repr=False)
+    #: Frames the model has been fed since the run started (from the context's bins).
+    frames_modelled: float = field(default=0.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if int(self.horizon) != self.horizon or self.horizon < 1:
+            raise ValueError(f"fluid: horizon must be a whole number >= 1, got {self.horizon}")
+        self.horizon = int(self.horizon)
+        if not 0 < self.cap_floor <= 1:
+            raise ValueError(f"fluid: cap_floor must be in (0, 1], got {self.cap_floor}")
+        # the knobs' own checks (grid step, headroom, burst, derating)
+        self.knobs = HindsightKnobs(
+            grid_step=self.grid_step,
+            headroom=self.headroom,
+            burst_s=self.burst_s,
+            derate=self.derate,
+        )
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The reward weights it maximises, by the environment's names."""
+        return {
+            "violation": self.violation,
+            "reconfiguration": self.reconfiguration,
+            "solver": self.solver,
+            "workers": self.worker_cost,
+        }
+
+    def bind(self, pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> None:
+        """Build the plan library for this pipeline and cluster (cold solves, once).
+
+        Raises:
+            ConfigError: the allocator finds no plan for the cluster.
+
+        """
+        from lokirl.envs.features import cluster_capacities_exact
+
+        # pipelines hold mappings (not hashable): their repr identifies them
+        key = ((pipeline.name, repr(pipeline)), tuple(sorted(cluster.workers.items())), swap)
+        if self._bound == key:
+            return
+        lib_key = (key[:2], self.cap_floor, self.headroom, self.grid_step)
+        library = _LIBRARIES.get(lib_key)
+        if library is None:
+            _, most = cluster_capacities_exact(pipeline, cluster)
+            lo = max(1.0, self.cap_floor * most)
+            grid = demand_grid(lo, max(lo, most) * self.headroom, self.grid_step)
+            library = plan_library(pipeline, cluster, grid, AllocatorOptions(), None)
+            while len(_LIBRARIES) >= _LIBRARIES_KEPT:
+                _LIBRARIES.pop(next(iter(_LIBRARIES)))
+            _LIBRARIES[lib_key] = library
+        if not library:
+            raise ConfigError(
+                f"fluid: the allocator found no plan for {pipeline.name} on "
+                f"{cluster.total} workers; give the pipeline more workers"
+            )
+        self.library = tuple(library)
+        self._signatures = {_signature(p): i for i, p in enumerate(self.library)}
+        self._state = FluidState(self.library, pipeline, cluster.total, self.knobs, self.weights)
+        self._pipeline, self._cluster, self._swap = pipeline, cluster, swap
+        self._switch = None  # built at the first decision, when the epoch is known
+        self._bound = key
+
+    def _switch_model(self, epoch_s: float) -> SwitchModel:
+        if self._switch is None or self._epoch_s != epoch_s:
+            self._switch = SwitchModel.build(
+                self.library,
+                self._pipeline,
+                self._cluster.total,
+                epoch_s,
+                self._swap,
+                self.weights,
+                self.solver_time,
+            )
+            self._epoch_s = epoch_s
+        return self._switch
+
+    def decide(self, context: ControlContext) -> Decision:
+        """Keep the running plan or move to the library plan the model prefers."""
+        if self._state is None:
+            raise RuntimeError(
+                "fluid needs its pipeline and cluster before deciding: the host calls "
+                "bind(pipeline, cluster, swap) (lokirl.core.binding.bind_controller)"
+            )
+        st = self._state
+        if context.plan is None:  # a new run: the first plan, for the initial demand
+            st.reset()
+            self._estimate = 0.0
+            self.frames_modelled = 0.0
+            d0 = context.demand_history[-1] if context.demand_history else 0.0
+            dt = 0.05
+            bins = np.full(int(round(1.0 / dt)), d0 * dt)
+            value, _, _ = st.epoch(bins, dt, 0.0, commit=False)
+            j = int(np.argmax(value))
+            return Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
+        estimate, self._estimate = self._estimate, ewma_demand(context.demand_history)
+        if not context.arrival_bins:
+            raise RuntimeError(
+                "fluid needs the sub-second arrivals of the epoch just ended "
+                "(ControlContext.arrival_bins); this host does not count them"
+            )
+        dt = context.arrival_bin_s
+        value, served, arrived = st.epoch(np.asarray(context.arrival_bins), dt, estimate)
+        self.frames_modelled += arrived
+        if context.solving:
+            return KEEP
+        epoch_s = dt * len(context.arrival_bins)
+        current = self._index_of(context.plan)
+        if current is None:
+            j = int(np.argmax(value))
+        else:
+            switch = self._switch_model(epoch_s)
+            j = hold_or_switch(switch, value, served, arrived, current, self.horizon)
+        if j == current:
+            return KEEP
+        return Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
+
+    def _index_of(self, plan: Plan) -> int | None:
+        """The library index of ``plan`` (by its worker groups: a copy counts), else ``None``."""
+        for i, p in enumerate(self.library):
+            if p is plan:
+                return i
+        return self._signatures.get(_signature(plan))
+
+    def plan(
+        self,
+        pipeline: Pipeline,
+        cluster: Cluster,
+        decision: Decision,
+        options: AllocatorOptions,
+        current: Plan | None,
+    ) -> Plan:
+        """The library plan the decision names (planner hook: nothing is solved)."""
+        head, _, idx = decision.reason.rpartition(" ")
+        if head == "fluid plan" and idx.isdigit() and int(idx) < len(self.library):
+            return self.library[int(idx)]
+        return min(self.library, key=lambda p: abs(p.demand - decision.demand))
+
+    def __repr__(self) -> str:  # the hosts' plan caches key on the planner's repr
+        fields = (
+            f"horizon={self.horizon}, grid_step={self.grid_step}, headroom={self.headroom}, "
+            f"cap_floor={self.cap_floor}, burst_s={self.burst_s}, derate={self.derate}"
+        )
+        where = "" if self._bound is None else f", bound={self._bound[0][0]}/{self._bound[1]}"
+        return f"FluidChooser({fields}{where})"
+
+
+def _signature(plan: Plan) -> tuple:
+    return tuple(sorted((g.key, g.replicas) for g in plan.groups))
+
+
+def _register() -> None:
+    if "fluid" not in CONTROLLERS.names():
+        CONTROLLERS.register_keywords(
+            "fluid",
+            FluidChooser,
+            "model-based: hindsight's fluid model scores a plan library fixed by the cluster "
+            "on the epoch just ended (sub-second arrivals), each plan held `horizon` epochs, "
+            "e.g. fluid(horizon=5,derate=0.9,burst_s=0.1); no learning, no future",
+        )
+
+
+_register()

@@ -1,0 +1,117 @@
+"""The model-based controller ``fluid(...)``: hindsight's model on the past, deployable."""
+
+import numpy as np
+import pytest
+
+import lokirl.agents  # noqa: F401
+from lokirl.agents.fluid_chooser import FluidChooser, FluidState
+from lokirl.agents.hindsight import (
+    HindsightKnobs,
+    demand_grid,
+    epoch_model,
+    plan_library,
+    router_estimates,
+)
+from lokirl.core.allocator import AllocatorOptions
+from lokirl.core.controller import ControlContext
+from lokirl.core.controllers import make_controller
+from lokirl.envs import LokiServingEnv
+from lokirl.sim.config import SimConfig
+from lokirl.sim.engine import simulate
+from lokirl.traces import RateSeries
+from tests.agents.conftest import ENV
+from tests.agents.test_hindsight import _play, _trace
+
+W = {"violation": 1.0, "reconfiguration": 0.5, "solver": 0.1, "workers": 0.05}
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = LokiServingEnv(ENV)
+    yield e
+    e.close()
+
+
+def test_the_model_one_epoch_at_a_time_equals_the_whole_episode_model(env):
+    lib = plan_library(
+        env.pipeline, env.cluster, demand_grid(5, env.max_capacity, 0.2), AllocatorOptions()
+    )
+    assert len(lib) >= 3
+    rng = np.random.default_rng(4)
+    n = 12
+    rate = np.repeat(rng.uniform(0.2, 1.6, n // 3), 3) * env.max_capacity
+    arr = np.sort(np.concatenate([s + rng.random(rng.poisson(r)) for s, r in enumerate(rate)]))
+    knobs = HindsightKnobs(burst_s=0.1, derate=0.9)
+    whole = epoch_model(arr, n, 1.0, lib, env.cluster.total, knobs, W, env.pipeline)
+    state = FluidState(tuple(lib), env.pipeline, env.cluster.total, knobs, W)
+    bins = np.bincount(np.minimum((arr / 0.05).astype(int), n * 20 - 1), minlength=n * 20)
+    est = router_estimates(arr, n, 1.0)
+    for k in range(n):
+        value, served, arrived = state.epoch(bins[k * 20 : (k + 1) * 20], 0.05, est[k])
+        assert np.array_equal(value, whole.value[k])
+        assert np.array_equal(served, whole.served[k])
+        assert arrived == whole.arrivals[k]
+    # a look leaves the queues as they were
+    q = state.q.copy()
+    state.epoch(np.full(20, 50.0), 0.05, 0.0, commit=False)
+    assert np.array_equal(state.q, q)
+
+
+def test_it_decides_as_the_past_only_diagnostic_after_the_first_epoch(env):
+    """Fed by the context alone, it picks what ``hindsight-past5-cap`` picks from the env."""
+    trace = _trace(env, "bursts", 7)
+    fluid = FluidChooser(horizon=5)
+    compared = []
+
+    def spy(ctl):
+        fluid.bind(env.pipeline, env.cluster, env.swap)
+        assert [p.demand for p in fluid.library] == [p.demand for p in ctl.library]
+        inner = ctl.decide
+
+        def decide(ctx):
+            mine = fluid.decide(ctx)
+            theirs = inner(ctx)
+            if ctx.plan is not None:
+                compared.append((theirs.resolve, mine.resolve))
+                if theirs.resolve:
+                    assert mine.demand == pytest.approx(theirs.demand)
+            return theirs
+
+        object.__setattr__(ctl, "decide", decide)
+
+    _play(env, "hindsight-past5-cap", trace, spy=spy)
+    assert len(compared) >= 8
+    assert all(a == b for a, b in compared)
+
+
+def test_it_follows_a_step_in_the_simulator():
+    from lokirl.core.pipeline import Cluster
+    from tests.sim.conftest import tiny_pipeline
+
+    rates = np.concatenate([np.full(6, 10.0), np.full(10, 300.0)])
+    trace = RateSeries(rates=rates, bin_s=1.0, name="step")
+    ctl = make_controller("fluid(horizon=3)")
+    res = simulate(
+        tiny_pipeline(),
+        Cluster({"gpu": 6}),
+        trace,
+        ctl,
+        SimConfig(duration_s=16.0),
+        np.random.default_rng(1),
+    )
+    t = res.frames
+    assert t.arrived == t.on_time + t.late + sum(t.dropped.values()) + t.in_flight
+    cap = np.asarray(res.series["capacity"])
+    assert cap[:7].max() == cap[0] < cap[7] == cap[-1]  # moved up 1 s after the step, stayed
+    assert res.solves == 2
+
+
+def test_refusals_and_spec():
+    ctl = make_controller("fluid(horizon=3,derate=0.8)")
+    assert isinstance(ctl, FluidChooser) and ctl.horizon == 3 and ctl.derate == 0.8
+    with pytest.raises(RuntimeError, match="bind"):
+        ctl.decide(ControlContext(now_s=0.0, demand_history=(5.0,)))
+    with pytest.raises(ValueError, match="horizon"):
+        FluidChooser(horizon=0)
+    with pytest.raises(ValueError, match="cap_floor"):
+        FluidChooser(cap_floor=0.0)
