@@ -17,7 +17,7 @@ is built for the cluster it is bound to).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,8 +32,8 @@ from lokirl.agents.hindsight import (
     plan_values,
     routing_row,
 )
-from lokirl.core.allocator import AllocatorOptions
-from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
+from lokirl.core.allocator import AllocatorOptions, solve
+from lokirl.core.controller import ARRIVAL_BIN_S, KEEP, ControlContext, Decision, ewma_demand
 from lokirl.core.controllers import CONTROLLERS
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
@@ -280,7 +280,7 @@ class FluidChooser:
             self._estimate = 0.0
             self.frames_modelled = 0.0
             d0 = context.demand_history[-1] if context.demand_history else 0.0
-            dt = 0.05
+            dt = ARRIVAL_BIN_S
             bins = np.full(int(round(1.0 / dt)), d0 * dt)
             value, _, _ = st.epoch(bins, dt, 0.0, commit=False)
             j = int(np.argmax(value))
@@ -299,20 +299,34 @@ class FluidChooser:
         epoch_s = dt * len(context.arrival_bins)
         current = self._index_of(context.plan)
         if current is None:
-            j = int(np.argmax(value))
-        else:
-            switch = self._switch_model(epoch_s)
-            j = hold_or_switch(switch, value, served, arrived, current, self.horizon)
+            # a plan from outside the library (the live runtime re-planned on fewer
+            # workers): scored as the library plan nearest in capacity, so that a
+            # degraded cluster is not re-planned every epoch
+            current = self._nearest(context.plan)
+        switch = self._switch_model(epoch_s)
+        j = hold_or_switch(switch, value, served, arrived, current, self.horizon)
         if j == current:
             return KEEP
         return Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
 
     def _index_of(self, plan: Plan) -> int | None:
-        """The library index of ``plan`` (by its worker groups: a copy counts), else ``None``."""
+        """The library index of ``plan``, else ``None``.
+
+        A copy counts (same worker groups), and so does a library plan solved again on
+        fewer workers (:meth:`plan`: same demand).
+        """
         for i, p in enumerate(self.library):
             if p is plan:
                 return i
-        return self._signatures.get(_signature(plan))
+        i = self._signatures.get(_signature(plan))
+        if i is not None:
+            return i
+        return next((i for i, p in enumerate(self.library) if p.demand == plan.demand), None)
+
+    def _nearest(self, plan: Plan) -> int:
+        """The library index whose capacity is nearest ``plan``'s."""
+        caps = np.array([p.max_demand for p in self.library])
+        return int(np.argmin(np.abs(caps - plan.max_demand)))
 
     def plan(
         self,
@@ -322,11 +336,26 @@ class FluidChooser:
         options: AllocatorOptions,
         current: Plan | None,
     ) -> Plan:
-        """The library plan the decision names (planner hook: nothing is solved)."""
+        """The library plan the decision names (planner hook: nothing is solved).
+
+        On a cluster other than the one bound (the live runtime plans on the workers
+        still alive), a library plan that does not fit it is solved again on it, for
+        the same demand (cold).
+        """
         head, _, idx = decision.reason.rpartition(" ")
         if head == "fluid plan" and idx.isdigit() and int(idx) < len(self.library):
-            return self.library[int(idx)]
-        return min(self.library, key=lambda p: abs(p.demand - decision.demand))
+            chosen = self.library[int(idx)]
+        else:
+            chosen = min(self.library, key=lambda p: abs(p.demand - decision.demand))
+        bound = self._bound[1] if self._bound is not None else None
+        if bound is None or tuple(sorted(cluster.workers.items())) == bound:
+            return chosen
+        need: dict[str, int] = {}
+        for g in chosen.groups:
+            need[g.accelerator] = need.get(g.accelerator, 0) + g.replicas
+        if all(n <= cluster.workers.get(a, 0) for a, n in need.items()):
+            return chosen
+        return solve(pipeline, cluster, chosen.demand, replace(options, warm_start=False))
 
     def __repr__(self) -> str:  # the hosts' plan caches key on the planner's repr
         fields = (

@@ -115,3 +115,40 @@ def test_refusals_and_spec():
         FluidChooser(horizon=0)
     with pytest.raises(ValueError, match="cap_floor"):
         FluidChooser(cap_floor=0.0)
+
+
+def test_on_fewer_workers_it_solves_again_and_does_not_replan_every_epoch():
+    from lokirl.core.controller import Decision
+    from lokirl.core.pipeline import Cluster
+    from tests.sim.conftest import tiny_pipeline
+
+    pipe, full = tiny_pipeline(), Cluster({"gpu": 6})
+    ctl = FluidChooser(horizon=3)
+    ctl.bind(pipe, full)
+    big = max(range(len(ctl.library)), key=lambda i: ctl.library[i].active_workers)
+    assert ctl.library[big].active_workers > 3
+    d = Decision(True, ctl.library[big].demand, False, 0.0, f"fluid plan {big}")
+    assert ctl.plan(pipe, full, d, AllocatorOptions(), None) is ctl.library[big]
+    # a worker died: the live runtime plans on the 3 left
+    small = ctl.plan(pipe, Cluster({"gpu": 3}), d, AllocatorOptions(), None)
+    assert small.active_workers <= 3 and small not in ctl.library
+    first = ctl.decide(ControlContext(now_s=0.0, demand_history=(50.0,)))
+    assert first.resolve
+    # holding the re-solved plan under a steady load: it moves at most once, then holds
+    # (each plan it asks for is what the runtime installs, planned on the 3 workers)
+    in_force, moves = small, 0
+    assert ctl._index_of(small) == big  # it stands for the plan it was solved for
+    for t in range(1, 6):
+        ctx = ControlContext(
+            now_s=float(t),
+            demand_history=(50.0,) * t,
+            plan=in_force,
+            arrival_bins=(2.5,) * 20,
+            arrival_bin_s=0.05,
+        )
+        d = ctl.decide(ctx)
+        if d.resolve:
+            moves += 1
+            in_force = ctl.plan(pipe, Cluster({"gpu": 3}), d, AllocatorOptions(), in_force)
+            assert in_force.active_workers <= 3
+    assert moves <= 1
