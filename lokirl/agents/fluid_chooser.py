@@ -17,6 +17,7 @@ is built for the cluster it is bound to).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -91,6 +92,13 @@ class FluidState:
     def reset(self) -> None:
         """Empty every queue (a new run)."""
         self.q = np.zeros(len(self.owner))
+
+    def __getstate__(self) -> dict:
+        # the routing memo is a cache (rebuilt on demand, same values): a pickled copy
+        # (the live runtime's solving process) goes without it
+        state = dict(self.__dict__)
+        state["memo"] = {}
+        return state
 
     def _routing(self, estimate: float) -> tuple[np.ndarray, np.ndarray]:
         """Requests per arriving frame per group, and the admitted share per plan."""
@@ -191,6 +199,11 @@ class FluidChooser:
     _estimate: float = field(default=0.0, init=False, repr=False)
     _epoch_s: float = field(default=1.0, init=False, repr=False)
     _signatures: dict = field(default_factory=dict, init=False, repr=False)
+    knobs: HindsightKnobs = field(init=False, repr=False)
+    _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
+    _cluster: Cluster | None = field(default=None, init=False, repr=False)
+    _swap: str = field(default="overlap", init=False, repr=False)
+    _bins_per_epoch: int | None = field(default=None, init=False, repr=False)
     #: Frames the model has been fed since the run started (from the context's bins).
     frames_modelled: float = field(default=0.0, init=False, repr=False)
 
@@ -220,6 +233,11 @@ class FluidChooser:
 
     def bind(self, pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> None:
         """Build the plan library for this pipeline and cluster (cold solves, once).
+
+        Args:
+            pipeline: The pipeline served.
+            cluster: The cluster it is served on.
+            swap: The swap mode (the switch costs depend on it).
 
         Raises:
             ConfigError: the allocator finds no plan for the cluster.
@@ -268,7 +286,19 @@ class FluidChooser:
         return self._switch
 
     def decide(self, context: ControlContext) -> Decision:
-        """Keep the running plan or move to the library plan the model prefers."""
+        """Keep the running plan or move to the library plan the model prefers.
+
+        Args:
+            context: The host's snapshot; after the first plan it must carry the
+                sub-second arrivals since the last decision (``arrival_bins``).
+
+        Returns:
+            ``KEEP``, or a re-solve whose reason names the library plan.
+
+        Raises:
+            RuntimeError: not bound, or a context without arrival bins.
+
+        """
         if self._state is None:
             raise RuntimeError(
                 "fluid needs its pipeline and cluster before deciding: the host calls "
@@ -279,6 +309,7 @@ class FluidChooser:
             st.reset()
             self._estimate = 0.0
             self.frames_modelled = 0.0
+            self._bins_per_epoch = None
             d0 = context.demand_history[-1] if context.demand_history else 0.0
             dt = ARRIVAL_BIN_S
             bins = np.full(int(round(1.0 / dt)), d0 * dt)
@@ -292,11 +323,22 @@ class FluidChooser:
                 "(ControlContext.arrival_bins); this host does not count them"
             )
         dt = context.arrival_bin_s
-        value, served, arrived = st.epoch(np.asarray(context.arrival_bins), dt, estimate)
+        bins = np.asarray(context.arrival_bins)
+        if self._bins_per_epoch is None:
+            self._bins_per_epoch = len(bins)
+        per = self._bins_per_epoch
+        # the live runtime hands over every bin since its last tick: epochs it skipped
+        # (a held-up loop) are played through the model one by one
+        chunks = [bins]
+        if len(bins) > per and len(bins) % per == 0:
+            chunks = np.split(bins, len(bins) // per)
+        for chunk in chunks[:-1]:
+            self.frames_modelled += st.epoch(chunk, dt, estimate)[2]
+        value, served, arrived = st.epoch(chunks[-1], dt, estimate)
         self.frames_modelled += arrived
         if context.solving:
             return KEEP
-        epoch_s = dt * len(context.arrival_bins)
+        epoch_s = dt * len(chunks[-1])
         current = self._index_of(context.plan)
         if current is None:
             # a plan from outside the library (the live runtime re-planned on fewer
@@ -341,6 +383,17 @@ class FluidChooser:
         On a cluster other than the one bound (the live runtime plans on the workers
         still alive), a library plan that does not fit it is solved again on it, for
         the same demand (cold).
+
+        Args:
+            pipeline: The pipeline.
+            cluster: The workers available now.
+            decision: The decision (its reason names the library plan).
+            options: The host's allocator options (used only to solve again).
+            current: The running plan (unused).
+
+        Returns:
+            The plan to install.
+
         """
         head, _, idx = decision.reason.rpartition(" ")
         if head == "fluid plan" and idx.isdigit() and int(idx) < len(self.library):
@@ -362,7 +415,11 @@ class FluidChooser:
             f"horizon={self.horizon}, grid_step={self.grid_step}, headroom={self.headroom}, "
             f"cap_floor={self.cap_floor}, burst_s={self.burst_s}, derate={self.derate}"
         )
-        where = "" if self._bound is None else f", bound={self._bound[0][0]}/{self._bound[1]}"
+        where = ""
+        if self._bound is not None:
+            (name, text), workers, swap = self._bound
+            digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+            where = f", bound={name}#{digest}/{workers}/{swap}"
         return f"FluidChooser({fields}{where})"
 
 

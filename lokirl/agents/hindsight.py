@@ -427,8 +427,19 @@ def routing_row(
     """Library plan ``j``'s requests per frame per group, and its root drop share.
 
     The simulator's routing table (:func:`~lokirl.core.router.build_routing_table`)
-    for the demand estimate (0: the plan's own demand), on a 1% lattice of
-    estimates, memoised in ``memo``.
+    for the demand estimate, on a 1% lattice of estimates.
+
+    Args:
+        memo: Tables already built, by (library index, lattice point); filled here.
+        j: The plan's library index.
+        plan: The plan.
+        pipeline: The pipeline.
+        estimate: The router's demand estimate (0: the plan's own demand).
+
+    Returns:
+        (expected requests per arriving frame for each of the plan's groups, the
+        share of frames dropped at admission).
+
     """
     from lokirl.core.router import build_routing_table
 
@@ -469,6 +480,9 @@ def plan_values(
         workers: Workers in the cluster.
         weights: Reward weights.
         pipeline: The pipeline.
+
+    Returns:
+        (value, served), both epochs x plans: the modelled reward and the on-time frames.
 
     """
     roots = set(pipeline.roots)

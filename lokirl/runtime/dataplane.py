@@ -261,6 +261,8 @@ class DataPlane:
         history_s: Seconds of per-second arrival counts kept (the longest window
             any controller sees); older seconds are forgotten.
         max_timeouts: Consecutive batch timeouts that fail a worker.
+        bin_seconds: Seconds of sub-second arrival counts kept (at least
+            :data:`BIN_SECONDS_KEPT`; the runtime keeps a few epochs').
 
     """
 
@@ -276,6 +278,7 @@ class DataPlane:
         accelerator: str | None = None,
         history_s: int = 600,
         max_timeouts: int = 2,
+        bin_seconds: float = 0.0,
     ) -> None:
         self.pipeline = pipeline
         self.accelerator = accelerator or pipeline.accelerators[0]
@@ -317,7 +320,8 @@ class DataPlane:
         self._aps_sec = -1
         #: Arrivals per bin of ``ARRIVAL_BIN_S`` over the last seconds (the controller's
         #: ``arrival_bins``; also what an ingress replica reports).
-        self.arrival_bins = CountRing(int(round(BIN_SECONDS_KEPT / ARRIVAL_BIN_S)))
+        self.bin_seconds = max(float(BIN_SECONDS_KEPT), float(bin_seconds))
+        self.arrival_bins = CountRing(int(math.ceil(self.bin_seconds / ARRIVAL_BIN_S)))
         #: Frames finished per second: (frames, accuracy summed over on-time ones, on time).
         self.window = Window(60, 3)
         #: Latency histograms (seconds): end to end, per stage, queue wait, batch.
@@ -1018,10 +1022,14 @@ class DataPlane:
         """System accuracy: mean path accuracy of on-time leaf sub-requests (profile values)."""
         return self.leaf_acc_sum / self.leaf_on_time if self.leaf_on_time else 0.0
 
-    def recent_bins(self, now_s: float, epoch_s: float) -> tuple[float, ...]:
-        """Arrivals per ``ARRIVAL_BIN_S`` bin over the epoch ending at ``now_s``, oldest first."""
+    def recent_bins(self, now_s: float, span_s: float) -> tuple[float, ...]:
+        """Arrivals per ``ARRIVAL_BIN_S`` bin over the ``span_s`` seconds ending at ``now_s``.
+
+        Oldest first; the span is cut to the seconds kept (``bin_seconds``, less one).
+        """
+        span_s = min(span_s, self.bin_seconds - 1.0)
         hi = int(round(now_s / ARRIVAL_BIN_S))
-        lo = max(0, int(round((now_s - epoch_s) / ARRIVAL_BIN_S)))
+        lo = max(0, int(round((now_s - span_s) / ARRIVAL_BIN_S)))
         return tuple(float(self.arrival_bins.get(b)) for b in range(lo, hi))
 
     def history(self, seconds: int) -> tuple[float, ...]:

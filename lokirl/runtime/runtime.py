@@ -301,6 +301,7 @@ class Runtime:
             accelerator=accel,
             history_s=self.config.history_s,
             max_timeouts=self.config.max_batch_timeouts,
+            bin_seconds=4 * self.config.epoch_s + 2.0,
         )
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lokirl-solve")
         self.process_pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -323,6 +324,8 @@ class Runtime:
         self.tick_errors = 0
         self.tick_ms: list[float] = []
         self.decisions: list[dict[str, Any]] = []
+        #: The last tick's scheduled time (the arrival counts a context carries start there).
+        self._last_tick_at: float | None = None
         self.force_replan = False
         self.demand_estimate = 0.0
         self._control_task: asyncio.Task | None = None
@@ -1077,11 +1080,16 @@ class Runtime:
             return Decision(resolve=True, demand=demand, reason="initial")
         return replace(d, reason="initial")
 
-    def context(self, now_s: float | None = None) -> ControlContext:
-        """The snapshot the controller sees (at ``now_s``: a tick's scheduled time)."""
+    def context(self, now_s: float | None = None, since_s: float | None = None) -> ControlContext:
+        """The snapshot the controller sees (at ``now_s``: a tick's scheduled time).
+
+        ``since_s``: the previous tick's time; the sub-second arrival counts cover the
+        time since (more than an epoch when the loop skipped ticks), else one epoch.
+        """
         p = self.plane
         now = p.now() if now_s is None else now_s
-        bins = p.recent_bins(now, self.config.epoch_s)
+        span = self.config.epoch_s if since_s is None else max(0.0, now - since_s)
+        bins = p.recent_bins(now, span)
         return ControlContext(
             now_s=now,
             demand_history=p.history(self.config.history_s),
@@ -1113,6 +1121,7 @@ class Runtime:
         # a solve.
         epoch = self.config.epoch_s
         self.last_solve_at = base
+        self._last_tick_at = base
         k = 0
         while True:
             k += 1
@@ -1153,7 +1162,9 @@ class Runtime:
         self.demand_estimate = ewma_demand(p.history(self.config.history_s))
         if p.plan is not None:
             p.rebuild(self.demand_estimate)
-        ctx = self.context(tick_at)
+        ctx = self.context(tick_at, self._last_tick_at)
+        if tick_at is not None:
+            self._last_tick_at = tick_at
         error: Exception | None = None
         try:
             decision = self.controller.decide(ctx)

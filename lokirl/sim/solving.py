@@ -81,9 +81,9 @@ def solve_decision(
         decision: A decision with ``resolve`` set.
         current: The running plan (warm start, churn term), if any.
         planner: An object with a ``plan`` method used instead of the allocator.
-        plan_cache: Memo of solves keyed by (planner, demand, options, running plan
-            when the solve depends on it: :func:`running_plan_signature`); ``None``:
-            no memo.
+        plan_cache: Memo of solves keyed by (planner, demand, the decision's reason
+            when a planner builds the plan, options, running plan when the solve
+            depends on it: :func:`running_plan_signature`); ``None``: no memo.
 
     """
     opts = config.allocator
@@ -100,9 +100,12 @@ def solve_decision(
     has_planner = planner is not None and callable(getattr(planner, "plan", None))
     key = None
     if plan_cache is not None:
+        # a planner may choose by more than the demand (a library index in the
+        # decision's reason): two decisions whose demands round alike are not one plan
         key = (
             repr(planner) if has_planner else "solve",
             demand,
+            decision.reason if has_planner else "",
             opts,
             running_plan_signature(current, opts),
         )

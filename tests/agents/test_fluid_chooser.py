@@ -152,3 +152,39 @@ def test_on_fewer_workers_it_solves_again_and_does_not_replan_every_epoch():
             in_force = ctl.plan(pipe, Cluster({"gpu": 3}), d, AllocatorOptions(), in_force)
             assert in_force.active_workers <= 3
     assert moves <= 1
+
+
+def test_skipped_epochs_are_played_one_by_one_and_a_pickled_copy_drops_its_cache(env):
+    import pickle
+
+    def fresh():
+        ctl = FluidChooser(horizon=5)
+        ctl.bind(env.pipeline, env.cluster, env.swap)
+        first = ctl.decide(ControlContext(now_s=0.0, demand_history=(100.0,)))
+        return ctl, ctl.plan(env.pipeline, env.cluster, first, AllocatorOptions(), None)
+
+    rng = np.random.default_rng(2)
+    epochs = [tuple(rng.poisson(8.0, 20).astype(float)) for _ in range(3)]
+
+    def ctx(t, bins, plan, hist):
+        return ControlContext(
+            now_s=t, demand_history=hist, plan=plan, arrival_bins=bins, arrival_bin_s=0.05
+        )
+
+    # the estimate a tick sees is the router's for the epoch that follows it; a
+    # skipped tick has none, so the reference here keeps one estimate throughout
+    hist = (160.0,)
+    one, plan1 = fresh()
+    for t, b in enumerate(epochs, start=1):
+        one.decide(ctx(float(t), b, plan1, hist))
+    two, plan2 = fresh()
+    two.decide(ctx(1.0, epochs[0], plan2, hist))
+    # the second tick was skipped: the third sees two epochs' bins at once
+    two.decide(ctx(3.0, epochs[1] + epochs[2], plan2, hist))
+    assert two.frames_modelled == one.frames_modelled == sum(map(sum, epochs))
+    assert np.allclose(two._state.q, one._state.q)
+    assert two._epoch_s == one._epoch_s == 1.0  # switches priced for 1-s epochs still
+    assert one._state.memo
+    copy = pickle.loads(pickle.dumps(one))
+    assert copy._state.memo == {} and copy.library[0].demand == one.library[0].demand
+    assert np.array_equal(copy._state.q, one._state.q)

@@ -49,23 +49,36 @@ def test_simpy_bins_sum_to_the_second_just_ended() -> None:
     assert sum(rest[-1].arrival_bins) > 2 * sum(rest[1].arrival_bins)
 
 
-def test_fluid_bins_cover_its_arrivals() -> None:
+@pytest.mark.parametrize("epoch_s", [1.0, 2.0])
+def test_fluid_bins_are_each_epochs_arrivals(epoch_s) -> None:
     sim = FluidSimulation(
         tiny_pipeline(),
         Cluster({"gpu": 4}),
         _trace(),
-        SimConfig(duration_s=8.0),
+        SimConfig(duration_s=8.0, epoch_s=epoch_s),
         np.random.default_rng(3),
     )
-    ctx = sim.reset()
+    sim.reset()
     sim.apply(Decision(resolve=True, demand=40.0))
-    total = 0.0
+    seen = 0
     while not sim.done:
         ctx = sim.step_epoch()
-        assert len(ctx.arrival_bins) == round(1.0 / ARRIVAL_BIN_S)
-        total += sum(ctx.arrival_bins)
-    assert total == pytest.approx(float(sim.s_arrivals.sum()), abs=1.0)
-    assert total > 0
+        assert len(ctx.arrival_bins) == round(epoch_s / ARRIVAL_BIN_S)
+        # the fluid engine's steps never cross a second: each epoch's bins are
+        # exactly its seconds' arrivals
+        lo = int(round(ctx.now_s - epoch_s))
+        assert sum(ctx.arrival_bins) == sim.s_arrivals[lo : int(round(ctx.now_s))].sum()
+        seen += 1
+    assert seen == 8 / epoch_s and sim.s_arrivals.sum() > 0
+
+
+def test_simpy_bins_with_two_second_epochs() -> None:
+    rec = Recorder()
+    cfg = SimConfig(duration_s=8.0, epoch_s=2.0)
+    simulate(tiny_pipeline(), Cluster({"gpu": 4}), _trace(), rec, cfg, np.random.default_rng(3))
+    for ctx in rec.seen[1:]:
+        assert len(ctx.arrival_bins) == 40
+        assert sum(ctx.arrival_bins) == sum(ctx.demand_history[-2:])
 
 
 def test_bins_need_their_width() -> None:

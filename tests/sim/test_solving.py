@@ -45,3 +45,35 @@ def test_cold_churn_solves_are_not_shared_between_running_plans(example):
     solve_decision(p, c, cfg, plain, a, plan_cache=memo)
     solve_decision(p, c, cfg, plain, b, plan_cache=memo)
     assert len(memo) == 3  # without churn the running plan does not matter
+
+
+def test_a_planner_cache_does_not_merge_decisions_that_name_different_plans():
+    """Two decisions whose demands round alike but name different plans get their own."""
+    from lokirl.core.controller import Decision
+    from lokirl.core.pipeline import Cluster
+    from lokirl.sim.config import SimConfig
+    from lokirl.sim.solving import solve_decision
+
+    from .conftest import make_plan, tiny_pipeline
+
+    pipe = tiny_pipeline()
+    plans = {
+        "a": make_plan(pipe, [("d1", 1, 1), ("c1", 1, 1)]),
+        "b": make_plan(pipe, [("d2", 1, 2), ("c1", 1, 2)]),
+    }
+
+    class ByReason:
+        def plan(self, pipeline, cluster, decision, options, current):
+            return plans[decision.reason]
+
+    cache: dict = {}
+    cfg = SimConfig(demand_quantum=25.0)
+    planner = ByReason()
+    got = [
+        solve_decision(
+            pipe, Cluster({"gpu": 4}), cfg, Decision(True, d, False, 0.0, r), None, planner, cache
+        ).plan
+        for d, r in ((101.0, "a"), (104.0, "b"), (110.0, "a"))
+    ]
+    assert got[0] is plans["a"] and got[1] is plans["b"] and got[2] is plans["a"]
+    assert len(cache) == 2
