@@ -320,7 +320,9 @@ class FluidChooser:
         if not context.arrival_bins:
             raise RuntimeError(
                 "fluid needs the sub-second arrivals of the epoch just ended "
-                "(ControlContext.arrival_bins); this host does not count them"
+                "(ControlContext.arrival_bins): this host does not count them, or its "
+                f"epoch is shorter than one bin ({ARRIVAL_BIN_S:g} s); use an epoch of "
+                f"whole {ARRIVAL_BIN_S:g} s bins (the default, 1 s, is)"
             )
         dt = context.arrival_bin_s
         bins = np.asarray(context.arrival_bins)

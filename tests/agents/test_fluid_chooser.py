@@ -113,6 +113,14 @@ def test_refusals_and_spec():
         ctl.decide(ControlContext(now_s=0.0, demand_history=(5.0,)))
     with pytest.raises(ValueError, match="horizon"):
         FluidChooser(horizon=0)
+    from lokirl.core.pipeline import Cluster
+    from tests.sim.conftest import tiny_pipeline
+
+    ctl.bind(tiny_pipeline(), Cluster({"gpu": 4}))
+    first = ctl.decide(ControlContext(now_s=0.0, demand_history=(5.0,)))
+    plan = ctl.plan(tiny_pipeline(), Cluster({"gpu": 4}), first, AllocatorOptions(), None)
+    with pytest.raises(RuntimeError, match="epoch is shorter than one bin"):
+        ctl.decide(ControlContext(now_s=0.02, demand_history=(5.0,), plan=plan))
     with pytest.raises(ValueError, match="cap_floor"):
         FluidChooser(cap_floor=0.0)
 
