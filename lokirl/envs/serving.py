@@ -541,9 +541,11 @@ class LokiServingEnv(gym.Env):
             self.sim = Simulation(self.pipeline, self.cluster, trace, sim_cfg, sim_rng, name="env")
         ctx = self.sim.reset()
         if self.config.fallback:
+            from lokirl.core.binding import bind_controller
             from lokirl.core.controllers import make_controller
 
             self._fallback = make_controller(self.config.fallback)
+            bind_controller(self._fallback, self.pipeline, self.cluster, self.swap)
         fc = self._tracker(ctx)
         if (options or {}).get("defer_first_plan"):
             # The caller's first decision installs the first plan (baselines with
@@ -557,7 +559,8 @@ class LokiServingEnv(gym.Env):
         self.context = ctx
         hint = self._fallback_hint()
         first = (FOLLOW, 1) if hint is not None else (1, 1)
-        self.sim.apply(to_decision(self.features, first, ctx, fc, hint), planner=self.planner)
+        decision = to_decision(self.features, first, ctx, fc, hint)
+        self.sim.apply(decision, planner=self._planner_for(decision, hint))
         self.context = self.sim.step_epoch()
         self._forecast = self._tracker(self.context)
         self._hint = self._fallback_hint()
@@ -600,7 +603,7 @@ class LokiServingEnv(gym.Env):
         sec0 = sim.sec_done
         solver0 = sim.solver_time
         solves0 = sim.solves
-        sim.apply(decision, planner=planner or self.planner)
+        sim.apply(decision, planner=planner or self._planner_for(decision, self._hint))
         self.context = sim.step_epoch()
         terms = self._reward_terms(sec0, sim.sec_done, sim.solver_time - solver0)
         w = self.config.weights
@@ -627,6 +630,20 @@ class LokiServingEnv(gym.Env):
     def hint(self) -> Decision | None:
         """The fallback controller's decision for the current context (None without one)."""
         return self._hint
+
+    def _planner_for(self, decision: Decision, hint: Decision | None) -> Any:
+        """Who builds the plan of ``decision``.
+
+        The fallback's own planner when the decision is the fallback's and it has one
+        (a model-based fallback names plans of its library), else the cached allocator.
+        """
+        if (
+            hint is not None
+            and decision is hint
+            and callable(getattr(self._fallback, "plan", None))
+        ):
+            return self._fallback
+        return self.planner
 
     def _fallback_hint(self) -> Decision | None:
         if self._fallback is None or self.context is None:

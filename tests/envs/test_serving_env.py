@@ -238,3 +238,18 @@ def test_reset_installs_the_fallbacks_first_plan(monkeypatch):
     made.clear()
     LokiServingEnv(**SMALL).reset(seed=5)
     assert len(made) == 1 and made[0].reason.startswith("policy: warm")
+
+
+def test_a_model_based_fallback_is_bound_and_installs_its_own_plans():
+    import lokirl.agents  # noqa: F401 - registers fluid
+    from lokirl.envs.features import FOLLOW
+
+    e = LokiServingEnv(**SMALL, fallback="fluid(horizon=3)")
+    e.reset(seed=4)
+    library = e._fallback.library
+    assert library  # bound to the env's pipeline and cluster at reset
+    assert any(e.context.plan is p for p in library)  # its first plan, not a re-solve
+    for _ in range(6):
+        e.step((FOLLOW, 0))
+        assert any(e.context.plan is p for p in library)
+    assert e._fallback.frames_modelled > 0
