@@ -356,12 +356,9 @@ class FluidChooser:
     def _index_of(self, plan: Plan) -> int | None:
         """The library index of ``plan``, else ``None``.
 
-        A copy counts (same worker groups), and so does a library plan solved again on
+        A plan counts by its worker groups (a copy too), and so does a library plan solved again on
         fewer workers (:meth:`plan`: same demand).
         """
-        for i, p in enumerate(self.library):
-            if p is plan:
-                return i
         i = self._signatures.get(_signature(plan))
         if i is not None:
             return i

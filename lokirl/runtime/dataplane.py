@@ -313,11 +313,9 @@ class DataPlane:
         self.max_timeouts = max(1, max_timeouts)
         #: Batches that raised (not a dead actor): one log line, then a count a minute.
         self.batch_failures = RepeatedFailure(log, "a batch")
-        # Arrivals per second: a ring of the last ``history_s`` seconds (bounded, so a
-        # tick costs the same after a month as after a minute); ``_aps_sec`` is the
-        # second of its last element.
-        self.arrivals_per_s: deque[int] = deque(maxlen=max(1, history_s) + 1)
-        self._aps_sec = -1
+        #: Arrivals per second: a ring of the last ``history_s`` seconds (bounded, so a
+        #: tick costs the same after a month as after a minute).
+        self.per_second = CountRing(max(1, history_s) + 1)
         #: Arrivals per bin of ``ARRIVAL_BIN_S`` over the last seconds (the controller's
         #: ``arrival_bins``; also what an ingress replica reports).
         self.bin_seconds = max(float(BIN_SECONDS_KEPT), float(bin_seconds))
@@ -370,8 +368,7 @@ class DataPlane:
         if self.frames.arrived:
             raise RuntimeError("restart_clock after frames arrived")
         self.t0 = time.monotonic()
-        self.arrivals_per_s.clear()
-        self._aps_sec = -1
+        self.per_second.clear()
         self.arrival_bins.clear()
 
     def new_frame(self, data: Any) -> Frame:
@@ -380,12 +377,7 @@ class DataPlane:
         The caller awaits ``frame.future``.
         """
         now = self.now()
-        sec = int(now)
-        aps = self.arrivals_per_s
-        if sec > self._aps_sec:
-            aps.extend([0] * min(sec - self._aps_sec, aps.maxlen or 1))
-            self._aps_sec = sec
-        aps[-1] += 1
+        self.per_second.add(int(now), 1)
         self.arrival_bins.add(int(now / ARRIVAL_BIN_S), 1)
         if self.arrival_log is not None:
             self.arrival_log.append(now)
@@ -409,13 +401,12 @@ class DataPlane:
         Seconds older than the history kept are ignored; a second ahead of this
         plane's clock extends the history to it.
         """
-        aps = self.arrivals_per_s
-        if sec > self._aps_sec:
-            aps.extend([0] * min(sec - self._aps_sec, aps.maxlen or 1))
-            self._aps_sec = sec
-        back = self._aps_sec - sec
-        if 0 <= back < len(aps):
-            aps[len(aps) - 1 - back] += n
+        self.per_second.add(sec, n)
+
+    @property
+    def arrivals_per_s(self) -> deque[int]:
+        """The kept seconds' arrival counts, oldest first (the newest is the latest second)."""
+        return self.per_second.counts
 
     def _route(self, req: Req, drop_reason: str) -> None:
         table = self.table
@@ -1035,12 +1026,8 @@ class DataPlane:
     def history(self, seconds: int) -> tuple[float, ...]:
         """Arrivals per complete second, oldest first, at most ``seconds`` of them."""
         done = int(self.now())
-        aps, last = self.arrivals_per_s, self._aps_sec
-        first = last - len(aps) + 1  # the second of aps[0]
-        out = []
-        for sec in range(max(0, done - seconds), done):
-            out.append(float(aps[sec - first]) if first <= sec <= last else 0.0)
-        return tuple(out)
+        ring = self.per_second
+        return tuple(float(ring.get(sec)) for sec in range(max(0, done - seconds), done))
 
 
 #: Seconds of sub-second arrival counts a data plane keeps.

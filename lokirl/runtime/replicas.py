@@ -254,13 +254,7 @@ class ReplicaPlane(DataPlane):
         """One consistent snapshot of this replica's tallies (totals since it started)."""
         f, s = self.frames, self.subs
         now_sec = int(self.now())
-        aps, last = self.arrivals_per_s, self._aps_sec
-        first = last - len(aps) + 1
-        arrivals = {
-            sec: aps[sec - first]
-            for sec in range(max(first, last - REPORT_SECONDS + 1), last + 1)
-            if aps[sec - first]
-        }
+        arrivals = self.per_second.recent(REPORT_SECONDS)
         window = {
             stamp: list(row)
             for stamp, row in zip(self.window.stamp, self.window.sums, strict=True)
