@@ -18,10 +18,12 @@ is built for the cluster it is bound to).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from lokirl.agents.fluid_values import PlanLayout, plan_values
 from lokirl.agents.hindsight import (
     _DEFAULT_WEIGHTS,
     CAP_FLOOR,
@@ -30,7 +32,6 @@ from lokirl.agents.hindsight import (
     demand_grid,
     hold_or_switch,
     plan_library,
-    plan_values,
     routing_row,
 )
 from lokirl.core.allocator import AllocatorOptions, solve
@@ -44,6 +45,10 @@ from lokirl.errors import ConfigError
 #: builds a controller per episode, the library once per cluster.
 _LIBRARIES: dict[tuple, list[Plan]] = {}
 _LIBRARIES_KEPT = 16
+#: Routing memos (:meth:`FluidState._routing`) by the key of their library.
+_ROUTINGS: dict[tuple, dict] = {}
+#: Width of a step of :func:`~lokirl.agents.hindsight.routing_row`'s lattice (log).
+_LATTICE = math.log1p(0.01)
 
 
 @dataclass
@@ -73,6 +78,7 @@ class FluidState:
     tasks: np.ndarray = field(init=False, repr=False)
     accs: np.ndarray = field(init=False, repr=False)
     q: np.ndarray = field(init=False, repr=False)
+    layout: PlanLayout = field(init=False, repr=False)
     memo: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +93,9 @@ class FluidState:
         self.capg = np.asarray(cap) * self.knobs.derate
         self.tasks = np.asarray(tasks)
         self.accs = np.asarray(accs)
+        self.layout = PlanLayout.build(
+            self.library, self.owner, self.tasks, self.accs, self.pipeline
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -101,13 +110,23 @@ class FluidState:
         return state
 
     def _routing(self, estimate: float) -> tuple[np.ndarray, np.ndarray]:
-        """Requests per arriving frame per group, and the admitted share per plan."""
+        """Requests per arriving frame per group, and the admitted share per plan.
+
+        Kept per point of :func:`~lokirl.agents.hindsight.routing_row`'s lattice of
+        estimates, for the whole library at once.
+        """
+        key = None if estimate <= 0 else round(math.log(max(estimate, 1e-6)) / _LATTICE)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
         unit = np.zeros(len(self.owner))
         admit = np.zeros(len(self.library))
+        rows: dict = {}
         for j, plan in enumerate(self.library):
-            load, drop = routing_row(self.memo, j, plan, self.pipeline, estimate)
+            load, drop = routing_row(rows, j, plan, self.pipeline, estimate)
             unit[self.owner == j] = load
             admit[j] = 1.0 - drop
+        self.memo[key] = (unit, admit)
         return unit, admit
 
     def epoch(
@@ -154,6 +173,7 @@ class FluidState:
             self.workers,
             self.weights,
             self.pipeline,
+            self.layout,
         )
         return value[0], served[0], float(a_ep[0])
 
@@ -257,7 +277,9 @@ class FluidChooser:
             grid = demand_grid(lo, max(lo, most) * self.headroom, self.grid_step)
             library = plan_library(pipeline, cluster, grid, AllocatorOptions(), None)
             while len(_LIBRARIES) >= _LIBRARIES_KEPT:
-                _LIBRARIES.pop(next(iter(_LIBRARIES)))
+                old = next(iter(_LIBRARIES))
+                _LIBRARIES.pop(old)
+                _ROUTINGS.pop(old, None)
             _LIBRARIES[lib_key] = library
         if not library:
             raise ConfigError(
@@ -267,6 +289,9 @@ class FluidChooser:
         self.library = tuple(library)
         self._signatures = {_signature(p): i for i, p in enumerate(self.library)}
         self._state = FluidState(self.library, pipeline, cluster.total, self.knobs, self.weights)
+        # the routing of a library plan depends on the plan and the estimate alone:
+        # controllers bound to one library (an evaluation's episodes) share it
+        self._state.memo = _ROUTINGS.setdefault(lib_key, {})
         self._pipeline, self._cluster, self._swap = pipeline, cluster, swap
         self._switch = None  # built at the first decision, when the epoch is known
         self._bound = key

@@ -77,6 +77,7 @@ from typing import Any
 
 import numpy as np
 
+from lokirl.agents.fluid_values import plan_values
 from lokirl.core.allocator import AllocatorOptions, solve
 from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
 from lokirl.core.controllers import CONTROLLERS
@@ -306,40 +307,6 @@ def router_estimates(arrivals_s: np.ndarray, n_epochs: int, epoch_s: float) -> n
     return out
 
 
-def _task_accuracy(
-    pipeline: Pipeline, tasks: Sequence[str], served: np.ndarray, acc: np.ndarray
-) -> np.ndarray:
-    """Mean path accuracy (0-100) of the leaf requests served, per epoch.
-
-    ``served`` (epochs x groups) and ``acc`` (groups) cover one plan's groups,
-    ``tasks`` names each group's task. Each task's accuracy is the served-weighted
-    mean of its groups'; a root-to-leaf path multiplies its tasks'; leaves weigh by
-    their served requests.
-    """
-    names = np.asarray(tasks)
-    mix: dict[str, np.ndarray] = {}
-    load: dict[str, np.ndarray] = {}
-    for t in set(tasks):
-        m = names == t
-        tot = served[:, m].sum(axis=1)
-        load[t] = tot
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mix[t] = np.where(tot > 0, (served[:, m] * acc[m]).sum(axis=1) / tot, acc[m].max())
-    num = np.zeros(served.shape[0])
-    den = np.zeros(served.shape[0])
-    for path in pipeline.root_to_leaf_tasks():
-        if path[-1] not in load:
-            continue
-        pa = np.ones(served.shape[0])
-        for t in path:
-            pa = pa * (mix[t] / 100.0 if t in mix else 1.0)
-        num += load[path[-1]] * pa * 100.0
-        den += load[path[-1]]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        first = next(iter(mix.values()))
-        return np.where(den > 0, num / np.maximum(den, 1e-12), first)
-
-
 def epoch_model(
     arrivals_s: np.ndarray,
     n_epochs: int,
@@ -451,61 +418,6 @@ def routing_row(
         drop = max(table.drop_share.get(r, 0.0) for r in pipeline.roots)
         memo[key] = (np.asarray(table.expected_load) / max(dq, 1e-9), drop)
     return memo[key]
-
-
-def plan_values(
-    library: Sequence[Plan],
-    own: np.ndarray,
-    names: np.ndarray,
-    accg: np.ndarray,
-    fed: np.ndarray,
-    lost: np.ndarray,
-    admit: np.ndarray,
-    a_ep: np.ndarray,
-    workers: int,
-    weights: dict[str, float],
-    pipeline: Pipeline,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The fluid model's reward and on-time frames per (epoch, plan).
-
-    Args:
-        library: The plans.
-        own: Library index of each group (groups of all plans, concatenated).
-        names: Task of each group.
-        accg: Accuracy of each group.
-        fed: Requests fed to each group (epochs x groups).
-        lost: Requests each group lost (epochs x groups).
-        admit: Share of frames each plan admits (epochs x plans).
-        a_ep: Frames arrived per epoch.
-        workers: Workers in the cluster.
-        weights: Reward weights.
-        pipeline: The pipeline.
-
-    Returns:
-        (value, served), both epochs x plans: the modelled reward and the on-time frames.
-
-    """
-    roots = set(pipeline.roots)
-    n_epochs = len(a_ep)
-    served = np.zeros((n_epochs, len(library)))
-    value = np.zeros((n_epochs, len(library)))
-    for j, plan in enumerate(library):
-        m = own == j
-        ok = admit[:, j].copy()
-        for t in set(names[m]):
-            mt = m & (names == t)
-            fin, lo = fed[:, mt].sum(axis=1), lost[:, mt].sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                f = np.where(fin > 0, lo / np.maximum(fin, 1e-12), 0.0)
-                per_frame = np.where(a_ep > 0, fin / np.maximum(a_ep * admit[:, j], 1e-12), 1.0)
-            ok = ok * (1.0 - f) ** (1.0 if t in roots else per_frame)
-        served[:, j] = a_ep * ok
-        acc = _task_accuracy(pipeline, list(names[m]), fed[:, m] - lost[:, m], accg[m])
-        frac = np.where(a_ep > 0, ok, 0.0)
-        bad = np.where(a_ep > 0, 1.0 - ok, 0.0)
-        act = plan.active_workers / max(1, workers)
-        value[:, j] = frac * acc / 100.0 - weights["violation"] * bad - weights["workers"] * act
-    return value, served
 
 
 def switch_terms(
