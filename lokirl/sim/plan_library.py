@@ -167,6 +167,17 @@ class PlanLibrary:
             self._db = db
         return self._db
 
+    def _execute(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        """Run one statement; a damaged file is named, with what to do about it."""
+        try:
+            return self._conn().execute(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise OSError(
+                f"plan library {self.path} is damaged ({exc}): it only caches solved plans "
+                f"(every one is solved again when missing), so remove it with its -wal and "
+                f"-shm files, or pass another path (plan_library in the training file)"
+            ) from exc
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_db"] = None
@@ -180,7 +191,7 @@ class PlanLibrary:
             self._front.move_to_end(key)
             self.hits += 1
             return plan
-        row = self._conn().execute("SELECT plan FROM plans WHERE key = ?", (key,)).fetchone()
+        row = self._execute("SELECT plan FROM plans WHERE key = ?", (key,)).fetchone()
         if row is None:
             self.misses += 1
             return None
@@ -195,7 +206,7 @@ class PlanLibrary:
             return
         self._remember(key, plan)
         blob = pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
-        self._conn().execute("INSERT OR IGNORE INTO plans VALUES (?, ?)", (key, blob))
+        self._execute("INSERT OR IGNORE INTO plans VALUES (?, ?)", (key, blob))
         self.stored += 1
         if self.max_plans and self.stored % _PRUNE_EVERY == 0:
             self.prune()
@@ -210,7 +221,7 @@ class PlanLibrary:
         if not self.max_plans or self.count() <= self.max_plans:
             return 0
         keep = int(self.max_plans * 0.9)
-        cur = self._conn().execute(
+        cur = self._execute(
             "DELETE FROM plans WHERE rowid IN (SELECT rowid FROM plans ORDER BY rowid "
             "LIMIT max(0, (SELECT COUNT(*) FROM plans) - ?))",
             (keep,),
@@ -225,7 +236,7 @@ class PlanLibrary:
 
     def count(self) -> int:
         """Plans in the file."""
-        return int(self._conn().execute("SELECT COUNT(*) FROM plans").fetchone()[0])
+        return int(self._execute("SELECT COUNT(*) FROM plans").fetchone()[0])
 
     def close(self) -> None:
         """Close the file (the library reopens it on next use)."""

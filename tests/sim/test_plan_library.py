@@ -104,6 +104,25 @@ def test_unopenable_library_names_the_file(tmp_path):
         lib.get("k")
 
 
+def test_a_damaged_library_is_named_with_what_to_do(tmp_path, pipe):
+    path = tmp_path / "plans.sqlite"
+    plan = solve(pipe, Cluster.homogeneous(pipe, 6), 300.0, AllocatorOptions(deterministic=True))
+    lib = PlanLibrary(path, memory=0)
+    for i in range(300):
+        lib.put(f"k{i}", plan)
+    lib._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    lib.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8 * 4096
+    data[2 * 4096 :] = b"\xff" * (len(data) - 2 * 4096)  # the header page stays readable
+    path.write_bytes(bytes(data))
+    damaged = PlanLibrary(path, memory=0)
+    with pytest.raises(OSError, match=r"plan library .*plans.sqlite is damaged.*remove it"):
+        for i in range(300):
+            damaged.get(f"k{i}")
+    damaged.close()
+
+
 def test_env_episode_is_the_same_from_the_library(tmp_path):
     cfg = dict(
         pipeline=EXAMPLE,
