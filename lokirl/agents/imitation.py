@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lokirl.core.binding import bind_controller
 from lokirl.core.controller import Decision
 from lokirl.core.controllers import make_controller
 from lokirl.envs.features import (
@@ -149,19 +150,23 @@ def collect(
     follow = bool(cfg.fallback) and teacher == cfg.fallback
     while len(obs_rows) < steps:
         obs, _ = env.reset(seed=seed + episode)
-        ctl = make_controller(teacher)
+        ctl = None
+        if not follow:  # a followed teacher is the env's own fallback, bound and fed there
+            ctl = make_controller(teacher)
+            bind_controller(ctl, env.pipeline, env.cluster, env.swap)
         rewards: list[float] = []
         done = False
         while not done and len(rewards) < limit:
-            decision = ctl.decide(env.context)
-            if follow:
+            if ctl is None:
                 action = np.array([FOLLOW, 0], dtype=np.int64)
+                # a followed re-solve uses the fallback's demand, not a headroom of the policy
+                resolved.append(False)
             else:
+                decision = ctl.decide(env.context)
                 action = teacher_action(env.features, decision, env.context, env.forecast)
+                resolved.append(bool(decision.resolve))
             obs_rows.append(obs)
             acts.append(action)
-            # a followed re-solve uses the fallback's demand, not a headroom of the policy
-            resolved.append(bool(decision.resolve) and not follow)
             obs, reward, terminated, truncated, _ = env.step(action)
             rewards.append(float(reward))
             done = terminated or truncated

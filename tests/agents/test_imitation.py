@@ -107,6 +107,19 @@ def test_a_teacher_that_is_the_fallback_is_cloned_as_follow_with_smoothing():
     assert abs(probs[0.2] - (1 - 0.2 + 0.2 / kinds)) < 0.03
 
 
+def test_a_model_based_teacher_is_bound_before_it_decides():
+    from lokirl.envs.features import FOLLOW
+
+    # fluid builds its plan library at bind: as a teacher of its own (not followed) the
+    # collector binds it; as the fallback, the env has and every step is FOLLOW
+    own = collect(ENV, "fluid(horizon=2)", 12, seed=5, gamma=0.9)
+    assert len(own.actions) >= 12 and not (own.actions[:, 0] == FOLLOW).any()
+    assert own.resolved.any()  # at least its first plan
+    cfg = replace(ENV, fallback="fluid(horizon=2)")
+    followed = collect(cfg, "fluid(horizon=2)", 12, seed=5, gamma=0.9)
+    assert (followed.actions[:, 0] == FOLLOW).all() and not followed.resolved.any()
+
+
 def test_smoothing_out_of_range_is_a_config_error(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("imitation: {teacher: trigger, smoothing: 1.5}\n")
@@ -121,8 +134,9 @@ def test_every_shipped_training_file_loads_and_the_residual_one_follows_its_teac
     assert len(files) >= 5
     for f in files:
         load_train_config(f)
-    cfg = load_train_config("configs/agents/ppo_residual.yaml")
-    # the teacher is the fallback, so imitation clones FOLLOW; smoothing keeps exploring
-    assert cfg.env.fallback and cfg.imitation.teacher == cfg.env.fallback
-    assert 0 < cfg.imitation.smoothing < 1
-    assert cfg.env.feature_version == 2 and cfg.env.base_horizon_s == 0
+    for name in ("ppo_residual", "ppo_residual_fluid"):
+        cfg = load_train_config(f"configs/agents/{name}.yaml")
+        # the teacher is the fallback, so imitation clones FOLLOW; smoothing keeps exploring
+        assert cfg.env.fallback and cfg.imitation.teacher == cfg.env.fallback
+        assert 0 < cfg.imitation.smoothing < 1
+        assert cfg.env.feature_version == 2 and cfg.env.base_horizon_s == 0
