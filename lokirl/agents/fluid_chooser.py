@@ -40,6 +40,7 @@ from lokirl.core.controllers import CONTROLLERS
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
 from lokirl.errors import ConfigError
+from lokirl.sim.plan_library import planning_fingerprint
 
 #: Plan libraries by (pipeline, cluster, floor, headroom, grid step): an evaluation
 #: builds a controller per episode, the library once per cluster.
@@ -269,7 +270,15 @@ class FluidChooser:
         key = ((pipeline.name, repr(pipeline)), tuple(sorted(cluster.workers.items())), swap)
         if self._bound == key:
             return
-        lib_key = (key[:2], self.cap_floor, self.headroom, self.grid_step)
+        # the plans and their routing do not read load times (a drawn load-time scale
+        # reuses the library); the switch model, built per bind, does
+        lib_key = (
+            planning_fingerprint(pipeline),
+            key[1],
+            self.cap_floor,
+            self.headroom,
+            self.grid_step,
+        )
         library = _LIBRARIES.get(lib_key)
         if library is None:
             _, most = cluster_capacities_exact(pipeline, cluster)

@@ -125,6 +125,23 @@ def test_refusals_and_spec():
         FluidChooser(cap_floor=0.0)
 
 
+def test_other_load_times_reuse_the_library_but_not_the_switch_costs(env):
+    import lokirl.agents.fluid_chooser as fc
+    from lokirl.envs.serving import scale_load_times
+
+    a, b = FluidChooser(), FluidChooser()
+    a.bind(env.pipeline, env.cluster)
+    kept = len(fc._LIBRARIES)
+    slow = scale_load_times(env.pipeline, 3.0)
+    b.bind(slow, env.cluster)
+    # the plans do not read load times: no new library, the same plans
+    assert len(fc._LIBRARIES) == kept and b.library == a.library
+    # the switch model does: switches that load a variant spend longer in transition
+    load_a = a._switch_model(1.0).f_load
+    load_b = b._switch_model(1.0).f_load
+    assert load_a.max() > 0 and (load_b >= load_a).all() and (load_b > load_a).any()
+
+
 def test_on_fewer_workers_it_solves_again_and_does_not_replan_every_epoch():
     from lokirl.core.controller import Decision
     from lokirl.core.pipeline import Cluster
