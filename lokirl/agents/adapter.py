@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lokirl.agents.fallback import bind_fallback
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.controllers import make_controller
 from lokirl.core.forecasting import Forecaster
@@ -321,6 +322,7 @@ class PPOController:
         self._scale = bind_scale(
             self.spec, self.features_file, pipeline, cluster, swap, self._scales
         )
+        bind_fallback(self, self._fallback, pipeline, cluster, swap)
 
     def decide(self, context: ControlContext) -> Decision:
         """Observe the context as in training and act deterministically."""

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from lokirl.agents.adapter import bind_scale, check_bound
+from lokirl.agents.fallback import bind_fallback
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.controllers import make_controller
 from lokirl.core.pipeline import Cluster, Pipeline
@@ -272,6 +273,7 @@ class GainController:
         self._scale = bind_scale(
             self.model.spec, self.model_path, pipeline, cluster, swap, self._scales
         )
+        bind_fallback(self, self._fallback, pipeline, cluster, swap)
 
     def decide(self, context: ControlContext) -> Decision:
         """Follow, or hold the deviation chosen at the last decision point."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from lokirl.core.binding import bind_controller
 from lokirl.core.controller import Decision
-from lokirl.envs.features import to_decision
+from lokirl.envs.features import POLICY_REASON, to_decision
 from lokirl.envs.serving import LokiServingEnv
 from lokirl.sim import SimResult
 from lokirl.traces.types import RateSeries
@@ -55,13 +55,18 @@ def act(actor: Any, env: LokiServingEnv, obs: Any) -> tuple[Decision, Any]:
     A trained policy (``predict``) acts deterministically on ``obs`` and its action
     becomes a decision as in training; a controller (``decide``) decides on the env's
     context and, if it has a ``plan`` method, is also the planner (else ``None``: the
-    env's cached allocator).
+    env's cached allocator). A residual controller's own re-solves (their reason
+    begins with :data:`~lokirl.envs.features.POLICY_REASON`) go to the env's cached
+    allocator as in training; its fallback's decisions to its planner hook.
     """
     if hasattr(actor, "predict"):
         action, _ = actor.predict(obs, deterministic=True)
         return to_decision(env.features, action, env.context, env.forecast, env.hint), None
+    decision = actor.decide(env.context)
     planner = actor if callable(getattr(actor, "plan", None)) else None
-    return actor.decide(env.context), planner
+    if planner is not None and decision.reason.startswith(POLICY_REASON):
+        planner = None
+    return decision, planner
 
 
 def rollout(

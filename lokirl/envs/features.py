@@ -29,6 +29,9 @@ from lokirl.core.reconfig import SWAP_MODES
 if TYPE_CHECKING:
     from lokirl.core.pipeline import Cluster, Pipeline
 
+#: How the reason of a re-solve the policy chose itself (not its fallback's) begins.
+POLICY_REASON = "policy:"
+
 #: Action kinds: index 0 of the MultiDiscrete action.
 KEEP_PLAN, RESOLVE_WARM, RESOLVE_COLD, FOLLOW = 0, 1, 2, 3
 
@@ -524,5 +527,5 @@ def to_decision(
         demand=max(0.0, base) * headroom,
         warm_start=warm,
         churn_weight=spec.warm_churn_weight if warm else 0.0,
-        reason=f"policy: {'cold' if kind == RESOLVE_COLD else 'warm'} re-solve x{headroom:g}",
+        reason=f"{POLICY_REASON} {'cold' if kind == RESOLVE_COLD else 'warm'} re-solve x{headroom:g}",
     )
