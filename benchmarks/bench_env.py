@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from lokirl.envs import LokiServingEnv
+from lokirl.envs.features import FOLLOW
 from lokirl.traces import RateSeries
 
 
@@ -84,7 +85,16 @@ def main(argv=None) -> int:
         help="fill the plan library with every cold plan first (lokirl.agents.prefill)",
     )
     ap.add_argument("--jobs", type=int, default=1, help="processes of --prefill")
+    ap.add_argument(
+        "--follow-share",
+        type=float,
+        default=0.0,
+        help="share of --train-config steps that follow the config's fallback (FOLLOW; "
+        "a residual policy's cloned start follows ~0.93 of the time); the rest random",
+    )
     args = ap.parse_args(argv)
+    if not 0.0 <= args.follow_share <= 1.0:
+        ap.error(f"--follow-share must be in [0, 1], got {args.follow_share}")
     engines = {"both": ("simpy", "fluid"), "none": ()}.get(args.engine, (args.engine,))
     for engine in engines:
         bench(engine, args.steps)
@@ -95,18 +105,27 @@ def main(argv=None) -> int:
             args.passes,
             args.plan_library,
             args.jobs if args.prefill else 0,
+            args.follow_share,
         )
     return 0
 
 
 def bench_training(
-    path: str, episodes: int, passes: int = 1, library: str | None = None, prefill: int = 0
+    path: str,
+    episodes: int,
+    passes: int = 1,
+    library: str | None = None,
+    prefill: int = 0,
+    follow_share: float = 0.0,
 ) -> None:
     """Random actions on a training config's environment (its own trace mix).
 
     With a plan library (the config's ``plan_library`` or ``library``), each pass
     plays new episodes on the same library: the first pass fills it, later ones
-    show what a run costs once the library holds what earlier runs solved.
+    show what a run costs once the library holds what earlier runs solved. With
+    ``follow_share`` > 0 (a config with a fallback) that share of steps follows the
+    fallback; a fallback that builds its own plans (``fluid``) asks the allocator
+    for none.
     """
     from dataclasses import replace
 
@@ -124,6 +143,8 @@ def bench_training(
             f"of {', '.join(map(str, r.clusters))} workers in {r.seconds:.1f} s ({prefill} jobs)",
             flush=True,
         )
+    if follow_share > 0 and not cfg.fallback:
+        raise SystemExit(f"--follow-share: {path} has no fallback to follow")
     env = LokiServingEnv(cfg)
     lib = env.planner.library
     rng = np.random.default_rng(0)
@@ -134,6 +155,7 @@ def bench_training(
         # seconds per step by what the step cost: no plan asked, a plan handed out by
         # the cache or the library, a real solve
         split: dict[str, list[float]] = {"keep": [], "plan found": [], "solved": []}
+        followed = 0
         start = time.perf_counter()
         for ep in range(episodes):
             _, info = env.reset(seed=p * 10_000 + ep)
@@ -141,7 +163,11 @@ def bench_training(
             for _ in range(int(cfg.episode_s / cfg.epoch_s)):
                 h, m = env.planner.hits, env.planner.misses
                 t = time.perf_counter()
-                env.step((int(rng.integers(3)), int(rng.integers(len(cfg.headrooms)))))
+                if follow_share > 0 and rng.random() < follow_share:
+                    env.step((FOLLOW, 0))
+                    followed += 1
+                else:
+                    env.step((int(rng.integers(3)), int(rng.integers(len(cfg.headrooms)))))
                 kind = (
                     "solved"
                     if env.planner.misses > m
@@ -156,7 +182,8 @@ def bench_training(
         shared = f"; library {cfg.plan_library}: {lib.count()} plans" if lib is not None else ""
         print(
             f"training settings of {path} (engine {cfg.engine}, solver {cfg.solver}, "
-            f"features v{cfg.feature_version}), pass {p + 1}/{passes}: random actions "
+            f"features v{cfg.feature_version}), pass {p + 1}/{passes}: "
+            f"{'random actions' if not followed else f'{followed / steps:.0%} following'} "
             f"{steps / dt:.1f} steps/s over {episodes} episodes ({', '.join(drawn)}); "
             f"plan cache {hits} hits, {misses} solves ({hits / max(1, hits + misses):.0%} hits)"
             f"{shared}",
