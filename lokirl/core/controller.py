@@ -24,6 +24,23 @@ from lokirl.core.plan import Plan
 ARRIVAL_BIN_S = 0.05
 
 
+def arrival_bin(t_s: float) -> int:
+    """Index of the :data:`ARRIVAL_BIN_S` bin holding time ``t_s`` (s since the start)."""
+    return int(t_s / ARRIVAL_BIN_S)
+
+
+def arrival_bin_range(now_s: float, span_s: float) -> range:
+    """The whole bins of the ``span_s`` seconds ending at ``now_s``, oldest first.
+
+    What every host hands a controller as :attr:`ControlContext.arrival_bins` (the
+    simulators for the epoch just ended, the live runtime for the time since its
+    last tick); both ends are rounded to the nearest bin edge.
+    """
+    hi = int(round(now_s / ARRIVAL_BIN_S))
+    lo = max(0, int(round((now_s - span_s) / ARRIVAL_BIN_S)))
+    return range(lo, max(lo, hi))
+
+
 @dataclass(frozen=True)
 class ControlContext:
     """What a controller sees at a decision epoch.

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from lokirl.core.controller import ARRIVAL_BIN_S
+from lokirl.core.controller import ARRIVAL_BIN_S, arrival_bin, arrival_bin_range
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Pipeline
 from lokirl.core.plan import Plan, WorkerGroup
@@ -378,7 +378,7 @@ class DataPlane:
         """
         now = self.now()
         self.per_second.add(int(now), 1)
-        self.arrival_bins.add(int(now / ARRIVAL_BIN_S), 1)
+        self.arrival_bins.add(arrival_bin(now), 1)
         if self.arrival_log is not None:
             self.arrival_log.append(now)
         fut = asyncio.get_running_loop().create_future()
@@ -1019,9 +1019,7 @@ class DataPlane:
         Oldest first; the span is cut to the seconds kept (``bin_seconds``, less one).
         """
         span_s = min(span_s, self.bin_seconds - 1.0)
-        hi = int(round(now_s / ARRIVAL_BIN_S))
-        lo = max(0, int(round((now_s - span_s) / ARRIVAL_BIN_S)))
-        return tuple(float(self.arrival_bins.get(b)) for b in range(lo, hi))
+        return tuple(float(self.arrival_bins.get(b)) for b in arrival_bin_range(now_s, span_s))
 
     def history(self, seconds: int) -> tuple[float, ...]:
         """Arrivals per complete second, oldest first, at most ``seconds`` of them."""

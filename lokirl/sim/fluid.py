@@ -44,7 +44,7 @@ import time
 
 import numpy as np
 
-from lokirl.core.controller import ControlContext, Decision
+from lokirl.core.controller import ControlContext, Decision, arrival_bin
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
@@ -306,7 +306,7 @@ class FluidSimulation(EpochHost):
 
     def _spread_arrivals(self, t0: float, h: float, frames: int) -> None:
         """Count a step's ``frames`` in the sub-second bins it covers, evenly over time."""
-        b0 = int(t0 / ARRIVAL_BIN_S)
+        b0 = arrival_bin(t0)
         b1 = max(b0, int(math.ceil((t0 + h) / ARRIVAL_BIN_S - 1e-9)) - 1)
         if b1 == b0:
             self._count_arrivals(t0, frames)

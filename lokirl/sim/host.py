@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from lokirl.core.controller import ARRIVAL_BIN_S, ControlContext, ewma_demand
+from lokirl.core.controller import (
+    ARRIVAL_BIN_S,
+    ControlContext,
+    arrival_bin,
+    arrival_bin_range,
+    ewma_demand,
+)
 from lokirl.traces.types import RateSeries
 
 
@@ -87,14 +93,13 @@ class EpochHost:
 
     def _count_arrivals(self, t: float, n: int = 1) -> None:
         """Count ``n`` root arrivals at time ``t`` in their sub-second bin."""
-        b = min(int(t / ARRIVAL_BIN_S), len(self.b_arrivals) - 1)
+        b = min(arrival_bin(t), len(self.b_arrivals) - 1)
         self.b_arrivals[b] += n
 
     def _recent_bins(self, now: float) -> tuple[float, ...]:
         """The sub-second arrival counts of the epoch ending at ``now`` (whole bins)."""
-        hi = int(round(now / ARRIVAL_BIN_S))
-        lo = max(0, int(round((now - self.config.epoch_s) / ARRIVAL_BIN_S)))
-        return tuple(float(x) for x in self.b_arrivals[lo:hi])
+        r = arrival_bin_range(now, self.config.epoch_s)
+        return tuple(float(x) for x in self.b_arrivals[r.start : r.stop])
 
     def _history(self) -> tuple[float, ...]:
         s = self.sec_done

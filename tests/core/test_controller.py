@@ -74,3 +74,18 @@ def test_registry_names_patterns_and_imports():
     assert "loki" in CONTROLLERS.names()
     with pytest.raises(ValueError):
         PeriodicMILPController(period_s=0)
+
+
+def test_arrival_bins_of_an_epoch_are_its_whole_bins_whatever_the_float_noise():
+    from lokirl.core.controller import ARRIVAL_BIN_S, arrival_bin, arrival_bin_range
+
+    per_s = round(1 / ARRIVAL_BIN_S)
+    assert arrival_bin_range(3.0, 1.0) == range(2 * per_s, 3 * per_s)
+    # a clock a hair off the epoch's edge names the same bins
+    assert arrival_bin_range(3.0 - 1e-9, 1.0) == arrival_bin_range(3.0 + 1e-9, 1.0)
+    # the first epoch starts at bin 0; a span longer than the run is cut there
+    assert arrival_bin_range(0.5, 2.0) == range(0, per_s // 2)
+    assert len(arrival_bin_range(7.0, 0.0)) == 0
+    # an arrival belongs to the bin whose range holds it
+    assert arrival_bin(2.0) in arrival_bin_range(3.0, 1.0)
+    assert arrival_bin(3.0) not in arrival_bin_range(3.0, 1.0)
