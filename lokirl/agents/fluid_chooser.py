@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -227,6 +228,10 @@ class FluidChooser:
     _bins_per_epoch: int | None = field(default=None, init=False, repr=False)
     #: Frames the model has been fed since the run started (from the context's bins).
     frames_modelled: float = field(default=0.0, init=False, repr=False)
+    #: Where the library's solves are kept across processes and runs: a
+    #: :class:`~lokirl.sim.plan_library.PlanLibrary` a host may set before ``bind``
+    #: (the training environment sets its own); ``None``: solved in this process.
+    plan_store: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if int(self.horizon) != self.horizon or self.horizon < 1:
@@ -284,7 +289,9 @@ class FluidChooser:
             _, most = cluster_capacities_exact(pipeline, cluster)
             lo = max(1.0, self.cap_floor * most)
             grid = demand_grid(lo, max(lo, most) * self.headroom, self.grid_step)
-            library = plan_library(pipeline, cluster, grid, AllocatorOptions(), None)
+            library = plan_library(
+                pipeline, cluster, grid, AllocatorOptions(), None, self.plan_store
+            )
             while len(_LIBRARIES) >= _LIBRARIES_KEPT:
                 old = next(iter(_LIBRARIES))
                 _LIBRARIES.pop(old)

@@ -239,6 +239,7 @@ def plan_library(
     demands: Sequence[float],
     options: AllocatorOptions,
     cache: dict | None = None,
+    store: Any = None,
 ) -> list[Plan]:
     """Plans for ``demands`` (cold, deterministic solves), identical plans kept once.
 
@@ -249,11 +250,16 @@ def plan_library(
         options: Allocator options; forced to ``deterministic``, cold, no churn term.
         cache: Solves memoised by (pipeline, cluster, options, demand), shared by
             the caller across episodes.
+        store: A :class:`~lokirl.sim.plan_library.PlanLibrary` (plans on disk shared
+            by processes and runs, filed by :func:`~lokirl.sim.plan_library.plan_key`):
+            a plan found there is not solved again, a plan solved is filed there.
 
     Returns:
         The distinct plans, by increasing capacity; failed solves left out.
 
     """
+    from lokirl.sim.plan_library import plan_key
+
     opts = replace(options, deterministic=True, warm_start=False, churn_weight=0.0)
     wk = tuple(sorted(cluster.workers.items()))
     out: dict[tuple, Plan] = {}
@@ -261,7 +267,12 @@ def plan_library(
         key = ("hindsight-plan", pipeline.name, wk, opts, round(float(d), 9))
         plan = cache.get(key) if cache is not None else None
         if plan is None:
-            plan = solve(pipeline, cluster, float(d), opts)
+            skey = plan_key(pipeline, cluster, float(d), opts, None) if store is not None else ""
+            plan = store.get(skey) if store is not None else None
+            if plan is None:
+                plan = solve(pipeline, cluster, float(d), opts)
+                if store is not None:
+                    store.put(skey, plan)
             if cache is not None:
                 cache[key] = plan
         if plan.status == "failed" or not plan.groups:

@@ -545,6 +545,9 @@ class LokiServingEnv(gym.Env):
             from lokirl.core.controllers import make_controller
 
             self._fallback = make_controller(self.config.fallback)
+            if hasattr(self._fallback, "plan_store"):
+                # a model-based fallback's plan library is filed with the env's plans
+                self._fallback.plan_store = self.planner.library
             bind_controller(self._fallback, self.pipeline, self.cluster, self.swap)
         fc = self._tracker(ctx)
         if (options or {}).get("defer_first_plan"):

@@ -213,3 +213,27 @@ def test_skipped_epochs_are_played_one_by_one_and_a_pickled_copy_drops_its_cache
     copy = pickle.loads(pickle.dumps(one))
     assert copy._state.memo == {} and copy.library[0].demand == one.library[0].demand
     assert np.array_equal(copy._state.q, one._state.q)
+
+
+def test_its_library_is_filed_in_the_envs_plan_store_and_found_there(tmp_path, monkeypatch):
+    import lokirl.agents.fluid_chooser as fc
+    import lokirl.agents.hindsight as hs
+    from lokirl.sim.plan_library import PlanLibrary
+
+    monkeypatch.setattr(fc, "_LIBRARIES", {})
+    path = tmp_path / "plans.sqlite"
+    e = LokiServingEnv(ENV, fallback="fluid(horizon=2)", plan_library=str(path))
+    e.reset(seed=1)
+    built = e._fallback.library
+    assert e._fallback.plan_store is e.planner.library and len(built) >= 2
+    assert PlanLibrary(path).count() >= len(built)
+    # another process (an empty in-memory cache) finds every plan on disk: no solve
+    monkeypatch.setattr(fc, "_LIBRARIES", {})
+    solved = []
+    real = hs.solve
+    monkeypatch.setattr(hs, "solve", lambda *a, **k: solved.append(a) or real(*a, **k))
+    again = FluidChooser(horizon=2)
+    again.plan_store = PlanLibrary(path)
+    again.bind(e.pipeline, e.cluster, e.swap)
+    assert not solved and again.library == built
+    e.close()
