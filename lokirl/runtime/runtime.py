@@ -441,11 +441,18 @@ class Runtime:
             The seconds the clock had run (the lag it removes).
 
         Raises:
-            RuntimeError: frames have arrived already, or the runtime is not started.
+            RuntimeError: frames have arrived already, the runtime is not started, or
+                it runs extra ingress replicas (their clocks were aligned with time 0
+                when they started and would count arrivals in other bins).
 
         """
         if not self.started or self._control_task is None:
             raise RuntimeError("restart_clock before start")
+        if self.replicas is not None:
+            raise RuntimeError(
+                "restart_clock with ingress replicas: their clocks were aligned with "
+                "time 0 at start; replay through a runtime with ingress_replicas=1"
+            )
         lag = self.plane.now()
         self.plane.restart_clock()  # raises once frames have arrived
         self._control_task.cancel()

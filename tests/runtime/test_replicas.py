@@ -100,6 +100,9 @@ def test_three_ingress_replicas_share_one_table_and_one_accounting(ray_local, ti
         try:
             ports = rt.replicas.ports
             assert len(ports) == 2 and len(set(ports)) == 2
+            # the replicas' clocks were aligned at start: time 0 cannot move under them
+            with pytest.raises(RuntimeError, match="ingress replicas"):
+                rt.restart_clock()
             urls = [f"http://127.0.0.1:{p}/v1/pipelines/tiny/infer" for p in ports]
             async with httpx.AsyncClient(timeout=30) as client:
 
