@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lokirl.agents.fallback import bind_fallback
+from lokirl.agents.fallback import bind_fallback, fallback_decisions
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.controllers import make_controller
 from lokirl.core.forecasting import Forecaster
@@ -336,7 +336,7 @@ class PPOController:
             )
         check_bound(self.spec, self.model_path, self._scale)
         fc = self._tracker(context)
-        hint = self._fallback.decide(context) if self._fallback is not None else None
-        obs = observe(self.spec, context, fc, hint, self._scale).clip(0, 20)
+        hint, hints = fallback_decisions(self._fallback, self.spec, context)
+        obs = observe(self.spec, context, fc, hint, self._scale, hints).clip(0, 20)
         action, _ = self._model.predict(obs, deterministic=True)
-        return to_decision(self.spec, action, context, fc, hint)
+        return to_decision(self.spec, action, context, fc, hint, hints)

@@ -340,6 +340,27 @@ class FluidChooser:
             RuntimeError: not bound, or a context without arrival bins.
 
         """
+        return self.decide_horizons(context, (self.horizon,))[0]
+
+    def decide_horizons(
+        self, context: ControlContext, horizons: tuple[int, ...]
+    ) -> tuple[Decision, ...]:
+        """:meth:`decide` with each of ``horizons`` in turn, the model advanced once.
+
+        What a policy choosing the horizon per epoch is offered (``follow_horizons``
+        of :class:`~lokirl.envs.features.FeatureSpec`).
+
+        Args:
+            context: As for :meth:`decide`.
+            horizons: Epochs a switch must pay for itself over, one decision each.
+
+        Returns:
+            One decision per horizon, in order.
+
+        Raises:
+            RuntimeError: not bound, or a context without arrival bins.
+
+        """
         if self._state is None:
             raise RuntimeError(
                 "fluid needs its pipeline and cluster before deciding: the host calls "
@@ -356,7 +377,8 @@ class FluidChooser:
             bins = np.full(int(round(1.0 / dt)), d0 * dt)
             value, _, _ = st.epoch(bins, dt, 0.0, commit=False)
             j = int(np.argmax(value))
-            return Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
+            first = Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
+            return tuple(first for _ in horizons)
         estimate, self._estimate = self._estimate, ewma_demand(context.demand_history)
         if not context.arrival_bins:
             raise RuntimeError(
@@ -380,7 +402,7 @@ class FluidChooser:
         value, served, arrived = st.epoch(chunks[-1], dt, estimate)
         self.frames_modelled += arrived
         if context.solving:
-            return KEEP
+            return tuple(KEEP for _ in horizons)
         epoch_s = dt * len(chunks[-1])
         current = self._index_of(context.plan)
         if current is None:
@@ -389,10 +411,15 @@ class FluidChooser:
             # degraded cluster is not re-planned every epoch
             current = self._nearest(context.plan)
         switch = self._switch_model(epoch_s)
-        j = hold_or_switch(switch, value, served, arrived, current, self.horizon)
-        if j == current:
-            return KEEP
-        return Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
+        out = []
+        for h in horizons:
+            j = hold_or_switch(switch, value, served, arrived, current, int(h))
+            out.append(
+                KEEP
+                if j == current
+                else Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
+            )
+        return tuple(out)
 
     def _index_of(self, plan: Plan) -> int | None:
         """The library index of ``plan``, else ``None``.

@@ -52,6 +52,8 @@ class ImitationParams:
             so that PPO still tries the others (0: fit the teacher's kind only; a
             constant teacher, such as a followed fallback, is then fitted to a
             probability near 1 and PPO hardly ever tries anything else).
+        index_smoothing: The same for the second index where it is fitted (a
+            re-solve's headroom; with ``follow_horizons`` the fallback's horizon).
 
     """
 
@@ -61,6 +63,7 @@ class ImitationParams:
     batch_size: int = 256
     learning_rate: float = 3e-3
     smoothing: float = 0.0
+    index_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.epochs < 1 or self.batch_size < 1:
@@ -69,6 +72,8 @@ class ImitationParams:
             raise ValueError("learning_rate: must be positive")
         if not 0.0 <= self.smoothing < 1.0:
             raise ValueError("smoothing: must be in [0, 1)")
+        if not 0.0 <= self.index_smoothing < 1.0:
+            raise ValueError("index_smoothing: must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,8 @@ class Demonstrations:
     Attributes:
         obs: Observations, one row per step.
         actions: ``[kind, headroom index]`` per step.
-        resolved: Whether the teacher re-solved at that step (the headroom counts).
+        resolved: Whether the step's second index counts: the teacher re-solved at that
+            headroom, or (``follow_horizons``) followed the fallback at that horizon.
         returns: Discounted return from each step to the end of its episode.
         episodes: Episodes played.
         teacher_reward: Mean episode reward of the teacher (through its actions).
@@ -91,6 +97,20 @@ class Demonstrations:
     returns: np.ndarray
     episodes: int
     teacher_reward: float
+
+
+def _own_horizon_index(env: LokiServingEnv) -> int:
+    """Where the followed fallback's own horizon sits in ``follow_horizons`` (0 without)."""
+    horizons = env.features.follow_horizons
+    if not horizons:
+        return 0
+    own = env._fallback.horizon
+    if own not in horizons:
+        raise ValueError(
+            f"follow_horizons {list(horizons)} leave out the fallback's own horizon {own}: "
+            "imitation could not start the policy as the fallback; add it"
+        )
+    return horizons.index(own)
 
 
 def teacher_action(
@@ -150,6 +170,7 @@ def collect(
     follow = bool(cfg.fallback) and teacher == cfg.fallback
     while len(obs_rows) < steps:
         obs, _ = env.reset(seed=seed + episode)
+        horizon_index = _own_horizon_index(env) if follow else 0
         ctl = None
         if not follow:  # a followed teacher is the env's own fallback, bound and fed there
             ctl = make_controller(teacher)
@@ -158,9 +179,15 @@ def collect(
         done = False
         while not done and len(rewards) < limit:
             if ctl is None:
-                action = np.array([FOLLOW, 0], dtype=np.int64)
-                # a followed re-solve uses the fallback's demand, not a headroom of the policy
-                resolved.append(False)
+                horizons = env.features.follow_horizons
+                if horizons:
+                    # the index picks the fallback's horizon: the teacher's own, fitted
+                    action = np.array([FOLLOW, horizon_index], dtype=np.int64)
+                    resolved.append(True)
+                else:
+                    action = np.array([FOLLOW, 0], dtype=np.int64)
+                    # a followed re-solve uses the fallback's demand, not a headroom
+                    resolved.append(False)
             else:
                 decision = ctl.decide(env.context)
                 action = teacher_action(env.features, decision, env.context, env.forecast)
@@ -230,6 +257,9 @@ def clone(model: Any, demos: Demonstrations, params: ImitationParams, seed: int 
                 spread = cats[0].logits.mean(dim=1)
                 lp_kind = (1.0 - params.smoothing) * lp_kind + params.smoothing * spread
             lp_head = cats[1].log_prob(head[idx])
+            if params.index_smoothing > 0:
+                eps = params.index_smoothing
+                lp_head = (1.0 - eps) * lp_head + eps * cats[1].logits.mean(dim=1)
             m = mask[idx]
             pol_loss = -lp_kind.mean() - (lp_head * m).sum() / m.sum().clamp(min=1.0)
             values = policy.predict_values(obs[idx]).flatten()

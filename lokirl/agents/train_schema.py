@@ -64,6 +64,7 @@ class ImitationSection(_Section):
     batch_size: PositiveInt = 256
     learning_rate: PositiveFloat = 3e-3
     smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    index_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class WeightsSection(_Section):
@@ -146,6 +147,10 @@ class EnvSection(_Section):
     engine: Literal["simpy", "fluid"] = "simpy"
     fluid_dt: PositiveFloat = 0.05
     fallback: str = ""
+    follow_horizons: list[PositiveInt] = Field(
+        default_factory=list,
+        description="with a fluid fallback: horizons FOLLOW chooses among (feature_version 2)",
+    )
     swap: Literal["overlap", "stop", "free"] = "overlap"
     feature_version: int = 1
     randomise: RandomiseSection | None = None
@@ -172,6 +177,11 @@ class EnvSection(_Section):
             raise ValueError(
                 f"solver_time: {self.solver_time:g} s is not shorter than epoch_s "
                 f"({self.epoch_s:g} s): a solve would still run at the next decision"
+            )
+        if self.follow_horizons and (not self.fallback or self.feature_version != 2):
+            raise ValueError(
+                "follow_horizons: needs a fallback that plans over a horizon (e.g. "
+                "fallback: fluid(...)) and feature_version: 2"
             )
         return self
 

@@ -17,6 +17,7 @@ trained on.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +163,11 @@ class FeatureSpec:
         fallback: A controller spec (e.g. ``trigger``) whose decision the policy may
             follow with a fourth action kind (``FOLLOW``); its wish to re-solve is part
             of the observation. Empty: no fallback (three action kinds).
+        follow_horizons: Version 2, with a fallback that weighs a switch over a number
+            of epochs (``fluid``): FOLLOW's second index picks which of these horizons
+            the fallback decides with this epoch (modulo their number), and the
+            observation ends with, per horizon, whether the fallback would switch with
+            it. Empty: FOLLOW takes the fallback's own decision.
         warm_churn_weight: Churn weight of a warm re-solve (accuracy points per
             worker that changes variant): a warm re-solve starts from the running
             plan and stays close to it; a cold one starts afresh with no churn term.
@@ -182,6 +188,7 @@ class FeatureSpec:
     base_horizon_s: int = 5
     queue_scale: float = 100.0
     fallback: str = ""
+    follow_horizons: tuple[int, ...] = ()
     version: int = field(default=1)
     scope: PolicyScope | None = None
 
@@ -193,6 +200,15 @@ class FeatureSpec:
             )
         if self.version == 1 and (self.workers is None or self.demand_scale is None):
             raise ValueError("workers: a version-1 feature spec needs workers and demand_scale")
+        if self.follow_horizons:
+            if not self.fallback or self.version != 2:
+                raise ValueError(
+                    "follow_horizons: needs a fallback (e.g. fluid-tuned) and feature_version 2"
+                )
+            if any(int(h) != h or h < 1 for h in self.follow_horizons):
+                raise ValueError(
+                    f"follow_horizons: whole numbers of epochs >= 1, got {self.follow_horizons}"
+                )
 
     @property
     def size(self) -> int:
@@ -211,6 +227,7 @@ class FeatureSpec:
             + _V2_FIXED
             + len(self.tasks)
             + bool(self.fallback)
+            + len(self.follow_horizons)
         )
 
     @property
@@ -229,6 +246,10 @@ class FeatureSpec:
         d["tasks"] = list(self.tasks)
         d["horizons_s"] = list(self.horizons_s)
         d["headrooms"] = list(self.headrooms)
+        if self.follow_horizons:
+            d["follow_horizons"] = list(self.follow_horizons)
+        else:  # files of policies without it stay as they were
+            del d["follow_horizons"]
         if self.scope is None:
             del d["scope"]
         else:
@@ -242,6 +263,7 @@ class FeatureSpec:
         d["tasks"] = tuple(d["tasks"])
         d["horizons_s"] = tuple(int(h) for h in d["horizons_s"])
         d["headrooms"] = tuple(float(h) for h in d["headrooms"])
+        d["follow_horizons"] = tuple(int(h) for h in d.get("follow_horizons", ()))
         if d.get("scope") is not None:
             d["scope"] = PolicyScope.from_dict(d["scope"])
         return cls(**d)
@@ -345,12 +367,14 @@ def observe(
     forecast: Forecast,
     hint: Decision | None = None,
     scale: ClusterScale | None = None,
+    hints: Sequence[Decision] = (),
 ) -> np.ndarray:
     """Encode a context and its forecast as a float32 vector of length ``spec.size``.
 
     ``hint`` is the fallback controller's decision for this context (when the spec
-    has a fallback): whether it would re-solve is the last feature. ``scale`` is
-    the served cluster (version 2 only; required there).
+    has a fallback): whether it would re-solve is the last feature (before the
+    horizons'). ``scale`` is the served cluster (version 2 only; required there).
+    ``hints`` are the fallback's decisions at each of ``spec.follow_horizons``.
 
     Version 1, in order: the last ``history_s`` per-second arrivals and the forecast
     (mean, upper) at each horizon over ``spec.demand_scale``; the running plan's
@@ -376,16 +400,27 @@ def observe(
       is 0.5, 10 is 0.375, 40 is 0.625), ``log2(max capacity / F) / 8`` (how much
       accuracy scaling can add, clipped to 1), the swap mode one-hot (overlap,
       stop, free), the longest variant load time (/10 s, clipped to 1);
-    * with a fallback, whether it would re-solve.
+    * with a fallback, whether it would re-solve;
+    * with ``follow_horizons``, per horizon whether the fallback would switch with it.
 
     Raises:
-        ValueError: a version-2 spec without ``scale``.
+        ValueError: a version-2 spec without ``scale``; ``hints`` that do not match
+            ``spec.follow_horizons``.
 
     """
     if spec.version == 2:
         if scale is None:
             raise ValueError("scale: version-2 features need the served cluster's ClusterScale")
-        return _observe_v2(spec, context, forecast, hint, scale)
+        obs = _observe_v2(spec, context, forecast, hint, scale)
+        if not spec.follow_horizons:
+            return obs
+        if len(hints) != len(spec.follow_horizons):
+            raise ValueError(
+                f"hints: the fallback's decisions at each of {len(spec.follow_horizons)} "
+                f"horizons are needed, got {len(hints)}"
+            )
+        wish = np.asarray([1.0 if h.resolve else 0.0 for h in hints], dtype=obs.dtype)
+        return np.concatenate([obs, wish])
     return _observe_v1(spec, context, forecast, hint)
 
 
@@ -499,6 +534,7 @@ def to_decision(
     context: ControlContext,
     forecast: Forecast,
     hint: Decision | None = None,
+    hints: Sequence[Decision] = (),
 ) -> Decision:
     """Turn a MultiDiscrete action ``[kind, headroom index]`` into a decision.
 
@@ -508,10 +544,13 @@ def to_decision(
     times the chosen headroom. Kind 3 (``FOLLOW``, with a fallback) does what the
     fallback controller decided (``hint``), the first plan included when the fallback
     solves it. Without a running plan the first plan is always solved (by the policy's
-    own headroom when the fallback would not solve it).
+    own headroom when the fallback would not solve it). With ``spec.follow_horizons``
+    FOLLOW's second index picks the fallback's decision at that horizon (``hints``).
     """
     a = np.asarray(action).reshape(-1)
     kind = int(a[0])
+    if kind == FOLLOW and spec.follow_horizons and hints:
+        hint = hints[int(a[1]) % len(hints)]
     if kind == FOLLOW and spec.fallback:
         if context.plan is not None:
             return hint if hint is not None else KEEP

@@ -163,6 +163,10 @@ class EnvConfig:
         fluid_dt: Time step of the fluid engine, seconds.
         fallback: A controller spec (e.g. ``trigger``) the policy may defer to with a
             fourth action kind; empty for none.
+        follow_horizons: With a ``fluid`` fallback and feature version 2: the horizons
+            FOLLOW's second index chooses among (see
+            :class:`~lokirl.envs.features.FeatureSpec`); empty: FOLLOW takes the
+            fallback's own decision.
         swap: How a worker changes variant in the simulator
             (:data:`~lokirl.core.reconfig.SwapMode`: ``overlap``, ``stop`` or ``free``).
         feature_version: Observation version (:func:`lokirl.envs.features.observe`):
@@ -202,6 +206,7 @@ class EnvConfig:
     engine: str = "simpy"
     fluid_dt: float = 0.05
     fallback: str = ""
+    follow_horizons: tuple[int, ...] = ()
     swap: str = "overlap"
     feature_version: int = 1
     randomise: EpisodeRandomisation = field(default_factory=EpisodeRandomisation)
@@ -229,7 +234,7 @@ class EnvConfig:
     def from_dict(cls, d: dict[str, Any]) -> EnvConfig:
         """Build from a mapping (e.g. a YAML section), converting lists to tuples."""
         d = dict(d)
-        for key in ("traces", "headrooms", "load_low", "load_high"):
+        for key in ("traces", "headrooms", "load_low", "load_high", "follow_horizons"):
             if key in d:
                 d[key] = tuple(d[key])
         if isinstance(d.get("weights"), dict):
@@ -384,6 +389,7 @@ class LokiServingEnv(gym.Env):
             forecaster=cfg.forecaster,
             base_horizon_s=cfg.base_horizon_s,
             fallback=cfg.fallback,
+            follow_horizons=tuple(int(h) for h in cfg.follow_horizons),
         )
         if cfg.feature_version == 1:
             self.hw_capacity, self.max_capacity = cluster_capacities(self.pipeline, self.cluster)
@@ -418,6 +424,8 @@ class LokiServingEnv(gym.Env):
         self.action_space = spaces.MultiDiscrete([self.features.kinds, len(cfg.headrooms)])
         self._fallback: Any = None
         self._hint: Decision | None = None
+        #: The fallback's decisions at each of ``follow_horizons`` (empty without them).
+        self._hints: tuple[Decision, ...] = ()
         self.sim: Simulation | FluidSimulation | None = None
         self.context: ControlContext | None = None
         self._forecast = None
@@ -488,7 +496,8 @@ class LokiServingEnv(gym.Env):
         )
 
     def _observe(self, context: ControlContext, forecast: Any) -> np.ndarray:
-        return observe(self.features, context, forecast, self._hint, self.scale).clip(0, 20)
+        obs = observe(self.features, context, forecast, self._hint, self.scale, self._hints)
+        return obs.clip(0, 20)
 
     # ------------------------------------------------------------------ traces
     def _trace_file(self, spec: str) -> RateSeries:
@@ -549,6 +558,11 @@ class LokiServingEnv(gym.Env):
                 # a model-based fallback's plan library is filed with the env's plans
                 self._fallback.plan_store = self.planner.library
             bind_controller(self._fallback, self.pipeline, self.cluster, self.swap)
+            if self.features.follow_horizons and not hasattr(self._fallback, "decide_horizons"):
+                raise ValueError(
+                    f"follow_horizons: the fallback {self.config.fallback!r} has no horizon "
+                    "to choose; use a fluid(...) fallback or leave follow_horizons empty"
+                )
         fc = self._tracker(ctx)
         if (options or {}).get("defer_first_plan"):
             # The caller's first decision installs the first plan (baselines with
@@ -562,7 +576,7 @@ class LokiServingEnv(gym.Env):
         self.context = ctx
         hint = self._fallback_hint()
         first = (FOLLOW, 1) if hint is not None else (1, 1)
-        decision = to_decision(self.features, first, ctx, fc, hint)
+        decision = to_decision(self.features, first, ctx, fc, hint, self._hints)
         self.sim.apply(decision, planner=self._planner_for(decision, hint))
         self.context = self.sim.step_epoch()
         self._forecast = self._tracker(self.context)
@@ -573,7 +587,9 @@ class LokiServingEnv(gym.Env):
         """Apply the action for one epoch and return (obs, reward, terminated, truncated, info)."""
         if self.sim is None or self.context is None:
             raise RuntimeError("call reset() before step()")
-        decision = to_decision(self.features, action, self.context, self._forecast, self._hint)
+        decision = to_decision(
+            self.features, action, self.context, self._forecast, self._hint, self._hints
+        )
         return self.advance(decision)
 
     def set_violation_weight(self, weight: float) -> None:
@@ -640,18 +656,30 @@ class LokiServingEnv(gym.Env):
         The fallback's own planner when the decision is the fallback's and it has one
         (a model-based fallback names plans of its library), else the cached allocator.
         """
-        if (
-            hint is not None
-            and decision is hint
-            and callable(getattr(self._fallback, "plan", None))
-        ):
+        ours = hint is not None and (decision is hint or any(decision is h for h in self._hints))
+        if ours and callable(getattr(self._fallback, "plan", None)):
             return self._fallback
         return self.planner
 
     def _fallback_hint(self) -> Decision | None:
+        """The fallback's decision now; with ``follow_horizons`` also those at each (``_hints``)."""
+        self._hints = ()
         if self._fallback is None or self.context is None:
             return None
-        return self._fallback.decide(self.context)
+        horizons = self.features.follow_horizons
+        if not horizons:
+            return self._fallback.decide(self.context)
+        # the model advances once: every horizon's decision and its own in one call
+        both = self._fallback.decide_horizons(
+            self.context, tuple(horizons) + (self._fallback.horizon,)
+        )
+        self._hints = tuple(both[:-1])
+        return both[-1]
+
+    @property
+    def hints(self) -> tuple[Decision, ...]:
+        """The fallback's decisions at each of ``follow_horizons`` (empty without them)."""
+        return self._hints
 
     def _reward_terms(self, s0: int, s1: int, solver_s: float) -> dict[str, float]:
         sim = self.sim

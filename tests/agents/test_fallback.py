@@ -65,3 +65,96 @@ def test_the_policy_plays_in_the_simulator_and_in_an_evaluation(model):
     assert f.arrived > 0 and f.conserved and res.solves >= 1
     ep = rollout(env, actor_factory(f"ppo:{model}", RateSeries(rates, 1.0)), 3)
     assert ep.steps >= 9
+
+
+def test_a_policy_can_choose_the_fallbacks_horizon_each_epoch(tmp_path):
+    from lokirl.agents.imitation import collect
+    from lokirl.envs.features import FOLLOW
+
+    cfg = replace(ENV, fallback=FLUID, follow_horizons=(1, 2, 16), feature_version=2)
+    env = LokiServingEnv(cfg)
+    assert env.features.size == LokiServingEnv(replace(cfg, follow_horizons=())).features.size + 3
+    obs, _ = env.reset(seed=2)
+    fb = env._fallback
+    assert len(env.hints) == 3 and obs.shape == (env.features.size,)
+    # the model advanced once per epoch whatever the number of horizons decided on
+    frames = []
+    for k in range(8):
+        obs, *_ = env.step((FOLLOW, k % 3))
+        frames.append(fb.frames_modelled)
+        assert list(obs[-3:]) == [1.0 if h.resolve else 0.0 for h in env.hints]
+    # (the same arrivals through a fallback deciding at one horizon: the same frames fed)
+    one = LokiServingEnv(replace(cfg, follow_horizons=()))
+    one.reset(seed=2)
+    for _ in range(8):
+        one.step((FOLLOW, 0))
+    assert frames[-1] == one._fallback.frames_modelled > 0
+    # imitation of the fallback picks its own horizon's index, and fits it
+    demos = collect(replace(cfg, follow_horizons=(1, 2, 16)), FLUID, 12, seed=5, gamma=0.9)
+    assert (demos.actions[:, 0] == FOLLOW).all() and (demos.actions[:, 1] == 1).all()
+    assert demos.resolved.all()
+    # cloned with index smoothing, the other horizons keep some probability
+    import torch as th
+    from stable_baselines3 import PPO
+
+    from lokirl.agents.imitation import ImitationParams, clone
+
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0, device="cpu")
+    p = ImitationParams(teacher="x", epochs=300, batch_size=32, smoothing=0.1, index_smoothing=0.2)
+    assert clone(model, demos, p)["agreement_headroom"] == 1.0
+    with th.no_grad():
+        probs = model.policy.get_distribution(th.as_tensor(demos.obs)).distribution[1].probs
+    n = env.action_space.nvec[1]
+    assert abs(float(probs[:, 1].mean()) - (1 - 0.2 + 0.2 / n)) < 0.03
+    with pytest.raises(ValueError, match="own horizon"):
+        collect(replace(cfg, follow_horizons=(1, 16)), FLUID, 4, seed=5, gamma=0.9)
+
+
+def test_the_fallbacks_decisions_at_several_horizons_advance_its_model_once():
+    env = LokiServingEnv(replace(ENV, fallback=FLUID))
+    env.reset(seed=4)
+    a, b = make_controller("fluid(horizon=2)"), make_controller("fluid(horizon=2)")
+    for c in (a, b):
+        c.bind(env.pipeline, env.cluster, env.swap)
+    ctx = env.context
+    for _ in range(6):
+        one = a.decide(ctx)
+        many = b.decide_horizons(ctx, (1, 2, 50))
+        assert many[1] == one and a.frames_modelled == b.frames_modelled
+        env.advance(one, planner=a)
+        ctx = env.context
+
+
+def test_follow_takes_the_decision_at_the_chosen_horizon():
+    from lokirl.core.controller import KEEP
+    from lokirl.envs.features import FOLLOW, to_decision
+
+    cfg = replace(ENV, fallback=FLUID, follow_horizons=(1, 2, 16), feature_version=2)
+    env = LokiServingEnv(cfg)
+    env.reset(seed=2)
+    spec, ctx, fc = env.features, env.context, env.forecast
+    hints = (KEEP, Decision(True, 10.0, False, 0.0, "fluid plan 1"), Decision(True, 20.0))
+    assert ctx.plan is not None
+    for i, want in enumerate(hints):
+        assert to_decision(spec, (FOLLOW, i), ctx, fc, KEEP, hints) is want
+        assert to_decision(spec, (FOLLOW, i + 3), ctx, fc, KEEP, hints) is want  # modulo
+    # without horizons FOLLOW takes the fallback's own decision
+    plain = replace(spec, follow_horizons=())
+    assert to_decision(plain, (FOLLOW, 2), ctx, fc, hints[1], hints) is hints[1]
+
+
+def test_a_policy_over_horizons_is_trained_and_played(tmp_path, monkeypatch):
+    from lokirl.agents.train import train
+
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    cfg = tiny_config("horizons", 32)
+    cfg = replace(
+        cfg, env=replace(cfg.env, fallback=FLUID, follow_horizons=(1, 2, 16), feature_version=2)
+    )
+    path = str(train(cfg, progress=False) / "model.zip")
+    ctl = make_controller(f"ppo:{path}")
+    assert ctl.spec.follow_horizons == (1, 2, 16)
+    env = LokiServingEnv(replace(ENV, fallback=FLUID))
+    rates = np.concatenate([np.full(5, 20.0), np.full(5, 60.0)])
+    res = simulate(env.pipeline, env.cluster, RateSeries(rates, 1.0), ctl)
+    assert res.frames.arrived > 0 and res.frames.conserved

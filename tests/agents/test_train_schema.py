@@ -37,6 +37,8 @@ CASES = {
     "baseline: nope": "baseline",
     "imitation: {teacher: nope}": "imitation.teacher",
     "env: {episode_s: 1, epoch_s: 5}": "env.episode_s",
+    "env: {follow_horizons: [0]}": "env.follow_horizons.0",
+    "env: {follow_horizons: [2, 8]}": "env.follow_horizons",
 }
 
 
