@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lokirl.agents.fallback import bind_fallback, fallback_decisions
+from lokirl.agents.fallback import bind_fallback
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.controllers import make_controller
 from lokirl.core.forecasting import Forecaster
@@ -31,6 +31,7 @@ from lokirl.envs.features import (
     FeatureSpec,
     ForecastTracker,
     cluster_scale,
+    fallback_decisions,
     observe,
     to_decision,
 )

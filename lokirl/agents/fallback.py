@@ -16,11 +16,10 @@ from typing import Any
 
 from lokirl.core.allocator import AllocatorOptions, solve
 from lokirl.core.binding import bind_controller
-from lokirl.core.controller import ControlContext, Decision
+from lokirl.core.controller import Decision
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
-from lokirl.envs.features import POLICY_REASON, FeatureSpec
-from lokirl.errors import ConfigError
+from lokirl.envs.features import POLICY_REASON
 
 
 class FallbackPlanner:
@@ -69,34 +68,3 @@ def bind_fallback(
     bind_controller(fallback, pipeline, cluster, swap)
     if callable(getattr(fallback, "plan", None)):
         owner.plan = FallbackPlanner(fallback).plan
-
-
-def fallback_decisions(
-    fallback: Any, spec: FeatureSpec, context: ControlContext
-) -> tuple[Decision | None, tuple[Decision, ...]]:
-    """The fallback's decision now and, with ``spec.follow_horizons``, those at each.
-
-    The fallback decides once per epoch (a model-based one advances its model then):
-    with horizons to choose from, one call gives every horizon's decision and its own.
-
-    Returns:
-        (its own decision or ``None`` without a fallback, the decisions per horizon).
-
-    Raises:
-        ConfigError: ``spec.follow_horizons`` with a fallback that has no horizon.
-
-    """
-    if fallback is None:
-        return None, ()
-    if not spec.follow_horizons:
-        return fallback.decide(context), ()
-    if not hasattr(fallback, "decide_horizons"):
-        raise ConfigError(
-            spec.fallback,
-            "fallback",
-            "the policy chooses the fallback's horizon (follow_horizons) but this "
-            "fallback has none",
-            "use the policy with the fluid(...) fallback it was trained with",
-        )
-    both = fallback.decide_horizons(context, tuple(spec.follow_horizons) + (fallback.horizon,))
-    return both[-1], tuple(both[:-1])

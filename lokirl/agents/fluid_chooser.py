@@ -18,7 +18,6 @@ is built for the cluster it is bound to).
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +30,7 @@ from lokirl.agents.hindsight import (
     HindsightKnobs,
     SwitchModel,
     demand_grid,
+    estimate_level,
     hold_or_switch,
     plan_library,
     routing_row,
@@ -49,8 +49,6 @@ _LIBRARIES: dict[tuple, list[Plan]] = {}
 _LIBRARIES_KEPT = 16
 #: Routing memos (:meth:`FluidState._routing`) by the key of their library.
 _ROUTINGS: dict[tuple, dict] = {}
-#: Width of a step of :func:`~lokirl.agents.hindsight.routing_row`'s lattice (log).
-_LATTICE = math.log1p(0.01)
 
 
 @dataclass
@@ -117,7 +115,7 @@ class FluidState:
         Kept per point of :func:`~lokirl.agents.hindsight.routing_row`'s lattice of
         estimates, for the whole library at once.
         """
-        key = None if estimate <= 0 else round(math.log(max(estimate, 1e-6)) / _LATTICE)
+        key = None if estimate <= 0 else estimate_level(estimate)
         hit = self.memo.get(key)
         if hit is not None:
             return hit

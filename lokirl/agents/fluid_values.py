@@ -33,13 +33,14 @@ class PlanLayout:
         n_plans: Plans in the library.
         pair_plan: Library index of each (plan, task) pair, plans in order and, within
             a plan, its tasks in the pipeline's order.
-        pair_task: Task index (pipeline order) of each pair.
         pair_root: Whether each pair's task is a root.
         by_length: ``(pairs, columns)`` per number of groups in a pair: the pairs of
             that size and their groups' columns (pairs x size, each row in group order).
         pair_acc_max: Best accuracy among each pair's groups.
         task_pairs: Per task (pipeline order), the pair of each plan that has it
             (``-1``: the plan does not serve the task).
+        first_pair: Each plan's first pair (its first task in the pipeline's order;
+            ``-1``: a plan with no groups).
         active_share_num: Active workers of each plan.
         paths: Root-to-leaf chains of task indices.
 
@@ -47,11 +48,11 @@ class PlanLayout:
 
     n_plans: int
     pair_plan: np.ndarray
-    pair_task: np.ndarray
     pair_root: np.ndarray
     by_length: tuple[tuple[np.ndarray, np.ndarray], ...]
     pair_acc_max: np.ndarray
     task_pairs: np.ndarray
+    first_pair: np.ndarray
     active_share_num: np.ndarray
     paths: tuple[tuple[int, ...], ...]
 
@@ -79,7 +80,7 @@ class PlanLayout:
         own = np.asarray(own)
         names = np.asarray(names)
         pair_plan: list[int] = []
-        pair_task: list[int] = []
+        pair_root: list[bool] = []
         cols: list[np.ndarray] = []
         task_pairs = np.full((len(order), len(library)), -1, dtype=np.int64)
         for j in range(len(library)):
@@ -90,7 +91,7 @@ class PlanLayout:
                     continue
                 task_pairs[tix[t], j] = len(pair_plan)
                 pair_plan.append(j)
-                pair_task.append(tix[t])
+                pair_root.append(t in roots)
                 cols.append(c)
         sizes = np.asarray([len(c) for c in cols], dtype=np.int64)
         by_length = tuple(
@@ -102,11 +103,17 @@ class PlanLayout:
         return cls(
             n_plans=len(library),
             pair_plan=np.asarray(pair_plan, dtype=np.int64),
-            pair_task=np.asarray(pair_task, dtype=np.int64),
-            pair_root=np.asarray([order[t] in roots for t in pair_task], dtype=bool),
+            pair_root=np.asarray(pair_root, dtype=bool),
             by_length=by_length,
             pair_acc_max=np.asarray([accg[c].max() for c in cols]),
             task_pairs=task_pairs,
+            first_pair=np.asarray(
+                [
+                    next((int(i) for i in task_pairs[:, j] if i >= 0), -1)
+                    for j in range(len(library))
+                ],
+                dtype=np.int64,
+            ),
             active_share_num=np.asarray([p.active_workers for p in library], dtype=float),
             paths=paths,
         )
@@ -205,10 +212,8 @@ def plan_values(
         den += load_t[leaf]
     # nothing served at any leaf: the first task's accuracy (it multiplies a share of 0
     # on-time frames unless that task was fed nothing)
-    first = np.argmax(present, axis=0)
-    fallback = np.take_along_axis(
-        lay.per_task(mix, 0.0), first[None, None, :].repeat(ok.shape[0], axis=1), axis=0
-    )[0]
+    fp = lay.first_pair
+    fallback = np.where(fp >= 0, mix[:, np.maximum(fp, 0)], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(den > 0, num / np.maximum(den, 1e-12), fallback)
     frac = np.where(arrived > 0, ok, 0.0)

@@ -268,10 +268,10 @@ def plan_library(
         plan = cache.get(key) if cache is not None else None
         if plan is None:
             skey = plan_key(pipeline, cluster, float(d), opts, None) if store is not None else ""
-            plan = store.get(skey) if store is not None else None
+            plan = store.get(skey) if skey else None
             if plan is None:
                 plan = solve(pipeline, cluster, float(d), opts)
-                if store is not None:
+                if skey:
                     store.put(skey, plan)
             if cache is not None:
                 cache[key] = plan
@@ -399,6 +399,11 @@ def epoch_model(
     return EpochModel(value, served, a_ep, rate)
 
 
+def estimate_level(estimate: float) -> int:
+    """The point of the 1% lattice of demand estimates the routing is built for."""
+    return round(math.log(max(estimate, 1e-6)) / math.log1p(0.01))
+
+
 def routing_row(
     memo: dict, j: int, plan: Plan, pipeline: Pipeline, estimate: float
 ) -> tuple[np.ndarray, float]:
@@ -422,7 +427,7 @@ def routing_row(
     from lokirl.core.router import build_routing_table
 
     d = estimate if estimate > 0 else plan.demand
-    key = (j, round(math.log(max(d, 1e-6)) / math.log1p(0.01)))
+    key = (j, estimate_level(d))
     if key not in memo:
         dq = math.exp(key[1] * math.log1p(0.01))
         table = build_routing_table(plan, pipeline, dq)

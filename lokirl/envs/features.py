@@ -26,6 +26,7 @@ import numpy as np
 from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
 from lokirl.core.forecasting import Forecast, Forecaster
 from lokirl.core.reconfig import SWAP_MODES
+from lokirl.errors import ConfigError
 
 if TYPE_CHECKING:
     from lokirl.core.pipeline import Cluster, Pipeline
@@ -568,3 +569,34 @@ def to_decision(
         churn_weight=spec.warm_churn_weight if warm else 0.0,
         reason=f"{POLICY_REASON} {'cold' if kind == RESOLVE_COLD else 'warm'} re-solve x{headroom:g}",
     )
+
+
+def fallback_decisions(
+    fallback: Any, spec: FeatureSpec, context: ControlContext
+) -> tuple[Decision | None, tuple[Decision, ...]]:
+    """The fallback's decision now and, with ``spec.follow_horizons``, those at each.
+
+    The fallback decides once per epoch (a model-based one advances its model then):
+    with horizons to choose from, one call gives every horizon's decision and its own.
+
+    Returns:
+        (its own decision or ``None`` without a fallback, the decisions per horizon).
+
+    Raises:
+        ConfigError: ``spec.follow_horizons`` with a fallback that has no horizon.
+
+    """
+    if fallback is None:
+        return None, ()
+    if not spec.follow_horizons:
+        return fallback.decide(context), ()
+    if not hasattr(fallback, "decide_horizons"):
+        raise ConfigError(
+            spec.fallback,
+            "fallback",
+            "the policy chooses the fallback's horizon (follow_horizons) but this "
+            "fallback has none",
+            "use a fluid(...) fallback, or no follow_horizons",
+        )
+    both = fallback.decide_horizons(context, tuple(spec.follow_horizons) + (fallback.horizon,))
+    return both[-1], tuple(both[:-1])

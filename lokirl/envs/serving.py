@@ -25,6 +25,7 @@ from lokirl.envs.features import (
     ForecastTracker,
     PolicyScope,
     cluster_scale,
+    fallback_decisions,
     observe,
     to_decision,
 )
@@ -558,11 +559,6 @@ class LokiServingEnv(gym.Env):
                 # a model-based fallback's plan library is filed with the env's plans
                 self._fallback.plan_store = self.planner.library
             bind_controller(self._fallback, self.pipeline, self.cluster, self.swap)
-            if self.features.follow_horizons and not hasattr(self._fallback, "decide_horizons"):
-                raise ValueError(
-                    f"follow_horizons: the fallback {self.config.fallback!r} has no horizon "
-                    "to choose; use a fluid(...) fallback or leave follow_horizons empty"
-                )
         fc = self._tracker(ctx)
         if (options or {}).get("defer_first_plan"):
             # The caller's first decision installs the first plan (baselines with
@@ -666,15 +662,8 @@ class LokiServingEnv(gym.Env):
         self._hints = ()
         if self._fallback is None or self.context is None:
             return None
-        horizons = self.features.follow_horizons
-        if not horizons:
-            return self._fallback.decide(self.context)
-        # the model advances once: every horizon's decision and its own in one call
-        both = self._fallback.decide_horizons(
-            self.context, tuple(horizons) + (self._fallback.horizon,)
-        )
-        self._hints = tuple(both[:-1])
-        return both[-1]
+        hint, self._hints = fallback_decisions(self._fallback, self.features, self.context)
+        return hint
 
     @property
     def hints(self) -> tuple[Decision, ...]:
