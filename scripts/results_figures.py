@@ -8,7 +8,10 @@ Run after ``lokirl bench`` (see docs/results.md, "How to reproduce")::
 Writes ``results_tuning_fronts.png`` (every trial of each tuning grid on
 ``validation``, with the validation bench's other controllers), and copies each
 bench's Pareto plot as ``results_validation_pareto.png`` / ``results_test_pareto.png``;
-prints the tuning tables as markdown.
+prints the tuning tables as markdown. With ``--budgets 1,5``: also
+``results_budget_front.png`` (every trial of every committed search, ``fluid`` and
+``hindsight`` included, with the budgets drawn) and each search's best setting within
+each budget (``lokirl.experiments.report.budget_table``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lokirl.experiments.report import tuning_front_plot, tuning_table
+from lokirl.experiments.report import budget_table, tuning_front_plot, tuning_table
 from lokirl.experiments.tuning import TUNED_DIR
 
 
@@ -30,7 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--validation", help="run folder of lokirl bench --suite validation")
     ap.add_argument("--test", help="run folder of lokirl bench --suite test")
     ap.add_argument("--img", default="docs/img", help="where the figures go")
+    ap.add_argument(
+        "--budgets",
+        help="frame-violation budgets in percent, comma-separated (e.g. 1,5): adds the "
+        "budget front of every committed search",
+    )
     args = ap.parse_args(argv)
+    budgets: list[float] = []
+    if args.budgets:
+        try:
+            budgets = [float(b) / 100 for b in args.budgets.split(",")]
+        except ValueError:
+            ap.error(f"--budgets: percentages separated by commas, e.g. 1,5; got {args.budgets!r}")
+        if any(not 0 <= b < 1 for b in budgets):
+            ap.error(f"--budgets: each in [0, 100) percent; got {args.budgets!r}")
     img = Path(args.img)
     img.mkdir(parents=True, exist_ok=True)
     tuned = [
@@ -51,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"### {t['baseline']} ({len(t['trials'])} trials, {t['episodes']} episodes)\n")
             print(tuning_table(t, top=len(t["trials"])))
             print()
+    if budgets:
+        order = ("periodic", "trigger", "fluid", "hindsight")
+        every = [yaml.safe_load((TUNED_DIR / f"{m}.yaml").read_text()) for m in order]
+        tuning_front_plot(every, img / "results_budget_front.png", budgets=budgets)
+        print(budget_table(every, budgets))
     return 0
 
 

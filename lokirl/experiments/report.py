@@ -363,13 +363,15 @@ def tuning_front_plot(
     tuned: Sequence[Mapping[str, Any]],
     path: str | Path,
     others: Sequence[Mapping[str, Any]] = (),
+    budgets: Sequence[float] = (),
 ) -> Path:
     """Every trial of each tuning grid, effective accuracy vs frame violations (PNG).
 
     One colour per tuned baseline; its Pareto front as a dashed step line and its
     chosen setting (best score) as a star. ``others`` (points with ``controller``,
     ``effective_accuracy``, ``frame_violation_ratio``, e.g. a bench summary's
-    ``pareto`` list on the same suite) are drawn in black for reference.
+    ``pareto`` list on the same suite) are drawn in black for reference; each of
+    ``budgets`` (frame-violation shares, e.g. 0.05) as a dotted vertical line.
     """
     import matplotlib
 
@@ -425,6 +427,17 @@ def tuning_front_plot(
         ax.annotate(
             p["controller"], (100 * v, a), xytext=(4, -10), textcoords="offset points", fontsize=7
         )
+    for b in budgets:
+        ax.axvline(100 * b, color="grey", ls=":", lw=1)
+        ax.annotate(
+            f"budget {100 * b:g}%",
+            (100 * b, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=7,
+            color="grey",
+        )
     suite = tuned[0].get("suite", "?") if tuned else "?"
     ax.set_xlabel("frame SLO violation ratio (%), lower is better")
     ax.set_ylabel("effective accuracy, higher is better")
@@ -436,3 +449,75 @@ def tuning_front_plot(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def within_budget(tuned: Mapping[str, Any], budget: float) -> dict[str, Any] | None:
+    """A tuning search read under a frame-violation budget.
+
+    The user's objective (most effective accuracy with at most ``budget`` of frames
+    violating the SLO) applied to the trials a search already played: the trial with
+    the highest mean effective accuracy among those at or under the budget.
+
+    Args:
+        tuned: The tuning record (:meth:`lokirl.experiments.tuning.TuningResult.to_dict`).
+        budget: Largest frame-violation share allowed, in [0, 1).
+
+    Returns:
+        The trial (``spec``, ``params``, ``score``, ``metrics``), or ``None`` when no
+        trial of the search meets the budget.
+
+    Raises:
+        ValueError: a budget outside [0, 1).
+
+    """
+    if not 0.0 <= budget < 1.0:
+        raise ValueError(f"budget: a frame-violation share in [0, 1), e.g. 0.05; got {budget}")
+    ok = [
+        t
+        for t in tuned.get("trials", [])
+        if math.isfinite(t.get("metrics", {}).get("effective_accuracy", math.nan))
+        and t.get("metrics", {}).get("frame_violation_ratio", math.inf) <= budget
+    ]
+    if not ok:
+        return None
+    return max(ok, key=lambda t: (t["metrics"]["effective_accuracy"], t["spec"]))
+
+
+def budget_table(tuned: Sequence[Mapping[str, Any]], budgets: Sequence[float]) -> str:
+    """Markdown table: each search's best setting within each budget (:func:`within_budget`).
+
+    A search with no trial within a budget shows its lowest frame-violation share
+    instead, so the table says how far the budget is from what the search reached.
+
+    Args:
+        tuned: Tuning records, one per method.
+        budgets: Frame-violation shares, e.g. ``(0.01, 0.05)``.
+
+    """
+    lines = [
+        "| method | trials | budget | best within the budget | eff. acc. | frame viol | score |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for run in tuned:
+        trials = run.get("trials", [])
+        lowest = min(
+            (t.get("metrics", {}).get("frame_violation_ratio", math.inf) for t in trials),
+            default=math.inf,
+        )
+        for b in budgets:
+            t = within_budget(run, b)
+            head = f"| {run.get('baseline', '?')} | {len(trials)} | {100 * b:g}% "
+            if t is None:
+                lines.append(
+                    head + f"| none (the search's lowest: "
+                    f"{fmt('frame_violation_ratio', lowest)}) | | | |"
+                )
+                continue
+            m = t["metrics"]
+            lines.append(
+                head + f"| `{t['spec']}` "
+                f"| {fmt('effective_accuracy', m['effective_accuracy'])} "
+                f"| {fmt('frame_violation_ratio', m['frame_violation_ratio'])} "
+                f"| {t['score']:.2f} |"
+            )
+    return "\n".join(lines)

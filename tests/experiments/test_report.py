@@ -4,12 +4,14 @@ import math
 import pytest
 
 from lokirl.experiments.report import (
+    budget_table,
     markdown,
     pareto_front,
     pareto_plot,
     summarize,
     tuning_front_plot,
     tuning_table,
+    within_budget,
 )
 from lokirl.experiments.runner import METRICS, ROW_FIELDS, Results
 
@@ -141,6 +143,25 @@ def test_tuning_front_plot_writes_a_png(tmp_path):
         [_tuned("periodic"), _tuned("trigger")],
         tmp_path / "front.png",
         others=[{"controller": "loki", "effective_accuracy": 60.0, "frame_violation_ratio": 0.3}],
+        budgets=(0.01, 0.05),
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 10_000
+
+
+def test_within_budget_takes_the_most_accurate_trial_at_or_under_the_budget():
+    tuned = _tuned("fluid")
+    # trials (viol, eff): x=0 (1%, 80), x=1 (5%, 90), x=2 (3%, 78), x=3 (20%, 95)
+    assert within_budget(tuned, 0.05)["spec"] == "fluid(x=1)"  # at the budget counts
+    assert within_budget(tuned, 0.04)["spec"] == "fluid(x=0)"  # 80 beats 78
+    assert within_budget(tuned, 0.5)["spec"] == "fluid(x=3)"
+    assert within_budget(tuned, 0.005) is None
+    with pytest.raises(ValueError, match="budget"):
+        within_budget(tuned, 5.0)
+
+
+def test_budget_table_says_how_far_a_search_is_from_an_unmet_budget():
+    table = budget_table([_tuned("fluid")], (0.005, 0.05)).splitlines()
+    assert len(table) == 2 + 2
+    assert "none (the search's lowest: 1.00%)" in table[2]
+    assert "`fluid(x=1)`" in table[3] and "90.00" in table[3] and "5.00%" in table[3]
