@@ -15,6 +15,7 @@ import numpy as np
 
 from lokirl.experiments import stats
 from lokirl.experiments.runner import METRICS, Results
+from lokirl.experiments.tuning import within_budget
 
 #: Metrics compared pair by pair with the reference.
 PAIRED_METRICS: tuple[str, ...] = (
@@ -449,38 +450,6 @@ def tuning_front_plot(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
-
-
-def within_budget(tuned: Mapping[str, Any], budget: float) -> dict[str, Any] | None:
-    """A tuning search read under a frame-violation budget.
-
-    The user's objective (most effective accuracy with at most ``budget`` of frames
-    violating the SLO) applied to the trials a search already played: the trial with
-    the highest mean effective accuracy among those at or under the budget.
-
-    Args:
-        tuned: The tuning record (:meth:`lokirl.experiments.tuning.TuningResult.to_dict`).
-        budget: Largest frame-violation share allowed, in [0, 1).
-
-    Returns:
-        The trial (``spec``, ``params``, ``score``, ``metrics``), or ``None`` when no
-        trial of the search meets the budget.
-
-    Raises:
-        ValueError: a budget outside [0, 1).
-
-    """
-    if not 0.0 <= budget < 1.0:
-        raise ValueError(f"budget: a frame-violation share in [0, 1), e.g. 0.05; got {budget}")
-    ok = [
-        t
-        for t in tuned.get("trials", [])
-        if math.isfinite(t.get("metrics", {}).get("effective_accuracy", math.nan))
-        and t.get("metrics", {}).get("frame_violation_ratio", math.inf) <= budget
-    ]
-    if not ok:
-        return None
-    return max(ok, key=lambda t: (t["metrics"]["effective_accuracy"], t["spec"]))
 
 
 def budget_table(tuned: Sequence[Mapping[str, Any]], budgets: Sequence[float]) -> str:

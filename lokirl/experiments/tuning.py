@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,7 +103,10 @@ class TuningResult:
         best_spec: The chosen setting as a controller spec; ``best_params`` its
             settings; ``best_score`` its score (mean per-case reward).
         trials: Every trial (spec, params, score, mean metrics of
-            :data:`FRONT_METRICS`, per-case mean rewards).
+            :data:`FRONT_METRICS`, per-case mean rewards; with a budget also its
+            ``objective``).
+        violation_budget: The frame-violation budget the search served (``None``:
+            the reward was its objective); see :func:`budget_objective`.
 
     """
 
@@ -117,11 +120,16 @@ class TuningResult:
     best_params: dict[str, Any]
     best_score: float
     trials: list[dict[str, Any]] = field(default_factory=list)
+    violation_budget: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """YAML/JSON-ready."""
+        budget = (
+            {} if self.violation_budget is None else {"violation_budget": self.violation_budget}
+        )
         return {
             "baseline": self.baseline,
+            **budget,
             "spec": self.best_spec,
             "params": dict(self.best_params),  # a copy: no YAML alias to the trial
             "score": self.best_score,
@@ -133,6 +141,42 @@ class TuningResult:
             "tuned_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "trials": self.trials,
         }
+
+
+#: Effective-accuracy points a budgeted search's objective loses per unit of frame
+#: violation share over the budget (10 points per percentage point).
+OVER_BUDGET_PENALTY = 1000.0
+
+
+def budget_objective(metrics: dict[str, float], budget: float) -> float:
+    """A budgeted search's objective for one trial (higher is better).
+
+    The mean effective accuracy, less :data:`OVER_BUDGET_PENALTY` per unit of frame
+    violation share above ``budget``: the sampler is steered to the budget, and among
+    settings within it to the most accurate. The written choice is
+    :func:`within_budget`'s, not this number's.
+    """
+    a = metrics.get("effective_accuracy", math.nan)
+    v = metrics.get("frame_violation_ratio", math.nan)
+    if not (math.isfinite(a) and math.isfinite(v)):
+        return -1e9
+    return a - OVER_BUDGET_PENALTY * max(0.0, v - budget)
+
+
+def check_budget(budget: float, flag: str = "--violation-budget") -> None:
+    """Refuse a frame-violation budget outside (0, 1).
+
+    Raises:
+        ConfigError: naming the flag and the fix.
+
+    """
+    if not (isinstance(budget, int | float) and 0.0 < budget < 1.0):
+        raise ConfigError(
+            flag,
+            str(budget),
+            "a frame-violation budget is a share of frames in (0, 1)",
+            "pass a percentage in (0, 100) on the command line, e.g. --violation-budget 5",
+        )
 
 
 def refuse_frozen(suite: Suite) -> None:
@@ -166,6 +210,7 @@ def tune(
     jobs: int = 1,
     start_from: dict[str, Any] | None = None,
     solver_time: str | float = "model",
+    violation_budget: float | None = None,
 ) -> TuningResult:
     """Search ``baseline``'s settings on ``suite`` within ``budget_episodes``.
 
@@ -183,10 +228,15 @@ def tune(
             restarting it and never writes a setting that scored lower on this suite.
         solver_time: Simulated duration of every solve (``"model"``, the default, or
             seconds: a sensitivity check; see :func:`lokirl.experiments.runner.run_suite`).
+        violation_budget: A frame-violation budget (share of frames): the search
+            serves the user's constrained objective instead of the reward (the sampler
+            maximises :func:`budget_objective`; the choice is :func:`within_budget`'s,
+            or the lowest-violation trial when none meets the budget).
 
     Raises:
-        ConfigError: unknown baseline, a frozen suite, a budget below one trial, or a
-            ``start_from`` setting outside the search space.
+        ConfigError: unknown baseline, a frozen suite, a budget below one trial, a
+            ``start_from`` setting outside the search space, or a violation budget
+            outside (0, 1).
 
     """
     import optuna
@@ -199,6 +249,8 @@ def tune(
         )
     refuse_frozen(suite)
     check_solver_time(suite, solver_time)
+    if violation_budget is not None:
+        check_budget(violation_budget)
     # Extra arguments of play_case_seed (solver, node limit, solve time), only when
     # the solve time is not the model's (stubs in tests take the first four).
     extra: tuple = () if solver_time == "model" else ("highs", None, solver_time)
@@ -262,10 +314,12 @@ def tune(
             "metrics": means,
             "per_case": case_means,
         }
+        if violation_budget is not None:
+            rec["objective"] = seen[spec] = budget_objective(means, violation_budget)
         trials.append(rec)
         if on_trial is not None:
             on_trial(rec)
-        return score
+        return seen[spec]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, n_trials))
@@ -285,7 +339,13 @@ def tune(
     finally:
         if pool is not None:
             pool.shutdown()
-    best = max(trials, key=lambda t: (t["score"], t["spec"]))
+    if violation_budget is None:
+        best = max(trials, key=lambda t: (t["score"], t["spec"]))
+    else:
+        best = within_budget({"trials": trials}, violation_budget) or min(
+            trials,
+            key=lambda t: (t["metrics"].get("frame_violation_ratio", math.inf), t["spec"]),
+        )
     return TuningResult(
         baseline=baseline,
         suite=suite.spec.name,
@@ -297,7 +357,40 @@ def tune(
         best_params=best["params"],
         best_score=best["score"],
         trials=trials,
+        violation_budget=violation_budget,
     )
+
+
+def within_budget(tuned: Mapping[str, Any], budget: float) -> dict[str, Any] | None:
+    """A tuning search read under a frame-violation budget.
+
+    The user's objective (most effective accuracy with at most ``budget`` of frames
+    violating the SLO) applied to the trials a search already played: the trial with
+    the highest mean effective accuracy among those at or under the budget.
+
+    Args:
+        tuned: The tuning record (:meth:`lokirl.experiments.tuning.TuningResult.to_dict`).
+        budget: Largest frame-violation share allowed, in [0, 1).
+
+    Returns:
+        The trial (``spec``, ``params``, ``score``, ``metrics``), or ``None`` when no
+        trial of the search meets the budget.
+
+    Raises:
+        ValueError: a budget outside [0, 1).
+
+    """
+    if not 0.0 <= budget < 1.0:
+        raise ValueError(f"budget: a frame-violation share in [0, 1), e.g. 0.05; got {budget}")
+    ok = [
+        t
+        for t in tuned.get("trials", [])
+        if math.isfinite(t.get("metrics", {}).get("effective_accuracy", math.nan))
+        and t.get("metrics", {}).get("frame_violation_ratio", math.inf) <= budget
+    ]
+    if not ok:
+        return None
+    return max(ok, key=lambda t: (t["metrics"]["effective_accuracy"], t["spec"]))
 
 
 def check_in_space(baseline: str, params: dict[str, Any], flag: str = "--from-committed") -> None:
@@ -338,65 +431,110 @@ def default_params(baseline: str) -> dict[str, Any]:
     return {k: getattr(controller, k) for k in SPACES[baseline]}
 
 
-def committed_params(baseline: str, directory: Path | None = None) -> dict[str, Any]:
-    """The settings of ``baseline``'s committed tuned setting (see :func:`tuned_spec`).
+def committed_params(name: str, directory: Path | None = None) -> dict[str, Any]:
+    """The settings of a committed tuned setting (see :func:`tuned_spec`).
 
     A knob that joined the grid after the setting was written is filled in with the
     value it played with (:data:`GRID_DEFAULTS`).
+
+    Args:
+        name: A record's name: the baseline (``periodic``) or a budgeted search's
+            (``fluid-b5``, :func:`record_name`).
+        directory: Where the records are (default: the package's).
+
     """
-    path, data = _read_tuned(baseline, directory)
+    path, data = _read_tuned(name, directory)
+    parts = split_record_name(name)
+    baseline = parts[0] if parts else name
     params = data.get("params")
     if not isinstance(params, dict):
         raise ConfigError(str(path), "params", "missing or malformed", "re-run lokirl tune --write")
     return {**GRID_DEFAULTS.get(baseline, {}), **params}
 
 
+def record_name(baseline: str, violation_budget: float | None = None) -> str:
+    """The name of a tuning record: ``fluid``, or ``fluid-b5`` for a 5% budget.
+
+    ``NAME-tuned`` is the controller that plays the record's choice.
+    """
+    if violation_budget is None:
+        return baseline
+    return f"{baseline}-b{round(100 * violation_budget, 4):g}"
+
+
+def split_record_name(name: str) -> tuple[str, float | None] | None:
+    """``fluid-b5`` -> ``("fluid", 0.05)``; ``fluid`` -> ``("fluid", None)``; else ``None``."""
+    if name in SPACES:
+        return name, None
+    base, sep, pct = name.rpartition("-b")
+    if not sep or base not in SPACES:
+        return None
+    try:
+        budget = float(pct) / 100
+    except ValueError:
+        return None
+    return (base, budget) if 0.0 < budget < 1.0 and record_name(base, budget) == name else None
+
+
 def write_tuned(result: TuningResult, directory: Path | None = None) -> Path:
-    """Write the chosen setting where ``periodic-tuned``/``trigger-tuned`` read it."""
+    """Write the chosen setting where ``NAME-tuned`` (e.g. ``periodic-tuned``) reads it."""
     directory = directory or TUNED_DIR
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{result.baseline}.yaml"
+    name = record_name(result.baseline, result.violation_budget)
+    path = directory / f"{name}.yaml"
+    budget = (
+        ""
+        if result.violation_budget is None
+        else f" --violation-budget {100 * result.violation_budget:g}"
+    )
     header = (
         f"# Chosen by `lokirl tune --controller {result.baseline} --suite {result.suite} "
-        f"--budget-episodes {result.budget_episodes} --write`; do not edit by hand.\n"
+        f"--budget-episodes {result.budget_episodes}{budget} --write`; do not edit by hand.\n"
     )
     path.write_text(header + yaml.safe_dump(result.to_dict(), sort_keys=False))
     return path
 
 
-def _read_tuned(baseline: str, directory: Path | None) -> tuple[Path, dict[str, Any]]:
-    """The path and contents of ``baseline``'s committed record (with the fix if absent)."""
-    path = (directory or TUNED_DIR) / f"{baseline}.yaml"
+def _read_tuned(name: str, directory: Path | None) -> tuple[Path, dict[str, Any]]:
+    """The path and contents of a committed record (with the fix if absent)."""
+    path = (directory or TUNED_DIR) / f"{name}.yaml"
     if not path.exists():
+        parts = split_record_name(name)
+        budget = "" if not parts or parts[1] is None else f" --violation-budget {100 * parts[1]:g}"
+        base = parts[0] if parts else name
         raise ConfigError(
             str(path),
             "spec",
-            f"{baseline} has not been tuned",
-            f"run lokirl tune --controller {baseline} --suite validation --write",
+            f"{name} has not been tuned",
+            f"run lokirl tune --controller {base} --suite validation{budget} --write",
         )
     return path, yaml.safe_load(path.read_text()) or {}
 
 
-def tuned_spec(baseline: str, directory: Path | None = None) -> str:
-    """The spec of ``baseline``'s committed tuned setting.
+def tuned_spec(name: str, directory: Path | None = None) -> str:
+    """The spec of a committed tuned setting (``periodic``, ``fluid-b5``, ...).
 
     Raises:
         ConfigError: nothing was tuned yet (with the command that tunes it).
 
     """
-    path, data = _read_tuned(baseline, directory)
+    path, data = _read_tuned(name, directory)
+    parts = split_record_name(name)
+    baseline = parts[0] if parts else name
     spec = data.get("spec")
     if not isinstance(spec, str) or not spec.startswith(f"{baseline}("):
         raise ConfigError(str(path), "spec", "missing or malformed", "re-run lokirl tune --write")
     return spec
 
 
-def tuned_names() -> Sequence[str]:
-    """Baselines with a committed tuned setting (``NAME-tuned`` controllers).
+def tuned_names(directory: Path | None = None) -> Sequence[str]:
+    """Committed tuning records of baselines (``NAME-tuned`` controllers).
 
-    The hindsight bound's committed candidates (``hindsight.yaml``) are not a
-    baseline: ``hindsight`` itself reads them.
+    A record per baseline tuned for the reward (``periodic``) and per budgeted search
+    (``fluid-b5``). The hindsight bound's committed candidates (``hindsight.yaml``) are
+    not a baseline: ``hindsight`` itself reads them.
     """
-    if not TUNED_DIR.exists():
+    directory = directory or TUNED_DIR
+    if not directory.exists():
         return []
-    return sorted(p.stem for p in TUNED_DIR.glob("*.yaml") if p.stem in SPACES)
+    return sorted(p.stem for p in directory.glob("*.yaml") if split_record_name(p.stem))

@@ -135,3 +135,76 @@ def test_a_first_search_can_start_from_the_controllers_defaults(capsys):
     err = capsys.readouterr().err
     assert "whole grid" in err and "only one setting" in err
     assert make_controller("fluid(horizon=2,headroom=1.6)").headroom == 1.6
+
+
+def _stub_front(case, seed, specs, base_dir=None):
+    """Headroom buys fewer violations with less accuracy (a front), seed-independent."""
+    c = make_controller(specs[0])
+    viol = 0.12 - 0.05 * (c.headroom - 1.0)  # 12% at 1.0 .. 7% at 2.0
+    eff = 90.0 - 10.0 * (c.headroom - 1.0)
+    row = {"case": case.id, "seed": seed, "controller": specs[0], "reward": eff - 100 * viol}
+    return [row | {"effective_accuracy": eff, "frame_violation_ratio": viol}]
+
+
+def test_a_budgeted_search_picks_the_most_accurate_setting_within_the_budget():
+    suite = load_suite("dev")
+    per = tuning.episodes_per_trial(suite)
+    res = tuning.tune("periodic", suite, per * 40, play=_stub_front, violation_budget=0.085, seed=0)
+    best = make_controller(res.best_spec)
+    # within 8.5%: headroom >= 1.7 (1.8 and 2.0 on the grid); the most accurate is 1.8
+    assert best.headroom == 1.8
+    assert res.violation_budget == 0.085 and res.to_dict()["violation_budget"] == 0.085
+    assert all("objective" in t for t in res.trials)
+    over = [t for t in res.trials if t["metrics"]["frame_violation_ratio"] > 0.085]
+    # over the budget: 10 points of effective accuracy lost per percentage point over
+    assert over and all(
+        t["objective"]
+        == pytest.approx(
+            t["metrics"]["effective_accuracy"]
+            - 1000 * (t["metrics"]["frame_violation_ratio"] - 0.085)
+        )
+        for t in over
+    )
+    # the reward's choice differs (headroom 1.0: 78 against 73)
+    plain = tuning.tune("periodic", suite, per * 40, play=_stub_front, seed=0)
+    assert make_controller(plain.best_spec).headroom == 1.0
+
+
+def test_an_unreachable_budget_keeps_the_lowest_violation_setting():
+    suite = load_suite("dev")
+    per = tuning.episodes_per_trial(suite)
+    res = tuning.tune("periodic", suite, per * 40, play=_stub_front, violation_budget=0.01)
+    assert make_controller(res.best_spec).headroom == 2.0
+    with pytest.raises(ConfigError, match="violation-budget"):
+        tuning.tune("periodic", suite, per, play=_stub_front, violation_budget=5.0)
+
+
+def test_a_budgeted_record_is_its_own_controller(tmp_path, monkeypatch):
+    suite = load_suite("dev")
+    res = tuning.tune(
+        "periodic",
+        suite,
+        tuning.episodes_per_trial(suite) * 20,
+        play=_stub_front,
+        violation_budget=0.085,
+    )
+    monkeypatch.setattr(tuning, "TUNED_DIR", tmp_path)
+    path = tuning.write_tuned(res)
+    assert path.name == "periodic-b8.5.yaml" and "--violation-budget 8.5" in path.read_text()
+    assert tuning.tuned_names() == ["periodic-b8.5"]
+    assert tuning.split_record_name("periodic-b8.5") == ("periodic", 0.085)
+    c = make_controller("periodic-b8.5-tuned")
+    assert c.name == "periodic-b8.5-tuned"
+    assert c.headroom == make_controller(res.best_spec).headroom
+    with pytest.raises(ConfigError, match="--violation-budget 5 --write"):
+        make_controller("periodic-b5-tuned")  # not tuned: says how
+
+
+def test_the_tune_command_refuses_a_bad_violation_budget(capsys):
+    from lokirl.cli import main
+
+    base = ["tune", "--suite", "dev", "--budget-episodes", "1", "--violation-budget"]
+    assert main([*base, "150", "--controller", "fluid"]) == 2
+    assert "in (0, 100)" in capsys.readouterr().err
+    assert main([*base, "5", "--controller", "hindsight"]) == 2
+    assert "whole grid" in capsys.readouterr().err
