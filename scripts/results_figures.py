@@ -10,8 +10,9 @@ Writes ``results_tuning_fronts.png`` (every trial of each tuning grid on
 bench's Pareto plot as ``results_validation_pareto.png`` / ``results_test_pareto.png``;
 prints the tuning tables as markdown. With ``--budgets 1,5``: also
 ``results_budget_front.png`` (every trial of every committed search, ``fluid`` and
-``hindsight`` included, with the budgets drawn) and each search's best setting within
-each budget (``lokirl.experiments.report.budget_table``).
+``hindsight`` included, a method's reward and budgeted searches pooled, with the budgets
+drawn) and each method's best setting within each budget
+(``lokirl.experiments.report.budget_table``).
 """
 
 from __future__ import annotations
@@ -68,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             print(tuning_table(t, top=len(t["trials"])))
             print()
     if budgets:
-        order = ("periodic", "trigger", "fluid", "hindsight")
-        every = [yaml.safe_load((TUNED_DIR / f"{m}.yaml").read_text()) for m in order]
+        # every search of a method's grid on validation pooled: the reward's and the
+        # budgeted ones (NAME-bPCT.yaml), each setting once
+        every = []
+        for m in ("periodic", "trigger", "fluid", "hindsight"):
+            runs = [yaml.safe_load((TUNED_DIR / f"{m}.yaml").read_text())]
+            runs += [yaml.safe_load(p.read_text()) for p in sorted(TUNED_DIR.glob(f"{m}-b*.yaml"))]
+            trials = list({t["spec"]: t for r in runs for t in r["trials"]}.values())
+            every.append({**runs[0], "trials": trials})
         tuning_front_plot(every, img / "results_budget_front.png", budgets=budgets)
         print(budget_table(every, budgets))
     return 0
