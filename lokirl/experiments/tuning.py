@@ -124,9 +124,15 @@ class TuningResult:
 
     def to_dict(self) -> dict[str, Any]:
         """YAML/JSON-ready."""
-        budget = (
-            {} if self.violation_budget is None else {"violation_budget": self.violation_budget}
-        )
+        budget: dict[str, Any] = {}
+        if self.violation_budget is not None:
+            chosen = next((t for t in self.trials if t["spec"] == self.best_spec), {})
+            v = chosen.get("metrics", {}).get("frame_violation_ratio", math.inf)
+            # False: no trial met the budget and the record is the lowest-violation one
+            budget = {
+                "violation_budget": self.violation_budget,
+                "budget_met": v <= self.violation_budget,
+            }
         return {
             "baseline": self.baseline,
             **budget,

@@ -154,6 +154,7 @@ def test_a_budgeted_search_picks_the_most_accurate_setting_within_the_budget():
     # within 8.5%: headroom >= 1.7 (1.8 and 2.0 on the grid); the most accurate is 1.8
     assert best.headroom == 1.8
     assert res.violation_budget == 0.085 and res.to_dict()["violation_budget"] == 0.085
+    assert res.to_dict()["budget_met"] is True
     assert all("objective" in t for t in res.trials)
     over = [t for t in res.trials if t["metrics"]["frame_violation_ratio"] > 0.085]
     # over the budget: 10 points of effective accuracy lost per percentage point over
@@ -175,6 +176,7 @@ def test_an_unreachable_budget_keeps_the_lowest_violation_setting():
     per = tuning.episodes_per_trial(suite)
     res = tuning.tune("periodic", suite, per * 40, play=_stub_front, violation_budget=0.01)
     assert make_controller(res.best_spec).headroom == 2.0
+    assert res.to_dict()["budget_met"] is False
     with pytest.raises(ConfigError, match="violation-budget"):
         tuning.tune("periodic", suite, per, play=_stub_front, violation_budget=5.0)
 
