@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         if budget is not None:
             best = next(t for t in result.trials if t["spec"] == result.best_spec)
             v = best["metrics"].get("frame_violation_ratio", float("nan"))
-            if v <= budget:
+            if result.to_dict()["budget_met"]:
                 print(f"  frame violations {100 * v:.2f}%, within the {100 * budget:g}% budget")
             else:
                 print(
