@@ -237,9 +237,8 @@ def run(args: argparse.Namespace) -> int:
         what = f"candidates {chosen}" if chosen else result.best_spec
         print(f"best: {what}  (score {result.best_score:.2f}, {result.episodes} episodes)")
         if budget is not None:
-            best = next(t for t in result.trials if t["spec"] == result.best_spec)
-            v = best["metrics"].get("frame_violation_ratio", float("nan"))
-            if result.to_dict()["budget_met"]:
+            v = result.best_violation
+            if result.budget_met:
                 print(f"  frame violations {100 * v:.2f}%, within the {100 * budget:g}% budget")
             else:
                 print(

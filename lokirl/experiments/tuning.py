@@ -122,17 +122,27 @@ class TuningResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     violation_budget: float | None = None
 
+    @property
+    def best_violation(self) -> float:
+        """The chosen trial's frame-violation share (``inf`` if it was not recorded)."""
+        chosen = next((t for t in self.trials if t["spec"] == self.best_spec), {})
+        return chosen.get("metrics", {}).get("frame_violation_ratio", math.inf)
+
+    @property
+    def budget_met(self) -> bool | None:
+        """Whether the choice is within the violation budget (``None`` without one).
+
+        ``False``: no trial met the budget and the choice is the lowest-violation one.
+        """
+        if self.violation_budget is None:
+            return None
+        return self.best_violation <= self.violation_budget
+
     def to_dict(self) -> dict[str, Any]:
         """YAML/JSON-ready."""
         budget: dict[str, Any] = {}
         if self.violation_budget is not None:
-            chosen = next((t for t in self.trials if t["spec"] == self.best_spec), {})
-            v = chosen.get("metrics", {}).get("frame_violation_ratio", math.inf)
-            # False: no trial met the budget and the record is the lowest-violation one
-            budget = {
-                "violation_budget": self.violation_budget,
-                "budget_met": v <= self.violation_budget,
-            }
+            budget = {"violation_budget": self.violation_budget, "budget_met": self.budget_met}
         return {
             "baseline": self.baseline,
             **budget,
@@ -450,8 +460,7 @@ def committed_params(name: str, directory: Path | None = None) -> dict[str, Any]
 
     """
     path, data = _read_tuned(name, directory)
-    parts = split_record_name(name)
-    baseline = parts[0] if parts else name
+    baseline = _base_of(name)
     params = data.get("params")
     if not isinstance(params, dict):
         raise ConfigError(str(path), "params", "missing or malformed", "re-run lokirl tune --write")
@@ -466,6 +475,12 @@ def record_name(baseline: str, violation_budget: float | None = None) -> str:
     if violation_budget is None:
         return baseline
     return f"{baseline}-b{round(100 * violation_budget, 4):g}"
+
+
+def _base_of(name: str) -> str:
+    """The baseline a record's name names (``fluid-b5`` -> ``fluid``); else the name."""
+    parts = split_record_name(name)
+    return parts[0] if parts else name
 
 
 def split_record_name(name: str) -> tuple[str, float | None] | None:
@@ -507,12 +522,11 @@ def _read_tuned(name: str, directory: Path | None) -> tuple[Path, dict[str, Any]
     if not path.exists():
         parts = split_record_name(name)
         budget = "" if not parts or parts[1] is None else f" --violation-budget {100 * parts[1]:g}"
-        base = parts[0] if parts else name
         raise ConfigError(
             str(path),
             "spec",
             f"{name} has not been tuned",
-            f"run lokirl tune --controller {base} --suite validation{budget} --write",
+            f"run lokirl tune --controller {_base_of(name)} --suite validation{budget} --write",
         )
     return path, yaml.safe_load(path.read_text()) or {}
 
@@ -525,8 +539,7 @@ def tuned_spec(name: str, directory: Path | None = None) -> str:
 
     """
     path, data = _read_tuned(name, directory)
-    parts = split_record_name(name)
-    baseline = parts[0] if parts else name
+    baseline = _base_of(name)
     spec = data.get("spec")
     if not isinstance(spec, str) or not spec.startswith(f"{baseline}("):
         raise ConfigError(str(path), "spec", "missing or malformed", "re-run lokirl tune --write")
