@@ -214,6 +214,8 @@ class FluidChooser:
     name: str = "fluid"
     library: tuple[Plan, ...] = field(default=(), init=False, repr=False)
     _state: FluidState | None = field(default=None, init=False, repr=False)
+    #: Fluid models at other (burst_s, derate) pairs (:meth:`decide_settings`).
+    _models: dict = field(default_factory=dict, init=False, repr=False)
     _switch: SwitchModel | None = field(default=None, init=False, repr=False)
     _bound: tuple | None = field(default=None, init=False, repr=False)
     _estimate: float = field(default=0.0, init=False, repr=False)
@@ -306,6 +308,7 @@ class FluidChooser:
         # the routing of a library plan depends on the plan and the estimate alone:
         # controllers bound to one library (an evaluation's episodes) share it
         self._state.memo = _ROUTINGS.setdefault(lib_key, {})
+        self._models = {}
         self._pipeline, self._cluster, self._swap = pipeline, cluster, swap
         self._switch = None  # built at the first decision, when the epoch is known
         self._bound = key
@@ -359,14 +362,66 @@ class FluidChooser:
             RuntimeError: not bound, or a context without arrival bins.
 
         """
+        own = (self.burst_s, self.derate)
+        return self._decide(context, tuple((int(h), own) for h in horizons))
+
+    def decide_settings(
+        self, context: ControlContext, settings: tuple[tuple[int, float, float], ...]
+    ) -> tuple[Decision, ...]:
+        """:meth:`decide` with each (horizon, burst allowance, derating) in turn.
+
+        What a policy choosing fluid's setting per epoch is offered (``follow_settings``
+        of :class:`~lokirl.envs.features.FeatureSpec`): one fluid model per (burst
+        allowance, derating) pair over the bound library, each advanced once per epoch
+        through the same arrivals (a pair first asked for mid-run starts with empty
+        queues). The library (its headroom and grid) is this controller's own.
+
+        Args:
+            context: As for :meth:`decide`.
+            settings: ``(horizon, burst_s, derate)`` per decision.
+
+        Returns:
+            One decision per setting, in order.
+
+        Raises:
+            RuntimeError: not bound, or a context without arrival bins.
+            ValueError: a setting out of range (as for the constructor).
+
+        """
+        return self._decide(context, tuple((int(h), (float(b), float(d))) for h, b, d in settings))
+
+    def _model(self, knobs: tuple[float, float]) -> FluidState:
+        """The fluid model with burst allowance and derating ``knobs`` (own or another)."""
+        assert self._state is not None
+        if knobs == (self.burst_s, self.derate):
+            return self._state
+        st = self._models.get(knobs)
+        if st is None:
+            k = replace(self.knobs, burst_s=knobs[0], derate=knobs[1])
+            st = FluidState(
+                self.library, self._state.pipeline, self._state.workers, k, self.weights
+            )
+            st.memo = self._state.memo  # routing does not read the knobs
+            self._models[knobs] = st
+        return st
+
+    def _decide(
+        self, context: ControlContext, variants: tuple[tuple[int, tuple[float, float]], ...]
+    ) -> tuple[Decision, ...]:
+        """One decision per (horizon, (burst_s, derate)), every model advanced once."""
         if self._state is None:
             raise RuntimeError(
                 "fluid needs its pipeline and cluster before deciding: the host calls "
                 "bind(pipeline, cluster, swap) (lokirl.core.binding.bind_controller)"
             )
         st = self._state
+        own = (self.burst_s, self.derate)
+        models = {own: st}
+        for _, knobs in variants:
+            models.setdefault(knobs, self._model(knobs))
         if context.plan is None:  # a new run: the first plan, for the initial demand
-            st.reset()
+            for m in (st, *self._models.values()):
+                m.reset()
             self._estimate = 0.0
             self.frames_modelled = 0.0
             self._bins_per_epoch = None
@@ -376,7 +431,7 @@ class FluidChooser:
             value, _, _ = st.epoch(bins, dt, 0.0, commit=False)
             j = int(np.argmax(value))
             first = Decision(True, self.library[j].demand, False, 0.0, f"fluid plan {j}")
-            return tuple(first for _ in horizons)
+            return tuple(first for _ in variants)
         estimate, self._estimate = self._estimate, ewma_demand(context.demand_history)
         if not context.arrival_bins:
             raise RuntimeError(
@@ -396,11 +451,14 @@ class FluidChooser:
         if len(bins) > per and len(bins) % per == 0:
             chunks = np.split(bins, len(bins) // per)
         for chunk in chunks[:-1]:
-            self.frames_modelled += st.epoch(chunk, dt, estimate)[2]
-        value, served, arrived = st.epoch(chunks[-1], dt, estimate)
-        self.frames_modelled += arrived
+            for knobs, m in models.items():
+                arrived = m.epoch(chunk, dt, estimate)[2]
+                if knobs == own:
+                    self.frames_modelled += arrived
+        results = {knobs: m.epoch(chunks[-1], dt, estimate) for knobs, m in models.items()}
+        self.frames_modelled += results[own][2]
         if context.solving:
-            return tuple(KEEP for _ in horizons)
+            return tuple(KEEP for _ in variants)
         epoch_s = dt * len(chunks[-1])
         current = self._index_of(context.plan)
         if current is None:
@@ -410,7 +468,8 @@ class FluidChooser:
             current = self._nearest(context.plan)
         switch = self._switch_model(epoch_s)
         out = []
-        for h in horizons:
+        for h, knobs in variants:
+            value, served, arrived = results[knobs]
             j = hold_or_switch(switch, value, served, arrived, current, int(h))
             out.append(
                 KEEP

@@ -53,7 +53,8 @@ class ImitationParams:
             constant teacher, such as a followed fallback, is then fitted to a
             probability near 1 and PPO hardly ever tries anything else).
         index_smoothing: The same for the second index where it is fitted (a
-            re-solve's headroom; with ``follow_horizons`` the fallback's horizon).
+            re-solve's headroom; with ``follow_horizons`` the fallback's horizon, with
+            ``follow_settings`` its setting).
 
     """
 
@@ -99,18 +100,25 @@ class Demonstrations:
     teacher_reward: float
 
 
-def _own_horizon_index(env: LokiServingEnv) -> int:
-    """Where the followed fallback's own horizon sits in ``follow_horizons`` (0 without)."""
-    horizons = env.features.follow_horizons
-    if not horizons:
+def _own_follow_index(env: LokiServingEnv) -> int:
+    """Where the followed fallback's own horizon (or setting) sits among FOLLOW's choices.
+
+    0 without ``follow_horizons`` / ``follow_settings``.
+    """
+    spec, fb = env.features, env._fallback
+    if spec.follow_horizons:
+        choices, own, what = spec.follow_horizons, fb.horizon, "horizon"
+    elif spec.follow_settings:
+        choices, what = spec.follow_settings, "setting"
+        own = (fb.horizon, float(fb.burst_s), float(fb.derate))
+    else:
         return 0
-    own = env._fallback.horizon
-    if own not in horizons:
+    if own not in choices:
         raise ValueError(
-            f"follow_horizons {list(horizons)} leave out the fallback's own horizon {own}: "
+            f"follow_{what}s {list(choices)} leave out the fallback's own {what} {own}: "
             "imitation could not start the policy as the fallback; add it"
         )
-    return horizons.index(own)
+    return choices.index(own)
 
 
 def teacher_action(
@@ -170,7 +178,7 @@ def collect(
     follow = bool(cfg.fallback) and teacher == cfg.fallback
     while len(obs_rows) < steps:
         obs, _ = env.reset(seed=seed + episode)
-        horizon_index = _own_horizon_index(env) if follow else 0
+        horizon_index = _own_follow_index(env) if follow else 0
         ctl = None
         if not follow:  # a followed teacher is the env's own fallback, bound and fed there
             ctl = make_controller(teacher)
@@ -179,8 +187,7 @@ def collect(
         done = False
         while not done and len(rewards) < limit:
             if ctl is None:
-                horizons = env.features.follow_horizons
-                if horizons:
+                if env.features.follow_choices:
                     # the index picks the fallback's horizon: the teacher's own, fitted
                     action = np.array([FOLLOW, horizon_index], dtype=np.int64)
                     resolved.append(True)

@@ -76,6 +76,14 @@ class WeightsSection(_Section):
     workers: NonNegativeFloat = 0.05
 
 
+class FollowSetting(_Section):
+    """One entry of ``env.follow_settings``: a setting of the ``fluid`` fallback's model."""
+
+    horizon: PositiveInt = Field(description="epochs a switch must pay for itself over")
+    burst_s: NonNegativeFloat = Field(description="seconds of capacity a queue absorbs")
+    derate: float = Field(gt=0, le=2, description="share of each group's capacity served")
+
+
 class RandomiseSection(_Section):
     """``env.randomise``: what each training episode draws (see ``EpisodeRandomisation``).
 
@@ -151,6 +159,11 @@ class EnvSection(_Section):
         default_factory=list,
         description="with a fluid fallback: horizons FOLLOW chooses among (feature_version 2)",
     )
+    follow_settings: list[FollowSetting] = Field(
+        default_factory=list,
+        description="with a fluid fallback: (horizon, burst_s, derate) settings FOLLOW "
+        "chooses among (feature_version 2; instead of follow_horizons)",
+    )
     swap: Literal["overlap", "stop", "free"] = "overlap"
     feature_version: int = 1
     randomise: RandomiseSection | None = None
@@ -182,6 +195,18 @@ class EnvSection(_Section):
             raise ValueError(
                 "follow_horizons: needs a fallback that plans over a horizon (e.g. "
                 "fallback: fluid(...)) and feature_version: 2"
+            )
+        if self.follow_settings and (
+            not self.fallback.startswith("fluid") or self.feature_version != 2
+        ):
+            raise ValueError(
+                "follow_settings: needs a fluid fallback (fallback: fluid(...)) and "
+                "feature_version: 2"
+            )
+        if self.follow_settings and self.follow_horizons:
+            raise ValueError(
+                "follow_settings: give follow_horizons or follow_settings, not both "
+                "(a setting names its horizon)"
             )
         return self
 

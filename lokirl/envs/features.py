@@ -169,6 +169,11 @@ class FeatureSpec:
             the fallback decides with this epoch (modulo their number), and the
             observation ends with, per horizon, whether the fallback would switch with
             it. Empty: FOLLOW takes the fallback's own decision.
+        follow_settings: As ``follow_horizons`` (and instead of it), with a ``fluid``
+            fallback: FOLLOW's second index picks one of these ``(horizon, burst_s,
+            derate)`` settings of the fallback's model (its plan library stays its
+            own), and the observation ends with, per setting, whether the fallback
+            would switch with it.
         warm_churn_weight: Churn weight of a warm re-solve (accuracy points per
             worker that changes variant): a warm re-solve starts from the running
             plan and stays close to it; a cold one starts afresh with no churn term.
@@ -190,6 +195,7 @@ class FeatureSpec:
     queue_scale: float = 100.0
     fallback: str = ""
     follow_horizons: tuple[int, ...] = ()
+    follow_settings: tuple[tuple[int, float, float], ...] = ()
     version: int = field(default=1)
     scope: PolicyScope | None = None
 
@@ -210,6 +216,27 @@ class FeatureSpec:
                 raise ValueError(
                     f"follow_horizons: whole numbers of epochs >= 1, got {self.follow_horizons}"
                 )
+        if self.follow_settings:
+            if self.follow_horizons:
+                raise ValueError(
+                    "follow_settings: FOLLOW chooses among horizons or among settings, not "
+                    "both; list the horizons in the settings instead"
+                )
+            if not self.fallback or self.version != 2:
+                raise ValueError(
+                    "follow_settings: needs a fallback (e.g. fluid-tuned) and feature_version 2"
+                )
+            for s in self.follow_settings:
+                if len(s) != 3 or int(s[0]) != s[0] or s[0] < 1 or s[1] < 0 or not 0 < s[2] <= 2:
+                    raise ValueError(
+                        "follow_settings: each is (horizon >= 1 epochs, burst_s >= 0, "
+                        f"0 < derate <= 2), got {tuple(s)}"
+                    )
+
+    @property
+    def follow_choices(self) -> int:
+        """How many ways FOLLOW's second index chooses among (0: the fallback's own)."""
+        return len(self.follow_horizons) or len(self.follow_settings)
 
     @property
     def size(self) -> int:
@@ -228,7 +255,7 @@ class FeatureSpec:
             + _V2_FIXED
             + len(self.tasks)
             + bool(self.fallback)
-            + len(self.follow_horizons)
+            + self.follow_choices
         )
 
     @property
@@ -251,6 +278,10 @@ class FeatureSpec:
             d["follow_horizons"] = list(self.follow_horizons)
         else:  # files of policies without it stay as they were
             del d["follow_horizons"]
+        if self.follow_settings:
+            d["follow_settings"] = [list(x) for x in self.follow_settings]
+        else:
+            del d["follow_settings"]
         if self.scope is None:
             del d["scope"]
         else:
@@ -265,6 +296,9 @@ class FeatureSpec:
         d["horizons_s"] = tuple(int(h) for h in d["horizons_s"])
         d["headrooms"] = tuple(float(h) for h in d["headrooms"])
         d["follow_horizons"] = tuple(int(h) for h in d.get("follow_horizons", ()))
+        d["follow_settings"] = tuple(
+            (int(h), float(b), float(r)) for h, b, r in d.get("follow_settings", ())
+        )
         if d.get("scope") is not None:
             d["scope"] = PolicyScope.from_dict(d["scope"])
         return cls(**d)
@@ -375,7 +409,8 @@ def observe(
     ``hint`` is the fallback controller's decision for this context (when the spec
     has a fallback): whether it would re-solve is the last feature (before the
     horizons'). ``scale`` is the served cluster (version 2 only; required there).
-    ``hints`` are the fallback's decisions at each of ``spec.follow_horizons``.
+    ``hints`` are the fallback's decisions at each of ``spec.follow_horizons`` (or
+    ``spec.follow_settings``).
 
     Version 1, in order: the last ``history_s`` per-second arrivals and the forecast
     (mean, upper) at each horizon over ``spec.demand_scale``; the running plan's
@@ -402,7 +437,8 @@ def observe(
       accuracy scaling can add, clipped to 1), the swap mode one-hot (overlap,
       stop, free), the longest variant load time (/10 s, clipped to 1);
     * with a fallback, whether it would re-solve;
-    * with ``follow_horizons``, per horizon whether the fallback would switch with it.
+    * with ``follow_horizons``, per horizon whether the fallback would switch with it
+      (with ``follow_settings``, per setting).
 
     Raises:
         ValueError: a version-2 spec without ``scale``; ``hints`` that do not match
@@ -413,12 +449,12 @@ def observe(
         if scale is None:
             raise ValueError("scale: version-2 features need the served cluster's ClusterScale")
         obs = _observe_v2(spec, context, forecast, hint, scale)
-        if not spec.follow_horizons:
+        if not spec.follow_choices:
             return obs
-        if len(hints) != len(spec.follow_horizons):
+        if len(hints) != spec.follow_choices:
             raise ValueError(
-                f"hints: the fallback's decisions at each of {len(spec.follow_horizons)} "
-                f"horizons are needed, got {len(hints)}"
+                f"hints: the fallback's decisions at each of {spec.follow_choices} "
+                f"horizons or settings are needed, got {len(hints)}"
             )
         wish = np.asarray([1.0 if h.resolve else 0.0 for h in hints], dtype=obs.dtype)
         return np.concatenate([obs, wish])
@@ -546,11 +582,12 @@ def to_decision(
     fallback controller decided (``hint``), the first plan included when the fallback
     solves it. Without a running plan the first plan is always solved (by the policy's
     own headroom when the fallback would not solve it). With ``spec.follow_horizons``
-    FOLLOW's second index picks the fallback's decision at that horizon (``hints``).
+    FOLLOW's second index picks the fallback's decision at that horizon (``hints``;
+    likewise with ``spec.follow_settings``).
     """
     a = np.asarray(action).reshape(-1)
     kind = int(a[0])
-    if kind == FOLLOW and spec.follow_horizons and hints:
+    if kind == FOLLOW and spec.follow_choices and hints:
         hint = hints[int(a[1]) % len(hints)]
     if kind == FOLLOW and spec.fallback:
         if context.plan is not None:
@@ -577,26 +614,34 @@ def fallback_decisions(
     """The fallback's decision now and, with ``spec.follow_horizons``, those at each.
 
     The fallback decides once per epoch (a model-based one advances its model then):
-    with horizons to choose from, one call gives every horizon's decision and its own.
+    with horizons (or settings, ``spec.follow_settings``) to choose from, one call gives
+    every choice's decision and its own.
 
     Returns:
-        (its own decision or ``None`` without a fallback, the decisions per horizon).
+        (its own decision or ``None`` without a fallback, the decisions per choice).
 
     Raises:
-        ConfigError: ``spec.follow_horizons`` with a fallback that has no horizon.
+        ConfigError: ``spec.follow_horizons`` (``follow_settings``) with a fallback that
+            has no horizon (no settings).
 
     """
     if fallback is None:
         return None, ()
-    if not spec.follow_horizons:
+    if not spec.follow_choices:
         return fallback.decide(context), ()
-    if not hasattr(fallback, "decide_horizons"):
+    what = "follow_horizons" if spec.follow_horizons else "follow_settings"
+    method = "decide_horizons" if spec.follow_horizons else "decide_settings"
+    if not hasattr(fallback, method):
         raise ConfigError(
             spec.fallback,
             "fallback",
-            "the policy chooses the fallback's horizon (follow_horizons) but this "
+            f"the policy chooses among the fallback's {what[7:]} ({what}) but this "
             "fallback has none",
-            "use a fluid(...) fallback, or no follow_horizons",
+            f"use a fluid(...) fallback, or no {what}",
         )
-    both = fallback.decide_horizons(context, tuple(spec.follow_horizons) + (fallback.horizon,))
+    if spec.follow_horizons:
+        both = fallback.decide_horizons(context, tuple(spec.follow_horizons) + (fallback.horizon,))
+    else:
+        own = (fallback.horizon, fallback.burst_s, fallback.derate)
+        both = fallback.decide_settings(context, tuple(spec.follow_settings) + (own,))
     return both[-1], tuple(both[:-1])

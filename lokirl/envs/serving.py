@@ -168,6 +168,8 @@ class EnvConfig:
             FOLLOW's second index chooses among (see
             :class:`~lokirl.envs.features.FeatureSpec`); empty: FOLLOW takes the
             fallback's own decision.
+        follow_settings: Instead of ``follow_horizons``: ``(horizon, burst_s,
+            derate)`` settings of the ``fluid`` fallback FOLLOW chooses among.
         swap: How a worker changes variant in the simulator
             (:data:`~lokirl.core.reconfig.SwapMode`: ``overlap``, ``stop`` or ``free``).
         feature_version: Observation version (:func:`lokirl.envs.features.observe`):
@@ -208,6 +210,7 @@ class EnvConfig:
     fluid_dt: float = 0.05
     fallback: str = ""
     follow_horizons: tuple[int, ...] = ()
+    follow_settings: tuple[tuple[int, float, float], ...] = ()
     swap: str = "overlap"
     feature_version: int = 1
     randomise: EpisodeRandomisation = field(default_factory=EpisodeRandomisation)
@@ -238,6 +241,11 @@ class EnvConfig:
         for key in ("traces", "headrooms", "load_low", "load_high", "follow_horizons"):
             if key in d:
                 d[key] = tuple(d[key])
+        if "follow_settings" in d:
+            d["follow_settings"] = tuple(
+                (x["horizon"], x["burst_s"], x["derate"]) if isinstance(x, dict) else tuple(x)
+                for x in d["follow_settings"]
+            )
         if isinstance(d.get("weights"), dict):
             d["weights"] = RewardWeights(**d["weights"])
         if isinstance(d.get("randomise"), dict):
@@ -391,6 +399,7 @@ class LokiServingEnv(gym.Env):
             base_horizon_s=cfg.base_horizon_s,
             fallback=cfg.fallback,
             follow_horizons=tuple(int(h) for h in cfg.follow_horizons),
+            follow_settings=tuple((int(h), float(b), float(r)) for h, b, r in cfg.follow_settings),
         )
         if cfg.feature_version == 1:
             self.hw_capacity, self.max_capacity = cluster_capacities(self.pipeline, self.cluster)
@@ -425,7 +434,7 @@ class LokiServingEnv(gym.Env):
         self.action_space = spaces.MultiDiscrete([self.features.kinds, len(cfg.headrooms)])
         self._fallback: Any = None
         self._hint: Decision | None = None
-        #: The fallback's decisions at each of ``follow_horizons`` (empty without them).
+        #: The fallback's decisions at each of ``follow_horizons`` / ``follow_settings``.
         self._hints: tuple[Decision, ...] = ()
         self.sim: Simulation | FluidSimulation | None = None
         self.context: ControlContext | None = None

@@ -125,6 +125,54 @@ def test_the_fallbacks_decisions_at_several_horizons_advance_its_model_once():
         ctx = env.context
 
 
+def test_the_fallbacks_decisions_at_several_settings_are_those_of_each_setting():
+    # one model per (burst_s, derate): each decision is what fluid at that setting decides
+    env = LokiServingEnv(replace(ENV, fallback=FLUID))
+    env.reset(seed=4)
+    settings = ((2, 0.05, 1.0), (4, 0.02, 0.8), (1, 0.2, 0.9))
+    alone = [make_controller(f"fluid(horizon={h},burst_s={b},derate={d})") for h, b, d in settings]
+    many = make_controller("fluid(horizon=2)")
+    for c in (*alone, many):
+        c.bind(env.pipeline, env.cluster, env.swap)
+    ctx = env.context
+    differ = 0
+    for k in range(10):
+        got = many.decide_settings(ctx, settings)
+        want = tuple(c.decide(ctx) for c in alone)
+        assert got == want
+        differ += len(set(got)) > 1
+        assert many.frames_modelled == alone[0].frames_modelled
+        env.advance(got[k % 3], planner=many)
+        ctx = env.context
+    assert differ > 0  # the settings do not all agree (the test can tell them apart)
+    with pytest.raises(ValueError, match="derate"):
+        many.decide_settings(ctx, ((2, 0.05, 0.0),))
+
+
+def test_a_policy_can_choose_the_fallbacks_setting_each_epoch():
+    from lokirl.agents.imitation import collect
+    from lokirl.envs.features import FOLLOW, FeatureSpec
+
+    settings = ((2, 0.05, 1.0), (4, 0.02, 0.8), (1, 0.2, 0.9))
+    cfg = replace(ENV, fallback=FLUID, follow_settings=settings, feature_version=2)
+    env = LokiServingEnv(cfg)
+    plain = LokiServingEnv(replace(cfg, follow_settings=()))
+    assert env.features.size == plain.features.size + 3
+    spec = FeatureSpec.from_dict(env.features.to_dict())
+    assert spec == env.features and spec.follow_settings == settings
+    assert "follow_settings" not in plain.features.to_dict()  # old files stay as they were
+    obs, _ = env.reset(seed=2)
+    for k in range(6):
+        obs, *_ = env.step((FOLLOW, k % 3))
+        assert list(obs[-3:]) == [1.0 if h.resolve else 0.0 for h in env.hints]
+    demos = collect(cfg, FLUID, 8, seed=5, gamma=0.9)
+    assert (demos.actions[:, 0] == FOLLOW).all() and (demos.actions[:, 1] == 0).all()
+    with pytest.raises(ValueError, match="own setting"):
+        collect(replace(cfg, follow_settings=settings[1:]), FLUID, 4, seed=5, gamma=0.9)
+    with pytest.raises(ValueError, match="not both"):
+        replace(env.features, follow_horizons=(2,))
+
+
 def test_follow_takes_the_decision_at_the_chosen_horizon():
     from lokirl.core.controller import KEEP
     from lokirl.envs.features import FOLLOW, to_decision

@@ -39,6 +39,15 @@ CASES = {
     "env: {episode_s: 1, epoch_s: 5}": "env.episode_s",
     "env: {follow_horizons: [0]}": "env.follow_horizons.0",
     "env: {follow_horizons: [2, 8]}": "env.follow_horizons",
+    "env: {follow_settings: [{horizon: 2, burst_s: 0.1}]}": "env.follow_settings.0.derate",
+    "env: {follow_settings: [{horizon: 2, burst_s: 0.1, derate: 3}]}": (
+        "env.follow_settings.0.derate"
+    ),
+    "env: {follow_settings: [{horizon: 2, burst_s: 0.1, derate: 1}]}": "env.follow_settings",
+    (
+        "env: {fallback: fluid, feature_version: 2, follow_horizons: [2],"
+        " follow_settings: [{horizon: 2, burst_s: 0.1, derate: 1}]}"
+    ): "env.follow_settings",
 }
 
 
