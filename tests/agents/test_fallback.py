@@ -191,17 +191,23 @@ def test_follow_takes_the_decision_at_the_chosen_horizon():
     assert to_decision(plain, (FOLLOW, 2), ctx, fc, hints[1], hints) is hints[1]
 
 
-def test_a_policy_over_horizons_is_trained_and_played(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "choices",
+    [
+        {"follow_horizons": (1, 2, 16)},
+        {"follow_settings": ((2, 0.05, 1.0), (1, 0.01, 0.7))},
+    ],
+)
+def test_a_policy_over_horizons_or_settings_is_trained_and_played(tmp_path, monkeypatch, choices):
     from lokirl.agents.train import train
 
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     cfg = tiny_config("horizons", 32)
-    cfg = replace(
-        cfg, env=replace(cfg.env, fallback=FLUID, follow_horizons=(1, 2, 16), feature_version=2)
-    )
+    cfg = replace(cfg, env=replace(cfg.env, fallback=FLUID, feature_version=2, **choices))
     path = str(train(cfg, progress=False) / "model.zip")
     ctl = make_controller(f"ppo:{path}")
-    assert ctl.spec.follow_horizons == (1, 2, 16)
+    for k, v in choices.items():
+        assert getattr(ctl.spec, k) == v  # saved with the policy and read back
     env = LokiServingEnv(replace(ENV, fallback=FLUID))
     rates = np.concatenate([np.full(5, 20.0), np.full(5, 60.0)])
     res = simulate(env.pipeline, env.cluster, RateSeries(rates, 1.0), ctl)
