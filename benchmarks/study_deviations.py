@@ -112,6 +112,11 @@ def main() -> int:
     )
     args = p.parse_args()
     env = load_train_config(args.config).env
+    if (args.fit or args.load) and (env.follow_horizons or env.follow_settings):
+        p.error(
+            f"--fit/--load: {args.config} lets FOLLOW choose a horizon or setting; a gain "
+            "policy follows the fallback as it is: study it without --fit/--load"
+        )
     if args.engine:
         env = replace(env, engine=args.engine)
     if args.load:

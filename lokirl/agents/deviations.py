@@ -34,7 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from lokirl.envs.features import FOLLOW, KEEP_PLAN, RESOLVE_COLD, RESOLVE_WARM, FeatureSpec
+from lokirl.core.controllers import make_controller
+from lokirl.envs.features import (
+    FOLLOW,
+    KEEP_PLAN,
+    RESOLVE_COLD,
+    RESOLVE_WARM,
+    FeatureSpec,
+    own_follow_index,
+)
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
 
 
@@ -104,19 +112,33 @@ class DeviationStudy:
         }
 
 
-def deviation_actions(headrooms: int) -> np.ndarray:
-    """Every deviation of the residual action space: keep, warm and cold at each headroom."""
+def deviation_actions(headrooms: int, follow_choices: int = 0, own: int = 0) -> np.ndarray:
+    """Every deviation of the residual action space.
+
+    Keep, warm and cold at each headroom; with ``follow_choices`` (a policy choosing
+    the fallback's horizon or setting), following at each choice but the fallback's
+    own (``own``), after them.
+    """
     rows = [[KEEP_PLAN, 0]]
     for kind in (RESOLVE_WARM, RESOLVE_COLD):
         rows += [[kind, i] for i in range(headrooms)]
+    rows += [[FOLLOW, i] for i in range(follow_choices) if i != own]
     return np.asarray(rows, dtype=np.int64)
 
 
-def deviation_labels(cfg: EnvConfig) -> tuple[str, ...]:
-    """A name per deviation of :func:`deviation_actions`, e.g. ``keep``, ``warm@1.45``."""
+def deviation_labels(cfg: EnvConfig, own: int = 0) -> tuple[str, ...]:
+    """A name per deviation of :func:`deviation_actions`, e.g. ``keep``, ``warm@1.45``.
+
+    Following at another horizon or setting reads ``follow@h16`` or
+    ``follow@h1,b0.01,d0.7``.
+    """
     out = ["keep"]
     for kind in ("warm", "cold"):
         out += [f"{kind}@{h:g}" for h in cfg.headrooms]
+    choices = [f"h{h}" for h in cfg.follow_horizons] or [
+        f"h{h},b{b:g},d{d:g}" for h, b, d in cfg.follow_settings
+    ]
+    out += [f"follow@{c}" for i, c in enumerate(choices) if i != own]
     return tuple(out)
 
 
@@ -271,9 +293,10 @@ def study_deviations(
         raise ValueError(f"branch: 'fork' (POSIX only) or 'replay', got {branch!r}")
     env = LokiServingEnv(cfg)
     limit = max(1, int(cfg.episode_s / cfg.epoch_s))
-    devs = deviation_actions(len(cfg.headrooms))
-    labels = deviation_labels(cfg)
-    follow = np.array([FOLLOW, 0], dtype=np.int64)
+    own = own_follow_index(env.features, make_controller(cfg.fallback))
+    devs = deviation_actions(len(cfg.headrooms), env.features.follow_choices, own)
+    labels = deviation_labels(cfg, own)
+    follow = np.array([FOLLOW, own], dtype=np.int64)
     rng = np.random.default_rng(seed)
     obs_rows, gains, base_w, ep_idx, st_idx, ep_rewards = [], [], [], [], [], []
     done_states = 0

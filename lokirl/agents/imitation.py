@@ -32,6 +32,7 @@ from lokirl.envs.features import (
     RESOLVE_WARM,
     FeatureSpec,
     base_demand,
+    own_follow_index,
 )
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
 
@@ -101,24 +102,11 @@ class Demonstrations:
 
 
 def _own_follow_index(env: LokiServingEnv) -> int:
-    """Where the followed fallback's own horizon (or setting) sits among FOLLOW's choices.
-
-    0 without ``follow_horizons`` / ``follow_settings``.
-    """
-    spec, fb = env.features, env._fallback
-    if spec.follow_horizons:
-        choices, own, what = spec.follow_horizons, fb.horizon, "horizon"
-    elif spec.follow_settings:
-        choices, what = spec.follow_settings, "setting"
-        own = (fb.horizon, float(fb.burst_s), float(fb.derate))
-    else:
-        return 0
-    if own not in choices:
-        raise ValueError(
-            f"follow_{what}s {list(choices)} leave out the fallback's own {what} {own}: "
-            "imitation could not start the policy as the fallback; add it"
-        )
-    return choices.index(own)
+    """Where the followed fallback's own horizon (or setting) sits among FOLLOW's choices."""
+    try:
+        return own_follow_index(env.features, env._fallback)
+    except ValueError as err:
+        raise ValueError(f"{err}; imitation could not start the policy as the fallback") from None
 
 
 def teacher_action(

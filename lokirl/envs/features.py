@@ -645,3 +645,28 @@ def fallback_decisions(
         own = (fallback.horizon, fallback.burst_s, fallback.derate)
         both = fallback.decide_settings(context, tuple(spec.follow_settings) + (own,))
     return both[-1], tuple(both[:-1])
+
+
+def own_follow_index(spec: FeatureSpec, fallback: Any) -> int:
+    """Where the fallback's own horizon (or setting) sits among FOLLOW's choices.
+
+    Following at this index is following the fallback as it is (0 without
+    ``follow_horizons`` / ``follow_settings``).
+
+    Raises:
+        ValueError: the choices leave out the fallback's own.
+
+    """
+    if spec.follow_horizons:
+        choices, own, what = spec.follow_horizons, fallback.horizon, "horizon"
+    elif spec.follow_settings:
+        choices, what = spec.follow_settings, "setting"
+        own = (fallback.horizon, float(fallback.burst_s), float(fallback.derate))
+    else:
+        return 0
+    if own not in choices:
+        raise ValueError(
+            f"follow_{what}s {list(choices)} leave out the fallback's own {what} {own}: "
+            "add it (following the fallback as it is must be one of the choices)"
+        )
+    return choices.index(own)

@@ -39,6 +39,35 @@ def test_gains_are_window_differences_against_following():
     assert s["states"] == 2 and s["best_gain_mean"] == pytest.approx(study.gains.max(1).mean())
 
 
+def test_following_at_another_setting_is_a_deviation_from_the_fallbacks_own():
+    # the fallback's own setting is the second choice: following means index 1
+    settings = ((1, 0.01, 0.7), (2, 0.05, 1.0), (4, 0.02, 0.8))
+    cfg = replace(
+        ENV,
+        fallback="fluid(horizon=2)",
+        follow_settings=settings,
+        feature_version=2,
+        headrooms=(1.0, 1.5),
+        engine="fluid",
+    )
+    study = study_deviations(cfg, episodes=1, states_per_episode=1, horizon=3, seed=7)
+    assert study.labels[-2:] == ("follow@h1,b0.01,d0.7", "follow@h4,b0.02,d0.8")
+    assert study.actions[-2:].tolist() == [[FOLLOW, 0], [FOLLOW, 2]]
+    t, j = int(study.step[0]), len(study.labels) - 1
+    env = LokiServingEnv(cfg)
+    follow = np.array([FOLLOW, 1])
+    rewards = {}
+    for name, first in (("follow", follow), ("dev", study.actions[j])):
+        env.reset(seed=7)
+        rs = [env.step(a)[1] for a in [follow] * t + [first] + [follow] * 2]
+        rewards[name] = sum(rs[t:])
+    assert study.gains[0, j] == pytest.approx(rewards["dev"] - rewards["follow"], abs=1e-9)
+    with pytest.raises(ValueError, match="own setting"):
+        study_deviations(
+            replace(cfg, follow_settings=settings[:1]), episodes=1, states_per_episode=1
+        )
+
+
 @pytest.mark.parametrize("branch", ["fork", "replay"])
 def test_a_study_needs_a_fallback_and_a_replayable_environment(monkeypatch, branch):
     with pytest.raises(ValueError, match="fallback"):
