@@ -215,6 +215,40 @@ def test_skipped_epochs_are_played_one_by_one_and_a_pickled_copy_drops_its_cache
     assert np.array_equal(copy._state.q, one._state.q)
 
 
+def test_skipped_epochs_advance_every_setting_and_a_pickled_copy_keeps_them(env):
+    import pickle
+
+    other = (2, 0.2, 0.8)
+
+    def fresh(spec):
+        ctl = make_controller(spec)
+        ctl.bind(env.pipeline, env.cluster, env.swap)
+        first = ctl.decide(ControlContext(now_s=0.0, demand_history=(100.0,)))
+        return ctl, ctl.plan(env.pipeline, env.cluster, first, AllocatorOptions(), None)
+
+    rng = np.random.default_rng(3)
+    epochs = [tuple(rng.poisson(8.0, 20).astype(float)) for _ in range(3)]
+
+    def ctx(t, bins, plan):
+        return ControlContext(
+            now_s=t, demand_history=(160.0,), plan=plan, arrival_bins=bins, arrival_bin_s=0.05
+        )
+
+    # a lone fluid at the other setting, ticked every epoch
+    alone, plan1 = fresh("fluid(horizon=2,burst_s=0.2,derate=0.8)")
+    for t, b in enumerate(epochs, start=1):
+        want = alone.decide(ctx(float(t), b, plan1))
+    # the same setting among a controller's settings, the second tick skipped
+    many, plan2 = fresh("fluid(horizon=5)")
+    assert plan2.groups == plan1.groups  # both start from the same first plan
+    many.decide_settings(ctx(1.0, epochs[0], plan2), (other,))
+    got = many.decide_settings(ctx(3.0, epochs[1] + epochs[2], plan2), (other,))
+    model = many._models[(0.2, 0.8)]
+    assert np.allclose(model.q, alone._state.q) and got[0] == want
+    copy = pickle.loads(pickle.dumps(many))
+    assert np.array_equal(copy._models[(0.2, 0.8)].q, model.q)
+
+
 def test_its_library_is_filed_in_the_envs_plan_store_and_found_there(tmp_path, monkeypatch):
     import lokirl.agents.fluid_chooser as fc
     import lokirl.agents.hindsight as hs
