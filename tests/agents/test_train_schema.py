@@ -45,6 +45,15 @@ CASES = {
     ),
     "env: {follow_settings: [{horizon: 2, burst_s: 0.1, derate: 1}]}": "env.follow_settings",
     (
+        "env: {fallback: 'fluid(horizon=2)', feature_version: 2,"
+        " follow_settings: [{horizon: 2, burst_s: 0.1, derate: 1}]}\n"
+        "imitation: {teacher: 'fluid(horizon=2)'}"
+    ): "env.follow_settings",
+    (
+        "env: {fallback: 'fluid(horizon=2)', feature_version: 2, follow_horizons: [1, 4]}\n"
+        "imitation: {teacher: 'fluid(horizon=2)'}"
+    ): "env.follow_horizons",
+    (
         "env: {fallback: fluid, feature_version: 2, follow_horizons: [2],"
         " follow_settings: [{horizon: 2, burst_s: 0.1, derate: 1}]}"
     ): "env.follow_settings",
