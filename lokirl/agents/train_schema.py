@@ -403,30 +403,17 @@ def check_references(cfg: Any, source: str) -> None:
             raise ConfigError(
                 source, where, str(exc), "use a controller such as loki, trigger or periodic"
             ) from None
-    choices = list(env.follow_horizons) or [
-        (int(h), float(b), float(d)) for h, b, d in env.follow_settings
-    ]
-    if choices and cfg.imitation.teacher and cfg.imitation.teacher == env.fallback:
+    if (env.follow_horizons or env.follow_settings) and cfg.imitation.teacher == env.fallback:
         # imitation starts the policy at the fallback's own horizon or setting
-        fb = make_controller(env.fallback)
-        if env.follow_horizons:
-            own, what = fb.horizon, "follow_horizons"
-        else:
-            own, what = (fb.horizon, float(fb.burst_s), float(fb.derate)), "follow_settings"
-        if own not in choices:
+        from lokirl.envs.features import own_follow_index
+
+        try:
+            own_follow_index(env, make_controller(env.fallback))
+        except ValueError as exc:
+            what = "follow_horizons" if env.follow_horizons else "follow_settings"
             raise ConfigError(
-                source,
-                f"env.{what}",
-                f"the fallback's own {'horizon' if what == 'follow_horizons' else 'setting'} "
-                f"{own} is not among them, so imitation cannot start the policy as the fallback",
-                "add "
-                + (
-                    f"{{horizon: {own[0]}, burst_s: {own[1]:g}, derate: {own[2]:g}}}"
-                    if isinstance(own, tuple)
-                    else str(own)
-                )
-                + f" to env.{what}",
-            )
+                source, f"env.{what}", str(exc), f"add the fallback's own to env.{what}"
+            ) from None
     if not math.isfinite(env.episode_s / env.epoch_s) or env.episode_s < env.epoch_s:
         raise ConfigError(
             source,

@@ -629,41 +629,52 @@ def fallback_decisions(
         return None, ()
     if not spec.follow_choices:
         return fallback.decide(context), ()
-    what = "follow_horizons" if spec.follow_horizons else "follow_settings"
-    method = "decide_horizons" if spec.follow_horizons else "decide_settings"
-    if not hasattr(fallback, method):
+    what, choices, own = _follow_choices(spec, fallback)
+    decide = getattr(fallback, f"decide_{what}s", None)
+    if decide is None or own is None:
         raise ConfigError(
             spec.fallback,
             "fallback",
-            f"the policy chooses among the fallback's {what[7:]} ({what}) but this "
+            f"the policy chooses among the fallback's {what}s (follow_{what}s) but this "
             "fallback has none",
-            f"use a fluid(...) fallback, or no {what}",
+            f"use a fluid(...) fallback, or no follow_{what}s",
         )
-    if spec.follow_horizons:
-        both = fallback.decide_horizons(context, tuple(spec.follow_horizons) + (fallback.horizon,))
-    else:
-        own = (fallback.horizon, fallback.burst_s, fallback.derate)
-        both = fallback.decide_settings(context, tuple(spec.follow_settings) + (own,))
+    both = decide(context, choices + (own,))
     return both[-1], tuple(both[:-1])
 
 
-def own_follow_index(spec: FeatureSpec, fallback: Any) -> int:
+def _follow_choices(spec: Any, fallback: Any) -> tuple[str, tuple, Any]:
+    """``("horizon" | "setting", FOLLOW's choices, the fallback's own)``.
+
+    The fallback's own is ``None`` when it has no such knob (not a ``fluid``).
+    """
+    if spec.follow_horizons:
+        return "horizon", tuple(spec.follow_horizons), getattr(fallback, "horizon", None)
+    try:
+        own = (fallback.horizon, float(fallback.burst_s), float(fallback.derate))
+    except AttributeError:
+        own = None
+    return "setting", tuple(spec.follow_settings), own
+
+
+def own_follow_index(spec: Any, fallback: Any) -> int:
     """Where the fallback's own horizon (or setting) sits among FOLLOW's choices.
 
     Following at this index is following the fallback as it is (0 without
     ``follow_horizons`` / ``follow_settings``).
 
+    Args:
+        spec: A :class:`FeatureSpec`, or anything with its ``follow_horizons`` and
+            ``follow_settings`` (an environment's or training file's configuration).
+        fallback: The fallback controller.
+
     Raises:
         ValueError: the choices leave out the fallback's own.
 
     """
-    if spec.follow_horizons:
-        choices, own, what = spec.follow_horizons, fallback.horizon, "horizon"
-    elif spec.follow_settings:
-        choices, what = spec.follow_settings, "setting"
-        own = (fallback.horizon, float(fallback.burst_s), float(fallback.derate))
-    else:
+    if not (spec.follow_horizons or spec.follow_settings):
         return 0
+    what, choices, own = _follow_choices(spec, fallback)
     if own not in choices:
         raise ValueError(
             f"follow_{what}s {list(choices)} leave out the fallback's own {what} {own}: "
