@@ -34,6 +34,7 @@ from lokirl.agents.hindsight import (
     hold_or_switch,
     plan_library,
     routing_row,
+    switch_terms,
 )
 from lokirl.core.allocator import AllocatorOptions, solve
 from lokirl.core.controller import ARRIVAL_BIN_S, KEEP, ControlContext, Decision, ewma_demand
@@ -49,6 +50,11 @@ _LIBRARIES: dict[tuple, list[Plan]] = {}
 _LIBRARIES_KEPT = 16
 #: Routing memos (:meth:`FluidState._routing`) by the key of their library.
 _ROUTINGS: dict[tuple, dict] = {}
+#: :func:`~lokirl.agents.hindsight.switch_terms` by (library key, pipeline, swap mode):
+#: a training environment binds a new fallback each episode, and the terms (quadratic
+#: in the library's plans, ~0.5 s on 70 workers) do not change between them.
+_SWITCH_TERMS: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_SWITCH_TERMS_KEPT = 32
 
 
 @dataclass
@@ -145,37 +151,75 @@ class FluidState:
             (modelled reward per plan, on-time frames per plan, frames arrived).
 
         """
-        unit, admit = self._routing(estimate)
-        q = self.q.copy()
-        qmax = self.capg * self.knobs.burst_s
-        per_bin = self.capg * dt
-        lost = np.zeros(len(self.owner))
-        fed = np.zeros(len(self.owner))
-        for a in np.asarray(bins, dtype=float):
-            x = unit * a
-            q = q + x
-            over = np.maximum(0.0, q - per_bin - qmax)
-            q = np.maximum(0.0, q - per_bin - over)
-            lost += over
-            fed += x
-        if commit:
-            self.q = q
-        a_ep = np.asarray([float(np.sum(bins))])
-        value, served = plan_values(
-            self.library,
-            self.owner,
-            self.tasks,
-            self.accs,
-            fed[None, :],
-            lost[None, :],
-            admit[None, :],
-            a_ep,
-            self.workers,
-            self.weights,
-            self.pipeline,
-            self.layout,
-        )
-        return value[0], served[0], float(a_ep[0])
+        return play_epoch((self,), bins, dt, estimate, commit)[0]
+
+
+def play_epoch(
+    states: tuple[FluidState, ...],
+    bins: np.ndarray,
+    dt: float,
+    estimate: float,
+    commit: bool = True,
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """:meth:`FluidState.epoch` for models of one library at several knobs, at once.
+
+    The models' queues are stacked (models x groups) and go through the bins
+    together, and the plans' values of all models are one :func:`plan_values` call
+    (a model per row): the same arithmetic, element by element, as one model at a
+    time.
+
+    Args:
+        states: Fluid models over the same library and routing (any knobs).
+        bins: Root arrivals per bin of ``dt`` seconds.
+        dt: Bin width (s).
+        estimate: The router's demand estimate at the epoch's start.
+        commit: Keep the queues they leave.
+
+    Returns:
+        Per model, as :meth:`FluidState.epoch`.
+
+    """
+    first = states[0]
+    unit, admit = first._routing(estimate)
+    q = np.stack([st.q for st in states])
+    capg = np.stack([st.capg for st in states])
+    qmax = capg * np.asarray([st.knobs.burst_s for st in states])[:, None]
+    per_bin = capg * dt
+    lost = np.zeros_like(q)
+    fed = np.zeros(len(first.owner))
+    x = np.empty_like(fed)
+    left = np.empty_like(q)
+    over = np.empty_like(q)
+    for a in np.asarray(bins, dtype=float):
+        np.multiply(unit, a, out=x)
+        np.add(q, x, out=q)
+        np.subtract(q, per_bin, out=left)  # the queue after this bin's service
+        np.subtract(left, qmax, out=over)
+        np.maximum(0.0, over, out=over)  # beyond the burst allowance: lost
+        np.subtract(left, over, out=q)
+        np.maximum(0.0, q, out=q)
+        lost += over
+        fed += x
+    if commit:
+        for st, row in zip(states, q, strict=True):
+            st.q = row
+    k = len(states)
+    arrived = float(np.sum(bins))
+    value, served = plan_values(
+        first.library,
+        first.owner,
+        first.tasks,
+        first.accs,
+        np.broadcast_to(fed, q.shape),
+        lost,
+        np.broadcast_to(admit, (k, len(admit))),
+        np.full(k, arrived),
+        first.workers,
+        first.weights,
+        first.pipeline,
+        first.layout,
+    )
+    return [(value[i], served[i], arrived) for i in range(k)]
 
 
 @dataclass
@@ -218,6 +262,7 @@ class FluidChooser:
     _models: dict = field(default_factory=dict, init=False, repr=False)
     _switch: SwitchModel | None = field(default=None, init=False, repr=False)
     _bound: tuple | None = field(default=None, init=False, repr=False)
+    _terms_key: tuple | None = field(default=None, init=False, repr=False)
     _estimate: float = field(default=0.0, init=False, repr=False)
     _epoch_s: float = field(default=1.0, init=False, repr=False)
     _signatures: dict = field(default_factory=dict, init=False, repr=False)
@@ -311,10 +356,19 @@ class FluidChooser:
         self._models = {}
         self._pipeline, self._cluster, self._swap = pipeline, cluster, swap
         self._switch = None  # built at the first decision, when the epoch is known
+        self._terms_key = (lib_key, key[0], swap)
         self._bound = key
 
     def _switch_model(self, epoch_s: float) -> SwitchModel:
         if self._switch is None or self._epoch_s != epoch_s:
+            terms = _SWITCH_TERMS.get(self._terms_key)
+            if terms is None:
+                terms = switch_terms(self._pipeline, self.library, self._swap)
+                for a in terms:
+                    a.setflags(write=False)  # shared by every controller bound alike
+                while len(_SWITCH_TERMS) >= _SWITCH_TERMS_KEPT:
+                    _SWITCH_TERMS.pop(next(iter(_SWITCH_TERMS)))
+                _SWITCH_TERMS[self._terms_key] = terms
             self._switch = SwitchModel.build(
                 self.library,
                 self._pipeline,
@@ -323,6 +377,7 @@ class FluidChooser:
                 self._swap,
                 self.weights,
                 self.solver_time,
+                terms,
             )
             self._epoch_s = epoch_s
         return self._switch
@@ -450,13 +505,11 @@ class FluidChooser:
         chunks = [bins]
         if len(bins) > per and len(bins) % per == 0:
             chunks = np.split(bins, len(bins) // per)
-        for chunk in chunks[:-1]:
-            for knobs, m in models.items():
-                arrived = m.epoch(chunk, dt, estimate)[2]
-                if knobs == own:
-                    self.frames_modelled += arrived
-        results = {knobs: m.epoch(chunks[-1], dt, estimate) for knobs, m in models.items()}
-        self.frames_modelled += results[own][2]
+        states = tuple(models.values())
+        for chunk in chunks:
+            played = play_epoch(states, chunk, dt, estimate)
+            self.frames_modelled += played[0][2]  # the own model's (all see the same)
+        results = dict(zip(models, played, strict=True))
         if context.solving:
             return tuple(KEEP for _ in variants)
         epoch_s = dt * len(chunks[-1])

@@ -506,9 +506,24 @@ class SwitchModel:
         swap: str,
         weights: dict[str, float],
         solver_time: str | float = "model",
+        terms: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> SwitchModel:
-        """The terms for ``library`` (see :func:`switch_terms` and :func:`plan_schedule`)."""
-        changed, load_s, down = switch_terms(pipeline, library, swap)
+        """The terms for ``library`` (see :func:`switch_terms` and :func:`plan_schedule`).
+
+        Args:
+            library: The plans.
+            pipeline: The pipeline (its variants' load times and co-location).
+            workers: Workers in the cluster.
+            epoch_s: Epoch length (s).
+            swap: The swap mode.
+            weights: Reward weights.
+            solver_time: The modelled solve time (``"model"`` or s).
+            terms: :func:`switch_terms` of the same library, pipeline and swap mode,
+                computed before (a caller binding one library many times keeps them);
+                computed here if absent.
+
+        """
+        changed, load_s, down = terms or switch_terms(pipeline, library, swap)
         delay = np.array([solve_delay(p, solver_time) for p in library])
         f_delay = np.minimum(1.0, delay / epoch_s)  # per target plan
         f_load = np.minimum(1.0 - f_delay[None, :], load_s / epoch_s)  # from x to
@@ -535,6 +550,22 @@ class SwitchModel:
             + self.f_load * trans
             + (1.0 - self.f_delay[None, :] - self.f_load) * vk[None, :]
             + self.fixed
+        )
+
+    def row_values(self, vk: np.ndarray, served: np.ndarray, arrivals: float, x: int) -> np.ndarray:
+        """Row ``x`` of :meth:`epoch_values` (an epoch starting in plan ``x``), alone.
+
+        The same arithmetic, element by element, in O(plans) instead of O(plans²):
+        what a chooser that knows the plan in force needs.
+        """
+        a = max(float(arrivals), 1.0)
+        lossy = self.down[x] * (served / a) * (1.0 + self.violation)
+        trans = np.minimum(vk[x], vk) - lossy
+        return (
+            self.f_delay * vk[x]
+            + self.f_load[x] * trans
+            + (1.0 - self.f_delay - self.f_load[x]) * vk
+            + self.fixed[x]
         )
 
 
@@ -604,7 +635,7 @@ def hold_or_switch(
         The library index with the best score (``current`` on ties).
 
     """
-    first = switch.epoch_values(vk, served, arrived)[current]
+    first = switch.row_values(vk, served, arrived, current)
     score = first + (horizon - 1) * vk
     score[current] = horizon * vk[current]
     best = int(np.argmax(score))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lokirl.agents  # noqa: F401
-from lokirl.agents.fluid_chooser import FluidChooser, FluidState
+from lokirl.agents.fluid_chooser import FluidChooser, FluidState, play_epoch
 from lokirl.agents.hindsight import (
     HindsightKnobs,
     demand_grid,
@@ -55,6 +55,52 @@ def test_the_model_one_epoch_at_a_time_equals_the_whole_episode_model(env):
     q = state.q.copy()
     state.epoch(np.full(20, 50.0), 0.05, 0.0, commit=False)
     assert np.array_equal(state.q, q)
+
+
+def test_models_at_several_knobs_played_together_equal_each_played_alone(env):
+    lib = tuple(
+        plan_library(
+            env.pipeline, env.cluster, demand_grid(5, env.max_capacity, 0.2), AllocatorOptions()
+        )
+    )
+    knobs = [HindsightKnobs(burst_s=b, derate=d) for b, d in ((0.05, 1.0), (0.1, 0.9), (0.01, 0.7))]
+    alone = [FluidState(lib, env.pipeline, env.cluster.total, k, W) for k in knobs]
+    together = tuple(FluidState(lib, env.pipeline, env.cluster.total, k, W) for k in knobs)
+    rng = np.random.default_rng(7)
+    for k in range(6):
+        bins = rng.poisson(env.max_capacity * rng.uniform(0.3, 1.8) * 0.05, 20).astype(float)
+        est = 0.0 if k == 0 else float(bins.sum())
+        got = play_epoch(together, bins, 0.05, est)
+        for st, (value, served, arrived) in zip(alone, got, strict=True):
+            want = st.epoch(bins, 0.05, est)
+            assert np.array_equal(value, want[0]) and np.array_equal(served, want[1])
+            assert arrived == want[2]
+    for a, b in zip(alone, together, strict=True):
+        assert np.array_equal(a.q, b.q)
+    # the knobs matter: the models' queues differ
+    assert not np.array_equal(together[0].q, together[2].q)
+
+
+def test_controllers_bound_alike_share_the_switch_terms_and_decide_alike(env):
+    import lokirl.agents.fluid_chooser as fc
+    from lokirl.agents.hindsight import SwitchModel
+
+    a, b = FluidChooser(), FluidChooser()
+    a.bind(env.pipeline, env.cluster, "stop")
+    a._switch_model(1.0)
+    kept = dict(fc._SWITCH_TERMS)
+    b.bind(env.pipeline, env.cluster, "stop")
+    sb = b._switch_model(1.0)
+    # the second controller computed nothing: it found the first's terms (read-only)
+    assert fc._SWITCH_TERMS == kept and b._terms_key in kept
+    assert not kept[b._terms_key][0].flags.writeable
+    fresh = SwitchModel.build(a.library, env.pipeline, env.cluster.total, 1.0, "stop", a.weights)
+    for name in ("f_delay", "f_load", "down", "fixed"):  # as if built afresh
+        assert np.array_equal(getattr(sb, name), getattr(fresh, name))
+    # another swap mode gets its own terms
+    c = FluidChooser()
+    c.bind(env.pipeline, env.cluster, "overlap")
+    assert not np.array_equal(c._switch_model(1.0).down, fresh.down)
 
 
 def test_it_decides_as_the_past_only_diagnostic_after_the_first_epoch(env):

@@ -364,3 +364,20 @@ def test_rates_bound_plans_without_the_noise(env):
     again, _ = _play(env, "hindsight-rates", trace, seed=5)
     assert again.schedule == rates.schedule
     assert make_controller("hindsight-rates").name == "hindsight-rates"
+
+
+def test_a_row_of_the_switch_values_alone_equals_that_row_of_the_matrix(env):
+    from lokirl.agents.hindsight import SwitchModel
+
+    grid = list(np.geomspace(5, env.max_capacity, 8))
+    lib = plan_library(env.pipeline, env.cluster, grid, AllocatorOptions())
+    w = {"violation": 1.0, "reconfiguration": 0.5, "solver": 0.1, "workers": 0.05}
+    rng = np.random.default_rng(11)
+    for swap in ("overlap", "stop"):
+        sw = SwitchModel.build(lib, env.pipeline, env.cluster.total, 1.0, swap, w)
+        assert sw.f_load.max() > 0  # switches that load spend time in transition
+        vk = rng.normal(0.8, 0.2, len(lib))
+        served = rng.uniform(0, 300, len(lib))
+        full = sw.epoch_values(vk, served, 320.0)
+        for x in range(len(lib)):
+            assert np.array_equal(sw.row_values(vk, served, 320.0, x), full[x])
