@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lokirl.commands.options import parse_solver_time
 from lokirl.commands.stdout import strict_json
@@ -142,6 +143,13 @@ def run(args: argparse.Namespace) -> int:
                 "the hindsight reference is tuned for the reward over its whole grid",
                 "drop --violation-budget, or tune periodic, trigger or fluid",
             )
+        if not 0.0 < args.violation_budget < 100.0:  # named as typed, a percentage
+            raise ConfigError(
+                "--violation-budget",
+                f"{args.violation_budget:g}",
+                "a frame-violation budget is a percentage of frames in (0, 100)",
+                "pass e.g. --violation-budget 5 (5% of frames may miss the SLO)",
+            )
         budget = args.violation_budget / 100
         check_budget(budget)
     solver_time = parse_solver_time(args.solver_time)
@@ -246,5 +254,7 @@ def run(args: argparse.Namespace) -> int:
                     "budget; this is the lowest-violation one"
                 )
         if path:
-            print(f"written: {path}")
+            # where the user stands (the record sits in the package's data folder)
+            shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+            print(f"written: {shown} (`{path.stem}-tuned` now plays it)")
     return 0

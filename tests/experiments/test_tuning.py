@@ -207,6 +207,7 @@ def test_the_tune_command_refuses_a_bad_violation_budget(capsys):
 
     base = ["tune", "--suite", "dev", "--budget-episodes", "1", "--violation-budget"]
     assert main([*base, "150", "--controller", "fluid"]) == 2
-    assert "in (0, 100)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "in (0, 100)" in err and "150" in err and "1.5" not in err  # as typed
     assert main([*base, "5", "--controller", "hindsight"]) == 2
     assert "whole grid" in capsys.readouterr().err
