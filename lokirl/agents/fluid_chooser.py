@@ -169,7 +169,8 @@ def play_epoch(
     time.
 
     Args:
-        states: Fluid models over the same library and routing (any knobs).
+        states: Fluid models over the same library, routing memo and reward weights
+            (any knobs; :meth:`FluidChooser._model` builds them so).
         bins: Root arrivals per bin of ``dt`` seconds.
         dt: Bin width (s).
         estimate: The router's demand estimate at the epoch's start.

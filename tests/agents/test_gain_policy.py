@@ -7,7 +7,7 @@ import pytest
 
 import lokirl.agents  # noqa: F401 - registers gain:
 from lokirl.agents.deviations import study_deviations
-from lokirl.agents.gain_policy import GainModel, fit_gain_model, load_gain_model
+from lokirl.agents.gain_policy import GainModel, fit_gain_model, held_out_gain, load_gain_model
 from lokirl.core.controllers import make_controller
 from lokirl.core.pipeline import Cluster
 from lokirl.core.pipeline_config import load_pipeline
@@ -126,3 +126,18 @@ def test_a_gain_policy_plays_the_environment_and_its_own_states_can_be_studied(s
         sums[name] = sum(env.step(first)[1] for _ in range(3))
     assert forked.gains[0, j] == pytest.approx(sums["dev"] - sums["follow"], abs=1e-9)
     assert forked.base_window[0] == pytest.approx(sums["follow"], abs=1e-9)
+
+
+def test_the_held_out_rule_finds_a_gain_a_feature_predicts_and_none_in_noise():
+    rng = np.random.default_rng(0)
+    n = 200
+    episode = np.repeat(np.arange(40), 5)
+    x = rng.normal(size=(n, 3))
+    # deviation 0 gains when x0 > 0 and loses otherwise; deviation 1 always loses
+    gains = np.c_[np.where(x[:, 0] > 0, 1.0, -1.0), np.full(n, -0.5)]
+    found = held_out_gain(x, gains, episode, 1.0)
+    assert found["lo"] > 0.3 and 0.3 < found["share_deviating"] < 0.7
+    assert found["oracle_gain_per_state"] == pytest.approx((x[:, 0] > 0).mean())
+    # the same gains against features that do not predict them: nothing held out
+    blind = held_out_gain(rng.normal(size=(n, 3)), gains, episode, 100.0)
+    assert blind["gain_per_state"] < found["gain_per_state"] - 0.3 and blind["lo"] < 0
