@@ -130,6 +130,7 @@ def main() -> int:
             base_window=study.base_window,
             episode=study.episode,
             step=study.step,
+            recent_bins=study.recent_bins,
         )
     if args.fit:
         meta = {

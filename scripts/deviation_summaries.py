@@ -13,11 +13,18 @@ entries (the last seconds' demand over the running plan's capacity):
 - ``peak``: the history's peak over its mean;
 - ``trend``: the last 5 s's mean less the mean of the seconds before, over the history's mean.
 
+A study that kept each state's sub-second arrivals (``recent_bins``, the last few
+epochs' 0.05 s counts) adds three features below the per-second history (:data:`SUBSECOND`):
+
+- ``disp1`` and ``disp5``: the index of dispersion (variance over mean) of the bin counts
+  in the last epoch and in the last five (1 for Poisson arrivals at a steady rate);
+- ``burst5``: the busiest 0.25 s of the last five epochs over their mean 0.25 s.
+
 Only the deviations that follow at another setting are candidates (``follow@...``
 columns; following at the study's own setting earns 0). For each ridge penalty it
 prints the held-out rule's gain per state with its 95% interval over episodes
 (:func:`lokirl.agents.gain_policy.held_out_gain`), on the six summaries alone and on
-the whole observation with the six appended. Run from the repository root::
+the whole observation with them appended. Run from the repository root::
 
     python scripts/deviation_summaries.py \\
         docs/bench_records/2026-12-06_settings_fluid/deviation_study/settings_s50000.json
@@ -34,9 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from lokirl.agents.gain_policy import held_out_gain
+from lokirl.core.controller import ARRIVAL_BIN_S
 from lokirl.envs.features import FeatureSpec
 
 SUMMARIES = ("last", "mean5", "cv5", "cv16", "peak", "trend")
+SUBSECOND = ("disp1", "disp5", "burst5")
 
 
 def history_summaries(obs: np.ndarray, history_s: int) -> np.ndarray:
@@ -52,6 +61,28 @@ def history_summaries(obs: np.ndarray, history_s: int) -> np.ndarray:
         h.std(1) / np.maximum(m, eps),
         h.max(1) / np.maximum(m, eps),
         (m5 - h[:, :-5].mean(1)) / np.maximum(m, eps),
+    ]
+
+
+def subsecond_features(recent: np.ndarray, per_epoch: int) -> np.ndarray:
+    """The three sub-second features (:data:`SUBSECOND`) of each row of ``recent``.
+
+    ``recent`` holds the last epochs' bin counts, the latest ``per_epoch`` last (NaN
+    where there was none); a row without a whole epoch gives NaN features.
+    """
+    r = np.asarray(recent, dtype=float)
+    eps = 1e-6
+    last = r[:, -per_epoch:]
+    m1 = np.nanmean(last, 1)
+    m5 = np.nanmean(r, 1)
+    # 0.25 s windows: five bins of 0.05 s
+    k = 5
+    usable = (r.shape[1] // k) * k
+    win = r[:, r.shape[1] - usable :].reshape(len(r), -1, k).sum(2)  # NaN where partial
+    return np.c_[
+        np.nanvar(last, 1) / np.maximum(m1, eps),
+        np.nanvar(r, 1) / np.maximum(m5, eps),
+        np.nanmax(win, 1) / np.maximum(np.nanmean(win, 1), eps),
     ]
 
 
@@ -76,12 +107,24 @@ def main() -> int:
         return 2
     history = next(f.default for f in dataclasses.fields(FeatureSpec) if f.name == "history_s")
     summ = history_summaries(obs, history)
+    sets = [("six summaries", summ)]
+    if "recent_bins" in data.files and data["recent_bins"].size:
+        bins_s = ARRIVAL_BIN_S
+        per = int(round(1.0 / bins_s))  # 1 s epochs (the training files')
+        sub = subsecond_features(data["recent_bins"], per)
+        keep = np.isfinite(sub).all(1)
+        if not keep.all():
+            print(f"{(~keep).sum()} states without a whole epoch of bins are left out")
+            obs, gains, episode = obs[keep], gains[keep], episode[keep]
+            summ, sub = summ[keep], sub[keep]
+        sets = [("six summaries", summ), ("six + sub-second", np.c_[summ, sub])]
+    sets.append(("observation + all", np.c_[obs, sets[-1][1]]))
     print(
         f"{len(obs)} states, {len(np.unique(episode))} episodes; candidates: "
         f"{', '.join(labels[i] for i in cols)}; best in hindsight "
         f"{np.maximum(gains[:, cols].max(1), 0).mean():+.3f} a state"
     )
-    for name, x in (("six summaries", summ), ("observation + six", np.c_[obs, summ])):
+    for name, x in sets:
         for r in (float(v) for v in args.ridges.split(",")):
             h = held_out_gain(x, gains[:, cols], episode, r)
             print(

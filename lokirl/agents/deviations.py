@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,9 @@ from lokirl.envs.features import (
     own_follow_index,
 )
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
+
+#: Epochs of sub-second arrivals kept per branch state (:attr:`DeviationStudy.recent_bins`).
+RECENT_EPOCHS = 5
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class DeviationStudy:
         persist: Epochs the deviation was played for (the rest of the window follows).
         episode_rewards: The fallback's reward per episode.
         spec: The environment's feature spec (what the observations mean).
+        recent_bins: The sub-second root arrivals of the last :data:`RECENT_EPOCHS`
+            epochs before each state (``arrival_bins`` of the host's contexts, oldest
+            first; NaN before the episode's first epoch and where an epoch had fewer
+            bins), one row per state: what a controller saw below the per-second
+            history of its observation.
 
     """
 
@@ -76,6 +84,7 @@ class DeviationStudy:
     persist: int
     episode_rewards: np.ndarray
     spec: FeatureSpec
+    recent_bins: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     def summary(self, margin: float = 0.05) -> dict[str, Any]:
         """Headline figures: how often and by how much the best deviation beats following.
@@ -299,6 +308,7 @@ def study_deviations(
     follow = np.array([FOLLOW, own], dtype=np.int64)
     rng = np.random.default_rng(seed)
     obs_rows, gains, base_w, ep_idx, st_idx, ep_rewards = [], [], [], [], [], []
+    recent_rows: list[list[np.ndarray]] = []
     done_states = 0
     for e in range(episodes):
         ep_seed = seed + e
@@ -306,12 +316,14 @@ def study_deviations(
         base: list[float] = []
         played_actions: list[np.ndarray] = []
         observations = [obs]
+        bins_seen = [_arrival_bins(env)]
         for step in range(limit):
             act = follow if behaviour is None else np.asarray(behaviour(obs, step))
             played_actions.append(act)
             obs, r, terminated, truncated, _ = env.step(act)
             base.append(float(r))
             observations.append(obs)
+            bins_seen.append(_arrival_bins(env))
             if terminated or truncated:
                 break
         ep_rewards.append(sum(base))
@@ -344,6 +356,7 @@ def study_deviations(
                 window = sum(played_tails.pop()[:horizon])
             row = [sum(p[:horizon]) - window for p in played_tails]
             obs_rows.append(observations[t])
+            recent_rows.append(bins_seen[max(0, t + 1 - RECENT_EPOCHS) : t + 1])
             gains.append(row)
             base_w.append(window)
             ep_idx.append(e)
@@ -363,4 +376,24 @@ def study_deviations(
         persist=persist,
         episode_rewards=np.asarray(ep_rewards, dtype=float),
         spec=env.features,
+        recent_bins=_stack_recent(recent_rows),
     )
+
+
+def _arrival_bins(env: LokiServingEnv) -> np.ndarray:
+    """The sub-second arrivals of the epoch just ended (empty at a reset)."""
+    ctx = env.context
+    return np.asarray(ctx.arrival_bins if ctx is not None else (), dtype=float)
+
+
+def _stack_recent(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Each state's last epochs of bins, right-aligned in one NaN-padded array."""
+    if not rows:
+        return np.zeros((0, 0))
+    per = max((len(b) for row in rows for b in row), default=0)
+    out = np.full((len(rows), RECENT_EPOCHS * per), np.nan)
+    for i, row in enumerate(rows):
+        for k, b in enumerate(reversed(row)):  # the latest epoch last
+            end = (RECENT_EPOCHS - k) * per
+            out[i, end - len(b) : end] = b[-per:] if len(b) > per else b
+    return out

@@ -37,6 +37,20 @@ def test_gains_are_window_differences_against_following():
     assert study.base_window[0] == pytest.approx(rewards["follow"], abs=1e-9)
     s = study.summary(margin=0.0)
     assert s["states"] == 2 and s["best_gain_mean"] == pytest.approx(study.gains.max(1).mean())
+    # the sub-second arrivals kept per state are those the host counted before it
+    from lokirl.agents.deviations import RECENT_EPOCHS
+
+    env.reset(seed=7)
+    seen = []
+    for _ in range(t):
+        env.step(follow)
+        seen.append(np.asarray(env.context.arrival_bins, dtype=float))
+    row = study.recent_bins[0]
+    per = len(seen[-1]) if seen else 0
+    assert row.shape == (RECENT_EPOCHS * per,) and per > 0
+    kept = seen[-RECENT_EPOCHS:]
+    assert np.array_equal(row[len(row) - per * len(kept) :], np.concatenate(kept))
+    assert np.isnan(row[: len(row) - per * len(kept)]).all()
 
 
 def test_following_at_another_setting_is_a_deviation_from_the_fallbacks_own():
