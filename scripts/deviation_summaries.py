@@ -20,6 +20,10 @@ epochs' 0.05 s counts) adds three features below the per-second history (:data:`
   in the last epoch and in the last five (1 for Poisson arrivals at a steady rate);
 - ``burst5``: the busiest 0.25 s of the last five epochs over their mean 0.25 s.
 
+States early in an episode are kept, as the policy saw them: their history is
+zero-padded (the observation's own padding) and their sub-second features cover the
+epochs played so far (the reset plays the first).
+
 Only the deviations that follow at another setting are candidates (``follow@...``
 columns; following at the study's own setting earns 0). For each ridge penalty it
 prints the held-out rule's gain per state with its 95% interval over episodes
@@ -40,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lokirl.agents.deviations import RECENT_EPOCHS
 from lokirl.agents.gain_policy import held_out_gain
-from lokirl.core.controller import ARRIVAL_BIN_S
 from lokirl.envs.features import FeatureSpec
 
 SUMMARIES = ("last", "mean5", "cv5", "cv16", "peak", "trend")
@@ -109,8 +113,7 @@ def main() -> int:
     summ = history_summaries(obs, history)
     sets = [("six summaries", summ)]
     if "recent_bins" in data.files and data["recent_bins"].size:
-        bins_s = ARRIVAL_BIN_S
-        per = int(round(1.0 / bins_s))  # 1 s epochs (the training files')
+        per = data["recent_bins"].shape[1] // RECENT_EPOCHS  # bins an epoch
         sub = subsecond_features(data["recent_bins"], per)
         keep = np.isfinite(sub).all(1)
         if not keep.all():

@@ -67,9 +67,9 @@ class DeviationStudy:
         spec: The environment's feature spec (what the observations mean).
         recent_bins: The sub-second root arrivals of the last :data:`RECENT_EPOCHS`
             epochs before each state (``arrival_bins`` of the host's contexts, oldest
-            first; NaN before the episode's first epoch and where an epoch had fewer
-            bins), one row per state: what a controller saw below the per-second
-            history of its observation.
+            first; the reset plays the first epoch; NaN where fewer epochs had been
+            played and where an epoch had fewer bins), one row per state: what a
+            controller saw below the per-second history of its observation.
 
     """
 
@@ -381,7 +381,7 @@ def study_deviations(
 
 
 def _arrival_bins(env: LokiServingEnv) -> np.ndarray:
-    """The sub-second arrivals of the epoch just ended (empty at a reset)."""
+    """The sub-second arrivals of the epoch just ended (a reset plays the first)."""
     ctx = env.context
     return np.asarray(ctx.arrival_bins if ctx is not None else (), dtype=float)
 

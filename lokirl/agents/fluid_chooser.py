@@ -342,6 +342,9 @@ class FluidChooser:
                 old = next(iter(_LIBRARIES))
                 _LIBRARIES.pop(old)
                 _ROUTINGS.pop(old, None)
+                # a library solved again may differ (time-limited solves): its terms go too
+                for k in [k for k in _SWITCH_TERMS if k[0] == old]:
+                    _SWITCH_TERMS.pop(k)
             _LIBRARIES[lib_key] = library
         if not library:
             raise ConfigError(

@@ -256,5 +256,6 @@ def run(args: argparse.Namespace) -> int:
         if path:
             # where the user stands (the record sits in the package's data folder)
             shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-            print(f"written: {shown} (`{path.stem}-tuned` now plays it)")
+            plays = "hindsight reads it" if hindsight else f"`{path.stem}-tuned` now plays it"
+            print(f"written: {shown} ({plays})")
     return 0

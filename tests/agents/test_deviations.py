@@ -41,12 +41,12 @@ def test_gains_are_window_differences_against_following():
     from lokirl.agents.deviations import RECENT_EPOCHS
 
     env.reset(seed=7)
-    seen = []
+    seen = [np.asarray(env.context.arrival_bins, dtype=float)]  # the reset's epoch
     for _ in range(t):
         env.step(follow)
         seen.append(np.asarray(env.context.arrival_bins, dtype=float))
     row = study.recent_bins[0]
-    per = len(seen[-1]) if seen else 0
+    per = len(seen[-1])
     assert row.shape == (RECENT_EPOCHS * per,) and per > 0
     kept = seen[-RECENT_EPOCHS:]
     assert np.array_equal(row[len(row) - per * len(kept) :], np.concatenate(kept))

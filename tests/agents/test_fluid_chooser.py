@@ -77,8 +77,55 @@ def test_models_at_several_knobs_played_together_equal_each_played_alone(env):
             assert arrived == want[2]
     for a, b in zip(alone, together, strict=True):
         assert np.array_equal(a.q, b.q)
+    # and equal to the one-model loop as it was written before models were stacked
+    ref = [FluidState(lib, env.pipeline, env.cluster.total, k, W) for k in knobs]
+    for r, t in zip(ref, together, strict=True):
+        r.q = t.q.copy()  # from the queues the stacked models left
+    for _ in range(4):
+        bins = rng.poisson(env.max_capacity * rng.uniform(0.3, 1.8) * 0.05, 20).astype(float)
+        got = play_epoch(together, bins, 0.05, float(bins.sum()))
+        for st, (value, served, _) in zip(ref, got, strict=True):
+            want = _epoch_one_model(st, bins, 0.05, float(bins.sum()))
+            assert np.array_equal(value, want[0]) and np.array_equal(served, want[1])
+        assert all(np.array_equal(a.q, b.q) for a, b in zip(ref, together, strict=True))
     # the knobs matter: the models' queues differ
     assert not np.array_equal(together[0].q, together[2].q)
+
+
+def _epoch_one_model(st, bins, dt, estimate):
+    """``FluidState.epoch`` as written for one model (the reference of the stacked one)."""
+    from lokirl.agents.fluid_values import plan_values
+
+    unit, admit = st._routing(estimate)
+    q = st.q.copy()
+    qmax = st.capg * st.knobs.burst_s
+    per_bin = st.capg * dt
+    lost = np.zeros(len(st.owner))
+    fed = np.zeros(len(st.owner))
+    for a in np.asarray(bins, dtype=float):
+        x = unit * a
+        q = q + x
+        over = np.maximum(0.0, q - per_bin - qmax)
+        q = np.maximum(0.0, q - per_bin - over)
+        lost += over
+        fed += x
+    st.q = q
+    a_ep = np.asarray([float(np.sum(bins))])
+    value, served = plan_values(
+        st.library,
+        st.owner,
+        st.tasks,
+        st.accs,
+        fed[None, :],
+        lost[None, :],
+        admit[None, :],
+        a_ep,
+        st.workers,
+        st.weights,
+        st.pipeline,
+        st.layout,
+    )
+    return value[0], served[0]
 
 
 def test_controllers_bound_alike_share_the_switch_terms_and_decide_alike(env):
@@ -101,6 +148,26 @@ def test_controllers_bound_alike_share_the_switch_terms_and_decide_alike(env):
     c = FluidChooser()
     c.bind(env.pipeline, env.cluster, "overlap")
     assert not np.array_equal(c._switch_model(1.0).down, fresh.down)
+
+
+def test_a_library_dropped_from_the_cache_takes_its_switch_terms_along(monkeypatch):
+    import lokirl.agents.fluid_chooser as fc
+    from lokirl.core.pipeline import Cluster
+    from tests.sim.conftest import tiny_pipeline
+
+    monkeypatch.setattr(fc, "_LIBRARIES", {})
+    monkeypatch.setattr(fc, "_ROUTINGS", {})
+    monkeypatch.setattr(fc, "_SWITCH_TERMS", {})
+    monkeypatch.setattr(fc, "_LIBRARIES_KEPT", 1)
+    a = FluidChooser()
+    a.bind(tiny_pipeline(), Cluster({"gpu": 4}))
+    a._switch_model(1.0)
+    assert [k[0] for k in fc._SWITCH_TERMS] == list(fc._LIBRARIES)
+    b = FluidChooser()
+    b.bind(tiny_pipeline(), Cluster({"gpu": 6}))  # a second library: the first goes
+    assert len(fc._LIBRARIES) == 1 and fc._SWITCH_TERMS == {}
+    b._switch_model(1.0)
+    assert [k[0] for k in fc._SWITCH_TERMS] == list(fc._LIBRARIES)
 
 
 def test_it_decides_as_the_past_only_diagnostic_after_the_first_epoch(env):
