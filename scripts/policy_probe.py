@@ -35,6 +35,7 @@ def main() -> int:
     from stable_baselines3 import PPO
 
     from lokirl.agents.config import load_train_config
+    from lokirl.core.controllers import make_controller
     from lokirl.envs import LokiServingEnv
     from lokirl.envs.features import FOLLOW, own_follow_index
 
@@ -43,10 +44,10 @@ def main() -> int:
         print(f"{args.config}: env.fallback is empty: nothing to follow", file=sys.stderr)
         return 2
     env = LokiServingEnv(cfg)
+    own = own_follow_index(env.features, make_controller(cfg.fallback))
     observations = []
     for ep in range(args.episodes):
         obs, _ = env.reset(seed=args.seed + ep)
-        own = own_follow_index(env.features, env._fallback)
         for _ in range(int(cfg.episode_s / cfg.epoch_s)):
             observations.append(obs)
             obs, _, terminated, truncated, _ = env.step((FOLLOW, own))

@@ -111,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.experiments.tuning import (
         SPACES,
         TUNED_DIR,
-        check_budget,
         check_in_space,
         committed_params,
         default_params,
@@ -151,7 +150,6 @@ def run(args: argparse.Namespace) -> int:
                 "pass e.g. --violation-budget 5 (5% of frames may miss the SLO)",
             )
         budget = args.violation_budget / 100
-        check_budget(budget)
     solver_time = parse_solver_time(args.solver_time)
     if solver_time != "model" and (args.write or hindsight):
         raise ConfigError(
