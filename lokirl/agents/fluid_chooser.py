@@ -154,6 +154,20 @@ class FluidState:
         return play_epoch((self,), bins, dt, estimate, commit)[0]
 
 
+def _same_model_base(a: FluidState, b: FluidState) -> bool:
+    """Whether two models share what :func:`play_epoch` reads from the first only.
+
+    Identity first (how :meth:`FluidChooser._model` builds them: free), equality only
+    where a copy made them distinct objects.
+    """
+    return (
+        a.workers == b.workers
+        and (a.library is b.library or a.library == b.library)
+        and (a.pipeline is b.pipeline or a.pipeline == b.pipeline)
+        and (a.weights is b.weights or a.weights == b.weights)
+    )
+
+
 def play_epoch(
     states: tuple[FluidState, ...],
     bins: np.ndarray,
@@ -181,6 +195,13 @@ def play_epoch(
 
     """
     first = states[0]
+    for st in states[1:]:
+        if not _same_model_base(st, first):
+            raise ValueError(
+                "play_epoch: every fluid model must share the first one's library, "
+                "pipeline, workers and reward weights (FluidChooser._model builds them so); "
+                "advance models of different libraries one call each"
+            )
     unit, admit = first._routing(estimate)
     q = np.stack([st.q for st in states])
     capg = np.stack([st.capg for st in states])

@@ -179,8 +179,16 @@ def budget_objective(metrics: dict[str, float], budget: float) -> float:
     return a - OVER_BUDGET_PENALTY * max(0.0, v - budget)
 
 
+BUDGET_DECIMALS = 4
+"""Decimals of a percent a budgeted record's name keeps (``fluid-b0.0125``)."""
+
+
 def check_budget(budget: float, flag: str = "--violation-budget") -> None:
-    """Refuse a frame-violation budget outside (0, 1).
+    """Refuse a frame-violation budget outside (0, 1), or one its record cannot name.
+
+    A record's name keeps the percentage to :data:`BUDGET_DECIMALS` decimals
+    (:func:`record_name`), so a budget that rounds to 0% or 100% there is refused too:
+    its record would be named for a budget that is itself refused.
 
     Raises:
         ConfigError: naming the flag and the fix.
@@ -192,6 +200,14 @@ def check_budget(budget: float, flag: str = "--violation-budget") -> None:
             str(budget),
             "a frame-violation budget is a share of frames in (0, 1)",
             "pass a percentage in (0, 100) on the command line, e.g. --violation-budget 5",
+        )
+    if not 0.0 < round(100 * budget, BUDGET_DECIMALS) < 100.0:
+        raise ConfigError(
+            flag,
+            str(budget),
+            f"a budget is named to {BUDGET_DECIMALS} decimals of a percent, and this one "
+            f"rounds to {round(100 * budget, BUDGET_DECIMALS):g}%",
+            f"pass a percentage from {10.0**-BUDGET_DECIMALS:g} to {100 - 10.0**-BUDGET_DECIMALS:g}",
         )
 
 
@@ -474,7 +490,7 @@ def record_name(baseline: str, violation_budget: float | None = None) -> str:
     """
     if violation_budget is None:
         return baseline
-    return f"{baseline}-b{round(100 * violation_budget, 4):g}"
+    return f"{baseline}-b{round(100 * violation_budget, BUDGET_DECIMALS):g}"
 
 
 def _base_of(name: str) -> str:

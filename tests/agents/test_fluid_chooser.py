@@ -92,6 +92,26 @@ def test_models_at_several_knobs_played_together_equal_each_played_alone(env):
     assert not np.array_equal(together[0].q, together[2].q)
 
 
+def test_models_of_different_libraries_are_not_played_together(env):
+    lib = tuple(
+        plan_library(
+            env.pipeline, env.cluster, demand_grid(5, env.max_capacity, 0.2), AllocatorOptions()
+        )
+    )
+    k = HindsightKnobs(burst_s=0.05, derate=1.0)
+    a = FluidState(lib, env.pipeline, env.cluster.total, k, W)
+    bins = np.full(20, 5.0)
+    copy = FluidState(tuple(lib), env.pipeline, env.cluster.total, k, dict(W))
+    assert len(play_epoch((a, copy), bins, 0.05, 0.0)) == 2  # equal, not the same objects
+    for other in (
+        FluidState(lib[:-1], env.pipeline, env.cluster.total, k, W),
+        FluidState(lib, env.pipeline, env.cluster.total + 1, k, W),
+        FluidState(lib, env.pipeline, env.cluster.total, k, {**W, "workers": 1.0}),
+    ):
+        with pytest.raises(ValueError, match="share the first one's library"):
+            play_epoch((a, other), bins, 0.05, 0.0)
+
+
 def _epoch_one_model(st, bins, dt, estimate):
     """``FluidState.epoch`` as written for one model (the reference of the stacked one)."""
     from lokirl.agents.fluid_values import plan_values

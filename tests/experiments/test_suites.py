@@ -77,6 +77,24 @@ def test_validation_and_test_cover_what_they_must():
         assert held_out_traces(played) == []
 
 
+def test_the_wide_validation_sample_is_fresh_and_off_the_training_sizes():
+    root = Path(__file__).resolve().parents[2]
+    wide = load_suite(root / "configs/suites/validation_wide.yaml").spec
+    assert len(wide.cases) == 28 and not wide.frozen
+    seeds = [c.traffic.seed for c in wide.cases]
+    assert len(set(seeds)) == len(seeds) and all(20100 < s < 20200 for s in seeds)
+    others = [c.traffic.seed for n in BUILTIN_SUITES for c in load_suite(n).spec.cases]
+    assert not set(seeds) & set(others)
+    # every training file that draws cluster sizes (the version-2 policies) draws none of them
+    drawn = [
+        set(env["randomise"]["workers"])
+        for f in sorted((root / "configs/agents").glob("*.yaml"))
+        if "workers" in (env := yaml.safe_load(f.read_text())["env"]).get("randomise", {})
+    ]
+    assert len(drawn) >= 8 and all(d >= {10, 100} for d in drawn)
+    assert not {c.workers for c in wide.cases} & set().union(*drawn)
+
+
 def test_held_out_traces_are_found_by_content_and_refused(tmp_path):
     from lokirl.experiments.suites import check_not_held_out, held_out_traces
     from lokirl.traces import bundled_path

@@ -211,3 +211,17 @@ def test_the_tune_command_refuses_a_bad_violation_budget(capsys):
     assert "in (0, 100)" in err and "150" in err and "1.5" not in err  # as typed
     assert main([*base, "5", "--controller", "hindsight"]) == 2
     assert "whole grid" in capsys.readouterr().err
+
+
+def test_a_budget_its_record_cannot_name_is_refused(capsys):
+    from lokirl.cli import main
+
+    assert tuning.record_name("fluid", 0.000001) == "fluid-b0.0001"  # the smallest named
+    tuning.check_budget(0.000001)
+    for share in (0.0000001, 0.9999999):  # rounds to 0% / 100% in the record's name
+        with pytest.raises(ConfigError, match="decimals"):
+            tuning.check_budget(share)
+    base = ["tune", "--suite", "dev", "--budget-episodes", "1", "--controller", "fluid"]
+    assert main([*base, "--violation-budget", "0.00001"]) == 2
+    err = capsys.readouterr().err
+    assert "1e-05" in err and "0.0001" in err  # as typed, and the smallest allowed
