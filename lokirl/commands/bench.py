@@ -107,7 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cases",
         metavar="PATTERNS",
         help="play only the cases whose id matches one of these comma-separated patterns "
-        "(e.g. 'ta20-*' for a policy built for 20 workers); default: every case",
+        "(e.g. 'ta20-*' for a policy built for 20 workers); with --from, report only "
+        "those cases of the recorded runs; default: every case",
     )
     p.add_argument(
         "--allow-test",
@@ -268,7 +269,14 @@ def _merged(args: argparse.Namespace):
                 "pass run folders of lokirl bench",
             )
         parts.append(Results.from_dict(json.loads(f.read_text())))
-    return merge_results(parts, args.reference)
+    merged = merge_results(parts, args.reference)
+    if args.cases:
+        from lokirl.experiments.runner import select_result_cases
+
+        merged = select_result_cases(
+            merged, [c.strip() for c in args.cases.split(",") if c.strip()]
+        )
+    return merged
 
 
 def _pooled(results, pools: list[str]):

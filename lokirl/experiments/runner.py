@@ -97,6 +97,38 @@ class Results:
         return [r for r in self.rows if r.get("error")]
 
 
+def select_result_cases(results: Results, patterns: Sequence[str]) -> Results:
+    """The table restricted to the cases whose id matches one of ``patterns``.
+
+    What ``--cases`` does to a suite before it is played, done to a recorded table
+    (``lokirl bench --from RUN --cases 'ta20-*'``): the statistics of a subset of the
+    cases, from the same episodes.
+
+    Raises:
+        ConfigError: a pattern that matches no case of the table (with the ids to pick
+            from).
+
+    """
+    import fnmatch
+
+    cases = list(results.meta.get("cases") or dict.fromkeys(r["case"] for r in results.rows))
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(c, pat) for c in cases):
+            raise ConfigError(
+                "--cases",
+                pat,
+                f"matches no case of the merged runs (suite {results.meta.get('suite')!r})",
+                "pick from: " + ", ".join(cases),
+            )
+    kept = [c for c in cases if any(fnmatch.fnmatchcase(c, pat) for pat in patterns)]
+    keep = set(kept)
+    meta = dict(results.meta, cases=kept)
+    for key in ("families", "seeds"):
+        if isinstance(meta.get(key), dict):
+            meta[key] = {c: v for c, v in meta[key].items() if c in keep}
+    return Results(rows=[r for r in results.rows if r["case"] in keep], meta=meta)
+
+
 #: Meta values of runs recorded before the key existed.
 _DEFAULT_META: dict[str, Any] = {"solver_time": "model"}
 

@@ -102,6 +102,24 @@ def test_cases_filter_plays_only_matching_cases(tmp_path, capsys):
     assert "--cases" in err and "ta10-bursts" in err
 
 
+def test_from_reports_a_subset_of_the_recorded_cases(tmp_path, capsys):
+    args = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
+    whole = [*args, "--controllers", "static,trigger", "--reference", "trigger"]
+    assert main([*whole, "--cases", "sm10-*,ta10-b*", "--out", str(tmp_path / "w")]) == 0
+    both = json.loads(capsys.readouterr().out)
+    (folder,) = (tmp_path / "w").iterdir()
+    sub = ["bench", "--from", str(folder), "--no-mlflow", "--bootstrap", "100", "--json"]
+    assert main([*sub, "--cases", "ta10-b*", "--out", str(tmp_path / "s")]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["meta"]["cases"] == ["ta10-bursts"] and len(both["meta"]["cases"]) == 2
+    assert main([*whole, "--cases", "ta10-b*", "--out", str(tmp_path / "d")]) == 0
+    direct = json.loads(capsys.readouterr().out)  # the subset played on its own
+    assert one["aggregate"] == direct["aggregate"] != both["aggregate"]
+    assert main([*sub, "--cases", "ta99-*", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--cases" in err and "ta10-bursts" in err and "sm10-bursts" in err
+
+
 def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "200", "--json"]
     base += ["--cases", "sm10-*"]
