@@ -109,9 +109,9 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.experiments.hindsight_tuning import grid, tune_hindsight
     from lokirl.experiments.suites import load_suite
     from lokirl.experiments.tuning import (
-        BUDGET_DECIMALS,
         SPACES,
         TUNED_DIR,
+        check_budget_decimals,
         check_in_space,
         committed_params,
         default_params,
@@ -143,16 +143,14 @@ def run(args: argparse.Namespace) -> int:
                 "the hindsight reference is tuned for the reward over its whole grid",
                 "drop --violation-budget, or tune periodic, trigger or fluid",
             )
-        # named as typed, a percentage; the record's name keeps BUDGET_DECIMALS decimals
-        if not 0.0 < round(args.violation_budget, BUDGET_DECIMALS) < 100.0:
+        if not 0.0 < args.violation_budget < 100.0:  # named as typed, a percentage
             raise ConfigError(
                 "--violation-budget",
                 f"{args.violation_budget:g}",
-                "a frame-violation budget is a percentage of frames in (0, 100), "
-                f"named to {BUDGET_DECIMALS} decimals",
-                "pass e.g. --violation-budget 5 (5% of frames may miss the SLO); "
-                f"the smallest is {10.0**-BUDGET_DECIMALS:g}",
+                "a frame-violation budget is a percentage of frames in (0, 100)",
+                "pass e.g. --violation-budget 5 (5% of frames may miss the SLO)",
             )
+        check_budget_decimals(args.violation_budget)
         budget = args.violation_budget / 100
     solver_time = parse_solver_time(args.solver_time)
     if solver_time != "model" and (args.write or hindsight):

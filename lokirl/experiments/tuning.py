@@ -187,8 +187,9 @@ def check_budget(budget: float, flag: str = "--violation-budget") -> None:
     """Refuse a frame-violation budget outside (0, 1), or one its record cannot name.
 
     A record's name keeps the percentage to :data:`BUDGET_DECIMALS` decimals
-    (:func:`record_name`), so a budget that rounds to 0% or 100% there is refused too:
-    its record would be named for a budget that is itself refused.
+    (:func:`record_name`), so a budget with more decimals is refused too: its record
+    would carry another budget's name (``5.00001`` would write over ``fluid-b5``, and
+    ``0.00001`` would be named ``fluid-b0``, a budget that is itself refused).
 
     Raises:
         ConfigError: naming the flag and the fix.
@@ -201,13 +202,25 @@ def check_budget(budget: float, flag: str = "--violation-budget") -> None:
             "a frame-violation budget is a share of frames in (0, 1)",
             "pass a percentage in (0, 100) on the command line, e.g. --violation-budget 5",
         )
-    if not 0.0 < round(100 * budget, BUDGET_DECIMALS) < 100.0:
+    check_budget_decimals(100 * budget, flag)
+
+
+def check_budget_decimals(percent: float, flag: str = "--violation-budget") -> None:
+    """Refuse a budget percentage with more decimals than a record's name keeps.
+
+    Raises:
+        ConfigError: naming the flag, the percentage and the fix.
+
+    """
+    named = round(percent, BUDGET_DECIMALS)
+    if not 0.0 < named < 100.0 or abs(named - percent) > 1e-9:
         raise ConfigError(
             flag,
-            str(budget),
-            f"a budget is named to {BUDGET_DECIMALS} decimals of a percent, and this one "
-            f"rounds to {round(100 * budget, BUDGET_DECIMALS):g}%",
-            f"pass a percentage from {10.0**-BUDGET_DECIMALS:g} to {100 - 10.0**-BUDGET_DECIMALS:g}",
+            f"{percent:g}",
+            f"a budget's record is named by its percentage to {BUDGET_DECIMALS} decimals, "
+            f"and this one would be named {named:g}",
+            f"pass a percentage with at most {BUDGET_DECIMALS} decimals, from "
+            f"{10.0**-BUDGET_DECIMALS:g} to {100 - 10.0**-BUDGET_DECIMALS:g}",
         )
 
 

@@ -101,7 +101,8 @@ def test_models_of_different_libraries_are_not_played_together(env):
     k = HindsightKnobs(burst_s=0.05, derate=1.0)
     a = FluidState(lib, env.pipeline, env.cluster.total, k, W)
     bins = np.full(20, 5.0)
-    copy = FluidState(tuple(lib), env.pipeline, env.cluster.total, k, dict(W))
+    copy = FluidState(tuple(list(lib)), env.pipeline, env.cluster.total, k, dict(W))
+    assert copy.library is not a.library and copy.weights is not a.weights
     assert len(play_epoch((a, copy), bins, 0.05, 0.0)) == 2  # equal, not the same objects
     for other in (
         FluidState(lib[:-1], env.pipeline, env.cluster.total, k, W),

@@ -218,9 +218,11 @@ def test_a_budget_its_record_cannot_name_is_refused(capsys):
 
     assert tuning.record_name("fluid", 0.000001) == "fluid-b0.0001"  # the smallest named
     tuning.check_budget(0.000001)
-    for share in (0.0000001, 0.9999999):  # rounds to 0% / 100% in the record's name
+    # rounds to 0% / 100%, or to another budget's name (5.00001% would write fluid-b5)
+    for share in (0.0000001, 0.9999999, 0.0500001):
         with pytest.raises(ConfigError, match="decimals"):
             tuning.check_budget(share)
+    tuning.check_budget(0.085)  # 100 * 0.085 is 8.500000000000002: still 8.5
     base = ["tune", "--suite", "dev", "--budget-episodes", "1", "--controller", "fluid"]
     assert main([*base, "--violation-budget", "0.00001"]) == 2
     err = capsys.readouterr().err
