@@ -182,9 +182,11 @@ def summarize(results: Results, n_boot: int = 2000, seed: int = 0) -> dict[str, 
         "failures": [
             {k: r[k] for k in ("case", "seed", "controller", "error")} for r in results.failed
         ],
+        # Controllers pooled from several (``--pool``): their rows are per 120 s of trace.
+        "pooled": sorted({r["controller"] for r in rows if "members" in r}),
         # The only part that differs between runs (machine load); not in the tables.
         "runtime": {
-            "episodes": len(rows),
+            "episodes": sum(1 for r in rows if "members" not in r),  # played, not pooled
             "wall_s": float(sum(r.get("wall_s") or 0.0 for r in rows)),
             "cpu_s": float(sum(r.get("cpu_s") or 0.0 for r in rows)),
         },
@@ -268,6 +270,13 @@ def markdown(summary: Mapping[str, Any]) -> str:
             f"{'yes' if p['on_front'] else ''} |"
         )
     lines += ["", "## Per case (mean over seeds)", ""]
+    if summary.get("pooled"):
+        names = ", ".join(f"`{c}`" for c in summary["pooled"])
+        lines += [
+            f"Episode totals, except the pooled {names}: per {stats.PER_STEPS} s of trace "
+            "(pooling brings each member's episode to that length before averaging).",
+            "",
+        ]
     lines.append(
         "| case | family | controller | " + " | ".join(LABELS[m] for m in CASE_METRICS) + " |"
     )

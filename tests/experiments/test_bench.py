@@ -161,6 +161,10 @@ def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     agg = {c: v["reward"]["overall"]["estimate"] for c, v in pooled["aggregate"].items()}
     assert agg["both"] == pytest.approx((agg["static"] + agg["trigger"]) / 2)
     assert "both" in pooled["paired"]["reward"]
+    assert pooled["pooled"] == ["both"] and merged["pooled"] == []
+    assert pooled["runtime"]["episodes"] == merged["runtime"]["episodes"]  # pooled rows not played
+    (folder,) = (tmp_path / "p").iterdir()
+    assert "except the pooled `both`: per 120 s" in (folder / "report.md").read_text()
     assert main([*pool_args[:-1], "both=nothing*"]) == 2
     assert "--pool" in capsys.readouterr().err
 
