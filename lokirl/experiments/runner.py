@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from lokirl.errors import ConfigError
-from lokirl.experiments.suites import CaseSpec, Suite, capacities, case_trace, load_unit
+from lokirl.experiments.suites import (
+    CaseSpec,
+    Suite,
+    capacities,
+    case_trace,
+    load_unit,
+    matching_case_ids,
+)
 from lokirl.sim.pool import process_pool
 
 #: Simulator figures of each episode, in table order (``lokirl.experiments.compare.METRICS``
@@ -109,18 +116,10 @@ def select_result_cases(results: Results, patterns: Sequence[str]) -> Results:
             from).
 
     """
-    import fnmatch
-
     cases = list(results.meta.get("cases") or dict.fromkeys(r["case"] for r in results.rows))
-    for pat in patterns:
-        if not any(fnmatch.fnmatchcase(c, pat) for c in cases):
-            raise ConfigError(
-                "--cases",
-                pat,
-                f"matches no case of the merged runs (suite {results.meta.get('suite')!r})",
-                "pick from: " + ", ".join(cases),
-            )
-    kept = [c for c in cases if any(fnmatch.fnmatchcase(c, pat) for pat in patterns)]
+    kept = matching_case_ids(
+        cases, patterns, "--from", f"the merged runs (suite {results.meta.get('suite')!r})"
+    )
     keep = set(kept)
     meta = dict(results.meta, cases=kept)
     for key in ("families", "seeds"):

@@ -641,6 +641,34 @@ def adhoc_suite(
 # ---------------------------------------------------------------------------- traffic
 
 
+def matching_case_ids(
+    ids: Sequence[str], patterns: Sequence[str], source: str, where: str
+) -> list[str]:
+    """The case ids (in their order) that match one of the shell-style ``patterns``.
+
+    Args:
+        ids: The case ids to pick from.
+        patterns: Shell-style patterns (``ta20-*``).
+        source: What the error names as its source (a suite file, ``--from``).
+        where: What the ids are, for the error (``suite 'validation'``).
+
+    Raises:
+        ConfigError: a pattern that matches no id (with the ids to pick from).
+
+    """
+    import fnmatch
+
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(c, pat) for c in ids):
+            raise ConfigError(
+                source,
+                "--cases",
+                f"{pat!r} matches no case of {where}",
+                "pick from: " + ", ".join(ids),
+            )
+    return [c for c in ids if any(fnmatch.fnmatchcase(c, pat) for pat in patterns)]
+
+
 def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
     """The suite restricted to the cases whose id matches one of ``patterns``.
 
@@ -651,19 +679,11 @@ def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
         ConfigError: a pattern that matches no case (with the case ids to pick from).
 
     """
-    import fnmatch
-
-    cases = suite.spec.cases
-    for pat in patterns:
-        if not any(fnmatch.fnmatchcase(c.id, pat) for c in cases):
-            raise ConfigError(
-                suite.source,
-                "--cases",
-                f"{pat!r} matches no case of suite {suite.name!r}",
-                "pick from: " + ", ".join(c.id for c in cases),
-            )
-    kept = [c for c in cases if any(fnmatch.fnmatchcase(c.id, pat) for pat in patterns)]
-    spec = suite.spec.model_copy(update={"cases": tuple(kept)})
+    ids = [c.id for c in suite.spec.cases]
+    kept = set(matching_case_ids(ids, patterns, suite.source, f"suite {suite.name!r}"))
+    spec = suite.spec.model_copy(
+        update={"cases": tuple(c for c in suite.spec.cases if c.id in kept)}
+    )
     return suite.model_copy(update={"spec": spec})
 
 
