@@ -77,13 +77,27 @@ def test_validation_and_test_cover_what_they_must():
         assert held_out_traces(played) == []
 
 
-def test_the_wide_validation_sample_is_fresh_and_off_the_training_sizes():
+@pytest.mark.parametrize(
+    ("file", "pipeline", "low"),
+    [
+        ("validation_wide.yaml", "traffic_analysis", 20100),
+        ("validation_wide_sm.yaml", "social_media", 20200),
+    ],
+)
+def test_the_wide_validation_samples_are_fresh_and_off_the_training_sizes(file, pipeline, low):
     root = Path(__file__).resolve().parents[2]
-    wide = load_suite(root / "configs/suites/validation_wide.yaml").spec
+    wide = load_suite(root / "configs/suites" / file).spec
     assert len(wide.cases) == 28 and not wide.frozen
+    assert {c.pipeline for c in wide.cases} == {pipeline}
     seeds = [c.traffic.seed for c in wide.cases]
-    assert len(set(seeds)) == len(seeds) and all(20100 < s < 20200 for s in seeds)
+    assert len(set(seeds)) == len(seeds) and all(low < s < low + 100 for s in seeds)
     others = [c.traffic.seed for n in BUILTIN_SUITES for c in load_suite(n).spec.cases]
+    others += [
+        c.traffic.seed
+        for f in sorted((root / "configs/suites").glob("*.yaml"))
+        if f.name != file
+        for c in load_suite(f).spec.cases
+    ]
     assert not set(seeds) & set(others)
     # every training file that draws cluster sizes (the version-2 policies) draws none of them
     drawn = [
