@@ -217,12 +217,22 @@ def check_spec_fits(
     """Refuse a ``ppo`` / ``ppo:PATH`` controller spec that does not fit, before loading it.
 
     For hosts that check every controller at start-up (a suite's cases, the live
-    runtime): reads only the feature file. Other specs pass.
+    runtime): reads only the feature files. A policy set (``ppo:A.zip+B.zip``,
+    :mod:`lokirl.agents.policy_set`) fits when exactly one member does. Other specs
+    pass.
 
     Raises:
-        ConfigError: as :func:`check_policy_fits` (or the feature file is missing).
+        ConfigError: as :func:`check_policy_fits` (or the feature file is missing);
+            for a set, none or several members fit.
 
     """
+    if spec.startswith("ppo:"):
+        from lokirl.agents.policy_set import check_one_fits, split_policy_paths
+
+        paths = split_policy_paths(spec[4:])
+        if len(paths) > 1:
+            check_one_fits(spec, paths, pipeline, cluster, swap)
+            return
     path = policy_path_of(spec)
     if path is not None:
         check_policy_file(path, pipeline, cluster, swap)

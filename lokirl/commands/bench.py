@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--controllers",
         help="comma-separated controller specs (default: the suite's, e.g. loki,loki-5s,"
-        "trigger,oracle,inferline); ppo:PATH for a trained policy",
+        "trigger,oracle,inferline); ppo:PATH for a trained policy, "
+        "ppo:A.zip+B.zip for one policy per pipeline (each case gets the one that fits)",
     )
     p.add_argument(
         "--reference",

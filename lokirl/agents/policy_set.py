@@ -1,0 +1,174 @@
+"""One policy per pipeline, served as one controller (``ppo:A.zip+B.zip``).
+
+A version-2 policy is built for one pipeline (and a range of cluster sizes and swap
+modes: its :class:`~lokirl.envs.features.FeatureScope`). A user who serves several
+pipelines, or a suite that mixes them, names one policy per pipeline joined by ``+``;
+at :meth:`PolicySet.bind` the set picks the one member whose scope fits what it
+serves and refuses, naming each member's reason, when none or more than one fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lokirl.agents.adapter import PPOController, check_policy_file
+from lokirl.core.controller import ControlContext, Decision
+from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.errors import ConfigError
+
+#: Joins the model files of a set in a ``ppo:`` spec.
+SEPARATOR = "+"
+
+
+def split_policy_paths(path: str) -> list[str]:
+    """The model files a ``ppo:`` spec's path names: one, or several joined by ``+``.
+
+    A path that is itself a file is one model even if its name holds a ``+``.
+
+    Raises:
+        ConfigError: an empty member (``a.zip++b.zip``) or the same file twice.
+
+    """
+    if SEPARATOR not in path or Path(path).is_file():
+        return [path]
+    parts = path.split(SEPARATOR)
+    if any(not p for p in parts):
+        raise ConfigError(
+            "--controller",
+            f"ppo:{path}",
+            "an empty model path in a policy set",
+            "join model files with one '+' each: ppo:A/model.zip+B/model.zip",
+        )
+    if len({str(Path(p).resolve()) for p in parts}) != len(parts):
+        raise ConfigError(
+            "--controller",
+            f"ppo:{path}",
+            "the same model file twice in a policy set",
+            "name each policy once",
+        )
+    return parts
+
+
+def fitting_members(
+    paths: Sequence[str], pipeline: Pipeline, cluster: Cluster, swap: str | None
+) -> tuple[list[int], list[ConfigError]]:
+    """Which of ``paths`` fit, by their feature files alone (no model is loaded).
+
+    Returns:
+        The indices of the members that fit, and the refusals of the others.
+
+    """
+    fits, refusals = [], []
+    for i, p in enumerate(paths):
+        try:
+            check_policy_file(p, pipeline, cluster, swap)
+        except ConfigError as exc:
+            refusals.append(exc)
+        else:
+            fits.append(i)
+    return fits, refusals
+
+
+def check_one_fits(
+    spec: str,
+    paths: Sequence[str],
+    pipeline: Pipeline,
+    cluster: Cluster,
+    swap: str | None,
+) -> int:
+    """The index of the one member of a set that fits; refuse none or several.
+
+    Raises:
+        ConfigError: no member fits (each member's reason named) or several do.
+
+    """
+    fits, refusals = fitting_members(paths, pipeline, cluster, swap)
+    where = f"{pipeline.name} on {cluster.total} workers" + (f" ({swap})" if swap else "")
+    if not fits:
+        reasons = "; ".join(f"{e.source}: {e.problem}" for e in refusals)
+        raise ConfigError(
+            "--controller",
+            spec,
+            f"no policy of the set fits {where}: {reasons}",
+            "add a policy trained for it (`lokirl train` with its env.pipeline) or serve "
+            "what one of them was built for",
+        )
+    if len(fits) > 1:
+        raise ConfigError(
+            "--controller",
+            spec,
+            f"{len(fits)} policies of the set fit {where} "
+            f"({', '.join(paths[i] for i in fits)}): which would serve is ambiguous",
+            "keep one policy per pipeline (or per cluster range) in a set",
+        )
+    return fits[0]
+
+
+@dataclass
+class PolicySet:
+    """Trained policies served as one controller: each episode, the one that fits.
+
+    Attributes:
+        members: The policies, in the order of the spec.
+        name: Display name (the spec).
+
+    """
+
+    members: tuple[PPOController, ...]
+    name: str
+    _active: PPOController | None = field(init=False, repr=False, default=None)
+
+    @classmethod
+    def load(cls, paths: Sequence[str], name: str) -> PolicySet:
+        """Load every member (``ppo:PATH`` each)."""
+        return cls(tuple(PPOController(p, name=f"ppo:{p}") for p in paths), name)
+
+    @property
+    def active(self) -> PPOController | None:
+        """The member chosen by the last :meth:`bind` (``None`` before one)."""
+        return self._active
+
+    @property
+    def spec(self) -> Any:
+        """The active member's feature spec (``None`` before :meth:`bind`)."""
+        return self._active.spec if self._active is not None else None
+
+    def bind(self, pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> None:
+        """Choose the member that fits and bind it (see :meth:`PPOController.bind`).
+
+        Raises:
+            ConfigError: none or several members fit.
+
+        """
+        i = check_one_fits(self.name, [m.model_path for m in self.members], pipeline, cluster, swap)
+        self._active = None
+        self.members[i].bind(pipeline, cluster, swap)
+        self._active = self.members[i]
+
+    def decide(self, context: ControlContext) -> Decision:
+        """The active member's decision.
+
+        Raises:
+            ConfigError: the set was never bound (it cannot know which member serves).
+
+        """
+        if self._active is None:
+            raise ConfigError(
+                self.name,
+                "bind",
+                "a policy set picks its member by what it serves and was not told",
+                "bind it first: lokirl.core.binding.bind_controller(controller, pipeline, "
+                "cluster, swap)",
+            )
+        return self._active.decide(context)
+
+
+def make_policy(path: str) -> PPOController | PolicySet:
+    """The controller of a ``ppo:PATH`` spec: one policy, or a set (``A+B``)."""
+    paths = split_policy_paths(path)
+    if len(paths) == 1:
+        return PPOController(path, name=f"ppo:{path}")
+    return PolicySet.load(paths, name=f"ppo:{path}")

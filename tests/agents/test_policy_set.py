@@ -1,0 +1,114 @@
+"""One policy per pipeline as one controller (``ppo:A.zip+B.zip``)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import lokirl.agents  # noqa: F401 - registers ppo
+from lokirl.agents.adapter import PPOController, check_spec_fits
+from lokirl.agents.config import PPOParams, TrainConfig
+from lokirl.agents.policy_set import PolicySet, split_policy_paths
+from lokirl.core.controller import ControlContext
+from lokirl.core.controllers import make_controller
+from lokirl.core.pipeline import Cluster
+from lokirl.core.pipeline_config import load_pipeline
+from lokirl.envs.serving import EnvConfig, EpisodeRandomisation
+from lokirl.errors import ConfigError
+from lokirl.traces import RateSeries
+
+
+def _train(name: str, pipeline: str, workers: tuple[int, int]):
+    from lokirl.agents.train import train
+
+    env = EnvConfig(
+        pipeline=pipeline,
+        workers=workers[0],
+        episode_s=8,
+        traces=("gen:bursts",),
+        feature_version=2,
+        randomise=EpisodeRandomisation(workers=workers, swaps=("overlap",)),
+    )
+    cfg = TrainConfig(
+        name=name,
+        total_timesteps=32,
+        n_envs=1,
+        vec_env="dummy",
+        env=env,
+        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(8,)),
+        eval_every=0,
+        checkpoint_every=0,
+    )
+    return train(cfg, progress=False) / "model.zip"
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory):
+    """Two tiny version-2 policies: traffic_analysis and social_media, 10-40 workers each."""
+    import os
+
+    os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    return _train("ta", "traffic_analysis", (10, 40)), _train("sm", "social_media", (10, 40))
+
+
+def _case(name: str, workers: int):
+    pipe = load_pipeline(name)
+    return pipe, Cluster.homogeneous(pipe, workers)
+
+
+def test_paths_split_on_plus_unless_the_path_is_a_file(tmp_path):
+    assert split_policy_paths("a/model.zip") == ["a/model.zip"]
+    assert split_policy_paths("a/model.zip+b/model.zip") == ["a/model.zip", "b/model.zip"]
+    odd = tmp_path / "x+y.zip"
+    odd.write_bytes(b"")
+    assert split_policy_paths(str(odd)) == [str(odd)]
+    with pytest.raises(ConfigError, match="empty model path"):
+        split_policy_paths("a.zip++b.zip")
+    with pytest.raises(ConfigError, match="same model file twice"):
+        split_policy_paths("a.zip+./a.zip")
+
+
+def test_the_set_is_checked_from_feature_files_one_member_must_fit(policies, tmp_path):
+    ta, sm = policies
+    spec = f"ppo:{ta}+{sm}"
+    check_spec_fits(spec, *_case("traffic_analysis", 20), "overlap")
+    check_spec_fits(spec, *_case("social_media", 40), "overlap")
+    with pytest.raises(ConfigError) as err:
+        check_spec_fits(spec, *_case("social_media", 80), "overlap")
+    # each member's reason is named: the one for the other pipeline, the one for the size
+    assert "no policy of the set fits social_media on 80 workers" in err.value.problem
+    assert "trained on" in err.value.problem and "10..40" in err.value.problem
+    with pytest.raises(ConfigError) as err:
+        check_spec_fits(spec, *_case("traffic_analysis", 20), "stop")
+    assert "swap modes" in err.value.problem
+    # two policies for the same pipeline and size: which serves would be ambiguous
+    twin = tmp_path / "twin"
+    shutil.copytree(ta.parent, twin)
+    with pytest.raises(ConfigError, match="ambiguous"):
+        check_spec_fits(f"ppo:{ta}+{twin / 'model.zip'}", *_case("traffic_analysis", 20))
+
+
+def test_the_set_serves_each_pipeline_with_its_own_policy(policies):
+    from lokirl.sim import SimConfig, simulate
+
+    ta, sm = policies
+    both = make_controller(f"ppo:{ta}+{sm}")
+    assert isinstance(both, PolicySet) and both.spec is None
+    for name, path in (("traffic_analysis", ta), ("social_media", sm)):
+        pipe, cluster = _case(name, 20)
+        trace = RateSeries(np.linspace(0.3, 1.5, 8) * 60.0 * 20, 1.0, "ramp")
+        alone = simulate(pipe, cluster, trace, PPOController(str(path)), SimConfig())
+        served = simulate(pipe, cluster, trace, both, SimConfig())
+        assert both.active is not None and both.active.model_path == str(path)
+        assert both.spec.scope.pipeline == name
+        # the set decides as its member alone: same solves, same frames
+        assert served.solves == alone.solves and served.solves >= 1
+        assert served.frames == alone.frames and served.frames.conserved
+
+
+def test_an_unbound_set_refuses_to_decide(policies):
+    ta, sm = policies
+    both = make_controller(f"ppo:{ta}+{sm}")
+    with pytest.raises(ConfigError) as err:
+        both.decide(ControlContext(now_s=1.0, demand_history=(100.0,), queue_lengths={}))
+    assert err.value.field == "bind"
