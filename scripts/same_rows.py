@@ -9,7 +9,10 @@ reproduce" at a later commit::
 Each argument is a run folder or its ``per_episode.json``. Prints how many episodes
 (controller, case, seed) are identical in every result column (timing and the commit
 aside), those only one side has, and per column the episodes that differ (the first
-few); ``--subset`` compares only the controllers both runs played. Exits 0 when the
+few); ``--subset`` compares only the controllers both runs played, ``--common-cases``
+only the cases both played, and ``--rename NEW=OLD`` (repeatable) compares the replay's
+controller NEW as the recorded OLD (e.g. a policy set ``ppo:A+B`` replaying ``ppo:A`` on
+A's cases). Exits 0 when the
 replay gives the recorded table, 1 otherwise (or when nothing was compared), 2 on a
 missing file. The comparison is
 :func:`lokirl.experiments.runner.replay_diff`.
@@ -47,8 +50,35 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="compare only the controllers both runs played",
     )
+    ap.add_argument(
+        "--common-cases",
+        action="store_true",
+        help="compare only the cases both runs played",
+    )
+    ap.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="NEW=OLD",
+        help="compare the replay's controller NEW as the recorded controller OLD (repeatable)",
+    )
     args = ap.parse_args(argv)
     old, new = _load(args.recorded), _load(args.replayed)
+    renames = {}
+    for item in args.rename:
+        new_name, sep, old_name = item.rpartition("=")
+        if not sep or not new_name or not old_name:
+            ap.error(f"--rename {item!r}: write NEW=OLD (the replay's name, then the record's)")
+        renames[new_name] = old_name
+    if renames:
+        rows = [
+            {**r, "controller": renames.get(r["controller"], r["controller"])} for r in new.rows
+        ]
+        new = Results(rows, new.meta)
+    if args.common_cases:
+        both = {r["case"] for r in new.rows} & {r["case"] for r in old.rows}
+        old = Results([r for r in old.rows if r["case"] in both], old.meta)
+        new = Results([r for r in new.rows if r["case"] in both], new.meta)
     if args.subset:
         both = {r["controller"] for r in new.rows} & {r["controller"] for r in old.rows}
         old = Results([r for r in old.rows if r["controller"] in both], old.meta)

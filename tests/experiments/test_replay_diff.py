@@ -58,6 +58,18 @@ def test_script_exits_nonzero_on_a_different_table(tmp_path, capsys):
     only_a.write_text(json.dumps(Results([r.rows[0]], r.meta).to_dict()))
     assert mod.main([str(b), str(only_a)]) == 1  # b's controller "b" is missing
     assert mod.main(["--subset", str(b), str(only_a)]) == 0
+    # --rename: the replay's "z" compared as the record's "a"; --common-cases: other cases aside
+    renamed = tmp_path / "renamed.json"
+    z = _rows("mno")
+    more = {**z.rows[0], "case": "c2", "reward": 7.0}
+    renamed.write_text(
+        json.dumps(Results([{**z.rows[0], "controller": "z"}, more], z.meta).to_dict())
+    )
+    assert mod.main(["--subset", str(a), str(renamed)]) == 1  # "a" on c2 only in the replay
+    assert mod.main(["--subset", "--common-cases", str(a), str(renamed)]) == 1  # "z" not "a"
+    capsys.readouterr()
+    assert mod.main(["--subset", "--common-cases", "--rename", "z=a", str(a), str(renamed)]) == 0
+    assert "1 episodes identical" in capsys.readouterr().out
     # nothing in common is no evidence; a missing file is a usage error
     other = tmp_path / "other.json"
     z = _rows("jkl")
