@@ -25,6 +25,10 @@ class ConfigError(LokiError):
         self.fix = fix
         super().__init__(f"{source}: {field}: {problem}. Fix: {fix}")
 
+    def __reduce__(self) -> tuple:
+        """Pickle with all four fields, so an error raised in a worker process reaches the parent."""
+        return (type(self), (self.source, self.field, self.problem, self.fix))
+
 
 class TraceError(LokiError):
     """A trace file is missing, empty or not in one of the documented formats."""

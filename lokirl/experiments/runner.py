@@ -439,6 +439,43 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
             )
 
 
+def check_load_units(suite: Suite) -> None:
+    """Refuse, before any work, a case whose load unit its cluster cannot give.
+
+    ``load_unit: full_accuracy`` needs the pipeline's most accurate variants to meet the
+    SLO on the case's cluster (:func:`lokirl.experiments.suites.load_unit`); found
+    only inside a worker process, the error would stop the run after the pool started.
+    Two deterministic solves per (pipeline, cluster) so checked.
+
+    Raises:
+        ConfigError: naming the case, ``load_unit`` and the fix.
+
+    """
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+
+    pipelines: dict[str, Any] = {}
+    seen: dict[tuple, dict[str, Any]] = {}
+    for case in suite.spec.cases:
+        if case.load_unit != "full_accuracy":
+            continue
+        pipe = pipelines.setdefault(case.pipeline, load_pipeline(case.pipeline))
+        cluster = (
+            Cluster.homogeneous(pipe, case.workers)
+            if "workers" in case.cluster
+            else Cluster(dict(case.cluster))
+        )
+        key = (case.pipeline, tuple(sorted(cluster.workers.items())))
+        if key not in seen:
+            seen[key] = capacities(pipe, cluster)
+        try:
+            load_unit(case, seen[key])
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{suite.source}: case {exc.source}", exc.field, exc.problem, exc.fix
+            ) from None
+
+
 def check_solver_time(suite: Suite, solver_time: str | float) -> None:
     """Refuse, before any work, a fixed solve time as long as a case's epoch.
 
@@ -519,6 +556,7 @@ def run_suite(
             make_controller(c)
     check_policies_fit(suite, ctrls)
     check_solver_time(suite, solver_time)
+    check_load_units(suite)
     ref = reference or (spec.reference if spec.reference in ctrls else ctrls[0])
     if ref not in ctrls:
         raise ConfigError("--reference", ref, "not one of the controllers", f"pick one of {ctrls}")

@@ -286,7 +286,12 @@ def tune(
     """
     import optuna
 
-    from lokirl.experiments.runner import check_solver_time, git_commit, play_case_seed
+    from lokirl.experiments.runner import (
+        check_load_units,
+        check_solver_time,
+        git_commit,
+        play_case_seed,
+    )
 
     if baseline not in SPACES:
         raise ConfigError(
@@ -294,6 +299,7 @@ def tune(
         )
     refuse_frozen(suite)
     check_solver_time(suite, solver_time)
+    check_load_units(suite)
     if violation_budget is not None:
         check_budget(violation_budget)
     # Extra arguments of play_case_seed (solver, node limit, solve time), only when

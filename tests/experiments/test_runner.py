@@ -89,3 +89,40 @@ def test_a_policy_that_does_not_fit_a_case_is_refused_before_work(monkeypatch):
     # On the cases it fits it is accepted (nothing played here: _task is stubbed).
     run_suite(select_cases(load_suite("validation"), ["ta20-*"]), controllers=["ppo"])
     assert len(played) == 3 * 3
+
+
+def test_a_load_unit_the_cluster_cannot_give_is_refused_before_work(monkeypatch):
+    import lokirl.experiments.runner as runner
+
+    played = []
+    monkeypatch.setattr(runner, "_task", lambda t: played.append(t) or [])
+    case = {
+        "id": "sm15",
+        "family": "f",
+        "pipeline": "social_media",
+        "cluster": {"workers": 15},
+        "traffic": {"generator": "step", "seed": 1},
+        "duration_s": 8,
+    }
+    raw = {"name": "sm", "seeds": [0], "controllers": ["trigger"], "cases": [case]}
+    # social_media's most accurate variants cannot meet its SLO: no full-accuracy unit
+    with pytest.raises(ConfigError) as err:
+        run_suite(parse_suite(raw, source="sm.yaml"), controllers=["trigger"])
+    assert err.value.field == "load_unit" and "sm.yaml: case sm15" in err.value.source
+    assert "load_unit: max" in err.value.fix and not played
+    run_suite(parse_suite({**raw, "defaults": {"load_unit": "max"}}), controllers=["trigger"])
+    assert len(played) == 1
+
+
+def test_a_config_error_raised_in_a_worker_process_reaches_the_parent_whole():
+    import pickle
+
+    exc = ConfigError("suite.yaml", "cases[0].load_unit", "no capacity", "set load_unit: max")
+    back = pickle.loads(pickle.dumps(exc))
+    assert isinstance(back, ConfigError) and str(back) == str(exc)
+    assert (back.source, back.field, back.problem, back.fix) == (
+        "suite.yaml",
+        "cases[0].load_unit",
+        "no capacity",
+        "set load_unit: max",
+    )
