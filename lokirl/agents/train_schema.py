@@ -319,6 +319,40 @@ def _section_of(loc: list[str]) -> type[BaseModel]:
     return model
 
 
+def check_full_accuracy_unit(pipeline: Any, workers: int, source: str) -> None:
+    """Refuse a pipeline whose most accurate variants cannot meet its SLO.
+
+    The training environment draws each episode's load range (``env.load_low``,
+    ``env.load_high``) in multiples of the cluster's capacity at full accuracy, and a
+    version-2 policy observes demand over that capacity. A pipeline with no such
+    capacity (``social_media``: its most accurate variants miss the SLO) would train on
+    a unit that is a failed plan's sliver (27 frames/s on 20 workers, against 1,093 at
+    any accuracy): loads far below what it serves, features clipped. One deterministic
+    solve at ``workers``.
+
+    Raises:
+        ConfigError: naming ``source``, ``env.pipeline`` and what to do instead.
+
+    """
+    from lokirl.core.allocator import AllocatorOptions, solve
+    from lokirl.core.pipeline import Cluster
+    from lokirl.sim.baselines import best_only
+
+    cluster = Cluster.homogeneous(pipeline, workers)
+    plan = solve(best_only(pipeline), cluster, 1e6, AllocatorOptions(deterministic=True))
+    if plan.status == "failed":
+        raise ConfigError(
+            source,
+            "env.pipeline",
+            f"pipeline {pipeline.name!r} has no capacity at full accuracy on {workers} workers "
+            "(its most accurate variants cannot meet the SLO), and the training environment's "
+            "load range and a policy's demand features are in that unit",
+            "train on a pipeline whose most accurate variants meet its SLO; a load unit of "
+            "the largest capacity at any accuracy (as the suites' social_media cases use) is "
+            "not offered by the training environment yet",
+        )
+
+
 def check_references(cfg: Any, source: str) -> None:
     """Load what a training config names; refuse clusters that leave a task without workers.
 
@@ -357,6 +391,7 @@ def check_references(cfg: Any, source: str) -> None:
                 "each need at least one worker (such a cluster serves nothing)",
                 f"use {tasks} workers or more",
             )
+    check_full_accuracy_unit(pipeline, env.workers, source)
     bundled = set(list_bundled())
     for i, spec in enumerate(env.traces):
         where = f"env.traces[{i}]"

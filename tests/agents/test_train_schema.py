@@ -133,3 +133,17 @@ def test_env_reads_its_trace_files_once_with_the_column(tmp_path):
     series = env._draw_trace()
     assert series.duration_s >= 10 and series.rates.max() > 0
     assert list(env._files) == [trace]
+
+
+def test_a_pipeline_without_full_accuracy_capacity_is_refused_for_training(tmp_path):
+    from lokirl.agents.config import load_train_config
+    from lokirl.errors import ConfigError
+
+    p = tmp_path / "sm.yaml"
+    p.write_text("env: {pipeline: social_media, workers: 20, traces: ['gen:bursts']}\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(p)
+    assert err.value.source == str(p) and err.value.field == "env.pipeline"
+    assert "no capacity at full accuracy on 20 workers" in err.value.problem
+    p.write_text("env: {pipeline: traffic_analysis, workers: 20, traces: ['gen:bursts']}\n")
+    assert load_train_config(p).env.pipeline == "traffic_analysis"
