@@ -390,6 +390,15 @@ def _task(args: tuple) -> list[dict[str, Any]]:
     return play_case_seed(*args)
 
 
+def case_cluster(case: CaseSpec, pipeline: Any) -> Any:
+    """A case's cluster: ``{workers: N}`` homogeneous for the pipeline, else the mix given."""
+    from lokirl.core.pipeline import Cluster
+
+    if "workers" in case.cluster:
+        return Cluster.homogeneous(pipeline, case.workers)
+    return Cluster(dict(case.cluster))
+
+
 def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
     """Refuse, before any work, a trained policy that does not fit some case of the suite.
 
@@ -403,7 +412,6 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
 
     """
     from lokirl.agents.adapter import check_spec_fits
-    from lokirl.core.pipeline import Cluster
     from lokirl.core.pipeline_config import load_pipeline
 
     policies = [c for c in controllers if c == "ppo" or c.startswith("ppo:")]
@@ -414,11 +422,7 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
         fits, misfit = [], None
         for case in suite.spec.cases:
             pipe = pipelines.setdefault(case.pipeline, load_pipeline(case.pipeline))
-            cluster = (
-                Cluster.homogeneous(pipe, case.workers)
-                if "workers" in case.cluster
-                else Cluster(dict(case.cluster))
-            )
+            cluster = case_cluster(case, pipe)
             try:
                 check_spec_fits(c, pipe, cluster, case.swap)
                 fits.append(case.id)
@@ -451,7 +455,6 @@ def check_load_units(suite: Suite) -> None:
         ConfigError: naming the case, ``load_unit`` and the fix.
 
     """
-    from lokirl.core.pipeline import Cluster
     from lokirl.core.pipeline_config import load_pipeline
 
     pipelines: dict[str, Any] = {}
@@ -460,11 +463,7 @@ def check_load_units(suite: Suite) -> None:
         if case.load_unit != "full_accuracy":
             continue
         pipe = pipelines.setdefault(case.pipeline, load_pipeline(case.pipeline))
-        cluster = (
-            Cluster.homogeneous(pipe, case.workers)
-            if "workers" in case.cluster
-            else Cluster(dict(case.cluster))
-        )
+        cluster = case_cluster(case, pipe)
         key = (case.pipeline, tuple(sorted(cluster.workers.items())))
         if key not in seen:
             seen[key] = capacities(pipe, cluster)
