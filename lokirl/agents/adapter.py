@@ -227,11 +227,11 @@ def check_spec_fits(
 
     """
     if spec.startswith("ppo:"):
-        from lokirl.agents.policy_set import check_one_fits, split_policy_paths
+        from lokirl.agents.policy_set import check_set_files, split_policy_paths
 
         paths = split_policy_paths(spec[4:])
         if len(paths) > 1:
-            check_one_fits(spec, paths, pipeline, cluster, swap)
+            check_set_files(spec, paths, pipeline, cluster, swap)
             return
     path = policy_path_of(spec)
     if path is not None:

@@ -12,11 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from lokirl.agents.adapter import PPOController, check_policy_file
+from lokirl.agents.adapter import (
+    PPOController,
+    check_policy_fits,
+    features_path,
+    load_feature_spec,
+)
 from lokirl.core.controller import ControlContext, Decision
 from lokirl.core.pipeline import Cluster, Pipeline
+from lokirl.envs.features import FeatureSpec
 from lokirl.errors import ConfigError
 
 #: Joins the model files of a set in a ``ppo:`` spec.
@@ -52,40 +57,34 @@ def split_policy_paths(path: str) -> list[str]:
     return parts
 
 
-def fitting_members(
-    paths: Sequence[str], pipeline: Pipeline, cluster: Cluster, swap: str | None
-) -> tuple[list[int], list[ConfigError]]:
-    """Which of ``paths`` fit, by their feature files alone (no model is loaded).
-
-    Returns:
-        The indices of the members that fit, and the refusals of the others.
-
-    """
-    fits, refusals = [], []
-    for i, p in enumerate(paths):
-        try:
-            check_policy_file(p, pipeline, cluster, swap)
-        except ConfigError as exc:
-            refusals.append(exc)
-        else:
-            fits.append(i)
-    return fits, refusals
-
-
 def check_one_fits(
     spec: str,
-    paths: Sequence[str],
+    members: Sequence[tuple[FeatureSpec, str]],
     pipeline: Pipeline,
     cluster: Cluster,
     swap: str | None,
 ) -> int:
     """The index of the one member of a set that fits; refuse none or several.
 
+    Args:
+        spec: The set's controller spec (named in errors).
+        members: Each member's feature spec and feature file, in the set's order.
+        pipeline: The pipeline to serve.
+        cluster: The cluster to serve it on.
+        swap: The swap mode (``None``: not checked).
+
     Raises:
         ConfigError: no member fits (each member's reason named) or several do.
 
     """
-    fits, refusals = fitting_members(paths, pipeline, cluster, swap)
+    fits, refusals = [], []
+    for i, (feature_spec, source) in enumerate(members):
+        try:
+            check_policy_fits(feature_spec, source, pipeline, cluster, swap)
+        except ConfigError as exc:
+            refusals.append(exc)
+        else:
+            fits.append(i)
     where = f"{pipeline.name} on {cluster.total} workers" + (f" ({swap})" if swap else "")
     if not fits:
         reasons = "; ".join(f"{e.source}: {e.problem}" for e in refusals)
@@ -101,10 +100,23 @@ def check_one_fits(
             "--controller",
             spec,
             f"{len(fits)} policies of the set fit {where} "
-            f"({', '.join(paths[i] for i in fits)}): which would serve is ambiguous",
+            f"({', '.join(members[i][1] for i in fits)}): which would serve is ambiguous",
             "keep one policy per pipeline (or per cluster range) in a set",
         )
     return fits[0]
+
+
+def check_set_files(
+    spec: str, paths: Sequence[str], pipeline: Pipeline, cluster: Cluster, swap: str | None
+) -> None:
+    """:func:`check_one_fits` from the members' feature files alone (no model is loaded).
+
+    Raises:
+        ConfigError: a feature file is missing, or none or several members fit.
+
+    """
+    members = [(load_feature_spec(p), str(features_path(p))) for p in paths]
+    check_one_fits(spec, members, pipeline, cluster, swap)
 
 
 @dataclass
@@ -132,7 +144,7 @@ class PolicySet:
         return self._active
 
     @property
-    def spec(self) -> Any:
+    def spec(self) -> FeatureSpec | None:
         """The active member's feature spec (``None`` before :meth:`bind`)."""
         return self._active.spec if self._active is not None else None
 
@@ -143,7 +155,8 @@ class PolicySet:
             ConfigError: none or several members fit.
 
         """
-        i = check_one_fits(self.name, [m.model_path for m in self.members], pipeline, cluster, swap)
+        members = [(m.spec, m.features_file) for m in self.members]
+        i = check_one_fits(self.name, members, pipeline, cluster, swap)
         self._active = None
         self.members[i].bind(pipeline, cluster, swap)
         self._active = self.members[i]

@@ -1,13 +1,13 @@
 """One policy per pipeline as one controller (``ppo:A.zip+B.zip``)."""
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import lokirl.agents  # noqa: F401 - registers ppo
 from lokirl.agents.adapter import PPOController, check_spec_fits
-from lokirl.agents.config import PPOParams, TrainConfig
 from lokirl.agents.policy_set import PolicySet, split_policy_paths
 from lokirl.core.controller import ControlContext
 from lokirl.core.controllers import make_controller
@@ -16,6 +16,7 @@ from lokirl.core.pipeline_config import load_pipeline
 from lokirl.envs.serving import EnvConfig, EpisodeRandomisation
 from lokirl.errors import ConfigError
 from lokirl.traces import RateSeries
+from tests.agents.conftest import tiny_config
 
 
 def _train(name: str, pipeline: str, workers: tuple[int, int]):
@@ -29,17 +30,7 @@ def _train(name: str, pipeline: str, workers: tuple[int, int]):
         feature_version=2,
         randomise=EpisodeRandomisation(workers=workers, swaps=("overlap",)),
     )
-    cfg = TrainConfig(
-        name=name,
-        total_timesteps=32,
-        n_envs=1,
-        vec_env="dummy",
-        env=env,
-        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(8,)),
-        eval_every=0,
-        checkpoint_every=0,
-    )
-    return train(cfg, progress=False) / "model.zip"
+    return train(replace(tiny_config(name, 32), env=env), progress=False) / "model.zip"
 
 
 @pytest.fixture(scope="module")
