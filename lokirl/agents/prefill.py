@@ -92,7 +92,7 @@ def _tasks(config: EnvConfig, sizes: tuple[int, ...]) -> list[tuple[int, float]]
     out = []
     for n in sizes:
         env.reset(seed=0, options={"workers": n})
-        out += [(n, d) for d in demand_grid(config.demand_quantum, top * env.hw_capacity)]
+        out += [(n, d) for d in demand_grid(config.demand_quantum, top * env.load_capacity)]
     env.close()
     return out
 

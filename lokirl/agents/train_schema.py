@@ -136,6 +136,11 @@ class EnvSection(_Section):
     trace_column: str | None = None
     load_low: _Range = (0.1, 0.6)
     load_high: _Range = (0.8, 2.5)
+    load_unit: Literal["full_accuracy", "max"] = Field(
+        "full_accuracy",
+        description="unit of load_low/load_high: the cluster's capacity at full accuracy, "
+        "or its largest capacity at any accuracy (max; goes with feature_version 3)",
+    )
     forecaster: str = "ewma"
     headrooms: list[PositiveFloat] = Field(
         default_factory=lambda: [1.0, 1.15, 1.3, 1.5, 1.75], min_length=1
@@ -157,12 +162,12 @@ class EnvSection(_Section):
     fallback: str = ""
     follow_horizons: list[PositiveInt] = Field(
         default_factory=list,
-        description="with a fluid fallback: horizons FOLLOW chooses among (feature_version 2)",
+        description="with a fluid fallback: horizons FOLLOW chooses among (feature_version 2 or 3)",
     )
     follow_settings: list[FollowSetting] = Field(
         default_factory=list,
         description="with a fluid fallback: (horizon, burst_s, derate) settings FOLLOW "
-        "chooses among (feature_version 2; instead of follow_horizons)",
+        "chooses among (feature_version 2 or 3; instead of follow_horizons)",
     )
     swap: Literal["overlap", "stop", "free"] = "overlap"
     feature_version: int = 1
@@ -191,17 +196,24 @@ class EnvSection(_Section):
                 f"solver_time: {self.solver_time:g} s is not shorter than epoch_s "
                 f"({self.epoch_s:g} s): a solve would still run at the next decision"
             )
-        if self.follow_horizons and (not self.fallback or self.feature_version != 2):
+        if self.follow_horizons and (not self.fallback or self.feature_version < 2):
             raise ValueError(
                 "follow_horizons: needs a fallback that plans over a horizon (e.g. "
-                "fallback: fluid(...)) and feature_version: 2"
+                "fallback: fluid(...)) and feature_version: 2 or 3"
             )
         if self.follow_settings and (
-            not self.fallback.startswith("fluid") or self.feature_version != 2
+            not self.fallback.startswith("fluid") or self.feature_version < 2
         ):
             raise ValueError(
                 "follow_settings: needs a fluid fallback (fallback: fluid(...)) and "
-                "feature_version: 2"
+                "feature_version: 2 or 3"
+            )
+        if (self.load_unit == "max") != (self.feature_version == 3):
+            raise ValueError(
+                f"load_unit: {self.load_unit} with feature_version: {self.feature_version}: "
+                "a policy observes demand in the unit its training loads are drawn in; "
+                "write load_unit: max with feature_version: 3, or load_unit: full_accuracy "
+                "with feature_version 1 or 2"
             )
         if self.follow_settings and self.follow_horizons:
             raise ValueError(
@@ -242,14 +254,16 @@ _FIXES = {
     "engine": "use simpy or fluid",
     "solver": "use highs or cbc",
     "solver_time": "use model, measured, or seconds below epoch_s (e.g. 0.02)",
-    "feature_version": "use 1 (one cluster) or 2 (any cluster in the randomised range)",
+    "feature_version": "use 1 (one cluster), 2 (any cluster in the randomised range) or 3 "
+    "(as 2, with load_unit: max)",
+    "load_unit": "use full_accuracy or max",
     "gamma": "use a discount in (0, 1], e.g. 0.95",
     "gae_lambda": "use a value in [0, 1], e.g. 0.9",
     "n_steps": "use at least 2, e.g. 256",
     "workers_range": "write [lo, hi] with lo <= hi",
     "load_scale": "write [lo, hi] with 0 < lo <= hi",
-    "load_low": "write [lo, hi] with 0 <= lo <= hi (multiples of the cluster's capacity)",
-    "load_high": "write [lo, hi] with 0 <= lo <= hi (multiples of the cluster's capacity)",
+    "load_low": "write [lo, hi] with 0 <= lo <= hi (multiples of env.load_unit)",
+    "load_high": "write [lo, hi] with 0 <= lo <= hi (multiples of env.load_unit)",
     "violation_budget": "use a share in [0, 1), e.g. 0.05",
 }
 
@@ -322,9 +336,11 @@ def _section_of(loc: list[str]) -> type[BaseModel]:
 def check_full_accuracy_unit(pipeline: Any, workers: int, source: str) -> None:
     """Refuse a pipeline whose most accurate variants cannot meet its SLO.
 
-    The training environment draws each episode's load range (``env.load_low``,
-    ``env.load_high``) in multiples of the cluster's capacity at full accuracy, and a
-    version-2 policy observes demand over that capacity. A pipeline with no such
+    With ``env.load_unit: full_accuracy`` the training environment draws each
+    episode's load range (``env.load_low``, ``env.load_high``) in multiples of the
+    cluster's capacity at full accuracy, and a version-2 policy observes demand over
+    that capacity (``load_unit: max`` with ``feature_version: 3`` uses the capacity at
+    any accuracy instead, and is not checked here). A pipeline with no such
     capacity (``social_media``: its most accurate variants miss the SLO) would train on
     a unit that is a failed plan's sliver (27 frames/s on 20 workers, against 1,093 at
     any accuracy): loads far below what it serves, features clipped. One deterministic
@@ -347,9 +363,9 @@ def check_full_accuracy_unit(pipeline: Any, workers: int, source: str) -> None:
             f"pipeline {pipeline.name!r} has no capacity at full accuracy on {workers} workers "
             "(its most accurate variants cannot meet the SLO), and the training environment's "
             "load range and a policy's demand features are in that unit",
-            "train on a pipeline whose most accurate variants meet its SLO; a load unit of "
-            "the largest capacity at any accuracy (as the suites' social_media cases use) is "
-            "not offered by the training environment yet",
+            "write env.load_unit: max and env.feature_version: 3 (loads and demand "
+            "features in the largest capacity at any accuracy, as the suites' social_media "
+            "cases use), with env.load_low/load_high in that unit",
         )
 
 
@@ -391,7 +407,8 @@ def check_references(cfg: Any, source: str) -> None:
                 "each need at least one worker (such a cluster serves nothing)",
                 f"use {tasks} workers or more",
             )
-    check_full_accuracy_unit(pipeline, env.workers, source)
+    if env.load_unit == "full_accuracy":
+        check_full_accuracy_unit(pipeline, env.workers, source)
     bundled = set(list_bundled())
     for i, spec in enumerate(env.traces):
         where = f"env.traces[{i}]"

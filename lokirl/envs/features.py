@@ -5,13 +5,16 @@ same :class:`~lokirl.core.controller.ControlContext` with :func:`observe` and tu
 actions into decisions with :func:`to_decision`, so a policy trained in the
 simulator sees exactly the same inputs when it drives the live runtime.
 
-Two feature versions exist. Version 1 divides rates by one cluster's largest
+Three feature versions exist. Version 1 divides rates by one cluster's largest
 capacity and the active workers by its size: a version-1 policy fits only the
 cluster it was trained on. Version 2 (:func:`observe` with a :class:`ClusterScale`)
 expresses every rate, queue and count relative to the cluster being served, so
 that one policy can serve clusters of any size; its :class:`PolicyScope` records
 the pipeline, accelerators, worker range, swap modes and load-time scales it was
-trained on.
+trained on. Version 3 is version 2 with the cluster's largest capacity at any
+accuracy, not its capacity at full accuracy, as the demand unit: for pipelines whose
+most accurate variants cannot meet the SLO (``social_media``), where the latter is a
+failed plan's sliver.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ POLICY_REASON = "policy:"
 KEEP_PLAN, RESOLVE_WARM, RESOLVE_COLD, FOLLOW = 0, 1, 2, 3
 
 #: Feature versions :func:`observe` knows.
-FEATURE_VERSIONS: tuple[int, ...] = (1, 2)
+FEATURE_VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 #: Cluster size the version-2 size feature is centred on (``log2(workers / 20)``).
 REFERENCE_WORKERS = 20
@@ -49,7 +52,7 @@ RATIO_CLIP = 10.0
 
 @dataclass(frozen=True)
 class PolicyScope:
-    """What a version-2 policy was trained on (saved with it; checked when it is bound).
+    """What a version-2 (or 3) policy was trained on (saved with it; checked when it is bound).
 
     Attributes:
         pipeline: Pipeline name.
@@ -177,9 +180,10 @@ class FeatureSpec:
         warm_churn_weight: Churn weight of a warm re-solve (accuracy points per
             worker that changes variant): a warm re-solve starts from the running
             plan and stays close to it; a cold one starts afresh with no churn term.
-        version: Feature version: 1 (scaled to one cluster) or 2 (relative to the
-            served cluster; see :func:`observe`).
-        scope: Version 2: what the policy was trained on (``None`` in version 1).
+        version: Feature version: 1 (scaled to one cluster), 2 (relative to the
+            served cluster) or 3 (as 2, demand over the capacity at any accuracy); see
+            :func:`observe`.
+        scope: Versions 2 and 3: what the policy was trained on (``None`` in version 1).
 
     """
 
@@ -208,9 +212,10 @@ class FeatureSpec:
         if self.version == 1 and (self.workers is None or self.demand_scale is None):
             raise ValueError("workers: a version-1 feature spec needs workers and demand_scale")
         if self.follow_horizons:
-            if not self.fallback or self.version != 2:
+            if not self.fallback or self.version < 2:
                 raise ValueError(
-                    "follow_horizons: needs a fallback (e.g. fluid-tuned) and feature_version 2"
+                    "follow_horizons: needs a fallback (e.g. fluid-tuned) and feature_version 2 "
+                    "or 3"
                 )
             if any(int(h) != h or h < 1 for h in self.follow_horizons):
                 raise ValueError(
@@ -222,9 +227,10 @@ class FeatureSpec:
                     "follow_settings: FOLLOW chooses among horizons or among settings, not "
                     "both; list the horizons in the settings instead"
                 )
-            if not self.fallback or self.version != 2:
+            if not self.fallback or self.version < 2:
                 raise ValueError(
-                    "follow_settings: needs a fallback (e.g. fluid-tuned) and feature_version 2"
+                    "follow_settings: needs a fallback (e.g. fluid-tuned) and feature_version 2 "
+                    "or 3"
                 )
             for s in self.follow_settings:
                 if len(s) != 3 or int(s[0]) != s[0] or s[0] < 1 or s[1] < 0 or not 0 < s[2] <= 2:
@@ -419,8 +425,9 @@ def observe(
     ``spec.workers``; queue lengths over ``spec.queue_scale`` (clipped to 10).
 
     Version 2, in order (ratios clipped to 10), with ``C`` the running plan's
-    capacity (``plan.max_demand``; the cluster's full-accuracy capacity while there
-    is no plan) and ``F`` the cluster's full-accuracy capacity:
+    capacity (``plan.max_demand``; ``F`` while there is no plan) and ``F`` the
+    cluster's full-accuracy capacity (version 3: its largest capacity at any accuracy,
+    the rest unchanged):
 
     * the last ``history_s`` per-second arrivals over ``C``;
     * the forecast mean and upper quantile at each horizon over ``C``;
@@ -445,9 +452,11 @@ def observe(
             ``spec.follow_horizons``.
 
     """
-    if spec.version == 2:
+    if spec.version >= 2:
         if scale is None:
-            raise ValueError("scale: version-2 features need the served cluster's ClusterScale")
+            raise ValueError(
+                f"scale: version-{spec.version} features need the served cluster's ClusterScale"
+            )
         obs = _observe_v2(spec, context, forecast, hint, scale)
         if not spec.follow_choices:
             return obs
@@ -512,10 +521,11 @@ def _observe_v2(
     hint: Decision | None,
     scale: ClusterScale,
 ) -> np.ndarray:
-    """Version 2: every feature relative to the served cluster (see :func:`observe`)."""
+    """Versions 2 and 3: every feature relative to the served cluster (see :func:`observe`)."""
     full = max(scale.full_capacity, 1e-6)
+    unit = full if spec.version == 2 else max(scale.max_capacity, 1e-6)
     plan = context.plan
-    ref = plan.max_demand if plan is not None and plan.max_demand > 0 else full
+    ref = plan.max_demand if plan is not None and plan.max_demand > 0 else unit
     hist = list(context.demand_history)[-spec.history_s :]
     hist = [0.0] * (spec.history_s - len(hist)) + hist
     obs: list[float] = [_ratio(x, ref) for x in hist]
@@ -524,11 +534,11 @@ def _observe_v2(
         mean, upper = forecast.at(h)
         obs += [_ratio(mean, ref), _ratio(upper, ref)]
         means.append(mean)
-    obs += [_ratio(m, full) for m in means]
+    obs += [_ratio(m, unit) for m in means]
     if plan is not None:
         obs += [
             1.0,
-            _ratio(plan.max_demand, full),
+            _ratio(plan.max_demand, unit),
             plan.expected_accuracy / 100.0,
             1.0 if plan.phase in ("accuracy", "partial") else 0.0,
         ]

@@ -37,6 +37,9 @@ from lokirl.sim.solving import running_plan_signature
 from lokirl.traces import as_rates, generate, rescale, resolve_trace, window
 from lokirl.traces.types import RateSeries
 
+#: Units of an episode's load range (:attr:`EnvConfig.load_unit`).
+LOAD_UNITS: tuple[str, ...] = ("full_accuracy", "max")
+
 
 @dataclass(frozen=True)
 class RewardWeights:
@@ -140,9 +143,11 @@ class EnvConfig:
         trace_format: How the trace files are written (``auto``, ``arrivals``,
             ``rates``, ``timestamps``).
         trace_column: Timestamp column of timestamp-CSV trace files with several columns.
-        load_low: Range of the episode's lowest rate, as a multiple of the cluster's
-            capacity at full accuracy.
+        load_low: Range of the episode's lowest rate, as a multiple of ``load_unit``.
         load_high: Range of the episode's highest rate, same unit.
+        load_unit: ``full_accuracy`` (default): the cluster's capacity with the most
+            accurate variants only; ``max``: its largest capacity at any accuracy (for
+            pipelines whose most accurate variants cannot meet the SLO).
         forecaster: Forecaster name feeding the observation.
         headrooms: Demand multipliers a re-solve may use.
         base_horizon_s: Forecast horizon a re-solve plans for (0: Loki's EWMA).
@@ -174,9 +179,10 @@ class EnvConfig:
             (:data:`~lokirl.core.reconfig.SwapMode`: ``overlap``, ``stop`` or ``free``).
         feature_version: Observation version (:func:`lokirl.envs.features.observe`):
             1 scales to this one cluster (what the shipped policy uses); 2 is
-            relative to each episode's cluster, so a policy can serve any size.
+            relative to each episode's cluster, so a policy can serve any size; 3 is
+            2 with demand over the capacity at any accuracy (with ``load_unit: max``).
         randomise: Per-episode cluster size, swap mode and load-time scale
-            (:class:`EpisodeRandomisation`; needs ``feature_version: 2``).
+            (:class:`EpisodeRandomisation`; needs ``feature_version`` 2 or 3).
 
     """
 
@@ -196,6 +202,7 @@ class EnvConfig:
     trace_column: str | None = None
     load_low: tuple[float, float] = (0.1, 0.6)
     load_high: tuple[float, float] = (0.8, 2.5)
+    load_unit: str = "full_accuracy"
     forecaster: str = "ewma"
     headrooms: tuple[float, ...] = (1.0, 1.15, 1.3, 1.5, 1.75)
     base_horizon_s: int = 5
@@ -222,9 +229,13 @@ class EnvConfig:
                 f"feature_version: must be one of {list(FEATURE_VERSIONS)}, "
                 f"got {self.feature_version!r}"
             )
+        if self.load_unit not in LOAD_UNITS:
+            raise ValueError(
+                f"load_unit: must be one of {list(LOAD_UNITS)}, got {self.load_unit!r}"
+            )
         if self.randomise.active and self.feature_version < 2:
             raise ValueError(
-                "randomise: per-episode clusters need feature_version 2 "
+                "randomise: per-episode clusters need feature_version 2 or 3 "
                 "(version-1 observations are scaled to one cluster)"
             )
         if self.engine not in ("simpy", "fluid"):
@@ -411,7 +422,7 @@ class LokiServingEnv(gym.Env):
             rz = cfg.randomise
             ls = rz.load_scale or (1.0, 1.0)
             self.features = FeatureSpec(
-                version=2,
+                version=cfg.feature_version,
                 scope=PolicyScope(
                     pipeline=self.pipeline.name,
                     accelerators=tuple(sorted(self.cluster.workers)),
@@ -505,6 +516,11 @@ class LokiServingEnv(gym.Env):
             max_load_time_s=max((v.load_time_s for v in self.pipeline.variants()), default=0.0),
         )
 
+    @property
+    def load_capacity(self) -> float:
+        """Frames/s of one unit of ``load_low``/``load_high`` on the current cluster."""
+        return self.max_capacity if self.config.load_unit == "max" else self.hw_capacity
+
     def _observe(self, context: ControlContext, forecast: Any) -> np.ndarray:
         obs = observe(self.features, context, forecast, self._hint, self.scale, self._hints)
         return obs.clip(0, 20)
@@ -530,8 +546,8 @@ class LokiServingEnv(gym.Env):
             if series.duration_s > length:
                 start = float(rng.uniform(0, series.duration_s - length))
                 series = as_rates(window(series, start, start + length))
-        lo = float(rng.uniform(*cfg.load_low)) * self.hw_capacity
-        hi = max(lo, float(rng.uniform(*cfg.load_high)) * self.hw_capacity)
+        lo = float(rng.uniform(*cfg.load_low)) * self.load_capacity
+        hi = max(lo, float(rng.uniform(*cfg.load_high)) * self.load_capacity)
         return rescale(series, lo, hi)
 
     # ------------------------------------------------------------------ gym API

@@ -187,7 +187,7 @@ def test_train_config_randomise_errors_name_the_file_and_field(tmp_path):
         "env: {feature_version: 2, randomise: {load_scale: [0, 2]}}": "env.randomise.load_scale.0",
         "env: {feature_version: 2, randomise: {cores: [1]}}": "env.randomise.cores",
         "env: {randomise: {workers: [10, 20]}}": "env.randomise",
-        "env: {feature_version: 3}": "env.feature_version",
+        "env: {feature_version: 4}": "env.feature_version",
     }
     for text, field in cases.items():
         bad.write_text(text + "\n")

@@ -21,6 +21,9 @@ CASES = {
     "torch_threads: 0": "torch_threads",
     "env: {engine: gpu}": "env.engine",
     "env: {load_low: [0.6, 0.1]}": "env.load_low",
+    "env: {load_unit: peak}": "env.load_unit",
+    "env: {load_unit: max, feature_version: 2}": "env.load_unit",
+    "env: {feature_version: 3}": "env.load_unit",
     "env: {headrooms: [1.0, -1.3]}": "env.headrooms.1",
     "env: {weights: {violation: -1}}": "env.weights.violation",
     "env: {epoch_s: .nan}": "env.epoch_s",
@@ -145,5 +148,12 @@ def test_a_pipeline_without_full_accuracy_capacity_is_refused_for_training(tmp_p
         load_train_config(p)
     assert err.value.source == str(p) and err.value.field == "env.pipeline"
     assert "no capacity at full accuracy on 20 workers" in err.value.problem
+    assert "load_unit: max" in err.value.fix
     p.write_text("env: {pipeline: traffic_analysis, workers: 20, traces: ['gen:bursts']}\n")
     assert load_train_config(p).env.pipeline == "traffic_analysis"
+    p.write_text(
+        "env: {pipeline: social_media, workers: 20, traces: ['gen:bursts'],"
+        " load_unit: max, feature_version: 3}\n"
+    )
+    cfg = load_train_config(p)
+    assert cfg.env.load_unit == "max" and cfg.env.feature_version == 3

@@ -1,4 +1,4 @@
-"""Feature versions: version 1 pinned byte for byte; version 2 relative to the served cluster."""
+"""Feature versions: version 1 pinned byte for byte; versions 2 and 3 relative to the served cluster."""
 
 import json
 from dataclasses import replace
@@ -102,12 +102,58 @@ def test_v2_observation_is_relative_to_the_cluster():
     assert bare[spec.history_s - 1] == pytest.approx(min((300 + 37 * 19) / 200.0, 10.0))
 
 
+def test_v3_observation_puts_demand_over_the_capacity_at_any_accuracy():
+    v2, v3 = FeatureSpec(TASKS, version=2), FeatureSpec(TASKS, version=3)
+    assert v3.size == v2.size
+    scale = ClusterScale(
+        workers=20, full_capacity=200.0, max_capacity=2000.0, slo_s=0.25, max_load_time_s=0.4
+    )
+    obs3 = observe(v3, _context(), _forecast(), scale=scale)
+    # version 3 is version 2 on a cluster whose full-accuracy capacity were its largest,
+    # but for the feature saying how much accuracy scaling adds (the same in both)
+    as_v2 = observe(v2, _context(), _forecast(), scale=replace(scale, full_capacity=2000.0))
+    added = v2.history_s + 3 * len(v2.horizons_s) + 4 + 5 + len(TASKS) + 1
+    diff = np.flatnonzero(~np.isclose(obs3, as_v2, rtol=1e-6))
+    assert list(diff) == [added]
+    assert obs3[added] == pytest.approx(np.log2(10) / 8)
+    obs2 = observe(v2, _context(), _forecast(), scale=scale)
+    means = v2.history_s + 2 * len(v2.horizons_s)
+    assert obs3[means] == pytest.approx(950.0 / 2000.0) and obs2[means] == pytest.approx(
+        950.0 / 200
+    )
+    # without a plan, rates are over the capacity at any accuracy (not clipped at 10)
+    bare = observe(v3, replace(_context(), plan=None), _forecast(), scale=scale)
+    assert bare[v3.history_s - 1] == pytest.approx((300 + 37 * 19) / 2000.0)
+    with pytest.raises(ValueError, match="version-3"):
+        observe(v3, _context(), _forecast())
+
+
+def test_load_unit_max_draws_loads_in_the_capacity_at_any_accuracy():
+    base = dict(pipeline="social_media", workers=20, episode_s=8, traces=("gen:step",))
+    env = LokiServingEnv(EnvConfig(**base, feature_version=3, load_unit="max"))
+    assert env.features.version == 3 and env.features.scope.pipeline == "social_media"
+    env.reset(seed=0)
+    # social_media's most accurate variants miss the SLO: the two units differ widely
+    assert env.max_capacity > 10 * env.hw_capacity
+    assert env.load_capacity == env.max_capacity
+    for seed in range(6):
+        env.reset(seed=seed)
+        trace = env._draw_trace()
+        assert 0.8 * env.max_capacity <= trace.rates.max() <= 2.5 * env.max_capacity + 1e-6
+    old = LokiServingEnv(EnvConfig(**base, feature_version=2))
+    old.reset(seed=0)
+    assert old.load_capacity == old.hw_capacity
+    assert old._draw_trace().rates.max() <= 2.5 * old.hw_capacity + 1e-6
+    with pytest.raises(ValueError, match="load_unit"):
+        EnvConfig(**base, load_unit="peak")
+
+
 def test_feature_spec_round_trips_and_refuses_unknown_versions():
     scope = PolicyScope("traffic_analysis", ("gpu",), (10, 40), ("overlap", "stop"), (0.5, 2.0))
     spec = FeatureSpec(TASKS, version=2, scope=scope)
     assert FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     with pytest.raises(ValueError, match="version"):
-        FeatureSpec(TASKS, version=3)
+        FeatureSpec(TASKS, version=4)
     with pytest.raises(ValueError, match="workers"):
         FeatureSpec(TASKS)  # version 1 needs workers and demand_scale
 
