@@ -1,6 +1,7 @@
 """A version-2 policy trained on randomised clusters serves other sizes; misfits are refused."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -199,3 +200,49 @@ def test_train_config_randomise_errors_name_the_file_and_field(tmp_path):
     assert cfg.env.feature_version == 2
     assert cfg.env.randomise.worker_bounds(20) == (10, 100)
     assert cfg.env.plan_library
+
+
+def test_v3_social_media_policy_trains_and_serves_an_untrained_size(tmp_path, monkeypatch):
+    """social_media (no capacity at full accuracy) trains with load_unit max, feature version 3."""
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    from lokirl.agents.train import train
+    from lokirl.sim import SimConfig, simulate
+
+    env = EnvConfig(
+        pipeline="social_media",
+        workers=20,
+        episode_s=8,
+        traces=("gen:bursts",),
+        engine="fluid",
+        time_limit_s=0.2,
+        demand_quantum=0.05,
+        load_unit="max",
+        load_low=(0.02, 0.12),
+        load_high=(0.16, 0.5),
+        feature_version=3,
+        randomise=EpisodeRandomisation(workers=(10, 40)),
+    )
+    cfg = TrainConfig(
+        name="sm3",
+        total_timesteps=64,
+        n_envs=1,
+        vec_env="dummy",
+        env=env,
+        ppo=PPOParams(n_steps=64, batch_size=64, n_epochs=1, net_arch=(16,)),
+        eval_every=0,
+        checkpoint_every=0,
+    )
+    model = train(cfg, progress=False) / "model.zip"
+    doc = json.loads(features_path(model).read_text())
+    assert doc["version"] == 3 and doc["scope"]["pipeline"] == "social_media"
+    pipe = load_pipeline("social_media")
+    ctl = make_controller(f"ppo:{model}")
+    probe = LokiServingEnv(replace(env, randomise=EpisodeRandomisation()))
+    probe.reset(seed=0)
+    trace = RateSeries(np.full(8, 0.3 * probe.max_capacity), 1.0, "flat")
+    res = simulate(pipe, _cluster(pipe, 20), trace, ctl, SimConfig())
+    assert ctl._scale.workers == 20 and ctl._scale.max_capacity == probe.max_capacity
+    assert res.solves >= 1 and res.frames.conserved and res.frames.on_time > 0
+    ta = load_pipeline("traffic_analysis")
+    with pytest.raises(ConfigError, match="social_media"):
+        check_spec_fits(f"ppo:{model}", ta, _cluster(ta, 20))
