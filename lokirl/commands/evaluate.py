@@ -33,8 +33,10 @@ future demand), inferline, proteus, static, ppo:PATH (a trained policy), module:
 traces: bundled names or files in any documented format (arrival files are counted into
 1 s rates and played as Poisson arrivals at those rates, as every trace here is; lokirl
 simulate plays an arrival file's own arrivals); each is rescaled so that its
-minimum..maximum maps onto --rescale (default: 0.3..2.0 x the cluster's capacity at full
-accuracy, 'none' to play it as is). Every (trace, seed) is played by every controller
+minimum..maximum maps onto --rescale (default 'auto': 0.3..2.0 x the cluster's capacity
+at full accuracy, or, for a pipeline whose most accurate variants cannot meet the SLO
+such as social_media, 0.05..0.4 x its largest capacity at any accuracy, as the suites
+load them; 'none' to play it as is). Every (trace, seed) is played by every controller
 with the same randomness (common random numbers). Intervals are 95% t-intervals over
 traces (each trace's seeds averaged first: seeds of one trace are not independent
 samples of traffic), over the seeds when one trace is played; play many traces for a
@@ -123,8 +125,12 @@ def _range(text: str, option: str) -> tuple[float, float]:
     return parse_range(text, option, "40:400", allow_equal=True)
 
 
-def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
-    """Resolve, transform and rescale the traces named by the options."""
+def load_traces(args: argparse.Namespace, auto: tuple[float, float]) -> list:
+    """Resolve, transform and rescale the traces named by the options.
+
+    ``auto`` is the frames/s range of ``--rescale auto``
+    (:func:`lokirl.experiments.suites.auto_load_range`).
+    """
     from lokirl.traces import as_rates, rescale, resolve_trace, speedup, window
     from lokirl.traces.types import RateSeries
 
@@ -147,7 +153,7 @@ def load_traces(args: argparse.Namespace, hw_capacity: float) -> list:
                 spec, "--traces", "the trace has no requests", "give a trace with requests"
             )
         if args.rescale == "auto":
-            trace = rescale(trace, 0.3 * hw_capacity, 2.0 * hw_capacity)
+            trace = rescale(trace, *auto)
         elif args.rescale != "none":
             trace = rescale(trace, *_range(args.rescale, "--rescale"))
         if not isinstance(trace, RateSeries) or trace.rates.size == 0 or trace.rates.sum() <= 0:
@@ -220,7 +226,10 @@ def run(args: argparse.Namespace) -> int:
             "still be running at the next decision)",
             "pass e.g. --solver-time 0.02",
         )
-    traces = load_traces(args, env.hw_capacity)
+    from lokirl.experiments.suites import auto_load_range, capacities
+
+    auto_lo, auto_hi, auto_unit = auto_load_range(capacities(env.pipeline, env.cluster))
+    traces = load_traces(args, (auto_lo, auto_hi))
     seeds = list(range(args.seeds))
     folder = run_dir("evaluate", "_".join(c.split(":")[0] for c in controllers)[:60])
     total = len(traces) * len(seeds) * len(controllers)
@@ -241,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "hw_capacity": env.hw_capacity,
         "rescale": args.rescale,
+        "auto_range": [auto_lo, auto_hi],
+        "auto_unit": auto_unit,
         "duration": args.duration,
         "swap": args.swap,
         "solver_time": solver_time,

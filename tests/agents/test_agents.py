@@ -226,8 +226,13 @@ def test_evaluate_solver_time_reaches_the_simulator(capsys, tmp_path, monkeypatc
         assert main([*base, "--solver-time", value]) == 0
         rewards[value] = json.loads(capsys.readouterr().out)["overall"]["loki"]["reward"]["mean"]
         saved = sorted(tmp_path.glob("evaluate__*/comparison.json"))[-1]
-        recorded = json.loads(saved.read_text())["config"]["solver_time"]
-        assert recorded == ("model" if value == "model" else 0.0)
+        config = json.loads(saved.read_text())["config"]
+        assert config["solver_time"] == ("model" if value == "model" else 0.0)
+        # what --rescale auto would have mapped onto (the example's capacity at full accuracy)
+        assert config["auto_unit"] == "full_accuracy"
+        assert config["auto_range"] == pytest.approx(
+            [0.3 * config["hw_capacity"], 2.0 * config["hw_capacity"]], rel=0.01
+        )
         saved.unlink()
     # free solves in force at once: no solver term in the reward, no stale plan
     assert rewards["0"] > rewards["model"]

@@ -284,3 +284,22 @@ def test_adhoc_suite_reads_the_file_before_playing_and_takes_a_column(tmp_path):
     assert case.traffic.column == "ts"
     played = case_trace(case, 10.0)  # a constant 10/s: mapped to the middle of 3..20
     assert played.duration_s >= 20 and played.rates.max() == pytest.approx(11.5)
+
+
+def test_auto_load_range_uses_a_unit_the_pipeline_has():
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.experiments.suites import auto_load_range, capacities
+
+    ta = load_pipeline("traffic_analysis")
+    caps = capacities(ta, Cluster.homogeneous(ta, 20))
+    lo, hi, unit = auto_load_range(caps)
+    assert unit == "full_accuracy" and caps["full_accuracy_ok"]
+    assert (lo, hi) == pytest.approx((0.3 * caps["full_accuracy"], 2.0 * caps["full_accuracy"]))
+    sm = load_pipeline("social_media")
+    caps = capacities(sm, Cluster.homogeneous(sm, 20))
+    lo, hi, unit = auto_load_range(caps)
+    # its most accurate variants miss the SLO: the full-accuracy "capacity" is a sliver
+    assert unit == "max" and not caps["full_accuracy_ok"]
+    assert (lo, hi) == pytest.approx((0.05 * caps["max"], 0.4 * caps["max"]))
+    assert hi > 5 * 2.0 * caps["full_accuracy"]  # far above the old default
