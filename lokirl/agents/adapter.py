@@ -112,7 +112,7 @@ def check_policy_fits(
     """Refuse a policy whose pipeline or cluster differs from what it was built for.
 
     Version 1: the pipeline's tasks must be the policy's and the cluster must have
-    exactly ``spec.workers`` workers. Version 2: the pipeline's name and tasks, the
+    exactly ``spec.workers`` workers. Versions 2 and 3: the pipeline's name and tasks, the
     cluster's accelerator types and size, and the swap mode (when given) must lie
     in ``spec.scope``.
 
@@ -148,7 +148,8 @@ def check_policy_fits(
                 f"the policy (feature version {spec.version}) was trained for a cluster of "
                 f"exactly {spec.workers} workers, not {n}",
                 f"serve it on {spec.workers} workers, or train a version-2 policy whose "
-                f"worker range covers {n} (env.feature_version: 2, env.randomise.workers_range)",
+                f"worker range covers {n} (env.feature_version: 2, or 3 with env.load_unit: max; "
+                "env.randomise.workers_range)",
             )
         return
     if scope.pipeline != pipeline.name:
@@ -246,7 +247,7 @@ def bind_scale(
     swap: str,
     cache: dict,
 ) -> ClusterScale | None:
-    """Refuse a misfit (:func:`check_policy_fits`), then the cluster's scale (version 2).
+    """Refuse a misfit (:func:`check_policy_fits`), then the cluster's scale (versions 2, 3).
 
     How a learned controller binds: ``cache`` keeps the scales it computed (two solves
     each) by pipeline, cluster, swap mode and load times. Version 1: ``None``.
@@ -266,12 +267,13 @@ def bind_scale(
 
 
 def check_bound(spec: FeatureSpec, source: str, scale: ClusterScale | None) -> None:
-    """Refuse to decide with a version-2 policy that was never bound to a cluster."""
+    """Refuse to decide with a version-2 or 3 policy that was never bound to a cluster."""
     if spec.version >= 2 and scale is None:
         raise ConfigError(
             source,
             "bind",
-            "a version-2 policy observes relative to the cluster it serves and was not told which",
+            f"a version-{spec.version} policy observes relative to the cluster it serves and "
+            "was not told which",
             "bind it first: lokirl.core.binding.bind_controller(controller, pipeline, "
             "cluster, swap)",
         )

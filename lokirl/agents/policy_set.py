@@ -1,7 +1,7 @@
 """One policy per pipeline, served as one controller (``ppo:A.zip+B.zip``).
 
-A version-2 policy is built for one pipeline (and a range of cluster sizes and swap
-modes: its :class:`~lokirl.envs.features.FeatureScope`). A user who serves several
+A version-2 or 3 policy is built for one pipeline (and a range of cluster sizes and swap
+modes: its :class:`~lokirl.envs.features.PolicyScope`). A user who serves several
 pipelines, or a suite that mixes them, names one policy per pipeline joined by ``+``;
 at :meth:`PolicySet.bind` the set picks the one member whose scope fits what it
 serves and refuses, naming each member's reason, when none or more than one fits.

@@ -125,7 +125,7 @@ def _range(text: str, option: str) -> tuple[float, float]:
     return parse_range(text, option, "40:400", allow_equal=True)
 
 
-def load_traces(args: argparse.Namespace, auto: tuple[float, float]) -> list:
+def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> list:
     """Resolve, transform and rescale the traces named by the options.
 
     ``auto`` is the frames/s range of ``--rescale auto``
@@ -153,6 +153,7 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float]) -> list:
                 spec, "--traces", "the trace has no requests", "give a trace with requests"
             )
         if args.rescale == "auto":
+            assert auto is not None, "--rescale auto needs the cluster's range"
             trace = rescale(trace, *auto)
         elif args.rescale != "none":
             trace = rescale(trace, *_range(args.rescale, "--rescale"))
@@ -226,10 +227,14 @@ def run(args: argparse.Namespace) -> int:
             "still be running at the next decision)",
             "pass e.g. --solver-time 0.02",
         )
-    from lokirl.experiments.suites import auto_load_range, capacities
+    auto: tuple[float, float] | None = None
+    auto_unit = None
+    if args.rescale == "auto":  # two solves; only when asked for
+        from lokirl.experiments.suites import auto_load_range, capacities
 
-    auto_lo, auto_hi, auto_unit = auto_load_range(capacities(env.pipeline, env.cluster))
-    traces = load_traces(args, (auto_lo, auto_hi))
+        lo, hi, auto_unit = auto_load_range(capacities(env.pipeline, env.cluster))
+        auto = (lo, hi)
+    traces = load_traces(args, auto)
     seeds = list(range(args.seeds))
     folder = run_dir("evaluate", "_".join(c.split(":")[0] for c in controllers)[:60])
     total = len(traces) * len(seeds) * len(controllers)
@@ -250,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "hw_capacity": env.hw_capacity,
         "rescale": args.rescale,
-        "auto_range": [auto_lo, auto_hi],
+        "auto_range": list(auto) if auto else None,
         "auto_unit": auto_unit,
         "duration": args.duration,
         "swap": args.swap,

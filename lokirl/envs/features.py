@@ -153,9 +153,9 @@ class FeatureSpec:
     Attributes:
         tasks: Task names of the pipeline (queue lengths in this order).
         workers: Version 1: total workers of the cluster (the policy fits only
-            it). Version 2: ``None`` (see ``scope``).
+            it). Versions 2 and 3: ``None`` (see ``scope``).
         demand_scale: Version 1: demand (frames/s) that normalises rates, the
-            cluster's largest capacity at any accuracy. Version 2: ``None`` (rates
+            cluster's largest capacity at any accuracy. Versions 2 and 3: ``None`` (rates
             are divided by the served cluster's capacities, :class:`ClusterScale`).
         history_s: Seconds of per-second arrivals in the observation.
         horizons_s: Forecast horizons in the observation.
@@ -167,7 +167,7 @@ class FeatureSpec:
         fallback: A controller spec (e.g. ``trigger``) whose decision the policy may
             follow with a fourth action kind (``FOLLOW``); its wish to re-solve is part
             of the observation. Empty: no fallback (three action kinds).
-        follow_horizons: Version 2, with a fallback that weighs a switch over a number
+        follow_horizons: Versions 2 and 3, with a fallback that weighs a switch over a number
             of epochs (``fluid``): FOLLOW's second index picks which of these horizons
             the fallback decides with this epoch (modulo their number), and the
             observation ends with, per horizon, whether the fallback would switch with
@@ -426,8 +426,9 @@ def observe(
 
     Version 2, in order (ratios clipped to 10), with ``C`` the running plan's
     capacity (``plan.max_demand``; ``F`` while there is no plan) and ``F`` the
-    cluster's full-accuracy capacity (version 3: its largest capacity at any accuracy,
-    the rest unchanged):
+    cluster's full-accuracy capacity (version 3: its largest capacity at any accuracy;
+    the cluster's ``log2(max capacity / full-accuracy capacity)`` feature is the same in
+    both versions):
 
     * the last ``history_s`` per-second arrivals over ``C``;
     * the forecast mean and upper quantile at each horizon over ``C``;

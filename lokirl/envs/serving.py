@@ -65,7 +65,7 @@ class EpisodeRandomisation:
 
     Empty fields draw nothing (the :class:`EnvConfig` value holds), so an env
     without randomisation consumes no extra randomness. Any randomisation needs
-    ``feature_version: 2`` (version-1 observations are scaled to one cluster).
+    ``feature_version`` 2 or 3 (version-1 observations are scaled to one cluster).
 
     Attributes:
         workers: Cluster sizes (total workers), one drawn uniformly per episode.
@@ -233,6 +233,12 @@ class EnvConfig:
             raise ValueError(
                 f"load_unit: must be one of {list(LOAD_UNITS)}, got {self.load_unit!r}"
             )
+        if (self.load_unit == "max") != (self.feature_version == 3):
+            raise ValueError(
+                f"load_unit: {self.load_unit!r} with feature_version {self.feature_version}: "
+                "a policy observes demand in the unit its loads are drawn in; use "
+                "load_unit 'max' with feature_version 3, or 'full_accuracy' with 1 or 2"
+            )
         if self.randomise.active and self.feature_version < 2:
             raise ValueError(
                 "randomise: per-episode clusters need feature_version 2 or 3 "
@@ -342,10 +348,11 @@ class LokiServingEnv(gym.Env):
     per task. Version 1 (``feature_version``) divides rates by the cluster's largest
     capacity; version 2 expresses them relative to the running plan's and the
     cluster's capacity and adds the cluster's size, swap mode and longest load time
-    (its size does not depend on the cluster).
+    (its size does not depend on the cluster); version 3 is version 2 in the capacity
+    at any accuracy (with ``load_unit: max``).
 
     ## Episodes
-    With ``config.randomise`` (version 2) each reset draws the cluster size, swap
+    With ``config.randomise`` (versions 2 and 3) each reset draws the cluster size, swap
     mode and load-time scale from the env's rng, before the trace (whose load is a
     multiple of the drawn cluster's capacity); clusters, their capacities and the
     scaled pipelines are cached, so a reset costs two solves only for a cluster
@@ -463,7 +470,7 @@ class LokiServingEnv(gym.Env):
         asked = {k for k in ("workers", "swap", "load_scale") if options.get(k) is not None}
         if asked and cfg.feature_version < 2:
             raise ValueError(
-                f"options {sorted(asked)}: need feature_version 2 "
+                f"options {sorted(asked)}: need feature_version 2 or 3 "
                 "(version-1 observations are scaled to one cluster)"
             )
         if rz.active or asked:

@@ -367,8 +367,8 @@ class Runtime:
         """Tell the controller what it serves before it decides (:func:`bind_controller`).
 
         A trained policy (:class:`~lokirl.agents.adapter.PPOController`) checks that it
-        fits (a version-1 policy: exactly its worker count; version 2: its scope of
-        pipeline, accelerators, worker range and swap modes) and, version 2, scales
+        fits (a version-1 policy: exactly its worker count; versions 2 and 3: its scope of
+        pipeline, accelerators, worker range and swap modes) and, versions 2 and 3, scales
         its observations to this cluster. The pipeline bound is the one served, i.e.
         dilated under ``dilation`` K: its capacities are K times lower and the demand
         the policy sees is in dilated frames/s, so the rate features (arrivals and
@@ -1306,7 +1306,7 @@ def precheck_policy(spec: str, pipeline: Pipeline, cluster: Cluster, swap: str) 
 
     :func:`lokirl.agents.adapter.check_spec_fits` reads ``model.features.json``
     beside the model without loading the policy (which takes seconds), so a misfit
-    is refused at once: a version-1 policy's worker count and tasks, a version-2
+    is refused at once: a version-1 policy's worker count and tasks, a version-2 or 3
     policy's pipeline, accelerator types, worker range and swap modes. Other specs
     pass.
 

@@ -1,3 +1,4 @@
+import argparse
 import json
 import math
 
@@ -228,11 +229,7 @@ def test_evaluate_solver_time_reaches_the_simulator(capsys, tmp_path, monkeypatc
         saved = sorted(tmp_path.glob("evaluate__*/comparison.json"))[-1]
         config = json.loads(saved.read_text())["config"]
         assert config["solver_time"] == ("model" if value == "model" else 0.0)
-        # what --rescale auto would have mapped onto (the example's capacity at full accuracy)
-        assert config["auto_unit"] == "full_accuracy"
-        assert config["auto_range"] == pytest.approx(
-            [0.3 * config["hw_capacity"], 2.0 * config["hw_capacity"]], rel=0.01
-        )
+        assert config["auto_unit"] is None and config["auto_range"] is None  # --rescale none
         saved.unlink()
     # free solves in force at once: no solver term in the reward, no stale plan
     assert rewards["0"] > rewards["model"]
@@ -308,3 +305,30 @@ def test_saved_policy_names_no_training_folder(trained, tmp_path):
     with zipfile.ZipFile(out) as z:
         assert str(tmp_path) not in z.read("data").decode()
     assert PPO.load(str(out), device="cpu").tensorboard_log is None
+
+
+def test_evaluate_rescale_auto_maps_social_media_onto_its_capacity_at_any_accuracy(
+    capsys, tmp_path, monkeypatch
+):
+    from lokirl.commands.evaluate import load_traces
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.experiments.suites import capacities
+
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    base = ["evaluate", "--controllers", "static", "--traces", "step_600s", "--seeds", "1",
+            "--pipeline", "social_media", "--duration", "3", "--json", "--no-mlflow"]  # fmt: skip
+    assert main(base) == 0
+    capsys.readouterr()
+    config = json.loads(next(tmp_path.glob("evaluate__*/comparison.json")).read_text())["config"]
+    sm = load_pipeline("social_media")
+    caps = capacities(sm, Cluster.homogeneous(sm, 20))
+    assert config["auto_unit"] == "max"
+    assert config["auto_range"] == pytest.approx([0.05 * caps["max"], 0.4 * caps["max"]])
+    # the traces are mapped onto that range (min..max of the window played)
+    args = argparse.Namespace(
+        traces="step_600s", trace_format="auto", column=None, time_window=None,
+        speedup=1.0, duration=None, rescale="auto",
+    )  # fmt: skip
+    (trace,) = load_traces(args, (100.0, 500.0))
+    assert trace.rates.min() == pytest.approx(100.0) and trace.rates.max() == pytest.approx(500.0)

@@ -242,6 +242,13 @@ def test_v3_social_media_policy_trains_and_serves_an_untrained_size(tmp_path, mo
     trace = RateSeries(np.full(8, 0.3 * probe.max_capacity), 1.0, "flat")
     res = simulate(pipe, _cluster(pipe, 20), trace, ctl, SimConfig())
     assert ctl._scale.workers == 20 and ctl._scale.max_capacity == probe.max_capacity
+    # what it sees of that demand before a plan: 0.3 of the unit (a version-2 policy
+    # would see it over the full-accuracy sliver, 12 times that: clipped at 10)
+    from lokirl.envs.features import forecast_for, observe
+
+    ctx = ControlContext(now_s=8.0, demand_history=tuple(trace.rates), plan=None)
+    obs = observe(ctl.spec, ctx, forecast_for(ctl.spec, ctl._forecaster, ctx), scale=ctl._scale)
+    assert obs[ctl.spec.history_s - 1] == pytest.approx(0.3, rel=1e-4)
     assert res.solves >= 1 and res.frames.conserved and res.frames.on_time > 0
     ta = load_pipeline("traffic_analysis")
     with pytest.raises(ConfigError, match="social_media"):

@@ -38,6 +38,19 @@ def test_demand_grid_is_what_the_planner_rounds_to():
 
 def test_cluster_sizes_follow_the_randomisation():
     assert cluster_sizes(ENV) == (10, 13)
+
+
+def test_prefill_grid_reaches_the_load_unit_s_top():
+    from lokirl.agents.prefill import FORECAST_MARGIN, _tasks
+
+    sm = replace(ENV, pipeline="social_media", load_unit="max", feature_version=3)
+    env = LokiServingEnv(sm)
+    env.reset(seed=0, options={"workers": 10})
+    top = max(sm.load_high) * max(sm.headrooms) * FORECAST_MARGIN * env.max_capacity
+    demands = [d for n, d in _tasks(sm, (10,)) if n == 10]
+    # the grid covers the capacity at any accuracy, not the full-accuracy sliver
+    assert demands[-2] < top <= demands[-1]
+    assert demands[-1] > 10 * max(sm.load_high) * env.hw_capacity
     assert cluster_sizes(replace(ENV, randomise=EpisodeRandomisation())) == (20,)
 
 

@@ -140,12 +140,19 @@ def test_load_unit_max_draws_loads_in_the_capacity_at_any_accuracy():
         env.reset(seed=seed)
         trace = env._draw_trace()
         assert 0.8 * env.max_capacity <= trace.rates.max() <= 2.5 * env.max_capacity + 1e-6
+        low = trace.rates.min()
+        assert 0.1 * env.max_capacity - 1e-6 <= low <= 0.6 * env.max_capacity + 1e-6
     old = LokiServingEnv(EnvConfig(**base, feature_version=2))
     old.reset(seed=0)
     assert old.load_capacity == old.hw_capacity
     assert old._draw_trace().rates.max() <= 2.5 * old.hw_capacity + 1e-6
     with pytest.raises(ValueError, match="load_unit"):
         EnvConfig(**base, load_unit="peak")
+    # the unit and the features go together
+    with pytest.raises(ValueError, match="feature_version 3"):
+        EnvConfig(**base, feature_version=2, load_unit="max")
+    with pytest.raises(ValueError, match="feature_version 3"):
+        EnvConfig(**base, feature_version=3)
 
 
 def test_feature_spec_round_trips_and_refuses_unknown_versions():
