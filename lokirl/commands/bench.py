@@ -79,9 +79,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adhoc.add_argument("--workers", type=int, default=20, help="default: 20")
     adhoc.add_argument(
         "--load",
-        default="0.3:2.0",
-        metavar="LO:HI|none",
-        help="trace min..max mapped onto LO..HI x capacity at full accuracy (default: 0.3:2.0)",
+        default="auto",
+        metavar="LO:HI|auto|none",
+        help="trace min..max mapped onto LO..HI x --load-unit; auto (default): 0.3:2.0 x "
+        "the capacity at full accuracy, or 0.05:0.4 x the largest capacity at any accuracy "
+        "for a pipeline whose most accurate variants cannot meet the SLO (social_media), "
+        "as the suites load their cases; none: as recorded",
+    )
+    adhoc.add_argument(
+        "--load-unit",
+        default="auto",
+        choices=("auto", "full_accuracy", "max"),
+        help="what --load multiplies: the cluster's capacity at full accuracy, its largest "
+        "capacity at any accuracy (max), or auto (default: full_accuracy where the "
+        "pipeline has it, else max)",
     )
     adhoc.add_argument("--duration", type=float, default=300.0, help="seconds (default: 300)")
     adhoc.add_argument("--swap", default="overlap", choices=SWAP_MODES, help="default: overlap")
@@ -161,12 +172,17 @@ def _load(args: argparse.Namespace):
             raise ConfigError(
                 "--workers", str(args.workers), "must be >= 1", "pass e.g. --workers 20"
             )
-        load = None if args.load == "none" else parse_range(args.load, "--load", "0.3:2.0", True)
+        load: tuple[float, float] | str | None = args.load
+        if args.load == "none":
+            load = None
+        elif args.load != "auto":
+            load = parse_range(args.load, "--load", "0.3:2.0", True)
         return adhoc_suite(
             args.trace,
             pipeline=args.pipeline,
             workers=args.workers,
-            load=load,
+            load=load,  # type: ignore[arg-type]
+            load_unit=args.load_unit,
             duration_s=args.duration,
             swap=args.swap,
             seeds=tuple(range(args.seeds)),

@@ -606,7 +606,8 @@ def adhoc_suite(
     *,
     pipeline: str = "traffic_analysis",
     workers: int = 20,
-    load: tuple[float, float] | None = (0.3, 2.0),
+    load: tuple[float, float] | Literal["auto"] | None = "auto",
+    load_unit: Literal["auto", "full_accuracy", "max"] = "auto",
     duration_s: float = 300.0,
     swap: str = "overlap",
     seeds: tuple[int, ...] = (0, 1, 2),
@@ -616,7 +617,26 @@ def adhoc_suite(
     """A one-case suite playing a user's trace file (``lokirl bench --trace FILE``).
 
     ``trace_format`` and ``column`` say how to read the file (``--format``, ``--column``).
+    ``load_unit: auto`` is the capacity at full accuracy when the pipeline's most
+    accurate variants meet the SLO on the cluster, else its largest capacity at any
+    accuracy (two solves); ``load: auto`` is that unit's :data:`AUTO_LOAD` range, as
+    the suites load their cases.
+
+    Raises:
+        ConfigError: the pipeline cannot be loaded (``load_unit: auto``).
+
     """
+    if load_unit == "auto":
+        from lokirl.core.pipeline import Cluster
+        from lokirl.core.pipeline_config import load_pipeline
+
+        pipe = load_pipeline(pipeline)
+        load_unit = "max"
+        if workers >= len(pipe.tasks):
+            ok = capacities(pipe, Cluster.homogeneous(pipe, workers))["full_accuracy_ok"]
+            load_unit = "full_accuracy" if ok else "max"
+    if load == "auto":
+        load = AUTO_LOAD[load_unit]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(trace).stem).strip("-") or "trace"
     raw = {
         "name": f"adhoc-{stem}",
@@ -630,6 +650,7 @@ def adhoc_suite(
                 "cluster": {"workers": workers},
                 "traffic": {"trace": trace, "format": trace_format, "column": column},
                 "load": list(load) if load is not None else None,
+                "load_unit": load_unit,
                 "duration_s": duration_s,
                 "swap": swap,
             }

@@ -272,6 +272,21 @@ def test_adhoc_suite_from_a_trace_file(tmp_path):
     assert case_trace(case, 10.0).rates.max() == pytest.approx(20.0)
 
 
+def test_adhoc_suite_loads_in_a_unit_the_pipeline_has(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,qps\n" + "".join(f"{i},{10 + i}\n" for i in range(30)))
+    (ta,) = adhoc_suite(str(trace), workers=20, duration_s=20, seeds=(0,)).spec.cases
+    assert ta.load_unit == "full_accuracy" and tuple(ta.load) == (0.3, 2.0)
+    (sm,) = adhoc_suite(
+        str(trace), pipeline="social_media", workers=20, duration_s=20, seeds=(0,)
+    ).spec.cases
+    assert sm.load_unit == "max" and tuple(sm.load) == (0.05, 0.4)
+    (own,) = adhoc_suite(
+        str(trace), pipeline="social_media", load=(0.1, 0.2), load_unit="max", seeds=(0,)
+    ).spec.cases
+    assert own.load_unit == "max" and tuple(own.load) == (0.1, 0.2)
+
+
 def test_adhoc_suite_reads_the_file_before_playing_and_takes_a_column(tmp_path):
     """A timestamp CSV with several columns is refused at once, and played with its column."""
     trace = tmp_path / "log.csv"
