@@ -757,7 +757,8 @@ def load_unit(case: CaseSpec, caps: Mapping[str, Any]) -> float:
     return float(caps["full_accuracy"])
 
 
-#: Load range of a trace played with no range given (``lokirl evaluate --rescale auto``),
+#: Load range of a trace played with no range given (``lokirl evaluate --rescale auto``,
+#: ``lokirl bench --trace ... --load auto``),
 #: per unit: the suites' ``traffic_analysis`` loads in the capacity at full accuracy,
 #: their ``social_media`` loads in the largest capacity at any accuracy.
 AUTO_LOAD: dict[str, tuple[float, float]] = {"full_accuracy": (0.3, 2.0), "max": (0.05, 0.4)}
