@@ -421,7 +421,9 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
     for c in policies:
         fits, misfit = [], None
         for case in suite.spec.cases:
-            pipe = pipelines.setdefault(case.pipeline, load_pipeline(case.pipeline))
+            if case.pipeline not in pipelines:
+                pipelines[case.pipeline] = load_pipeline(case.pipeline)
+            pipe = pipelines[case.pipeline]
             cluster = case_cluster(case, pipe)
             try:
                 check_spec_fits(c, pipe, cluster, case.swap)
@@ -462,7 +464,9 @@ def check_load_units(suite: Suite) -> None:
     for case in suite.spec.cases:
         if case.load_unit != "full_accuracy":
             continue
-        pipe = pipelines.setdefault(case.pipeline, load_pipeline(case.pipeline))
+        if case.pipeline not in pipelines:
+            pipelines[case.pipeline] = load_pipeline(case.pipeline)
+        pipe = pipelines[case.pipeline]
         cluster = case_cluster(case, pipe)
         key = (case.pipeline, tuple(sorted(cluster.workers.items())))
         if key not in seen:

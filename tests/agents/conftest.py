@@ -8,15 +8,15 @@ ENV = EnvConfig(
 )
 
 
-def tiny_config(name: str, steps: int) -> TrainConfig:
-    """A tiny training run on the small env: one env, no evaluation, no checkpoints."""
+def tiny_config(name: str, steps: int, env: EnvConfig = ENV, n_steps: int = 32) -> TrainConfig:
+    """A tiny training run (on the small env by default): one env, no evaluation, no checkpoints."""
     return TrainConfig(
         name=name,
         total_timesteps=steps,
         n_envs=1,
         vec_env="dummy",
-        env=ENV,
-        ppo=PPOParams(n_steps=32, batch_size=32, n_epochs=1, net_arch=(16,)),
+        env=env,
+        ppo=PPOParams(n_steps=n_steps, batch_size=n_steps, n_epochs=1, net_arch=(16,)),
         eval_every=0,
         checkpoint_every=0,
     )

@@ -8,7 +8,7 @@ import pytest
 
 import lokirl.agents  # noqa: F401 - registers ppo
 from lokirl.agents.adapter import check_policy_file, check_spec_fits, features_path
-from lokirl.agents.config import PPOParams, TrainConfig, load_train_config
+from lokirl.agents.config import load_train_config
 from lokirl.agents.rollout import rollout
 from lokirl.core.binding import bind_controller
 from lokirl.core.controller import ControlContext, Decision
@@ -18,6 +18,7 @@ from lokirl.core.pipeline_config import load_pipeline
 from lokirl.envs.serving import EnvConfig, EpisodeRandomisation, LokiServingEnv
 from lokirl.errors import ConfigError
 from lokirl.traces import RateSeries
+from tests.agents.conftest import tiny_config
 
 TRAIN_ENV = EnvConfig(
     pipeline="traffic_analysis",
@@ -40,17 +41,7 @@ def policy(tmp_path_factory):
     os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
     from lokirl.agents.train import train
 
-    cfg = TrainConfig(
-        name="general",
-        total_timesteps=64,
-        n_envs=1,
-        vec_env="dummy",
-        env=TRAIN_ENV,
-        ppo=PPOParams(n_steps=64, batch_size=64, n_epochs=1, net_arch=(16,)),
-        eval_every=0,
-        checkpoint_every=0,
-    )
-    return train(cfg, progress=False) / "model.zip"
+    return train(tiny_config("general", 64, TRAIN_ENV, n_steps=64), progress=False) / "model.zip"
 
 
 def _cluster(pipeline, n):
@@ -208,31 +199,17 @@ def test_v3_social_media_policy_trains_and_serves_an_untrained_size(tmp_path, mo
     from lokirl.agents.train import train
     from lokirl.sim import SimConfig, simulate
 
-    env = EnvConfig(
+    env = replace(
+        TRAIN_ENV,
         pipeline="social_media",
-        workers=20,
-        episode_s=8,
         traces=("gen:bursts",),
-        engine="fluid",
-        time_limit_s=0.2,
-        demand_quantum=0.05,
         load_unit="max",
         load_low=(0.02, 0.12),
         load_high=(0.16, 0.5),
         feature_version=3,
         randomise=EpisodeRandomisation(workers=(10, 40)),
     )
-    cfg = TrainConfig(
-        name="sm3",
-        total_timesteps=64,
-        n_envs=1,
-        vec_env="dummy",
-        env=env,
-        ppo=PPOParams(n_steps=64, batch_size=64, n_epochs=1, net_arch=(16,)),
-        eval_every=0,
-        checkpoint_every=0,
-    )
-    model = train(cfg, progress=False) / "model.zip"
+    model = train(tiny_config("sm3", 64, env, n_steps=64), progress=False) / "model.zip"
     doc = json.loads(features_path(model).read_text())
     assert doc["version"] == 3 and doc["scope"]["pipeline"] == "social_media"
     pipe = load_pipeline("social_media")
