@@ -18,7 +18,9 @@ so the multiplier grows while the policy exceeds its budget and shrinks (down to
 while it stays under it, and pushes it into every training environment. The frame
 violation ratio of a rollout weights each epoch by the frames it completed, as the
 evaluation does. The final multiplier and its history are saved with the policy
-(``constraint.json``) so a run shows whether the budget was met.
+(``constraint.json``) so a run shows whether the budget was met, and a run resumed from
+that policy (or from a checkpoint of a finished run) continues from the multiplier it
+had there (:func:`resumed_multiplier`) instead of starting again at ``lambda_init``.
 
 The section of a training file (validated here, errors name the file and field)::
 
@@ -139,15 +141,20 @@ class LagrangeMultiplier(BaseCallback):
 
     Args:
         params: The constraint (its budget must be set).
+        start: The multiplier to start from (default: ``params.lambda_init``; a resumed
+            run passes the one its policy was saved with, see :func:`resumed_multiplier`).
 
     """
 
-    def __init__(self, params: ConstraintParams) -> None:
+    def __init__(self, params: ConstraintParams, start: float | None = None) -> None:
         super().__init__()
         if params.violation_budget is None:
             raise ValueError("violation_budget: a constrained run needs a budget")
+        if start is not None and not 0.0 <= start <= params.lambda_max:
+            raise ValueError(f"start: {start} is outside [0, lambda_max={params.lambda_max}]")
         self.params = params
-        self.state = LagrangeState(params.lambda_init)
+        self.start = params.lambda_init if start is None else float(start)
+        self.state = LagrangeState(self.start)
         self._viol = 0.0
         self._done = 0.0
 
@@ -186,6 +193,7 @@ class LagrangeMultiplier(BaseCallback):
             json.dumps(
                 {
                     **asdict(self.params),
+                    "lambda_start": self.start,
                     "lambda_final": self.state.value,
                     "history": self.state.history,
                 },
@@ -193,3 +201,59 @@ class LagrangeMultiplier(BaseCallback):
             )
         )
         return out
+
+
+def resumed_multiplier(resume: str | Path, params: ConstraintParams) -> tuple[float | None, str]:
+    """The multiplier a run resumed from ``resume`` should start from, and why.
+
+    A finished constrained run saves ``constraint.json`` beside its ``model.zip``: a run
+    resumed from that model starts from its final multiplier. A checkpoint
+    (``<run>/checkpoints/ppo_<N>_steps.zip``) starts from the multiplier the run's
+    history had after step ``N`` (its last entry at or before ``N``), when the run
+    finished and wrote its history. The saved budget must be this run's: a multiplier
+    priced for another budget is not carried over.
+
+    Args:
+        resume: The model or checkpoint the run resumes from.
+        params: This run's constraint (its budget must be set).
+
+    Returns:
+        ``(multiplier, reason)``; ``multiplier`` is ``None`` (start at ``lambda_init``)
+        when nothing usable was saved, and ``reason`` says which case applied.
+
+    """
+    path = Path(resume)
+    if path.suffix != ".zip":
+        path = path.with_name(path.name + ".zip")
+    step: int | None = None
+    folder = path.parent
+    if folder.name == "checkpoints":
+        parts = path.stem.split("_")
+        if len(parts) >= 3 and parts[-1] == "steps" and parts[-2].isdigit():
+            step = int(parts[-2])
+        folder = folder.parent
+    saved = folder / "constraint.json"
+    if not saved.is_file():
+        return None, f"no {saved} (the run did not finish or was unconstrained)"
+    try:
+        data = json.loads(saved.read_text())
+        budget = data["violation_budget"]
+        history = data.get("history", [])
+        final = float(data["lambda_final"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return None, f"{saved} is unreadable ({exc})"
+    if budget is None or abs(float(budget) - float(params.violation_budget or 0.0)) > 1e-12:
+        return (
+            None,
+            f"{saved} was trained for budget {budget}, this run's is {params.violation_budget}",
+        )
+    if step is None:
+        value = final
+    else:
+        before = [h for h in history if float(h.get("step", 0.0)) <= step]
+        if not before:
+            return None, f"{saved} has no multiplier at or before step {step}"
+        value = float(before[-1]["lambda"])
+    value = min(max(value, 0.0), params.lambda_max)
+    where = f"step {step}" if step is not None else "the end of that run"
+    return value, f"the multiplier at {where} ({saved})"

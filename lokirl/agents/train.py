@@ -9,6 +9,7 @@ policy with its feature spec, and return the run folder.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from lokirl.agents.adapter import save_policy
 from lokirl.agents.config import TrainConfig
-from lokirl.agents.constraint import LagrangeMultiplier, selection_key
+from lokirl.agents.constraint import LagrangeMultiplier, resumed_multiplier, selection_key
 from lokirl.agents.rollout import rollout
 from lokirl.core.controllers import make_controller
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
@@ -273,7 +274,14 @@ def _train(cfg: TrainConfig, resume: str | None, tracking_uri: str | None, progr
             imitate(model, cfg, spec, folder, ml, progress)
         evaluator = BaselineEval(cfg, folder, ml, spec)
         callbacks: list[BaseCallback] = [MLflowMetrics(ml), evaluator]
-        lagrange = LagrangeMultiplier(cfg.constraint) if cfg.constraint.enabled else None
+        lagrange = None
+        if cfg.constraint.enabled:
+            start = None
+            if resume:
+                start, why = resumed_multiplier(resume, cfg.constraint)
+                lam = cfg.constraint.lambda_init if start is None else start
+                print(f"constraint: resuming with multiplier {lam:g}: {why}", file=sys.stderr)
+            lagrange = LagrangeMultiplier(cfg.constraint, start)
         if lagrange is not None:
             callbacks.insert(0, lagrange)
         if cfg.checkpoint_every > 0:

@@ -44,7 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override seed")
     p.add_argument("--name", help="override the run name")
     p.add_argument(
-        "--resume", metavar="MODEL_ZIP", help="continue training a saved model or checkpoint"
+        "--resume",
+        metavar="MODEL_ZIP",
+        help=(
+            "continue training a saved model or checkpoint (a constrained run continues "
+            "from the multiplier saved with it, see constraint.json)"
+        ),
     )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under runs/)")
     p.add_argument(

@@ -83,3 +83,36 @@ def test_best_model_under_a_budget_is_the_most_accurate_within_it():
     assert max([beyond, within_high, worse_beyond], key=lambda s: selection_key(s, None)) is (
         worse_beyond
     )
+
+
+def test_a_resumed_run_continues_from_its_saved_multiplier(tmp_path):
+    from lokirl.agents.constraint import resumed_multiplier
+
+    params = ConstraintParams(violation_budget=0.0, lambda_init=1.0, lambda_lr=10.0)
+    cfg = replace(
+        tiny_config("constrained", 64),
+        env=replace(ENV, traces=("gen:spikes",)),
+        constraint=params,
+    )
+    first = train(cfg, progress=False)
+    saved = json.loads((first / "constraint.json").read_text())
+    assert saved["lambda_start"] == 1.0 and saved["lambda_final"] > 1.0
+    value, why = resumed_multiplier(first / "model.zip", params)
+    assert value == pytest.approx(saved["lambda_final"]) and "end of that run" in why
+    # the resumed run's first dual step starts from the saved multiplier, not lambda_init
+    second = train(replace(cfg, name="resumed"), resume=str(first / "model.zip"), progress=False)
+    again = json.loads((second / "constraint.json").read_text())
+    assert again["lambda_start"] == pytest.approx(saved["lambda_final"])
+    h0 = again["history"][0]
+    assert h0["lambda"] == pytest.approx(min(saved["lambda_final"] + 10.0 * h0["violation"], 100.0))
+    # a checkpoint of that run: the multiplier its history had at that step
+    ckpt = first / "checkpoints" / "ppo_40_steps.zip"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"")
+    value, _ = resumed_multiplier(ckpt, params)
+    assert value == pytest.approx(saved["history"][0]["lambda"])  # step 32 <= 40 < 64
+    # another budget's multiplier, or no saved history, is not carried over
+    other = replace(params, violation_budget=0.05)
+    assert resumed_multiplier(first / "model.zip", other)[0] is None
+    assert resumed_multiplier(tmp_path / "elsewhere" / "model.zip", params)[0] is None
+    assert "did not finish" in resumed_multiplier(tmp_path / "elsewhere" / "model", params)[1]
