@@ -343,20 +343,18 @@ def check_full_accuracy_unit(pipeline: Any, workers: int, source: str) -> None:
     any accuracy instead, and is not checked here). A pipeline with no such
     capacity (``social_media``: its most accurate variants miss the SLO) would train on
     a unit that is a failed plan's sliver (27 frames/s on 20 workers, against 1,093 at
-    any accuracy): loads far below what it serves, features clipped. One deterministic
-    solve at ``workers``.
+    any accuracy): loads far below what it serves, features clipped. The deterministic
+    solves of :func:`lokirl.envs.features.solve_capacities` at ``workers`` (the
+    suites' load unit solves the same).
 
     Raises:
         ConfigError: naming ``source``, ``env.pipeline`` and what to do instead.
 
     """
-    from lokirl.core.allocator import AllocatorOptions, solve
     from lokirl.core.pipeline import Cluster
-    from lokirl.sim.baselines import best_only
+    from lokirl.envs.features import solve_capacities
 
-    cluster = Cluster.homogeneous(pipeline, workers)
-    plan = solve(best_only(pipeline), cluster, 1e6, AllocatorOptions(deterministic=True))
-    if plan.status == "failed":
+    if not solve_capacities(pipeline, Cluster.homogeneous(pipeline, workers)).full_accuracy_ok:
         raise ConfigError(
             source,
             "env.pipeline",

@@ -116,21 +116,56 @@ class ClusterScale:
     max_load_time_s: float = 0.0
 
 
-def cluster_capacities_exact(pipeline: Pipeline, cluster: Cluster) -> tuple[float, float]:
-    """(capacity at full accuracy, largest capacity at any accuracy) in frames/s.
+@dataclass(frozen=True)
+class Capacities:
+    """A cluster's capacities in frames/s, solved deterministically (work-bounded).
+
+    Attributes:
+        full_accuracy: The demand hardware scaling alone carries on the whole cluster
+            (the largest share of a huge demand the most accurate variants serve);
+            at least 1e-3.
+        full_accuracy_ok: False when the most accurate variants cannot meet the SLO
+            (that plan failed: ``full_accuracy`` is then a failed plan's sliver).
+        max: The largest share the allocator serves with any variants (at least
+            ``full_accuracy``).
+
+    """
+
+    full_accuracy: float
+    full_accuracy_ok: bool
+    max: float
+
+
+def solve_capacities(pipeline: Pipeline, cluster: Cluster) -> Capacities:
+    """The :class:`Capacities` of ``pipeline`` on ``cluster`` (two deterministic solves).
 
     As :func:`lokirl.envs.serving.cluster_capacities` (the largest share of a huge
-    demand served), with deterministic, work-bounded solves so that the environment
-    and the trained-policy adapter compute exactly the same figures.
+    demand served), with deterministic, work-bounded solves so that the environment,
+    the trained-policy adapter, the training file's checks and the suites' load units
+    compute exactly the same figures on every run.
     """
     from lokirl.core.allocator import AllocatorOptions, solve
     from lokirl.sim.baselines import best_only
 
     opts = AllocatorOptions(deterministic=True)
     huge = 1e6
-    hw = solve(best_only(pipeline), cluster, huge, opts).served_share * huge
-    any_acc = solve(pipeline, cluster, huge, opts).served_share * huge
-    return max(hw, 1e-3), max(any_acc, hw, 1e-3)
+    hw = solve(best_only(pipeline), cluster, huge, opts)
+    any_acc = solve(pipeline, cluster, huge, opts)
+    full = max(hw.served_share * huge, 1e-3)
+    return Capacities(
+        full_accuracy=full,
+        full_accuracy_ok=hw.status != "failed",
+        max=max(any_acc.served_share * huge, full),
+    )
+
+
+def cluster_capacities_exact(pipeline: Pipeline, cluster: Cluster) -> tuple[float, float]:
+    """(capacity at full accuracy, largest capacity at any accuracy) in frames/s.
+
+    The two figures of :func:`solve_capacities`.
+    """
+    caps = solve_capacities(pipeline, cluster)
+    return caps.full_accuracy, caps.max
 
 
 def cluster_scale(pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> ClusterScale:

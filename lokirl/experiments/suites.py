@@ -711,9 +711,9 @@ def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
 def capacities(pipeline: Any, cluster: Any) -> dict[str, Any]:
     """The cluster's capacities in frames/s, solved deterministically (work-bounded).
 
-    As :func:`lokirl.envs.serving.cluster_capacities` (the largest share of a huge
-    demand served), with ``AllocatorOptions(deterministic=True)`` so that the load
-    unit, and hence every trace a suite plays, is the same on every run.
+    :func:`lokirl.envs.features.solve_capacities` (deterministic, work-bounded solves)
+    as a mapping, so that the load unit, and hence every trace a suite plays, is the
+    same on every run.
 
     Returns:
         ``{"full_accuracy": ..., "full_accuracy_ok": bool, "max": ...}``;
@@ -721,18 +721,13 @@ def capacities(pipeline: Any, cluster: Any) -> dict[str, Any]:
         the SLO (the allocator's plan failed).
 
     """
-    from lokirl.core.allocator import AllocatorOptions, solve
-    from lokirl.sim.baselines import best_only
+    from lokirl.envs.features import solve_capacities
 
-    opts = AllocatorOptions(deterministic=True)
-    huge = 1e6
-    hw = solve(best_only(pipeline), cluster, huge, opts)
-    any_acc = solve(pipeline, cluster, huge, opts)
-    full = max(hw.served_share * huge, 1e-3)
+    caps = solve_capacities(pipeline, cluster)
     return {
-        "full_accuracy": full,
-        "full_accuracy_ok": hw.status != "failed",
-        "max": max(any_acc.served_share * huge, full, 1e-3),
+        "full_accuracy": caps.full_accuracy,
+        "full_accuracy_ok": caps.full_accuracy_ok,
+        "max": caps.max,
     }
 
 

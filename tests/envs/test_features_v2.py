@@ -175,6 +175,31 @@ def test_cluster_scale_grows_with_the_cluster():
     assert s12.full_capacity > s6.full_capacity
 
 
+def test_one_capacity_solve_serves_the_env_the_training_checks_and_the_suites():
+    from lokirl.agents.train_schema import check_full_accuracy_unit
+    from lokirl.envs.features import solve_capacities
+    from lokirl.errors import ConfigError
+    from lokirl.experiments.suites import capacities
+
+    sm = load_pipeline("social_media")
+    ta = load_pipeline("traffic_analysis")
+    sm20, ta20 = Cluster.homogeneous(sm, 20), Cluster.homogeneous(ta, 20)
+    caps = solve_capacities(sm, sm20)
+    # social_media's most accurate variants miss the SLO: a failed plan's sliver
+    assert not caps.full_accuracy_ok and caps.max > 10 * caps.full_accuracy
+    assert capacities(sm, sm20) == {
+        "full_accuracy": caps.full_accuracy,
+        "full_accuracy_ok": False,
+        "max": caps.max,
+    }
+    assert cluster_scale(sm, sm20).max_capacity == caps.max
+    with pytest.raises(ConfigError, match="no capacity at full accuracy"):
+        check_full_accuracy_unit(sm, 20, "x.yaml")
+    ok = solve_capacities(ta, ta20)
+    assert ok.full_accuracy_ok and 0 < ok.full_accuracy < ok.max
+    check_full_accuracy_unit(ta, 20, "x.yaml")  # traffic_analysis has the unit
+
+
 def test_randomised_env_draws_clusters_per_episode():
     cfg = EnvConfig(
         **SMALL,
