@@ -207,11 +207,15 @@ def resumed_multiplier(resume: str | Path, params: ConstraintParams) -> tuple[fl
     """The multiplier a run resumed from ``resume`` should start from, and why.
 
     A finished constrained run saves ``constraint.json`` beside its ``model.zip``: a run
-    resumed from that model starts from its final multiplier. A checkpoint
-    (``<run>/checkpoints/ppo_<N>_steps.zip``) starts from the multiplier the run's
-    history had after step ``N`` (its last entry at or before ``N``), when the run
-    finished and wrote its history. The saved budget must be this run's: a multiplier
-    priced for another budget is not carried over.
+    resumed from that model starts from its final multiplier, and one resumed from its
+    ``imitation_model.zip`` (the clone, before any PPO update) from the multiplier the
+    run started with. A checkpoint (``<run>/checkpoints/ppo_<N>_steps.zip``) starts from
+    the multiplier in force when it was saved: the last history entry before step ``N``
+    (a checkpoint on a rollout's last step is saved before that rollout's dual step),
+    or the run's start if none is. That needs the run to have finished and written its
+    history. The saved budget must be this run's: a multiplier priced for another
+    budget is not carried over. Any other file (e.g. ``best_model.zip``, saved at a step
+    not recorded) starts at ``lambda_init``.
 
     Args:
         resume: The model or checkpoint the run resumes from.
@@ -225,35 +229,37 @@ def resumed_multiplier(resume: str | Path, params: ConstraintParams) -> tuple[fl
     path = Path(resume)
     if path.suffix != ".zip":
         path = path.with_name(path.name + ".zip")
-    step: int | None = None
     folder = path.parent
+    step: int | None = None
     if folder.name == "checkpoints":
         parts = path.stem.split("_")
-        if len(parts) >= 3 and parts[-1] == "steps" and parts[-2].isdigit():
-            step = int(parts[-2])
+        if not (len(parts) >= 3 and parts[-1] == "steps" and parts[-2].isdigit()):
+            return None, f"{path.name} is not a checkpoint name (ppo_<N>_steps.zip)"
+        step = int(parts[-2])
         folder = folder.parent
+    elif path.name not in ("model.zip", "imitation_model.zip"):
+        return None, f"{path.name}: the step it was saved at is not recorded"
     saved = folder / "constraint.json"
     if not saved.is_file():
         return None, f"no {saved} (the run did not finish or was unconstrained)"
     try:
         data = json.loads(saved.read_text())
         budget = data["violation_budget"]
-        history = data.get("history", [])
-        final = float(data["lambda_final"])
-    except (ValueError, KeyError, TypeError) as exc:
-        return None, f"{saved} is unreadable ({exc})"
-    if budget is None or abs(float(budget) - float(params.violation_budget or 0.0)) > 1e-12:
-        return (
-            None,
-            f"{saved} was trained for budget {budget}, this run's is {params.violation_budget}",
-        )
-    if step is None:
-        value = final
-    else:
-        before = [h for h in history if float(h.get("step", 0.0)) <= step]
-        if not before:
-            return None, f"{saved} has no multiplier at or before step {step}"
-        value = float(before[-1]["lambda"])
+        if budget is None or abs(float(budget) - float(params.violation_budget or 0.0)) > 1e-12:
+            return (
+                None,
+                f"{saved} was trained for budget {budget}, this run's is {params.violation_budget}",
+            )
+        start = float(data.get("lambda_start", data["lambda_init"]))
+        if step is not None:
+            before = [h for h in data.get("history", []) if float(h["step"]) < step]
+            value = float(before[-1]["lambda"]) if before else start
+            where = f"step {step}"
+        elif path.name == "imitation_model.zip":
+            value, where = start, "the start of that run"
+        else:
+            value, where = float(data["lambda_final"]), "the end of that run"
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        return None, f"{saved} is unreadable ({exc!r})"
     value = min(max(value, 0.0), params.lambda_max)
-    where = f"step {step}" if step is not None else "the end of that run"
     return value, f"the multiplier at {where} ({saved})"

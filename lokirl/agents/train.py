@@ -214,6 +214,7 @@ def train(
     resume: str | None = None,
     tracking_uri: str | None = None,
     progress: bool = True,
+    restart_multiplier: bool = False,
 ) -> Path:
     """Train a PPO controller; returns the run folder holding ``model.zip``.
 
@@ -222,6 +223,9 @@ def train(
         resume: Path of a saved model (or checkpoint) to continue training from.
         tracking_uri: MLflow tracking URI (default: SQLite under ``runs/``).
         progress: Show a progress bar.
+        restart_multiplier: A resumed constrained run starts its multiplier at
+            ``lambda_init`` instead of the one saved with the model
+            (:func:`lokirl.agents.constraint.resumed_multiplier`).
 
     """
     import torch
@@ -229,12 +233,18 @@ def train(
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
     try:
-        return _train(cfg, resume, tracking_uri, progress)
+        return _train(cfg, resume, tracking_uri, progress, restart_multiplier)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig, resume: str | None, tracking_uri: str | None, progress: bool) -> Path:
+def _train(
+    cfg: TrainConfig,
+    resume: str | None,
+    tracking_uri: str | None,
+    progress: bool,
+    restart_multiplier: bool = False,
+) -> Path:
     from lokirl.tracking import mlflow_run, tb_writer  # noqa: F401 - tb via SB3 below
 
     folder = run_dir("train", cfg.name)
@@ -277,7 +287,11 @@ def _train(cfg: TrainConfig, resume: str | None, tracking_uri: str | None, progr
         lagrange = None
         if cfg.constraint.enabled:
             start = None
-            if resume:
+            if resume and restart_multiplier:
+                print(
+                    "constraint: resuming with lambda_init (--restart-multiplier)", file=sys.stderr
+                )
+            elif resume:
                 start, why = resumed_multiplier(resume, cfg.constraint)
                 lam = cfg.constraint.lambda_init if start is None else start
                 print(f"constraint: resuming with multiplier {lam:g}: {why}", file=sys.stderr)

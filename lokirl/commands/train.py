@@ -51,6 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "from the multiplier saved with it, see constraint.json)"
         ),
     )
+    p.add_argument(
+        "--restart-multiplier",
+        action="store_true",
+        help=(
+            "with --resume: start the constraint's multiplier at lambda_init instead of "
+            "the saved one (how runs resumed before lokirl carried it over behaved)"
+        ),
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under runs/)")
     p.add_argument(
         "--prefill",
@@ -89,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
         "name": args.name,
     }
     cfg = load_train_config(config, overrides)
+    if args.restart_multiplier and not args.resume:
+        raise ConfigError(
+            "--restart-multiplier",
+            "--resume",
+            "not given",
+            "add --resume MODEL_ZIP, or drop --restart-multiplier (it applies only to a resumed run)",
+        )
     if args.resume and not Path(args.resume).is_file():
         raise ConfigError(
             args.resume, "--resume", "no such model file", "pass a model.zip or a checkpoint"
@@ -100,7 +115,11 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.agents.train import train
 
     folder = train(
-        cfg, resume=args.resume, tracking_uri=args.tracking_uri, progress=not args.no_progress
+        cfg,
+        resume=args.resume,
+        tracking_uri=args.tracking_uri,
+        progress=not args.no_progress,
+        restart_multiplier=args.restart_multiplier,
     )
     print(f"model: {folder / 'model.zip'}")
     print(f"use it: lokirl evaluate --controllers ppo:{folder / 'model.zip'},loki,trigger")

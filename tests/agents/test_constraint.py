@@ -97,22 +97,55 @@ def test_a_resumed_run_continues_from_its_saved_multiplier(tmp_path):
     first = train(cfg, progress=False)
     saved = json.loads((first / "constraint.json").read_text())
     assert saved["lambda_start"] == 1.0 and saved["lambda_final"] > 1.0
+    assert [h["step"] for h in saved["history"]] == [32.0, 64.0]
     value, why = resumed_multiplier(first / "model.zip", params)
     assert value == pytest.approx(saved["lambda_final"]) and "end of that run" in why
+    assert resumed_multiplier(first / "model", params)[0] == value  # without ".zip"
     # the resumed run's first dual step starts from the saved multiplier, not lambda_init
     second = train(replace(cfg, name="resumed"), resume=str(first / "model.zip"), progress=False)
     again = json.loads((second / "constraint.json").read_text())
     assert again["lambda_start"] == pytest.approx(saved["lambda_final"])
     h0 = again["history"][0]
     assert h0["lambda"] == pytest.approx(min(saved["lambda_final"] + 10.0 * h0["violation"], 100.0))
-    # a checkpoint of that run: the multiplier its history had at that step
-    ckpt = first / "checkpoints" / "ppo_40_steps.zip"
-    ckpt.parent.mkdir()
-    ckpt.write_bytes(b"")
-    value, _ = resumed_multiplier(ckpt, params)
-    assert value == pytest.approx(saved["history"][0]["lambda"])  # step 32 <= 40 < 64
-    # another budget's multiplier, or no saved history, is not carried over
-    other = replace(params, violation_budget=0.05)
-    assert resumed_multiplier(first / "model.zip", other)[0] is None
-    assert resumed_multiplier(tmp_path / "elsewhere" / "model.zip", params)[0] is None
-    assert "did not finish" in resumed_multiplier(tmp_path / "elsewhere" / "model", params)[1]
+    # unless asked to restart it (how earlier resumed runs behaved)
+    third = train(
+        replace(cfg, name="restarted", total_timesteps=32),
+        resume=str(first / "model.zip"),
+        progress=False,
+        restart_multiplier=True,
+    )
+    assert json.loads((third / "constraint.json").read_text())["lambda_start"] == 1.0
+    # a checkpoint: the multiplier in force when it was saved (a checkpoint on a
+    # rollout's last step is saved before that rollout's dual step)
+    ckpts = first / "checkpoints"
+    ckpts.mkdir()
+    h = saved["history"]
+    for n, expected in (
+        (40, h[0]["lambda"]),
+        (64, h[0]["lambda"]),
+        (65, h[1]["lambda"]),
+        (32, 1.0),
+    ):
+        (ckpts / f"ppo_{n}_steps.zip").write_bytes(b"")
+        assert resumed_multiplier(ckpts / f"ppo_{n}_steps.zip", params)[0] == pytest.approx(
+            expected
+        )
+    # files whose step is not recorded, another budget, nothing saved, a broken file: lambda_init
+    (ckpts / "odd.zip").write_bytes(b"")
+    assert "not a checkpoint name" in resumed_multiplier(ckpts / "odd.zip", params)[1]
+    assert resumed_multiplier(first / "best_model.zip", params)[0] is None
+    assert resumed_multiplier(first / "imitation_model.zip", params)[0] == 1.0  # its start
+    assert (
+        resumed_multiplier(first / "model.zip", replace(params, violation_budget=0.05))[0] is None
+    )
+    assert "did not finish" in resumed_multiplier(tmp_path / "elsewhere" / "model.zip", params)[1]
+    (first / "constraint.json").write_text(json.dumps({**saved, "history": [{"step": "x"}]}))
+    assert "unreadable" in resumed_multiplier(ckpts / "ppo_40_steps.zip", params)[1]
+
+
+def test_restart_multiplier_without_resume_is_refused_before_work(capsys):
+    from lokirl.cli import main
+
+    assert main(["train", "--restart-multiplier", "--timesteps", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "--restart-multiplier" in err and "--resume" in err and "Fix:" in err
