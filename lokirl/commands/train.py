@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help=(
             "with --resume: start the constraint's multiplier at lambda_init instead of "
-            "the saved one (how runs resumed before lokirl carried it over behaved)"
+            "the saved one (what a resumed run did in earlier lokirl versions)"
         ),
     )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under runs/)")
