@@ -9,9 +9,10 @@ serves and refuses, naming each member's reason, when none or more than one fits
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lokirl.agents.adapter import (
     PPOController,
@@ -147,6 +148,18 @@ class PolicySet:
     def spec(self) -> FeatureSpec | None:
         """The active member's feature spec (``None`` before :meth:`bind`)."""
         return self._active.spec if self._active is not None else None
+
+    @property
+    def plan(self) -> Callable[..., Any] | None:
+        """The active member's planner hook, if it has one (``None`` otherwise).
+
+        A member whose fallback builds its own plans (``fluid``: plans from its library)
+        gets a ``plan`` hook at bind, and hosts (the simulator, the live runtime) build
+        the plans of its decisions with it. The set hands the hook on, so that it plans
+        as its member alone would; without it the host would solve each decision's
+        demand itself and the set would serve other plans than its member.
+        """
+        return getattr(self._active, "plan", None)
 
     def bind(self, pipeline: Pipeline, cluster: Cluster, swap: str = "overlap") -> None:
         """Choose the member that fits and bind it (see :meth:`PPOController.bind`).

@@ -19,7 +19,7 @@ from lokirl.traces import RateSeries
 from tests.agents.conftest import tiny_config
 
 
-def _train(name: str, pipeline: str, workers: tuple[int, int]):
+def _train(name: str, pipeline: str, workers: tuple[int, int], fallback: str = ""):
     from lokirl.agents.train import train
 
     env = EnvConfig(
@@ -28,6 +28,7 @@ def _train(name: str, pipeline: str, workers: tuple[int, int]):
         episode_s=8,
         traces=("gen:bursts",),
         feature_version=2,
+        fallback=fallback,
         randomise=EpisodeRandomisation(workers=workers, swaps=("overlap",)),
     )
     return train(replace(tiny_config(name, 32), env=env), progress=False) / "model.zip"
@@ -35,11 +36,18 @@ def _train(name: str, pipeline: str, workers: tuple[int, int]):
 
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory):
-    """Two tiny version-2 policies: traffic_analysis and social_media, 10-40 workers each."""
+    """Two tiny version-2 policies: traffic_analysis and social_media, 10-40 workers each.
+
+    The traffic_analysis one follows ``fluid``, whose plans come from its own library (a
+    planner hook the host must use), as the shipped settings policies do.
+    """
     import os
 
     os.environ["LOKIRL_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
-    return _train("ta", "traffic_analysis", (10, 40)), _train("sm", "social_media", (10, 40))
+    return (
+        _train("ta", "traffic_analysis", (10, 40), fallback="fluid(horizon=2)"),
+        _train("sm", "social_media", (10, 40)),
+    )
 
 
 def _case(name: str, workers: int):
@@ -92,9 +100,52 @@ def test_the_set_serves_each_pipeline_with_its_own_policy(policies):
         served = simulate(pipe, cluster, trace, both, SimConfig())
         assert both.active is not None and both.active.model_path == str(path)
         assert both.spec.scope.pipeline == name
-        # the set decides as its member alone: same solves, same frames
+        # the set serves as its member alone: same solves, plans (capacity each
+        # second), frames and accuracy
         assert served.solves == alone.solves and served.solves >= 1
+        assert np.array_equal(served.series["capacity"], alone.series["capacity"])
+        assert served.reconfigurations == alone.reconfigurations
         assert served.frames == alone.frames and served.frames.conserved
+        assert served.accuracy == alone.accuracy
+
+
+def test_the_set_hands_its_members_planner_to_the_host(policies):
+    """A member following ``fluid`` plans from fluid's library; the set must let it."""
+    from lokirl.sim import SimConfig, simulate
+
+    ta, sm = policies
+    pipe, cluster = _case("traffic_analysis", 20)
+    trace = RateSeries(np.linspace(0.3, 1.5, 8) * 60.0 * 20, 1.0, "ramp")
+    calls = {"alone": 0, "set": 0}
+
+    def counting(controller, key):
+        bind = controller.bind
+
+        def bind_and_count(*args, **kwargs):
+            bind(*args, **kwargs)
+            member = controller if key == "alone" else controller.active
+            plan = member.plan
+
+            def counted(*a, **k):
+                calls[key] += 1
+                return plan(*a, **k)
+
+            member.plan = counted
+
+        controller.bind = bind_and_count
+        return controller
+
+    alone = simulate(pipe, cluster, trace, counting(PPOController(str(ta)), "alone"), SimConfig())
+    served = simulate(
+        pipe, cluster, trace, counting(make_controller(f"ppo:{ta}+{sm}"), "set"), SimConfig()
+    )
+    assert calls["alone"] >= 1  # the episode's plans come from fluid's library
+    assert calls["set"] == calls["alone"]
+    assert np.array_equal(served.series["capacity"], alone.series["capacity"])
+    both = make_controller(f"ppo:{ta}+{sm}")
+    assert both.plan is None  # nothing to hand on before bind
+    both.bind(*_case("social_media", 20))
+    assert both.plan is None  # a member without a planner: the host solves
 
 
 def test_an_unbound_set_refuses_to_decide(policies):
