@@ -29,6 +29,7 @@ examples:
   lokirl simulate --trace step_600s --speedup 5 --controller loki --controller inferline
   lokirl simulate --trace twitter_zipf_flat_bursty --rescale 50:400 --duration 120 --json
   lokirl simulate --trace my_arrivals.txt --controller loki-5s --workers 16
+  lokirl simulate --trace my_rates.csv --pipeline social_media --workers 33 --rescale auto
 
 metrics: violations = (dropped + late) / arrived, per frame (a frame is on time only if all
 its sub-requests are) and per sub-request; accuracy = mean path accuracy of on-time leaf
@@ -71,7 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--window", dest="time_window", metavar="A:B", help="keep seconds A..B")
     p.add_argument("--speedup", type=float, help="compress time by this factor")
-    p.add_argument("--rescale", metavar="LO:HI", help="map the trace's min..max rate onto LO..HI")
+    p.add_argument(
+        "--rescale",
+        metavar="LO:HI|auto",
+        help="map the trace's min..max rate onto LO..HI frames/s; 'auto': the evaluation "
+        "suites' range for this pipeline on this cluster (0.3..2.0 x its capacity at full "
+        "accuracy, or 0.05..0.4 x its capacity at any accuracy where the most accurate "
+        "variants cannot meet the SLO, as for social_media)",
+    )
     p.add_argument("--workers", type=int, default=20, help="workers (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--epoch", type=float, default=1.0, help="decision period in s (default: 1)")
@@ -126,7 +134,11 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     if args.rescale:
         if ":" not in args.rescale:
             raise ConfigError(
-                "--rescale", args.rescale, "expected LO:HI frames/s", "pass e.g. --rescale 50:400"
+                "--rescale",
+                args.rescale,
+                "expected LO:HI frames/s or auto",
+                "pass e.g. --rescale 50:400, or --rescale auto for the suites' range on "
+                "this cluster",
             )
         lo, hi = _range(args.rescale, "--rescale")
         trace = rescale(trace, lo, hi, rng=np.random.default_rng(args.seed))
@@ -149,10 +161,23 @@ def load_trace_args(args: argparse.Namespace) -> Any:
             f"{name}: the trace asks for about {frames:.3g} frames over {horizon:g} s "
             f"(a mean of {frames / max(horizon, 1e-9):.3g}/s), more than --max-frames "
             f"{limit:.3g}; the simulator plays every request one by one. Fix: map its rates "
-            "onto your cluster with --rescale LO:HI (e.g. --rescale 50:400), cut it with "
+            "onto your cluster with --rescale auto or LO:HI (e.g. --rescale 50:400), cut it with "
             "--duration or --window, or raise --max-frames"
         )
     return trace
+
+
+def auto_rescale(pipeline: Any, cluster: Any) -> str:
+    """``--rescale auto``: the suites' load range on this cluster, as ``"LO:HI"`` frames/s.
+
+    :func:`lokirl.experiments.suites.auto_load_range`: 0.3..2.0 x the capacity at full
+    accuracy, or 0.05..0.4 x the capacity at any accuracy when the most accurate variants
+    cannot meet the SLO on the cluster.
+    """
+    from lokirl.experiments.suites import auto_load_range, capacities
+
+    lo, hi, _ = auto_load_range(capacities(pipeline, cluster))
+    return f"{lo:.6g}:{hi:.6g}"
 
 
 def _speed(args: argparse.Namespace) -> float:
@@ -186,8 +211,10 @@ def run(args: argparse.Namespace) -> int:
     names = args.controllers or list(DEFAULT_CONTROLLERS)
     check_simulated(names, args.seed)
     controllers = [make_controller(n) for n in names]
-    trace = load_trace_args(args)
     cluster = Cluster.homogeneous(pipeline, args.workers)
+    if args.rescale == "auto":  # the suites' range on this cluster (two solves)
+        args.rescale = auto_rescale(pipeline, cluster)
+    trace = load_trace_args(args)
     config = SimConfig(
         max_frames=args.max_frames,
         epoch_s=args.epoch,

@@ -80,7 +80,7 @@ def test_simulate_accepts_an_arrival_file(capsys, tmp_path):
         (["--trace", "step_600s", "--epoch", "1e-6"], "--epoch"),
         (["--trace", "step_600s", "--duration", "inf"], "--duration"),
         (["--trace", "step_600s", "--seed", "-1"], "--seed"),
-        (["--trace", "step_600s", "--rescale", "auto"], "LO:HI"),
+        (["--trace", "step_600s", "--rescale", "lots"], "LO:HI"),
         (["--trace", "step_600s", "--max-frames", "nan"], "--max-frames"),
         (["--trace", "step_600s", "--controller", "hindsight"], "lokirl evaluate"),
         (["--trace", "step_600s", "--controller", "loki-0s"], "period_s must be positive"),
@@ -143,3 +143,27 @@ def test_duration_past_the_trace_plays_the_trace(capsys):
     args = _quick("--controller", "static", "--json", "--no-plots", "--duration", "1e9")
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["static"]["frames"]["arrived"] == whole
+
+
+def test_rescale_auto_maps_a_trace_onto_the_suites_range_for_the_cluster(capsys, tmp_path):
+    """A trace nobody has seen, on a pipeline and size of the user's: --rescale auto."""
+    import yaml
+
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.experiments.suites import capacities
+
+    argv = ["simulate", "--trace", "step_600s", "--pipeline", "social_media", "--workers", "33"]
+    argv += ["--rescale", "auto", "--duration", "20", "--controller", "static"]
+    assert main([*argv, "--json", "--no-plots", "--no-mlflow"]) == 0
+    totals = json.loads(capsys.readouterr().out)["static"]
+    (folder,) = (tmp_path / "runs").glob("simulate__*")
+    lo, hi = map(float, yaml.safe_load((folder / "config.yaml").read_text())["rescale"].split(":"))
+    pipe = load_pipeline("social_media")
+    caps = capacities(pipe, Cluster.homogeneous(pipe, 33))
+    # social_media's most accurate variants cannot meet the SLO: its unit is the capacity
+    # at any accuracy, of which the suites play 0.05..0.4
+    assert not caps["full_accuracy_ok"]
+    assert (lo, hi) == pytest.approx((0.05 * caps["max"], 0.4 * caps["max"]), rel=1e-5)
+    # 20 s of a trace mapped into lo..hi: between lo and hi frames a second arrived
+    assert 20 * lo <= totals["frames"]["arrived"] <= 20 * hi
