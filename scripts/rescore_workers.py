@@ -1,0 +1,106 @@
+"""Rescore a ``lokirl bench`` run under another worker weight, behaviour held fixed.
+
+The reward charges ``workers`` x the share of the cluster's workers active, each epoch
+(:class:`lokirl.envs.serving.RewardWeights`; 0.05 in every run ``lokirl bench`` has
+recorded). A user who pays per worker would weigh it more. Holding every controller's
+recorded behaviour fixed, an episode's reward at weight ``W`` is::
+
+    reward - (W - recorded) x steps x mean_active_workers / workers
+
+(one-second epochs: the sum over epochs of each epoch's active share). The script writes
+a copy of the run folder with every row's reward so rescored, which ``lokirl bench
+--from`` reads like any run (pooling, paired intervals over cases, families)::
+
+    python scripts/rescore_workers.py docs/bench_records/.../test_whole --weight 0.3 \
+        --out /tmp/rescored_0.3
+    lokirl bench --from /tmp/rescored_0.3 --reference trigger-tuned --no-mlflow \
+        --pool "pool=ppo:*models_sm3_1500k*"
+
+Behaviour held fixed is the limit of the reading: a controller that optimised the heavier
+weight (``fluid`` and the learned policies use the weights; the periodic MILP and the
+trigger minimise workers whatever the weight) would act otherwise. Rows of pooled
+controllers written by ``lokirl bench`` are dropped (``--from`` pools again with
+``--pool``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+#: The worker weight every recorded run was played under.
+RECORDED_WEIGHT = 0.05
+
+
+def rescored_reward(row: dict, weight: float, recorded: float = RECORDED_WEIGHT) -> float:
+    """``row``'s reward had the worker weight been ``weight`` (its behaviour unchanged).
+
+    Args:
+        row: A ``per_episode.json`` row (``reward``, ``steps``, ``mean_active_workers``,
+            ``workers``).
+        weight: The worker weight to score under.
+        recorded: The weight the row was played under.
+
+    """
+    if row.get("error") or not row.get("steps"):
+        return row["reward"]
+    active_epochs = row["steps"] * row["mean_active_workers"] / row["workers"]
+    return row["reward"] - (weight - recorded) * active_epochs
+
+
+def rescore_run(src: Path, dst: Path, weight: float) -> int:
+    """Copy run folder ``src`` to ``dst`` with every played row rescored; rows written.
+
+    Raises:
+        FileNotFoundError: ``src`` has no ``per_episode.json``.
+        FileExistsError: ``dst`` exists.
+
+    """
+    data = json.loads((src / "per_episode.json").read_text())
+    dst.mkdir(parents=True)
+    for name in ("config.yaml",):
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
+    rows = []
+    for row in data["rows"]:
+        if "members" in row:  # a pooled row: --from pools the members again (--pool)
+            continue
+        row = dict(row)
+        row["reward"] = rescored_reward(row, weight)
+        rows.append(row)
+    meta = dict(data["meta"])
+    played = {r["controller"] for r in rows}
+    meta["controllers"] = [c for c in meta.get("controllers", []) if c in played]
+    meta["rescored_worker_weight"] = {"from": RECORDED_WEIGHT, "to": weight}
+    (dst / "per_episode.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    return len(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="a lokirl bench run folder (with per_episode.json)")
+    p.add_argument("--weight", type=float, required=True, help="worker weight to score under")
+    p.add_argument("--out", required=True, help="new run folder to write (must not exist)")
+    args = p.parse_args(argv)
+    if not (math.isfinite(args.weight) and args.weight >= 0):
+        print(f"rescore_workers: --weight {args.weight}: must be >= 0", file=sys.stderr)
+        return 2
+    src, dst = Path(args.run), Path(args.out)
+    if not (src / "per_episode.json").is_file():
+        print(f"rescore_workers: {src}: no per_episode.json there", file=sys.stderr)
+        return 2
+    if dst.exists():
+        print(f"rescore_workers: {dst} exists; give a new folder", file=sys.stderr)
+        return 2
+    n = rescore_run(src, dst, args.weight)
+    print(f"{n} episodes rescored at worker weight {args.weight:g} into {dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
