@@ -17,8 +17,9 @@ a copy of the run folder with every row's reward so rescored, which ``lokirl ben
         --pool "pool=ppo:*models_sm3_1500k*"
 
 Behaviour held fixed is the limit of the reading: a controller that optimised the heavier
-weight (``fluid`` and the learned policies use the weights; the periodic MILP and the
-trigger minimise workers whatever the weight) would act otherwise. Rows of pooled
+weight would act otherwise (``fluid`` and the learned policies use the weights; the
+periodic MILP's and the trigger's decisions do not, but their tuned settings were searched
+under 0.05). Rows of pooled
 controllers written by ``lokirl bench`` are dropped (``--from`` pools again with
 ``--pool``).
 """
