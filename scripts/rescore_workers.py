@@ -7,7 +7,10 @@ recorded behaviour fixed, an episode's reward at weight ``W`` is::
 
     reward - (W - recorded) x steps x mean_active_workers / workers
 
-(one-second epochs: the sum over epochs of each epoch's active share). The script writes
+(one-second epochs: the sum over epochs of each epoch's active share; exact for episodes
+of whole seconds, as every recorded one is: an epoch ending inside a second would charge
+that second twice). A folder rescored before is rescored from the weight its meta records.
+The script writes
 a copy of the run folder with every row's reward so rescored, which ``lokirl bench
 --from`` reads like any run (pooling, paired intervals over cases, families)::
 
@@ -62,6 +65,7 @@ def rescore_run(src: Path, dst: Path, weight: float) -> int:
 
     """
     data = json.loads((src / "per_episode.json").read_text())
+    recorded = float(data["meta"].get("rescored_worker_weight", {}).get("to", RECORDED_WEIGHT))
     dst.mkdir(parents=True)
     for name in ("config.yaml",):
         if (src / name).is_file():
@@ -71,12 +75,12 @@ def rescore_run(src: Path, dst: Path, weight: float) -> int:
         if "members" in row:  # a pooled row: --from pools the members again (--pool)
             continue
         row = dict(row)
-        row["reward"] = rescored_reward(row, weight)
+        row["reward"] = rescored_reward(row, weight, recorded)
         rows.append(row)
     meta = dict(data["meta"])
     played = {r["controller"] for r in rows}
     meta["controllers"] = [c for c in meta.get("controllers", []) if c in played]
-    meta["rescored_worker_weight"] = {"from": RECORDED_WEIGHT, "to": weight}
+    meta["rescored_worker_weight"] = {"from": recorded, "to": weight}
     (dst / "per_episode.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return len(rows)
 
@@ -99,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rescore_workers: {dst} exists; give a new folder", file=sys.stderr)
         return 2
     n = rescore_run(src, dst, args.weight)
-    print(f"{n} episodes rescored at worker weight {args.weight:g} into {dst}")
+    print(
+        f"{n} episodes rescored at worker weight {args.weight:g} into {dst}; pooled rows "
+        "were dropped: name the pools again with lokirl bench --from DIR --pool NAME=PATTERN"
+    )
     return 0
 
 

@@ -167,17 +167,21 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     return trace
 
 
-def auto_rescale(pipeline: Any, cluster: Any) -> str:
-    """``--rescale auto``: the suites' load range on this cluster, as ``"LO:HI"`` frames/s.
+def auto_rescale(pipeline: Any, cluster: Any) -> tuple[str, str]:
+    """``--rescale auto``: the suites' load range on this cluster and its unit.
 
     :func:`lokirl.experiments.suites.auto_load_range`: 0.3..2.0 x the capacity at full
     accuracy, or 0.05..0.4 x the capacity at any accuracy when the most accurate variants
     cannot meet the SLO on the cluster.
+
+    Returns:
+        ``("LO:HI", unit)``: the range in frames/s and ``"full_accuracy"`` or ``"max"``.
+
     """
     from lokirl.experiments.suites import auto_load_range, capacities
 
-    lo, hi, _ = auto_load_range(capacities(pipeline, cluster))
-    return f"{lo:.6g}:{hi:.6g}"
+    lo, hi, unit = auto_load_range(capacities(pipeline, cluster))
+    return f"{lo:.6g}:{hi:.6g}", unit
 
 
 def _speed(args: argparse.Namespace) -> float:
@@ -212,8 +216,9 @@ def run(args: argparse.Namespace) -> int:
     check_simulated(names, args.seed)
     controllers = [make_controller(n) for n in names]
     cluster = Cluster.homogeneous(pipeline, args.workers)
+    args.rescale_auto = None
     if args.rescale == "auto":  # the suites' range on this cluster (two solves)
-        args.rescale = auto_rescale(pipeline, cluster)
+        args.rescale, args.rescale_auto = auto_rescale(pipeline, cluster)
     trace = load_trace_args(args)
     config = SimConfig(
         max_frames=args.max_frames,
@@ -280,6 +285,8 @@ def _record(args, pipeline, trace, config, names, results):
         "window": args.time_window,
         "speedup": _speed(args),
         "rescale": args.rescale,
+        # --rescale auto: the range above is the suites' on this cluster, in this unit
+        "rescale_auto_unit": getattr(args, "rescale_auto", None),
         "workers": args.workers,
         "seed": args.seed,
         "controllers": names,

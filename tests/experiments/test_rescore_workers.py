@@ -72,6 +72,13 @@ def test_a_rescored_folder_drops_pooled_rows_and_refuses_to_overwrite(tmp_path, 
     assert out["rows"][0]["reward"] == pytest.approx(100.0 - 0.2 * 120 * 0.5)
     assert out["meta"]["controllers"] == ["loki"]
     assert out["meta"]["rescored_worker_weight"] == {"from": 0.05, "to": 0.25}
+    # rescored again: from the weight the folder records, not the recorded 0.05
+    assert (
+        rw.main([str(tmp_path / "out"), "--weight", "0.05", "--out", str(tmp_path / "back")]) == 0
+    )
+    back = json.loads((tmp_path / "back" / "per_episode.json").read_text())
+    assert back["rows"][0]["reward"] == pytest.approx(100.0)
+    assert back["meta"]["rescored_worker_weight"] == {"from": 0.25, "to": 0.05}
     assert rw.main([str(src), "--weight", "0.25", "--out", str(tmp_path / "out")]) == 2
     assert rw.main([str(src), "--weight", "-1", "--out", str(tmp_path / "x")]) == 2
     assert "exists" in capsys.readouterr().err

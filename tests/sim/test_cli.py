@@ -158,7 +158,9 @@ def test_rescale_auto_maps_a_trace_onto_the_suites_range_for_the_cluster(capsys,
     assert main([*argv, "--json", "--no-plots", "--no-mlflow"]) == 0
     totals = json.loads(capsys.readouterr().out)["static"]
     (folder,) = (tmp_path / "runs").glob("simulate__*")
-    lo, hi = map(float, yaml.safe_load((folder / "config.yaml").read_text())["rescale"].split(":"))
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    lo, hi = map(float, cfg["rescale"].split(":"))
+    assert cfg["rescale_auto_unit"] == "max"
     pipe = load_pipeline("social_media")
     caps = capacities(pipe, Cluster.homogeneous(pipe, 33))
     # social_media's most accurate variants cannot meet the SLO: its unit is the capacity
