@@ -81,9 +81,10 @@ def solve_decision(
         decision: A decision with ``resolve`` set.
         current: The running plan (warm start, churn term), if any.
         planner: An object with a ``plan`` method used instead of the allocator.
-        plan_cache: Memo of solves keyed by (planner, demand, the decision's reason
-            when a planner builds the plan, options, running plan when the solve
-            depends on it: :func:`running_plan_signature`); ``None``: no memo.
+        plan_cache: Memo of solves keyed by (planner, pipeline name, cluster, demand,
+            the decision's reason when a planner builds the plan, options, running plan
+            when the solve depends on it: :func:`running_plan_signature`); ``None``: no
+            memo.
 
     """
     opts = config.allocator
@@ -104,6 +105,9 @@ def solve_decision(
         # decision's reason): two decisions whose demands round alike are not one plan
         key = (
             repr(planner) if has_planner else "solve",
+            # a memo its owner shares across runs stays right across pipelines and clusters
+            pipeline.name,
+            tuple(sorted(cluster.workers.items())),
             demand,
             decision.reason if has_planner else "",
             opts,

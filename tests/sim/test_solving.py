@@ -47,6 +47,20 @@ def test_cold_churn_solves_are_not_shared_between_running_plans(example):
     assert len(memo) == 3  # without churn the running plan does not matter
 
 
+def test_a_shared_memo_keeps_each_cluster_its_own_plans(example):
+    """A memo shared across runs on two cluster sizes never hands one size's plan to the other."""
+    p, c, _, _ = example
+    big = Cluster.homogeneous(p, 12)
+    cfg = SimConfig(allocator=AllocatorOptions(warm_start=False))
+    d = Decision(resolve=True, demand=300.0, warm_start=False, churn_weight=0.0)
+    memo: dict = {}
+    small_plan = solve_decision(p, c, cfg, d, None, plan_cache=memo).plan
+    big_plan = solve_decision(p, big, cfg, d, None, plan_cache=memo).plan
+    assert len(memo) == 2
+    # 300 frames/s take 8 workers when 12 are there: the 6-worker plan would not do
+    assert small_plan.active_workers <= c.total < big_plan.active_workers
+
+
 def test_a_planner_cache_does_not_merge_decisions_that_name_different_plans():
     """Two decisions whose demands round alike but name different plans get their own."""
     from lokirl.core.controller import Decision
