@@ -167,23 +167,6 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     return trace
 
 
-def auto_rescale(pipeline: Any, cluster: Any) -> tuple[str, str]:
-    """``--rescale auto``: the suites' load range on this cluster and its unit.
-
-    :func:`lokirl.experiments.suites.auto_load_range`: 0.3..2.0 x the capacity at full
-    accuracy, or 0.05..0.4 x the capacity at any accuracy when the most accurate variants
-    cannot meet the SLO on the cluster.
-
-    Returns:
-        ``("LO:HI", unit)``: the range in frames/s and ``"full_accuracy"`` or ``"max"``.
-
-    """
-    from lokirl.experiments.suites import auto_load_range, capacities
-
-    lo, hi, unit = auto_load_range(capacities(pipeline, cluster))
-    return f"{lo:.6g}:{hi:.6g}", unit
-
-
 def _speed(args: argparse.Namespace) -> float:
     if args.speedup is not None:
         return float(args.speedup)
@@ -195,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     import lokirl.sim  # noqa: F401 - registers the baselines
+    from lokirl.commands.options import auto_rescale
     from lokirl.core.binding import bind_controller
     from lokirl.core.controllers import make_controller
     from lokirl.core.pipeline import Cluster

@@ -65,9 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rescale",
         "--scale",
         dest="scale",
-        metavar="LO:HI",
+        metavar="LO:HI|auto",
         default="2:8",
-        help="rescale rates (default 2:8)",
+        help="rescale rates to LO..HI frames/s (default 2:8); 'auto': the evaluation "
+        "suites' range for the pipeline on --workers workers (as lokirl simulate --rescale auto)",
     )
     p.add_argument("--duration", type=float, default=60.0, help="seconds of trace (default 60)")
     p.add_argument("--controller", default="loki", help="controller spec (default: loki)")
@@ -225,6 +226,11 @@ def run(args: argparse.Namespace) -> int:
         )
     pipeline = load_pipeline(args.pipeline)
     check_workers(pipeline, args.workers)
+    if args.scale == "auto":  # the suites' range on this cluster (two solves)
+        from lokirl.commands.options import auto_rescale
+        from lokirl.core.pipeline import Cluster
+
+        args.scale, _ = auto_rescale(pipeline, Cluster.homogeneous(pipeline, args.workers))
     # Every seed's arrivals first: a bad trace fails before Ray starts.
     traces = [(s, arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))) for s in seeds]
     json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout

@@ -170,3 +170,29 @@ def test_wake_windows_sum_the_waits_per_window():
     got = wake_windows(wakes, 100.0, 10.0)
     assert got == [(2, 4.0, 3.0), (1, 0.5, 0.5), (0, 0.0, 0.0), (1, 120.0, 120.0)]
     assert wake_windows([], 0.0, 10.0) == []
+
+
+def test_the_command_maps_a_trace_onto_the_suites_range_before_ray(monkeypatch):
+    """``lokirl simvslive --rescale auto``: the range is the cluster's, resolved before Ray."""
+    import lokirl.experiments.simvslive as svl
+    from lokirl.cli import main
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.experiments.suites import auto_load_range, capacities
+
+    seen = {}
+
+    def no_ray(options, pipeline, traces):
+        seen["traces"] = traces
+        return {}
+
+    monkeypatch.setattr(svl, "run_seeds", no_ray)
+    argv = ["simvslive", "--pipeline", "traffic_analysis", "--workers", "12", "--trace"]
+    argv += ["step_600s", "--speedup", "20", "--duration", "20", "--rescale", "auto", "--json"]
+    assert main(argv) == 0  # (the JSON goes to the real stdout, kept from Ray)
+    pipe = load_pipeline("traffic_analysis")
+    lo, hi, unit = auto_load_range(capacities(pipe, Cluster.homogeneous(pipe, 12)))
+    assert unit == "full_accuracy"
+    ((seed, trace),) = seen["traces"]
+    rate = len(trace.arrivals_s) / 20.0  # 20 s of the trace mapped into lo..hi
+    assert seed == 0 and 0.8 * lo <= rate <= 1.05 * hi
