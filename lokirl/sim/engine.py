@@ -216,8 +216,8 @@ class Simulation(EpochHost):
         name: Controller name recorded in the result.
         plan_cache: A dict the caller owns (shared across runs if it likes) that
             memoises solves by (planner, pipeline, cluster, demand, options, running
-            plan when the solve depends on it); ``None``: no memo. Solves are deterministic up to their
-            time limit, so a memo changes only the wall time.
+            plan when the solve depends on it); ``None``: no memo. Solves are
+            deterministic up to their time limit, so a memo changes only the wall time.
 
     """
 
