@@ -159,3 +159,31 @@ def auto_rescale(pipeline: Any, cluster: Any) -> tuple[str, str]:
 
     lo, hi, unit = auto_load_range(capacities(pipeline, cluster))
     return f"{lo:.6g}:{hi:.6g}", unit
+
+
+def resolve_rescale(text: str | None, pipeline: Any, workers: int) -> str | None:
+    """``text`` unless it is ``"auto"``: then the suites' range on ``workers`` workers.
+
+    The cluster is ``pipeline``'s homogeneous one (:func:`auto_rescale`).
+    """
+    if text != "auto":
+        return text
+    from lokirl.core.pipeline import Cluster
+
+    return auto_rescale(pipeline, Cluster.homogeneous(pipeline, workers))[0]
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """A comma-separated list of integer seeds (``"0,1,2"``).
+
+    Raises:
+        ConfigError: not integers, or none given.
+
+    """
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(option, text, "not a list of integers", "pass 0,1,2") from None
+    if not seeds:
+        raise ConfigError(option, text, "no seeds", "pass 0,1,2")
+    return seeds

@@ -11,7 +11,12 @@ import math
 from dataclasses import fields
 from typing import Any
 
-from lokirl.commands.options import add_trace_format_options, check_workers
+from lokirl.commands.options import (
+    add_trace_format_options,
+    check_workers,
+    parse_seeds,
+    resolve_rescale,
+)
 from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
 from lokirl.errors import ConfigError
 
@@ -67,8 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="scale",
         metavar="LO:HI|auto",
         default="2:8",
-        help="rescale rates to LO..HI frames/s (default 2:8); 'auto': the evaluation "
-        "suites' range for the pipeline on --workers workers (as lokirl simulate --rescale auto)",
+        help="rescale rates (default 2:8; auto: the suites' range on --workers workers)",
     )
     p.add_argument("--duration", type=float, default=60.0, help="seconds of trace (default 60)")
     p.add_argument("--controller", default="loki", help="controller spec (default: loki)")
@@ -194,16 +198,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass 2")
     if not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError("--duration", str(args.duration), "must be positive", "pass 60")
-    seeds = [args.seed]
-    if args.seeds:
-        try:
-            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(
-                "--seeds", args.seeds, "not a list of integers", "pass 0,1,2"
-            ) from None
-        if not seeds:
-            raise ConfigError("--seeds", args.seeds, "no seeds", "pass 0,1,2")
+    seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
     svl.sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
     if not (math.isfinite(args.dilation) and args.dilation > 0):
         raise ConfigError(
@@ -226,11 +221,7 @@ def run(args: argparse.Namespace) -> int:
         )
     pipeline = load_pipeline(args.pipeline)
     check_workers(pipeline, args.workers)
-    if args.scale == "auto":  # the suites' range on this cluster (two solves)
-        from lokirl.commands.options import auto_rescale
-        from lokirl.core.pipeline import Cluster
-
-        args.scale, _ = auto_rescale(pipeline, Cluster.homogeneous(pipeline, args.workers))
+    args.scale = resolve_rescale(args.scale, pipeline, args.workers)  # auto: two solves
     # Every seed's arrivals first: a bad trace fails before Ray starts.
     traces = [(s, arrivals_for(argparse.Namespace(**{**vars(args), "seed": s}))) for s in seeds]
     json_out = reserve_stdout_for_json() if args.json else None  # Ray prints to stdout

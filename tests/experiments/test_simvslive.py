@@ -196,3 +196,14 @@ def test_the_command_maps_a_trace_onto_the_suites_range_before_ray(monkeypatch):
     ((seed, trace),) = seen["traces"]
     rate = len(trace.arrivals_s) / 20.0  # 20 s of the trace mapped into lo..hi
     assert seed == 0 and 0.8 * lo <= rate <= 1.05 * hi
+
+
+def test_seed_lists_are_parsed_or_refused_with_the_option_named():
+    from lokirl.commands.options import parse_seeds
+    from lokirl.errors import ConfigError
+
+    assert parse_seeds("0, 1,2,") == [0, 1, 2]
+    for bad, why in (("0,x", "not a list of integers"), (",", "no seeds")):
+        with pytest.raises(ConfigError) as err:
+            parse_seeds(bad)
+        assert err.value.source == "--seeds" and why in err.value.problem
