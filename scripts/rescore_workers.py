@@ -67,9 +67,8 @@ def rescore_run(src: Path, dst: Path, weight: float) -> int:
     data = json.loads((src / "per_episode.json").read_text())
     recorded = float(data["meta"].get("rescored_worker_weight", {}).get("to", RECORDED_WEIGHT))
     dst.mkdir(parents=True)
-    for name in ("config.yaml",):
-        if (src / name).is_file():
-            shutil.copy(src / name, dst / name)
+    if (src / "config.yaml").is_file():
+        shutil.copy(src / "config.yaml", dst / "config.yaml")
     rows = []
     for row in data["rows"]:
         if "members" in row:  # a pooled row: --from pools the members again (--pool)
