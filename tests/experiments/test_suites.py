@@ -86,6 +86,7 @@ def test_validation_and_test_cover_what_they_must():
         ("validation_wide_sm3.yaml", "social_media", 20400),
         ("validation_wide_sm4.yaml", "social_media", 20500),
         ("validation_wide_sm5.yaml", "social_media", 20600),
+        ("validation_wide_ta2.yaml", "traffic_analysis", 20700),
     ],
 )
 def test_the_wide_validation_samples_are_fresh_and_off_the_training_sizes(file, pipeline, low):

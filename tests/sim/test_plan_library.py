@@ -30,6 +30,20 @@ def test_fingerprint_ignores_load_times_only(pipe):
     assert planning_fingerprint(replace(pipe, slo_ms=pipe.slo_ms * 2)) != planning_fingerprint(pipe)
 
 
+def test_solves_do_not_read_load_times(pipe):
+    """What lets the key (and the environment's in-memory cache) leave load times out."""
+    c = Cluster.homogeneous(pipe, 6)
+    slow = scale_load_times(pipe, 3.0)
+    cold = AllocatorOptions(warm_start=False, deterministic=True)
+    warm = AllocatorOptions(warm_start=True, churn_weight=1.0, deterministic=True)
+    running = solve(pipe, c, 250.0, cold)
+    for demand in (120.0, 300.0, 450.0):
+        assert solve(slow, c, demand, cold).groups == solve(pipe, c, demand, cold).groups
+        a = solve(pipe, c, demand, warm, running)
+        b = solve(slow, c, demand, warm, running)
+        assert (a.groups, a.paths, a.objective) == (b.groups, b.paths, b.objective)
+
+
 def test_key_names_every_input_the_solve_reads(pipe):
     c6, c7 = Cluster.homogeneous(pipe, 6), Cluster.homogeneous(pipe, 7)
     cold = AllocatorOptions(warm_start=False, deterministic=True)
