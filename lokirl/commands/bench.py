@@ -32,6 +32,9 @@ are 95% percentile intervals of a hierarchical bootstrap (cases resampled within
 family, then seeds within each case); paired differences are against --reference
 (mean, interquartile mean, probability of improvement).
 
+progress: a live bar on a terminal; elsewhere (a log file, CI) a line on stderr at every
+5% of the episodes with the time elapsed and an estimate of what is left.
+
 outputs (a run folder under runs/, or under --out): per_episode.json (one row per
 episode: suite, suite hash, commit, case, family, seed, controller, reward, violation
 ratios, accuracy, effective accuracy, solves, reconfigurations, workers, wall time),
@@ -246,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress
 
+    from lokirl.commands.progress import ProgressLines
+
+    lines = ProgressLines(n_eps, f"bench {suite.name}: episodes", enabled=not args.json)
     with Progress(transient=True, disable=args.json) as progress:
         task = progress.add_task(f"suite {suite.name}", total=n_eps)
 
@@ -255,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
                 advance=1,
                 description=f"{row['controller']} on {row['case']} (seed {row['seed']})",
             )
+            lines.advance()
 
         results = run_suite(
             suite,

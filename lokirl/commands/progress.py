@@ -1,0 +1,68 @@
+"""Progress lines for long commands whose stderr is not a terminal (a log file, CI, nohup).
+
+A live progress bar draws nothing there, so a run of an hour would be silent until it
+ends. :class:`ProgressLines` writes one plain line at every twentieth of the work (and at
+the end) with the count, the elapsed time and an estimate of what is left.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+
+class ProgressLines:
+    """Plain progress lines on a stream that is not a terminal.
+
+    Args:
+        total: Units of work expected.
+        label: What is counted, e.g. ``"bench: episodes"`` (the line starts with it).
+        stream: Where to write (default ``sys.stderr``); nothing is written when it is a
+            terminal (a live bar shows there) or when ``enabled`` is false.
+        steps: Lines over the whole run (one every ``total / steps`` units).
+        enabled: Write at all (e.g. false under ``--json``).
+        clock: Seconds, monotonic (for tests).
+
+    """
+
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        stream: TextIO | None = None,
+        steps: int = 20,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = max(0, int(total))
+        self.label = label
+        self.stream = sys.stderr if stream is None else stream
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = enabled and not (callable(isatty) and isatty())
+        self.every = max(1, self.total // max(1, steps))
+        self.clock = clock
+        self.start = clock()
+        self.done = 0
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more units; write a line when a step (or the end) is reached."""
+        before = self.done
+        self.done += n
+        if not self.enabled:
+            return
+        crossed = self.done // self.every > before // self.every
+        if crossed or (self.total and before < self.total <= self.done):
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def line(self) -> str:
+        """``LABEL DONE/TOTAL (P%), M min elapsed, about L min left``."""
+        elapsed = self.clock() - self.start
+        share = self.done / self.total if self.total else 1.0
+        left = elapsed / self.done * max(0, self.total - self.done) if self.done else 0.0
+        return (
+            f"{self.label} {self.done}/{self.total} ({100 * share:.0f}%), "
+            f"{elapsed / 60:.1f} min elapsed, about {left / 60:.1f} min left"
+        )
