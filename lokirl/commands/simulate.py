@@ -270,7 +270,7 @@ def _record(args, pipeline, trace, config, names, results):
         "speedup": _speed(args),
         "rescale": args.rescale,
         # --rescale auto: the range above is the suites' on this cluster, in this unit
-        "rescale_auto_unit": getattr(args, "rescale_auto", None),
+        "rescale_auto_unit": args.rescale_auto,
         "workers": args.workers,
         "seed": args.seed,
         "controllers": names,
