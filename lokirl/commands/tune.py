@@ -216,11 +216,15 @@ def run(args: argparse.Namespace) -> int:
     if hindsight:
         from rich.progress import Progress
 
+        from lokirl.commands.progress import ProgressLines
+
+        lines = ProgressLines(per, "tune hindsight: episodes", enabled=not args.json)
         with Progress(transient=True, disable=args.json) as progress:
             task = progress.add_task("hindsight grid", total=per)
 
             def advance(case: str, seed: int) -> None:
                 progress.update(task, advance=1, description=f"{case} (seed {seed})")
+                lines.advance()
 
             result = tune_hindsight(
                 suite, args.budget_episodes, on_trial=show, jobs=args.jobs, on_pair=advance

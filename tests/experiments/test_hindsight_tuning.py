@@ -82,3 +82,17 @@ def test_hindsight_file_is_not_a_tuned_baseline():
     assert "hindsight" not in tuned_names()
     for name in tuned_names():
         assert make_controller(f"{name}-tuned").name == f"{name}-tuned"
+
+
+def test_tune_hindsight_command_writes_progress_lines_off_a_terminal(monkeypatch, capsys):
+    import functools
+
+    from lokirl.cli import main
+
+    monkeypatch.setattr(ht, "tune_hindsight", functools.partial(ht.tune_hindsight, play=_stub_play))
+    per = episodes_per_trial(load_suite("dev"))
+    args = ["tune", "--controller", "hindsight", "--suite", "dev"]
+    assert main([*args, "--budget-episodes", str(12 * per)]) == 0
+    out, err = capsys.readouterr()
+    assert "best: candidates" in out
+    assert f"tune hindsight: episodes {per}/{per} (100%)" in err
