@@ -42,6 +42,8 @@ traces (each trace's seeds averaged first: seeds of one trace are not independen
 samples of traffic), over the seeds when one trace is played; play many traces for a
 claim. The bundled twitter traces are held out for the frozen test suite: evaluate
 refuses them (and any file with the same bytes) without --allow-test.
+progress: a live bar on a terminal; elsewhere (a log file, CI) a line on stderr at every
+5% of the episodes with the time elapsed and an estimate of what is left.
 """
 
 
@@ -241,11 +243,15 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress
 
+    from lokirl.commands.progress import ProgressLines
+
+    lines = ProgressLines(total, "evaluate: episodes", enabled=not args.json)
     with Progress(transient=True, disable=args.json) as progress:
         task = progress.add_task("evaluating", total=total)
 
         def tick(spec, trace, seed, ep):
             progress.update(task, advance=1, description=f"{spec} on {trace} (seed {seed})")
+            lines.advance()
 
         comp = compare(env, controllers, traces, seeds, on_episode=tick)
     data = comp.to_dict()

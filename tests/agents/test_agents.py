@@ -215,6 +215,17 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
     assert "frozen test suite" in capsys.readouterr().err
 
 
+def test_evaluate_writes_progress_lines_off_a_terminal(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,qps\n" + "\n".join(f"{i},{20 + 5 * (i % 4)}" for i in range(8)))
+    argv = ["evaluate", "--controllers", "loki", "--traces", str(trace), "--seeds", "1",
+            "--pipeline", "configs/pipelines/example.yaml", "--workers", "6",
+            "--rescale", "none", "--no-mlflow"]  # fmt: skip
+    assert main(argv) == 0
+    assert "evaluate: episodes 1/1 (100%)" in capsys.readouterr().err
+
+
 def test_evaluate_solver_time_reaches_the_simulator(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     trace = tmp_path / "t.csv"
