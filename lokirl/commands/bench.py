@@ -46,6 +46,8 @@ examples:
   lokirl bench --suite validation --controllers loki,loki-5s,trigger,ppo:runs/x/model.zip --jobs 2
   lokirl bench --trace my_trace.csv --workers 40 --load 0.3:2.0 --seeds 3
   lokirl bench --suite test --allow-test --json
+  lokirl bench --from runs/bench__a,runs/bench__b --reference trigger-tuned
+  lokirl bench --from OLD,NEW --allow-commits   # NEW played a new controller and a bridge
 """
 
 
@@ -69,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="from_runs",
         metavar="DIRS",
         help="comma-separated run folders of earlier lokirl bench runs of the same suite "
-        "and commit that played different controllers: merge and report them, playing nothing",
+        "and commit (see --allow-commits) that played different controllers: merge and "
+        "report them, playing nothing",
     )
     src.add_argument(
         "--trace",
@@ -124,6 +127,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="play only the cases whose id matches one of these comma-separated patterns "
         "(e.g. 'ta20-*' for a policy built for 20 workers); with --from, report only "
         "those cases of the recorded runs; default: every case",
+    )
+    p.add_argument(
+        "--allow-commits",
+        action="store_true",
+        help="with --from: merge runs of different commits, if every run shares a controller "
+        "with another (e.g. the reference played again) and each shared controller's "
+        "episodes came out the same (the change between the commits did not alter them)",
     )
     p.add_argument(
         "--allow-test",
@@ -213,6 +223,13 @@ def run(args: argparse.Namespace) -> int:
                 "drop --solver-time",
             )
         return _report(args, _merged(args), None)
+    if args.allow_commits:
+        raise ConfigError(
+            "lokirl bench",
+            "--allow-commits",
+            "it merges recorded runs and plays nothing",
+            "use it with --from",
+        )
     suite = _load(args)
     if args.print_hash:
         print(suite.hash)
@@ -293,7 +310,7 @@ def _merged(args: argparse.Namespace):
                 "pass run folders of lokirl bench",
             )
         parts.append(Results.from_dict(json.loads(f.read_text())))
-    merged = merge_results(parts, args.reference)
+    merged = merge_results(parts, args.reference, across_commits=args.allow_commits)
     if args.cases:
         from lokirl.experiments.runner import select_result_cases
 

@@ -208,6 +208,18 @@ def _solve_time(meta: Mapping[str, Any]) -> str:
     return f"every solve takes {abs(float(st)):g} s of simulated time"
 
 
+def _across_commits(meta: Mapping[str, Any]) -> str:
+    """The commit line's note for runs merged across commits (``bench --allow-commits``)."""
+    across = meta.get("across_commits")
+    if not across:
+        return ""
+    return (
+        f" (runs of {len(across['commits'])} commits merged; the "
+        f"{across['bridge_episodes']} episodes of controllers played at more than one came "
+        "out identical)"
+    )
+
+
 def markdown(summary: Mapping[str, Any]) -> str:
     """A markdown report (usable in docs/results.md)."""
     meta = summary["meta"]
@@ -218,7 +230,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         f"# `lokirl bench --suite {meta['suite']}`",
         "",
         f"- suite: `{meta['suite']}` ({meta.get('suite_source', '')}), hash `{meta['suite_hash'][:16]}`",
-        f"- commit: `{meta['commit']}`",
+        f"- commit: `{meta['commit']}`" + _across_commits(meta),
         f"- {n_cases} cases x {'/'.join(map(str, seeds))} seeds; controllers: "
         + ", ".join(f"`{c}`" for c in meta["controllers"])
         + f"; reference: `{ref}`",

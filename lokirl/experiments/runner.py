@@ -136,7 +136,9 @@ def _meta(meta: dict[str, Any], key: str) -> Any:
     return meta.get(key, _DEFAULT_META.get(key))
 
 
-def merge_results(parts: Sequence[Results], reference: str | None = None) -> Results:
+def merge_results(
+    parts: Sequence[Results], reference: str | None = None, across_commits: bool = False
+) -> Results:
     """One table from runs of the same suite that played different controllers.
 
     The runs must agree on what makes their episodes comparable: the suite's
@@ -145,24 +147,43 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
     played in several runs is kept once if its episodes came out the same in each
     (the solves are deterministic); otherwise the merge is refused.
 
+    With ``across_commits`` the runs may come from different commits, on evidence:
+    every run must share a controller with another run (a bridge, e.g. the
+    reference played again) and every shared controller's episodes must come out
+    the same (the commit column aside), which shows that the change between the
+    commits did not alter how the shared controllers play these episodes. The
+    merged meta then names every commit and counts the bridge episodes.
+
     Args:
         parts: Per-episode tables (``per_episode.json`` of ``lokirl bench`` runs).
         reference: Controller the others are compared with (default: the first
             run's reference).
+        across_commits: Allow runs of different commits, checked as above.
 
     Raises:
-        ConfigError: runs that differ in suite hash, commit, cases, seeds, solver or
-            solve time, or that played a controller with different results.
+        ConfigError: runs that differ in suite hash, commit (unless
+            ``across_commits``), cases, seeds, solver or solve time, that played a
+            controller with different results, or (across commits) a run that
+            shares no controller with the others.
 
     """
     if not parts:
         raise ConfigError("--from", "", "no run given", "pass run folders of lokirl bench")
     first = parts[0].meta
+    commits = list(dict.fromkeys(str(p.meta.get("commit")) for p in parts))
+    across = across_commits and len(commits) > 1
+    ignore = ("commit",) if across else ()
+    keys = ("suite_hash", "cases", "seeds", "solver", "solver_time")
+    if not across:
+        keys = ("suite_hash", "commit", *keys[1:])
+    if across:
+        _check_bridges(parts)
     controllers: list[str] = []
     kept: list[dict[str, Any]] = []
+    bridge = 0
     for part in parts:
         m = part.meta
-        for key in ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time"):
+        for key in keys:
             mine_v, first_v = _meta(m, key), _meta(first, key)
             if mine_v != first_v:
                 raise ConfigError(
@@ -170,7 +191,8 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
                     key,
                     f"runs differ in {key} ({first_v!r} vs {mine_v!r}): their "
                     "episodes are not paired",
-                    "merge only runs of the same suite, commit, seeds, solver and --solver-time",
+                    "merge only runs of the same suite, commit, seeds, solver and --solver-time"
+                    + ("" if key != "commit" else " (or pass --allow-commits)"),
                 )
         for c in m.get("controllers", []):
             mine = [r for r in part.rows if r["controller"] == c]
@@ -178,13 +200,16 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
                 # Played again (e.g. the reference beside each candidate): kept once
                 # when every episode came out the same, else its episodes would count
                 # twice with two values.
-                if _outcomes(mine) != _outcomes(r for r in kept if r["controller"] == c):
+                before = [r for r in kept if r["controller"] == c]
+                if _outcomes(mine, ignore) != _outcomes(before, ignore):
                     raise ConfigError(
                         "--from",
                         "controllers",
-                        f"{c!r} was played in two of the runs with different results",
+                        f"{c!r} was played in two of the runs with different results"
+                        + (" (at different commits: the change alters its play)" if across else ""),
                         "merge runs that played different controllers, or drop one of them",
                     )
+                bridge += len(mine)
                 continue
             controllers.append(c)
             kept.extend(mine)
@@ -201,7 +226,25 @@ def merge_results(parts: Sequence[Results], reference: str | None = None) -> Res
     cases = {c: i for i, c in enumerate(first.get("cases", []))}
     rows.sort(key=lambda r: (cases.get(r["case"], 0), r["seed"], order[r["controller"]]))
     meta = {**first, "controllers": controllers, "reference": ref, "merged": len(parts)}
+    if across:
+        meta["commit"] = ", ".join(commits)
+        meta["across_commits"] = {"commits": commits, "bridge_episodes": bridge}
     return Results(rows=rows, meta=meta)
+
+
+def _check_bridges(parts: Sequence[Results]) -> None:
+    """Across commits: every run shares at least one controller with another run."""
+    played = [set(p.meta.get("controllers", [])) for p in parts]
+    for i, mine in enumerate(played):
+        others = set().union(*(s for j, s in enumerate(played) if j != i))
+        if not mine & others:
+            raise ConfigError(
+                "--allow-commits",
+                f"run {i + 1} (commit {str(parts[i].meta.get('commit'))[:10]})",
+                "shares no controller with the other runs, so nothing shows that its "
+                "commit plays the episodes as theirs does",
+                "play one of the other runs' controllers (e.g. the reference) in it as well",
+            )
 
 
 #: Columns that differ between two plays of the same episodes at one commit.
@@ -210,11 +253,10 @@ TIMING_FIELDS = ("wall_s", "cpu_s")
 VOLATILE_FIELDS = (*TIMING_FIELDS, "commit")
 
 
-def _outcomes(rows) -> list[tuple]:
-    """A controller's episodes without the columns that differ between runs."""
-    return sorted(
-        (tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in TIMING_FIELDS) for r in rows),
-    )
+def _outcomes(rows, ignore: Sequence[str] = ()) -> list[tuple]:
+    """A controller's episodes without the columns that differ between runs (and ``ignore``)."""
+    drop = {*TIMING_FIELDS, *ignore}
+    return sorted(tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in drop) for r in rows)
 
 
 @dataclass(frozen=True)

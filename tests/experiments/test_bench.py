@@ -172,6 +172,65 @@ def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     assert "--pool" in capsys.readouterr().err
 
 
+def test_from_merges_runs_of_different_commits_only_on_a_bridge(tmp_path, capsys):
+    base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
+    base += ["--cases", "sm10-*", "--reference", "static"]
+    folders = {}
+    for name, controllers in (("a", "static"), ("b", "static,trigger")):
+        assert main([*base, "--controllers", controllers, "--out", str(tmp_path / name)]) == 0
+        capsys.readouterr()
+        (folders[name],) = (tmp_path / name).iterdir()
+
+    def recorded(name, commit, keep=None, bump=0.0):
+        """Run ``b`` as if recorded at ``commit`` (only ``keep``'s rows; a reward moved)."""
+        data = json.loads((folders["b"] / "per_episode.json").read_text())
+        rows = [r for r in data["rows"] if keep is None or r["controller"] in keep]
+        for r in rows:
+            r["commit"] = commit
+        rows[0]["reward"] += bump
+        data["rows"], data["meta"]["commit"] = rows, commit
+        if keep is not None:
+            data["meta"]["controllers"] = list(keep)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "per_episode.json").write_text(json.dumps(data))
+        return tmp_path / name
+
+    later = recorded("later", "f" * 40)
+    merge = ["bench", "--no-mlflow", "--bootstrap", "100", "--json", "--reference", "static"]
+    merge += ["--from", f"{folders['a']},{later}"]
+    assert main([*merge, "--out", str(tmp_path / "m0")]) == 2
+    err = capsys.readouterr().err
+    assert "differ in commit" in err and "--allow-commits" in err
+    # Across commits on a bridge: static played at both, its episodes identical.
+    assert main([*merge, "--allow-commits", "--out", str(tmp_path / "m1")]) == 0
+    merged = json.loads(capsys.readouterr().out)
+    same = ["bench", "--no-mlflow", "--bootstrap", "100", "--json", "--reference", "static"]
+    assert main([*same, "--from", str(folders["b"]), "--out", str(tmp_path / "m2")]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert merged["aggregate"] == alone["aggregate"]
+    across = merged["meta"]["across_commits"]
+    n_static = sum(1 for r in json.loads((folders["a"] / "per_episode.json").read_text())["rows"])
+    assert across["bridge_episodes"] == n_static > 0 and "f" * 40 in across["commits"]
+    (folder,) = (tmp_path / "m1").iterdir()
+    assert (
+        f"the {n_static} episodes of controllers played at more than one"
+        in (folder / "report.md").read_text()
+    )
+    # The bridge came out differently: the change between the commits altered its play.
+    moved = recorded("moved", "e" * 40, bump=1.0)
+    argv = [*merge[:-1], f"{folders['a']},{moved}", "--allow-commits"]
+    assert main([*argv, "--out", str(tmp_path / "m3")]) == 2
+    assert "at different commits" in capsys.readouterr().err
+    # No bridge at all: nothing shows the commits play alike.
+    lone = recorded("lone", "d" * 40, keep=["trigger"])
+    argv = [*merge[:-1], f"{folders['a']},{lone}", "--allow-commits"]
+    assert main([*argv, "--out", str(tmp_path / "m4")]) == 2
+    assert "shares no controller" in capsys.readouterr().err
+    # It merges recorded runs only.
+    assert main([*base, "--controllers", "static", "--allow-commits"]) == 2
+    assert "use it with --from" in capsys.readouterr().err
+
+
 def test_mlflow_run_per_suite_with_a_child_run_per_case(tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
