@@ -131,7 +131,7 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
     """Resolve, transform and rescale the traces named by the options.
 
     ``auto`` is the frames/s range of ``--rescale auto``
-    (:func:`lokirl.experiments.suites.auto_load_range`).
+    (:func:`lokirl.core.load_range.auto_load_range`).
     """
     from lokirl.traces import as_rates, rescale, resolve_trace, speedup, window
     from lokirl.traces.types import RateSeries
@@ -232,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
     auto: tuple[float, float] | None = None
     auto_unit = None
     if args.rescale == "auto":  # two solves; only when asked for
-        from lokirl.experiments.suites import auto_load_range, capacities
+        from lokirl.core.load_range import auto_load_range
+        from lokirl.experiments.suites import capacities
 
         lo, hi, auto_unit = auto_load_range(capacities(env.pipeline, env.cluster))
         auto = (lo, hi)

@@ -15,6 +15,7 @@ examples:
   lokirl loadgen --trace step_600s --url http://127.0.0.1:8000 --max-requests 500
   lokirl loadgen --trace my_rates.csv --url http://127.0.0.1:8000 --duration 60 --json
   lokirl loadgen --trace arrivals.txt --url http://127.0.0.1:8000 --speedup 2 --scale 5:20
+  lokirl loadgen --trace my_trace.csv --rescale auto   # onto the server's cluster
 
 The trace is any format lokirl reads (arrival file, rate series, timestamp CSV,
 or a bundled name). Outcomes: on_time, late, dropped (by reason) per frame, as the
@@ -48,9 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rescale",
         "--scale",
         dest="scale",
-        metavar="LO:HI",
+        metavar="LO:HI|auto",
         default=None,
-        help="rescale the rates to LO..HI (shape-preserving, as in simulate)",
+        help="rescale the rates to LO..HI frames/s (shape-preserving, as in simulate); auto: "
+        "the range the server reports for its cluster (/v1/status auto_load: the suites' "
+        "0.3..2.0 x its capacity at full accuracy, or 0.05..0.4 x its largest capacity)",
     )
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--max-in-flight", type=int, default=256, help="cap on awaiting requests")
@@ -142,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             "must be at least 1",
             "pass e.g. --max-in-flight 256",
         )
+    if args.scale == "auto":
+        args.scale = server_load_range(urls[0] if urls else args.url, quiet=args.json)
     arrivals, trace_name = arrivals_from_args(args)
     arrivals = bounded_arrivals(arrivals, args.max_requests, args.duration)
     base = urls[0]
@@ -213,6 +218,41 @@ def run(args: argparse.Namespace) -> int:
             "check --size and --pipeline against the server",
         )
     return 0
+
+
+def server_load_range(url: str, quiet: bool = False) -> str:
+    """``--rescale auto``: the ``LO:HI`` the lokirl server at ``url`` reports for its cluster.
+
+    Raises:
+        ConfigError: no server answers, or it does not report a load range.
+
+    """
+    import httpx
+
+    try:
+        status = httpx.get(f"{url}/v1/status", timeout=30).json()
+    except httpx.HTTPError as exc:
+        raise ConfigError(
+            "--url", url, f"no lokirl server answers ({exc})", "start lokirl serve"
+        ) from None
+    except ValueError:
+        status = None
+    auto = status.get("auto_load") if isinstance(status, dict) else None
+    if not isinstance(auto, dict) or not {"lo", "hi", "unit"} <= set(auto):
+        raise ConfigError(
+            "--rescale",
+            "auto",
+            f"the server at {url} does not report its load range (auto_load in /v1/status)",
+            "pass the range in frames/s, e.g. --rescale 5:20",
+        )
+    lo, hi = float(auto["lo"]), float(auto["hi"])
+    if not quiet:
+        print(
+            f"rescale auto: {lo:.6g}..{hi:.6g} frames/s (the server's range in its "
+            f"{auto['unit']} capacity)",
+            flush=True,
+        )
+    return f"{lo:.6g}:{hi:.6g}"
 
 
 def _fmt(value, spec: str) -> str:

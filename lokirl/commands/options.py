@@ -147,7 +147,7 @@ def parse_solver_time(text: str, measured: bool = False) -> str | float:
 def auto_rescale(pipeline: Any, cluster: Any) -> tuple[str, str]:
     """``--rescale auto``: the suites' load range on this cluster and its unit.
 
-    :func:`lokirl.experiments.suites.auto_load_range`: 0.3..2.0 x the capacity at full
+    :func:`lokirl.core.load_range.auto_load_range`: 0.3..2.0 x the capacity at full
     accuracy, or 0.05..0.4 x the capacity at any accuracy when the most accurate variants
     cannot meet the SLO on the cluster.
 
@@ -155,7 +155,8 @@ def auto_rescale(pipeline: Any, cluster: Any) -> tuple[str, str]:
         ``("LO:HI", unit)``: the range in frames/s and ``"full_accuracy"`` or ``"max"``.
 
     """
-    from lokirl.experiments.suites import auto_load_range, capacities
+    from lokirl.core.load_range import auto_load_range
+    from lokirl.experiments.suites import capacities
 
     lo, hi, unit = auto_load_range(capacities(pipeline, cluster))
     return f"{lo:.6g}:{hi:.6g}", unit

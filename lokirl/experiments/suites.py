@@ -51,6 +51,7 @@ from pydantic import (
     model_validator,
 )
 
+from lokirl.core.load_range import AUTO_LOAD, auto_load_range  # noqa: F401 (re-exported)
 from lokirl.errors import ConfigError, LokiError
 from lokirl.traces.types import RateSeries
 
@@ -750,32 +751,6 @@ def load_unit(case: CaseSpec, caps: Mapping[str, Any]) -> float:
             "set load_unit: max (load relative to the largest capacity at any accuracy)",
         )
     return float(caps["full_accuracy"])
-
-
-#: Load range of a trace played with no range given (``lokirl evaluate --rescale auto``,
-#: ``lokirl bench --trace ... --load auto``),
-#: per unit: the suites' ``traffic_analysis`` loads in the capacity at full accuracy,
-#: their ``social_media`` loads in the largest capacity at any accuracy.
-AUTO_LOAD: dict[str, tuple[float, float]] = {"full_accuracy": (0.3, 2.0), "max": (0.05, 0.4)}
-
-
-def auto_load_range(caps: Mapping[str, Any]) -> tuple[float, float, str]:
-    """The frames/s a trace's minimum..maximum maps onto when no range is given.
-
-    :data:`AUTO_LOAD` of the capacity at full accuracy when the pipeline's most accurate
-    variants meet the SLO on the cluster, else of its largest capacity at any accuracy
-    (where the capacity at full accuracy is a failed plan's sliver).
-
-    Args:
-        caps: :func:`capacities` of the cluster.
-
-    Returns:
-        ``(lo, hi, unit)`` with ``unit`` ``"full_accuracy"`` or ``"max"``.
-
-    """
-    unit = "full_accuracy" if caps["full_accuracy_ok"] else "max"
-    lo, hi = AUTO_LOAD[unit]
-    return lo * float(caps[unit]), hi * float(caps[unit]), unit
 
 
 def case_trace(case: CaseSpec, unit: float, base_dir: Path | None = None) -> RateSeries:

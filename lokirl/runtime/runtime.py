@@ -313,6 +313,8 @@ class Runtime:
             )  # starts its process with the first solve (none before start)
         self.solving = False
         self.solves = 0
+        #: The load range of ``loadgen --rescale auto`` (:meth:`auto_load`), once solved.
+        self._auto_load: dict[str, Any] | None = None
         self.solver_wall_s = 0.0
         self.solver_inner_s = 0.0
         self.solves_in_process = 0
@@ -1225,6 +1227,32 @@ class Runtime:
             self.solving = False
 
     # ------------------------------------------------------------------ views
+    def auto_load(self) -> dict[str, Any]:
+        """The load range a trace maps onto on this cluster (``loadgen --rescale auto``).
+
+        The suites' range (:func:`lokirl.core.load_range.auto_load_range`) on the
+        serving pipeline (its latencies as served, dilation included) and cluster: two
+        deterministic solves, made once.
+
+        Returns:
+            ``{"lo", "hi"}`` in frames/s, the ``unit`` they are multiples of and the
+            capacities ``full_accuracy``, ``full_accuracy_ok`` and ``max``.
+
+        """
+        if self._auto_load is None:
+            from lokirl.core.load_range import auto_load_range
+            from lokirl.envs.features import solve_capacities
+
+            caps = solve_capacities(self.pipeline, self.cluster)
+            mapping = {
+                "full_accuracy": caps.full_accuracy,
+                "full_accuracy_ok": caps.full_accuracy_ok,
+                "max": caps.max,
+            }
+            lo, hi, unit = auto_load_range(mapping)
+            self._auto_load = {"lo": lo, "hi": hi, "unit": unit, **mapping}
+        return self._auto_load
+
     def status(self) -> dict[str, Any]:
         """Running plan, workers, tallies and control cost (``GET /v1/status``)."""
         p = self.plane
@@ -1261,6 +1289,7 @@ class Runtime:
             "recoveries": self.recoveries[-20:],
             "ready": dict(zip(("ok", "reason"), self.readiness(), strict=True)),
             "ingress_replicas": None if self.replicas is None else self.replicas.status(),
+            "auto_load": self.auto_load(),
             "config": asdict(self.config),
         }
 

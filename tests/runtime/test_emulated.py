@@ -322,3 +322,28 @@ def test_simvslive_replays_the_live_hops_in_the_simulator(ray_local):
     summary = replay_summaries([r, r])
     assert set(summary) == ALL_REPLAYS
     assert replay_summaries([r, {**r, "replays": {}}]) == {}  # only when every run has it
+
+
+def test_the_runtime_reports_the_suites_load_range_of_the_cluster_it_serves():
+    """``/v1/status`` carries ``auto_load`` (``loadgen --rescale auto``): the suites' range."""
+    from lokirl.core.load_range import auto_load_range
+    from lokirl.experiments.suites import capacities
+    from lokirl.runtime.runtime import Runtime, RuntimeConfig
+
+    p = load_pipeline("traffic_analysis")
+    got = {}
+    for dilation in (1.0, 2.0):
+        cfg = RuntimeConfig(
+            pipeline="traffic_analysis", workers=12, controller="static", emulate=True,
+            dilation=dilation,
+        )  # fmt: skip
+        rt = Runtime(cfg, pipeline=p)
+        got[dilation] = rt.status()["auto_load"]
+        lo, hi, unit = auto_load_range(capacities(rt.pipeline, rt.cluster))
+        assert (got[dilation]["lo"], got[dilation]["hi"], got[dilation]["unit"]) == (lo, hi, unit)
+        assert rt.auto_load() is got[dilation]  # solved once
+    assert got[1.0]["unit"] == "full_accuracy" and got[1.0]["hi"] == pytest.approx(
+        2.0 * got[1.0]["full_accuracy"]
+    )
+    # served twice as slowly (dilation 2), the cluster takes half the load
+    assert got[2.0]["hi"] == pytest.approx(got[1.0]["hi"] / 2, rel=1e-6)

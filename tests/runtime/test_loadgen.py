@@ -55,7 +55,7 @@ def test_rejected_requests_are_not_frames():
 class _FakeServer:
     """A loopback HTTP server: JSON status of a lokirl ingress (or HTML), infer answers 503."""
 
-    def __init__(self, lokirl: bool):
+    def __init__(self, lokirl: bool, status: dict | None = None):
         import http.server
         import json
         import threading
@@ -74,7 +74,7 @@ class _FakeServer:
 
             def do_GET(self):  # noqa: N802
                 if lokirl:
-                    self._reply(200, json.dumps({"pipeline": "tiny"}))
+                    self._reply(200, json.dumps(status or {"pipeline": "tiny"}))
                 else:
                     self._reply(200, "<html>hello</html>", "text/html")
 
@@ -185,3 +185,16 @@ def test_loadgen_reads_a_trace_by_its_column(capsys, tmp_path):
     assert "--column" in capsys.readouterr().err
     arrivals, _ = load_arrivals(str(log), 1.0, None, 0, "timestamps", "ts")
     assert len(arrivals) == 20 and arrivals[-1] == 9.5
+
+
+def test_loadgen_rescale_auto_maps_the_trace_onto_the_servers_range(capsys):
+    auto = {"lo": 3.0, "hi": 20.0, "unit": "full_accuracy"}
+    with _FakeServer(lokirl=True, status={"pipeline": "tiny", "auto_load": auto}) as srv:
+        assert _loadgen(srv.url, "--rescale", "auto", "--speedup", "50") == 0
+    out = capsys.readouterr().out
+    assert "rescale auto: 3..20 frames/s" in out and "sent 5" in out
+    # a server that does not report its range: a clear error before anything is sent
+    with _FakeServer(lokirl=True) as srv:
+        assert _loadgen(srv.url, "--rescale", "auto") == 2
+    err = capsys.readouterr().err
+    assert "does not report its load range" in err and "--rescale 5:20" in err
