@@ -409,6 +409,8 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._bind_controller()  # again: ``config.workers`` may have been set since
         self._check_gpus()
+        # the load range /v1/status reports, solved off the event loop before serving
+        await asyncio.to_thread(self.auto_load)
         for i in range(cfg.workers):
             self.plane.workers.append(WorkerState(i, self._new_actor(i)))
         try:

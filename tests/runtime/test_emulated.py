@@ -137,6 +137,7 @@ def test_live_emulated_traffic_analysis_accounts_for_every_request(ray_local):
     async def main() -> tuple[dict, dict, float, float, list]:
         rt = Runtime(cfg)
         await rt.start()
+        assert rt._auto_load is not None  # /v1/status's load range, solved before serving
         try:
             arrivals = np.cumsum(np.random.default_rng(0).exponential(1 / rate, n))
             frame = np.zeros((3, 8, 8), np.uint8)
@@ -164,6 +165,8 @@ def test_live_emulated_traffic_analysis_accounts_for_every_request(ray_local):
     assert s["arrived"] > 3 * f["arrived"]  # the detector's branching fans out
     assert f["on_time"] >= 0.8 * f["arrived"], f
     assert {w["status"] for w in status["workers"]} <= {"ready", "idle", "loading"}
+    auto = status["auto_load"]  # the suites' range on 10 workers, served 3x slower
+    assert auto["unit"] == "full_accuracy" and auto["lo"] < rate < auto["hi"]
 
 
 def _serve_args(**kw) -> argparse.Namespace:
