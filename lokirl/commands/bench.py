@@ -32,8 +32,9 @@ are 95% percentile intervals of a hierarchical bootstrap (cases resampled within
 family, then seeds within each case); paired differences are against --reference
 (mean, interquartile mean, probability of improvement).
 
-progress: a live bar on a terminal; elsewhere (a log file, CI) a line on stderr at every
-5% of the episodes with the time elapsed and an estimate of what is left.
+progress: a live bar on a terminal; elsewhere (a log file, CI) a line on stderr about
+every 5% of the episodes with the time elapsed and an estimate of what is left (none
+with --json).
 
 outputs (a run folder under runs/, or under --out): per_episode.json (one row per
 episode: suite, suite hash, commit, case, family, seed, controller, reward, violation

@@ -42,8 +42,9 @@ traces (each trace's seeds averaged first: seeds of one trace are not independen
 samples of traffic), over the seeds when one trace is played; play many traces for a
 claim. The bundled twitter traces are held out for the frozen test suite: evaluate
 refuses them (and any file with the same bytes) without --allow-test.
-progress: a live bar on a terminal; elsewhere (a log file, CI) a line on stderr at every
-5% of the episodes with the time elapsed and an estimate of what is left.
+progress: a live bar on a terminal; elsewhere (a log file, CI) a line on stderr about
+every 5% of the episodes with the time elapsed and an estimate of what is left (none
+with --json).
 """
 
 

@@ -242,8 +242,10 @@ def server_load_range(url: str, quiet: bool = False) -> str:
         raise ConfigError(
             "--rescale",
             "auto",
-            f"the server at {url} does not report its load range (auto_load in /v1/status)",
-            "pass the range in frames/s, e.g. --rescale 5:20",
+            f"the server at {url} does not report its load range (auto_load in /v1/status; "
+            "an extra ingress replica of lokirl serve --ingress-replicas reports none)",
+            "put the controller's URL first in --url, or pass the range in frames/s, "
+            "e.g. --rescale 5:20",
         )
     lo, hi = float(auto["lo"]), float(auto["hi"])
     if not quiet:

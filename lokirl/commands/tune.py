@@ -218,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
 
         from lokirl.commands.progress import ProgressLines
 
-        lines = ProgressLines(per, "tune hindsight: episodes", enabled=not args.json)
+        # one step per (case, seed) pair, each playing the whole knob grid
+        lines = ProgressLines(per, "tune hindsight: (case, seed) pairs", enabled=not args.json)
         with Progress(transient=True, disable=args.json) as progress:
             task = progress.add_task("hindsight grid", total=per)
 

@@ -148,11 +148,13 @@ def merge_results(
     (the solves are deterministic); otherwise the merge is refused.
 
     With ``across_commits`` the runs may come from different commits, on evidence:
-    every run must share a controller with another run (a bridge, e.g. the
-    reference played again) and every shared controller's episodes must come out
-    the same (the commit column aside), which shows that the change between the
-    commits did not alter how the shared controllers play these episodes. The
-    merged meta then names every commit and counts the bridge episodes.
+    the commits must be linked by controllers played at more than one of them (a
+    bridge, e.g. the reference played again at the later commit), every commit
+    reached from every other through such links, and every shared controller's
+    episodes must come out the same (the commit column aside), which shows that the
+    changes between the commits did not alter how the bridges play these episodes.
+    The merged meta then names every commit and counts the bridge episodes (the
+    distinct episodes of controllers played at two commits or more).
 
     Args:
         parts: Per-episode tables (``per_episode.json`` of ``lokirl bench`` runs).
@@ -163,8 +165,8 @@ def merge_results(
     Raises:
         ConfigError: runs that differ in suite hash, commit (unless
             ``across_commits``), cases, seeds, solver or solve time, that played a
-            controller with different results, or (across commits) a run that
-            shares no controller with the others.
+            controller with different results, or (across commits) a commit that
+            no bridge links to the others.
 
     """
     if not parts:
@@ -176,13 +178,12 @@ def merge_results(
     keys = ("suite_hash", "cases", "seeds", "solver", "solver_time")
     if not across:
         keys = ("suite_hash", "commit", *keys[1:])
-    if across:
-        _check_bridges(parts)
     controllers: list[str] = []
     kept: list[dict[str, Any]] = []
-    bridge = 0
+    played_at: dict[str, list[str]] = {}  # controller -> the commits that played it
     for part in parts:
         m = part.meta
+        commit = str(m.get("commit"))
         for key in keys:
             mine_v, first_v = _meta(m, key), _meta(first, key)
             if mine_v != first_v:
@@ -202,17 +203,20 @@ def merge_results(
                 # twice with two values.
                 before = [r for r in kept if r["controller"] == c]
                 if _outcomes(mine, ignore) != _outcomes(before, ignore):
+                    moved = commit != played_at[c][0]
                     raise ConfigError(
                         "--from",
                         "controllers",
                         f"{c!r} was played in two of the runs with different results"
-                        + (" (at different commits: the change alters its play)" if across else ""),
+                        + (" (at different commits: a change alters its play)" if moved else ""),
                         "merge runs that played different controllers, or drop one of them",
                     )
-                bridge += len(mine)
+                if commit not in played_at[c]:
+                    played_at[c].append(commit)
                 continue
             controllers.append(c)
             kept.extend(mine)
+            played_at[c] = [commit]
     ref = reference or first.get("reference")
     if ref not in controllers:
         raise ConfigError(
@@ -227,23 +231,34 @@ def merge_results(
     rows.sort(key=lambda r: (cases.get(r["case"], 0), r["seed"], order[r["controller"]]))
     meta = {**first, "controllers": controllers, "reference": ref, "merged": len(parts)}
     if across:
+        _check_bridges(commits, played_at)
+        bridges = {c for c, at in played_at.items() if len(at) > 1}
         meta["commit"] = ", ".join(commits)
-        meta["across_commits"] = {"commits": commits, "bridge_episodes": bridge}
+        meta["across_commits"] = {
+            "commits": commits,
+            "bridge_episodes": sum(1 for r in kept if r["controller"] in bridges),
+        }
     return Results(rows=rows, meta=meta)
 
 
-def _check_bridges(parts: Sequence[Results]) -> None:
-    """Across commits: every run shares at least one controller with another run."""
-    played = [set(p.meta.get("controllers", [])) for p in parts]
-    for i, mine in enumerate(played):
-        others = set().union(*(s for j, s in enumerate(played) if j != i))
-        if not mine & others:
+def _check_bridges(commits: Sequence[str], played_at: dict[str, list[str]]) -> None:
+    """Across commits: every commit linked to the first by controllers played at both."""
+    linked = {commits[0]}
+    grew = True
+    while grew:
+        grew = False
+        for at in played_at.values():
+            if linked & set(at) and not set(at) <= linked:
+                linked |= set(at)
+                grew = True
+    for commit in commits:
+        if commit not in linked:
             raise ConfigError(
                 "--allow-commits",
-                f"run {i + 1} (commit {str(parts[i].meta.get('commit'))[:10]})",
-                "shares no controller with the other runs, so nothing shows that its "
-                "commit plays the episodes as theirs does",
-                "play one of the other runs' controllers (e.g. the reference) in it as well",
+                f"commit {commit[:10]}",
+                "no controller was played both at it and at the other runs' commits, so "
+                "nothing shows that it plays their episodes alike",
+                "play one of the other runs' controllers (e.g. the reference) at that commit too",
             )
 
 

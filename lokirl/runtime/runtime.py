@@ -409,8 +409,11 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._bind_controller()  # again: ``config.workers`` may have been set since
         self._check_gpus()
-        # the load range /v1/status reports, solved off the event loop before serving
-        await asyncio.to_thread(self.auto_load)
+        # The load range /v1/status reports, for the cluster as started (``workers`` and,
+        # on GPUs, the pipeline may have changed since a status call before start):
+        # two short solves before anything is served, so on the loop.
+        self._auto_load = None
+        self.auto_load()
         for i in range(cfg.workers):
             self.plane.workers.append(WorkerState(i, self._new_actor(i)))
         try:

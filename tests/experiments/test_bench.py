@@ -221,11 +221,20 @@ def test_from_merges_runs_of_different_commits_only_on_a_bridge(tmp_path, capsys
     argv = [*merge[:-1], f"{folders['a']},{moved}", "--allow-commits"]
     assert main([*argv, "--out", str(tmp_path / "m3")]) == 2
     assert "at different commits" in capsys.readouterr().err
-    # No bridge at all: nothing shows the commits play alike.
+    # No bridge between the commits: nothing shows they play alike, even where each
+    # run shares a controller with a run of its own commit (or with itself, twice).
     lone = recorded("lone", "d" * 40, keep=["trigger"])
-    argv = [*merge[:-1], f"{folders['a']},{lone}", "--allow-commits"]
-    assert main([*argv, "--out", str(tmp_path / "m4")]) == 2
-    assert "shares no controller" in capsys.readouterr().err
+    for runs in ([folders["a"], lone], [folders["a"], folders["a"], lone, lone]):
+        argv = [*merge[:-1], ",".join(map(str, runs)), "--allow-commits"]
+        assert main([*argv, "--out", str(tmp_path / "m4")]) == 2
+        err = capsys.readouterr().err
+        assert "commit dddddddddd" in err and "no controller was played both at it" in err
+    # A bridge counts each shared episode once, however many runs replay it.
+    argv = [*merge[:-1], f"{folders['a']},{folders['a']},{later}", "--allow-commits"]
+    assert main([*argv, "--out", str(tmp_path / "m5")]) == 0
+    assert json.loads(capsys.readouterr().out)["meta"]["across_commits"]["bridge_episodes"] == (
+        n_static
+    )
     # It merges recorded runs only.
     assert main([*base, "--controllers", "static", "--allow-commits"]) == 2
     assert "use it with --from" in capsys.readouterr().err

@@ -95,4 +95,4 @@ def test_tune_hindsight_command_writes_progress_lines_off_a_terminal(monkeypatch
     assert main([*args, "--budget-episodes", str(12 * per)]) == 0
     out, err = capsys.readouterr()
     assert "best: candidates" in out
-    assert f"tune hindsight: episodes {per}/{per} (100%)" in err
+    assert f"tune hindsight: (case, seed) pairs {per}/{per} (100%)" in err
