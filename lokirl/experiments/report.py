@@ -215,8 +215,8 @@ def _across_commits(meta: Mapping[str, Any]) -> str:
         return ""
     return (
         f" (runs of {len(across['commits'])} commits merged; the "
-        f"{across['bridge_episodes']} episodes of controllers played at more than one came "
-        "out identical)"
+        f"{across['bridge_episodes']} episodes of controllers played at more than one "
+        "commit came out identical)"
     )
 
 

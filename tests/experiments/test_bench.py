@@ -213,7 +213,7 @@ def test_from_merges_runs_of_different_commits_only_on_a_bridge(tmp_path, capsys
     assert across["bridge_episodes"] == n_static > 0 and "f" * 40 in across["commits"]
     (folder,) = (tmp_path / "m1").iterdir()
     assert (
-        f"the {n_static} episodes of controllers played at more than one"
+        f"the {n_static} episodes of controllers played at more than one commit"
         in (folder / "report.md").read_text()
     )
     # The bridge came out differently: the change between the commits altered its play.
