@@ -8,8 +8,10 @@ run's own folder still holds everything.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +36,25 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
         _warned = True
     log.debug(message)
+
+
+#: Characters MLflow refuses in a metric, parameter or tag key (replaced by ``_``).
+_REFUSED_IN_KEY = re.compile(r"[^0-9A-Za-z_\-. :/]")
+#: MLflow's longest key.
+MAX_KEY = 250
+
+
+def mlflow_key(key: str) -> str:
+    """``key`` as MLflow accepts it (a controller spec such as ``periodic(headroom=1.3)``).
+
+    Characters MLflow refuses become ``_``; a key longer than :data:`MAX_KEY` keeps its
+    head and a short hash of the whole, so that long keys stay distinct.
+    """
+    safe = _REFUSED_IN_KEY.sub("_", str(key))
+    if len(safe) > MAX_KEY:
+        digest = hashlib.sha1(str(key).encode()).hexdigest()[:10]
+        safe = f"{safe[: MAX_KEY - 11]}-{digest}"
+    return safe
 
 
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -105,14 +126,14 @@ class RunLogger:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log (nested, flattened with dots) parameters."""
         for key, value in _flatten(params).items():
-            self._call("log_param", key, value)
+            self._call("log_param", mlflow_key(key), value)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log numeric metrics at ``step``; non-finite values are skipped."""
         for key, value in metrics.items():
             value = float(value)
             if math.isfinite(value):
-                self._call("log_metric", key, value, step=step or 0)
+                self._call("log_metric", mlflow_key(key), value, step=step or 0)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Copy a file or folder into the run's artifacts."""
@@ -125,7 +146,7 @@ class RunLogger:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags."""
         for key, value in tags.items():
-            self._call("set_tag", key, str(value))
+            self._call("set_tag", mlflow_key(key), str(value))
 
 
 @contextmanager
@@ -168,7 +189,7 @@ def mlflow_run(
         else:
             exp_id = exp.experiment_id
         run = client.create_run(
-            exp_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()}
+            exp_id, run_name=run_name, tags={mlflow_key(k): str(v) for k, v in (tags or {}).items()}
         )
         logger = RunLogger(client, run.info.run_id)
     except Exception as exc:  # noqa: BLE001 - tracking must never stop a run

@@ -103,3 +103,26 @@ def test_result_metrics_log_effective_accuracy_beside_accuracy():
     assert m["loki/accuracy"] == 90.0
     assert m["loki/effective_accuracy"] == pytest.approx(45.0)
     assert m["loki/frame_violation_ratio"] == pytest.approx(0.5)
+
+
+def test_mlflow_keys_from_controller_specs_are_logged_not_refused(tmp_path):
+    """A grid's per-controller metrics carry specs MLflow refuses as they are."""
+    from mlflow.tracking import MlflowClient
+
+    from lokirl.tracking.mlflow_helper import MAX_KEY, mlflow_key
+
+    spec = "periodic(churn_weight=0.5,com=1.0,headroom=1.45,period_s=1.0,warm_start=true)"
+    long = "ppo:" + "x" * 300
+    assert mlflow_key(f"{spec}/reward") == (
+        "periodic_churn_weight_0.5_com_1.0_headroom_1.45_period_s_1.0_warm_start_true_/reward"
+    )
+    assert len(mlflow_key(long)) == MAX_KEY and mlflow_key(long) != mlflow_key(long + "y")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mlflow_run("keys", "r", tracking_uri=uri, artifact_root=tmp_path / "art") as run:
+        run.log_metrics({f"{spec}/reward": 1.5, f"{long}/reward": 2.5, "after": 3.0})
+        run.log_params({spec: "x"})
+    got = MlflowClient(tracking_uri=uri).get_run(run.run_id).data
+    assert got.metrics[mlflow_key(f"{spec}/reward")] == 1.5
+    assert got.metrics[mlflow_key(f"{long}/reward")] == 2.5
+    assert got.metrics["after"] == 3.0  # the logger carried on (a refused key used to stop it)
+    assert got.params == {mlflow_key(spec): "x"}
