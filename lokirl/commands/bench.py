@@ -132,9 +132,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-commits",
         action="store_true",
-        help="with --from: merge runs of different commits, if every run shares a controller "
-        "with another (e.g. the reference played again) and each shared controller's "
-        "episodes came out the same (the change between the commits did not alter them)",
+        help="with --from: merge runs of different commits, if every commit is linked to the "
+        "others by a controller played at both (e.g. the reference played again beside a new "
+        "controller) whose episodes came out the same (the change did not alter them)",
     )
     p.add_argument(
         "--allow-test",

@@ -174,10 +174,10 @@ def merge_results(
     first = parts[0].meta
     commits = list(dict.fromkeys(str(p.meta.get("commit")) for p in parts))
     across = across_commits and len(commits) > 1
-    ignore = ("commit",) if across else ()
-    keys = ("suite_hash", "cases", "seeds", "solver", "solver_time")
-    if not across:
-        keys = ("suite_hash", "commit", *keys[1:])
+    # across commits, the commit is what may differ, as between a recording and a replay
+    volatile = VOLATILE_FIELDS if across else TIMING_FIELDS
+    keys = ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time")
+    keys = tuple(k for k in keys if k not in volatile)
     controllers: list[str] = []
     kept: list[dict[str, Any]] = []
     played_at: dict[str, list[str]] = {}  # controller -> the commits that played it
@@ -202,7 +202,7 @@ def merge_results(
                 # when every episode came out the same, else its episodes would count
                 # twice with two values.
                 before = [r for r in kept if r["controller"] == c]
-                if _outcomes(mine, ignore) != _outcomes(before, ignore):
+                if _outcomes(mine, volatile) != _outcomes(before, volatile):
                     moved = commit != played_at[c][0]
                     raise ConfigError(
                         "--from",
@@ -268,10 +268,11 @@ TIMING_FIELDS = ("wall_s", "cpu_s")
 VOLATILE_FIELDS = (*TIMING_FIELDS, "commit")
 
 
-def _outcomes(rows, ignore: Sequence[str] = ()) -> list[tuple]:
-    """A controller's episodes without the columns that differ between runs (and ``ignore``)."""
-    drop = {*TIMING_FIELDS, *ignore}
-    return sorted(tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in drop) for r in rows)
+def _outcomes(rows, volatile: Sequence[str] = TIMING_FIELDS) -> list[tuple]:
+    """A controller's episodes without the columns that may differ between runs."""
+    return sorted(
+        tuple((k, repr(v)) for k, v in sorted(r.items()) if k not in volatile) for r in rows
+    )
 
 
 @dataclass(frozen=True)

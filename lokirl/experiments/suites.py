@@ -722,14 +722,11 @@ def capacities(pipeline: Any, cluster: Any) -> dict[str, Any]:
         the SLO (the allocator's plan failed).
 
     """
+    from dataclasses import asdict
+
     from lokirl.envs.features import solve_capacities
 
-    caps = solve_capacities(pipeline, cluster)
-    return {
-        "full_accuracy": caps.full_accuracy,
-        "full_accuracy_ok": caps.full_accuracy_ok,
-        "max": caps.max,
-    }
+    return asdict(solve_capacities(pipeline, cluster))
 
 
 def load_unit(case: CaseSpec, caps: Mapping[str, Any]) -> float:

@@ -1248,12 +1248,7 @@ class Runtime:
             from lokirl.core.load_range import auto_load_range
             from lokirl.envs.features import solve_capacities
 
-            caps = solve_capacities(self.pipeline, self.cluster)
-            mapping = {
-                "full_accuracy": caps.full_accuracy,
-                "full_accuracy_ok": caps.full_accuracy_ok,
-                "max": caps.max,
-            }
+            mapping = asdict(solve_capacities(self.pipeline, self.cluster))
             lo, hi, unit = auto_load_range(mapping)
             self._auto_load = {"lo": lo, "hi": hi, "unit": unit, **mapping}
         return self._auto_load
