@@ -29,6 +29,7 @@ from lokirl.agents.rollout import rollout
 from lokirl.core.controllers import make_controller
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
 from lokirl.tracking import RunLogger, run_dir, to_plain, write_config
+from lokirl.tracking.progress import ProgressLines
 
 #: Seeds of evaluation episodes, far from the training seeds.
 EVAL_SEED0 = 1_000_003
@@ -48,11 +49,22 @@ def make_env(cfg: EnvConfig, seed: int, rank: int) -> Callable[[], gym.Env]:
 
 
 class RichProgress(BaseCallback):
-    """A rich progress bar over the training steps."""
+    """A rich progress bar over the training steps, and plain lines off a terminal.
+
+    Where stderr is not a terminal (a log file, CI, nohup) the bar draws nothing, so
+    :class:`lokirl.tracking.progress.ProgressLines` writes a line at about every 5% of
+    this run's steps.
+
+    Args:
+        total: Steps expected (a resumed run counts the steps it starts from).
+
+    """
 
     def __init__(self, total: int) -> None:
         super().__init__()
         self.total = total
+        self.lines: ProgressLines | None = None
+        self._start = 0
         self._progress: Any = None
         self._task: Any = None
 
@@ -77,6 +89,8 @@ class RichProgress(BaseCallback):
         self._task = self._progress.add_task(
             "train", total=self.total, completed=self.num_timesteps, reward="-"
         )
+        self._start = self.num_timesteps
+        self.lines = ProgressLines(self.total - self._start, "train: steps")
 
     def _on_step(self) -> bool:
         rew = self.logger.name_to_value.get("rollout/ep_rew_mean")
@@ -85,6 +99,8 @@ class RichProgress(BaseCallback):
             completed=self.num_timesteps,
             reward=f"{rew:.2f}" if rew is not None else "-",
         )
+        if self.lines is not None:
+            self.lines.update(self.num_timesteps - self._start)
         return True
 
     def _on_training_end(self) -> None:

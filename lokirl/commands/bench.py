@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress
 
-    from lokirl.commands.progress import ProgressLines
+    from lokirl.tracking.progress import ProgressLines
 
     lines = ProgressLines(n_eps, f"bench {suite.name}: episodes", enabled=not args.json)
     with Progress(transient=True, disable=args.json) as progress:

@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.progress import Progress
 
-    from lokirl.commands.progress import ProgressLines
+    from lokirl.tracking.progress import ProgressLines
 
     lines = ProgressLines(total, "evaluate: episodes", enabled=not args.json)
     with Progress(transient=True, disable=args.json) as progress:

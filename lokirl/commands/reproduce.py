@@ -56,7 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="instead of running: put the results.json of earlier runs (one per swap mode) "
         "side by side, claims and fidelity (written to --out/comparison.md when --out is given)",
     )
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results as JSON (and no progress: a live bar on a terminal, "
+        "elsewhere a line on stderr as each experiment starts)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.experiments.reproduction import FULL, QUICK, Settings, run_reproduction
     from lokirl.experiments.reproduction_report import write_reproduction
     from lokirl.tracking import run_dir
+    from lokirl.tracking.progress import StageLines
 
     if args.compare:
         return compare(args.compare, args.out)
@@ -77,14 +83,20 @@ def run(args: argparse.Namespace) -> int:
     img = out / "img"
     img.mkdir(parents=True, exist_ok=True)
     console = make_console()
+    lines = StageLines("reproduce", "simulations", enabled=not args.json)
+
+    def tick() -> None:
+        bar.advance(task)
+        lines.tick()
+
+    def on_stage(description: str) -> None:
+        bar.update(task, description=description)
+        lines.stage(description)
+
     with Progress(console=console, transient=True, disable=args.json) as bar:
         task = bar.add_task("simulations", total=None)
-        results = run_reproduction(
-            settings,
-            img,
-            tick=lambda: bar.advance(task),
-            on_stage=lambda description: bar.update(task, description=description),
-        )
+        results = run_reproduction(settings, img, tick=tick, on_stage=on_stage)
+    lines.finish()
     tables = write_reproduction(results, out)
     if args.json:
         print(strict_json(results, indent=2))

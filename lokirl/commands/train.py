@@ -18,6 +18,9 @@ tensorboard --logdir runs), eval.json, config.yaml; the run is also in MLflow.
 With an `imitation:` section (a teacher controller), the policy is first fitted to
 the teacher's decisions: imitation.json (agreement, losses) and imitation_model.zip
 (the cloned policy before PPO) are added.
+
+progress: a live bar on a terminal; elsewhere (a log file, CI) a line on stderr about
+every 5% of the training steps with the time elapsed and an estimate of what is left.
 """
 
 
@@ -71,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--prefill-only", action="store_true", help="fill the plan library (--prefill) and stop"
     )
     p.add_argument("--jobs", type=int, default=2, help="worker processes of --prefill (default: 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (nor plain progress lines)"
+    )
     p.set_defaults(handler=run)
 
 

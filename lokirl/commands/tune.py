@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if hindsight:
         from rich.progress import Progress
 
-        from lokirl.commands.progress import ProgressLines
+        from lokirl.tracking.progress import ProgressLines
 
         # one step per (case, seed) pair, each playing the whole knob grid
         lines = ProgressLines(per, "tune hindsight: (case, seed) pairs", enabled=not args.json)

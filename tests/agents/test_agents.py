@@ -277,16 +277,19 @@ def test_evaluate_intervals_take_the_trace_as_the_unit():
     assert comp.table("t1")["a"]["reward"][1] < 0.1  # one trace: over its seeds
 
 
-def test_resume_continues_training(trained):
+def test_resume_continues_training(trained, capsys):
     from stable_baselines3 import PPO
 
     from lokirl.agents.train import train
 
     cfg = tiny_config("tiny_resumed", 32)
     before = PPO.load(str(trained / "model.zip"), device="cpu").num_timesteps
-    folder = train(cfg, resume=str(trained / "model.zip"), progress=False)
+    folder = train(cfg, resume=str(trained / "model.zip"), progress=True)
     after = PPO.load(str(folder / "model.zip"), device="cpu").num_timesteps
     assert after > before
+    # Off a terminal the bar draws nothing: plain lines count this run's steps.
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("train: steps")]
+    assert lines and lines[-1].startswith("train: steps 32/32 (100%)")
 
 
 def test_shipped_policy_loads_and_guards_its_pipeline():

@@ -1,4 +1,4 @@
-"""Progress lines for long commands whose stderr is not a terminal (a log file, CI, nohup).
+"""Progress lines for long work whose stderr is not a terminal (a log file, CI, nohup).
 
 A live progress bar draws nothing there, so a run of an hour would be silent until it
 ends. :class:`ProgressLines` writes one plain line at every twentieth of the work (and at
@@ -57,6 +57,11 @@ class ProgressLines:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
 
+    def update(self, done: int) -> None:
+        """Set the count to ``done`` (for work that reports a running total)."""
+        if done > self.done:
+            self.advance(done - self.done)
+
     def line(self) -> str:
         """``LABEL DONE/TOTAL (P%), M min elapsed, about L min left``."""
         elapsed = self.clock() - self.start
@@ -66,3 +71,55 @@ class ProgressLines:
             f"{self.label} {self.done}/{self.total} ({100 * share:.0f}%), "
             f"{elapsed / 60:.1f} min elapsed, about {left / 60:.1f} min left"
         )
+
+
+class StageLines:
+    """Plain lines at each stage of work whose total is not known in advance.
+
+    Args:
+        label: What runs, e.g. ``"reproduce"`` (each line starts with it).
+        unit: What :meth:`tick` counts, e.g. ``"simulations"``.
+        stream: Where to write (default ``sys.stderr``); nothing is written on a
+            terminal (a live bar shows there) or when ``enabled`` is false.
+        enabled: Write at all (e.g. false under ``--json``).
+        clock: Seconds, monotonic (for tests).
+
+    """
+
+    def __init__(
+        self,
+        label: str,
+        unit: str,
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.label = label
+        self.unit = unit
+        self.stream = sys.stderr if stream is None else stream
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = enabled and not (callable(isatty) and isatty())
+        self.clock = clock
+        self.start = clock()
+        self.done = 0
+
+    def tick(self) -> None:
+        """Count one more unit (no line)."""
+        self.done += 1
+
+    def stage(self, description: str) -> None:
+        """Write ``LABEL: DESCRIPTION (N UNIT so far, M min elapsed)``."""
+        self._write(f"{self.label}: {description} ({self._count(' so far')})")
+
+    def finish(self) -> None:
+        """Write ``LABEL: done (N UNIT, M min elapsed)``."""
+        self._write(f"{self.label}: done ({self._count('')})")
+
+    def _count(self, when: str) -> str:
+        minutes = (self.clock() - self.start) / 60
+        return f"{self.done} {self.unit}{when}, {minutes:.1f} min elapsed"
+
+    def _write(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(text + "\n")
+            self.stream.flush()
