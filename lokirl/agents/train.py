@@ -51,9 +51,10 @@ def make_env(cfg: EnvConfig, seed: int, rank: int) -> Callable[[], gym.Env]:
 class RichProgress(BaseCallback):
     """A rich progress bar over the training steps, and plain lines off a terminal.
 
-    Where stderr is not a terminal (a log file, CI, nohup) the bar draws nothing, so
-    :class:`lokirl.tracking.progress.ProgressLines` writes a line at about every 5% of
-    this run's steps.
+    The bar draws on stderr; where stderr is not a terminal (a log file, CI, nohup) it
+    draws nothing, so :class:`lokirl.tracking.progress.ProgressLines` writes a line at
+    about every 5% of this run's steps there (counted in whole rollouts, as PPO runs them:
+    a run may end past ``total``).
 
     Args:
         total: Steps expected (a resumed run counts the steps it starts from).
@@ -69,6 +70,7 @@ class RichProgress(BaseCallback):
         self._task: Any = None
 
     def _on_training_start(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             Progress,
@@ -84,13 +86,17 @@ class RichProgress(BaseCallback):
             TextColumn("reward {task.fields[reward]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(
-            "train", total=self.total, completed=self.num_timesteps, reward="-"
+            console=Console(stderr=True),
         )
         self._start = self.num_timesteps
-        self.lines = ProgressLines(self.total - self._start, "train: steps")
+        # PPO stops only after a whole rollout: the steps this run really takes
+        rollout = max(1, int(self.model.n_steps) * int(self.model.n_envs))
+        steps = -(-max(0, self.total - self._start) // rollout) * rollout
+        self.lines = ProgressLines(steps, "train: steps")
+        self._progress.start()
+        self._task = self._progress.add_task(
+            "train", total=self._start + steps, completed=self._start, reward="-"
+        )
 
     def _on_step(self) -> bool:
         rew = self.logger.name_to_value.get("rollout/ep_rew_mean")
@@ -195,9 +201,10 @@ def imitate(
     im = cfg.imitation
     bar = None
     if progress:
+        from rich.console import Console
         from rich.progress import Progress
 
-        bar = Progress(transient=True)
+        bar = Progress(console=Console(stderr=True), transient=True)
         bar.start()
         task = bar.add_task(f"demonstrations of {im.teacher}", total=im.steps)
     try:
@@ -238,7 +245,8 @@ def train(
         cfg: The training configuration.
         resume: Path of a saved model (or checkpoint) to continue training from.
         tracking_uri: MLflow tracking URI (default: SQLite under ``runs/``).
-        progress: Show a progress bar.
+        progress: Show a progress bar (on stderr; plain lines there when it is not a
+            terminal).
         restart_multiplier: A resumed constrained run starts its multiplier at
             ``lambda_init`` instead of the one saved with the model
             (:func:`lokirl.agents.constraint.resumed_multiplier`).

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print the results as JSON (and no progress: a live bar on a terminal, "
+        help="print the results as JSON (no progress; otherwise a live bar on a terminal, "
         "elsewhere a line on stderr as each experiment starts)",
     )
     p.set_defaults(handler=run)
@@ -67,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl reproduce``."""
+    from rich.console import Console
     from rich.progress import Progress
 
     from lokirl.commands.plan import make_console
@@ -93,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
         bar.update(task, description=description)
         lines.stage(description)
 
-    with Progress(console=console, transient=True, disable=args.json) as bar:
+    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as bar:
         task = bar.add_task("simulations", total=None)
         results = run_reproduction(settings, img, tick=tick, on_stage=on_stage)
-    lines.finish()
     tables = write_reproduction(results, out)
+    lines.finish()
     if args.json:
         print(strict_json(results, indent=2))
     else:

@@ -145,9 +145,10 @@ def _prefill(env, config: str, jobs: int, progress: bool) -> None:
             config, "env.demand_quantum", "is 0: no two solves share a plan", "set it > 0"
         )
     if progress:
+        from rich.console import Console
         from rich.progress import Progress
 
-        with Progress(transient=True) as bar:
+        with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("prefilling the plan library", total=None)
             report = prefill_library(
                 env,

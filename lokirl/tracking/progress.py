@@ -58,7 +58,11 @@ class ProgressLines:
             self.stream.flush()
 
     def update(self, done: int) -> None:
-        """Set the count to ``done`` (for work that reports a running total)."""
+        """Raise the count to ``done`` (for work that reports a running total).
+
+        A lower ``done`` than the count so far is ignored; a jump across several steps
+        writes one line.
+        """
         if done > self.done:
             self.advance(done - self.done)
 

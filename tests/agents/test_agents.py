@@ -155,30 +155,18 @@ def test_train_config_errors_name_the_field(tmp_path):
     assert cfg.total_timesteps == 99 and cfg.env.workers == 20
 
 
+def _tiny_evaluate(trace, *extra: str, controllers: str = "loki") -> list[str]:
+    """``lokirl evaluate`` argv: one seed of ``trace`` on the example pipeline, 6 workers."""
+    return ["evaluate", "--controllers", controllers, "--traces", str(trace), "--seeds", "1",
+            "--pipeline", "configs/pipelines/example.yaml", "--workers", "6",
+            "--rescale", "none", "--no-mlflow", *extra]  # fmt: skip
+
+
 def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     trace = tmp_path / "t.csv"
     trace.write_text("time_s,qps\n" + "\n".join(f"{i},{20 + 5 * (i % 4)}" for i in range(10)))
-    code = main(
-        [
-            "evaluate",
-            "--controllers",
-            "loki,trigger",
-            "--traces",
-            str(trace),
-            "--seeds",
-            "1",
-            "--pipeline",
-            "configs/pipelines/example.yaml",
-            "--workers",
-            "6",
-            "--rescale",
-            "none",
-            "--json",
-            "--no-mlflow",
-        ]
-    )
-    assert code == 0
+    assert main(_tiny_evaluate(trace, "--json", controllers="loki,trigger")) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["overall"]) == {"loki", "trigger"}
     assert 0 <= out["overall"]["loki"]["frame_violation_ratio"]["mean"] <= 1
@@ -219,10 +207,7 @@ def test_evaluate_writes_progress_lines_off_a_terminal(capsys, tmp_path, monkeyp
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     trace = tmp_path / "t.csv"
     trace.write_text("time_s,qps\n" + "\n".join(f"{i},{20 + 5 * (i % 4)}" for i in range(8)))
-    argv = ["evaluate", "--controllers", "loki", "--traces", str(trace), "--seeds", "1",
-            "--pipeline", "configs/pipelines/example.yaml", "--workers", "6",
-            "--rescale", "none", "--no-mlflow"]  # fmt: skip
-    assert main(argv) == 0
+    assert main(_tiny_evaluate(trace)) == 0
     assert "evaluate: episodes 1/1 (100%)" in capsys.readouterr().err
 
 
@@ -230,9 +215,7 @@ def test_evaluate_solver_time_reaches_the_simulator(capsys, tmp_path, monkeypatc
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     trace = tmp_path / "t.csv"
     trace.write_text("time_s,qps\n" + "\n".join(f"{i},{20 + 15 * (i % 4)}" for i in range(12)))
-    base = ["evaluate", "--controllers", "loki", "--traces", str(trace), "--seeds", "1",
-            "--pipeline", "configs/pipelines/example.yaml", "--workers", "6",
-            "--rescale", "none", "--json", "--no-mlflow"]  # fmt: skip
+    base = _tiny_evaluate(trace, "--json")
     rewards = {}
     for value in ("model", "0"):
         assert main([*base, "--solver-time", value]) == 0
@@ -282,14 +265,15 @@ def test_resume_continues_training(trained, capsys):
 
     from lokirl.agents.train import train
 
-    cfg = tiny_config("tiny_resumed", 32)
+    cfg = tiny_config("tiny_resumed", 40)  # PPO runs whole rollouts of 32: 64 steps
     before = PPO.load(str(trained / "model.zip"), device="cpu").num_timesteps
     folder = train(cfg, resume=str(trained / "model.zip"), progress=True)
     after = PPO.load(str(folder / "model.zip"), device="cpu").num_timesteps
-    assert after > before
-    # Off a terminal the bar draws nothing: plain lines count this run's steps.
+    assert after == before + 64
+    # Off a terminal the bar draws nothing: plain lines count this run's steps, as run.
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("train: steps")]
-    assert lines and lines[-1].startswith("train: steps 32/32 (100%)")
+    assert lines and lines[-1].startswith("train: steps 64/64 (100%)")
+    assert all("/64 " in ln for ln in lines)
 
 
 def test_shipped_policy_loads_and_guards_its_pipeline():

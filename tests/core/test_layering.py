@@ -68,6 +68,19 @@ def test_no_layer_below_experiments_imports_it():
     assert not bad, sorted(bad)
 
 
+def test_only_the_command_line_imports_the_commands():
+    """The library layers never reach up into ``lokirl.commands`` (``cli.py`` may)."""
+    root = Path(lokirl.core.__file__).parent.parent
+    bad = {
+        f"{p.relative_to(root)}: {name}"
+        for p in root.rglob("*.py")
+        if p.parts[len(root.parts)] not in ("commands", "cli.py")
+        for name in _imports(p)
+        if _names(name, "commands")
+    }
+    assert not bad, sorted(bad)
+
+
 #: Commands whose experiments live in ``lokirl.experiments``.
 THIN_COMMANDS = ("reproduce.py", "simvslive.py")
 

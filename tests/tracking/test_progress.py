@@ -101,3 +101,6 @@ def test_reproduce_writes_a_line_per_experiment_off_a_terminal(capsys, tmp_path,
         "reproduce: done",
     ]
     assert lines[-1].startswith("reproduce: done (4 simulations, ")
+    # --json: the results alone on stdout, no progress lines
+    assert main(["reproduce", "--quick", "--json", "--out", str(tmp_path / "j")]) == 0
+    assert "reproduce:" not in capsys.readouterr().err
