@@ -187,6 +187,7 @@ def _holdout(args: argparse.Namespace) -> tuple[str, ...]:
 def _train(args: argparse.Namespace) -> int:
     import shutil
 
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from lokirl.forecast.model import ModelConfig, save_artifact
@@ -216,6 +217,7 @@ def _train(args: argparse.Namespace) -> int:
             BarColumn(),
             TextColumn("{task.fields[info]}"),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
         ) as bar:
             task = bar.add_task("train", total=None, info="")
 

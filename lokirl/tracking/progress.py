@@ -13,6 +13,12 @@ from collections.abc import Callable
 from typing import TextIO
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    """Whether a live bar draws on ``stream`` (then plain lines would double it)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(callable(isatty) and isatty())
+
+
 class ProgressLines:
     """Plain progress lines on a stream that is not a terminal.
 
@@ -39,8 +45,7 @@ class ProgressLines:
         self.total = max(0, int(total))
         self.label = label
         self.stream = sys.stderr if stream is None else stream
-        isatty = getattr(self.stream, "isatty", None)
-        self.enabled = enabled and not (callable(isatty) and isatty())
+        self.enabled = enabled and not _is_terminal(self.stream)
         self.every = max(1, self.total // max(1, steps))
         self.clock = clock
         self.start = clock()
@@ -101,8 +106,7 @@ class StageLines:
         self.label = label
         self.unit = unit
         self.stream = sys.stderr if stream is None else stream
-        isatty = getattr(self.stream, "isatty", None)
-        self.enabled = enabled and not (callable(isatty) and isatty())
+        self.enabled = enabled and not _is_terminal(self.stream)
         self.clock = clock
         self.start = clock()
         self.done = 0
