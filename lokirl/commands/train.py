@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prefill(env, config: str, jobs: int, progress: bool) -> None:
-    """Fill the plan library of ``env`` (``lokirl.agents.prefill``), with a progress bar."""
+    """Fill the plan library of ``env`` (``lokirl.agents.prefill``), with a progress bar.
+
+    Off a terminal (a log file, CI) plain lines on stderr stand in for the bar.
+    """
     from lokirl.agents.prefill import prefill_library
     from lokirl.errors import ConfigError
 
@@ -148,13 +151,19 @@ def _prefill(env, config: str, jobs: int, progress: bool) -> None:
         from rich.console import Console
         from rich.progress import Progress
 
+        from lokirl.tracking.progress import ProgressLines
+
+        lines: list[ProgressLines] = []  # made at the first report, which knows the total
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+            if not lines:
+                lines.append(ProgressLines(total, "train --prefill: plans"))
+            lines[0].update(done)
+
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("prefilling the plan library", total=None)
-            report = prefill_library(
-                env,
-                jobs,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+            report = prefill_library(env, jobs, progress=advance)
     else:
         report = prefill_library(env, jobs)
     print(

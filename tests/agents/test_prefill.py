@@ -88,3 +88,16 @@ def test_prefill_in_worker_processes_solves_the_same_plans(tmp_path):
     one = prefill_library(replace(ENV, plan_library=str(tmp_path / "a.sqlite")))
     two = prefill_library(replace(ENV, plan_library=str(tmp_path / "b.sqlite")), jobs=2, chunk=8)
     assert (two.visited, two.solved) == (one.visited, one.solved)
+
+
+def test_train_prefill_writes_progress_lines_off_a_terminal(tmp_path, capsys):
+    from lokirl.commands.train import _prefill
+
+    cfg = replace(ENV, plan_library=str(tmp_path / "plans.sqlite"))
+    _prefill(cfg, "train.yaml", 1, progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("train --prefill")]
+    assert lines and "(100%)" in lines[-1]
+    done, total = lines[-1].split()[3].split("/")
+    assert done == total and int(total) > 20
+    _prefill(cfg, "train.yaml", 1, progress=False)
+    assert "train --prefill" not in capsys.readouterr().err
