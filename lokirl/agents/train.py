@@ -29,7 +29,7 @@ from lokirl.agents.rollout import rollout
 from lokirl.core.controllers import make_controller
 from lokirl.envs.serving import EnvConfig, LokiServingEnv
 from lokirl.tracking import RunLogger, run_dir, to_plain, write_config
-from lokirl.tracking.progress import ProgressLines
+from lokirl.tracking.progress import ProgressLines, live_bar
 
 #: Seeds of evaluation episodes, far from the training seeds.
 EVAL_SEED0 = 1_000_003
@@ -70,23 +70,20 @@ class RichProgress(BaseCallback):
         self._task: Any = None
 
     def _on_training_start(self) -> None:
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
-            Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
-        self._progress = Progress(
+        self._progress = live_bar(
             TextColumn("[bold]training[/]"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total} steps"),
             TextColumn("reward {task.fields[reward]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
         )
         self._start = self.num_timesteps
         # PPO stops only after a whole rollout: the steps this run really takes
@@ -201,10 +198,7 @@ def imitate(
     im = cfg.imitation
     bar = None
     if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        bar = Progress(console=Console(stderr=True), transient=True)
+        bar = live_bar(transient=True)
         bar.start()
         task = bar.add_task(f"demonstrations of {im.teacher}", total=im.steps)
     try:

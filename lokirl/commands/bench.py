@@ -265,13 +265,10 @@ def run(args: argparse.Namespace) -> int:
         controllers or suite.spec.controllers
     )
 
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from lokirl.tracking.progress import ProgressLines
+    from lokirl.tracking.progress import ProgressLines, live_bar
 
     lines = ProgressLines(n_eps, f"bench {suite.name}: episodes", enabled=not args.json)
-    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as progress:
+    with live_bar(transient=True, disable=args.json) as progress:
         task = progress.add_task(f"suite {suite.name}", total=n_eps)
 
         def tick(row: dict) -> None:

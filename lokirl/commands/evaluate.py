@@ -243,13 +243,10 @@ def run(args: argparse.Namespace) -> int:
     folder = run_dir("evaluate", "_".join(c.split(":")[0] for c in controllers)[:60])
     total = len(traces) * len(seeds) * len(controllers)
 
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from lokirl.tracking.progress import ProgressLines
+    from lokirl.tracking.progress import ProgressLines, live_bar
 
     lines = ProgressLines(total, "evaluate: episodes", enabled=not args.json)
-    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as progress:
+    with live_bar(transient=True, disable=args.json) as progress:
         task = progress.add_task("evaluating", total=total)
 
         def tick(spec, trace, seed, ep):

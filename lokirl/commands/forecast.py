@@ -187,12 +187,12 @@ def _holdout(args: argparse.Namespace) -> tuple[str, ...]:
 def _train(args: argparse.Namespace) -> int:
     import shutil
 
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
     from lokirl.forecast.model import ModelConfig, save_artifact
     from lokirl.forecast.train import TrainConfig, train
     from lokirl.tracking import log_scalars, mlflow_run, run_dir, tb_writer, to_plain, write_config
+    from lokirl.tracking.progress import live_bar
 
     _check_train_args(args)
     cfg = TrainConfig(
@@ -212,12 +212,11 @@ def _train(args: argparse.Namespace) -> int:
         )
     logger = ml.__enter__() if ml is not None else None
     try:
-        with Progress(
+        with live_bar(
             TextColumn("training"),
             BarColumn(),
             TextColumn("{task.fields[info]}"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
         ) as bar:
             task = bar.add_task("train", total=None, info="")
 

@@ -67,14 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl reproduce``."""
-    from rich.console import Console
-    from rich.progress import Progress
-
     from lokirl.commands.plan import make_console
     from lokirl.experiments.reproduction import FULL, QUICK, Settings, run_reproduction
     from lokirl.experiments.reproduction_report import write_reproduction
     from lokirl.tracking import run_dir
-    from lokirl.tracking.progress import StageLines
+    from lokirl.tracking.progress import StageLines, live_bar
 
     if args.compare:
         return compare(args.compare, args.out)
@@ -94,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(task, description=description)
         lines.stage(description)
 
-    with Progress(console=Console(stderr=True), transient=True, disable=args.json) as bar:
+    with live_bar(transient=True, disable=args.json) as bar:
         task = bar.add_task("simulations", total=None)
         results = run_reproduction(settings, img, tick=tick, on_stage=on_stage)
     tables = write_reproduction(results, out)

@@ -215,16 +215,16 @@ def run(args: argparse.Namespace) -> int:
     for ctl in controllers:  # a trained policy built for another cluster is refused here
         bind_controller(ctl, pipeline, cluster, config.swap)
     results = []
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+
+    from lokirl.tracking.progress import live_bar
 
     trace_len = min(trace.duration_s, args.duration or math.inf)
-    with Progress(
+    with live_bar(
         TextColumn("{task.description:>12}"),
         BarColumn(),
         TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
         transient=True,
         disable=args.json,
     ) as bar:

@@ -148,10 +148,7 @@ def _prefill(env, config: str, jobs: int, progress: bool) -> None:
             config, "env.demand_quantum", "is 0: no two solves share a plan", "set it > 0"
         )
     if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        from lokirl.tracking.progress import ProgressLines
+        from lokirl.tracking.progress import ProgressLines, live_bar
 
         lines: list[ProgressLines] = []  # made at the first report, which knows the total
 
@@ -161,7 +158,7 @@ def _prefill(env, config: str, jobs: int, progress: bool) -> None:
                 lines.append(ProgressLines(total, "train --prefill: plans"))
             lines[0].update(done)
 
-        with Progress(console=Console(stderr=True), transient=True) as bar:
+        with live_bar(transient=True) as bar:
             task = bar.add_task("prefilling the plan library", total=None)
             report = prefill_library(env, jobs, progress=advance)
     else:

@@ -214,14 +214,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {t['score']:9.2f}{extra}  {t['spec']}", flush=True)
 
     if hindsight:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        from lokirl.tracking.progress import ProgressLines
+        from lokirl.tracking.progress import ProgressLines, live_bar
 
         # one step per (case, seed) pair, each playing the whole knob grid
         lines = ProgressLines(per, "tune hindsight: (case, seed) pairs", enabled=not args.json)
-        with Progress(console=Console(stderr=True), transient=True, disable=args.json) as progress:
+        with live_bar(transient=True, disable=args.json) as progress:
             task = progress.add_task("hindsight grid", total=per)
 
             def advance(case: str, seed: int) -> None:

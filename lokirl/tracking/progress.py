@@ -2,7 +2,9 @@
 
 A live progress bar draws nothing there, so a run of an hour would be silent until it
 ends. :class:`ProgressLines` writes one plain line at every twentieth of the work (and at
-the end) with the count, the elapsed time and an estimate of what is left.
+the end) with the count, the elapsed time and an estimate of what is left;
+:class:`StageLines` a line at each stage of work of unknown size. :func:`live_bar` makes
+the live bar, on stderr: the stream both kinds of line test.
 """
 
 from __future__ import annotations
@@ -10,16 +12,40 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 
-def _is_terminal(stream: TextIO) -> bool:
-    """Whether a live bar draws on ``stream`` (then plain lines would double it)."""
-    isatty = getattr(stream, "isatty", None)
-    return bool(callable(isatty) and isatty())
+def live_bar(*columns: Any, **kwargs: Any) -> Any:
+    """A ``rich.progress.Progress`` drawing on stderr (``columns`` and ``kwargs`` as its own).
+
+    Results go to stdout; the bar goes where the plain lines go, so that exactly one of
+    the two shows: the bar on a terminal, the lines elsewhere.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(*columns, console=Console(stderr=True), **kwargs)
 
 
-class ProgressLines:
+class _Lines:
+    """What both kinds of plain line share: the stream, whether to write, the clock."""
+
+    def __init__(self, stream: TextIO | None, enabled: bool, clock: Callable[[], float]) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        isatty = getattr(self.stream, "isatty", None)
+        # on a terminal the live bar shows: lines would double it
+        self.enabled = enabled and not (callable(isatty) and isatty())
+        self.clock = clock
+        self.start = clock()
+        self.done = 0
+
+    def _write(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+class ProgressLines(_Lines):
     """Plain progress lines on a stream that is not a terminal.
 
     Args:
@@ -42,14 +68,10 @@ class ProgressLines:
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(stream, enabled, clock)
         self.total = max(0, int(total))
         self.label = label
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = enabled and not _is_terminal(self.stream)
         self.every = max(1, self.total // max(1, steps))
-        self.clock = clock
-        self.start = clock()
-        self.done = 0
 
     def advance(self, n: int = 1) -> None:
         """Count ``n`` more units; write a line when a step (or the end) is reached."""
@@ -59,8 +81,7 @@ class ProgressLines:
             return
         crossed = self.done // self.every > before // self.every
         if crossed or (self.total and before < self.total <= self.done):
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
+            self._write(self.line())
 
     def update(self, done: int) -> None:
         """Raise the count to ``done`` (for work that reports a running total).
@@ -82,7 +103,7 @@ class ProgressLines:
         )
 
 
-class StageLines:
+class StageLines(_Lines):
     """Plain lines at each stage of work whose total is not known in advance.
 
     Args:
@@ -103,13 +124,9 @@ class StageLines:
         enabled: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(stream, enabled, clock)
         self.label = label
         self.unit = unit
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = enabled and not _is_terminal(self.stream)
-        self.clock = clock
-        self.start = clock()
-        self.done = 0
 
     def tick(self) -> None:
         """Count one more unit (no line)."""
@@ -126,8 +143,3 @@ class StageLines:
     def _count(self, when: str) -> str:
         minutes = (self.clock() - self.start) / 60
         return f"{self.done} {self.unit}{when}, {minutes:.1f} min elapsed"
-
-    def _write(self, text: str) -> None:
-        if self.enabled:
-            self.stream.write(text + "\n")
-            self.stream.flush()
