@@ -47,6 +47,7 @@ examples:
   lokirl bench --suite validation --controllers loki,loki-5s,trigger,ppo:runs/x/model.zip --jobs 2
   lokirl bench --trace my_trace.csv --workers 40 --load 0.3:2.0 --seeds 3
   lokirl bench --suite test --allow-test --json
+  lokirl bench --suite validation --swap free --solver-time 0   # under Loki's own assumptions
   lokirl bench --from runs/bench__a,runs/bench__b --reference trigger-tuned
   lokirl bench --from OLD,NEW --allow-commits   # NEW played a new controller and a bridge
 """
@@ -102,7 +103,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pipeline has it, else max)",
     )
     adhoc.add_argument("--duration", type=float, default=300.0, help="seconds (default: 300)")
-    adhoc.add_argument("--swap", default="overlap", choices=SWAP_MODES, help="default: overlap")
     adhoc.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
     p.add_argument(
         "--controllers",
@@ -156,6 +156,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(a sensitivity check on that model, e.g. 0.02; shorter than the decision epoch)",
     )
     p.add_argument(
+        "--swap",
+        choices=SWAP_MODES,
+        help="how a worker changes variant: with --trace, the case's mode (default: "
+        "overlap); with --suite, every case is played under this mode instead of the "
+        "suite's (a sensitivity check, e.g. free: the Loki authors' simulator, where a "
+        "swap costs nothing), recorded in the run and its report; a policy refuses a "
+        "mode it was not trained for",
+    )
+    p.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)"
     )
     p.add_argument("--stats-seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
@@ -198,7 +207,7 @@ def _load(args: argparse.Namespace):
             load=load,  # type: ignore[arg-type]
             load_unit=args.load_unit,
             duration_s=args.duration,
-            swap=args.swap,
+            swap=args.swap or "overlap",
             seeds=tuple(range(args.seeds)),
             trace_format=args.trace_format,
             column=args.column,
@@ -222,6 +231,14 @@ def run(args: argparse.Namespace) -> int:
                 "--from plays nothing: the merged runs keep the solve time they were "
                 "played with (their reports say which)",
                 "drop --solver-time",
+            )
+        if args.swap is not None:
+            raise ConfigError(
+                "lokirl bench",
+                "--swap",
+                "--from plays nothing: the merged runs keep the swap mode they were "
+                "played with (their reports say which)",
+                "drop --swap",
             )
         return _report(args, _merged(args), None)
     if args.allow_commits:
@@ -286,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             on_episode=tick,
             solver_time=solver_time,
+            swap=args.swap if args.suite else None,
         )
     return _report(args, results, suite)
 
@@ -391,6 +409,7 @@ def _log_mlflow(mlflow_run, args, summary: dict, folder: Path) -> None:
             "controllers": ",".join(meta["controllers"]),
             "reference": meta["reference"],
             "solver_time": str(meta.get("solver_time", "model")),
+            "swap": str(meta.get("swap") or "suite"),
         },
     ) as ml:
         for c, per in summary["aggregate"].items():
@@ -451,6 +470,8 @@ def print_tables(summary: dict) -> None:
     )
     if meta.get("solver_time", "model") != "model":
         title += f"; every solve {meta['solver_time']} s (not the modelled time)"
+    if meta.get("swap"):
+        title += f"; every case under --swap {meta['swap']} (not the suite's)"
     t = Table(title=title)
     t.add_column("controller")
     cols = ("reward", "frame_violation_ratio", "effective_accuracy", "accuracy", "solves")

@@ -208,6 +208,14 @@ def _solve_time(meta: Mapping[str, Any]) -> str:
     return f"every solve takes {abs(float(st)):g} s of simulated time"
 
 
+def swap_note(meta: Mapping[str, Any]) -> str:
+    """What a run played under ``bench --swap`` says of its swap mode ("" if the suite's)."""
+    swap = meta.get("swap")
+    if not swap:
+        return ""
+    return f"every case played under swap mode `{swap}` (`--swap`), not the suite's"
+
+
 def _across_commits(meta: Mapping[str, Any]) -> str:
     """The commit line's note for runs merged across commits (``bench --allow-commits``)."""
     across = meta.get("across_commits")
@@ -236,6 +244,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         + f"; reference: `{ref}`",
         f"- solves: {meta['solver']}, deterministic (work-bounded), {_solve_time(meta)}; "
         "common random numbers across controllers",
+        *([f"- swaps: {swap_note(meta)}"] if swap_note(meta) else []),
         f"- intervals: 95% expanded percentile (few cases), hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
         "resamples: cases within families, all together where a family has fewer than "
         f"{stats.MIN_STRATUM} cases, then seeds within cases)",

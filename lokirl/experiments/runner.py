@@ -129,7 +129,7 @@ def select_result_cases(results: Results, patterns: Sequence[str]) -> Results:
 
 
 #: Meta values of runs recorded before the key existed.
-_DEFAULT_META: dict[str, Any] = {"solver_time": "model"}
+_DEFAULT_META: dict[str, Any] = {"solver_time": "model", "swap": None}
 
 
 def _meta(meta: dict[str, Any], key: str) -> Any:
@@ -143,7 +143,8 @@ def merge_results(
 
     The runs must agree on what makes their episodes comparable: the suite's
     content hash, the commit, the cases, the seeds (so that common random numbers
-    pair their episodes), the solver and the simulated solve time. A controller
+    pair their episodes), the solver, the simulated solve time and the swap mode
+    (a run under ``--swap`` is not merged with one under the suite's). A controller
     played in several runs is kept once if its episodes came out the same in each
     (the solves are deterministic); otherwise the merge is refused.
 
@@ -164,7 +165,7 @@ def merge_results(
 
     Raises:
         ConfigError: runs that differ in suite hash, commit (unless
-            ``across_commits``), cases, seeds, solver or solve time, that played a
+            ``across_commits``), cases, seeds, solver, solve time or swap mode, that played a
             controller with different results, or (across commits) a commit that
             no bridge links to the others.
 
@@ -176,7 +177,7 @@ def merge_results(
     across = across_commits and len(commits) > 1
     # across commits, the commit is what may differ, as between a recording and a replay
     volatile = VOLATILE_FIELDS if across else TIMING_FIELDS
-    keys = ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time")
+    keys = ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time", "swap")
     keys = tuple(k for k in keys if k not in volatile)
     controllers: list[str] = []
     kept: list[dict[str, Any]] = []
@@ -192,8 +193,8 @@ def merge_results(
                     key,
                     f"runs differ in {key} ({first_v!r} vs {mine_v!r}): their "
                     "episodes are not paired",
-                    "merge only runs of the same suite, commit, seeds, solver and --solver-time"
-                    + ("" if key != "commit" else " (or pass --allow-commits)"),
+                    "merge only runs of the same suite, commit, seeds, solver, --solver-time "
+                    "and --swap" + ("" if key != "commit" else " (or pass --allow-commits)"),
                 )
         for c in m.get("controllers", []):
             mine = [r for r in part.rows if r["controller"] == c]
@@ -574,6 +575,7 @@ def run_suite(
     solver: str = "highs",
     max_nodes: int | None = None,
     solver_time: str | float = "model",
+    swap: str | None = None,
 ) -> Results:
     """Play every controller on every (case, seed) of ``suite``.
 
@@ -591,6 +593,10 @@ def run_suite(
         solver_time: Simulated duration of a solve: ``"model"`` (per allocator
             phase, the default every reported table uses) or a fixed number of
             seconds (:func:`make_env`); recorded in ``meta``.
+        swap: Play every case under this swap mode instead of the suite's
+            (:func:`lokirl.experiments.suites.with_swap`; a sensitivity check);
+            recorded in ``meta`` (``None``: as the suite says, also when every
+            case already has that mode).
 
     Returns:
         The per-episode table, in (case, seed, controller) order.
@@ -602,6 +608,12 @@ def run_suite(
     import lokirl.agents  # noqa: F401 - registers ppo: and trigger
     from lokirl.core.controllers import make_controller
 
+    if swap is not None and any(c.swap != swap for c in suite.spec.cases):
+        from lokirl.experiments.suites import with_swap
+
+        suite = with_swap(suite, swap)
+    else:
+        swap = None  # the suite's own mode: a run like any other (merges with them)
     spec = suite.spec
     ctrls = list(controllers) if controllers else list(spec.controllers)
     if not ctrls:
@@ -674,5 +686,6 @@ def run_suite(
         "solver": solver,
         "deterministic": True,
         "solver_time": solver_time,
+        "swap": swap,
     }
     return Results(rows=rows, meta=meta)

@@ -709,6 +709,26 @@ def select_cases(suite: Suite, patterns: Sequence[str]) -> Suite:
     return suite.model_copy(update={"spec": spec})
 
 
+def with_swap(suite: Suite, swap: str) -> Suite:
+    """The suite with every case played under swap mode ``swap``.
+
+    A sensitivity check on the suites' swap mode (e.g. ``free``, the Loki authors'
+    simulator, where a worker changes variant at no cost). The hash stays the
+    suite's (its frozen check has already run); the run records the override and
+    its rows name the mode each episode was played under.
+
+    Raises:
+        ConfigError: a mode that is not ``overlap``, ``stop`` or ``free``.
+
+    """
+    from lokirl.core.reconfig import SWAP_MODES
+
+    if swap not in SWAP_MODES:
+        raise ConfigError("--swap", swap, "not a swap mode", f"pass one of {', '.join(SWAP_MODES)}")
+    cases = tuple(c.model_copy(update={"swap": swap}) for c in suite.spec.cases)
+    return suite.model_copy(update={"spec": suite.spec.model_copy(update={"cases": cases})})
+
+
 def capacities(pipeline: Any, cluster: Any) -> dict[str, Any]:
     """The cluster's capacities in frames/s, solved deterministically (work-bounded).
 

@@ -303,3 +303,28 @@ def test_solver_time_sensitivity_runs_are_recorded_and_not_merged_with_modelled(
     assert "differ in solver_time" in capsys.readouterr().err
     assert main(["bench", "--from", str(f), "--solver-time", "0.1", "--no-mlflow"]) == 2
     assert "--solver-time" in capsys.readouterr().err
+
+
+def test_swap_override_plays_every_case_under_that_mode_and_is_not_merged(tmp_path, capsys):
+    base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
+    base += ["--cases", "ta10-step-file", "--controllers", "loki"]
+    runs = {}
+    for mode in ("free", "overlap", "stop"):  # this case is `stop`: a no-op, recorded so
+        assert main([*base, "--swap", mode, "--out", str(tmp_path / mode)]) == 0
+        meta = json.loads(capsys.readouterr().out)["meta"]
+        assert meta["swap"] == (None if mode == "stop" else mode)
+        (folder,) = (tmp_path / mode).iterdir()
+        runs[mode] = folder
+    rows = {m: json.loads((f / "per_episode.json").read_text())["rows"] for m, f in runs.items()}
+    for mode, rs in rows.items():
+        assert {r["swap"] for r in rs} == {mode}
+    # A swap that costs nothing loses fewer frames than one that stops the worker.
+    viol = {m: sum(r["frame_violation_ratio"] for r in rs) for m, rs in rows.items()}
+    assert viol["free"] < viol["overlap"] < viol["stop"], viol
+    assert "swap mode `free` (`--swap`)" in (runs["free"] / "report.md").read_text()
+    assert "swaps:" not in (runs["stop"] / "report.md").read_text()
+    # Runs of different swap modes are never paired, and --from plays nothing.
+    assert main(["bench", "--from", f"{runs['free']},{runs['stop']}", "--no-mlflow"]) == 2
+    assert "differ in swap" in capsys.readouterr().err
+    assert main(["bench", "--from", str(runs["free"]), "--swap", "free", "--no-mlflow"]) == 2
+    assert "drop --swap" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from lokirl.experiments.suites import (
     load_suite,
     parse_suite,
     suite_path,
+    with_swap,
 )
 
 GOOD = {
@@ -323,3 +324,14 @@ def test_auto_load_range_uses_a_unit_the_pipeline_has():
     assert unit == "max" and not caps["full_accuracy_ok"]
     assert (lo, hi) == pytest.approx((0.05 * caps["max"], 0.4 * caps["max"]))
     assert hi > 5 * 2.0 * caps["full_accuracy"]  # far above the old default
+
+
+def test_with_swap_sets_every_case_and_keeps_the_hash():
+    suite = load_suite("dev")
+    assert {c.swap for c in suite.spec.cases} == {"overlap", "stop"}
+    free = with_swap(suite, "free")
+    assert {c.swap for c in free.spec.cases} == {"free"}
+    assert [c.id for c in free.spec.cases] == [c.id for c in suite.spec.cases]
+    assert free.hash == suite.hash  # frozen check ran on the suite; the run records the mode
+    with pytest.raises(ConfigError, match="overlap, stop, free"):
+        with_swap(suite, "instant")
