@@ -6,7 +6,7 @@ reproduce" at a later commit::
     python scripts/same_rows.py docs/bench_records/2026-12-05_retuned_validation_all \
         runs/bench__validation__YYYYMMDD-HHMMSS
 
-Each argument is a run folder or its ``per_episode.json``. Prints how many episodes
+Each argument is a run folder or its ``per_episode.json`` (or ``.json.gz``, as large records keep it). Prints how many episodes
 (controller, case, seed) are identical in every result column (timing and the commit
 aside), those only one side has, and per column the episodes that differ (the first
 few); ``--subset`` compares only the controllers both runs played, ``--common-cases``
@@ -21,6 +21,7 @@ missing file. The comparison is
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -30,14 +31,20 @@ from lokirl.experiments.runner import Results, replay_diff
 
 def _load(path: str) -> Results:
     p = Path(path)
-    f = p / "per_episode.json" if p.is_dir() else p
+    f = p
+    if p.is_dir():  # a run folder, or a record that keeps its table gzipped
+        f = next(
+            (p / n for n in ("per_episode.json", "per_episode.json.gz") if (p / n).is_file()),
+            p / "per_episode.json",
+        )
     if not f.is_file():
         print(
-            f"same_rows: {path}: no per_episode.json there (give a lokirl bench run folder)",
+            f"same_rows: {path}: no per_episode.json(.gz) there (give a lokirl bench run folder)",
             file=sys.stderr,
         )
         sys.exit(2)
-    return Results.from_dict(json.loads(f.read_text()))
+    text = gzip.decompress(f.read_bytes()).decode() if f.suffix == ".gz" else f.read_text()
+    return Results.from_dict(json.loads(text))
 
 
 def main(argv: list[str] | None = None) -> int:

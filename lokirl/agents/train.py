@@ -201,6 +201,13 @@ def imitate(
         bar = live_bar(transient=True)
         bar.start()
         task = bar.add_task(f"demonstrations of {im.teacher}", total=im.steps)
+        # off a terminal the bar draws nothing: plain lines instead
+        lines = ProgressLines(im.steps, f"train imitation: steps of {im.teacher}")
+
+    def on_steps(n: int) -> None:
+        bar.update(task, completed=min(n, im.steps))
+        lines.update(min(n, im.steps))
+
     try:
         demos = collect(
             cfg.env,
@@ -208,7 +215,7 @@ def imitate(
             im.steps,
             cfg.seed + 7919,
             cfg.ppo.gamma,
-            (lambda n: bar.update(task, completed=min(n, im.steps))) if bar else None,
+            on_steps if bar else None,
         )
     finally:
         if bar is not None:

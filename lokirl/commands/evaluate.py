@@ -233,10 +233,9 @@ def run(args: argparse.Namespace) -> int:
     auto: tuple[float, float] | None = None
     auto_unit = None
     if args.rescale == "auto":  # two solves; only when asked for
-        from lokirl.core.load_range import auto_load_range
-        from lokirl.experiments.suites import capacities
+        from lokirl.commands.options import auto_load
 
-        lo, hi, auto_unit = auto_load_range(capacities(env.pipeline, env.cluster))
+        lo, hi, auto_unit = auto_load(env.pipeline, env.cluster)
         auto = (lo, hi)
     traces = load_traces(args, auto)
     seeds = list(range(args.seeds))

@@ -192,7 +192,7 @@ def _train(args: argparse.Namespace) -> int:
     from lokirl.forecast.model import ModelConfig, save_artifact
     from lokirl.forecast.train import TrainConfig, train
     from lokirl.tracking import log_scalars, mlflow_run, run_dir, tb_writer, to_plain, write_config
-    from lokirl.tracking.progress import live_bar
+    from lokirl.tracking.progress import ProgressLines, live_bar
 
     _check_train_args(args)
     cfg = TrainConfig(
@@ -219,9 +219,15 @@ def _train(args: argparse.Namespace) -> int:
             TimeRemainingColumn(),
         ) as bar:
             task = bar.add_task("train", total=None, info="")
+            # off a terminal the bar draws nothing: plain lines, made at the first
+            # step (which knows the total)
+            lines: list[ProgressLines] = []
 
             def on_step(step: int, total: int) -> None:
                 bar.update(task, completed=step, total=total)
+                if not lines:
+                    lines.append(ProgressLines(total, "forecast train: steps"))
+                lines[0].update(step)
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
                 log_scalars(writer, metrics, epoch)

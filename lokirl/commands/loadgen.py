@@ -145,31 +145,20 @@ def run(args: argparse.Namespace) -> int:
             "must be at least 1",
             "pass e.g. --max-in-flight 256",
         )
+    base = urls[0]
+    # The server's status is read once before the replay (its pipeline and, for
+    # --rescale auto, its load range: then before the trace is drawn) and once after.
+    status = server_status(base) if args.scale == "auto" else None
     if args.scale == "auto":
-        args.scale = server_load_range(urls[0] if urls else args.url, quiet=args.json)
+        args.scale = server_load_range(status, base, quiet=args.json)
     arrivals, trace_name = arrivals_from_args(args)
     arrivals = bounded_arrivals(arrivals, args.max_requests, args.duration)
-    base = urls[0]
+    status = status or server_status(base)
     frame = np.random.default_rng(args.seed).integers(0, 255, (3, args.size, args.size))
     frame = frame.astype(np.uint8)
 
     async def main():
         async with httpx.AsyncClient(limits=httpx.Limits(max_connections=args.max_in_flight)) as c:
-            try:
-                status = (await c.get(f"{base}/v1/status", timeout=10)).json()
-            except httpx.HTTPError as exc:
-                raise ConfigError(
-                    "--url", args.url, f"no lokirl server answers ({exc})", "start lokirl serve"
-                ) from None
-            except ValueError:
-                status = None
-            if not isinstance(status, dict) or "pipeline" not in status:
-                raise ConfigError(
-                    "--url",
-                    args.url,
-                    "the server there is not lokirl serve (no JSON /v1/status with a pipeline)",
-                    "point --url at a lokirl serve ingress",
-                )
             name = args.pipeline or status["pipeline"]
             send = round_robin(
                 [http_sender(c, f"{u}/v1/pipelines/{name}/infer", frame) for u in urls]
@@ -220,11 +209,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def server_load_range(url: str, quiet: bool = False) -> str:
-    """``--rescale auto``: the ``LO:HI`` the lokirl server at ``url`` reports for its cluster.
+def server_status(url: str) -> dict:
+    """The ``/v1/status`` of the lokirl server at ``url``.
 
     Raises:
-        ConfigError: no server answers, or it does not report a load range.
+        ConfigError: no server answers, or what answers is not lokirl serve (no JSON
+            status naming a pipeline).
 
     """
     import httpx
@@ -237,15 +227,35 @@ def server_load_range(url: str, quiet: bool = False) -> str:
         ) from None
     except ValueError:
         status = None
-    auto = status.get("auto_load") if isinstance(status, dict) else None
+    if not isinstance(status, dict) or "pipeline" not in status:
+        raise ConfigError(
+            "--url",
+            url,
+            "the server there is not lokirl serve (no JSON /v1/status with a pipeline)",
+            "point --url at a lokirl serve ingress",
+        )
+    return status
+
+
+def server_load_range(status: dict, url: str, quiet: bool = False) -> str:
+    """``--rescale auto``: the ``LO:HI`` a lokirl server reports for its cluster.
+
+    Args:
+        status: Its ``/v1/status`` (:func:`server_status`).
+        url: Where it answers (for the error).
+        quiet: Do not print the range.
+
+    Raises:
+        ConfigError: it does not report a load range.
+
+    """
+    auto = status.get("auto_load")
     if not isinstance(auto, dict) or not {"lo", "hi", "unit"} <= set(auto):
         raise ConfigError(
             "--rescale",
             "auto",
-            f"the server at {url} does not report its load range (auto_load in /v1/status; "
-            "an extra ingress replica of lokirl serve --ingress-replicas reports none)",
-            "put the controller's URL first in --url, or pass the range in frames/s, "
-            "e.g. --rescale 5:20",
+            f"the server at {url} does not report its load range (auto_load in /v1/status)",
+            "pass the range in frames/s, e.g. --rescale 5:20",
         )
     lo, hi = float(auto["lo"]), float(auto["hi"])
     if not quiet:

@@ -144,21 +144,31 @@ def parse_solver_time(text: str, measured: bool = False) -> str | float:
     return value
 
 
-def auto_rescale(pipeline: Any, cluster: Any) -> tuple[str, str]:
-    """``--rescale auto``: the suites' load range on this cluster and its unit.
+def auto_load(pipeline: Any, cluster: Any) -> tuple[float, float, str]:
+    """The suites' load range on this cluster, in frames/s, and its unit.
 
     :func:`lokirl.core.load_range.auto_load_range`: 0.3..2.0 x the capacity at full
     accuracy, or 0.05..0.4 x the capacity at any accuracy when the most accurate variants
-    cannot meet the SLO on the cluster.
+    cannot meet the SLO on the cluster (two deterministic solves).
 
     Returns:
-        ``("LO:HI", unit)``: the range in frames/s and ``"full_accuracy"`` or ``"max"``.
+        ``(lo, hi, unit)``, unit ``"full_accuracy"`` or ``"max"``.
 
     """
     from lokirl.core.load_range import auto_load_range
     from lokirl.experiments.suites import capacities
 
-    lo, hi, unit = auto_load_range(capacities(pipeline, cluster))
+    return auto_load_range(capacities(pipeline, cluster))
+
+
+def auto_rescale(pipeline: Any, cluster: Any) -> tuple[str, str]:
+    """``--rescale auto``: :func:`auto_load` as the text of ``--rescale LO:HI``.
+
+    Returns:
+        ``("LO:HI", unit)``: the range in frames/s and ``"full_accuracy"`` or ``"max"``.
+
+    """
+    lo, hi, unit = auto_load(pipeline, cluster)
     return f"{lo:.6g}:{hi:.6g}", unit
 
 

@@ -217,9 +217,12 @@ def run(args: argparse.Namespace) -> int:
     results = []
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-    from lokirl.tracking.progress import live_bar
+    from lokirl.tracking.progress import ProgressLines, live_bar
 
     trace_len = min(trace.duration_s, args.duration or math.inf)
+    # off a terminal the bar draws nothing: plain lines over all controllers' seconds
+    per = math.ceil(trace_len)
+    lines = ProgressLines(per * len(controllers), "simulate: simulated s", enabled=not args.json)
     with live_bar(
         TextColumn("{task.description:>12}"),
         BarColumn(),
@@ -228,8 +231,13 @@ def run(args: argparse.Namespace) -> int:
         transient=True,
         disable=args.json,
     ) as bar:
-        for name, ctl in zip(names, controllers, strict=True):
+        for i, (name, ctl) in enumerate(zip(names, controllers, strict=True)):
             task = bar.add_task(name, total=trace_len)
+
+            def tick(t: float, task=task, before=i * per) -> None:
+                bar.update(task, completed=t)
+                lines.update(before + math.ceil(t))
+
             res = simulate(
                 pipeline,
                 cluster,
@@ -237,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
                 ctl,
                 config,
                 np.random.default_rng(args.seed),
-                progress=lambda t, task=task: bar.update(task, completed=t),
+                progress=tick,
             )
             if getattr(res, "controller", "") != name:
                 res = _renamed(res, name)

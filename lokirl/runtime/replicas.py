@@ -300,7 +300,9 @@ class IngressReplica:
         frame_timeout_s: A frame with no outcome this long after arrival is dropped
             (``timeout``), as :meth:`Runtime.submit <lokirl.runtime.runtime.Runtime.submit>`.
         http: ``host``, ``port`` (0: any free one), ``max_body_bytes``, ``max_pixels``,
-            ``control_url`` (where the controller's ingress answers).
+            ``control_url`` (where the controller's ingress answers), ``auto_load``
+            (the controller's load range for the cluster, reported in ``/v1/status``
+            so that ``lokirl loadgen --rescale auto`` works against any ingress).
 
     """
 
@@ -448,6 +450,7 @@ class IngressReplica:
             "pipeline": self.pipeline.name,
             "ingress_replica": self.rid,
             "global_status": self.http.get("control_url"),
+            "auto_load": self.http.get("auto_load"),
             "table_version": p.version,
             "epoch": p.epoch,
             "frames": p.frame_tally().to_dict(),
@@ -553,6 +556,7 @@ class ReplicaSet:
             http = dict(cfg.replica_http)
             http.setdefault("host", cfg.replica_host)
             http["port"] = cfg.replica_port + i - 1 if cfg.replica_port else 0
+            http["auto_load"] = self.rt.auto_load()  # computed at start: no solve here
             opts = {**plane_options, "seed": cfg.seed + 1000 * i}
             self.actors.append(actor_cls.remote(i, self.rt.pipeline, opts, timeout_s, http))
         t0_wall = time.time() - p.now()

@@ -56,16 +56,20 @@ def test_clone_fits_the_teacher_better_than_an_untrained_policy():
     assert after["agreement_kind"] >= 0.8
 
 
-def test_training_with_imitation_writes_the_cloned_policy(tmp_path, monkeypatch):
+def test_training_with_imitation_writes_the_cloned_policy(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     from lokirl.agents.train import train
 
     cfg = replace(
         tiny_config("bc", 32), imitation=ImitationParams(teacher="trigger", steps=20, epochs=2)
     )
-    folder = train(cfg, progress=False)
+    folder = train(cfg, progress=True)
     stats = json.loads((folder / "imitation.json").read_text())
     assert stats["steps"] >= 20 and 0.0 <= stats["agreement_kind"] <= 1.0
+    # Off a terminal the bars draw nothing: plain lines for the demonstrations too.
+    err = capsys.readouterr().err.splitlines()
+    demos = [ln for ln in err if ln.startswith("train imitation: steps of trigger")]
+    assert demos and demos[-1].startswith("train imitation: steps of trigger 20/20 (100%)")
     assert (folder / "imitation_model.zip").is_file() and (folder / "model.zip").is_file()
 
 

@@ -1,3 +1,4 @@
+import gzip
 import importlib.util
 import json
 import math
@@ -49,6 +50,11 @@ def test_script_exits_nonzero_on_a_different_table(tmp_path, capsys):
     b.write_text(json.dumps(_rows("def", reward_b=3.0).to_dict()))
     assert mod.main([str(a), str(a)]) == 0
     assert "same table" in capsys.readouterr().out
+    # a record folder that keeps its table gzipped (as large records do)
+    record = tmp_path / "record"
+    record.mkdir()
+    (record / "per_episode.json.gz").write_bytes(gzip.compress(a.read_bytes()))
+    assert mod.main([str(record), str(a)]) == 0
     assert mod.main([str(a), str(b)]) == 1
     out = capsys.readouterr().out
     assert "reward differs in 1 episodes" in out and "NOT the same table" in out

@@ -69,3 +69,15 @@ def test_forecast_eval_refuses_a_trace_without_requests(tmp_path, capsys, monkey
     assert main(["forecast", "eval", "--trace", str(zero), "--json"]) == 2
     err = capsys.readouterr().err
     assert "no requests" in err and "Fix:" in err
+
+
+def test_forecast_train_writes_progress_lines_off_a_terminal(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
+    argv = ["forecast", "train", "--epochs", "1", "--n-synthetic", "2", "--hidden", "8"]
+    assert main([*argv, "--window", "16", "--no-mlflow"]) == 0
+    out, err = capsys.readouterr()
+    (folder,) = tmp_path.glob("forecast-train__*")
+    assert (folder / "model.pt").is_file() and str(folder) in out
+    lines = [ln for ln in err.splitlines() if ln.startswith("forecast train: steps")]
+    total = lines[-1].split()[3].split("/")[1]
+    assert lines[-1].startswith(f"forecast train: steps {total}/{total} (100%)")

@@ -73,6 +73,7 @@ class _FakeServer:
                 self.wfile.write(data)
 
             def do_GET(self):  # noqa: N802
+                fake.gets += 1
                 if lokirl:
                     self._reply(200, json.dumps(status or {"pipeline": "tiny"}))
                 else:
@@ -82,6 +83,8 @@ class _FakeServer:
                 self.rfile.read(int(self.headers.get("content-length", 0)))
                 self._reply(503, json.dumps({"outcome": "dropped", "reason": "deadline"}))
 
+        fake = self
+        self.gets = 0
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -191,6 +194,7 @@ def test_loadgen_rescale_auto_maps_the_trace_onto_the_servers_range(capsys):
     auto = {"lo": 3.0, "hi": 20.0, "unit": "full_accuracy"}
     with _FakeServer(lokirl=True, status={"pipeline": "tiny", "auto_load": auto}) as srv:
         assert _loadgen(srv.url, "--rescale", "auto", "--speedup", "50") == 0
+    assert srv.gets == 2  # the status once before the replay (range and pipeline), once after
     out = capsys.readouterr().out
     assert "rescale auto: 3..20 frames/s" in out and "sent 5" in out
     # a server that does not report its range: a clear error before anything is sent

@@ -131,6 +131,8 @@ def test_three_ingress_replicas_share_one_table_and_one_accounting(ray_local, ti
                     (await client.get(f"http://127.0.0.1:{p}/v1/status")).json() for p in ports
                 ]
                 assert [v["epoch"] for v in views] == [rt.plane.epoch] * 2
+                # loadgen --rescale auto reads the same range from any ingress
+                assert [v["auto_load"] for v in views] == [rt.auto_load()] * 2
                 assert [v["frames"]["arrived"] for v in views] == [per, per]
                 scraped = await client.get(f"http://127.0.0.1:{ports[0]}/metrics")
                 assert scraped.status_code == 404  # only the controller's port is scraped
