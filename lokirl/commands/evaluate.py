@@ -134,12 +134,20 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
     ``auto`` is the frames/s range of ``--rescale auto``
     (:func:`lokirl.core.load_range.auto_load_range`).
     """
-    from lokirl.traces import as_rates, rescale, resolve_trace, speedup, window
+    from lokirl.traces import as_rates, fine_bins, rescale, resolve_trace, speedup, window
     from lokirl.traces.types import RateSeries
 
     out = []
-    for spec in [s.strip() for s in args.traces.split(",") if s.strip()]:
+    specs = [s.strip() for s in args.traces.split(",") if s.strip()]
+    twice = sorted({s for s in specs if specs.count(s) > 1})
+    if twice:  # the same trace twice would count as two and narrow every interval
+        raise ConfigError(
+            "--traces", args.traces, f"{', '.join(twice)} listed more than once", "list each once"
+        )
+    for spec in specs:
         trace = as_rates(resolve_trace(spec, fmt=args.trace_format, column=args.column))
+        # bins wider than a second would stretch --window and --duration to whole bins
+        trace = as_rates(fine_bins(trace))
         if args.time_window:
             a, b = _range(args.time_window, "--window")
             trace = as_rates(window(trace, a, b))
@@ -160,9 +168,12 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
             trace = rescale(trace, *auto)
         elif args.rescale != "none":
             trace = rescale(trace, *_range(args.rescale, "--rescale"))
-        if not isinstance(trace, RateSeries) or trace.rates.size == 0 or trace.rates.sum() <= 0:
+        if not isinstance(trace, RateSeries) or not trace.expected_requests >= 1:
             raise ConfigError(
-                spec, "--traces", "the trace has no requests after the transforms", "widen --window"
+                spec,
+                "--traces",
+                "the trace has no requests after the transforms (fewer than one expected)",
+                "widen --window or raise --rescale",
             )
         out.append(trace)
     if not out:

@@ -294,6 +294,11 @@ def _eval(args: argparse.Namespace) -> int:
     from lokirl.tracking import run_dir
 
     horizons = _ints(args.horizons, "--horizons")
+    if args.warmup < 0:
+        raise ForecastUsageError(
+            f"--warmup {args.warmup}: must be >= 0 (seconds not scored at the start). "
+            "Fix: e.g. --warmup 10"
+        )
     series = _load_series(args)
     if len(series) <= args.warmup + max(horizons):
         raise ForecastUsageError(
@@ -308,6 +313,8 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(forecasters, series.rates, horizons, warmup_s=args.warmup)
     metrics = result["metrics"]
     plot = args.plot or run_dir("forecast-eval", series.name) / "forecast.png"
+    if not plot.suffix:  # the PNG is written (and said to be) at PATH.png
+        plot = plot.with_name(plot.name + ".png")
     _plot(series, result["forecasts"], horizons, plot)
     if args.json:
         print(

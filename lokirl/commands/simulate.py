@@ -144,13 +144,14 @@ def load_trace_args(args: argparse.Namespace) -> Any:
         trace = rescale(trace, lo, hi, rng=np.random.default_rng(args.seed))
     n = len(trace.rates) if isinstance(trace, RateSeries) else len(trace.arrivals_s)
     total = trace.expected_requests if isinstance(trace, RateSeries) else n
-    if n == 0 or total <= 0:
-        raise TraceError(
-            f"{name}: the trace (after transforms) has no requests. Fix: give a trace with "
-            "a non-zero rate, or widen --window"
-        )
     horizon = min(trace.duration_s, args.duration) if args.duration else trace.duration_s
     frames = total * min(1.0, horizon / max(trace.duration_s, 1e-9))
+    if n == 0 or not frames >= 1:  # a run of no frames would report 0% violations
+        raise TraceError(
+            f"{name}: the trace (after transforms) has no requests ({frames:.3g} expected in "
+            f"the {horizon:g} s played). Fix: give a trace with a non-zero rate, widen "
+            "--window or raise --rescale"
+        )
     limit = getattr(args, "max_frames", MAX_FRAMES)
     if not (limit > 0 and math.isfinite(limit)):
         raise ConfigError(

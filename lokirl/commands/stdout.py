@@ -10,6 +10,7 @@ writes ``null`` where a metric has no value (``NaN`` is not JSON).
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
@@ -25,16 +26,18 @@ def reserve_stdout_for_json() -> TextIO:
     stream on the same original stdout.
 
     Returns:
-        A line-buffered text stream on the stdout the process was started with.
+        A line-buffered text stream on the stdout the process was started with (closed,
+        and so flushed, when the process exits).
 
     """
     global _RESERVED
-    if _RESERVED is not None:
+    if _RESERVED is not None and not _RESERVED.closed:
         return _RESERVED
     sys.stdout.flush()
     original = os.dup(1)
     os.dup2(2, 1)
     _RESERVED = os.fdopen(original, "w", buffering=1)
+    atexit.register(_RESERVED.close)
     return _RESERVED
 
 

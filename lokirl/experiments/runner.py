@@ -505,23 +505,26 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
 
 
 def check_load_units(suite: Suite) -> None:
-    """Refuse, before any work, a case whose load unit its cluster cannot give.
+    """Refuse, before any work, a case whose load its cluster cannot give or that is empty.
 
     ``load_unit: full_accuracy`` needs the pipeline's most accurate variants to meet the
-    SLO on the case's cluster (:func:`lokirl.experiments.suites.load_unit`); found
-    only inside a worker process, the error would stop the run after the pool started.
-    Two deterministic solves per (pipeline, cluster) so checked.
+    SLO on the case's cluster (:func:`lokirl.experiments.suites.load_unit`), and the
+    trace mapped onto the load range must expect at least one request
+    (:func:`lokirl.experiments.suites.case_trace`); found only inside a worker process,
+    either error would stop the run after the pool started. Two deterministic solves per
+    (pipeline, cluster) so checked.
 
     Raises:
-        ConfigError: naming the case, ``load_unit`` and the fix.
+        ConfigError: naming the case, ``load_unit`` or ``load``, and the fix.
 
     """
     from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.experiments.suites import case_trace
 
     pipelines: dict[str, Any] = {}
     seen: dict[tuple, dict[str, Any]] = {}
     for case in suite.spec.cases:
-        if case.load_unit != "full_accuracy":
+        if case.load is None:
             continue
         if case.pipeline not in pipelines:
             pipelines[case.pipeline] = load_pipeline(case.pipeline)
@@ -531,7 +534,7 @@ def check_load_units(suite: Suite) -> None:
         if key not in seen:
             seen[key] = capacities(pipe, cluster)
         try:
-            load_unit(case, seen[key])
+            case_trace(case, load_unit(case, seen[key]), suite.base_dir)
         except ConfigError as exc:
             raise ConfigError(
                 f"{suite.source}: case {exc.source}", exc.field, exc.problem, exc.fix

@@ -474,18 +474,16 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
                 _trace_file(case.traffic.trace, base_dir)
             except LokiError as exc:
                 raise ConfigError(
-                    source, f"{where}.traffic.trace", str(exc), _FIXES["trace"]
+                    source, f"{where}.traffic.trace", *_problem_and_fix(exc, _FIXES["trace"])
                 ) from None
             try:  # read it now: a file lokirl cannot read fails before any episode is played
-                series = case_trace(case, 1.0, base_dir)
+                series = case_trace(case, 1.0, base_dir, min_requests=0)
             except LokiError as exc:
-                raise ConfigError(
-                    source,
-                    f"{where}.traffic",
-                    str(exc),
+                fix = (
                     "set traffic.format and traffic.column to how the file is written "
-                    "(with --trace: --format, --column)",
-                ) from None
+                    "(with --trace: --format, --column)"
+                )
+                raise ConfigError(source, f"{where}.traffic", *_problem_and_fix(exc, fix)) from None
             if case.load is None:  # played as recorded: refuse what the simulator cannot play
                 from lokirl.sim.config import SimConfig
 
@@ -770,19 +768,32 @@ def load_unit(case: CaseSpec, caps: Mapping[str, Any]) -> float:
     return float(caps["full_accuracy"])
 
 
-def case_trace(case: CaseSpec, unit: float, base_dir: Path | None = None) -> RateSeries:
+def _problem_and_fix(exc: Exception, default_fix: str) -> tuple[str, str]:
+    """An error's problem and its own fix (a reader's ``... Fix: ...``), else ``default_fix``."""
+    if isinstance(exc, ConfigError):
+        return exc.problem, exc.fix or default_fix
+    problem, sep, fix = str(exc).partition(" Fix: ")
+    return (problem.rstrip(". "), fix) if sep else (str(exc), default_fix)
+
+
+def case_trace(
+    case: CaseSpec, unit: float, base_dir: Path | None = None, min_requests: float = 1.0
+) -> RateSeries:
     """The rate series a case plays: drawn or read, windowed, rescaled onto its load range.
 
     Args:
         case: The case.
         unit: Frames/s of one unit of ``case.load`` (:func:`load_unit`).
         base_dir: Folder relative trace files are resolved against.
+        min_requests: Fewest requests the rescaled series may expect (an episode of no
+            frames would score as perfect); 0 to read a trace before its unit is known.
 
     Raises:
-        ConfigError: the traffic has no requests in the case's window.
+        ConfigError: the traffic has no requests in the case's window, or fewer than
+            ``min_requests`` once rescaled.
 
     """
-    from lokirl.traces import as_rates, load_trace, rescale, window
+    from lokirl.traces import as_rates, fine_bins, load_trace, rescale, window
 
     t = case.traffic
     if t.generator is not None:
@@ -791,7 +802,8 @@ def case_trace(case: CaseSpec, unit: float, base_dir: Path | None = None) -> Rat
         assert t.trace is not None
         path = _trace_file(t.trace, base_dir)
         series = as_rates(load_trace(path, fmt=t.format, column=t.column))
-    series = as_rates(window(series, t.start_s, t.start_s + case.duration_s))
+    # bins wider than a second (a per-minute file) would stretch the window to whole bins
+    series = as_rates(window(fine_bins(series), t.start_s, t.start_s + case.duration_s))
     if series.rates.size == 0 or float(series.rates.sum()) <= 0:
         raise ConfigError(
             case.id,
@@ -801,4 +813,12 @@ def case_trace(case: CaseSpec, unit: float, base_dir: Path | None = None) -> Rat
         )
     if case.load is not None:
         series = as_rates(rescale(series, case.load[0] * unit, case.load[1] * unit))
+        if not series.expected_requests >= min_requests:
+            raise ConfigError(
+                case.id,
+                "load",
+                f"{case.load[0]:g}:{case.load[1]:g} x {unit:.4g} frames/s leaves "
+                f"{series.expected_requests:.3g} requests expected in {case.duration_s:g} s",
+                "raise the load range (e.g. 0.3:2.0, or auto)",
+            )
     return RateSeries(series.rates, series.bin_s, name=case.id)

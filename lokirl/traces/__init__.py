@@ -19,6 +19,7 @@ from lokirl.traces.readers import (
 )
 from lokirl.traces.transforms import (
     concat,
+    fine_bins,
     mix_segments,
     rebin,
     resample,
@@ -47,6 +48,7 @@ __all__ = [
     "bundled_path",
     "bundled_trace",
     "concat",
+    "fine_bins",
     "detect_format",
     "generate",
     "list_bundled",

@@ -6,7 +6,8 @@
 3. Timestamp CSV with a header: one request per row, the column named by
    ``column`` holds ISO datetimes or seconds (milliseconds where the column's name is
    ``ms`` or ends in ``_ms``/``-ms``/``(ms)``, or the numbers are epoch times past the
-   year 5000).
+   year 5000). A datetime without a zone is read as UTC, so a trace plays the same on
+   every machine whatever its local zone (and across a daylight-saving change).
 
 A rate file's header is read by name (``time_s``/``time``..., ``qps``/``rate``...)
 in any order; a UTF-8 byte-order mark is ignored.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,8 @@ def _data_rows(lines: list[str]) -> list[tuple[int, list[str]]]:
     rows = []
     for n, line in enumerate(lines, start=1):
         s = line.strip()
-        if s and not s.startswith("#"):
-            rows.append((n, [f.strip() for f in s.split(",")]))
+        if s and not s.startswith("#"):  # CSV quoting: "1,000" is one field, not two
+            rows.append((n, [f.strip() for f in next(csv.reader([s]))]))
     return rows
 
 
@@ -123,6 +124,7 @@ def read_rates(path: str | Path) -> RateSeries:
     path = Path(path)
     rows = _data_rows(_read_lines(path))
     cols = (0, 1)  # time_s, qps
+    header: list[str] = []
     if rows and not _is_number(rows[0][1][0]):
         header = [h.lower().strip('"') for h in rows[0][1]]
         rows = rows[1:]
@@ -140,6 +142,17 @@ def read_rates(path: str | Path) -> RateSeries:
             )
     if not rows:
         raise TraceError(f"{path}: rate file has a header but no rows. Fix: add time_s,qps rows")
+    width = len(header) if header else 2
+    for n, fields in rows:
+        while len(fields) > width and not fields[-1]:
+            fields.pop()  # a trailing comma (a spreadsheet's export) is no field
+        if len(fields) > width:  # e.g. a decimal comma: 0,100,5 for 100.5
+            raise TraceError(
+                f"{path}: line {n}: {len(fields)} fields, the "
+                + ("header has" if header else "format has")
+                + f" {width}. Fix: one value per column, with a decimal point (100.5, "
+                "not 100,5)"
+            )
     times = np.empty(len(rows))
     rates = np.empty(len(rows))
     for i, (n, fields) in enumerate(rows):
@@ -184,6 +197,8 @@ def _parse_time(text: str) -> float:
     except ValueError:
         pass
     ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if ts.tzinfo is None:  # naive: UTC, never the reading machine's local zone
+        ts = ts.replace(tzinfo=UTC)
     return ts.timestamp()
 
 

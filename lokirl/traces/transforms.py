@@ -187,6 +187,20 @@ def mix_segments(
     return RateSeries(np.concatenate(parts), bin_s=bin_s, name=name)
 
 
+def fine_bins(trace: Trace, max_bin_s: float = 1.0) -> Trace:
+    """``trace`` with rate bins no wider than ``max_bin_s`` (arrival traces as they are).
+
+    A rate series written per minute (or per any bin wider than the decision epoch)
+    keeps its rate within each bin, split into ``max_bin_s`` bins, so that a window or a
+    ``--duration`` cuts it to the second instead of snapping outward to the next whole
+    minute; the request count is kept.
+    """
+    if not isinstance(trace, RateSeries) or trace.bin_s <= max_bin_s + 1e-12:
+        return trace
+    k = int(math.ceil(trace.bin_s / max_bin_s - 1e-9))
+    return RateSeries(np.repeat(trace.rates, k), bin_s=trace.bin_s / k, name=trace.name)
+
+
 def resample(series: RateSeries, bin_s: float = 1.0) -> RateSeries:
     """Resample to any bin width by linear interpolation of the cumulative count.
 

@@ -190,6 +190,10 @@ def test_evaluate_cli_json(capsys, tmp_path, monkeypatch):
         str(trace),
     ]
     assert main(bad_ref) == 2
+    # the same trace twice would count as two traces: refused
+    capsys.readouterr()
+    assert main(["evaluate", "--controllers", "loki", "--traces", f"{trace},{trace}"]) == 2
+    assert "listed more than once" in capsys.readouterr().err
     # a timestamp CSV with several columns is read through --column
     ts = tmp_path / "ts.csv"
     ts.write_text("ts,user\n" + "".join(f"{i / 20:.2f},u{i % 3}\n" for i in range(200)))

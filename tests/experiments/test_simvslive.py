@@ -189,7 +189,13 @@ def test_the_command_maps_a_trace_onto_the_suites_range_before_ray(monkeypatch):
     monkeypatch.setattr(svl, "run_seeds", no_ray)
     argv = ["simvslive", "--pipeline", "traffic_analysis", "--workers", "12", "--trace"]
     argv += ["step_600s", "--speedup", "20", "--duration", "20", "--rescale", "auto", "--json"]
-    assert main(argv) == 0  # (the JSON goes to the real stdout, kept from Ray)
+    from lokirl.commands import stdout
+
+    try:
+        assert main(argv) == 0  # (the JSON goes to the real stdout, kept from Ray)
+    finally:  # the reservation ends with the test: fd 1 is pytest's capture again
+        if stdout._RESERVED is not None:
+            stdout._RESERVED.close()
     pipe = load_pipeline("traffic_analysis")
     lo, hi, unit = auto_load_range(capacities(pipe, Cluster.homogeneous(pipe, 12)))
     assert unit == "full_accuracy"

@@ -278,6 +278,22 @@ def test_adhoc_suite_from_a_trace_file(tmp_path):
     assert case_trace(case, 10.0).rates.max() == pytest.approx(20.0)
 
 
+def test_a_per_minute_trace_plays_exactly_its_duration_and_an_empty_load_is_refused(tmp_path):
+    from lokirl.experiments.runner import check_load_units
+
+    trace = tmp_path / "per_minute.csv"
+    trace.write_text("time_s,qps\n" + "".join(f"{60 * i},{10 + i}\n" for i in range(30)))
+    (case,) = adhoc_suite(str(trace), workers=8, duration_s=20, seeds=(0,)).spec.cases
+    series = case_trace(case, 10.0)
+    assert series.duration_s == pytest.approx(20.0)  # not the whole first minute
+    assert series.bin_s <= 1.0
+    # a load range that leaves less than one request: refused before any episode
+    empty = adhoc_suite(str(trace), workers=8, duration_s=20, seeds=(0,), load=(0.0, 1e-4))
+    with pytest.raises(ConfigError, match=r"load.*requests expected") as err:
+        check_load_units(empty)
+    assert "raise the load range" in err.value.fix
+
+
 def test_adhoc_suite_loads_in_a_unit_the_pipeline_has(tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("time_s,qps\n" + "".join(f"{i},{10 + i}\n" for i in range(30)))

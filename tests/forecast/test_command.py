@@ -33,6 +33,7 @@ def test_forecast_eval_json_and_plot(tmp_path, capsys, monkeypatch):
         (["--rescale", "9:1"], "needs A < B"),
         (["--horizons", "5,1"], "ascending"),
         (["--forecasters", "nope"], "unknown forecaster"),
+        (["--warmup", "-5"], "must be >= 0"),
     ],
 )
 def test_forecast_eval_user_errors(tmp_path, capsys, monkeypatch, extra, message):

@@ -159,6 +159,7 @@ def test_loadgen_refuses_a_trace_too_large_to_draw(capsys, tmp_path):
 
 def test_reserved_stdout_carries_only_the_json():
     """What a library prints to stdout after the reservation goes to stderr."""
+    import os
     import subprocess
     import sys
 
@@ -170,10 +171,14 @@ def test_reserved_stdout_carries_only_the_json():
         "os.write(1, b'native notice\\n')\n"
         "print(strict_json({'ratio': float('nan'), 'n': [1.5, float('inf')]}), file=out)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "PYTHONWARNINGS": "default"}  # show an unclosed stream at exit
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"ratio": None, "n": [1.5, None]}
     assert "library notice" in r.stderr and "native notice" in r.stderr
+    assert "ResourceWarning" not in r.stderr  # the reserved stream is closed at exit
 
 
 def test_loadgen_reads_a_trace_by_its_column(capsys, tmp_path):

@@ -91,6 +91,23 @@ def test_timestamp_csv_iso_and_seconds(tmp_path):
     assert load_trace(secs).arrivals_s.tolist() == [0.0, 1.5]
 
 
+def test_naive_datetimes_are_utc_whatever_the_local_zone(tmp_path, monkeypatch):
+    import time
+
+    # 02:59:50 to 03:00:10 on the night Berlin's clocks went back: in local time a
+    # one-hour gap would open; read as UTC it is 20 s on every machine.
+    body = "".join(f"2024-10-27T{t}\n" for t in ("02:59:50", "03:00:00", "03:00:10"))
+    p = write(tmp_path, "t.csv", "ts\n" + body)
+    spans = []
+    for zone in ("UTC", "Europe/Berlin", "America/New_York"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        spans.append(load_trace(p).arrivals_s.tolist())
+    monkeypatch.delenv("TZ")
+    time.tzset()
+    assert spans == [[0.0, 10.0, 20.0]] * 3
+
+
 def test_timestamp_csv_unknown_column_lists_columns(tmp_path):
     p = write(tmp_path, "t.csv", "id,ts\n1,0\n")
     with pytest.raises(TraceError, match=r"no column 'time'.*\['id', 'ts'\]"):
@@ -192,3 +209,17 @@ def test_semicolon_and_tab_separated_files_are_named_as_such(tmp_path):
     ):
         with pytest.raises(TraceError, match=f"separated by {what}"):
             load_trace(write(tmp_path, name, text))
+
+
+def test_rate_rows_are_csv_and_their_width_is_checked(tmp_path):
+    # a quoted thousands separator is one field (not "1" and "000" read as 1)
+    p = write(tmp_path, "k.csv", 'time_s,qps\n0,"1,000"\n1,"1,200"\n')
+    with pytest.raises(TraceError, match=r"line 2: qps '1,000' is not a number"):
+        load_trace(p, fmt="rates")
+    # a decimal comma makes a third field: refused, not read as 100
+    p = write(tmp_path, "d.csv", "time_s,qps\n0,100,5\n1,101,5\n")
+    with pytest.raises(TraceError, match=r"line 2: 3 fields, the header has 2.*100\.5"):
+        load_trace(p, fmt="rates")
+    # a trailing comma is no field
+    p = write(tmp_path, "t.csv", "time_s,qps\n0,100,\n1,101,\n")
+    assert load_trace(p, fmt="rates").rates.tolist() == [100.0, 101.0]
