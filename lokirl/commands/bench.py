@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from lokirl.commands.options import (
@@ -252,6 +253,18 @@ def run(args: argparse.Namespace) -> int:
     if args.print_hash:
         print(suite.hash)
         return 0
+    if args.trace:
+        from lokirl.experiments.suites import case_trace
+
+        (case,) = suite.spec.cases
+        played = case_trace(case, 1.0, suite.base_dir, min_requests=0).duration_s
+        if played < case.duration_s - 1e-9:
+            print(
+                f"bench: {args.trace} lasts {played:g} s, less than --duration "
+                f"{case.duration_s:g}: {played:g} s played (rewards and solves are reported "
+                "per 120 s of trace)",
+                file=sys.stderr,
+            )
     if args.cases:
         from lokirl.experiments.suites import select_cases
 

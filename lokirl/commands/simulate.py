@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
 
 from lokirl.commands.options import (
@@ -145,6 +146,12 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     n = len(trace.rates) if isinstance(trace, RateSeries) else len(trace.arrivals_s)
     total = trace.expected_requests if isinstance(trace, RateSeries) else n
     horizon = min(trace.duration_s, args.duration) if args.duration else trace.duration_s
+    if args.duration and trace.duration_s < args.duration:
+        print(
+            f"simulate: {name} lasts {trace.duration_s:g} s after the transforms, less than "
+            f"--duration {args.duration:g}: {trace.duration_s:g} s played",
+            file=sys.stderr,
+        )
     frames = total * min(1.0, horizon / max(trace.duration_s, 1e-9))
     if n == 0 or not frames >= 1:  # a run of no frames would report 0% violations
         raise TraceError(

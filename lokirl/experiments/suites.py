@@ -511,6 +511,9 @@ def _trace_file(spec: str, base_dir: Path | None) -> Path:
             return cand
     if spec in list_bundled():
         return bundled_path(spec)
+    for cand in ([base_dir / spec] if base_dir is not None else []) + [Path(spec)]:
+        if cand.is_dir():
+            raise ConfigError(spec, "trace", "is a folder, not a trace file", "name one file")
     raise ConfigError(spec, "trace", "neither a trace file nor a bundled trace", _FIXES["trace"])
 
 

@@ -129,7 +129,10 @@ def read_rates(path: str | Path) -> RateSeries:
         header = [h.lower().strip('"') for h in rows[0][1]]
         rows = rows[1:]
         if len(header) < 2:
-            raise TraceError(f"{path}: header {header} has no qps column. Fix: use time_s,qps")
+            raise TraceError(
+                f"{path}: header {header} names one column; a rate file has two. "
+                "Fix: use time_s,qps"
+            )
         rate = [i for i, h in enumerate(header) if h in _RATE_HEADERS]
         time = [i for i, h in enumerate(header) if h in _TIME_HEADERS]
         if rate:  # the columns by their names, in any order
@@ -188,6 +191,13 @@ def read_rates(path: str | Path) -> RateSeries:
                 f"{path}: line {rows[bad][0]}: time_s is not evenly spaced ascending "
                 f"(expected step {bin_s:g}). Fix: one row per equal-width bin"
             )
+    with np.errstate(over="ignore"):
+        total = float(rates.sum() * bin_s)
+    if not math.isfinite(total):
+        raise TraceError(
+            f"{path}: the rates sum past the largest number a float holds (peak "
+            f"{float(rates.max()):.3g}/s). Fix: write requests per second"
+        )
     return RateSeries(rates, bin_s=bin_s, name=_name(path))
 
 

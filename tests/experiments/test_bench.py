@@ -91,6 +91,11 @@ def test_bench_on_a_user_trace(tmp_path, capsys):
         ("mine", "trigger", None),
         ("mine", "loki-5s", None),
     ]
+    assert "less than --duration" not in cap.err  # 12 s of trace, 8 played
+    # a trace shorter than --duration plays what it has, and says so
+    args[args.index("8")] = "30"
+    assert main([*args[:-1], str(tmp_path / "p")]) == 0
+    assert "mine.csv lasts 12 s, less than --duration 30: 12 s played" in capsys.readouterr().err
 
 
 def test_cases_filter_plays_only_matching_cases(tmp_path, capsys):

@@ -294,6 +294,11 @@ def test_a_per_minute_trace_plays_exactly_its_duration_and_an_empty_load_is_refu
     assert "raise the load range" in err.value.fix
 
 
+def test_a_folder_given_as_a_trace_is_named_so(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder, not a trace file"):
+        adhoc_suite(str(tmp_path), workers=8, duration_s=20, seeds=(0,))
+
+
 def test_adhoc_suite_loads_in_a_unit_the_pipeline_has(tmp_path):
     trace = tmp_path / "t.csv"
     trace.write_text("time_s,qps\n" + "".join(f"{i},{10 + i}\n" for i in range(30)))

@@ -145,7 +145,10 @@ def test_duration_past_the_trace_plays_the_trace(capsys):
     whole = json.loads(capsys.readouterr().out)["static"]["frames"]["arrived"]
     args = _quick("--controller", "static", "--json", "--no-plots", "--duration", "1e9")
     assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)["static"]["frames"]["arrived"] == whole
+    out, err = capsys.readouterr()
+    assert json.loads(out)["static"]["frames"]["arrived"] == whole
+    # ... and says so: 4 s (the --window 150:154) played, not 1e9
+    assert "lasts 4 s after the transforms, less than --duration 1e+09: 4 s played" in err
 
 
 def test_rescale_auto_maps_a_trace_onto_the_suites_range_for_the_cluster(capsys, tmp_path):

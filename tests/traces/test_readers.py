@@ -223,3 +223,17 @@ def test_rate_rows_are_csv_and_their_width_is_checked(tmp_path):
     # a trailing comma is no field
     p = write(tmp_path, "t.csv", "time_s,qps\n0,100,\n1,101,\n")
     assert load_trace(p, fmt="rates").rates.tolist() == [100.0, 101.0]
+
+
+def test_rate_file_errors_name_what_is_wrong(tmp_path):
+    import warnings
+
+    p = write(tmp_path, "q.csv", "qps\n100\n")
+    with pytest.raises(TraceError, match="names one column; a rate file has two"):
+        load_trace(p, fmt="rates")
+    # rates whose sum overflows a float: refused by the reader, no numpy warning first
+    p = write(tmp_path, "h.csv", "time_s,qps\n0,1e308\n1,1e308\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TraceError, match="largest number a float holds"):
+            load_trace(p, fmt="rates")
