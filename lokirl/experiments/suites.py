@@ -506,14 +506,15 @@ def _trace_file(spec: str, base_dir: Path | None) -> Path:
     """The file behind a trace name or path (beside the suite first, then cwd, then bundled)."""
     from lokirl.traces import bundled_path, list_bundled
 
+    folder = False
     for cand in ([base_dir / spec] if base_dir is not None else []) + [Path(spec)]:
         if cand.is_file():
             return cand
+        folder = folder or cand.is_dir()
     if spec in list_bundled():
         return bundled_path(spec)
-    for cand in ([base_dir / spec] if base_dir is not None else []) + [Path(spec)]:
-        if cand.is_dir():
-            raise ConfigError(spec, "trace", "is a folder, not a trace file", "name one file")
+    if folder:
+        raise ConfigError(spec, "trace", "is a folder, not a trace file", "name one file")
     raise ConfigError(spec, "trace", "neither a trace file nor a bundled trace", _FIXES["trace"])
 
 
