@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -55,10 +56,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: A value that starts with a minus sign and a number: ``-1:2``, ``-1e3``, ``-inf``.
+_NEGATIVE_VALUE = re.compile(r"-(\d|\.\d|inf|nan)", flags=re.IGNORECASE)
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """Write ``--opt -1:2`` as ``--opt=-1:2`` so that the option's own check sees it.
+
+    argparse takes ``-1:2`` (or ``-1e3``, ``-inf``) after an option for another option
+    and answers "expected one argument"; joined, the value reaches the option's check,
+    which says what is wrong with it and how to fix it.
+    """
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if (
+            a.startswith("--")
+            and "=" not in a
+            and a != "--"
+            and i + 1 < len(args)
+            and _NEGATIVE_VALUE.match(args[i + 1])
+        ):
+            out.append(f"{a}={args[i + 1]}")
+            i += 2
+            continue
+        if a == "--":  # everything after it is positional
+            out.extend(args[i:])
+            break
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 1

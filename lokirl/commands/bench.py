@@ -255,7 +255,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.trace:
         from lokirl.experiments.suites import case_trace
+        from lokirl.traces import resolve_trace_noted
 
+        note = resolve_trace_noted(args.trace, args.trace_format, args.column)[1]
+        if note:  # how the file was read: a unit guessed wrong shows in its span and count
+            print(f"bench: {note}", file=sys.stderr)
         (case,) = suite.spec.cases
         played = case_trace(case, 1.0, suite.base_dir, min_requests=0).duration_s
         if played < case.duration_s - 1e-9:

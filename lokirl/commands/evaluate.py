@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 
 from lokirl.commands.options import (
     add_trace_format_options,
@@ -134,7 +136,15 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
     ``auto`` is the frames/s range of ``--rescale auto``
     (:func:`lokirl.core.load_range.auto_load_range`).
     """
-    from lokirl.traces import as_rates, fine_bins, rescale, resolve_trace, speedup, window
+    from lokirl.traces import (
+        as_rates,
+        fine_bins,
+        late_start_s,
+        rescale,
+        resolve_trace_noted,
+        speedup,
+        window,
+    )
     from lokirl.traces.types import RateSeries
 
     out = []
@@ -145,7 +155,10 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
             "--traces", args.traces, f"{', '.join(twice)} listed more than once", "list each once"
         )
     for spec in specs:
-        trace = as_rates(resolve_trace(spec, fmt=args.trace_format, column=args.column))
+        read, note = resolve_trace_noted(spec, fmt=args.trace_format, column=args.column)
+        if note:  # how a file was read: a unit guessed wrong shows in its span and count
+            print(f"evaluate: {note}", file=sys.stderr)
+        trace = as_rates(read)
         # bins wider than a second would stretch --window and --duration to whole bins
         trace = as_rates(fine_bins(trace))
         if args.time_window:
@@ -160,8 +173,15 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
         if args.duration and trace.duration_s > args.duration:
             trace = as_rates(window(trace, 0, args.duration))
         if trace.rates.size == 0 or float(trace.rates.sum()) <= 0:
+            first = late_start_s(read)
             raise ConfigError(
-                spec, "--traces", "the trace has no requests", "give a trace with requests"
+                spec,
+                "--traces",
+                "the trace has no requests" + (" in the seconds played" if first else ""),
+                f"its first request arrives at {first:,.6g} s: start there with --window "
+                f"{math.floor(first)}:{math.ceil(read.duration_s)}"
+                if first
+                else "give a trace with requests",
             )
         if args.rescale == "auto":
             assert auto is not None, "--rescale auto needs the cluster's range"

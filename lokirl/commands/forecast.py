@@ -267,9 +267,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load_series(args: argparse.Namespace):
-    from lokirl.traces import as_rates, resample, rescale, resolve_trace, speedup, window
+    from lokirl.traces import as_rates, resample, rescale, resolve_trace_noted, speedup, window
 
-    series = as_rates(resolve_trace(args.trace, fmt=args.trace_format, column=args.column), 1.0)
+    read, note = resolve_trace_noted(args.trace, fmt=args.trace_format, column=args.column)
+    if note:  # how a file was read: a unit guessed wrong shows in its span and count
+        print(f"forecast eval: {note}", file=sys.stderr)
+    series = as_rates(read, 1.0)
     if args.time_window:
         a, b = _range(args.time_window, "--window")
         series = window(series, a, b)

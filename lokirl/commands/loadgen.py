@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from urllib.parse import urlparse
 
 from lokirl.commands.options import add_trace_format_options
@@ -74,17 +75,21 @@ def load_arrivals(
     seed: int,
     fmt: str = "auto",
     column: str | None = None,
+    command: str = "loadgen",
 ):
     """Arrival times (s) of a trace spec after speed-up and rescaling.
 
-    ``fmt`` and ``column`` say how to read a trace file (``--format``, ``--column``).
+    ``fmt`` and ``column`` say how to read a trace file (``--format``, ``--column``);
+    how a file was read is said on stderr, prefixed by ``command``.
     """
     import numpy as np
 
-    from lokirl.traces import RateSeries, as_arrivals, as_rates, rescale, resolve_trace
+    from lokirl.traces import RateSeries, as_arrivals, as_rates, rescale, resolve_trace_noted
     from lokirl.traces import speedup as sp
 
-    trace = resolve_trace(spec, fmt=fmt, column=column)
+    trace, note = resolve_trace_noted(spec, fmt=fmt, column=column)
+    if note:  # how a file was read: a unit guessed wrong shows in its span and count
+        print(f"{command}: {note}", file=sys.stderr)
     if speedup != 1.0:
         trace = sp(trace, speedup)
     if scale:
@@ -110,10 +115,10 @@ def load_arrivals(
     return as_arrivals(trace, np.random.default_rng(seed)).arrivals_s, trace.name
 
 
-def arrivals_from_args(args: argparse.Namespace):
+def arrivals_from_args(args: argparse.Namespace, command: str = "loadgen"):
     """:func:`load_arrivals` of the trace options loadgen and simvslive share."""
     return load_arrivals(
-        args.trace, args.speedup, args.scale, args.seed, args.trace_format, args.column
+        args.trace, args.speedup, args.scale, args.seed, args.trace_format, args.column, command
     )
 
 

@@ -118,13 +118,25 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     """Resolve and transform the trace named by the options."""
     import numpy as np
 
-    from lokirl.traces import RateSeries, rescale, resolve_trace, speedup, window
+    from lokirl.traces import (
+        RateSeries,
+        late_start_s,
+        requests_before,
+        rescale,
+        resolve_trace_noted,
+        speedup,
+        window,
+    )
 
     name = args.trace or DEFAULT_TRACE
     speed = _speed(args)
     if args.trace is None and args.rescale is None:
         args.rescale = DEFAULT_RESCALE
-    trace = resolve_trace(name, fmt=args.trace_format, column=args.column)
+    trace, note = resolve_trace_noted(name, fmt=args.trace_format, column=args.column)
+    if note:  # how a file was read: a unit guessed wrong shows in its span and count
+        print(f"simulate: {note}", file=sys.stderr)
+    first = late_start_s(trace)  # in the file's own seconds, as --window takes them
+    file_s = trace.duration_s
     if args.time_window:
         a, b = _range(args.time_window, "--window")
         trace = window(trace, a, b)
@@ -144,7 +156,6 @@ def load_trace_args(args: argparse.Namespace) -> Any:
         lo, hi = _range(args.rescale, "--rescale")
         trace = rescale(trace, lo, hi, rng=np.random.default_rng(args.seed))
     n = len(trace.rates) if isinstance(trace, RateSeries) else len(trace.arrivals_s)
-    total = trace.expected_requests if isinstance(trace, RateSeries) else n
     horizon = min(trace.duration_s, args.duration) if args.duration else trace.duration_s
     if args.duration and trace.duration_s < args.duration:
         print(
@@ -152,12 +163,17 @@ def load_trace_args(args: argparse.Namespace) -> Any:
             f"--duration {args.duration:g}: {trace.duration_s:g} s played",
             file=sys.stderr,
         )
-    frames = total * min(1.0, horizon / max(trace.duration_s, 1e-9))
+    frames = requests_before(trace, horizon)  # arrivals: counted, not a pro-rata share
     if n == 0 or not frames >= 1:  # a run of no frames would report 0% violations
         raise TraceError(
             f"{name}: the trace (after transforms) has no requests ({frames:.3g} expected in "
-            f"the {horizon:g} s played). Fix: give a trace with a non-zero rate, widen "
-            "--window or raise --rescale"
+            f"the {horizon:g} s played). Fix: "
+            + (
+                f"its first request arrives at {first:,.6g} s: start there with --window "
+                f"{math.floor(first)}:{math.ceil(file_s)}"
+                if first and not args.time_window
+                else "give a trace with a non-zero rate, widen --window or raise --rescale"
+            )
         )
     limit = getattr(args, "max_frames", MAX_FRAMES)
     if not (limit > 0 and math.isfinite(limit)):

@@ -152,7 +152,7 @@ def arrivals_for(args: argparse.Namespace) -> Any:
     from lokirl.runtime.loadgen import bounded_arrivals
     from lokirl.traces.types import ArrivalTrace
 
-    arr, name = arrivals_from_args(args)
+    arr, name = arrivals_from_args(args, "simvslive")
     arr = bounded_arrivals(arr, None, args.duration)
     if len(arr) == 0:
         raise ConfigError("--trace", args.trace, "no arrivals in --duration", "lengthen it")

@@ -7,6 +7,13 @@ Typical use::
 """
 
 from lokirl.traces.bundled import bundled_path, bundled_trace, list_bundled, resolve_trace
+from lokirl.traces.describe import (
+    describe_trace,
+    late_start_s,
+    read_note,
+    requests_before,
+    resolve_trace_noted,
+)
 from lokirl.traces.generators import FAMILIES, generate
 from lokirl.traces.readers import (
     detect_format,
@@ -48,20 +55,25 @@ __all__ = [
     "bundled_path",
     "bundled_trace",
     "concat",
+    "describe_trace",
     "fine_bins",
     "detect_format",
     "generate",
+    "late_start_s",
     "list_bundled",
     "load_trace",
     "mix_segments",
     "rates_to_arrivals",
     "read_arrivals",
+    "read_note",
     "read_rates",
     "read_timestamps",
     "rebin",
     "resample",
+    "requests_before",
     "rescale",
     "resolve_trace",
+    "resolve_trace_noted",
     "speedup",
     "window",
     "write_arrivals",

@@ -39,13 +39,27 @@ def _read_lines(path: Path) -> list[str]:
         raise TraceError(f"{path}: no such trace file. Fix: check the path or use a bundled name")
     if path.is_dir():
         raise TraceError(f"{path}: is a folder, not a trace file. Fix: name one file")
+    raw = path.read_bytes()
+    # a byte-order mark is not data; UTF-16 is what some spreadsheets save as "Unicode text"
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not data
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise TraceError(
             f"{path}: not a text file ({exc.reason}). Fix: pass a CSV/text trace"
         ) from None
     lines = text.splitlines()
+    for i, line in enumerate(lines):  # Excel's "sep=," first line names the separator
+        if line.strip():
+            if re.fullmatch(r"sep=.", line.strip(), flags=re.IGNORECASE):
+                sep = line.strip()[4]
+                if sep != ",":
+                    raise TraceError(
+                        f"{path}: line {i + 1} says the separator is {sep!r}; trace files "
+                        "are comma-separated. Fix: save it with commas"
+                    )
+                lines[i] = ""  # a directive, not a header
+            break
     if not any(line.strip() and not line.lstrip().startswith("#") for line in lines):
         raise TraceError(f"{path}: trace file is empty. Fix: give a file with at least one row")
     first = next(line for line in lines if line.strip() and not line.lstrip().startswith("#"))

@@ -23,7 +23,8 @@ from lokirl.traces.types import (
 def window(trace: Trace, start_s: float, end_s: float | None = None) -> Trace:
     """Keep ``[start_s, end_s)`` and shift it to start at 0.
 
-    For a rate series the window snaps outward to whole bins.
+    For a rate series the window snaps outward to whole bins. A window that reaches
+    the end of arrivals keeps the last one (``[start_s, end]``).
 
     Args:
         trace: The trace.
@@ -43,7 +44,9 @@ def window(trace: Trace, start_s: float, end_s: float | None = None) -> Trace:
         i1 = int(math.ceil(end / trace.bin_s - 1e-9))
         return RateSeries(trace.rates[i0:i1], bin_s=trace.bin_s, name=trace.name)
     arr = trace.arrivals_s
-    kept = arr[(arr >= start_s) & (arr < end)] - start_s
+    # up to the trace's own end the last arrival is kept (its duration is that arrival)
+    upto = arr <= end if end >= total else arr < end
+    kept = arr[(arr >= start_s) & upto] - start_s
     return ArrivalTrace(kept, name=trace.name, duration_s=end - start_s)
 
 
@@ -95,7 +98,8 @@ def rescale(
 
     This keeps the shape (every bin keeps its relative position between the
     minimum and the maximum), as Loki did with the Azure Functions traces. A flat
-    series maps to ``(lo + hi) / 2``.
+    series maps to ``(lo + hi) / 2``; a trace without requests is refused (it has no
+    shape to keep).
 
     Args:
         trace: The trace; arrivals are first counted into ``bin_s`` bins.
@@ -112,6 +116,11 @@ def rescale(
         raise TraceError(f"{trace.name}: rescale range {lo:g}:{hi:g} invalid. Fix: 0 <= lo <= hi")
     series = trace if isinstance(trace, RateSeries) else arrivals_to_rates(trace, bin_s)
     r = series.rates
+    if not (r.size and float(r.max()) > 0):  # no shape to keep: it would become a flat load
+        raise TraceError(
+            f"{trace.name}: the trace has no requests, so there is no shape to map onto "
+            f"{lo:g}..{hi:g}. Fix: give a trace with requests (or widen its window)"
+        )
     span = float(r.max() - r.min()) if r.size else 0.0
     if span == 0:
         scaled = np.full_like(r, (lo + hi) / 2)

@@ -83,6 +83,10 @@ def test_bench_on_a_user_trace(tmp_path, capsys):
     cap = capsys.readouterr()
     out = cap.out
     assert "suite adhoc-mine" in out and "loki-5s" in out
+    # how the file was read, so that a unit guessed wrong shows
+    assert f"bench: {trace}: read as a rate file (time_s,qps rows), auto-detected: 12 bins" in (
+        cap.err
+    )
     # stderr is not a terminal here: plain progress lines stand in for the live bar
     assert "bench adhoc-mine: episodes 2/2 (100%)" in cap.err
     (folder,) = (tmp_path / "o").iterdir()

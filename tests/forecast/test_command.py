@@ -70,6 +70,8 @@ def test_forecast_eval_refuses_a_trace_without_requests(tmp_path, capsys, monkey
     assert main(["forecast", "eval", "--trace", str(zero), "--json"]) == 2
     err = capsys.readouterr().err
     assert "no requests" in err and "Fix:" in err
+    # how the file was read comes first, on stderr (stdout is kept for --json)
+    assert f"forecast eval: {zero}: read as a rate file" in err and "about 0 requests" in err
 
 
 def test_forecast_train_writes_progress_lines_off_a_terminal(tmp_path, capsys, monkeypatch):

@@ -153,8 +153,9 @@ def test_loadgen_refuses_a_trace_too_large_to_draw(capsys, tmp_path):
     huge.write_text("time,rate\n0,1e9\n1,1e9\n")  # drawing 2e9 arrival times: ~16 GB
     args = ["loadgen", "--trace", str(huge), "--url", "http://127.0.0.1:9", "--no-mlflow"]
     assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "2e+09 frames" in err and "--scale" in err and "\n" not in err.strip()
+    note, error = capsys.readouterr().err.strip().split("\n")  # how it was read, the error
+    assert "read as a rate file" in note and "about 2,000,000,000 requests" in note
+    assert "2e+09 frames" in error and "--scale" in error
 
 
 def test_reserved_stdout_carries_only_the_json():
@@ -193,6 +194,9 @@ def test_loadgen_reads_a_trace_by_its_column(capsys, tmp_path):
     assert "--column" in capsys.readouterr().err
     arrivals, _ = load_arrivals(str(log), 1.0, None, 0, "timestamps", "ts")
     assert len(arrivals) == 20 and arrivals[-1] == 9.5
+    note = capsys.readouterr().err
+    assert f"loadgen: {log}: read as a timestamp CSV (one request a row), column 'ts'" in note
+    assert "20 requests from 0 s to 9.5 s" in note
 
 
 def test_loadgen_rescale_auto_maps_the_trace_onto_the_servers_range(capsys):

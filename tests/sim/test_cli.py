@@ -175,3 +175,41 @@ def test_rescale_auto_maps_a_trace_onto_the_suites_range_for_the_cluster(capsys,
     assert (lo, hi) == pytest.approx((0.05 * caps["max"], 0.4 * caps["max"]), rel=1e-5)
     # 20 s of a trace mapped into lo..hi: between lo and hi frames a second arrived
     assert 20 * lo <= totals["frames"]["arrived"] <= 20 * hi
+
+
+def test_a_trace_file_is_described_and_a_late_first_request_is_not_a_silent_run(capsys, tmp_path):
+    """Arrivals cut from a longer log start late: 20 s played hold no request."""
+    p = tmp_path / "late.txt"
+    p.write_text("".join(f"{1_000_000 + 50 * i}\n" for i in range(400)))
+    argv = ["simulate", "--trace", str(p), "--duration", "20", "--controller", "static"]
+    argv += ["--json", "--no-plots", "--no-mlflow"]
+    # before: a "successful" run of 0 frames (a pro-rata share of the file's requests)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"simulate: {p}: read as an arrival file" in err
+    assert "400 requests from 1,000 s to 1,019.95 s" in err
+    assert "no request before 1,000 s, which play as silence" in err
+    assert "(0 expected in the 20 s played)" in err
+    assert "its first request arrives at 1,000 s: start there with --window 1000:1020" in err
+    assert main([*argv, "--window", "1000:1020"]) == 0
+    frames = json.loads(capsys.readouterr().out)["static"]["frames"]
+    assert frames["arrived"] == 400
+
+
+def test_a_trace_without_requests_is_not_rescaled_into_a_flat_load(capsys, tmp_path):
+    p = tmp_path / "zero.csv"
+    p.write_text("time_s,qps\n" + "".join(f"{i},0\n" for i in range(30)))
+    argv = ["simulate", "--trace", str(p), "--rescale", "10:20", "--controller", "static"]
+    assert main([*argv, "--no-plots", "--no-mlflow"]) == 2
+    assert "no requests, so there is no shape to map onto 10..20" in capsys.readouterr().err
+
+
+def test_evaluate_names_a_late_first_request_and_the_window_that_reaches_it(capsys, tmp_path):
+    p = tmp_path / "late.txt"
+    p.write_text("".join(f"{1_000_000 + 50 * i}\n" for i in range(400)))
+    argv = ["evaluate", "--traces", str(p), "--controllers", "static", "--duration", "20"]
+    assert main([*argv, "--no-mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert f"evaluate: {p}: read as an arrival file" in err
+    assert "no requests in the seconds played" in err
+    assert "start there with --window 1000:1020" in err

@@ -237,3 +237,17 @@ def test_rate_file_errors_name_what_is_wrong(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(TraceError, match="largest number a float holds"):
             load_trace(p, fmt="rates")
+
+
+def test_utf16_files_and_an_excel_separator_line_read(tmp_path):
+    # what a spreadsheet saves as "Unicode text", with its byte-order mark
+    p = tmp_path / "u.csv"
+    p.write_text("time_s,qps\n0,10\n1,20\n", encoding="utf-16")
+    assert load_trace(p).rates.tolist() == [10, 20]
+    # Excel's "sep=," first line names the separator; it is not a header
+    p = write(tmp_path, "x.csv", "sep=,\ntime_s,qps\n0,10\n1,20\n")
+    assert load_trace(p).rates.tolist() == [10, 20]
+    p = write(tmp_path, "y.csv", "sep=,\n5\n7\n")
+    assert read_arrivals(p).arrivals_s.tolist() == [0.005, 0.007]
+    with pytest.raises(TraceError, match=r"line 1 says the separator is ';'.*Fix: save it with"):
+        load_trace(write(tmp_path, "z.csv", "sep=;\ntime_s;qps\n0;1\n"))

@@ -28,6 +28,14 @@ def test_window_rates_and_arrivals():
     assert w.duration_s == 3
     with pytest.raises(TraceError, match="window"):
         window(s, 5, 2)
+    # a window to (or past) the end keeps the last arrival, which is the trace's end
+    ends = ArrivalTrace(np.array([1.0, 2.0, 4.0]))
+    assert window(ends, 1, 10).arrivals_s.tolist() == [0.0, 1.0, 3.0]
+    assert window(ends, 1).arrivals_s.tolist() == [0.0, 1.0, 3.0]
+    assert window(ends, 1, 4).arrivals_s.tolist() == [0.0, 1.0, 3.0]
+    assert window(
+        ArrivalTrace(np.array([1.0, 2.0, 4.0]), duration_s=6), 1, 4
+    ).arrivals_s.tolist() == [0.0, 1.0]
 
 
 def test_speedup_keeps_requests_and_compresses_time():
@@ -47,6 +55,9 @@ def test_rescale_maps_min_max_and_keeps_shape():
     norm = lambda r: (r - r.min()) / (r.max() - r.min())  # noqa: E731
     np.testing.assert_allclose(norm(out.rates), norm(s.rates))
     assert rescale(series([3, 3]), 10, 20).rates.tolist() == [15, 15]
+    # a trace without requests has no shape: refused, not turned into a flat load of 15
+    with pytest.raises(TraceError, match="no requests, so there is no shape"):
+        rescale(series([0, 0]), 10, 20)
 
 
 def test_rescale_arrivals_redraws_with_rng():
