@@ -18,6 +18,8 @@ is built for the cluster it is bound to).
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -301,8 +303,15 @@ class FluidChooser:
     plan_store: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if int(self.horizon) != self.horizon or self.horizon < 1:
-            raise ValueError(f"fluid: horizon must be a whole number >= 1, got {self.horizon}")
+        h = self.horizon
+        if (
+            isinstance(h, bool)
+            or not isinstance(h, numbers.Real)
+            or not math.isfinite(h)
+            or int(h) != h
+            or h < 1
+        ):
+            raise ValueError(f"fluid: horizon must be a finite whole number >= 1, got {h}")
         self.horizon = int(self.horizon)
         if not 0 < self.cap_floor <= 1:
             raise ValueError(f"fluid: cap_floor must be in (0, 1], got {self.cap_floor}")

@@ -19,6 +19,7 @@ from lokirl.core.controller import KEEP, ControlContext, Decision, ewma_demand
 from lokirl.core.controllers import CONTROLLERS
 from lokirl.core.forecasting import Forecaster
 from lokirl.envs.features import run_forecaster
+from lokirl.errors import ConfigError
 from lokirl.forecast import make_forecaster
 from lokirl.traces import RateSeries
 
@@ -62,8 +63,11 @@ class TriggerController:
             )
         if not self.headroom > 0:
             raise ValueError(f"headroom must be positive, got {self.headroom:g}")
-        if self.horizon_s < 1 or self.min_interval_s < 0:
-            raise ValueError("horizon_s must be >= 1 and min_interval_s >= 0")
+        h = self.horizon_s
+        if not (h >= 1 and math.isfinite(h) and int(h) == h):  # NaN fails every comparison
+            raise ValueError(f"horizon_s must be a finite whole number >= 1, got {h}")
+        if not self.min_interval_s >= 0:
+            raise ValueError(f"min_interval_s must be >= 0, got {self.min_interval_s}")
 
     def decide(self, context: ControlContext) -> Decision:
         """Keep the plan while the forecast stays inside the band."""
@@ -138,11 +142,30 @@ def _trigger(m) -> TriggerController:
     )
 
 
+def _oracle_needs_the_trace(**_: object) -> OracleController:
+    """Refuse to build the oracle by name: it needs the trace it will play, in advance.
+
+    Raises:
+        ConfigError: always, naming the commands that hand it the trace.
+
+    """
+    raise ConfigError(
+        "oracle",
+        "controller",
+        "the oracle plans from the future rates of the trace it plays, so only commands "
+        "that hold the whole trace before the run build it (lokirl evaluate, lokirl bench "
+        "and suite runs); simulate, serve and training build controllers without it",
+        "compare with it in lokirl evaluate or lokirl bench "
+        "(e.g. lokirl evaluate --controllers loki,trigger,oracle), or use trigger here",
+    )
+
+
 def _register() -> None:
     CONTROLLERS.register_pattern(
         r"trigger-(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)-x(\d+(?:\.\d+)?)(-churn)?",
         _trigger,
         "trigger with its band and headroom (and churn term), e.g. trigger-0.6-1.0-x1.3-churn",
+        form="trigger-<LOW>-<HIGH>-x<HEADROOM>[-churn]",
     )
     CONTROLLERS.register_keywords(
         "trigger",
@@ -154,6 +177,13 @@ def _register() -> None:
             "trigger",
             lambda **kw: TriggerController(**kw),
             "demand-triggered: re-solve when the forecast leaves a band around capacity",
+        )
+    if "oracle" not in CONTROLLERS.names():  # named, so that its error says where it runs
+        CONTROLLERS.register(
+            "oracle",
+            _oracle_needs_the_trace,
+            "knows the trace's future demand (an upper bound for a trigger rule; needs the "
+            "trace: built by lokirl evaluate, lokirl bench and suite runs)",
         )
 
 

@@ -79,7 +79,21 @@ def make_controller(spec: str) -> Controller:
     Known specs: ``loki`` (the authors' controller), ``loki-bB`` (the same with
     over-provisioning B on the branching factors), ``loki-Ns``, ``loki-Ns-churn``,
     ``loki-hH`` (lokirl's periodic MILP), ``inferline``, ``proteus``, ``static``,
-    ``trigger``, ``ppo:PATH``, or ``package.module:attr``.
+    ``trigger``, ``ppo:PATH``, or ``package.module:attr``. A keyword spec's bare name
+    (``fluid``, ``periodic``) is its defaults, as ``fluid()`` is. ``oracle`` is refused
+    here: it needs the trace in advance, so the commands that have it build it
+    (:func:`lokirl.agents.actors.actor_factory`).
+
+    Args:
+        spec: The controller's name or spec.
+
+    Returns:
+        The controller, not yet bound to a pipeline.
+
+    Raises:
+        ConfigError: an unknown name (with the closest known one), an unbalanced
+            parenthesis, a setting the controller refuses, or ``oracle``.
+
     """
     load_plugins()
     return CONTROLLERS.create(spec)

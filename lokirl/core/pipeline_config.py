@@ -23,11 +23,18 @@ The format (see ``configs/pipelines/example.yaml``)::
       - {path: [det-large, cls-large], accuracy: 100}
     accelerator_memory_mb: {gpu: 11264}   # optional: memory of one worker per type
 
+A variant may also carry ``latency_p95_ms`` / ``latency_p99_ms`` (the tail, same
+shape as ``latency_ms``, written by ``lokirl profile``), and the file a ``runtime``
+section (model sources, checked by :func:`lokirl.runtime.models.model_sources`).
+Any other key is refused, so that a misspelt optional key is not silently
+replaced by its default.
+
 Built-in pipelines are shipped as such files inside the package.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from importlib import resources
@@ -40,6 +47,32 @@ from lokirl.core.pipeline import Pipeline, Task, Variant
 from lokirl.errors import ConfigError
 
 _BUILTIN_PACKAGE = "lokirl.data.pipelines"
+
+# The keys each level of a pipeline file accepts, and those that must be there.
+_TOP_KEYS = (
+    "name",
+    "slo_ms",
+    "tasks",
+    "description",
+    "e2e_accuracy",
+    "accelerator_memory_mb",
+    "runtime",
+)
+_TASK_KEYS = ("name", "variants", "children")
+_VARIANT_KEYS = (
+    "name",
+    "accuracy",
+    "latency_ms",
+    "load_time_s",
+    "load_time_host_s",
+    "memory_mb",
+    "load_source",
+    "branching",
+    "latency_p95_ms",
+    "latency_p99_ms",
+)
+_E2E_KEYS = ("path", "accuracy")
+_REQUIRED = frozenset({"name", "slo_ms", "tasks", "variants", "accuracy", "latency_ms", "path"})
 
 
 def builtin_pipelines() -> list[str]:
@@ -67,6 +100,8 @@ def load_pipeline(spec: str | Path) -> Pipeline:
     if str(spec) in builtin_pipelines():
         res = resources.files(_BUILTIN_PACKAGE).joinpath(f"{spec}.yaml")
         return pipeline_from_dict(yaml.safe_load(res.read_text()), source=f"<built-in {spec}>")
+    if path.is_dir():
+        _folder_error(path)
     raise ConfigError(
         str(spec),
         "pipeline",
@@ -75,9 +110,30 @@ def load_pipeline(spec: str | Path) -> Pipeline:
     )
 
 
+def _folder_error(path: Path) -> None:
+    """Raise the ConfigError for a folder given where a pipeline file is expected."""
+    found = sorted(str(p) for p in path.glob("*.yaml"))[:3]
+    raise ConfigError(
+        str(path),
+        "pipeline",
+        "the path is a folder, not a pipeline file",
+        f"pass one of the YAML files in it ({', '.join(found)})"
+        if found
+        else "pass the path of a pipeline YAML file, not of a folder",
+    )
+
+
 def pipeline_from_file(path: str | Path) -> Pipeline:
-    """Parse and validate one pipeline YAML file."""
+    """Parse and validate one pipeline YAML file.
+
+    Raises:
+        ConfigError: the path is a folder or unreadable, the file is empty, not
+            YAML, or not a valid pipeline.
+
+    """
     path = Path(path)
+    if path.is_dir():
+        _folder_error(path)
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -88,6 +144,14 @@ def pipeline_from_file(path: str | Path) -> Pipeline:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "-"
         raise ConfigError(str(path), where, "not valid YAML", "fix the YAML syntax there") from None
+    if data is None:
+        raise ConfigError(
+            str(path),
+            "-",
+            "the file is empty (no YAML document, only blanks or comments)",
+            "write a pipeline mapping with name, slo_ms and tasks "
+            "(see configs/pipelines/example.yaml)",
+        )
     return pipeline_from_dict(data, source=str(path))
 
 
@@ -105,13 +169,36 @@ class _Checker:
             self.fail(field, f"expected a mapping, got {type(value).__name__}", fix)
         return value
 
+    def known_keys(self, value: dict, field: str, allowed: tuple[str, ...]) -> None:
+        """Refuse a key of the mapping ``value`` (at ``field``) that is not in ``allowed``."""
+        for key in value:
+            if key in allowed:
+                continue
+            where = f"{field}.{key}" if field else str(key)
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            if not close:
+                self.fail(
+                    where, "unknown key", f"remove it; the keys here are {', '.join(allowed)}"
+                )
+            problem = "unknown key"
+            if close[0] in value:
+                fix = f"remove it ({close[0]!r} is already set)"
+            else:
+                if close[0] in _REQUIRED:
+                    problem += f", and the required {close[0]!r} is missing"
+                fix = f"rename it to {close[0]!r} (a misspelling?)"
+            self.fail(where, problem, fix)
+
     def number(self, value: Any, field: str, lo: float, hi: float = math.inf) -> float:
         if isinstance(value, str) and _YAML_EXP.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads 1e9 (no dot) as a string
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            self.fail(field, f"expected a number, got {value!r}", f"write a number in [{lo}, {hi}]")
+        wanted = f"a number in [{lo}, {hi}]" if hi < math.inf else f"a finite number >= {lo}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(field, f"expected a number, got {value!r}", f"write {wanted}")
+        if not math.isfinite(value):
+            self.fail(field, f"{value} is not a finite number", f"write {wanted}")
         if not lo <= value <= hi:
-            self.fail(field, f"{value} is out of range", f"use a value in [{lo}, {hi}]")
+            self.fail(field, f"{value} is out of range", f"use {wanted}")
         return float(value)
 
 
@@ -131,6 +218,7 @@ def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: 
     """
     ck = _Checker(source)
     ck.mapping(data, "-", "the file must be a mapping with name, slo_ms and tasks")
+    ck.known_keys(data, "", _TOP_KEYS)
     name = data.get("name")
     if not isinstance(name, str) or not name:
         ck.fail("name", "missing or empty", "add `name: my_pipeline`")
@@ -144,6 +232,7 @@ def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: 
     task_names: list[str] = []
     for i, rt in enumerate(raw_tasks):
         ck.mapping(rt, f"tasks[{i}]", "each task is a mapping with name, variants, children")
+        ck.known_keys(rt, f"tasks[{i}]", _TASK_KEYS)
         tn = rt.get("name")
         if not isinstance(tn, str) or not tn:
             ck.fail(f"tasks[{i}].name", "missing or empty", "give every task a name")
@@ -216,6 +305,7 @@ def pipeline_from_dict(data: Any, source: str = "<dict>") -> Pipeline:  # noqa: 
     for k, row in enumerate(data.get("e2e_accuracy", []) or []):
         f = f"e2e_accuracy[{k}]"
         ck.mapping(row, f, "write `{path: [variant, ...], accuracy: 95.0}`")
+        ck.known_keys(row, f, _E2E_KEYS)
         path = row.get("path")
         if not isinstance(path, list) or not path:
             ck.fail(f + ".path", "missing", "list the variant names from a root to a leaf")
@@ -290,6 +380,7 @@ def _variant(
     ck: _Checker, rv: Any, f: str, task: str, children: list[str], seen: set[str]
 ) -> Variant:
     ck.mapping(rv, f, "each variant is a mapping with name, accuracy, latency_ms")
+    ck.known_keys(rv, f, _VARIANT_KEYS)
     vn = rv.get("name")
     if not isinstance(vn, str) or not vn:
         ck.fail(f + ".name", "missing or empty", "give every variant a name")
@@ -336,7 +427,7 @@ def _variant(
         for b, ms in table.items():
             try:
                 bi = int(b)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # int(inf) overflows
                 bi = -1
             if bi < 1 or str(b).strip() != str(bi):
                 ck.fail(

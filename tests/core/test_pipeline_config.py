@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +235,103 @@ def test_build_script_reproduces_the_shipped_gpu_pipelines():
         spec_dict = make()
         shipped = (script.OUT / f"{spec_dict['name']}.yaml").read_text()
         assert shipped.endswith(script.dump(spec_dict)), spec_dict["name"]
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "pipelines" / "example.yaml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "hint"),
+    [
+        ("branching: {classify: 3.0}", "branchng: {classify: 3.0}", "branchng", "'branching'"),
+        ("load_time_s: 2.0 ", "load_time: 2.0 ", "load_time", "'load_time_s'"),
+    ],
+)
+def test_misspelt_variant_key_in_example_refused(tmp_path, old, new, field, hint):
+    text = EXAMPLE.read_text()
+    assert old in text
+    bad = tmp_path / "example.yaml"
+    bad.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(bad)
+    e = err.value
+    assert e.source == str(bad) and e.field == f"tasks[0].variants[0].{field}"
+    assert e.problem == "unknown key" and hint in e.fix
+
+
+def test_unknown_keys_refused_at_every_level():
+    e = _bad(lambda d: d["tasks"][1]["variants"][0].update(latncy_ms={"gpu": {1: 1.0}}))
+    assert e.field == "tasks[1].variants[0].latncy_ms" and "'latency_ms' is already set" in e.fix
+    e = _bad(lambda d: d["tasks"][0].update(childs=d["tasks"][0].pop("children")))
+    assert e.field == "tasks[0].childs" and "rename it to 'children'" in e.fix
+    e = _bad(lambda d: d.update(e2e_accuracy=[{"path": ["d_big", "c_big"], "accurracy": 90}]))
+    assert e.field == "e2e_accuracy[0].accurracy" and "rename it to 'accuracy'" in e.fix
+    e = _bad(lambda d: d.update(owner="me"))  # nothing close: the valid keys are listed
+    assert e.field == "owner" and "name, slo_ms, tasks" in e.fix and "runtime" in e.fix
+
+
+def test_missing_required_field_names_its_misspelling():
+    def m(d):
+        d["slo_m"] = d.pop("slo_ms")
+
+    e = _bad(m)
+    assert e.field == "slo_m" and "'slo_ms' is missing" in e.problem
+    assert "rename it to 'slo_ms'" in e.fix
+    e = _bad(
+        lambda d: d["tasks"][1]["variants"][1].update(
+            acuracy=d["tasks"][1]["variants"][1].pop("accuracy")
+        )
+    )
+    assert e.field == "tasks[1].variants[1].acuracy" and "'accuracy' is missing" in e.problem
+
+
+def test_documented_optional_keys_still_accepted():
+    d = copy.deepcopy(TINY)
+    d.update(description="x", runtime={"input_size": 16}, e2e_accuracy=[])
+    tail = {"gpu": {1: 12.0}}
+    d["tasks"][1]["variants"][0].update(latency_p95_ms=tail, latency_p99_ms=tail)
+    d["tasks"][1]["children"] = []
+    assert pipeline_from_dict(d).variant("c_big").latency("gpu", 1) == 10.0
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n"])
+def test_empty_file_says_so(tmp_path, text):
+    f = tmp_path / "empty.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(f)
+    assert err.value.source == str(f) and "the file is empty" in err.value.problem
+    assert "NoneType" not in str(err.value) and "slo_ms and tasks" in err.value.fix
+
+
+def test_folder_as_pipeline_path_says_so(tmp_path):
+    for call in (load_pipeline, pipeline_from_file):
+        with pytest.raises(ConfigError) as err:
+            call(tmp_path)
+        assert err.value.source == str(tmp_path) and "is a folder" in err.value.problem
+    (tmp_path / "mine.yaml").write_text("name: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(tmp_path)
+    assert str(tmp_path / "mine.yaml") in err.value.fix
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e999"])
+def test_non_finite_numbers_refused(tmp_path, value):
+    text = EXAMPLE.read_text()
+    f = tmp_path / "p.yaml"
+    f.write_text(text.replace("gpu: {1: 20.0,", f"gpu: {{1: {value},", 1))
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(f)
+    assert err.value.field == "tasks[0].variants[0].latency_ms.gpu.1"
+    assert "not a finite number" in err.value.problem
+    f.write_text(text.replace("slo_ms: 200", f"slo_ms: {value}", 1))
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(f)
+    assert err.value.field == "slo_ms" and "not a finite number" in err.value.problem
+
+
+def test_infinite_memory_and_batch_size_refused():
+    e = _bad(lambda d: d.update(accelerator_memory_mb={"gpu": float("inf")}))
+    assert e.field == "accelerator_memory_mb.gpu" and "not a finite number" in e.problem
+    e = _bad(lambda d: d["tasks"][1]["variants"][0].update(latency_ms={"gpu": {float("inf"): 1.0}}))
+    assert "not a positive integer" in e.problem
