@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except LokiError as exc:
-        print(f"lokirl {args.command}: error: {exc}", file=sys.stderr)
+        # an error whose source is the command itself is not named twice
+        text = str(exc).removeprefix(f"lokirl {args.command}: ")
+        print(f"lokirl {args.command}: error: {text}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and friends
         sys.stderr.close()

@@ -25,6 +25,19 @@ class ConfigError(LokiError):
         self.fix = fix
         super().__init__(f"{source}: {field}: {problem}. Fix: {fix}")
 
+    def within(self, source: str, field: str) -> ConfigError:
+        """Restate the error as met reading ``field`` of ``source`` (a file naming this one).
+
+        A pipeline YAML named by a suite or a training file keeps its own path and
+        field in the problem, so the message points at the file to edit.
+        """
+        inner = (
+            self.problem
+            if self.field == field.rsplit(".", 1)[-1]
+            else (f"{self.source}: {self.field}: {self.problem}")
+        )
+        return ConfigError(source, field, inner, self.fix)
+
     def __reduce__(self) -> tuple:
         """Pickle with all four fields, so an error raised in a worker process reaches the parent."""
         return (type(self), (self.source, self.field, self.problem, self.fix))
@@ -32,3 +45,15 @@ class ConfigError(LokiError):
 
 class TraceError(LokiError):
     """A trace file is missing, empty or not in one of the documented formats."""
+
+
+def problem_and_fix(exc: Exception, default_fix: str) -> tuple[str, str]:
+    """An error's problem and its own fix (a ``... Fix: ...`` message), else ``default_fix``.
+
+    For re-raising an inner error as a :class:`ConfigError` of the file that led to it
+    without a second "Fix:" after the inner one.
+    """
+    if isinstance(exc, ConfigError):
+        return exc.problem, exc.fix or default_fix
+    problem, sep, fix = str(exc).partition(" Fix: ")
+    return (problem.rstrip(". "), fix) if sep else (str(exc), default_fix)

@@ -194,12 +194,31 @@ def load_train_config(
         p = Path(path)
         if not p.is_file():
             raise ConfigError(
-                source, "-", "no such file", "pass an existing YAML, e.g. configs/agents/ppo.yaml"
+                source,
+                "-",
+                "is a folder" if p.is_dir() else "no such file",
+                "pass an existing YAML, e.g. configs/agents/ppo.yaml",
             )
         try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError:
-            raise ConfigError(source, "-", "not valid YAML", "fix the YAML syntax") from None
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = getattr(exc, "problem", None)
+            raise ConfigError(
+                source,
+                "-",
+                f"not valid YAML{where}" + (f" ({what})" if what else ""),
+                "fix the YAML syntax there",
+            ) from None
+        if data is None:  # an empty file would train on every default, unnoticed
+            raise ConfigError(
+                source,
+                "-",
+                "the file is empty",
+                "give the fields to change (start from configs/agents/ppo.yaml), or drop "
+                "--config for the defaults",
+            )
     if not isinstance(data, dict):
         raise ConfigError(
             source, "-", "expected a mapping of fields", "see configs/agents/ppo.yaml"

@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from lokirl.agents.constraint import ConstraintSection
-from lokirl.errors import ConfigError, LokiError
+from lokirl.errors import ConfigError, LokiError, problem_and_fix
 
 _Range = tuple[NonNegativeFloat, NonNegativeFloat]
 
@@ -388,7 +388,16 @@ def check_references(cfg: Any, source: str) -> None:
     try:
         pipeline = load_pipeline(env.pipeline)
     except ConfigError as exc:
-        raise ConfigError(source, "env.pipeline", exc.problem, exc.fix) from None
+        beside = Path(source).parent / env.pipeline
+        if exc.field == "pipeline" and beside.is_file() and not Path(env.pipeline).is_absolute():
+            exc = ConfigError(  # relative paths are read from the working folder
+                exc.source,
+                exc.field,
+                f"no such file in {Path.cwd()} (a relative path is read from the folder "
+                "lokirl runs in, not the training file's)",
+                f"write {beside.resolve()}",
+            )
+        raise exc.within(source, "env.pipeline") from None
     tasks = len(pipeline.tasks)
     sizes: list[tuple[str, int]] = [("env.workers", env.workers)]
     rz = env.randomise
@@ -430,17 +439,19 @@ def check_references(cfg: Any, source: str) -> None:
             try:
                 resolve_trace(spec, fmt=env.trace_format, column=env.trace_column)
             except LokiError as exc:
-                raise ConfigError(
+                raise ConfigError(  # the reader's own fix names command-line options
                     source,
                     where,
-                    str(exc),
+                    problem_and_fix(exc, "")[0],
                     "set env.trace_format and env.trace_column to how the file is written",
                 ) from None
     try:
         make_forecaster(env.forecaster)
     except (LokiError, ValueError, KeyError, OSError) as exc:
         raise ConfigError(
-            source, "env.forecaster", str(exc), "use ewma, a bundled forecaster or learned:PATH"
+            source,
+            "env.forecaster",
+            *problem_and_fix(exc, "use ewma, a bundled forecaster or learned:PATH"),
         ) from None
     specs = [("baseline", cfg.baseline), ("env.fallback", env.fallback)]
     specs.append(("imitation.teacher", cfg.imitation.teacher))
@@ -451,7 +462,9 @@ def check_references(cfg: Any, source: str) -> None:
             make_controller(spec)
         except (LokiError, ValueError, KeyError) as exc:
             raise ConfigError(
-                source, where, str(exc), "use a controller such as loki, trigger or periodic"
+                source,
+                where,
+                *problem_and_fix(exc, "use a controller such as loki, trigger or periodic"),
             ) from None
     if (env.follow_horizons or env.follow_settings) and cfg.imitation.teacher == env.fallback:
         # imitation starts the policy at the fallback's own horizon or setting

@@ -12,6 +12,7 @@ from lokirl.commands.options import (
     add_trace_format_options,
     parse_range,
     parse_solver_time,
+    seed,
     split_specs,
 )
 from lokirl.commands.stdout import strict_json
@@ -84,11 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     adhoc = p.add_argument_group("the one case of --trace")
     add_trace_format_options(adhoc)
-    adhoc.add_argument("--pipeline", default="traffic_analysis", help="default: traffic_analysis")
-    adhoc.add_argument("--workers", type=int, default=20, help="default: 20")
+    adhoc.add_argument("--pipeline", help="default: traffic_analysis")
+    adhoc.add_argument("--workers", type=int, help="default: 20")
     adhoc.add_argument(
         "--load",
-        default="auto",
         metavar="LO:HI|auto|none",
         help="trace min..max mapped onto LO..HI x --load-unit; auto (default): 0.3:2.0 x "
         "the capacity at full accuracy, or 0.05:0.4 x the largest capacity at any accuracy "
@@ -97,14 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     adhoc.add_argument(
         "--load-unit",
-        default="auto",
         choices=("auto", "full_accuracy", "max"),
         help="what --load multiplies: the cluster's capacity at full accuracy, its largest "
         "capacity at any accuracy (max), or auto (default: full_accuracy where the "
         "pipeline has it, else max)",
     )
-    adhoc.add_argument("--duration", type=float, default=300.0, help="seconds (default: 300)")
-    adhoc.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
+    adhoc.add_argument("--duration", type=float, help="seconds (default: 300)")
+    adhoc.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: 3)")
     p.add_argument(
         "--controllers",
         help="comma-separated controller specs (default: the suite's, e.g. loki,loki-5s,"
@@ -168,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)"
     )
-    p.add_argument("--stats-seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    p.add_argument("--stats-seed", type=seed, default=0, help="seed of the bootstrap (default: 0)")
     p.add_argument("--out", metavar="DIR", help="base folder of the run folder (default: runs/)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of tables")
     p.add_argument(
@@ -177,6 +176,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under runs/)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     p.set_defaults(handler=run)
+
+
+#: The options of --trace's one case: (attribute, default).
+_ADHOC: dict[str, tuple[str, object]] = {
+    "--pipeline": ("pipeline", "traffic_analysis"),
+    "--workers": ("workers", 20),
+    "--load": ("load", "auto"),
+    "--load-unit": ("load_unit", "auto"),
+    "--duration": ("duration", 300.0),
+    "--seeds": ("seeds", 3),
+}
+
+
+def _refuse_adhoc(args: argparse.Namespace, used: str) -> None:
+    """Refuse --trace's options beside ``used`` (``--suite`` or ``--from``), which ignored them.
+
+    Raises:
+        ConfigError: naming the options given.
+
+    """
+    given = [o for o, (dest, _) in _ADHOC.items() if getattr(args, dest) is not None]
+    if getattr(args, "column", None) is not None:
+        given.append("--column")
+    if given:
+        raise ConfigError(
+            "lokirl bench",
+            ", ".join(given),
+            f"these shape the one case of --trace and would be ignored with {used} "
+            "(a suite's cases set their own)",
+            "drop them, or write them into a suite file (duration_s, cluster, load, seeds)",
+        )
 
 
 def _load(args: argparse.Namespace):
@@ -189,6 +219,11 @@ def _load(args: argparse.Namespace):
             "give exactly one of --suite, --trace and --from",
             "e.g. lokirl bench --suite dev, --trace my_trace.csv, or --from runs/bench__a,runs/bench__b",
         )
+    if args.suite:
+        _refuse_adhoc(args, "--suite")
+    for dest, default in _ADHOC.values():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     if args.trace:
         if args.seeds < 1:
             raise ConfigError("--seeds", str(args.seeds), "must be >= 1", "pass e.g. --seeds 3")
@@ -225,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
             "--bootstrap", str(args.bootstrap), "too few resamples", "pass e.g. --bootstrap 2000"
         )
     if args.from_runs:
+        _refuse_adhoc(args, "--from")
         if args.solver_time != "model":
             raise ConfigError(
                 "lokirl bench",
@@ -298,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
     n_eps = sum(len(suite.spec.seeds_of(c)) for c in suite.spec.cases) * len(
         controllers or suite.spec.controllers
     )
+    _pool_members(args.pool or [], list(controllers or suite.spec.controllers))  # before play
 
     from lokirl.tracking.progress import ProgressLines, live_bar
 
@@ -354,17 +391,20 @@ def _merged(args: argparse.Namespace):
     return merged
 
 
-def _pooled(results, pools: list[str]):
-    """``results`` with a pooled controller added for each ``NAME=PATTERN`` of ``--pool``."""
+def _pool_members(pools: list[str], played: list[str]) -> list[tuple[str, list[str]]]:
+    """``(NAME, members)`` of each ``NAME=PATTERN`` of ``--pool`` over ``played``.
+
+    Raises:
+        ConfigError: a pool without a new NAME or whose PATTERN matches no controller
+            (checked before a suite is played, and again on merged runs).
+
+    """
     from fnmatch import fnmatchcase
 
-    from lokirl.experiments.runner import Results
-    from lokirl.experiments.stats import pool_controllers
-
-    rows, ctrls = list(results.rows), list(results.meta["controllers"])
+    ctrls, out = list(played), []
     for text in pools:
         name, sep, pattern = text.partition("=")
-        members = [c for c in ctrls if fnmatchcase(c, pattern)] if sep else []
+        members = [c for c in played if fnmatchcase(c, pattern)] if sep else []
         if not name or not members or name in ctrls:
             raise ConfigError(
                 "--pool",
@@ -373,10 +413,22 @@ def _pooled(results, pools: list[str]):
                 f"({', '.join(ctrls)})",
                 "pass e.g. --pool 'gain-5seeds=gain:*'",
             )
-        rows += pool_controllers(results.rows, members, name)
+        out.append((name, members))
         ctrls.append(name)
+    return out
+
+
+def _pooled(results, pools: list[str]):
+    """``results`` with a pooled controller added for each ``NAME=PATTERN`` of ``--pool``."""
+    from lokirl.experiments.runner import Results
+    from lokirl.experiments.stats import pool_controllers
+
     if not pools:
         return results
+    rows, ctrls = list(results.rows), list(results.meta["controllers"])
+    for name, members in _pool_members(pools, ctrls):
+        rows += pool_controllers(results.rows, members, name)
+        ctrls.append(name)
     return Results(rows=rows, meta={**results.meta, "controllers": ctrls})
 
 

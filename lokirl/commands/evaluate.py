@@ -8,6 +8,7 @@ import sys
 
 from lokirl.commands.options import (
     add_trace_format_options,
+    check_distinct,
     check_workers,
     parse_range,
     parse_solver_time,
@@ -193,7 +194,7 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
                 spec,
                 "--traces",
                 "the trace has no requests after the transforms (fewer than one expected)",
-                "widen --window or raise --rescale",
+                "lengthen --duration, widen --window or raise --rescale",
             )
         out.append(trace)
     if not out:
@@ -219,11 +220,17 @@ def run(args: argparse.Namespace) -> int:
             "no controller given",
             "pass e.g. --controllers loki,trigger",
         )
+    check_distinct(controllers, "--controllers")
     for c in controllers:
         if c != "oracle":
             make_controller(c)  # unknown names fail here, before any work
     if args.seeds < 1:
         raise ConfigError("--seeds", str(args.seeds), "must be >= 1", "pass e.g. --seeds 3")
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        # 0, nan and inf played the whole trace; a negative one failed as an empty window
+        raise ConfigError(
+            "--duration", f"{args.duration:g}", "must be a number of seconds > 0", "pass e.g. 300"
+        )
     reference = args.reference or ("trigger" if "trigger" in controllers else controllers[0])
     if reference not in controllers:
         raise ConfigError(

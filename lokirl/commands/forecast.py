@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lokirl.commands.options import add_trace_format_options
+from lokirl.commands.options import add_trace_format_options, seed
 from lokirl.commands.stdout import strict_json
 from lokirl.errors import LokiError
 
@@ -93,7 +93,7 @@ def register(subparsers: Any) -> None:
         help="train on the test suite's twitter traces too (then never use the model in a "
         "controller evaluated on the test suite)",
     )
-    t.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    t.add_argument("--seed", type=seed, default=0, help="seed (default: %(default)s)")
     t.add_argument("--out", type=Path, help="also copy the trained model to this path")
     t.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     t.set_defaults(handler=_train)
@@ -103,7 +103,7 @@ def register(subparsers: Any) -> None:
         help="compare forecasters on a trace",
         description=(
             "Replay a trace second by second and print, per horizon, each forecaster's MAPE of the "
-            "mean forecast, the share of peak seconds (top 10%% of actual future means) where the "
+            "mean forecast, the share of peak seconds (top 10% of actual future means) where the "
             "upper forecast fell short, and the pinball loss of the upper forecast (relative to "
             "the mean rate). Writes a PNG of forecast vs actual."
         ),
@@ -147,7 +147,7 @@ def register(subparsers: Any) -> None:
     h.add_argument(
         "--epochs", type=int, default=12, help="training epochs per fold (default: %(default)s)"
     )
-    h.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    h.add_argument("--seed", type=seed, default=0, help="seed (default: %(default)s)")
     h.add_argument("--json", action="store_true", help="print all metrics as JSON")
     h.set_defaults(handler=_heldout)
 
@@ -195,6 +195,8 @@ def _train(args: argparse.Namespace) -> int:
     from lokirl.tracking.progress import ProgressLines, live_bar
 
     _check_train_args(args)
+    if args.out is not None and args.out.is_dir():  # a folder: the model goes into it
+        args.out = args.out / "model.pt"  # (copying onto the folder failed after training)
     cfg = TrainConfig(
         model=ModelConfig(arch=args.arch, window=args.window, hidden=args.hidden),
         seed=args.seed,
@@ -306,7 +308,8 @@ def _eval(args: argparse.Namespace) -> int:
     if len(series) <= args.warmup + max(horizons):
         raise ForecastUsageError(
             f"trace {args.trace} has {len(series)} s, too short for warm-up {args.warmup} s and "
-            f"horizon {max(horizons)} s. Fix: a longer trace or smaller --horizons"
+            f"horizon {max(horizons)} s. Fix: a longer trace, a smaller --warmup or smaller "
+            "--horizons"
         )
     names = [n.strip() for n in args.forecasters.split(",") if n.strip()]
     forecasters = [make_forecaster(n) for n in names]
@@ -316,7 +319,9 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(forecasters, series.rates, horizons, warmup_s=args.warmup)
     metrics = result["metrics"]
     plot = args.plot or run_dir("forecast-eval", series.name) / "forecast.png"
-    if not plot.suffix:  # the PNG is written (and said to be) at PATH.png
+    if plot.is_dir():  # a folder: the PNG goes into it (it was written beside it)
+        plot = plot / "forecast.png"
+    elif not plot.suffix:  # the PNG is written (and said to be) at PATH.png
         plot = plot.with_name(plot.name + ".png")
     _plot(series, result["forecasts"], horizons, plot)
     if args.json:

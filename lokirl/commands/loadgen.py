@@ -7,7 +7,7 @@ import math
 import sys
 from urllib.parse import urlparse
 
-from lokirl.commands.options import add_trace_format_options
+from lokirl.commands.options import add_trace_format_options, seed
 from lokirl.commands.stdout import finite, strict_json
 from lokirl.errors import ConfigError
 
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--max-in-flight", type=int, default=256, help="cap on awaiting requests")
-    p.add_argument("--seed", type=int, default=0, help="seed for Poisson arrivals")
+    p.add_argument("--seed", type=seed, default=0, help="seed for Poisson arrivals")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(handler=run)
@@ -137,8 +137,14 @@ def run(args: argparse.Namespace) -> int:
         u = urlparse(url)
         if u.scheme not in ("http", "https") or not u.netloc:
             raise ConfigError("--url", url, "not an http URL", "pass http://127.0.0.1:8000")
-    if args.max_requests < 1 or not (args.duration > 0 and math.isfinite(args.duration)):
-        raise ConfigError("--max-requests/--duration", "", "must be positive", "bound the replay")
+    if args.max_requests < 1:
+        raise ConfigError(
+            "--max-requests", str(args.max_requests), "must be at least 1", "pass e.g. 2000"
+        )
+    if not (args.duration > 0 and math.isfinite(args.duration)):
+        raise ConfigError(
+            "--duration", str(args.duration), "must be a number of seconds > 0", "pass e.g. 60"
+        )
     if args.speedup <= 0:
         raise ConfigError("--speedup", str(args.speedup), "must be positive", "pass 1")
     if not 1 <= args.size <= 8192:

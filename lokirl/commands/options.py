@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Any
 
@@ -59,13 +60,17 @@ def split_specs(text: str) -> list[str]:
     return [s for s in out if s]
 
 
-def check_workers(pipeline: Any, workers: int, option: str = "--workers") -> None:
+def check_workers(
+    pipeline: Any, workers: int, option: str = "--workers", example: str | None = None
+) -> None:
     """Refuse a cluster too small to place one worker on every task of ``pipeline``.
 
     Args:
         pipeline: The pipeline (anything with ``name`` and ``tasks``).
         workers: Workers the command would run.
         option: The option that set ``workers`` (named in the error).
+        example: How the fix writes the least cluster that serves (``{n}`` for its
+            workers); default ``OPTION {n}``.
 
     Raises:
         ConfigError: ``workers`` is below 1 or below the pipeline's task count (such a
@@ -79,8 +84,20 @@ def check_workers(pipeline: Any, workers: int, option: str = "--workers") -> Non
             str(workers),
             f"pipeline {pipeline.name!r} has {len(pipeline.tasks)} tasks and each needs at "
             "least one worker; a smaller cluster serves nothing",
-            f"pass {option} {need} or more",
+            f"pass {(example or option + ' {n}').format(n=need)} or more",
         )
+
+
+def check_distinct(controllers: list[str], option: str) -> None:
+    """Refuse a controller listed twice (it was played twice, two identical rows).
+
+    Raises:
+        ConfigError: naming the option and the controller.
+
+    """
+    twice = sorted({c for c in controllers if controllers.count(c) > 1})
+    if twice:
+        raise ConfigError(option, ", ".join(twice), "listed more than once", "list each once")
 
 
 def check_simulated(controllers: list[str], seed: int) -> None:
@@ -92,6 +109,7 @@ def check_simulated(controllers: list[str], seed: int) -> None:
     """
     if seed < 0:
         raise ConfigError("--seed", str(seed), "must be >= 0", "pass e.g. --seed 0")
+    check_distinct(controllers, "--controller")
     for n in controllers:
         if n.strip().startswith("hindsight"):
             raise ConfigError(
@@ -132,7 +150,10 @@ def parse_solver_time(text: str, measured: bool = False) -> str | float:
     if not (math.isfinite(value) and value >= 0):
         if measured:
             raise ConfigError(
-                "--solver-time", text, "unknown value", "use model, measured or seconds"
+                "--solver-time",
+                text,
+                "not 'model', 'measured' nor a number of seconds >= 0",
+                "pass measured, model or e.g. 0.02",
             )
         raise ConfigError(
             "--solver-time",
@@ -188,7 +209,7 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     """A comma-separated list of integer seeds (``"0,1,2"``).
 
     Raises:
-        ConfigError: not integers, or none given.
+        ConfigError: not integers, a negative one, or none given.
 
     """
     try:
@@ -197,4 +218,25 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
         raise ConfigError(option, text, "not a list of integers", "pass 0,1,2") from None
     if not seeds:
         raise ConfigError(option, text, "no seeds", "pass 0,1,2")
+    if min(seeds) < 0:  # numpy's generators take no negative seed
+        raise ConfigError(option, text, "seeds must be >= 0", "pass e.g. 0,1,2")
     return seeds
+
+
+def seed(text: str) -> int:
+    """An argparse ``type`` for a seed: an integer ``>= 0`` (numpy refuses the others).
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or negative; argparse names the
+            option and stops before any work.
+
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number. Fix: pass e.g. 0"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0. Fix: pass e.g. 0")
+    return value

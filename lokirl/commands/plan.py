@@ -104,6 +104,10 @@ def parse_cluster(text: str) -> dict[str, int]:
                 "expected TYPE=N",
                 "write e.g. --cluster pascal=4,ampere=4",
             )
+        if name.strip() in out:  # the last count silently won
+            raise ConfigError(
+                "--cluster", text, f"type {name.strip()!r} given twice", "give each type once"
+            )
         out[name.strip()] = int(n)
     return out
 
@@ -156,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
                 f"use {', '.join(pipeline.accelerators)}",
             )
         usable = sum(n for a, n in cluster.workers.items() if a in pipeline.accelerators)
-        check_workers(pipeline, usable, "--cluster")
+        kind = next(iter(cluster.workers), "TYPE")  # e.g. gpu=3, not 3
+        check_workers(pipeline, usable, "--cluster", f"--cluster {kind}={{n}} (in all)")
     else:
         check_workers(pipeline, args.workers)
         cluster = Cluster.homogeneous(pipeline, args.workers)

@@ -47,7 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", default=None, help="comma-separated subset (default: all)")
     p.add_argument("--input-size", type=int, default=None, help="square input resolution")
     p.add_argument("--accelerator", default=None, help="name of the device type (cpu or gpu)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="where the models run: cuda, cpu, or auto (cuda where torch sees it; default)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads on CPU (default 1)")
     p.add_argument(
         "--runs",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lokirl.commands.stdout import strict_json
 from lokirl.core.reconfig import SWAP_MODES, swap_help
+from lokirl.errors import ConfigError
 
 EPILOG = """\
 examples:
@@ -75,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.compare:
         return compare(args.compare, args.out)
+    from lokirl.commands.options import check_workers
+    from lokirl.core.pipeline_config import load_pipeline
+
+    check_workers(load_pipeline("traffic_analysis"), args.workers)  # the runs' pipeline
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError("--out", str(args.out), "is a file", "name a folder (made if missing)")
     base = QUICK if args.quick else FULL
     settings = Settings(**{**asdict(base), "workers": args.workers, "swap": args.swap})
     out = args.out or run_dir("reproduce", "quick" if args.quick else "full")

@@ -210,6 +210,15 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.max_body_mb <= 0:
         raise ConfigError("--max-body-mb", str(args.max_body_mb), "must be positive", "pass 8")
+    demand = args.initial_demand
+    if demand is not None and not (demand >= 0 and demand < float("inf")):
+        raise ConfigError(
+            "--initial-demand", f"{demand:g}", "must be a number of frames/s >= 0", "pass e.g. 50"
+        )
+    if args.num_cpus is not None and args.num_cpus < 1:  # 0 meant "all of them"
+        raise ConfigError(
+            "--num-cpus", str(args.num_cpus), "must be at least 1", "pass e.g. 2, or leave it out"
+        )
     max_pixels = getattr(args, "max_pixels", 4096 * 4096)
     if max_pixels < 64:
         raise ConfigError("--max-pixels", str(max_pixels), "must be at least 64", "pass 16777216")

@@ -42,6 +42,8 @@ solver seconds charged.
 
 #: Frames a simulation may ask for before it is refused (``--max-frames``).
 MAX_FRAMES = 2e7
+#: Decision epochs a simulation may step through (a month of 1-s epochs; silence too).
+MAX_EPOCHS = 2.6e6
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -174,6 +176,13 @@ def load_trace_args(args: argparse.Namespace) -> Any:
                 if first and not args.time_window
                 else "give a trace with a non-zero rate, widen --window or raise --rescale"
             )
+        )
+    epoch = getattr(args, "epoch", 1.0)
+    if horizon / epoch > MAX_EPOCHS:  # each epoch is a decision, requests or none
+        raise TraceError(
+            f"{name}: the trace spans {horizon:,.6g} s, {horizon / epoch:.3g} decision epochs "
+            f"of {epoch:g} s (at most {MAX_EPOCHS:.2g}, a month of 1-s epochs). Fix: keep the "
+            "part that matters with --window A:B or --duration, or compress it with --speedup"
         )
     limit = getattr(args, "max_frames", MAX_FRAMES)
     if not (limit > 0 and math.isfinite(limit)):

@@ -7,16 +7,16 @@ this command parses and checks the options, builds each seed's arrivals and prin
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import fields
 from typing import Any
 
 from lokirl.commands.options import (
     add_trace_format_options,
     check_workers,
-    parse_seeds,
     resolve_rescale,
+    seed,
 )
+from lokirl.commands.simvslive_options import check_options
 from lokirl.commands.stdout import reserve_stdout_for_json, strict_json
 from lokirl.errors import ConfigError
 
@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--controller", default="loki", help="controller spec (default: loki)")
     p.add_argument("--workers", type=int, default=3, help="workers (default: 3)")
     p.add_argument("--epoch", type=float, default=1.0, help="controller period in s (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the arrivals and both runs")
+    p.add_argument(
+        "--seed", type=seed, default=None, help="seed of the arrivals and both runs (default: 0)"
+    )
     p.add_argument(
         "--seeds", default=None, help="comma-separated seeds: one sim+live pair each (e.g. 0,1,2)"
     )
@@ -194,31 +196,7 @@ def run(args: argparse.Namespace) -> int:
     from lokirl.core.pipeline_config import load_pipeline
     from lokirl.experiments import simvslive as svl
 
-    if args.workers < 1:
-        raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass 2")
-    if not (args.duration > 0 and math.isfinite(args.duration)):
-        raise ConfigError("--duration", str(args.duration), "must be positive", "pass 60")
-    seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
-    svl.sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
-    if not (math.isfinite(args.dilation) and args.dilation > 0):
-        raise ConfigError(
-            "--dilation", str(args.dilation), "must be a number > 0", "pass 1 (real time) or 4"
-        )
-    if not (args.sim_overhead_ms >= 0 and math.isfinite(args.sim_overhead_ms)):
-        raise ConfigError(
-            "--sim-overhead-ms", str(args.sim_overhead_ms), "must be >= 0", "pass 0 or 1.5"
-        )
-    if args.dilation != 1.0 and not args.emulate:
-        raise ConfigError(
-            "--dilation",
-            str(args.dilation),
-            "only emulated workers can be slowed down (real models take their own time)",
-            "add --emulate, or drop --dilation",
-        )
-    if not (args.sim_host_cores >= 0 and math.isfinite(args.sim_host_cores)):
-        raise ConfigError(
-            "--sim-host-cores", str(args.sim_host_cores), "must be >= 0", "pass 0 or 0.5"
-        )
+    seeds = check_options(args)  # every option before Ray starts
     pipeline = load_pipeline(args.pipeline)
     check_workers(pipeline, args.workers)
     args.scale = resolve_rescale(args.scale, pipeline, args.workers)  # auto: two solves

@@ -80,6 +80,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+#: The training file's fields the command line overrides: (option, an example value).
+_OVERRIDE_OPTIONS = {
+    "total_timesteps": ("--timesteps", "20000"),
+    "n_envs": ("--n-envs", "2"),
+    "seed": ("--seed", "0"),
+    "name": ("--name", "my_policy"),
+}
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle ``lokirl train``."""
     from pathlib import Path
@@ -93,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
             config = None  # the embedded defaults when run outside the repository
         else:
             raise ConfigError(
-                args.config, "--config", "no such file", "pass an existing training YAML"
+                args.config,
+                "--config",
+                "is a folder" if Path(config).is_dir() else "no such file",
+                "pass an existing training YAML",
             )
     overrides = {
         "total_timesteps": args.timesteps,
@@ -101,7 +113,16 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "name": args.name,
     }
-    cfg = load_train_config(config, overrides)
+    try:
+        cfg = load_train_config(config, overrides)
+    except ConfigError as exc:  # a bad override is the option's fault, not the file's
+        if overrides.get(exc.field) is None:
+            raise
+        option, example = _OVERRIDE_OPTIONS[exc.field]
+        problem = exc.problem.split(" (got ")[0]
+        raise ConfigError(
+            option, str(overrides[exc.field]), problem, f"pass e.g. {option} {example}"
+        ) from None
     if args.restart_multiplier and not args.resume:
         raise ConfigError(
             "--restart-multiplier",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lokirl.commands.options import parse_solver_time
+from lokirl.commands.options import parse_solver_time, seed
 from lokirl.commands.stdout import strict_json
 from lokirl.errors import ConfigError
 
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="simulated episodes the search may play (a trial costs cases x seeds)",
     )
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampler seed (default: 0)")
     p.add_argument(
         "--jobs",
         type=int,
@@ -159,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
             args.solver_time,
             "the committed settings and the hindsight candidates are tuned under the "
             "modelled solve time that every table uses",
-            "drop --write (a sensitivity search is reported, not committed) or --solver-time",
+            "drop --write (a sensitivity search is reported, not committed) or --solver-time"
+            if args.write
+            else "drop --solver-time (hindsight candidates are tuned under the modelled time)",
         )
     start_from = None
     if args.from_committed and args.from_defaults:

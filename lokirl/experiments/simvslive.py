@@ -552,17 +552,24 @@ def violation_gaps(
 
 
 def describe_received(rp: dict[str, Any]) -> str:
-    """Lines on the ``received`` replay: the arrival lag, the solves, the worst windows."""
-    lag = rp["arrival_lag_ms"]
-    gaps = "; ".join(
-        f"{g['from_s']}-{g['to_s']} s sim {g['sim']} live {g['live']}"
-        for g in rp.get("violation_gaps", [])
-    )
-    return (
-        f"  received after sent: mean {lag['mean']:.1f}, p99 {lag['p99']:.1f} ms\n"
-        f"  {describe_solves(rp['solves_compared'])}\n"
-        f"  violated frames, windows where live lost the most more: {gaps or 'none'}"
-    )
+    """Lines on a replay of the received arrivals.
+
+    Every such replay has its solves against live's; the ``received`` replay itself
+    also the arrival lag and the worst windows (the other replays share those, so
+    they are said once).
+    """
+    lines = []
+    lag = rp.get("arrival_lag_ms")
+    if lag is not None:
+        lines.append(f"  received after sent: mean {lag['mean']:.1f}, p99 {lag['p99']:.1f} ms")
+    lines.append(f"  {describe_solves(rp['solves_compared'])}")
+    if "violation_gaps" in rp:
+        gaps = "; ".join(
+            f"{g['from_s']}-{g['to_s']} s sim {g['sim']} live {g['live']}"
+            for g in rp["violation_gaps"]
+        )
+        lines.append(f"  violated frames, windows where live lost the most more: {gaps or 'none'}")
+    return "\n".join(lines)
 
 
 def describe_solves(sc: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ from pydantic import (
 )
 
 from lokirl.core.load_range import AUTO_LOAD, auto_load_range  # noqa: F401 (re-exported)
-from lokirl.errors import ConfigError, LokiError
+from lokirl.errors import ConfigError, LokiError, problem_and_fix
 from lokirl.traces.types import RateSeries
 
 #: Bundled suites (``lokirl/data/suites/NAME.yaml``).
@@ -318,6 +318,12 @@ def _config_error(source: str, exc: ValidationError, raw: Mapping[str, Any]) -> 
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
         fix = "remove it or check its spelling (see lokirl/experiments/suites.py)"
+        defaults = raw.get("_defaults") or {}
+        if len(loc) == 3 and loc[0] == "cases" and loc[2] in defaults:
+            # merged into every case from defaults: name where it is written
+            own = raw.get("_own") or []
+            if loc[2] not in (own[loc[1]] if loc[1] < len(own) else set()):
+                field = f"defaults.{loc[2]}"
     elif err["type"] == "missing":
         msg = "required field missing"
     return ConfigError(source, field, msg, fix)
@@ -371,12 +377,23 @@ def parse_suite(
     if not isinstance(defaults, Mapping):
         raise ConfigError(source, "defaults", "not a mapping", "write defaults: {duration_s: 60}")
     cases = data.get("cases")
+    own: list[Any] = []
     if isinstance(cases, list):
+        own = [set(c) if isinstance(c, Mapping) else set() for c in cases]
         data["cases"] = [{**defaults, **c} if isinstance(c, Mapping) else c for c in cases]
     try:
         spec = SuiteSpec.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(source, exc, data) from None
+    except ValidationError as exc:  # where a field is written: the case, or defaults
+        raise _config_error(source, exc, {**data, "_defaults": defaults, "_own": own}) from None
+    if "reference" in data and spec.reference not in spec.controllers:
+        # the default reference may be missing from the file's controllers (the first is
+        # then the reference); one the file names was silently replaced the same way
+        raise ConfigError(
+            source,
+            "reference",
+            f"{spec.reference!r} is not among the suite's controllers {list(spec.controllers)}",
+            "add it to controllers, or name one of them",
+        )
     _check_references(spec, source, base_dir)
     return Suite(spec=spec, source=source, base_dir=base_dir, hash=suite_hash(spec, base_dir))
 
@@ -398,7 +415,15 @@ def load_suite(name_or_file: str | Path, check_frozen: bool = True) -> Suite:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(source, "<yaml>", f"not valid YAML ({exc})", "fix the syntax") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None)
+        raise ConfigError(
+            source,
+            "<yaml>",
+            f"not valid YAML{where}" + (f" ({what})" if what else ""),
+            "fix the syntax there",
+        ) from None
     suite = parse_suite(raw, source, path.parent)
     if check_frozen and suite.spec.frozen:
         check_frozen_hash(suite, path.with_suffix(".sha256"))
@@ -447,7 +472,16 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
             try:
                 pipelines[case.pipeline] = load_pipeline(case.pipeline)
             except ConfigError as exc:
-                raise ConfigError(source, f"{where}.pipeline", exc.problem, exc.fix) from None
+                beside = base_dir / case.pipeline if base_dir is not None else None
+                if exc.field == "pipeline" and beside is not None and beside.is_file():
+                    exc = ConfigError(  # unlike trace files, not read beside the suite
+                        exc.source,
+                        exc.field,
+                        f"no such file in {Path.cwd()} (a relative pipeline path is read from "
+                        "the folder lokirl runs in, not the suite's)",
+                        f"write {beside.resolve()}",
+                    )
+                raise exc.within(source, f"{where}.pipeline") from None
         pipe = pipelines[case.pipeline]
         if "workers" not in case.cluster:
             unknown = sorted(set(case.cluster) - set(pipe.accelerators))
@@ -469,12 +503,23 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
                 f"{len(pipe.tasks)} tasks that each need at least one worker",
                 f"give the case at least {len(pipe.tasks)} workers (with --trace: --workers {len(pipe.tasks)})",
             )
+        if case.traffic.generator is not None:
+            try:  # draw it now: a misspelled or bad parameter fails before any episode
+                _generated(case)
+            except LokiError as exc:
+                raise ConfigError(
+                    source,
+                    f"{where}.traffic.params",
+                    *problem_and_fix(
+                        exc, "use the generator's parameters (lokirl.traces.generators)"
+                    ),
+                ) from None
         if case.traffic.trace is not None:
             try:
                 _trace_file(case.traffic.trace, base_dir)
             except LokiError as exc:
                 raise ConfigError(
-                    source, f"{where}.traffic.trace", *_problem_and_fix(exc, _FIXES["trace"])
+                    source, f"{where}.traffic.trace", *problem_and_fix(exc, _FIXES["trace"])
                 ) from None
             try:  # read it now: a file lokirl cannot read fails before any episode is played
                 series = case_trace(case, 1.0, base_dir, min_requests=0)
@@ -483,7 +528,7 @@ def _check_references(spec: SuiteSpec, source: str, base_dir: Path | None) -> No
                     "set traffic.format and traffic.column to how the file is written "
                     "(with --trace: --format, --column)"
                 )
-                raise ConfigError(source, f"{where}.traffic", *_problem_and_fix(exc, fix)) from None
+                raise ConfigError(source, f"{where}.traffic", *problem_and_fix(exc, fix)) from None
             if case.load is None:  # played as recorded: refuse what the simulator cannot play
                 from lokirl.sim.config import SimConfig
 
@@ -770,14 +815,6 @@ def load_unit(case: CaseSpec, caps: Mapping[str, Any]) -> float:
             "set load_unit: max (load relative to the largest capacity at any accuracy)",
         )
     return float(caps["full_accuracy"])
-
-
-def _problem_and_fix(exc: Exception, default_fix: str) -> tuple[str, str]:
-    """An error's problem and its own fix (a reader's ``... Fix: ...``), else ``default_fix``."""
-    if isinstance(exc, ConfigError):
-        return exc.problem, exc.fix or default_fix
-    problem, sep, fix = str(exc).partition(" Fix: ")
-    return (problem.rstrip(". "), fix) if sep else (str(exc), default_fix)
 
 
 def case_trace(

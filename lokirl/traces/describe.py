@@ -52,8 +52,9 @@ def describe_trace(trace: Trace) -> str:
         return "no requests"
     span = max(trace.duration_s, 1e-9)
     return (
-        f"{a.size:,} requests from {float(a[0]):,.6g} s to {float(a[-1]):,.6g} s, a mean of "
-        f"{a.size / span:.4g} req/s over {trace.duration_s:,.6g} s"
+        f"{a.size:,} requests in {float(a[-1] - a[0]):,.6g} s (from {float(a[0]):,.6g} s to "
+        f"{float(a[-1]):,.6g} s), a mean of {a.size / span:.4g} req/s over "
+        f"{trace.duration_s:,.6g} s"
     )
 
 

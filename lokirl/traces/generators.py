@@ -8,6 +8,8 @@ gives the same series. ``generate(family, ...)`` looks families up by name.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from collections.abc import Callable
 
@@ -27,7 +29,9 @@ def _n_bins(duration_s: float) -> int:
 
 def _jitter(rates: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
     """Multiply by lognormal noise with log-sd ``noise`` (mean-preserving)."""
-    if noise <= 0:
+    if not (noise >= 0 and math.isfinite(noise)):
+        raise TraceError(f"generate: noise must be a finite number >= 0, got {noise}")
+    if noise == 0:
         return rates
     return rates * rng.lognormal(-0.5 * noise**2, noise, size=rates.shape)
 
@@ -251,6 +255,15 @@ def generate(family: str, duration_s: float, rng: np.random.Generator, **params)
         raise TraceError(
             f"unknown trace family {family!r}. Fix: use one of {sorted(FAMILIES)}"
         ) from None
+    known = [n for n in inspect.signature(fn).parameters if n not in ("duration_s", "rng")]
+    for name in params:
+        if name not in known:  # a misspelled one was a TypeError naming a Python function
+            close = difflib.get_close_matches(name, known, n=1)
+            raise TraceError(
+                f"trace family {family!r} has no parameter {name!r}. Fix: "
+                + (f"did you mean {close[0]!r}? " if close else "")
+                + f"its parameters are {', '.join(known)}"
+            )
     try:
         return fn(duration_s, rng, **params)
     except TypeError as exc:

@@ -1,7 +1,8 @@
 """Readers and writers for the three documented trace formats.
 
 1. Arrival file: one request per line, first comma-separated field = arrival
-   time in ms (``arrival_ms[,qos,deadline_ms]``).
+   time in ms (``arrival_ms[,qos,deadline_ms]``), on the file's own time origin unless
+   they are epoch times (shifted to start at 0 s).
 2. Rate series CSV: ``time_s,qps`` (header optional), evenly spaced rows.
 3. Timestamp CSV with a header: one request per row, the column named by
    ``column`` holds ISO datetimes or seconds (milliseconds where the column's name is
@@ -94,10 +95,16 @@ def _name(path: Path) -> str:
     return path.stem
 
 
+#: Arrival times (s) from which an arrival file is read as epoch times (about 3 years).
+EPOCH_FROM_S = 1e8
+
+
 def read_arrivals(path: str | Path) -> ArrivalTrace:
     """Read an arrival file (format 1: ``arrival_ms[,qos,deadline_ms]`` per line).
 
-    Times stay on the file's own origin (a first arrival at 6 ms stays at 0.006 s);
+    Times stay on the file's own origin (a first arrival at 6 ms stays at 0.006 s),
+    except epoch times (a first arrival past :data:`EPOCH_FROM_S`, about 3 years),
+    which are shifted so that the first request arrives at 0 s, as timestamp CSVs are;
     unsorted rows are sorted.
 
     Raises:
@@ -121,6 +128,8 @@ def read_arrivals(path: str | Path) -> ArrivalTrace:
                 "Fix: correct or drop the line"
             )
         out[i] = value / 1000.0
+    if out.size and float(out.min()) >= EPOCH_FROM_S:  # epoch ms: years of silence otherwise
+        out -= out.min()
     return ArrivalTrace(out, name=_name(path))
 
 

@@ -153,6 +153,24 @@ def test_train_config_errors_name_the_field(tmp_path):
         assert err.value.field == "env.solver_time" and "0.02" in err.value.fix, value
     cfg = load_train_config("configs/agents/ppo.yaml", {"total_timesteps": 99})
     assert cfg.total_timesteps == 99 and cfg.env.workers == 20
+    # an empty file trained on every default; a syntax error now says where
+    bad.write_text("")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_train_config(bad)
+    bad.write_text("env:\n  pipeline: [a\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 3, column 1 \(expected"):
+        load_train_config(bad)
+
+
+def test_a_bad_override_is_blamed_on_its_option(capsys):
+    from lokirl.cli import main
+
+    # it was reported as the config file's total_timesteps, with a fix naming source code
+    assert main(["train", "--timesteps", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert "--timesteps: -5: Input should be greater than 0. Fix: pass e.g. --timesteps" in err
+    assert main(["train", "--name", "a/b"]) == 2
+    assert "--name: a/b: " in capsys.readouterr().err
 
 
 def _tiny_evaluate(trace, *extra: str, controllers: str = "loki") -> list[str]:

@@ -337,3 +337,27 @@ def test_swap_override_plays_every_case_under_that_mode_and_is_not_merged(tmp_pa
     assert "differ in swap" in capsys.readouterr().err
     assert main(["bench", "--from", str(runs["free"]), "--swap", "free", "--no-mlflow"]) == 2
     assert "drop --swap" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--suite", "dev", "--duration", "5", "--seeds", "1"], "--duration, --seeds"),
+        (["--suite", "dev", "--workers", "40", "--column", "ts"], "--workers, --column"),
+        (["--from", "runs/nothing", "--load", "0.1:1"], "--load"),
+    ],
+)
+def test_the_options_of_tracess_one_case_are_refused_with_a_suite(capsys, argv, named):
+    # a suite (or merged runs) played them unchanged, without a word
+    assert main(["bench", *argv, "--no-mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert f"{named}: these shape the one case of --trace and would be ignored" in err
+
+
+def test_a_bad_pool_is_refused_before_any_episode(capsys, tmp_path):
+    args = ["bench", "--suite", "dev", "--controllers", "static", "--no-mlflow"]
+    for pool in ("foo", "x=zz*", "static=stat*"):  # it was refused after every episode
+        assert main([*args, "--pool", pool, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "--pool" in err and "episodes" not in err
+    assert not list(tmp_path.iterdir())

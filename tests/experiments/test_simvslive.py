@@ -163,6 +163,10 @@ def test_violations_per_second_and_the_worst_windows():
     text = describe_received(rp)
     assert "10-20 s sim 10 live 50" in text and "p99 5.0 ms" in text
     assert "none" in describe_received({**rp, "violation_gaps": []})
+    # the other replays of the received arrivals carry only their solves (a KeyError
+    # ended the command after all its work)
+    other = describe_received({"solves_compared": rp["solves_compared"]})
+    assert other == "  " + describe_solves(rp["solves_compared"])
 
 
 def test_wake_windows_sum_the_waits_per_window():

@@ -189,6 +189,20 @@ def test_references_are_checked_before_running(tmp_path):
     bad_accel = {**GOOD, "cases": [{**GOOD["cases"][0], "cluster": {"tpu": 3}}]}
     err = _error(tmp_path, bad_accel)
     assert "tpu" in err.problem and err.field.endswith(".cluster")
+    # a broken pipeline file: its own path and field, not only the suite's
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text("name: p\nslo_ms: -5\ntasks: []\n")
+    err = _error(tmp_path, {**GOOD, "cases": [{**GOOD["cases"][0], "pipeline": str(pipe)}]})
+    assert err.field == "cases[0] (case 'a').pipeline"
+    assert err.problem.startswith(f"{pipe}: ") and "slo_ms" in err.problem
+
+
+def test_a_reference_the_suite_names_is_among_its_controllers(tmp_path):
+    named = {**GOOD, "controllers": ["loki", "trigger"], "reference": "inferline"}
+    err = _error(tmp_path, named)  # it was silently replaced by loki
+    assert err.field == "reference" and "'inferline' is not among" in err.problem
+    # the default reference (trigger) may be missing: the first controller stands in
+    assert load_suite(_write(tmp_path, {**GOOD, "controllers": ["loki"]})).spec.reference
 
 
 def test_bad_yaml_names_file(tmp_path):
@@ -356,3 +370,44 @@ def test_with_swap_sets_every_case_and_keeps_the_hash():
     assert free.hash == suite.hash  # frozen check ran on the suite; the run records the mode
     with pytest.raises(ConfigError, match="overlap, stop, free"):
         with_swap(suite, "instant")
+
+
+def test_generator_parameters_are_checked_when_the_suite_is_read(tmp_path):
+    case = {**GOOD["cases"][0], "traffic": {"generator": "bursts", "seed": 5}}
+    case["traffic"]["params"] = {"nosie": 0.1}  # was a TypeError naming bursts()
+    err = _error(tmp_path, {**GOOD, "cases": [case]})
+    assert err.field == "cases[0] (case 'a').traffic.params"
+    assert "no parameter 'nosie'" in err.problem and "did you mean 'noise'" in err.fix
+    case["traffic"]["params"] = {"noise": -5}  # was accepted
+    err = _error(tmp_path, {**GOOD, "cases": [case]})
+    assert "noise must be a finite number >= 0" in err.problem
+
+
+def test_errors_name_defaults_and_the_yaml_line(tmp_path):
+    err = _error(tmp_path, {**GOOD, "defaults": {**GOOD["defaults"], "swop": "stop"}})
+    assert err.field == "defaults.swop" and err.problem == "unknown field"
+    # the same key written in a case is named in the case
+    cases = [{**GOOD["cases"][0], "swop": "stop"}, GOOD["cases"][1]]
+    assert _error(tmp_path, {**GOOD, "cases": cases}).field.startswith("cases[0].swop")
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: x\ncases: [a\n")
+    with pytest.raises(ConfigError) as info:
+        load_suite(p)
+    assert info.value.problem.startswith("not valid YAML at line 3, column 1 (expected")
+
+
+def test_a_relative_pipeline_beside_the_suite_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    example = Path(__file__).parents[2] / "configs" / "pipelines" / "example.yaml"
+    (suites / "pipe.yaml").write_text(example.read_text())
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    path = _write(suites, {**GOOD, "cases": [{**GOOD["cases"][0], "pipeline": "pipe.yaml"}]})
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    err = info.value
+    assert err.field == "cases[0] (case 'a').pipeline"
+    assert f"no such file in {elsewhere}" in err.problem and "not the suite's" in err.problem
+    assert err.fix == f"write {(suites / 'pipe.yaml').resolve()}"

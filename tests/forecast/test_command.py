@@ -25,6 +25,13 @@ def test_forecast_eval_json_and_plot(tmp_path, capsys, monkeypatch):
     assert set(out["metrics"]) == {"last", "ewma"}
     assert out["metrics"]["last"]["5"]["mape"] >= 0
     assert plot.stat().st_size > 1000
+    # a folder as --plot: the PNG goes into it (it was written beside it as NAME.png)
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    argv[argv.index(str(plot))] = str(folder)
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["plot"] == str(folder / "forecast.png")
+    assert (folder / "forecast.png").is_file() and not (tmp_path / "plots.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -77,10 +84,13 @@ def test_forecast_eval_refuses_a_trace_without_requests(tmp_path, capsys, monkey
 def test_forecast_train_writes_progress_lines_off_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LOKIRL_RUNS_DIR", str(tmp_path))
     argv = ["forecast", "train", "--epochs", "1", "--n-synthetic", "2", "--hidden", "8"]
-    assert main([*argv, "--window", "16", "--no-mlflow"]) == 0
+    dest = tmp_path / "models"
+    dest.mkdir()  # --out a folder: the model goes into it (copying onto it failed)
+    assert main([*argv, "--window", "16", "--no-mlflow", "--out", str(dest)]) == 0
     out, err = capsys.readouterr()
     (folder,) = tmp_path.glob("forecast-train__*")
     assert (folder / "model.pt").is_file() and str(folder) in out
+    assert (dest / "model.pt").read_bytes() == (folder / "model.pt").read_bytes()
     lines = [ln for ln in err.splitlines() if ln.startswith("forecast train: steps")]
     total = lines[-1].split()[3].split("/")[1]
     assert lines[-1].startswith(f"forecast train: steps {total}/{total} (100%)")

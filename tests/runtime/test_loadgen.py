@@ -196,7 +196,7 @@ def test_loadgen_reads_a_trace_by_its_column(capsys, tmp_path):
     assert len(arrivals) == 20 and arrivals[-1] == 9.5
     note = capsys.readouterr().err
     assert f"loadgen: {log}: read as a timestamp CSV (one request a row), column 'ts'" in note
-    assert "20 requests from 0 s to 9.5 s" in note
+    assert "20 requests in 9.5 s (from 0 s to 9.5 s)" in note
 
 
 def test_loadgen_rescale_auto_maps_the_trace_onto_the_servers_range(capsys):

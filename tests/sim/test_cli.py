@@ -187,7 +187,7 @@ def test_a_trace_file_is_described_and_a_late_first_request_is_not_a_silent_run(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"simulate: {p}: read as an arrival file" in err
-    assert "400 requests from 1,000 s to 1,019.95 s" in err
+    assert "400 requests in 19.95 s (from 1,000 s to 1,019.95 s)" in err
     assert "no request before 1,000 s, which play as silence" in err
     assert "(0 expected in the 20 s played)" in err
     assert "its first request arrives at 1,000 s: start there with --window 1000:1020" in err
@@ -213,3 +213,22 @@ def test_evaluate_names_a_late_first_request_and_the_window_that_reaches_it(caps
     assert f"evaluate: {p}: read as an arrival file" in err
     assert "no requests in the seconds played" in err
     assert "start there with --window 1000:1020" in err
+
+
+def test_a_trace_spanning_months_is_refused_before_stepping_through_it(capsys, tmp_path):
+    # 3,000 requests in the first 300 s and one 58 days later: 5e6 epochs, mostly silent
+    p = tmp_path / "long.txt"
+    p.write_text("".join(f"{100 * i}\n" for i in range(3000)) + "5000000000\n")
+    argv = ["simulate", "--trace", str(p), "--controller", "static", "--no-mlflow"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "5e+06 decision epochs of 1 s (at most 2.6e+06" in err and "--window" in err
+    assert main([*argv, "--duration", "300", "--json", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["static"]["frames"]["arrived"] == 3000
+
+
+@pytest.mark.parametrize("duration", ["0", "nan", "inf", "-5"])
+def test_evaluate_refuses_a_duration_that_is_not_a_positive_number(capsys, duration):
+    # 0, nan and inf played the whole trace (600 s here); -5 failed as an empty window
+    assert main(["evaluate", "--traces", "step_600s", "--duration", duration]) == 2
+    assert "--duration" in capsys.readouterr().err

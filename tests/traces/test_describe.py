@@ -17,7 +17,9 @@ def test_describe_names_span_rates_and_requests():
         "3 bins of 2 s (6 s), mean 20 req/s, peak 30 req/s, about 120 requests"
     )
     a = ArrivalTrace(np.array([0.5, 1.0, 4.5]), duration_s=6.0)
-    assert describe_trace(a) == "3 requests from 0.5 s to 4.5 s, a mean of 0.5 req/s over 6 s"
+    assert describe_trace(a) == (
+        "3 requests in 4 s (from 0.5 s to 4.5 s), a mean of 0.5 req/s over 6 s"
+    )
     assert describe_trace(ArrivalTrace(np.array([]))) == "no requests"
 
 
@@ -49,7 +51,7 @@ def test_a_file_is_noted_with_its_format_a_bundled_name_is_not(tmp_path):
     assert len(trace) == 30
     assert note == (
         f"{p}: read as an arrival file (one arrival time in ms a line), auto-detected: 30 "
-        "requests from 1,000 s to 1,029 s, a mean of 0.02915 req/s over 1,029 s; no request "
+        "requests in 29 s (from 1,000 s to 1,029 s), a mean of 0.02915 req/s over 1,029 s; no request "
         "before 1,000 s, which play as silence (a file keeps its own time origin)"
     )
     r = tmp_path / "r.csv"

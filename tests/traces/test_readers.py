@@ -251,3 +251,12 @@ def test_utf16_files_and_an_excel_separator_line_read(tmp_path):
     assert read_arrivals(p).arrivals_s.tolist() == [0.005, 0.007]
     with pytest.raises(TraceError, match=r"line 1 says the separator is ';'.*Fix: save it with"):
         load_trace(write(tmp_path, "z.csv", "sep=;\ntime_s;qps\n0;1\n"))
+
+
+def test_an_arrival_file_in_epoch_ms_starts_at_its_first_request(tmp_path):
+    # epoch times would otherwise play 54 years of silence (or be refused as 1.7e9 bins)
+    p = write(tmp_path, "epoch.txt", "1700000000500\n1700000000000\n1700000002000\n")
+    assert read_arrivals(p).arrivals_s.tolist() == [0.0, 0.5, 2.0]
+    # a file's own origin is kept below that: a first request at 1,000 s stays there
+    p = write(tmp_path, "late.txt", "1000000\n1000500\n")
+    assert read_arrivals(p).arrivals_s.tolist() == [1000.0, 1000.5]
