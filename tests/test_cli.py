@@ -140,3 +140,15 @@ def test_an_error_from_the_command_itself_names_it_once(capsys):
     assert main(["bench"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lokirl bench: error: --suite/--trace/--from: give exactly one")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--ingress-replicas", "0"], "--ingress-replicas: 0: must be at least 1"),
+        (["train", "--jobs", "0"], "--jobs: 0: must be at least 1"),
+    ],
+)
+def test_counts_below_one_are_refused(capsys, argv, message):
+    assert main(argv) == 2  # "ports 8000..7999 must exist"; --jobs 0 was taken as 1
+    assert message in capsys.readouterr().err

@@ -153,9 +153,9 @@ def _oracle_needs_the_trace(**_: object) -> OracleController:
         "oracle",
         "controller",
         "the oracle plans from the future rates of the trace it plays, so only commands "
-        "that hold the whole trace before the run build it (lokirl evaluate, lokirl bench "
-        "and suite runs); simulate, serve and training build controllers without it",
-        "compare with it in lokirl evaluate or lokirl bench "
+        "that hold the whole trace before the run build it (lokirl simulate, evaluate, "
+        "bench and suite runs); serve and training build controllers without it",
+        "compare with it in lokirl simulate, evaluate or bench "
         "(e.g. lokirl evaluate --controllers loki,trigger,oracle), or use trigger here",
     )
 

@@ -46,7 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated (default 1,2,4,8)")
     p.add_argument("--variants", default=None, help="comma-separated subset (default: all)")
     p.add_argument("--input-size", type=int, default=None, help="square input resolution")
-    p.add_argument("--accelerator", default=None, help="name of the device type (cpu or gpu)")
+    p.add_argument(
+        "--accelerator",
+        default=None,
+        help="the accelerator type the profile is written under, any name (e.g. a100); "
+        "default: gpu on CUDA, else cpu",
+    )
     p.add_argument(
         "--device",
         default="auto",

@@ -223,12 +223,14 @@ def run(args: argparse.Namespace) -> int:
     if max_pixels < 64:
         raise ConfigError("--max-pixels", str(max_pixels), "must be at least 64", "pass 16777216")
     replicas = getattr(args, "ingress_replicas", 1)
-    if replicas < 1 or args.port + replicas - 1 > 65535:
+    if replicas < 1:
+        raise ConfigError("--ingress-replicas", str(replicas), "must be at least 1", "pass 1 or 2")
+    if args.port + replicas - 1 > 65535:
         raise ConfigError(
             "--ingress-replicas",
             str(replicas),
-            f"must be at least 1, and ports {args.port}..{args.port + replicas - 1} must exist",
-            "pass 1 or 2",
+            f"the replicas listen on ports {args.port}..{args.port + replicas - 1}, past 65535",
+            "pass fewer replicas or a lower --port",
         )
     configure_logging(getattr(args, "log_format", "text"), getattr(args, "log_level", "INFO"))
 

@@ -134,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             args.resume, "--resume", "no such model file", "pass a model.zip or a checkpoint"
         )
+    if args.jobs < 1:  # it was taken as 1 (and ignored without --prefill)
+        raise ConfigError("--jobs", str(args.jobs), "must be at least 1", "pass e.g. --jobs 2")
     if args.prefill or args.prefill_only:
-        _prefill(cfg.env, args.config, max(1, args.jobs), not args.no_progress)
+        _prefill(cfg.env, args.config, args.jobs, not args.no_progress)
         if args.prefill_only:
             return 0
     from lokirl.agents.train import train

@@ -615,22 +615,35 @@ def greedy_plan(
 
     Every task gets its highest-throughput variant that fits the latency budget
     on the cluster's largest accelerator pool, and workers are split in
-    proportion to each task's load.
+    proportion to each task's load. Where that pool has fewer workers than the
+    pipeline has tasks (a mixed cluster), each task gets one worker, pool by pool,
+    so the plan never books more workers of a type than the cluster has.
     """
-    accel = max(
+    pools = sorted(
         (a for a in pipeline.accelerators if cluster.workers.get(a, 0) > 0),
-        key=lambda a: cluster.workers[a],
+        key=lambda a: -cluster.workers[a],
     )
+    accel = pools[0]  # the largest pool (the first of equals, in the pipeline's order)
     budget = (
         latency_budget * pipeline.slo_ms / max(1, len(max(pipeline.root_to_leaf_tasks(), key=len)))
     )
+    n = cluster.workers[accel]
+    # Each task on the largest pool; where that pool has fewer workers than the pipeline
+    # has tasks, one worker each, taken pool by pool (a plan booking more workers than a
+    # type has serves nothing).
+    if n >= len(pipeline.tasks):
+        where = {t.name: accel for t in pipeline.tasks}
+    else:
+        slots = [a for a in pools for _ in range(cluster.workers[a])]
+        where = {t.name: slots[i % len(slots)] for i, t in enumerate(pipeline.tasks)}
     choice: dict[str, tuple[Variant, int]] = {}
     for task in pipeline.tasks:
         best = None
+        on = where[task.name]
         for v in task.variants:
-            for b in v.batch_sizes(accel):
-                if v.latency(accel, b) <= budget or b == 1:
-                    thr = v.throughput(accel, b)
+            for b in v.batch_sizes(on):
+                if v.latency(on, b) <= budget or b == 1:
+                    thr = v.throughput(on, b)
                     if best is None or thr > best[2]:
                         best = (v, b, thr)
         assert best is not None
@@ -642,27 +655,31 @@ def greedy_plan(
             mult[task.name] = 1.0
         else:
             mult[task.name] = mult[parent] * choice[parent][0].branching.get(task.name, 1.0)
-    need = {
-        t: mult[t] * max(demand, 1.0) / choice[t][0].throughput(accel, choice[t][1]) for t in mult
-    }
-    total_need = sum(need.values())
-    n = cluster.workers[accel]
-    reps = {t: max(1, int(n * need[t] / total_need)) for t in need}
-    while sum(reps.values()) > n and max(reps.values()) > 1:
-        t = max(reps, key=reps.get)
-        reps[t] -= 1
+    if n >= len(pipeline.tasks):
+        need = {
+            t: mult[t] * max(demand, 1.0) / choice[t][0].throughput(accel, choice[t][1])
+            for t in mult
+        }
+        total_need = sum(need.values())
+        reps = {t: max(1, int(n * need[t] / total_need)) for t in need}
+        while sum(reps.values()) > n and max(reps.values()) > 1:
+            t = max(reps, key=reps.get)
+            reps[t] -= 1
+    else:
+        reps = {t: 1 for t in mult}
     groups = []
     for task in pipeline.tasks:
         v, b = choice[task.name]
+        on = where[task.name]
         groups.append(
             WorkerGroup(
                 task=task.name,
                 variant=v.name,
-                accelerator=accel,
+                accelerator=on,
                 batch_size=b,
                 replicas=reps[task.name],
-                latency_ms=v.latency(accel, b),
-                throughput=v.throughput(accel, b),
+                latency_ms=v.latency(on, b),
+                throughput=v.throughput(on, b),
                 accuracy=v.accuracy,
                 load=mult[task.name] * demand,
             )

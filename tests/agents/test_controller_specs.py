@@ -67,7 +67,7 @@ def test_the_trigger_pattern_is_listed_by_its_parts():
 def test_oracle_by_name_says_which_commands_build_it():
     text = _error("oracle")
     assert "future rates of the trace" in text
-    assert "lokirl evaluate" in text and "lokirl bench" in text and "unknown" not in text
+    assert "lokirl simulate, evaluate, bench" in text and "unknown" not in text
     assert "\n" not in text
 
 

@@ -218,3 +218,21 @@ def test_warm_start_tolerates_rounding_in_the_running_plan(traffic):
         plan = solve(traffic, cluster, 305.0, AllocatorOptions(solver=solver), current=nudged)
         assert plan.status in ("optimal", "feasible")
         check_plan(plan, traffic, cluster)
+
+
+def test_the_fallback_plan_books_no_more_workers_of_a_type_than_the_cluster_has():
+    """A first solve that fails on a mixed cluster: the heuristic plan must still serve."""
+    from lokirl.core.allocator import greedy_plan
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+
+    pipe = load_pipeline("detect_classify_hetero")  # two tasks
+    for workers in ({"pascal": 1, "cpu": 1}, {"pascal": 4, "cpu": 1}, {"cpu": 3}):
+        plan = greedy_plan(pipe, Cluster(workers), 50.0)
+        booked: dict[str, int] = {}
+        for g in plan.groups:
+            booked[g.accelerator] = booked.get(g.accelerator, 0) + g.replicas
+        # it put both tasks on the one pascal worker: every frame dropped (no_worker)
+        assert all(booked[a] <= workers.get(a, 0) for a in booked), (workers, booked)
+        assert {g.task for g in plan.groups} == {t.name for t in pipe.tasks}
+        assert plan.max_demand > 0
