@@ -57,3 +57,15 @@ def problem_and_fix(exc: Exception, default_fix: str) -> tuple[str, str]:
         return exc.problem, exc.fix or default_fix
     problem, sep, fix = str(exc).partition(" Fix: ")
     return (problem.rstrip(". "), fix) if sep else (str(exc), default_fix)
+
+
+def yaml_problem(exc: Exception) -> str:
+    """``not valid YAML at line L, column C (what the parser expected)`` for a YAML error.
+
+    Reads the parser's ``problem_mark`` and ``problem`` where it gives them (PyYAML's
+    marked errors), so a config error names the place to fix, not the parser's dump.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = getattr(exc, "problem", None)
+    return f"not valid YAML{where}" + (f" ({what})" if what else "")

@@ -19,7 +19,7 @@ from lokirl.agents.constraint import ConstraintParams, parse_constraint
 from lokirl.agents.imitation import ImitationParams
 from lokirl.agents.train_schema import RandomiseSection, check_references, validate_train_file
 from lokirl.envs.serving import EnvConfig
-from lokirl.errors import ConfigError
+from lokirl.errors import ConfigError, yaml_problem
 
 
 def _randomise(value: Any, source: str, where: str) -> dict[str, Any] | None:
@@ -202,15 +202,7 @@ def load_train_config(
         try:
             data = yaml.safe_load(p.read_text())
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            what = getattr(exc, "problem", None)
-            raise ConfigError(
-                source,
-                "-",
-                f"not valid YAML{where}" + (f" ({what})" if what else ""),
-                "fix the YAML syntax there",
-            ) from None
+            raise ConfigError(source, "-", yaml_problem(exc), "fix the YAML syntax there") from None
         if data is None:  # an empty file would train on every default, unnoticed
             raise ConfigError(
                 source,

@@ -88,6 +88,26 @@ def check_workers(
         )
 
 
+def check_dilation(dilation: float, emulate: bool) -> None:
+    """Refuse a time dilation that is not a number > 0, or one without emulated workers.
+
+    Raises:
+        ConfigError: naming ``--dilation`` and the fix.
+
+    """
+    if not (math.isfinite(dilation) and dilation > 0):
+        raise ConfigError(
+            "--dilation", str(dilation), "must be a number > 0", "pass 1 (real time) or 4"
+        )
+    if dilation != 1.0 and not emulate:
+        raise ConfigError(
+            "--dilation",
+            str(dilation),
+            "only emulated workers can be slowed down (real models take their own time)",
+            "add --emulate, or drop --dilation",
+        )
+
+
 def check_distinct(controllers: list[str], option: str) -> None:
     """Refuse a controller listed twice (it was played twice, two identical rows).
 

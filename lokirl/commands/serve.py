@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from lokirl.commands.options import check_dilation
 from lokirl.core.reconfig import SWAP_MODES
 from lokirl.errors import ConfigError
 
@@ -183,15 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--port", str(args.port), "not a TCP port", "pass e.g. --port 8000")
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", str(args.workers), "must be at least 1", "pass --workers 3")
-    if not (args.dilation > 0 and args.dilation < float("inf")):
-        raise ConfigError("--dilation", str(args.dilation), "must be a number > 0", "pass 1 or 4")
-    if args.dilation != 1.0 and not args.emulate:
-        raise ConfigError(
-            "--dilation",
-            str(args.dilation),
-            "only emulated workers can be slowed down (real models take their own time)",
-            "add --emulate, or drop --dilation",
-        )
+    check_dilation(args.dilation, args.emulate)
     share = getattr(args, "gpus_per_worker", None)
     if share is not None:
         if not (0 < share <= 1):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from lokirl.commands.options import parse_seeds, parse_solver_time
+from lokirl.commands.options import check_dilation, parse_seeds, parse_solver_time
 from lokirl.errors import ConfigError
 
 
@@ -40,20 +40,10 @@ def check_options(args: argparse.Namespace) -> list[int]:
     seeds = parse_seeds(args.seeds) if args.seeds else [args.seed or 0]
     args.seed = seeds[0]
     svl.sim_cores(args)  # a bad --sim-cores fails here, before Ray starts
-    if not (math.isfinite(args.dilation) and args.dilation > 0):
-        raise ConfigError(
-            "--dilation", str(args.dilation), "must be a number > 0", "pass 1 (real time) or 4"
-        )
+    check_dilation(args.dilation, args.emulate)
     if not (args.sim_overhead_ms >= 0 and math.isfinite(args.sim_overhead_ms)):
         raise ConfigError(
             "--sim-overhead-ms", str(args.sim_overhead_ms), "must be >= 0", "pass 0 or 1.5"
-        )
-    if args.dilation != 1.0 and not args.emulate:
-        raise ConfigError(
-            "--dilation",
-            str(args.dilation),
-            "only emulated workers can be slowed down (real models take their own time)",
-            "add --emulate, or drop --dilation",
         )
     if not (args.sim_host_cores >= 0 and math.isfinite(args.sim_host_cores)):
         raise ConfigError(

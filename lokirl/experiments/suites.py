@@ -52,7 +52,7 @@ from pydantic import (
 )
 
 from lokirl.core.load_range import AUTO_LOAD, auto_load_range  # noqa: F401 (re-exported)
-from lokirl.errors import ConfigError, LokiError, problem_and_fix
+from lokirl.errors import ConfigError, LokiError, problem_and_fix, yaml_problem
 from lokirl.traces.types import RateSeries
 
 #: Bundled suites (``lokirl/data/suites/NAME.yaml``).
@@ -415,15 +415,7 @@ def load_suite(name_or_file: str | Path, check_frozen: bool = True) -> Suite:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None)
-        raise ConfigError(
-            source,
-            "<yaml>",
-            f"not valid YAML{where}" + (f" ({what})" if what else ""),
-            "fix the syntax there",
-        ) from None
+        raise ConfigError(source, "<yaml>", yaml_problem(exc), "fix the syntax there") from None
     suite = parse_suite(raw, source, path.parent)
     if check_frozen and suite.spec.frozen:
         check_frozen_hash(suite, path.with_suffix(".sha256"))
