@@ -150,11 +150,7 @@ def load_traces(args: argparse.Namespace, auto: tuple[float, float] | None) -> l
 
     out = []
     specs = [s.strip() for s in args.traces.split(",") if s.strip()]
-    twice = sorted({s for s in specs if specs.count(s) > 1})
-    if twice:  # the same trace twice would count as two and narrow every interval
-        raise ConfigError(
-            "--traces", args.traces, f"{', '.join(twice)} listed more than once", "list each once"
-        )
+    check_distinct(specs, "--traces")  # one trace twice would count as two traces
     for spec in specs:
         read, note = resolve_trace_noted(spec, fmt=args.trace_format, column=args.column)
         if note:  # how a file was read: a unit guessed wrong shows in its span and count

@@ -108,14 +108,17 @@ def check_dilation(dilation: float, emulate: bool) -> None:
         )
 
 
-def check_distinct(controllers: list[str], option: str) -> None:
-    """Refuse a controller listed twice (it was played twice, two identical rows).
+def check_distinct(items: list[str], option: str) -> None:
+    """Refuse an item of a list option given twice.
+
+    A controller given twice was played twice (two identical rows); a trace given
+    twice counted as two traces, narrowing every interval.
 
     Raises:
-        ConfigError: naming the option and the controller.
+        ConfigError: naming the option and the item.
 
     """
-    twice = sorted({c for c in controllers if controllers.count(c) > 1})
+    twice = sorted({c for c in items if items.count(c) > 1})
     if twice:
         raise ConfigError(option, ", ".join(twice), "listed more than once", "list each once")
 

@@ -631,7 +631,8 @@ def greedy_plan(
     # Each task on the largest pool; where that pool has fewer workers than the pipeline
     # has tasks, one worker each, taken pool by pool (a plan booking more workers than a
     # type has serves nothing).
-    if n >= len(pipeline.tasks):
+    spread = n < len(pipeline.tasks)
+    if not spread:
         where = {t.name: accel for t in pipeline.tasks}
     else:
         slots = [a for a in pools for _ in range(cluster.workers[a])]
@@ -655,7 +656,7 @@ def greedy_plan(
             mult[task.name] = 1.0
         else:
             mult[task.name] = mult[parent] * choice[parent][0].branching.get(task.name, 1.0)
-    if n >= len(pipeline.tasks):
+    if not spread:
         need = {
             t: mult[t] * max(demand, 1.0) / choice[t][0].throughput(accel, choice[t][1])
             for t in mult

@@ -299,7 +299,18 @@ def _loc(loc: tuple) -> str:
     return out or "<top level>"
 
 
-def _config_error(source: str, exc: ValidationError, raw: Mapping[str, Any]) -> ConfigError:
+def _config_error(
+    source: str,
+    exc: ValidationError,
+    raw: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+    own: Sequence[set[str]] = (),
+) -> ConfigError:
+    """The first validation error as one line.
+
+    ``defaults`` and each case's ``own`` keys name a field merged from ``defaults``
+    where it is written (``defaults.KEY``).
+    """
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     field = _loc(loc)
@@ -318,10 +329,8 @@ def _config_error(source: str, exc: ValidationError, raw: Mapping[str, Any]) -> 
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
         fix = "remove it or check its spelling (see lokirl/experiments/suites.py)"
-        defaults = raw.get("_defaults") or {}
-        if len(loc) == 3 and loc[0] == "cases" and loc[2] in defaults:
+        if len(loc) == 3 and loc[0] == "cases" and loc[2] in (defaults or {}):
             # merged into every case from defaults: name where it is written
-            own = raw.get("_own") or []
             if loc[2] not in (own[loc[1]] if loc[1] < len(own) else set()):
                 field = f"defaults.{loc[2]}"
     elif err["type"] == "missing":
@@ -377,14 +386,14 @@ def parse_suite(
     if not isinstance(defaults, Mapping):
         raise ConfigError(source, "defaults", "not a mapping", "write defaults: {duration_s: 60}")
     cases = data.get("cases")
-    own: list[Any] = []
+    own: list[set[str]] = []
     if isinstance(cases, list):
         own = [set(c) if isinstance(c, Mapping) else set() for c in cases]
         data["cases"] = [{**defaults, **c} if isinstance(c, Mapping) else c for c in cases]
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as exc:  # where a field is written: the case, or defaults
-        raise _config_error(source, exc, {**data, "_defaults": defaults, "_own": own}) from None
+        raise _config_error(source, exc, data, defaults, own) from None
     if "reference" in data and spec.reference not in spec.controllers:
         # the default reference may be missing from the file's controllers (the first is
         # then the reference); one the file names was silently replaced the same way

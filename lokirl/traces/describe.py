@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lokirl.errors import TraceError
 from lokirl.traces.bundled import resolve_trace
-from lokirl.traces.readers import FORMATS, detect_format, load_trace
+from lokirl.traces.readers import detect_format, load_trace
 from lokirl.traces.types import ArrivalTrace, RateSeries, Trace
 
 _KINDS = {
@@ -118,10 +117,8 @@ def resolve_trace_noted(
     path = Path(spec)
     if not path.is_file():  # a bundled name, or the reader's own error for a folder
         return resolve_trace(spec, fmt=fmt, column=column), None
-    if fmt not in FORMATS:
-        raise TraceError(f"{path}: unknown trace format {fmt!r}. Fix: use one of {FORMATS}")
     kind = detect_format(path, column) if fmt == "auto" else fmt
-    trace = load_trace(path, fmt=kind, column=column)
+    trace = load_trace(path, fmt=kind, column=column)  # refuses an unknown format
     return trace, read_note(spec, trace, kind, column, detected=fmt == "auto")
 
 
