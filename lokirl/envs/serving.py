@@ -703,9 +703,18 @@ class LokiServingEnv(gym.Env):
         return self._hints
 
     def _reward_terms(self, s0: int, s1: int, solver_s: float) -> dict[str, float]:
+        """The step's reward terms over the simulated seconds it completed, ``[s0, s1)``.
+
+        The ratios (goodput, violation ratio, accuracy, active share) are the step's
+        own; the counts (``frames_done`` and the reconfigured share) add up over the
+        steps to the simulator's totals. A step shorter than a second may complete no
+        whole second: it repeats the ratios of the last completed one (a sub-second
+        epoch still gets a reward) and counts nothing, so no second is counted twice.
+        """
         sim = self.sim
         assert sim is not None
-        if s1 <= s0:
+        counted = s1 > s0
+        if not counted:
             s0 = max(0, s1 - 1)
         sl = slice(s0, s1)
         arrived = float(sim.s_arrivals[sl].sum())
@@ -717,9 +726,9 @@ class LokiServingEnv(gym.Env):
         return {
             "goodput": (done - viol) / max(arrived, 1.0) * acc / 100.0 if arrived else 0.0,
             "violation_ratio": viol / done if done else 0.0,
-            "frames_done": done,
+            "frames_done": done if counted else 0.0,
             "accuracy": acc,
-            "reconfigured_share": float(sim.s_reconf[sl].sum()) / n,
+            "reconfigured_share": float(sim.s_reconf[sl].sum()) / n if counted else 0.0,
             "solver_s": float(solver_s),
             "active_share": float(sim.s_active[sl].mean()) / n if s1 > s0 else 0.0,
         }

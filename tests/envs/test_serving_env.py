@@ -253,3 +253,25 @@ def test_a_model_based_fallback_is_bound_and_installs_its_own_plans():
         e.step((FOLLOW, 0))
         assert any(e.context.plan is p for p in library)
     assert e._fallback.frames_modelled > 0
+
+
+@pytest.mark.parametrize("engine", ["simpy", "fluid"])
+def test_sub_second_epochs_count_each_second_once(engine):
+    # at 0.25 s a step, three of four steps complete no whole second: they repeat the
+    # last second's ratios but count none of its frames or reconfigurations again
+    e = LokiServingEnv(**{**SMALL, "epoch_s": 0.25, "engine": engine})
+    e.reset(seed=2, options={"trace": RateSeries(np.full(12, 40.0), 1.0, "flat")})
+    done = reconf = 0.0
+    rewards = []
+    for i in range(40):
+        obs, r, term, _, info = e.step((1, i % 2) if i % 8 == 0 else (0, 1))
+        done += info["frames_done"]
+        reconf += info["reconfigured_share"] * e.cluster.total
+        rewards.append(r)
+        if term:
+            break
+    sim = e.sim
+    assert sim.sec_done >= 8
+    assert done == pytest.approx(float(sim.s_frames_done[: sim.sec_done].sum()))
+    assert reconf == pytest.approx(float(sim.s_reconf[: sim.sec_done].sum()))
+    assert done > 0 and all(np.isfinite(rewards))
