@@ -707,7 +707,9 @@ class FluidSimulation(EpochHost):
             late=0,
             dropped={"deadline": dropped} if dropped else {},
             in_flight=flight,
-            accuracy_sum=self.r_acc_sum,
+            # the fluid mean accuracy over the rounded count (the fluid sum over it
+            # could read above the most accurate path)
+            accuracy_sum=on_time * (self.r_acc_sum / self.r_on_time if self.r_on_time else 0.0),
         )
         f_ok = self.f_arrived - self.f_viol
         frames = Tally(

@@ -99,3 +99,20 @@ def test_plans_from_the_allocator_and_bad_step():
     trace = RateSeries(np.ones(3), 1.0, "t")
     with pytest.raises(ValueError, match="dt"):
         FluidSimulation(p, cluster(2), trace, SimConfig(epoch_s=1.0), dt=2.0)
+
+
+def test_sub_request_accuracy_is_the_fluid_mean_over_the_rounded_count():
+    # the tally's on-time count is rounded; its accuracy must stay the fluid mean
+    # (a sum left unrounded read up to 100.08 on an all-100 path)
+    p = tiny_pipeline(slo_ms=200.0)
+    plan = make_plan(p, [("d1", 4, 1), ("c1", 8, 1)], demand=30.0)
+    trace = RateSeries(np.asarray([33.3] * 7 + [400.0] * 6, dtype=float), 1.0, "t")
+    sim = FluidSimulation(p, cluster(2), trace, SimConfig(), np.random.default_rng(0))
+    sim.reset()
+    sim.apply(resolve(), planner=FixedPlanner(plan))
+    while not sim.done:
+        sim.step_epoch()
+    res = sim.finish()
+    subs = res.subrequests
+    assert subs.on_time > 0 and subs.on_time != pytest.approx(sim.r_on_time, abs=1e-6)
+    assert subs.accuracy == pytest.approx(sim.r_acc_sum / sim.r_on_time, rel=1e-12)
