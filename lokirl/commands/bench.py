@@ -112,7 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reference",
-        help="controller the others are compared with (default: the suite's, trigger)",
+        help="controller the others are compared with (default: the suite's, trigger), or "
+        "the NAME of a --pool (e.g. a new policy's seeds against an older one's)",
     )
     p.add_argument(
         "--pool",
@@ -277,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
                 "played with (their reports say which)",
                 "drop --swap",
             )
-        return _report(args, _merged(args), None)
+        return _report(args, _merged(args, None if _pool_reference(args) else args.reference), None)
     if args.allow_commits:
         raise ConfigError(
             "lokirl bench",
@@ -334,7 +335,9 @@ def run(args: argparse.Namespace) -> int:
     n_eps = sum(len(suite.spec.seeds_of(c)) for c in suite.spec.cases) * len(
         controllers or suite.spec.controllers
     )
-    _pool_members(args.pool or [], list(controllers or suite.spec.controllers))  # before play
+    pools = _pool_members(args.pool or [], list(controllers or suite.spec.controllers))
+    # a pool as the reference: played with a member as the reference, reported against the pool
+    reference = next((m[0] for name, m in pools if name == args.reference), args.reference)
 
     from lokirl.tracking.progress import ProgressLines, live_bar
 
@@ -353,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
         results = run_suite(
             suite,
             controllers,
-            args.reference,
+            reference,
             jobs=args.jobs,
             on_episode=tick,
             solver_time=solver_time,
@@ -362,8 +365,14 @@ def run(args: argparse.Namespace) -> int:
     return _report(args, results, suite)
 
 
-def _merged(args: argparse.Namespace):
-    """The merged per-episode tables of ``--from``."""
+def _pool_reference(args: argparse.Namespace) -> str | None:
+    """The ``--pool`` NAME that ``--reference`` names (None: it names a controller)."""
+    names = [t.partition("=")[0] for t in args.pool or [] if "=" in t]
+    return args.reference if args.reference in names else None
+
+
+def _merged(args: argparse.Namespace, reference: str | None):
+    """The merged per-episode tables of ``--from``, compared with ``reference``."""
     from lokirl.experiments.runner import Results, merge_results
 
     if args.suite or args.trace:
@@ -381,7 +390,7 @@ def _merged(args: argparse.Namespace):
                 "pass run folders of lokirl bench",
             )
         parts.append(Results.from_dict(json.loads(f.read_text())))
-    merged = merge_results(parts, args.reference, across_commits=args.allow_commits)
+    merged = merge_results(parts, reference, across_commits=args.allow_commits)
     if args.cases:
         from lokirl.experiments.runner import select_result_cases
 
@@ -418,8 +427,11 @@ def _pool_members(pools: list[str], played: list[str]) -> list[tuple[str, list[s
     return out
 
 
-def _pooled(results, pools: list[str]):
-    """``results`` with a pooled controller added for each ``NAME=PATTERN`` of ``--pool``."""
+def _pooled(results, pools: list[str], reference: str | None = None):
+    """``results`` with a pooled controller added for each ``NAME=PATTERN`` of ``--pool``.
+
+    With ``reference`` one of the pools' names, the results are compared with that pool.
+    """
     from lokirl.experiments.runner import Results
     from lokirl.experiments.stats import pool_controllers
 
@@ -429,7 +441,10 @@ def _pooled(results, pools: list[str]):
     for name, members in _pool_members(pools, ctrls):
         rows += pool_controllers(results.rows, members, name)
         ctrls.append(name)
-    return Results(rows=rows, meta={**results.meta, "controllers": ctrls})
+    meta = {**results.meta, "controllers": ctrls}
+    if reference in ctrls[len(results.meta["controllers"]) :]:
+        meta["reference"] = reference
+    return Results(rows=rows, meta=meta)
 
 
 def _report(args: argparse.Namespace, results, suite) -> int:
@@ -437,7 +452,7 @@ def _report(args: argparse.Namespace, results, suite) -> int:
     from lokirl.experiments.report import markdown, pareto_plot, summarize
     from lokirl.tracking import mlflow_run, run_dir, write_config
 
-    results = _pooled(results, args.pool or [])
+    results = _pooled(results, args.pool or [], args.reference)
     meta = results.meta
     summary = summarize(results, n_boot=args.bootstrap, seed=args.stats_seed)
     folder = run_dir("bench", meta["suite"], root=args.out)

@@ -179,6 +179,14 @@ def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     assert "except the pooled `both`: per 120 s" in (folder / "report.md").read_text()
     assert main([*pool_args[:-1], "both=nothing*"]) == 2
     assert "--pool" in capsys.readouterr().err
+    # A pool as the reference (a new policy's seeds against an older one's): it was refused
+    # as "not one of the merged controllers"
+    vs_pool = [*merged_args[:-1], str(tmp_path / "q"), "--pool", "both=*i*", "--reference", "both"]
+    assert main(vs_pool) == 0
+    against = json.loads(capsys.readouterr().out)
+    assert against["meta"]["reference"] == "both"
+    diff = against["paired"]["reward"]["static"]["overall"]["mean"]["estimate"]
+    assert diff == pytest.approx((agg["static"] - agg["trigger"]) / 2)
 
 
 def test_from_merges_runs_of_different_commits_only_on_a_bridge(tmp_path, capsys):
@@ -361,3 +369,12 @@ def test_a_bad_pool_is_refused_before_any_episode(capsys, tmp_path):
         err = capsys.readouterr().err
         assert "--pool" in err and "episodes" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_pool_can_be_the_reference_of_a_played_run(capsys, tmp_path):
+    args = ["bench", "--suite", "dev", "--cases", "sm10-*", "--controllers", "static,trigger"]
+    args += ["--no-mlflow", "--bootstrap", "100", "--json", "--out", str(tmp_path)]
+    assert main([*args, "--pool", "both=*i*", "--reference", "both"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["meta"]["reference"] == "both"
+    assert set(out["paired"]["reward"]) == {"static", "trigger"}
