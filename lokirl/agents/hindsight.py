@@ -955,36 +955,22 @@ def replay_reward(
     <lokirl.envs.serving.LokiServingEnv.advance>` epoch by epoch, as
     :func:`~lokirl.agents.rollout.rollout` sums it.
     """
+    from lokirl.envs.serving import RewardWeights, step_reward, step_terms
     from lokirl.sim.engine import Simulation
 
     sim = Simulation(sim0.pipeline, sim0.cluster, sim0.trace, sim0.config, name="replay")
     ctx = sim.reset()
     sim.arrival_rng, sim.rng = copy.deepcopy(rng_states[0]), copy.deepcopy(rng_states[1])
     sim.branch_seed = sim0.branch_seed
-    n = max(1, sim.cluster.total)
+    w = RewardWeights(**weights)
     limit = int(np.ceil(sim.trace_end / sim.config.epoch_s))
     total = 0.0
     for _ in range(limit):
         s0, solver0 = sim.sec_done, sim.solver_time
         sim.apply(controller.decide(ctx), planner=controller)
         ctx = sim.step_epoch()
-        s1 = sim.sec_done
-        if s1 <= s0:
-            s0 = max(0, s1 - 1)
-        sl = slice(s0, s1)
-        arrived = float(sim.s_arrivals[sl].sum())
-        done = float(sim.s_frames_done[sl].sum())
-        viol = float(sim.s_frame_viol[sl].sum())
-        leaf_n = float(sim.s_leaf_n[sl].sum())
-        acc = float(sim.s_leaf_acc[sl].sum()) / leaf_n if leaf_n else 0.0
-        goodput = (done - viol) / max(arrived, 1.0) * acc / 100.0 if arrived else 0.0
-        total += (
-            goodput
-            - weights["violation"] * (viol / done if done else 0.0)
-            - weights["reconfiguration"] * float(sim.s_reconf[sl].sum()) / n
-            - weights["solver"] * float(sim.solver_time - solver0)
-            - weights["workers"] * (float(sim.s_active[sl].mean()) / n if s1 > s0 else 0.0)
-        )
+        terms = step_terms(sim, s0, sim.sec_done, sim.solver_time - solver0, sim.cluster.total)
+        total += step_reward(terms, w)
         if sim.done:
             break
     return total

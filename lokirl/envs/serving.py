@@ -653,14 +653,7 @@ class LokiServingEnv(gym.Env):
         sim.apply(decision, planner=planner or self._planner_for(decision, self._hint))
         self.context = sim.step_epoch()
         terms = self._reward_terms(sec0, sim.sec_done, sim.solver_time - solver0)
-        w = self.config.weights
-        reward = (
-            terms["goodput"]
-            - w.violation * terms["violation_ratio"]
-            - w.reconfiguration * terms["reconfigured_share"]
-            - w.solver * terms["solver_s"]
-            - w.workers * terms["active_share"]
-        )
+        reward = step_reward(terms, self.config.weights)
         terms["solves"] = sim.solves - solves0
         terms["reward"] = float(reward)
         self._forecast = self._tracker(self.context)
@@ -703,35 +696,61 @@ class LokiServingEnv(gym.Env):
         return self._hints
 
     def _reward_terms(self, s0: int, s1: int, solver_s: float) -> dict[str, float]:
-        """The step's reward terms over the simulated seconds it completed, ``[s0, s1)``.
+        assert self.sim is not None
+        return step_terms(self.sim, s0, s1, solver_s, self.cluster.total)
 
-        The ratios (goodput, violation ratio, accuracy, active share) are the step's
-        own; the counts (``frames_done`` and the reconfigured share) add up over the
-        steps to the simulator's totals. A step shorter than a second may complete no
-        whole second: it repeats the ratios of the last completed one (a sub-second
-        epoch still gets a reward) and counts nothing, so no second is counted twice.
-        """
-        sim = self.sim
-        assert sim is not None
-        counted = s1 > s0
-        if not counted:
-            s0 = max(0, s1 - 1)
-        sl = slice(s0, s1)
-        arrived = float(sim.s_arrivals[sl].sum())
-        done = float(sim.s_frames_done[sl].sum())
-        viol = float(sim.s_frame_viol[sl].sum())
-        leaf_n = float(sim.s_leaf_n[sl].sum())
-        acc = float(sim.s_leaf_acc[sl].sum()) / leaf_n if leaf_n else 0.0
-        n = max(1, self.cluster.total)
-        return {
-            "goodput": (done - viol) / max(arrived, 1.0) * acc / 100.0 if arrived else 0.0,
-            "violation_ratio": viol / done if done else 0.0,
-            "frames_done": done if counted else 0.0,
-            "accuracy": acc,
-            "reconfigured_share": float(sim.s_reconf[sl].sum()) / n if counted else 0.0,
-            "solver_s": float(solver_s),
-            "active_share": float(sim.s_active[sl].mean()) / n if s1 > s0 else 0.0,
-        }
+
+def step_terms(sim: Any, s0: int, s1: int, solver_s: float, workers: int) -> dict[str, float]:
+    """A step's reward terms over the simulated seconds it completed, ``[s0, s1)``.
+
+    The ratios (goodput, violation ratio, accuracy, active share) are the step's
+    own; the counts (``frames_done`` and the reconfigured share) add up over the
+    steps to the simulator's totals. A step shorter than a second may complete no
+    whole second: it repeats the ratios of the last completed one (a sub-second
+    epoch still gets a reward) and counts nothing, so no second is counted twice.
+
+    Args:
+        sim: The simulator (either engine: both keep the per-second ``s_*`` arrays).
+        s0: Seconds completed before the step.
+        s1: Seconds completed after it.
+        solver_s: Solver time charged in the step.
+        workers: The cluster's workers (the shares' denominator).
+
+    Returns:
+        ``goodput``, ``violation_ratio``, ``frames_done``, ``accuracy``,
+        ``reconfigured_share``, ``solver_s`` and ``active_share``.
+
+    """
+    counted = s1 > s0
+    if not counted:
+        s0 = max(0, s1 - 1)
+    sl = slice(s0, s1)
+    arrived = float(sim.s_arrivals[sl].sum())
+    done = float(sim.s_frames_done[sl].sum())
+    viol = float(sim.s_frame_viol[sl].sum())
+    leaf_n = float(sim.s_leaf_n[sl].sum())
+    acc = float(sim.s_leaf_acc[sl].sum()) / leaf_n if leaf_n else 0.0
+    n = max(1, workers)
+    return {
+        "goodput": (done - viol) / max(arrived, 1.0) * acc / 100.0 if arrived else 0.0,
+        "violation_ratio": viol / done if done else 0.0,
+        "frames_done": done if counted else 0.0,
+        "accuracy": acc,
+        "reconfigured_share": float(sim.s_reconf[sl].sum()) / n if counted else 0.0,
+        "solver_s": float(solver_s),
+        "active_share": float(sim.s_active[sl].mean()) / n if s1 > s0 else 0.0,
+    }
+
+
+def step_reward(terms: dict[str, float], weights: RewardWeights) -> float:
+    """The reward of a step's :func:`step_terms` under ``weights``."""
+    return float(
+        terms["goodput"]
+        - weights.violation * terms["violation_ratio"]
+        - weights.reconfiguration * terms["reconfigured_share"]
+        - weights.solver * terms["solver_s"]
+        - weights.workers * terms["active_share"]
+    )
 
 
 def scale_load_times(pipeline: Pipeline, factor: float) -> Pipeline:

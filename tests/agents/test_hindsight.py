@@ -381,3 +381,12 @@ def test_a_row_of_the_switch_values_alone_equals_that_row_of_the_matrix(env):
         full = sw.epoch_values(vk, served, 320.0)
         for x in range(len(lib)):
             assert np.array_equal(sw.row_values(vk, served, 320.0, x), full[x])
+
+
+def test_the_replay_mirrors_the_env_at_sub_second_epochs():
+    # the replay kept the env's old rule of counting a second again in a step that
+    # completes none, after the env stopped: a replica reward the episode never got
+    env = LokiServingEnv(replace(ENV, epoch_s=0.5))
+    ctl, ep = _play_hindsight(env, _trace(env, "bursts", 5))
+    assert ep.result.reconfigurations > 0
+    assert ctl.replayed_reward == pytest.approx(ep.reward, abs=1e-9)

@@ -260,7 +260,8 @@ def test_sub_second_epochs_count_each_second_once(engine):
     # at 0.25 s a step, three of four steps complete no whole second: they repeat the
     # last second's ratios but count none of its frames or reconfigurations again
     e = LokiServingEnv(**{**SMALL, "epoch_s": 0.25, "engine": engine})
-    e.reset(seed=2, options={"trace": RateSeries(np.full(12, 40.0), 1.0, "flat")})
+    rates = np.r_[np.full(5, 15.0), np.full(7, 120.0)]  # a step up: the re-solve reconfigures
+    e.reset(seed=2, options={"trace": RateSeries(rates, 1.0, "step")})
     done = reconf = 0.0
     rewards = []
     for i in range(40):
@@ -274,4 +275,4 @@ def test_sub_second_epochs_count_each_second_once(engine):
     assert sim.sec_done >= 8
     assert done == pytest.approx(float(sim.s_frames_done[: sim.sec_done].sum()))
     assert reconf == pytest.approx(float(sim.s_reconf[: sim.sec_done].sum()))
-    assert done > 0 and all(np.isfinite(rewards))
+    assert done > 0 and reconf > 0 and all(np.isfinite(rewards))
