@@ -128,7 +128,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATTERNS",
         help="play only the cases whose id matches one of these comma-separated patterns "
         "(e.g. 'ta20-*' for a policy built for 20 workers); with --from, report only "
-        "those cases of the recorded runs; default: every case",
+        "those cases of the recorded runs (which may then be runs of different case "
+        "lists, e.g. a run of every case and one of --cases); default: every case",
     )
     p.add_argument(
         "--allow-commits",
@@ -380,7 +381,8 @@ def _merged(args: argparse.Namespace, reference: str | None):
             "lokirl bench", "--from", "give --from alone (it plays nothing)", "drop --suite/--trace"
         )
     parts = []
-    for d in (x.strip() for x in args.from_runs.split(",") if x.strip()):
+    dirs = [x.strip() for x in args.from_runs.split(",") if x.strip()]
+    for d in dirs:
         f = Path(d) / "per_episode.json"
         if not f.is_file():
             raise ConfigError(
@@ -390,14 +392,37 @@ def _merged(args: argparse.Namespace, reference: str | None):
                 "pass run folders of lokirl bench",
             )
         parts.append(Results.from_dict(json.loads(f.read_text())))
-    merged = merge_results(parts, reference, across_commits=args.allow_commits)
-    if args.cases:
-        from lokirl.experiments.runner import select_result_cases
+    patterns = [c.strip() for c in (args.cases or "").split(",") if c.strip()]
+    if patterns:  # a run of every case merges with a run of a subset on the cases asked for
+        parts = _select_cases(parts, dirs, patterns)
+    return merge_results(parts, reference, across_commits=args.allow_commits)
 
-        merged = select_result_cases(
-            merged, [c.strip() for c in args.cases.split(",") if c.strip()]
-        )
-    return merged
+
+def _select_cases(parts: list, dirs: list[str], patterns: list[str]) -> list:
+    """Each of ``--from``'s runs restricted to the cases of ``--cases``.
+
+    Raises:
+        ConfigError: a pattern that matches no case of any run, or a run that played
+            none of the cases asked for (with the cases every run played).
+
+    """
+    from lokirl.experiments.runner import select_result_cases
+    from lokirl.experiments.suites import matching_case_ids
+
+    played = [list(p.meta.get("cases") or dict.fromkeys(r["case"] for r in p.rows)) for p in parts]
+    every = list(dict.fromkeys(c for cases in played for c in cases))
+    matching_case_ids(every, patterns, "--from", "the merged runs")
+    selected = [select_result_cases(p, patterns, strict=False) for p in parts]
+    for d, part in zip(dirs, selected, strict=True):
+        if not part.rows:
+            common = [c for c in every if all(c in cases for cases in played)]
+            raise ConfigError(
+                "--cases",
+                ",".join(patterns),
+                f"{d} played none of these cases",
+                "pick cases every run played: " + (", ".join(common) or "(none in common)"),
+            )
+    return selected
 
 
 def _pool_members(pools: list[str], played: list[str]) -> list[tuple[str, list[str]]]:

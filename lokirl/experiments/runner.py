@@ -104,22 +104,33 @@ class Results:
         return [r for r in self.rows if r.get("error")]
 
 
-def select_result_cases(results: Results, patterns: Sequence[str]) -> Results:
+def select_result_cases(results: Results, patterns: Sequence[str], strict: bool = True) -> Results:
     """The table restricted to the cases whose id matches one of ``patterns``.
 
     What ``--cases`` does to a suite before it is played, done to a recorded table
     (``lokirl bench --from RUN --cases 'ta20-*'``): the statistics of a subset of the
     cases, from the same episodes.
 
+    Args:
+        results: The table.
+        patterns: Shell-style patterns of case ids.
+        strict: Refuse a pattern that matches no case (else it selects nothing: one run
+            of several, before they are merged).
+
     Raises:
-        ConfigError: a pattern that matches no case of the table (with the ids to pick
-            from).
+        ConfigError: with ``strict``, a pattern that matches no case of the table (with
+            the ids to pick from).
 
     """
+    import fnmatch
+
     cases = list(results.meta.get("cases") or dict.fromkeys(r["case"] for r in results.rows))
-    kept = matching_case_ids(
-        cases, patterns, "--from", f"the merged runs (suite {results.meta.get('suite')!r})"
-    )
+    if strict:
+        kept = matching_case_ids(
+            cases, patterns, "--from", f"the merged runs (suite {results.meta.get('suite')!r})"
+        )
+    else:
+        kept = [c for c in cases if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
     keep = set(kept)
     meta = dict(results.meta, cases=kept)
     for key in ("families", "seeds"):

@@ -378,3 +378,27 @@ def test_a_pool_can_be_the_reference_of_a_played_run(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert out["meta"]["reference"] == "both"
     assert set(out["paired"]["reward"]) == {"static", "trigger"}
+
+
+def test_from_merges_a_run_of_every_case_with_one_of_a_subset_on_the_cases_asked(tmp_path, capsys):
+    base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
+
+    def play(controllers, cases, out):
+        assert main([*base, "--controllers", controllers, "--cases", cases, "--out", str(out)]) == 0
+        capsys.readouterr()
+        (folder,) = out.iterdir()
+        return folder
+
+    wide = play("static", "sm10-*,ta10-b*", tmp_path / "w")
+    narrow = play("trigger", "ta10-b*", tmp_path / "n")
+    merge = ["bench", "--from", f"{wide},{narrow}", "--reference", "trigger", *base[3:]]
+    # without --cases the case lists differ: refused, as their episodes are not all paired
+    assert main([*merge, "--out", str(tmp_path / "x")]) == 2
+    assert "runs differ in cases" in capsys.readouterr().err
+    # on the cases asked for they are paired: it was refused the same way
+    assert main([*merge, "--cases", "ta10-b*", "--out", str(tmp_path / "m")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["meta"]["cases"] == ["ta10-bursts"]
+    assert set(out["aggregate"]) == {"static", "trigger"}
+    assert main([*merge, "--cases", "sm10-*", "--out", str(tmp_path / "y")]) == 2
+    assert "--cases" in capsys.readouterr().err
