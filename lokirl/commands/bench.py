@@ -406,10 +406,10 @@ def _select_cases(parts: list, dirs: list[str], patterns: list[str]) -> list:
             none of the cases asked for (with the cases every run played).
 
     """
-    from lokirl.experiments.runner import select_result_cases
+    from lokirl.experiments.runner import result_cases, select_result_cases
     from lokirl.experiments.suites import matching_case_ids
 
-    played = [list(p.meta.get("cases") or dict.fromkeys(r["case"] for r in p.rows)) for p in parts]
+    played = [result_cases(p) for p in parts]
     every = list(dict.fromkeys(c for cases in played for c in cases))
     matching_case_ids(every, patterns, "--from", "the merged runs")
     selected = [select_result_cases(p, patterns, strict=False) for p in parts]

@@ -652,7 +652,7 @@ class LokiServingEnv(gym.Env):
         solves0 = sim.solves
         sim.apply(decision, planner=planner or self._planner_for(decision, self._hint))
         self.context = sim.step_epoch()
-        terms = self._reward_terms(sec0, sim.sec_done, sim.solver_time - solver0)
+        terms = step_terms(sim, sec0, sim.sec_done, sim.solver_time - solver0, self.cluster.total)
         reward = step_reward(terms, self.config.weights)
         terms["solves"] = sim.solves - solves0
         terms["reward"] = float(reward)
@@ -694,10 +694,6 @@ class LokiServingEnv(gym.Env):
     def hints(self) -> tuple[Decision, ...]:
         """The fallback's decisions at each of ``follow_horizons`` (empty without them)."""
         return self._hints
-
-    def _reward_terms(self, s0: int, s1: int, solver_s: float) -> dict[str, float]:
-        assert self.sim is not None
-        return step_terms(self.sim, s0, s1, solver_s, self.cluster.total)
 
 
 def step_terms(sim: Any, s0: int, s1: int, solver_s: float, workers: int) -> dict[str, float]:

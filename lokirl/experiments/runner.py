@@ -104,6 +104,11 @@ class Results:
         return [r for r in self.rows if r.get("error")]
 
 
+def result_cases(results: Results) -> list[str]:
+    """The case ids a table holds, in the run's order."""
+    return list(results.meta.get("cases") or dict.fromkeys(r["case"] for r in results.rows))
+
+
 def select_result_cases(results: Results, patterns: Sequence[str], strict: bool = True) -> Results:
     """The table restricted to the cases whose id matches one of ``patterns``.
 
@@ -124,7 +129,7 @@ def select_result_cases(results: Results, patterns: Sequence[str], strict: bool 
     """
     import fnmatch
 
-    cases = list(results.meta.get("cases") or dict.fromkeys(r["case"] for r in results.rows))
+    cases = result_cases(results)
     if strict:
         kept = matching_case_ids(
             cases, patterns, "--from", f"the merged runs (suite {results.meta.get('suite')!r})"
