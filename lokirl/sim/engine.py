@@ -376,6 +376,12 @@ class Simulation(EpochHost):
             self.sec_done = s
         if t > self.env.now:
             self.env.run(until=t)
+        if t >= self.end and self.config.drain_s == 0:
+            # With no drain the run ends at the trace's end, where simpy's stop comes
+            # before the events due then: a request arriving exactly at the end (an
+            # arrival trace's last one) would never arrive. Play what is due at the end.
+            while self.env.peek() <= self.end:
+                self.env.step()
 
     def apply(self, decision: Decision, planner: object | None = None) -> Plan | None:
         """Act on a controller decision: on ``resolve``, solve and schedule the plan.

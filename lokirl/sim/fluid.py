@@ -318,7 +318,7 @@ class FluidSimulation(EpochHost):
                 self._count_arrivals((b0 + k + 0.5) * ARRIVAL_BIN_S, int(n))
 
     def _arrivals(self, t0: float, t1: float) -> int:
-        """Frames arriving in [t0, t1) (none after the trace ends)."""
+        """Frames arriving in [t0, t1) (none after the trace ends; one at its end counts)."""
         if t0 >= self.trace_end:
             return 0
         t1 = min(t1, self.trace_end)
@@ -336,7 +336,12 @@ class FluidSimulation(EpochHost):
             return int(self.arrival_rng.poisson(mean)) if mean > 0 else 0
         arr = tr.arrivals_s
         i = self._arr_i
-        j = int(np.searchsorted(arr, t1, side="left"))
+        # [t0, t1), but a request exactly at the trace's end (an arrival trace's last
+        # one) arrives in the last slice: the simpy engine plays it too.
+        side = "left"
+        if t1 >= self.trace_end - 1e-9:
+            t1, side = self.trace_end, "right"
+        j = int(np.searchsorted(arr, t1, side=side))
         self._arr_i = j
         return max(0, j - i)
 

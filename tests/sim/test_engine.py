@@ -267,6 +267,17 @@ def test_in_flight_requests_count_towards_conservation():
     assert r.frames.in_flight == r.subrequests.in_flight
 
 
+@pytest.mark.parametrize("drain", [0.0, 1.0])
+def test_a_request_at_the_trace_end_arrives(drain):
+    # An arrival trace ends at its last request; with no drain simpy's stop at the end
+    # came before it and it never arrived.
+    p = single_pipeline(slo_ms=10_000.0)
+    sim, _ = _sim(p, 1, [0.2, 0.4, 0.5], 0.5, make_plan(p, [("s1", 1, 1)]), drain_s=drain)
+    r = sim.finish()
+    assert r.frames.arrived == 3 and r.subrequests.conserved
+    assert r.frames.on_time + r.frames.in_flight == 3
+
+
 @pytest.fixture(scope="module")
 def traffic():
     return load_pipeline("traffic_analysis"), Cluster({"gpu": 20})

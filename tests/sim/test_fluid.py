@@ -6,7 +6,7 @@ import pytest
 from lokirl.core.allocator import solve
 from lokirl.sim import SimConfig, Simulation
 from lokirl.sim.fluid import FluidSimulation
-from lokirl.traces import RateSeries
+from lokirl.traces import ArrivalTrace, RateSeries
 from tests.sim.conftest import FixedPlanner, cluster, make_plan, resolve, tiny_pipeline
 
 
@@ -116,3 +116,19 @@ def test_sub_request_accuracy_is_the_fluid_mean_over_the_rounded_count():
     subs = res.subrequests
     assert subs.on_time > 0 and subs.on_time != pytest.approx(sim.r_on_time, abs=1e-6)
     assert subs.accuracy == pytest.approx(sim.r_acc_sum / sim.r_on_time, rel=1e-12)
+
+
+@pytest.mark.parametrize("drain", [0.0, 2.0])
+def test_a_request_at_the_trace_end_arrives_as_in_simpy(drain):
+    p = tiny_pipeline(slo_ms=200.0)
+    arrivals = np.asarray([0.25, 1.5, 2.0, 3.0])  # the trace ends at its last request
+    out = {}
+    for cls in (FluidSimulation, Simulation):
+        trace = ArrivalTrace(arrivals, name="t")
+        sim = cls(p, cluster(2), trace, SimConfig(drain_s=drain), np.random.default_rng(0))
+        sim.reset()
+        sim.apply(resolve(2.0), planner=None)
+        while not sim.done:
+            sim.step_epoch()
+        out[cls] = sim.finish()
+    assert out[FluidSimulation].frames.arrived == out[Simulation].frames.arrived == 4
