@@ -127,15 +127,8 @@ def select_result_cases(results: Results, patterns: Sequence[str], strict: bool 
             the ids to pick from).
 
     """
-    import fnmatch
-
-    cases = result_cases(results)
-    if strict:
-        kept = matching_case_ids(
-            cases, patterns, "--from", f"the merged runs (suite {results.meta.get('suite')!r})"
-        )
-    else:
-        kept = [c for c in cases if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+    where = f"the merged runs (suite {results.meta.get('suite')!r})"
+    kept = matching_case_ids(result_cases(results), patterns, "--from", where, strict)
     keep = set(kept)
     meta = dict(results.meta, cases=kept)
     for key in ("families", "seeds"):

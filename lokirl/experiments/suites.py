@@ -712,7 +712,7 @@ def adhoc_suite(
 
 
 def matching_case_ids(
-    ids: Sequence[str], patterns: Sequence[str], source: str, where: str
+    ids: Sequence[str], patterns: Sequence[str], source: str, where: str, strict: bool = True
 ) -> list[str]:
     """The case ids (in their order) that match one of the shell-style ``patterns``.
 
@@ -721,14 +721,16 @@ def matching_case_ids(
         patterns: Shell-style patterns (``ta20-*``).
         source: What the error names as its source (a suite file, ``--from``).
         where: What the ids are, for the error (``suite 'validation'``).
+        strict: Refuse a pattern that matches no id (else it matches nothing).
 
     Raises:
-        ConfigError: a pattern that matches no id (with the ids to pick from).
+        ConfigError: with ``strict``, a pattern that matches no id (with the ids to
+            pick from).
 
     """
     import fnmatch
 
-    for pat in patterns:
+    for pat in patterns if strict else ():
         if not any(fnmatch.fnmatchcase(c, pat) for c in ids):
             raise ConfigError(
                 source,
