@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from lokirl.core.controller import ARRIVAL_BIN_S, arrival_bin, arrival_bin_range
+from lokirl.core.handover import WorkerHolding, assign_workers, old_queue_moves
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Pipeline
 from lokirl.core.plan import Plan, WorkerGroup
@@ -738,14 +739,16 @@ class DataPlane:
     ) -> list[WorkerState]:
         """Make ``plan`` the running plan; returns the workers that must load a new variant.
 
-        Workers keeping their variant keep serving (a batch-size change is free);
-        other needed workers are taken from those the plan leaves over, preferring
-        empty ones, and swap as :func:`~lokirl.core.reconfig.plan_swap` says
-        (``w.swap``; the caller loads and then calls :meth:`worker_ready`). Queued
-        requests move to the new plan's group of their variant, stay with the
-        workers that still serve their variant (``overlap``, or draining), or are
-        re-routed through the new table; batches in flight complete and route
-        their sub-requests through the new table.
+        Workers are mapped onto the plan's replicas as the simulator maps them
+        (:func:`~lokirl.core.handover.assign_workers`): workers keeping their variant
+        keep serving (a batch-size change is free); other needed workers are taken
+        from the rest, those the running plan does not use first, and swap as
+        :func:`~lokirl.core.reconfig.plan_swap` says (``w.swap``; the caller loads
+        and then calls :meth:`worker_ready`). Queued requests move as
+        :func:`~lokirl.core.handover.old_queue_moves` says: to the new plan's group
+        of their variant, stay with the workers that still serve their variant
+        (``overlap``, or draining), or are re-routed through the new table; batches
+        in flight complete and route their sub-requests through the new table.
 
         Args:
             plan: The plan.
@@ -753,31 +756,36 @@ class DataPlane:
             demand: Demand estimate the routing table is built for (``None``: the
                 plan's).
 
+        Raises:
+            ValueError: a plan group is on another accelerator type than the workers.
+
         """
+        other = sorted({g.accelerator for g in plan.groups} - {self.accelerator})
+        if other:
+            raise ValueError(
+                f"the plan has groups on {', '.join(other)}; this data plane's workers are "
+                f"{self.accelerator}: solve the plan for a cluster of {self.accelerator} workers"
+            )
         self.epoch += 1
         groups = [
             GroupState(i, self.epoch, g, self.pipeline, 0.0) for i, g in enumerate(plan.groups)
         ]
         alive = [w for w in self.workers if w.status != "dead"]
-        free = list(alive)
-        slots: list[GroupState] = []
-        for gs in groups:
-            for _ in range(gs.group.replicas):
-                keep = next((w for w in free if w.variant == gs.variant), None)
-                if keep is not None:
-                    free.remove(keep)
-                    keep.group = gs
-                    keep.drain = None
-                else:
-                    slots.append(gs)
+        holding = [
+            WorkerHolding(self.accelerator, w.variant, w.group is not None, w.status == "loading")
+            for w in alive
+        ]
+        free: list[WorkerState] = []
         to_load: list[WorkerState] = []
-        free.sort(key=lambda w: w.variant is not None)
-        for gs in slots:
-            if not free:
-                break
-            w = free.pop(0)
+        for w, gi in zip(alive, assign_workers(plan, holding), strict=True):
+            if gi is None:
+                free.append(w)
+                continue
+            gs = groups[gi]
             w.group = gs
             w.drain = None
+            if w.variant == gs.variant:
+                continue  # keeps its variant (or keeps loading it)
             held = w.held if w.status != "loading" or w.old is not None else None
             if held == gs.variant:  # it still serves that variant: no load
                 w.variant = held
@@ -811,29 +819,29 @@ class DataPlane:
                 w.drain = w.serving
                 drainers.add(id(w.serving))
         # Where the queues of the old groups go.
-        same: dict[tuple[str, str], GroupState] = {}
-        for gs in groups:
-            same.setdefault((gs.variant, self.accelerator), gs)
-        old_served = {(w.old.variant, self.accelerator) for w in alive if w.old is not None}
         old_groups = self.groups + self.draining
+        moves = old_queue_moves(
+            [(og.variant, self.accelerator) for og in old_groups],
+            [(gs.variant, self.accelerator) for gs in groups],
+            {(w.old.variant, self.accelerator) for w in alive if w.old is not None},
+            [id(og) in drainers for og in old_groups],
+        )
         self.interim = {}
         self.draining = []
         orphans: list[GroupState] = []
-        for og in old_groups:
-            key = (og.variant, self.accelerator)
-            target = same.get(key)
-            if target is not None:
+        for og, move in zip(old_groups, moves, strict=True):
+            if move.kind == "interim":
+                self.interim[(og.variant, self.accelerator)] = og
+            elif move.kind == "drain":
+                self.draining.append(og)
+            elif move.kind == "reroute":
+                if og.queue:
+                    orphans.append(og)
+            else:
+                assert move.target is not None  # "group" and "join" name their target
+                target = groups[move.target] if move.kind == "group" else old_groups[move.target]
                 target.queue.extend(og.queue)
                 og.queue.clear()
-            elif key in old_served:
-                keep = self.interim.setdefault(key, og)
-                if keep is not og:
-                    keep.queue.extend(og.queue)
-                    og.queue.clear()
-            elif id(og) in drainers:
-                self.draining.append(og)
-            elif og.queue:
-                orphans.append(og)
         live = {id(g) for g in self.draining}
         for w in alive:
             if w.old is not None and (w.old.variant, self.accelerator) in self.interim:

@@ -55,6 +55,7 @@ import simpy
 from lokirl.core.allocator import AllocatorOptions
 from lokirl.core.binding import bind_controller
 from lokirl.core.controller import ControlContext, Controller, Decision
+from lokirl.core.handover import WorkerHolding, assign_workers, old_queue_moves
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
@@ -701,13 +702,15 @@ class Simulation(EpochHost):
     def _install(self, plan: Plan, instant: bool) -> None:
         """Put ``plan`` in force: map groups to workers, start swaps, move queues, route.
 
-        Groups are mapped onto workers so as to change as few variants as possible.
+        Groups are mapped onto workers so as to change as few variants as possible
+        (:func:`~lokirl.core.handover.assign_workers`, as the live runtime maps them).
         A worker that changes variant swaps as :func:`~lokirl.core.reconfig.plan_swap`
         says for ``SimConfig.swap``; the routing table counts it only once it can
         serve (see :meth:`_rebuild_routes`). Requests queued at a group that leaves
-        the plan move to the plan's group of the same variant, stay with the old
-        variant's workers while they still serve it (``overlap``, or draining under
-        ``overlap``/``free``), or are re-routed through the new table.
+        the plan move as :func:`~lokirl.core.handover.old_queue_moves` says: to the
+        plan's group of the same variant, stay with the old variant's workers while
+        they still serve it (``overlap``, or draining under ``overlap``/``free``), or
+        are re-routed through the new table.
         """
         self.pending = None
         self.version += 1
@@ -715,26 +718,14 @@ class Simulation(EpochHost):
         now = self.env.now
         old_groups = self.groups + self.draining
         groups = [_Group(i, self.version, g, self.pipeline) for i, g in enumerate(plan.groups)]
-        # Slots per (variant, accelerator), one per replica.
-        slots: dict[tuple[str, str], list[_Group]] = {}
-        for g, pg in zip(groups, plan.groups, strict=True):
-            slots.setdefault((g.variant, g.accel), []).extend([g] * pg.replicas)
-        assigned: dict[int, _Group] = {}
-        leftover: list[_Group] = []
-        for (variant, accel), want in slots.items():
-            holders = [w for w in self.workers if w.variant == variant and w.accel == accel]
-            holders.sort(key=lambda w: (w.group is None, w.loading, w.index))
-            for w, g in zip(holders, want, strict=False):
-                assigned[w.index] = g
-            leftover.extend(want[len(holders) :])
-        pool = [w for w in self.workers if w.index not in assigned]
-        pool.sort(key=lambda w: (w.group is not None, w.index))
-        for g in leftover:
-            for k, w in enumerate(pool):
-                if w.accel == g.accel:
-                    assigned[w.index] = g
-                    del pool[k]
-                    break
+        holding = [
+            WorkerHolding(w.accel, w.variant, w.group is not None, w.loading) for w in self.workers
+        ]
+        assigned = {
+            w.index: groups[gi]
+            for w, gi in zip(self.workers, assign_workers(plan, holding), strict=True)
+            if gi is not None
+        }
         sec = min(int(now), self.n_sec - 1)
         drains = drains_on_removal(mode)
         drainers: dict[int, _Group] = {}  # id(old group) -> the group, for removed workers
@@ -778,32 +769,30 @@ class Simulation(EpochHost):
             ev = self.env.timeout(swap.ready_s)
             ev.callbacks.append(lambda _ev, w=w, tok=w.token: self._ready(w, tok))
         # Where the queues of the old groups go.
-        same: dict[tuple[str, str], _Group] = {}
-        for g in groups:
-            same.setdefault((g.variant, g.accel), g)
-        old_served = {(w.old.variant, w.accel) for w in self.workers if w.old is not None}
+        moves = old_queue_moves(
+            [(og.variant, og.accel) for og in old_groups],
+            [(g.variant, g.accel) for g in groups],
+            {(w.old.variant, w.accel) for w in self.workers if w.old is not None},
+            [id(og) in drainers for og in old_groups],
+        )
         self.interim = {}
         self.draining = []
         orphans: list[_Group] = []
-        for og in old_groups:
-            key = (og.variant, og.accel)
-            target = same.get(key)
-            if target is not None:
-                target.queue.extend(og.queue)
-                og.queue.clear()
-            elif key in old_served:
-                keep = self.interim.get(key)
-                if keep is None:
-                    og.drain = False
-                    self.interim[key] = og
-                else:
-                    keep.queue.extend(og.queue)
-                    og.queue.clear()
-            elif id(og) in drainers:
+        for og, move in zip(old_groups, moves, strict=True):
+            if move.kind == "interim":
+                og.drain = False
+                self.interim[(og.variant, og.accel)] = og
+            elif move.kind == "drain":
                 og.drain = True
                 self.draining.append(og)
-            elif og.queue:
-                orphans.append(og)
+            elif move.kind == "reroute":
+                if og.queue:
+                    orphans.append(og)
+            else:
+                assert move.target is not None  # "group" and "join" name their target
+                target = groups[move.target] if move.kind == "group" else old_groups[move.target]
+                target.queue.extend(og.queue)
+                og.queue.clear()
         alive = {id(g) for g in self.draining} | {id(g) for g in self.interim.values()}
         for w in self.workers:
             if w.old is not None:

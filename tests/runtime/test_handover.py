@@ -1,0 +1,75 @@
+"""The live data plane hands workers over to a new plan exactly as the simulator does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lokirl.core.pipeline import Cluster
+from lokirl.runtime.dataplane import DataPlane, WorkerState
+from lokirl.sim import SimConfig, Simulation
+from lokirl.traces import ArrivalTrace
+from tests.sim.conftest import make_plan, tiny_pipeline
+
+N = 6
+
+
+def _sim_state(sim: Simulation) -> list[tuple]:
+    return [(w.variant, None if w.group is None else w.group.gid, w.loading) for w in sim.workers]
+
+
+def _live_state(plane: DataPlane) -> list[tuple]:
+    return [
+        (w.variant, None if w.group is None else w.group.gid, w.status == "loading")
+        for w in plane.workers
+    ]
+
+
+def test_live_and_simulated_handovers_agree_worker_by_worker():
+    p = tiny_pipeline()
+    plans = [
+        make_plan(p, [("d1", 1, 2), ("c1", 1, 2)]),  # two workers stay empty
+        make_plan(p, [("d2", 1, 1), ("c1", 1, 1)]),  # d2 goes to an empty worker
+        # d2 x 3: two more workers for d2, taken from those out of the plan in worker
+        # order (a worker holding d1 before an empty one), before the loads finish.
+        make_plan(p, [("d2", 1, 3), ("c1", 1, 1)]),
+        make_plan(p, [("d1", 1, 1), ("d2", 1, 1), ("c1", 1, 2)]),
+    ]
+    trace = ArrivalTrace(np.asarray([9.9]), name="t", duration_s=10.0)
+    sim = Simulation(p, Cluster({"gpu": N}), trace, SimConfig(swap="overlap"))
+    sim.reset()
+    plane = DataPlane(p, accelerator="gpu")
+    for i in range(N):
+        plane.workers.append(WorkerState(i, None))
+    t = 0.0
+    installed = []
+    for k, plan in enumerate(plans):
+        sim._install(plan, instant=False)
+        to_load = plane.install(plan, swap="overlap")
+        installed.append(_live_state(plane))
+        assert installed[-1] == _sim_state(sim), f"plan {k}, as installed"
+        if k == 1:
+            continue  # the next plan arrives while these loads are in flight
+        t += 1.0  # longer than any load
+        sim.run_until(t)
+        for w in to_load:
+            plane.worker_ready(w)
+        for w in plane.workers:  # loads still in flight from an earlier plan
+            if w.status == "loading":
+                plane.worker_ready(w)
+        assert _live_state(plane) == _sim_state(sim), f"plan {k}, loads done"
+    # The case this test is about: the second plan put d2 on an empty worker (4); the
+    # third took worker 0 (holding d1, out of the plan) and worker 1 for d2, not the
+    # empty worker 5, while worker 4's load was still in flight.
+    assert installed[1][4] == ("d2", 0, True) and installed[1][0] == ("d1", None, False)
+    assert installed[2][0][0] == "d2" and installed[2][1][0] == "d2"
+    assert installed[2][5] == (None, None, False)
+
+
+def test_a_plan_for_another_accelerator_is_refused_before_anything_changes():
+    p = tiny_pipeline()
+    plane = DataPlane(p, accelerator="cpu")
+    plane.workers.append(WorkerState(0, None))
+    with pytest.raises(ValueError, match="solve the plan for a cluster of cpu workers"):
+        plane.install(make_plan(p, [("d1", 1, 1)]))
+    assert plane.epoch == 0 and plane.workers[0].group is None
