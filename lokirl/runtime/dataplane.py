@@ -842,12 +842,14 @@ class DataPlane:
                 target = groups[move.target] if move.kind == "group" else old_groups[move.target]
                 target.queue.extend(og.queue)
                 og.queue.clear()
-        live = {id(g) for g in self.draining}
+        # A worker left out keeps draining its old group if that group stays (drained,
+        # or interim: overlap workers keep serving its variant), as in the simulator.
+        live = {id(g) for g in self.draining} | {id(g) for g in self.interim.values()}
         for w in alive:
             if w.old is not None and (w.old.variant, self.accelerator) in self.interim:
                 w.old = self.interim[(w.old.variant, self.accelerator)].group
             if w.drain is not None and id(w.drain) not in live:
-                w.drain = None
+                w.drain = None  # its queue moved to a group of the new plan
         self.plan_groups = groups
         self.plan = plan
         self.rebuild(demand if demand is not None else plan.demand)

@@ -66,6 +66,40 @@ def test_live_and_simulated_handovers_agree_worker_by_worker():
     assert installed[2][5] == (None, None, False)
 
 
+def _served(g) -> str | None:
+    return None if g is None else g.variant
+
+
+def test_a_worker_left_out_drains_an_old_group_that_overlap_workers_keep_serving():
+    p = tiny_pipeline()
+    trace = ArrivalTrace(np.asarray([9.9]), name="t", duration_s=10.0)
+    sim = Simulation(p, Cluster({"gpu": 4}), trace, SimConfig(swap="overlap"))
+    sim.reset()
+    plane = DataPlane(p, accelerator="gpu")
+    for i in range(4):
+        plane.workers.append(WorkerState(i, None))
+    first = make_plan(p, [("d1", 1, 2), ("c1", 1, 2)])
+    sim._install(first, instant=False)
+    for w in plane.install(first, swap="overlap"):
+        plane.worker_ready(w)
+    sim.run_until(1.0)
+    # Requests wait at the d1 group when the next plan drops d1: worker 0 swaps to d2
+    # and keeps serving d1 meanwhile (overlap), so that group stays as an interim group;
+    # worker 1 leaves the plan and drains it too.
+    for groups in (sim.plan_groups, plane.plan_groups):
+        next(g for g in groups if g.variant == "d1").queue.extend(["r1", "r2", "r3"])
+    second = make_plan(p, [("d2", 1, 1), ("c1", 1, 2)])
+    sim._install(second, instant=False)
+    plane.install(second, swap="overlap")
+    sim_state = [(w.variant, w.loading, _served(w.serve), _served(w.drain)) for w in sim.workers]
+    live_state = [
+        (w.variant, w.status == "loading", _served(w.serving), _served(w.drain))
+        for w in plane.workers
+    ]
+    assert live_state == sim_state
+    assert live_state[:2] == [("d2", True, "d1", None), ("d1", False, "d1", "d1")]
+
+
 def test_a_plan_for_another_accelerator_is_refused_before_anything_changes():
     p = tiny_pipeline()
     plane = DataPlane(p, accelerator="cpu")
