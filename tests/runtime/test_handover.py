@@ -66,6 +66,51 @@ def test_live_and_simulated_handovers_agree_worker_by_worker():
     assert installed[2][5] == (None, None, False)
 
 
+@pytest.mark.parametrize("swap", ["overlap", "stop"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_plan_sequences_hand_over_alike(swap, seed):
+    p = tiny_pipeline()
+    rng = np.random.default_rng(seed)
+    trace = ArrivalTrace(np.asarray([99.9]), name="t", duration_s=100.0)
+    sim = Simulation(p, Cluster({"gpu": N}), trace, SimConfig(swap=swap))
+    sim.reset()
+    plane = DataPlane(p, accelerator="gpu")
+    for i in range(N):
+        plane.workers.append(WorkerState(i, None))
+    t = 0.0
+    for k in range(12):
+        d1, d2 = rng.integers(0, 3, size=2)
+        d1 = max(d1, 1 - d2)  # at least one detector replica
+        c1 = rng.integers(1, N - d1 - d2 + 1)
+        groups = [(v, 1, int(n)) for v, n in (("d1", d1), ("d2", d2), ("c1", c1)) if n]
+        if rng.random() < 0.3 and groups[0][2] > 1:  # two groups of one variant
+            v, b, n = groups[0]
+            groups[0:1] = [(v, b, 1), (v, 2, n - 1)]
+        plan = make_plan(p, groups)
+        sim._install(plan, instant=False)
+        plane.install(plan, swap=swap)
+        sim_state = [
+            (w.variant, None if w.group is None else w.group.gid, w.loading, _served(w.serve))
+            for w in sim.workers
+        ]
+        live_state = [
+            (
+                w.variant,
+                None if w.group is None else w.group.gid,
+                w.status == "loading",
+                _served(w.serving),
+            )
+            for w in plane.workers
+        ]
+        assert live_state == sim_state, f"seed {seed}, plan {k}: {groups}"
+        if rng.random() < 0.6:  # the loads finish before the next plan
+            t += 1.0
+            sim.run_until(t)
+            for w in plane.workers:
+                if w.status == "loading":
+                    plane.worker_ready(w)
+
+
 def _served(g) -> str | None:
     return None if g is None else g.variant
 
