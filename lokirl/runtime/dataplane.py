@@ -306,6 +306,9 @@ class DataPlane:
         self.subs = Counters()
         self.leaf_on_time = 0
         self.leaf_acc_sum = 0.0
+        #: The counters at the last :meth:`recent_window`: frames finished, frames
+        #: violating, on-time leaf sub-requests, their accuracy summed.
+        self._window_mark: tuple[int, int, int, float] = (0, 0, 0, 0.0)
         self.frames_in_flight = 0
         self.subs_in_flight = 0
         self.next_id = 0
@@ -918,7 +921,12 @@ class DataPlane:
         gone = [g for k, g in self.interim.items() if k not in in_view]
         for g in gone:
             del self.interim[(g.variant, self.accelerator)]
-        table = serving_table(view, self.pipeline, self.demand, self.estimator.snapshot())
+            # A batch it still has in flight spawns through the (child, None) rows, not
+            # through the row of whichever group takes its index next (as in the simulator).
+            g.epoch = -1
+        # No demand estimate yet (or nothing arrived): the plan's demand, as in the simulator.
+        demand = self.demand if self.demand is not None and self.demand > 0 else plan.demand
+        table = serving_table(view, self.pipeline, demand, self.estimator.snapshot())
         for g in groups:
             g.down = table.downstream_ms[g.gid]
             g.workers = []
@@ -940,15 +948,21 @@ class DataPlane:
                 target.workers.append(w)
         self.groups = groups
         self.table = table
-        # Queues nobody serves now (a dead worker's group, a drain without drainer).
+        # Queues nobody serves now (a dead worker's group, a drain without drainer); a
+        # plan group whose workers are loading keeps its queue for them (as in the
+        # simulator).
         stranded = [g for g in self.draining if not g.workers]
-        stranded += [g for g in groups if g.queue and not g.live()]
+        stranded += [g for g in groups if g.queue and not self._will_serve(g)]
         self.draining = [g for g in self.draining if g.workers]
         for g in gone + stranded:
             self._reroute(g)
         if self.on_rebuild is not None:
             self.on_rebuild()
         return table
+
+    def _will_serve(self, g: GroupState) -> bool:
+        """Whether a live worker serves ``g`` now, or loads its variant to serve it."""
+        return g.live() or any(w.group is g and w.status == "loading" for w in self.workers)
 
     def _reroute(self, g: GroupState) -> None:
         """Route the queue of a group nobody serves any more through the current table."""
@@ -974,7 +988,7 @@ class DataPlane:
             q = g.queue
             if not q:
                 continue
-            if not g.live():
+            if not self._will_serve(g):
                 while q:
                     self._drop(q.popleft(), "no_worker")
                     n += 1
@@ -1022,6 +1036,28 @@ class DataPlane:
     def accuracy(self) -> float:
         """System accuracy: mean path accuracy of on-time leaf sub-requests (profile values)."""
         return self.leaf_acc_sum / self.leaf_on_time if self.leaf_on_time else 0.0
+
+    def recent_window(self) -> tuple[float, float]:
+        """Frame-violation ratio and system accuracy since the last call.
+
+        What a controller sees as recent, as in the simulator (there: over the last
+        epoch's seconds): frames finished late or dropped over frames finished, and
+        the mean path accuracy of the on-time leaf sub-requests finished; each 0 when
+        none finished.
+
+        Returns:
+            ``(violation_ratio, accuracy)``.
+
+        """
+        done = self.frames.on_time + self.frames.late + sum(self.frames.dropped.values())
+        viol = done - self.frames.on_time
+        d0, v0, n0, a0 = self._window_mark
+        self._window_mark = (done, viol, self.leaf_on_time, self.leaf_acc_sum)
+        dn, ln = done - d0, self.leaf_on_time - n0
+        return (
+            (viol - v0) / dn if dn else 0.0,
+            (self.leaf_acc_sum - a0) / ln if ln else 0.0,
+        )
 
     def recent_bins(self, now_s: float, span_s: float) -> tuple[float, ...]:
         """Arrivals per ``ARRIVAL_BIN_S`` bin over the ``span_s`` seconds ending at ``now_s``.

@@ -334,8 +334,10 @@ class Runtime:
         self._health_task: asyncio.Task | None = None
         self.health_checks = 0
         self._load_tasks: set[asyncio.Task] = set()
-        self._last_frames = (0, 0)  # (finalised, violations) at the last tick
+        #: Frame-violation ratio and system accuracy over the last tick's span (the
+        #: controller's ``slo_violation_ratio`` and ``accuracy``).
         self.recent_violation = 0.0
+        self.recent_accuracy = 0.0
         self.started = False
         self.solve_timeouts = 0
         self.worker_failures: dict[str, int] = {}
@@ -1112,7 +1114,7 @@ class Runtime:
             last_solve_time_s=self.last_solve_time_s,
             solving=self.solving,
             slo_violation_ratio=self.recent_violation,
-            accuracy=p.accuracy,
+            accuracy=self.recent_accuracy,
             queue_lengths=self.queue_lengths(),
             active_workers=p.active_workers(),
             arrival_bins=bins,
@@ -1167,11 +1169,7 @@ class Runtime:
 
     def _tick(self, tick_at: float | None = None) -> None:
         p = self.plane
-        done = p.frames.on_time + p.frames.late + sum(p.frames.dropped.values())
-        viol = p.frames.late + sum(p.frames.dropped.values())
-        d_done, d_viol = done - self._last_frames[0], viol - self._last_frames[1]
-        self.recent_violation = d_viol / d_done if d_done else 0.0
-        self._last_frames = (done, viol)
+        self.recent_violation, self.recent_accuracy = p.recent_window()
         p.reap()
         self.demand_estimate = ewma_demand(p.history(self.config.history_s))
         if p.plan is not None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
 from lokirl.core.pipeline import Cluster
-from lokirl.runtime.dataplane import DataPlane, WorkerState
+from lokirl.runtime.dataplane import DataPlane, Frame, Req, WorkerState
 from lokirl.sim import SimConfig, Simulation
 from lokirl.traces import ArrivalTrace
 from tests.sim.conftest import make_plan, tiny_pipeline
@@ -143,6 +145,73 @@ def test_a_worker_left_out_drains_an_old_group_that_overlap_workers_keep_serving
     ]
     assert live_state == sim_state
     assert live_state[:2] == [("d2", True, "d1", None), ("d1", False, "d1", "d1")]
+
+
+def _engines(p, n):
+    trace = ArrivalTrace(np.asarray([9.9]), name="t", duration_s=10.0)
+    sim = Simulation(p, Cluster({"gpu": n}), trace, SimConfig(swap="overlap"))
+    sim.reset()
+    plane = DataPlane(p, accelerator="gpu")
+    for i in range(n):
+        plane.workers.append(WorkerState(i, None))
+    return sim, plane
+
+
+def test_a_queue_moved_to_a_group_whose_workers_load_waits_for_them():
+    p = tiny_pipeline()
+
+    async def main() -> None:
+        sim, plane = _engines(p, 3)
+        loop = asyncio.get_running_loop()
+        first = make_plan(p, [("c1", 1, 2), ("d1", 1, 1)])
+        sim._install(first, instant=False)
+        for w in plane.install(first, swap="overlap"):
+            plane.worker_ready(w)
+        sim.run_until(1.0)
+        # Worker 2 loads d2 and keeps serving d1 (an interim group) meanwhile.
+        second = make_plan(p, [("d2", 1, 1), ("c1", 1, 2)])
+        sim._install(second, instant=False)
+        plane.install(second, swap="overlap")
+        sim.interim[("d1", "gpu")].queue.extend(["r1", "r2", "r3"])
+        now = plane.now()
+        for i in range(3):
+            frame = Frame(i, now, now + 10.0, None, loop.create_future())
+            frame.outstanding = 1
+            plane.interim[("d1", "gpu")].queue.append(Req(frame, "det", None, plane.epoch, 1.0))
+        # d1 comes back: worker 1 loads it; the waiting requests move to its group
+        # and wait for the load in both engines (the live plane re-routed them, and
+        # with no d1 worker serving yet dropped them as no_worker).
+        third = make_plan(p, [("d1", 1, 1), ("c1", 1, 1)])
+        sim._install(third, instant=False)
+        plane.install(third, swap="overlap")
+        sim_q = [(g.variant, len(g.queue)) for g in sim.plan_groups]
+        live_q = [(g.variant, len(g.queue)) for g in plane.plan_groups]
+        assert live_q == sim_q == [("d1", 3), ("c1", 0)]
+        assert plane.subs.dropped == {} and plane.frames.dropped == {}
+        assert plane.workers[1].status == "loading" and plane.workers[1].variant == "d1"
+        assert plane.reap() == 0  # the tick's reaper leaves them to the load too
+
+    asyncio.run(main())
+
+
+def test_an_interim_group_that_stops_serving_is_stale_for_its_batches_in_flight():
+    p = tiny_pipeline()
+    sim, plane = _engines(p, 4)
+    first = make_plan(p, [("d1", 1, 2), ("c1", 1, 2)])
+    sim._install(first, instant=False)
+    for w in plane.install(first, swap="overlap"):
+        plane.worker_ready(w)
+    sim.run_until(1.0)
+    second = make_plan(p, [("d2", 1, 1), ("c1", 1, 2)])
+    sim._install(second, instant=False)
+    loading = plane.install(second, swap="overlap")
+    old_sim, old_live = sim.interim[("d1", "gpu")], plane.interim[("d1", "gpu")]
+    assert old_live.epoch == plane.epoch  # serving, through the current rows
+    sim.run_until(2.0)  # the d2 load completes: the interim d1 group leaves the view
+    for w in loading:
+        plane.worker_ready(w)
+    assert ("d1", "gpu") not in plane.interim and ("d1", "gpu") not in sim.interim
+    assert old_sim.version == -1 and old_live.epoch == -1
 
 
 def test_a_plan_for_another_accelerator_is_refused_before_anything_changes():
