@@ -196,6 +196,16 @@ class Pipeline:
         """The variant called ``name`` (variant names are unique in a pipeline)."""
         return self._variants[name]
 
+    def emits(self, name: str) -> dict[str, float]:
+        """Mean sub-requests a request served by variant ``name`` emits to each child task.
+
+        Every child task of the variant's task is named: where the variant's
+        ``branching`` profile is silent the factor is 1.0 (the rule the simulator, the
+        router and the live workers share).
+        """
+        v = self.variant(name)
+        return {c: float(v.branching.get(c, 1.0)) for c in self.task(v.task).children}
+
     def variants(self) -> Iterator[Variant]:
         """All variants, task by task."""
         for t in self.tasks:

@@ -795,7 +795,7 @@ class Runtime:
         old_variant = w.held if keep_old else None
         try:
             warm = list(v.batch_sizes(self.accelerator)) or True  # every size a plan may give
-            ref = w.actor.load.remote(variant, src, dict(v.branching), warm, keep_old)
+            ref = w.actor.load.remote(variant, src, self.pipeline.emits(variant), warm, keep_old)
             res = await asyncio.wait_for(
                 asyncio.wrap_future(ref.future()), self.config.load_timeout_s
             )

@@ -132,11 +132,18 @@ class _Group:
         self.accel = g.accelerator
         self.batch = max(1, int(g.batch_size))
         sizes = v.batch_sizes(g.accelerator)
-        # lat[n]: seconds to serve a batch of n (latency at the smallest profiled size >= n).
+        # lat[n]: seconds to serve a batch of n (latency at the smallest profiled size >= n;
+        # beyond the largest, scaled linearly, as the live plane and emulated workers do).
         lat = [0.0]
+        top = sizes[-1]
         for n in range(1, self.batch + 1):
-            b = next((s for s in sizes if s >= n), sizes[-1])
-            lat.append(v.latency(g.accelerator, b) / 1000.0)
+            b = next((s for s in sizes if s >= n), None)
+            ms = (
+                v.latency(g.accelerator, b)
+                if b is not None
+                else v.latency(g.accelerator, top) * n / top
+            )
+            lat.append(ms / 1000.0)
         self.lat = lat
         self.down = 0.0
         self.acc = v.accuracy / 100.0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from lokirl.core.pipeline import Cluster
-from lokirl.runtime.dataplane import DataPlane, WorkerState
+from lokirl.runtime.dataplane import DataPlane, GroupState, WorkerState
 from lokirl.sim import SimConfig, Simulation
+from lokirl.sim.engine import _Group
 from lokirl.traces import ArrivalTrace
 from tests.sim.conftest import make_plan, tiny_pipeline
 
@@ -47,3 +50,12 @@ def test_with_no_demand_estimate_the_table_is_built_for_the_plans_demand():
     sim._install(plan, instant=True)
     assert sim.table.probabilities("det", None) == at_plan
     assert max(at_plan.values()) == 1.0  # most accurate first: d1 takes all 40 frames/s
+
+
+def test_a_batch_beyond_the_largest_profiled_size_costs_the_same_in_both_engines():
+    p = tiny_pipeline()  # c1 profiled at batch sizes 1, 4 and 8 (50 ms)
+    g = replace(make_plan(p, [("c1", 8, 1)]).groups[0], batch_size=16)  # a hand-written plan
+    sim_group, live_group = _Group(0, 1, g, p), GroupState(0, 1, g, p, 0.0)
+    for n in (1, 3, 8, 12, 16):
+        assert sim_group.lat[n] * 1000.0 == pytest.approx(live_group.service_ms(n)), n
+    assert live_group.service_ms(16) == pytest.approx(100.0)
