@@ -146,8 +146,9 @@ def test_killed_worker_leads_to_replan(ray_local, tiny_pipeline):
             solves_before = rt.solves
             os.kill(pid, signal.SIGKILL)
             await _send(rt, 40, gap_s=0.02)
-            for _ in range(100):  # the re-plan installs within a few epochs
-                if rt.solves > solves_before and not rt.solving:
+            for _ in range(300):  # the re-plan installs within a few epochs, then loads
+                loading = any(w.status == "loading" for w in rt.plane.workers)
+                if rt.solves > solves_before and not rt.solving and not loading:
                     break
                 await asyncio.sleep(0.1)
             after = await _send(rt, 20)
