@@ -14,14 +14,15 @@ their answer to their own worker and queue objects.
   workers that keep serving that variant while they load (``overlap``; one
   *interim* group per variant and accelerator collects them); else it is drained
   by the workers that leave the plan (when the swap mode drains); else it is
-  re-routed through the new routing table.
+  re-routed through the new routing table; :func:`hand_over_queues` applies that
+  answer to an engine's own group objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from lokirl.core.plan import Plan
 
@@ -161,7 +162,56 @@ def old_queue_moves(
     return tuple(moves)
 
 
+class QueuedGroup(Protocol):
+    """A group with a queue (an engine's own group object)."""
+
+    queue: Any  # a deque (or list) of the engine's requests
+
+
+G = TypeVar("G", bound=QueuedGroup)
+
+
+def hand_over_queues(
+    old_groups: Sequence[G], new_groups: Sequence[G], moves: Sequence[QueueMove]
+) -> tuple[list[G], list[G], list[G]]:
+    """Apply :func:`old_queue_moves`' answer to an engine's own group objects.
+
+    Queues that move (``group``, ``join``) are appended to their target's and
+    cleared; the groups that stay or must be re-routed are returned for the engine
+    to keep as it keeps them.
+
+    Args:
+        old_groups: The old groups, in the order given to :func:`old_queue_moves`.
+        new_groups: The new plan's groups, in plan order.
+        moves: :func:`old_queue_moves`' answer.
+
+    Returns:
+        ``(interim, drained, reroute)``: the old groups that stay as interim groups,
+        those that stay to be drained, and those with requests to route again.
+
+    """
+    interim: list[G] = []
+    drained: list[G] = []
+    reroute: list[G] = []
+    for og, move in zip(old_groups, moves, strict=True):
+        if move.kind == "interim":
+            interim.append(og)
+        elif move.kind == "drain":
+            drained.append(og)
+        elif move.kind == "reroute":
+            if og.queue:
+                reroute.append(og)
+        else:
+            assert move.target is not None  # "group" and "join" name their target
+            target = new_groups[move.target] if move.kind == "group" else old_groups[move.target]
+            target.queue.extend(og.queue)
+            og.queue.clear()
+    return interim, drained, reroute
+
+
 __all__ = [
+    "QueuedGroup",
+    "hand_over_queues",
     "QueueMove",
     "QueueMoveKind",
     "WorkerHolding",

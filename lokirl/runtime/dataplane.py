@@ -45,7 +45,12 @@ from typing import Any
 import numpy as np
 
 from lokirl.core.controller import ARRIVAL_BIN_S, arrival_bin, arrival_bin_range
-from lokirl.core.handover import WorkerHolding, assign_workers, old_queue_moves
+from lokirl.core.handover import (
+    WorkerHolding,
+    assign_workers,
+    hand_over_queues,
+    old_queue_moves,
+)
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Pipeline
 from lokirl.core.plan import Plan, WorkerGroup
@@ -829,22 +834,8 @@ class DataPlane:
             {(w.old.variant, self.accelerator) for w in alive if w.old is not None},
             [id(og) in drainers for og in old_groups],
         )
-        self.interim = {}
-        self.draining = []
-        orphans: list[GroupState] = []
-        for og, move in zip(old_groups, moves, strict=True):
-            if move.kind == "interim":
-                self.interim[(og.variant, self.accelerator)] = og
-            elif move.kind == "drain":
-                self.draining.append(og)
-            elif move.kind == "reroute":
-                if og.queue:
-                    orphans.append(og)
-            else:
-                assert move.target is not None  # "group" and "join" name their target
-                target = groups[move.target] if move.kind == "group" else old_groups[move.target]
-                target.queue.extend(og.queue)
-                og.queue.clear()
+        interim, self.draining, orphans = hand_over_queues(old_groups, groups, moves)
+        self.interim = {(og.variant, self.accelerator): og for og in interim}
         # A worker left out keeps draining its old group if that group stays (drained,
         # or interim: overlap workers keep serving its variant), as in the simulator.
         live = {id(g) for g in self.draining} | {id(g) for g in self.interim.values()}

@@ -55,7 +55,12 @@ import simpy
 from lokirl.core.allocator import AllocatorOptions
 from lokirl.core.binding import bind_controller
 from lokirl.core.controller import ControlContext, Controller, Decision
-from lokirl.core.handover import WorkerHolding, assign_workers, old_queue_moves
+from lokirl.core.handover import (
+    WorkerHolding,
+    assign_workers,
+    hand_over_queues,
+    old_queue_moves,
+)
 from lokirl.core.metrics import Tally
 from lokirl.core.pipeline import Cluster, Pipeline
 from lokirl.core.plan import Plan
@@ -782,24 +787,12 @@ class Simulation(EpochHost):
             {(w.old.variant, w.accel) for w in self.workers if w.old is not None},
             [id(og) in drainers for og in old_groups],
         )
-        self.interim = {}
-        self.draining = []
-        orphans: list[_Group] = []
-        for og, move in zip(old_groups, moves, strict=True):
-            if move.kind == "interim":
-                og.drain = False
-                self.interim[(og.variant, og.accel)] = og
-            elif move.kind == "drain":
-                og.drain = True
-                self.draining.append(og)
-            elif move.kind == "reroute":
-                if og.queue:
-                    orphans.append(og)
-            else:
-                assert move.target is not None  # "group" and "join" name their target
-                target = groups[move.target] if move.kind == "group" else old_groups[move.target]
-                target.queue.extend(og.queue)
-                og.queue.clear()
+        interim, self.draining, orphans = hand_over_queues(old_groups, groups, moves)
+        self.interim = {(og.variant, og.accel): og for og in interim}
+        for og in interim:
+            og.drain = False
+        for og in self.draining:
+            og.drain = True
         alive = {id(g) for g in self.draining} | {id(g) for g in self.interim.values()}
         for w in self.workers:
             if w.old is not None:

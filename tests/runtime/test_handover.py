@@ -16,6 +16,28 @@ from tests.sim.conftest import make_plan, tiny_pipeline
 N = 6
 
 
+def _engines(p, n: int, swap: str = "overlap", duration_s: float = 10.0):
+    """The simulator and a live data plane over ``n`` empty workers, nothing installed."""
+    trace = ArrivalTrace(np.asarray([duration_s - 0.1]), name="t", duration_s=duration_s)
+    sim = Simulation(p, Cluster({"gpu": n}), trace, SimConfig(swap=swap))
+    sim.reset()
+    plane = DataPlane(p, accelerator="gpu")
+    for i in range(n):
+        plane.workers.append(WorkerState(i, None))
+    return sim, plane
+
+
+def _start(p, n: int, groups: list[tuple[str, int, int]]):
+    """Both engines with a first plan (``overlap``) installed and its loads done at 1 s."""
+    sim, plane = _engines(p, n)
+    first = make_plan(p, groups)
+    sim._install(first, instant=False)
+    for w in plane.install(first, swap="overlap"):
+        plane.worker_ready(w)
+    sim.run_until(1.0)
+    return sim, plane
+
+
 def _sim_state(sim: Simulation) -> list[tuple]:
     return [(w.variant, None if w.group is None else w.group.gid, w.loading) for w in sim.workers]
 
@@ -37,12 +59,7 @@ def test_live_and_simulated_handovers_agree_worker_by_worker():
         make_plan(p, [("d2", 1, 3), ("c1", 1, 1)]),
         make_plan(p, [("d1", 1, 1), ("d2", 1, 1), ("c1", 1, 2)]),
     ]
-    trace = ArrivalTrace(np.asarray([9.9]), name="t", duration_s=10.0)
-    sim = Simulation(p, Cluster({"gpu": N}), trace, SimConfig(swap="overlap"))
-    sim.reset()
-    plane = DataPlane(p, accelerator="gpu")
-    for i in range(N):
-        plane.workers.append(WorkerState(i, None))
+    sim, plane = _engines(p, N)
     t = 0.0
     installed = []
     for k, plan in enumerate(plans):
@@ -73,12 +90,7 @@ def test_live_and_simulated_handovers_agree_worker_by_worker():
 def test_random_plan_sequences_hand_over_alike(swap, seed):
     p = tiny_pipeline()
     rng = np.random.default_rng(seed)
-    trace = ArrivalTrace(np.asarray([99.9]), name="t", duration_s=100.0)
-    sim = Simulation(p, Cluster({"gpu": N}), trace, SimConfig(swap=swap))
-    sim.reset()
-    plane = DataPlane(p, accelerator="gpu")
-    for i in range(N):
-        plane.workers.append(WorkerState(i, None))
+    sim, plane = _engines(p, N, swap, duration_s=100.0)
     t = 0.0
     for k in range(12):
         d1, d2 = rng.integers(0, 3, size=2)
@@ -119,17 +131,7 @@ def _served(g) -> str | None:
 
 def test_a_worker_left_out_drains_an_old_group_that_overlap_workers_keep_serving():
     p = tiny_pipeline()
-    trace = ArrivalTrace(np.asarray([9.9]), name="t", duration_s=10.0)
-    sim = Simulation(p, Cluster({"gpu": 4}), trace, SimConfig(swap="overlap"))
-    sim.reset()
-    plane = DataPlane(p, accelerator="gpu")
-    for i in range(4):
-        plane.workers.append(WorkerState(i, None))
-    first = make_plan(p, [("d1", 1, 2), ("c1", 1, 2)])
-    sim._install(first, instant=False)
-    for w in plane.install(first, swap="overlap"):
-        plane.worker_ready(w)
-    sim.run_until(1.0)
+    sim, plane = _start(p, 4, [("d1", 1, 2), ("c1", 1, 2)])
     # Requests wait at the d1 group when the next plan drops d1: worker 0 swaps to d2
     # and keeps serving d1 meanwhile (overlap), so that group stays as an interim group;
     # worker 1 leaves the plan and drains it too.
@@ -147,27 +149,12 @@ def test_a_worker_left_out_drains_an_old_group_that_overlap_workers_keep_serving
     assert live_state[:2] == [("d2", True, "d1", None), ("d1", False, "d1", "d1")]
 
 
-def _engines(p, n):
-    trace = ArrivalTrace(np.asarray([9.9]), name="t", duration_s=10.0)
-    sim = Simulation(p, Cluster({"gpu": n}), trace, SimConfig(swap="overlap"))
-    sim.reset()
-    plane = DataPlane(p, accelerator="gpu")
-    for i in range(n):
-        plane.workers.append(WorkerState(i, None))
-    return sim, plane
-
-
 def test_a_queue_moved_to_a_group_whose_workers_load_waits_for_them():
     p = tiny_pipeline()
 
     async def main() -> None:
-        sim, plane = _engines(p, 3)
+        sim, plane = _start(p, 3, [("c1", 1, 2), ("d1", 1, 1)])
         loop = asyncio.get_running_loop()
-        first = make_plan(p, [("c1", 1, 2), ("d1", 1, 1)])
-        sim._install(first, instant=False)
-        for w in plane.install(first, swap="overlap"):
-            plane.worker_ready(w)
-        sim.run_until(1.0)
         # Worker 2 loads d2 and keeps serving d1 (an interim group) meanwhile.
         second = make_plan(p, [("d2", 1, 1), ("c1", 1, 2)])
         sim._install(second, instant=False)
@@ -196,12 +183,7 @@ def test_a_queue_moved_to_a_group_whose_workers_load_waits_for_them():
 
 def test_an_interim_group_that_stops_serving_is_stale_for_its_batches_in_flight():
     p = tiny_pipeline()
-    sim, plane = _engines(p, 4)
-    first = make_plan(p, [("d1", 1, 2), ("c1", 1, 2)])
-    sim._install(first, instant=False)
-    for w in plane.install(first, swap="overlap"):
-        plane.worker_ready(w)
-    sim.run_until(1.0)
+    sim, plane = _start(p, 4, [("d1", 1, 2), ("c1", 1, 2)])
     second = make_plan(p, [("d2", 1, 1), ("c1", 1, 2)])
     sim._install(second, instant=False)
     loading = plane.install(second, swap="overlap")
