@@ -21,30 +21,18 @@ missing file. The comparison is
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
-from pathlib import Path
 
+from lokirl.errors import ConfigError
 from lokirl.experiments.runner import Results, replay_diff
 
 
 def _load(path: str) -> Results:
-    p = Path(path)
-    f = p
-    if p.is_dir():  # a run folder, or a record that keeps its table gzipped
-        f = next(
-            (p / n for n in ("per_episode.json", "per_episode.json.gz") if (p / n).is_file()),
-            p / "per_episode.json",
-        )
-    if not f.is_file():
-        print(
-            f"same_rows: {path}: no per_episode.json(.gz) there (give a lokirl bench run folder)",
-            file=sys.stderr,
-        )
+    try:  # a run folder, a record that keeps its table gzipped, or the file
+        return Results.read(path, source="same_rows")
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         sys.exit(2)
-    text = gzip.decompress(f.read_bytes()).decode() if f.suffix == ".gz" else f.read_text()
-    return Results.from_dict(json.loads(text))
 
 
 def main(argv: list[str] | None = None) -> int:

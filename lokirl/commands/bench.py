@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -75,8 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="from_runs",
         metavar="DIRS",
         help="comma-separated run folders of earlier lokirl bench runs of the same suite "
-        "and commit (see --allow-commits) that played different controllers: merge and "
-        "report them, playing nothing",
+        "and commit (see --allow-commits) that played different controllers (or record "
+        "folders keeping per_episode.json.gz): merge and report them, playing nothing",
     )
     src.add_argument(
         "--trace",
@@ -383,15 +382,7 @@ def _merged(args: argparse.Namespace, reference: str | None):
     parts = []
     dirs = [x.strip() for x in args.from_runs.split(",") if x.strip()]
     for d in dirs:
-        f = Path(d) / "per_episode.json"
-        if not f.is_file():
-            raise ConfigError(
-                "--from",
-                d,
-                "no per_episode.json in this folder",
-                "pass run folders of lokirl bench",
-            )
-        parts.append(Results.from_dict(json.loads(f.read_text())))
+        parts.append(Results.read(d))
     patterns = [c.strip() for c in (args.cases or "").split(",") if c.strip()]
     if patterns:  # a run of every case merges with a run of a subset on the cases asked for
         parts = _select_cases(parts, dirs, patterns)

@@ -18,6 +18,8 @@ metadata; statistics and reports are pure functions of it
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import subprocess
 import time
@@ -97,6 +99,43 @@ class Results:
     def from_dict(cls, data: dict[str, Any]) -> Results:
         """Inverse of :meth:`to_dict`."""
         return cls(rows=list(data["rows"]), meta=dict(data["meta"]))
+
+    @classmethod
+    def read(cls, path: str | Path, source: str = "--from") -> Results:
+        """Read a run's table: its folder, or ``per_episode.json`` (``.json.gz``: records).
+
+        Args:
+            path: A ``lokirl bench`` run folder (or a record folder that keeps its table
+                gzipped), or the table file itself.
+            source: What named the path (for the error).
+
+        Raises:
+            ConfigError: no table there, or a file that is not one.
+
+        """
+        p = Path(path)
+        f = p
+        if p.is_dir():
+            names = ("per_episode.json", "per_episode.json.gz")
+            f = next((p / n for n in names if (p / n).is_file()), p / names[0])
+        if not f.is_file():
+            raise ConfigError(
+                source,
+                str(path),
+                "no per_episode.json (or per_episode.json.gz) there",
+                "pass run folders of lokirl bench",
+            )
+        try:
+            raw = f.read_bytes()
+            text = gzip.decompress(raw).decode() if f.suffix == ".gz" else raw.decode()
+            return cls.from_dict(json.loads(text))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                source,
+                str(f),
+                f"not a lokirl bench table ({type(exc).__name__}: {exc})",
+                "pass the per_episode.json a lokirl bench run wrote",
+            ) from None
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -479,10 +518,10 @@ def check_policies_fit(suite: Suite, controllers: Sequence[str]) -> None:
         ConfigError: naming the policy's refusal on the first case that does not fit.
 
     """
-    from lokirl.agents.adapter import check_spec_fits
+    from lokirl.agents.adapter import check_spec_fits, is_policy_spec
     from lokirl.core.pipeline_config import load_pipeline
 
-    policies = [c for c in controllers if c == "ppo" or c.startswith("ppo:")]
+    policies = [c for c in controllers if is_policy_spec(c)]
     if not policies:
         return
     pipelines: dict[str, Any] = {}

@@ -1,3 +1,4 @@
+import gzip
 import json
 import os
 import subprocess
@@ -166,6 +167,16 @@ def test_from_merges_runs_into_the_table_of_one_run(tmp_path, capsys):
     (tmp_path / "b2" / "per_episode.json").write_text(json.dumps(data))
     assert main(["bench", "--from", f"{a},{b},{tmp_path / 'b2'}", "--no-mlflow"]) == 2
     assert "played in two of the runs with different results" in capsys.readouterr().err
+    # A record keeping its table gzipped is read as its run folder; a folder without
+    # a table is refused naming it.
+    (tmp_path / "gz").mkdir()
+    (tmp_path / "gz" / "per_episode.json.gz").write_bytes(
+        gzip.compress((b / "per_episode.json").read_bytes())
+    )
+    assert main([*merged_args[:-1], str(tmp_path / "mz"), "--from", f"{a},{tmp_path / 'gz'}"]) == 0
+    assert json.loads(capsys.readouterr().out)["aggregate"] == merged["aggregate"]
+    assert main(["bench", "--from", f"{a},{tmp_path / 'none'}", "--no-mlflow"]) == 2
+    assert "no per_episode.json" in capsys.readouterr().err
     # Pooled: one controller averaging the members per episode.
     pool_args = [*merged_args[:-1], str(tmp_path / "p"), "--pool", "both=*i*"]
     assert main(pool_args) == 0
