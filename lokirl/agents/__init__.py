@@ -2,12 +2,20 @@
 
 Training may start by cloning a teacher controller (:mod:`lokirl.agents.imitation`).
 
-Importing this package registers the ``ppo:PATH`` (``ppo:A.zip+B.zip``: one policy per
-pipeline, :mod:`lokirl.agents.policy_set`) and ``gain:PATH`` controller specs and the
-``trigger`` heuristic in the controller registry.
+Importing this package registers the shipped ``ppo`` and ``ppo-v1`` controllers
+(:data:`~lokirl.agents.adapter.SHIPPED_POLICIES`), the ``ppo:PATH`` (``ppo:A.zip+B.zip``:
+one policy per pipeline, :mod:`lokirl.agents.policy_set`) and ``gain:PATH`` controller
+specs and the ``trigger`` heuristic in the controller registry.
 """
 
-from lokirl.agents.adapter import PPOController, default_policy_path, save_policy
+import functools
+
+from lokirl.agents.adapter import (
+    SHIPPED_POLICIES,
+    PPOController,
+    save_policy,
+    shipped_policy_paths,
+)
 from lokirl.agents.fluid_chooser import FluidChooser  # registers fluid(...)
 from lokirl.agents.gain_policy import GainController
 from lokirl.agents.heuristics import OracleController, TriggerController
@@ -19,13 +27,26 @@ if "ppo" not in CONTROLLERS._prefixes:
     CONTROLLERS.register_prefix("ppo", make_policy)
 if "gain" not in CONTROLLERS._prefixes:
     CONTROLLERS.register_prefix("gain", lambda path: GainController(path, name=f"gain:{path}"))
-if "ppo" not in CONTROLLERS.names():
-    CONTROLLERS.register(
-        "ppo",
-        lambda **kw: PPOController(str(default_policy_path()), name="ppo", **kw),
-        "the PPO policy shipped with lokirl (trigger clone + PPO; traffic_analysis, 20 workers; "
-        "see docs/results.md)",
-    )
+
+
+def _shipped(name: str) -> PPOController | PolicySet:
+    """The shipped controller ``name`` (one policy, or a set of them)."""
+    paths = [str(p) for p in shipped_policy_paths(name) or []]
+    if len(paths) == 1:
+        return PPOController(paths[0], name=name)
+    return PolicySet.load(paths, name=name)
+
+
+_SHIPPED_HELP = {
+    "ppo": "the learned controller shipped with lokirl: one policy per pipeline "
+    "(traffic_analysis, social_media) over fluid's setting, 10-100 workers, overlap and stop "
+    "(see docs/results.md)",
+    "ppo-v1": "the first round's policy (trigger clone + PPO; traffic_analysis on exactly "
+    "20 workers), which records before the whole controller name 'ppo'",
+}
+for _name in SHIPPED_POLICIES:
+    if _name not in CONTROLLERS.names():
+        CONTROLLERS.register(_name, functools.partial(_shipped, _name), _SHIPPED_HELP[_name])
 
 __all__ = [
     "FluidChooser",
@@ -35,6 +56,6 @@ __all__ = [
     "PPOController",
     "PolicySet",
     "TriggerController",
-    "default_policy_path",
+    "shipped_policy_paths",
     "save_policy",
 ]

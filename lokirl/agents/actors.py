@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lokirl.agents.adapter import is_policy_spec
 from lokirl.agents.heuristics import OracleController
 from lokirl.agents.hindsight import actor_for_spec as hindsight_actor
 from lokirl.core.controllers import make_controller
@@ -23,7 +24,7 @@ def actor_factory(
         return lambda env: OracleController.for_trace(trace)
     if (hindsight := hindsight_actor(spec, trace, cache)) is not None:
         return hindsight
-    if spec.startswith("ppo:"):
+    if is_policy_spec(spec):
         cache = cache if cache is not None else {}
         if spec not in cache:
             cache[spec] = make_controller(spec)

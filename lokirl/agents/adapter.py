@@ -38,14 +38,30 @@ from lokirl.envs.features import (
 from lokirl.errors import ConfigError
 from lokirl.forecast import make_forecaster
 
+#: Trained controllers shipped in the package (``lokirl/data/policies``): name -> model
+#: files. ``ppo`` is the whole learned controller, one policy per pipeline served as a set
+#: (:mod:`lokirl.agents.policy_set`; which files and why: ``policies/ppo/PROVENANCE.md``);
+#: ``ppo-v1`` the first round's policy (``traffic_analysis`` on exactly 20 workers), which
+#: earlier records name ``ppo``.
+SHIPPED_POLICIES: dict[str, tuple[str, ...]] = {
+    "ppo": ("ppo/traffic_analysis/model.zip", "ppo/social_media/model.zip"),
+    "ppo-v1": ("ppo_traffic_analysis/model.zip",),
+}
 
-def default_policy_path() -> Path:
-    """The trained policy shipped with lokirl (``make_controller("ppo")``)."""
+
+def shipped_policy_paths(name: str) -> list[Path] | None:
+    """The model files of a shipped controller (``ppo``, ``ppo-v1``); None for other names."""
+    if name not in SHIPPED_POLICIES:
+        return None
     from importlib import resources
 
-    return Path(
-        str(resources.files("lokirl") / "data" / "policies" / "ppo_traffic_analysis" / "model.zip")
-    )
+    root = Path(str(resources.files("lokirl") / "data" / "policies"))
+    return [root / f for f in SHIPPED_POLICIES[name]]
+
+
+def is_policy_spec(spec: str) -> bool:
+    """Whether ``spec`` names trained policies (a shipped name or ``ppo:PATH[+PATH]``)."""
+    return spec in SHIPPED_POLICIES or spec.startswith("ppo:")
 
 
 def features_path(model_path: str | Path) -> Path:
@@ -203,40 +219,42 @@ def check_policy_file(
     check_policy_fits(spec, str(features_path(model_path)), pipeline, cluster, swap)
 
 
-def policy_path_of(spec: str) -> Path | None:
-    """The model file a controller spec names (``ppo``: the shipped one), or None."""
-    if spec == "ppo":
-        return default_policy_path()
+def policy_paths_of(spec: str) -> list[str] | None:
+    """The model files a controller spec names (a shipped name's, or ``ppo:A[+B]``), or None."""
+    shipped = shipped_policy_paths(spec)
+    if shipped is not None:
+        return [str(p) for p in shipped]
     if spec.startswith("ppo:"):
-        return Path(spec[4:])
+        from lokirl.agents.policy_set import split_policy_paths
+
+        return split_policy_paths(spec[4:])
     return None
 
 
 def check_spec_fits(
     spec: str, pipeline: Pipeline, cluster: Cluster, swap: str | None = None
 ) -> None:
-    """Refuse a ``ppo`` / ``ppo:PATH`` controller spec that does not fit, before loading it.
+    """Refuse a trained-policy spec (``ppo``, ``ppo:PATH``) that does not fit, before loading it.
 
     For hosts that check every controller at start-up (a suite's cases, the live
     runtime): reads only the feature files. A policy set (``ppo:A.zip+B.zip``,
-    :mod:`lokirl.agents.policy_set`) fits when exactly one member does. Other specs
-    pass.
+    :mod:`lokirl.agents.policy_set`) fits when the set has one member to serve
+    (:func:`~lokirl.agents.policy_set.check_one_fits`). Other specs pass.
 
     Raises:
         ConfigError: as :func:`check_policy_fits` (or the feature file is missing);
-            for a set, none or several members fit.
+            for a set, no member fits or several do and none is narrower.
 
     """
-    if spec.startswith("ppo:"):
-        from lokirl.agents.policy_set import check_set_files, split_policy_paths
+    paths = policy_paths_of(spec)
+    if paths is None:
+        return
+    if len(paths) > 1:
+        from lokirl.agents.policy_set import check_set_files
 
-        paths = split_policy_paths(spec[4:])
-        if len(paths) > 1:
-            check_set_files(spec, paths, pipeline, cluster, swap)
-            return
-    path = policy_path_of(spec)
-    if path is not None:
-        check_policy_file(path, pipeline, cluster, swap)
+        check_set_files(spec, paths, pipeline, cluster, swap)
+    else:
+        check_policy_file(paths[0], pipeline, cluster, swap)
 
 
 def bind_scale(

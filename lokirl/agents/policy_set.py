@@ -3,8 +3,12 @@
 A version-2 or 3 policy is built for one pipeline (and a range of cluster sizes and swap
 modes: its :class:`~lokirl.envs.features.PolicyScope`). A user who serves several
 pipelines, or a suite that mixes them, names one policy per pipeline joined by ``+``;
-at :meth:`PolicySet.bind` the set picks the one member whose scope fits what it
-serves and refuses, naming each member's reason, when none or more than one fits.
+at :meth:`PolicySet.bind` the set picks the member whose scope fits what it serves and
+refuses, naming each member's reason, when none fits. Where several fit, a member trained
+for fewer swap modes, all of them among every other fitting member's, serves (a policy
+trained for the mode it serves in over one trained for that mode among others: the
+shipped ``ppo`` set keeps, per pipeline, one for ``overlap`` and ``stop`` and one for
+``free`` too); otherwise which would serve is ambiguous and the set is refused.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ def check_one_fits(
     cluster: Cluster,
     swap: str | None,
 ) -> int:
-    """The index of the one member of a set that fits; refuse none or several.
+    """The index of the member of a set that serves; refuse none, or several and no narrowest.
 
     Args:
         spec: The set's controller spec (named in errors).
@@ -75,7 +79,8 @@ def check_one_fits(
         swap: The swap mode (``None``: not checked).
 
     Raises:
-        ConfigError: no member fits (each member's reason named) or several do.
+        ConfigError: no member fits (each member's reason named), or several do and
+            none was trained for fewer swap modes than every other one that fits.
 
     """
     fits, refusals = [], []
@@ -97,14 +102,34 @@ def check_one_fits(
             "what one of them was built for",
         )
     if len(fits) > 1:
+        narrowest = _narrowest_swaps([members[i][0] for i in fits])
+        if narrowest is not None:
+            return fits[narrowest]
         raise ConfigError(
             "--controller",
             spec,
             f"{len(fits)} policies of the set fit {where} "
-            f"({', '.join(members[i][1] for i in fits)}): which would serve is ambiguous",
-            "keep one policy per pipeline (or per cluster range) in a set",
+            f"({', '.join(members[i][1] for i in fits)}) and none was trained for fewer "
+            "swap modes than the others: which would serve is ambiguous",
+            "keep one policy per pipeline (or per cluster range, or one whose swap modes "
+            "are a subset of the others') in a set",
         )
     return fits[0]
+
+
+def _narrowest_swaps(specs: Sequence[FeatureSpec]) -> int | None:
+    """The index of the one spec whose swap modes are a strict subset of every other's.
+
+    None when some spec has no scope (version 1) or no spec is narrower than all others.
+    """
+    scopes = [s.scope for s in specs]
+    if any(sc is None for sc in scopes):
+        return None
+    modes = [set(sc.swaps) for sc in scopes if sc is not None]
+    for i, mine in enumerate(modes):
+        if all(mine < other for j, other in enumerate(modes) if j != i):
+            return i
+    return None
 
 
 def check_set_files(
@@ -113,7 +138,8 @@ def check_set_files(
     """:func:`check_one_fits` from the members' feature files alone (no model is loaded).
 
     Raises:
-        ConfigError: a feature file is missing, or none or several members fit.
+        ConfigError: a feature file is missing, or no member fits, or several do and
+            none is narrower.
 
     """
     members = [(load_feature_spec(p), str(features_path(p))) for p in paths]
@@ -165,7 +191,7 @@ class PolicySet:
         """Choose the member that fits and bind it (see :meth:`PPOController.bind`).
 
         Raises:
-            ConfigError: none or several members fit.
+            ConfigError: no member fits, or several do and none is narrower.
 
         """
         members = [(m.spec, m.features_file) for m in self.members]

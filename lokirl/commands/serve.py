@@ -20,6 +20,8 @@ EPILOG = """\
 examples:
   lokirl serve --pipeline traffic_analysis_cpu --controller loki-1s --workers 3
   lokirl serve --pipeline traffic_analysis --emulate --workers 20   # GPU profile, emulated
+  lokirl serve --pipeline traffic_analysis --emulate --workers 12 --controller ppo
+                                                    # the shipped learned controller
   lokirl serve --pipeline traffic_analysis --workers 8 --address auto      # join a Ray cluster
   lokirl serve --pipeline traffic_gpu.yaml --workers 8 --gpus-per-worker 0.5 --fp16 \\
       --address auto                                # two fp16 workers per GPU
@@ -63,7 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="traffic_analysis_cpu",
         help="built-in pipeline or YAML file (default: traffic_analysis_cpu)",
     )
-    p.add_argument("--controller", default="loki", help="controller spec (default: loki)")
+    p.add_argument(
+        "--controller",
+        default="loki",
+        help="controller spec (default: loki); ppo: the learned controller shipped with lokirl "
+        "(traffic_analysis or social_media, 10-100 workers), ppo:PATH[+PATH]: trained policies",
+    )
     p.add_argument(
         "--workers",
         type=int,

@@ -1329,8 +1329,9 @@ def check_policy_fits(controller: Any, pipeline: Pipeline, config: RuntimeConfig
 
 
 def precheck_policy(spec: str, pipeline: Pipeline, cluster: Cluster, swap: str) -> None:
-    """Refuse a ``ppo[:PATH]`` spec that does not fit, from its saved feature file alone.
+    """Refuse a trained-policy spec (``ppo``, ``ppo-v1``, ``ppo:PATH``) that does not fit.
 
+    From its saved feature files alone:
     :func:`lokirl.agents.adapter.check_spec_fits` reads ``model.features.json``
     beside the model without loading the policy (which takes seconds), so a misfit
     is refused at once: a version-1 policy's worker count and tasks, a version-2 or 3
@@ -1342,8 +1343,8 @@ def precheck_policy(spec: str, pipeline: Pipeline, cluster: Cluster, swap: str) 
             or its feature file is missing.
 
     """
-    if spec != "ppo" and not spec.startswith("ppo:"):
-        return
-    from lokirl.agents.adapter import check_spec_fits
+    from lokirl.agents.adapter import check_spec_fits, is_policy_spec
 
+    if not is_policy_spec(spec):
+        return
     check_spec_fits(spec, pipeline, cluster, swap)

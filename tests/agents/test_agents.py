@@ -298,10 +298,10 @@ def test_resume_continues_training(trained, capsys):
     assert all("/64 " in ln for ln in lines)
 
 
-def test_shipped_policy_loads_and_guards_its_pipeline():
+def test_shipped_v1_policy_loads_and_guards_its_pipeline():
     from lokirl.core.controller import Decision
 
-    ppo = make_controller("ppo")
+    ppo = make_controller("ppo-v1")
     tasks = ("object_detection", "car_classification", "facial_recognition")
     ctx = ControlContext(
         now_s=5.0, demand_history=(100.0,) * 5, queue_lengths={t: 0 for t in tasks}

@@ -87,6 +87,45 @@ def test_the_set_is_checked_from_feature_files_one_member_must_fit(policies, tmp
         check_spec_fits(f"ppo:{ta}+{twin / 'model.zip'}", *_case("traffic_analysis", 20))
 
 
+def _with_swaps(model, folder, swaps):
+    """A copy of ``model``'s policy whose saved scope names other swap modes."""
+    import json
+
+    shutil.copytree(model.parent, folder)
+    features = folder / "model.features.json"
+    doc = json.loads(features.read_text())
+    doc["scope"]["swaps"] = swaps
+    features.write_text(json.dumps(doc))
+    return folder / "model.zip"
+
+
+def test_a_member_trained_for_fewer_swap_modes_serves_where_several_fit(policies, tmp_path):
+    from lokirl.agents.adapter import features_path, load_feature_spec
+    from lokirl.agents.policy_set import check_one_fits, check_set_files
+
+    ta, sm = policies  # ta: overlap only
+    wide = _with_swaps(ta, tmp_path / "wide", ["overlap", "stop"])
+    free = _with_swaps(ta, tmp_path / "free", ["overlap", "stop", "free"])
+    paths = [str(p) for p in (free, ta, wide, sm)]
+    members = [(load_feature_spec(p), str(features_path(p))) for p in paths]
+
+    def serving(swap):
+        return paths[check_one_fits("s", members, *_case("traffic_analysis", 20), swap)]
+
+    assert serving("overlap") == str(ta)  # the narrowest of the three that fit
+    assert serving("stop") == str(wide)  # {overlap, stop} within {overlap, stop, free}
+    assert serving("free") == str(free)  # the only one
+    check_set_files("s", paths, *_case("social_media", 20), "overlap")
+    # scopes neither of which holds the other: which would serve stays ambiguous
+    other = _with_swaps(ta, tmp_path / "other", ["overlap", "free"])
+    with pytest.raises(ConfigError, match="none was trained for fewer swap modes"):
+        check_set_files("s", [str(wide), str(other)], *_case("traffic_analysis", 20), "overlap")
+    # the set built from them binds that member
+    played = PolicySet.load(paths, name="s")
+    played.bind(*_case("traffic_analysis", 20), "stop")
+    assert played.active is not None and played.active.model_path == str(wide)
+
+
 def test_the_set_serves_each_pipeline_with_its_own_policy(policies):
     from lokirl.sim import SimConfig, simulate
 

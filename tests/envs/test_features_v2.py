@@ -61,9 +61,10 @@ def _forecast(k: float = 1.0) -> Forecast:
 
 
 def test_v1_observation_of_the_shipped_policy_is_pinned():
-    from lokirl.agents.adapter import default_policy_path, features_path
+    from lokirl.agents.adapter import features_path, shipped_policy_paths
 
-    doc = json.loads(features_path(default_policy_path()).read_text())
+    (v1,) = shipped_policy_paths("ppo-v1") or []
+    doc = json.loads(features_path(v1).read_text())
     spec = FeatureSpec.from_dict(doc)
     assert spec.version == 1 and spec.workers == 20 and spec.scope is None
     obs = observe(spec, _context(), _forecast())

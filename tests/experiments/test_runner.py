@@ -80,15 +80,18 @@ def test_a_policy_that_does_not_fit_a_case_is_refused_before_work(monkeypatch):
 
     played = []
     monkeypatch.setattr(runner, "_task", lambda t: played.append(t) or [])
-    # The shipped policy is built for traffic_analysis on exactly 20 workers.
+    # The first round's policy is built for traffic_analysis on exactly 20 workers.
     with pytest.raises(ConfigError, match="--cases ta20-bursts,ta20-mmpp,ta20-walk"):
-        run_suite(load_suite("validation"), controllers=["trigger", "ppo"])
+        run_suite(load_suite("validation"), controllers=["trigger", "ppo-v1"])
     with pytest.raises(ConfigError, match="fits no case"):
-        run_suite(load_suite("dev"), controllers=["ppo"])
+        run_suite(load_suite("dev"), controllers=["ppo-v1"])
     assert not played
     # On the cases it fits it is accepted (nothing played here: _task is stubbed).
-    run_suite(select_cases(load_suite("validation"), ["ta20-*"]), controllers=["ppo"])
+    run_suite(select_cases(load_suite("validation"), ["ta20-*"]), controllers=["ppo-v1"])
     assert len(played) == 3 * 3
+    # The shipped controller (one policy per pipeline, 10-100 workers) fits every case.
+    run_suite(load_suite("validation"), controllers=["ppo"])
+    assert len(played) == 3 * 3 + 16 * 3
 
 
 def test_a_load_unit_the_cluster_cannot_give_is_refused_before_work(monkeypatch):

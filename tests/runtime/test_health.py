@@ -277,9 +277,11 @@ def test_policy_for_another_pipeline_or_cluster_is_refused(tiny_pipeline):
 
     pytest.importorskip("stable_baselines3")
     with pytest.raises(ConfigError, match="trained on a pipeline with tasks"):
-        Runtime(RuntimeConfig(pipeline=tiny_pipeline, workers=2, controller="ppo"))
+        Runtime(RuntimeConfig(pipeline=tiny_pipeline, workers=2, controller="ppo-v1"))
     with pytest.raises(ConfigError, match="trained for a cluster of exactly 20 workers, not 8"):
-        Runtime(RuntimeConfig(pipeline="traffic_analysis", workers=8, controller="ppo"))
+        Runtime(RuntimeConfig(pipeline="traffic_analysis", workers=8, controller="ppo-v1"))
+    with pytest.raises(ConfigError, match="no policy of the set fits tiny"):
+        Runtime(RuntimeConfig(pipeline=tiny_pipeline, workers=2, controller="ppo"))
 
 
 def test_more_gpu_workers_than_gpus_is_refused(tiny_pipeline, monkeypatch):
