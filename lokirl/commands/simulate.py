@@ -26,7 +26,7 @@ DEFAULT_RESCALE = "50:425"
 
 EPILOG = """\
 examples:
-  lokirl simulate                      # diurnal day 50..425 QPS in 60 s, 4 controllers
+  lokirl simulate                      # diurnal day 50..425 QPS in 60 s, 6 controllers
   lokirl simulate --trace step_600s --speedup 5 --controller loki --controller inferline
   lokirl simulate --trace twitter_zipf_flat_bursty --rescale 50:400 --duration 120 --json
   lokirl simulate --trace my_arrivals.txt --controller loki-5s --workers 16
@@ -192,6 +192,31 @@ def load_trace_args(args: argparse.Namespace) -> Any:
     return trace
 
 
+def default_controllers(pipeline: Any, cluster: Any, swap: str) -> list[str]:
+    """:data:`DEFAULT_CONTROLLERS`, less a trained policy that has nothing for this cluster.
+
+    Named with ``--controller``, a policy that does not fit is refused (the error says
+    why); among the defaults, which the user did not name, it is left out with a note.
+    """
+    from lokirl.agents.adapter import check_spec_fits, is_policy_spec
+
+    names = []
+    for name in DEFAULT_CONTROLLERS:
+        if is_policy_spec(name):
+            try:
+                check_spec_fits(name, pipeline, cluster, swap)
+            except ConfigError:
+                print(
+                    f"simulate: {name} left out of the default controllers: it has no policy "
+                    f"for {pipeline.name} on {cluster.total} workers under {swap} swaps "
+                    f"(--controller {name} says why)",
+                    file=sys.stderr,
+                )
+                continue
+        names.append(name)
+    return names
+
+
 def _speed(args: argparse.Namespace) -> float:
     if args.speedup is not None:
         return float(args.speedup)
@@ -221,11 +246,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise ConfigError("--duration", str(args.duration), "must be > 0", "pass --duration 60")
-    names = args.controllers or list(DEFAULT_CONTROLLERS)
+    cluster = Cluster.homogeneous(pipeline, args.workers)
+    names = args.controllers or default_controllers(pipeline, cluster, args.swap)
     check_simulated(names, args.seed)
     # the oracle is built below, from the trace it plays (it knows its future rates)
     controllers = [None if n == "oracle" else make_controller(n) for n in names]
-    cluster = Cluster.homogeneous(pipeline, args.workers)
     args.rescale_auto = None
     if args.rescale == "auto":  # the suites' range on this cluster (two solves)
         args.rescale, args.rescale_auto = auto_rescale(pipeline, cluster)

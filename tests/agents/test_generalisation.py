@@ -164,6 +164,13 @@ def test_simulate_command_refuses_before_simulating(capsys, tmp_path, monkeypatc
     err = capsys.readouterr()
     assert "10..100 workers, not 8" in err.err + err.out
     assert not any(tmp_path.iterdir())  # no run folder: nothing was simulated
+    # Not named, the shipped policy is left out of the defaults where it does not fit.
+    args = ["simulate", "--workers", "8", "--duration", "5", "--no-mlflow", "--no-plots"]
+    assert main([*args, "--json"]) == 0
+    out = capsys.readouterr()
+    assert "ppo left out of the default controllers" in out.err
+    played = list(json.loads(out.out))  # totals by controller
+    assert "ppo" not in played and "loki" in played and "trigger" in played
 
 
 def test_train_config_randomise_errors_name_the_file_and_field(tmp_path):
