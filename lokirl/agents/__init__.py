@@ -39,7 +39,7 @@ def _shipped(name: str) -> PPOController | PolicySet:
 
 _SHIPPED_HELP = {
     "ppo": "the learned controller shipped with lokirl: one policy per pipeline "
-    "(traffic_analysis, social_media) over fluid's setting, 10-100 workers, overlap and stop "
+    "(traffic_analysis, social_media) over fluid's setting, 10-100 workers, every swap mode "
     "(see docs/results.md)",
     "ppo-v1": "the first round's policy (trigger clone + PPO; traffic_analysis on exactly "
     "20 workers), which records before the whole controller name 'ppo'",

@@ -44,7 +44,12 @@ from lokirl.forecast import make_forecaster
 #: ``ppo-v1`` the first round's policy (``traffic_analysis`` on exactly 20 workers), which
 #: earlier records name ``ppo``.
 SHIPPED_POLICIES: dict[str, tuple[str, ...]] = {
-    "ppo": ("ppo/traffic_analysis/model.zip", "ppo/social_media/model.zip"),
+    "ppo": (
+        "ppo/traffic_analysis/model.zip",
+        "ppo/social_media/model.zip",
+        "ppo/traffic_analysis_free/model.zip",
+        "ppo/social_media_free/model.zip",
+    ),
     "ppo-v1": ("ppo_traffic_analysis/model.zip",),
 }
 

@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--controller",
         default="loki",
         help="controller spec (default: loki); ppo: the learned controller shipped with lokirl "
-        "(traffic_analysis or social_media, 10-100 workers), ppo:PATH[+PATH]: trained policies",
+        "(traffic_analysis or social_media, 10-100 workers, any --swap), ppo:PATH[+PATH]: "
+        "trained policies",
     )
     p.add_argument(
         "--workers",

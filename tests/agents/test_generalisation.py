@@ -237,3 +237,19 @@ def test_v3_social_media_policy_trains_and_serves_an_untrained_size(tmp_path, mo
     ta = load_pipeline("traffic_analysis")
     with pytest.raises(ConfigError, match="social_media"):
         check_spec_fits(f"ppo:{model}", ta, _cluster(ta, 20))
+
+
+@pytest.mark.parametrize("swap", ["overlap", "stop", "free"])
+def test_shipped_controller_serves_each_swap_mode_with_a_policy_trained_for_it(swap):
+    from lokirl.agents.adapter import features_path, load_feature_spec, shipped_policy_paths
+    from lokirl.agents.policy_set import check_one_fits
+
+    paths = [str(p) for p in shipped_policy_paths("ppo") or []]
+    members = [(load_feature_spec(p), str(features_path(p))) for p in paths]
+    for name in ("traffic_analysis", "social_media"):
+        pipe = load_pipeline(name)
+        chosen = members[check_one_fits("ppo", members, pipe, _cluster(pipe, 20), swap)][0]
+        assert chosen.scope is not None and chosen.scope.pipeline == name
+        assert swap in chosen.scope.swaps
+        # the policy trained for overlap and stop serves those; the free-trained one free
+        assert ("free" in chosen.scope.swaps) == (swap == "free")
