@@ -291,7 +291,9 @@ class _Collector:
         )
         st.add_metric([], getattr(rt, "solve_timeouts", 0))
         yield st
-        r = CounterMetricFamily("lokirl_reconfigurations", "Workers that loaded a new variant")
+        r = CounterMetricFamily(
+            "lokirl_reconfigurations", "Swaps started: workers told to load a new variant"
+        )
         r.add_metric([], rt.reconfigurations)
         yield r
         e = CounterMetricFamily("lokirl_controller_tick_errors", "Controller ticks that raised")

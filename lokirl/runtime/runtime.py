@@ -769,6 +769,9 @@ class Runtime:
         to_load = self.plane.install(
             plan, self.config.swap, demand=self.demand_estimate or plan.demand
         )
+        # Counted when the swap starts, as the simulator counts it (a load that fails, or
+        # that a later plan supersedes, was still a reconfiguration of the cluster).
+        self.reconfigurations += len(to_load)
         tasks = []
         for w in to_load:
             t = asyncio.create_task(self._load(w, w.token))
@@ -811,7 +814,6 @@ class Runtime:
                 self.plane.load_failed(w)
                 self.force_replan = True
             return
-        self.reconfigurations += 1
         self.load_times.append(
             {
                 "worker": w.wid,

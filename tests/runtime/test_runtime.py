@@ -117,7 +117,11 @@ def test_plan_change_swaps_variant_without_losing_requests(ray_local, tiny_pipel
             new_plan = replace(plan, groups=[new_det if g is det else g for g in plan.groups])
             sender = asyncio.create_task(_send(rt, 40))
             await asyncio.sleep(0.15)
+            before = rt.reconfigurations
             swapped = await rt.install(new_plan)
+            # counted when the swap starts, as in the simulator (the load is still running)
+            assert rt.reconfigurations - before == len(swapped)
+            assert any(w.status == "loading" for w in rt.plane.workers)
             results = await sender
             more = await _send(rt, 10)
         finally:
