@@ -34,6 +34,7 @@ the actor. The runtime's pings fail a worker that stops answering the same way.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -69,6 +70,8 @@ from lokirl.runtime.metrics import Histogram, Histograms, RepeatedFailure, Windo
 log = logging.getLogger(__name__)
 
 _OK, _LATE, _DROPPED = "on_time", "late", "dropped"
+#: Numbers that name a group for as long as it lives (ingress replicas key theirs by it).
+_GROUP_UIDS = itertools.count()
 
 
 class Frame:
@@ -138,12 +141,17 @@ class Req:
 
 
 class GroupState:
-    """A worker group of the running plan: its queue, profile and workers."""
+    """A worker group of the running plan: its queue, profile and workers.
+
+    ``uid`` names the group for as long as it lives (an old group that stays as an
+    interim or drained group keeps it); ``gid`` is its row in the routing table now.
+    """
 
     def __init__(
         self, gid: int, epoch: int, group: WorkerGroup, pipeline: Pipeline, down_ms: float
     ):
         v = pipeline.variant(group.variant)
+        self.uid = next(_GROUP_UIDS)
         self.gid = gid
         self.epoch = epoch
         self.group = group

@@ -15,10 +15,14 @@ What is shared, and how:
 * **The routing table and the serving view** go from the controller to every
   replica: each time the controller's plane rebuilds its table (a plan installed,
   a load completed, a worker failed, every tick) it publishes a
-  :func:`routing_snapshot` (the table, the groups in table order, and per worker its
-  actor, which group it serves now and whether it may be sent batches), put in the
-  object store once and applied by each replica in order. A replica moves its queued
-  requests to the new group of their variant, or re-routes them through the new table.
+  :func:`routing_snapshot` (the table, the groups in table order and the groups still
+  drained, each named for as long as it lives, and per worker its actor, status, the
+  group it takes batches from and its plan group), put in the object store once and
+  applied by each replica in order. A replica's own queues follow the controller's
+  hand-over (:mod:`lokirl.core.handover`): a group the controller keeps (interim,
+  drained) keeps its queue, the queue of one it no longer has goes where the
+  controller's went (the new plan's group of its variant, else the interim one) or is
+  re-routed through the new table, and a queue waits for workers loading its group.
 * **Counts** go back: every ``replica_report_s`` (and right before each controller
   tick) the controller pulls each replica's :meth:`IngressReplica.report` (totals:
   frames and sub-requests arrived / on time / late / dropped by reason / in flight,
@@ -41,8 +45,7 @@ What is shared, and how:
   and an ingress's early-drop rule does not see the other ingresses' batches
   there: the one place where the semantics differ from
   a single ingress (frames can finish late there instead of being dropped early).
-  A worker the new plan leaves out drains its queue at the controller only; a
-  replica re-routes its share.
+  A worker the new plan leaves out drains its old group's queue at every ingress.
 
 Why one port per replica (``P``, ``P+1``, ...) and not one port shared with
 ``SO_REUSEPORT``: with ``SO_REUSEPORT`` Linux spreads *connections* by a hash of
@@ -100,7 +103,16 @@ def owners(plane: DataPlane, ingresses: int) -> dict[int, int | None]:
 def routing_snapshot(plane: DataPlane, version: int, ingresses: int = 1) -> dict[str, Any]:
     """What a replica needs of the controller's plane to route and dispatch as it does.
 
-    Also marks which of the controller's own workers it sends batches to (``w.mine``).
+    Groups are named by their ``uid`` (a group that stays across plans, as an interim
+    or a drained one, keeps it), so a replica keeps its own queue of a group for as
+    long as the controller keeps the group, and moves the queue of a group the
+    controller no longer has as the controller moved its own
+    (:func:`~lokirl.core.handover.old_queue_moves`). Per worker: the group it takes
+    batches from now, the plan group it serves or loads for, the old group it drains
+    after leaving the plan, and its status, so a
+    replica's batch loop and its "will this group be served" test are the
+    controller's. Also marks which of the controller's own workers it sends batches
+    to (``w.mine``).
 
     Args:
         plane: The controller's data plane (after a rebuild).
@@ -108,28 +120,31 @@ def routing_snapshot(plane: DataPlane, version: int, ingresses: int = 1) -> dict
         ingresses: Ingresses in all (the controller's and the replicas).
 
     """
-    index = {id(g): i for i, g in enumerate(plane.groups)}
     owner = owners(plane, ingresses)
     workers = []
     for w in plane.workers:
-        gid = index.get(id(w.serving)) if w.serving is not None else None
-        # As DataPlane.worker_loop: a worker takes batches from the group it serves,
-        # except from its plan group before it is ready (``free`` swaps route to it early).
-        dispatch = gid is not None and not (w.serving is w.group and w.status != "ready")
         o = owner.get(w.wid)
         mine = o is None or o == 0
         if mine != w.mine:
             w.mine = mine
             w.wake.set()
-        workers.append((w.wid, w.actor, w.restarts, w.status, gid, dispatch, o))
+        serving = w.serving.uid if w.serving is not None else None
+        group = w.group.uid if w.group is not None else None
+        drain = w.drain.uid if w.drain is not None else None
+        workers.append((w.wid, w.actor, w.restarts, w.status, serving, group, drain, o))
     return {
         "version": version,
         "epoch": plane.epoch,
         "demand": plane.demand,
         "table": plane.table,
-        "groups": [(g.gid, g.epoch, g.group, g.down) for g in plane.groups],
+        "groups": [_group_row(g) for g in plane.groups],
+        "draining": [_group_row(g) for g in plane.draining],
         "workers": workers,
     }
+
+
+def _group_row(g: GroupState) -> tuple[int, int, int, Any, float]:
+    return (g.uid, g.gid, g.epoch, g.group, g.down)
 
 
 class _Observations:
@@ -170,39 +185,60 @@ class ReplicaPlane(DataPlane):
     def mark_dead(self, w: WorkerState, kind: str = "died") -> None:
         """Take a failed worker out of this replica's view; re-route what only it served."""
         super().mark_dead(w, kind)
-        for g in self.groups:
+        for g in self.groups + self.draining:
             if w in g.workers:
                 g.workers.remove(w)
-                if g.queue and not g.live():
+                if g.queue and not self._will_serve(g):
                     self._reroute(g)
         w.serving = None
+        w.drain = None
 
     def apply(self, snap: dict[str, Any]) -> list[WorkerState]:
-        """Install a :func:`routing_snapshot`; returns workers whose batch loop must start."""
+        """Install a :func:`routing_snapshot`; returns workers whose batch loop must start.
+
+        This replica's queues follow the controller's hand-over: a group the
+        controller keeps (by ``uid``) keeps its queue here; the queue of one it no
+        longer has goes to the snapshot's group of the same variant (the new plan's,
+        else the interim one), as the controller's moved, or is re-routed through
+        the new table; a group nobody serves or loads for is re-routed.
+        """
         if snap["version"] <= self.version or self.closed:
             return []
         self.version = snap["version"]
         self.epoch = snap["epoch"]
         self.demand = snap["demand"]
-        groups = [
-            GroupState(gid, ep, wg, self.pipeline, down) for gid, ep, wg, down in snap["groups"]
-        ]
+        old = {g.uid: g for g in self.groups + self.draining}
+
+        def take(row: tuple[int, int, int, Any, float]) -> GroupState:
+            uid, gid, epoch, wg, down = row
+            g = old.pop(uid, None)
+            if g is None:
+                g = GroupState(gid, epoch, wg, self.pipeline, down)
+                g.uid = uid
+            else:
+                g.gid, g.epoch, g.down = gid, epoch, down
+            g.workers = []
+            return g
+
+        groups = [take(row) for row in snap["groups"]]
+        draining = [take(row) for row in snap.get("draining", ())]
+        by_uid = {g.uid: g for g in groups + draining}
         by_variant: dict[str, GroupState] = {}
         for g in groups:
             by_variant.setdefault(g.variant, g)
         orphans = []
-        for og in self.groups + self.draining:
+        for og in old.values():  # groups the controller no longer has
+            og.epoch = -1  # its batches in flight spawn through the (child, None) rows
             target = by_variant.get(og.variant)
             if target is not None:
                 target.queue.extend(og.queue)
                 og.queue.clear()
             elif og.queue:
                 orphans.append(og)
-        self.draining = []
         have = {w.wid: w for w in self.workers}
         workers, started = [], []
         failed: list[tuple[WorkerState, str]] = []  # failed once the new table is in place
-        for wid, actor, restarts, status, gid, dispatch, owner in snap["workers"]:
+        for wid, actor, restarts, status, serving, plan_group, drain, owner in snap["workers"]:
             w = have.get(wid)
             if w is not None and w.restarts != restarts:  # the controller replaced its actor
                 if w.status != "dead":
@@ -218,29 +254,34 @@ class ReplicaPlane(DataPlane):
             if status == "dead":
                 failed.append((w, "failed at the controller"))
                 continue
-            target = groups[gid] if gid is not None else None
-            if target is not w.serving or (w.status == "ready") != dispatch:
-                w.wake.set()
+            target = by_uid.get(serving) if serving is not None else None
+            group = by_uid.get(plan_group) if plan_group is not None else None
             mine = owner is None or owner == self.rid
+            if target is not w.serving or group is not w.group or status != w.status:
+                w.wake.set()
             if mine != w.mine:
                 w.wake.set()
             w.mine = mine
             w.serving = target
-            w.group = target  # the loop waits on its group while not ready
-            w.status = "ready" if dispatch else "loading"
+            w.group = group  # the loop waits on its plan group while that loads
+            w.status = status
+            w.drain = by_uid.get(drain) if drain is not None else None
             if target is not None:
                 target.workers.append(w)
         self.workers = workers
         self.groups = groups
         self.plan_groups = groups
+        self.draining = draining
         self.table = snap["table"]
         for w, why in failed:  # its batch in flight is re-routed through the new table
             self._fail_told(w, why)
         for og in orphans:
             self._reroute(og)
-        for g in groups:
-            if g.queue and not g.live():
-                self._reroute(g)
+        stranded = [g for g in draining if not g.live()]
+        self.draining = [g for g in draining if g.live()]
+        stranded += [g for g in groups if g.queue and not self._will_serve(g)]
+        for g in stranded:
+            self._reroute(g)
         return started
 
     def _fail_told(self, w: WorkerState, why: str) -> None:

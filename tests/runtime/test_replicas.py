@@ -378,3 +378,105 @@ def test_round_robin_spreads_requests_over_the_ingresses():
     assert seen == [("a", 0), ("b", 1), ("a", 2), ("b", 3)]
     one = sender("only")
     assert round_robin([one]) is one
+
+
+def _replica_pair(n: int):
+    """A controller plane over ``n`` workers and a replica fed every snapshot it publishes."""
+    from lokirl.runtime.dataplane import WorkerState
+    from lokirl.runtime.replicas import ReplicaPlane, routing_snapshot
+    from tests.sim.conftest import tiny_pipeline
+
+    p = tiny_pipeline()
+    ctl = DataPlane(p, accelerator="gpu")
+    ctl.workers = [WorkerState(i, None) for i in range(n)]
+    rep = ReplicaPlane(p, rid=1, accelerator="gpu")
+    versions = itertools.count(1)
+    ctl.on_rebuild = lambda: rep.apply(routing_snapshot(ctl, next(versions), ingresses=2))
+    return p, ctl, rep
+
+
+def _enqueue(ctl, rep, k: int) -> None:
+    """``k`` requests at each of the controller's groups and at the replica's same group."""
+    from lokirl.runtime.dataplane import Frame, Req
+
+    loop = asyncio.get_running_loop()
+    mirror = {g.uid: g for g in rep.groups + rep.draining}
+    for g in ctl.groups + ctl.draining:
+        for plane, group in ((ctl, g), (rep, mirror[g.uid])):
+            for _ in range(k):
+                now = plane.now()
+                frame = Frame(plane.next_id, now, now + 10.0, None, loop.create_future())
+                plane.next_id += 1
+                frame.outstanding = 1
+                plane.frames_in_flight += 1
+                plane.subs_in_flight += 1
+                group.queue.append(Req(frame, g.task, None, plane.epoch, 1.0))
+
+
+def _queues(plane) -> list[tuple]:
+    return [(g.uid, g.variant, len(g.queue)) for g in plane.groups + plane.draining]
+
+
+def _agree(ctl, rep, what: str) -> None:
+    assert _queues(rep) == _queues(ctl), what
+    assert rep.subs.dropped == ctl.subs.dropped, what
+    assert rep.subs_in_flight == ctl.subs_in_flight, what
+    for wc, wr in zip(ctl.workers, rep.workers, strict=True):
+        assert (wr.status, wr.serving is None, wr.drain is None) == (
+            wc.status,
+            wc.serving is None,
+            wc.drain is None,
+        ), f"{what}: worker {wc.wid}"
+
+
+def test_a_replicas_queues_wait_for_loading_workers_and_drain_as_the_controllers():
+    from tests.sim.conftest import make_plan
+
+    async def main() -> None:
+        p, ctl, rep = _replica_pair(4)
+        for w in ctl.install(make_plan(p, [("d1", 1, 2), ("c1", 1, 2)])):
+            ctl.worker_ready(w)
+        _enqueue(ctl, rep, 3)
+        # d1 leaves the plan: worker 0 loads d2 and keeps serving d1 (an interim
+        # group, overlap); worker 1 leaves the plan and drains d1 at every ingress.
+        ctl.install(make_plan(p, [("d2", 1, 1), ("c1", 1, 2)]), swap="overlap")
+        _agree(ctl, rep, "d1 dropped")
+        d1 = next(g for g in rep.groups if g.variant == "d1")
+        assert len(d1.queue) == 3 and rep.workers[1].drain is d1
+        assert rep.subs.dropped == {}
+        # d1 comes back on worker 1 while worker 0 still loads d2... and d2's group,
+        # whose only worker loads, keeps its queue for it at the replica too.
+        _enqueue(ctl, rep, 2)
+        ctl.install(make_plan(p, [("d1", 1, 1), ("d2", 1, 1), ("c1", 1, 1)]), swap="stop")
+        _agree(ctl, rep, "d1 back")
+        d2 = next(g for g in rep.groups if g.variant == "d2")
+        assert len(d2.queue) == 2 and not d2.live()
+        assert rep.reap() == 0 and rep.subs.dropped == {}
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("swap", ["overlap", "stop", "free"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_replicas_queues_follow_the_controllers_hand_over(swap, seed):
+    from tests.sim.conftest import make_plan
+
+    async def main() -> None:
+        n = 6
+        p, ctl, rep = _replica_pair(n)
+        rng = np.random.default_rng(seed)
+        for k in range(12):
+            d1, d2 = rng.integers(0, 3, size=2)
+            d1 = max(d1, 1 - d2)
+            c1 = rng.integers(1, n - d1 - d2 + 1)
+            groups = [(v, 1, int(m)) for v, m in (("d1", d1), ("d2", d2), ("c1", c1)) if m]
+            _enqueue(ctl, rep, int(rng.integers(0, 3)))
+            ctl.install(make_plan(p, groups), swap=swap)
+            _agree(ctl, rep, f"seed {seed}, plan {k}: {groups}")
+            if rng.random() < 0.6:  # the loads finish before the next plan
+                for w in ctl.workers:
+                    if w.status == "loading":
+                        ctl.worker_ready(w)
+                _agree(ctl, rep, f"seed {seed}, plan {k}, loads done")
+
+    asyncio.run(main())
