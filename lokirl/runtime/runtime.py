@@ -587,6 +587,11 @@ class Runtime:
             )
         self.load_errors.clear()
         await self.install(plan, wait=True)
+        # The first plan is in force before serving starts; in the simulator its solve
+        # takes no time, so the controller's first contexts read no solve time on either
+        # engine (a policy observes it: live it read the first solve's wall time, seconds
+        # in a fresh solving process, until the next solve).
+        self.last_solve_time_s = 0.0
         if self.load_errors:
             wid, variant, err = self.load_errors[0]
             raise ConfigError(

@@ -457,3 +457,30 @@ def test_free_swap_counts_the_worker_at_once(ray_local, tiny_pipeline, tmp_path)
     assert all(r["outcome"] == "on_time" for _, r in sent)
     assert all("det-small" in r["variants"] for r in during)
     _check_conserved(rt)
+
+
+def test_the_first_plans_solve_time_is_not_in_the_controllers_context(ray_local, tiny_pipeline):
+    """As in the simulator, where the first plan takes no solve time."""
+    from lokirl.core.controllers import make_controller
+    from lokirl.core.pipeline import Cluster
+    from lokirl.core.pipeline_config import load_pipeline
+    from lokirl.sim import SimConfig, Simulation
+    from lokirl.traces import RateSeries
+
+    async def main():
+        rt = _runtime(tiny_pipeline)
+        await rt.start()
+        try:
+            return rt.solves, rt.solver_wall_s, rt.context()
+        finally:
+            await rt.stop()
+
+    solves, wall, ctx = asyncio.run(main())
+    assert solves == 1 and wall > 0.0  # the first solve is counted and timed
+    assert ctx.last_solve_time_s == 0.0 and not ctx.solving
+    sim = Simulation(
+        load_pipeline(tiny_pipeline), Cluster({"cpu": 2}), RateSeries(np.full(5, 5.0), name="flat"),
+        SimConfig(initial_demand=5.0, solver_time="measured"),
+    )  # fmt: skip
+    sim.apply(make_controller("static").decide(sim.reset()))
+    assert sim._context(initial=False).last_solve_time_s == ctx.last_solve_time_s
