@@ -1101,7 +1101,10 @@ class Runtime:
             d = KEEP
         if not d.resolve or not math.isfinite(d.demand):
             return Decision(resolve=True, demand=demand, reason="initial")
-        return replace(d, reason="initial")
+        # Its reason stays: a controller's planner reads it (a library plan's index, or
+        # a policy's own solve), and renamed it built another first plan than the
+        # simulator's.
+        return d
 
     def context(self, now_s: float | None = None, since_s: float | None = None) -> ControlContext:
         """The snapshot the controller sees (at ``now_s``: a tick's scheduled time).

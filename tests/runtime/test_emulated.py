@@ -244,9 +244,10 @@ def test_simvslive_dilation_needs_emulate():
         simvslive.run(argparse.Namespace(**{**vars(args), "emulate": True, "sim_overhead_ms": -1}))
 
 
-@pytest.mark.parametrize("controller", ["loki", "trigger", "static"])
+@pytest.mark.parametrize("controller", ["loki", "trigger", "static", "ppo"])
 def test_first_plan_is_decided_as_the_simulator_decides_it(controller):
     """Live and simulated runs start from the same plan (loki raises the demand to its floor)."""
+    from lokirl.core.binding import bind_controller
     from lokirl.core.controllers import make_controller
     from lokirl.core.pipeline import Cluster
     from lokirl.runtime.runtime import Runtime, RuntimeConfig
@@ -263,10 +264,15 @@ def test_first_plan_is_decided_as_the_simulator_decides_it(controller):
         p, Cluster({"gpu": 20}), RateSeries(np.full(5, 12.5), name="flat"),
         SimConfig(initial_demand=12.5),
     )  # fmt: skip
-    want = make_controller(controller).decide(sim.reset())
+    ctl = make_controller(controller)
+    bind_controller(ctl, p, Cluster({"gpu": 20}), "overlap")
+    want = ctl.decide(sim.reset())
     assert live.resolve
     if want.resolve:
         assert live.demand == pytest.approx(want.demand)
+        # The same reason: a planner reads it (ppo's first plan is its own solve; named
+        # "initial" it was its fluid fallback's library plan, another plan).
+        assert live.reason == want.reason
     else:
         assert live.demand == pytest.approx(12.5)
     if controller == "loki":
