@@ -947,17 +947,22 @@ class DataPlane:
                 target.workers.append(w)
         self.groups = groups
         self.table = table
-        # Queues nobody serves now (a dead worker's group, a drain without drainer); a
-        # plan group whose workers are loading keeps its queue for them (as in the
-        # simulator).
-        stranded = [g for g in self.draining if not g.workers]
-        stranded += [g for g in groups if g.queue and not self._will_serve(g)]
-        self.draining = [g for g in self.draining if g.workers]
-        for g in gone + stranded:
+        for g in gone + self._take_stranded():
             self._reroute(g)
         if self.on_rebuild is not None:
             self.on_rebuild()
         return table
+
+    def _take_stranded(self) -> list[GroupState]:
+        """Groups whose queues nobody serves now, the drains without drainer dropped.
+
+        A dead worker's group or a drain without drainer; a plan group whose workers
+        are loading keeps its queue for them (as in the simulator).
+        """
+        stranded = [g for g in self.draining if not g.workers]
+        stranded += [g for g in self.groups if g.queue and not self._will_serve(g)]
+        self.draining = [g for g in self.draining if g.workers]
+        return stranded
 
     def _will_serve(self, g: GroupState) -> bool:
         """Whether a live worker serves ``g`` now, or loads its variant to serve it."""

@@ -277,10 +277,7 @@ class ReplicaPlane(DataPlane):
             self._fail_told(w, why)
         for og in orphans:
             self._reroute(og)
-        stranded = [g for g in draining if not g.live()]
-        self.draining = [g for g in draining if g.live()]
-        stranded += [g for g in groups if g.queue and not self._will_serve(g)]
-        for g in stranded:
+        for g in self._take_stranded():
             self._reroute(g)
         return started
 
