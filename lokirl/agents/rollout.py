@@ -13,7 +13,7 @@ from lokirl.core.controller import Decision
 from lokirl.envs.features import POLICY_REASON, to_decision
 from lokirl.envs.serving import LokiServingEnv
 from lokirl.sim import SimResult
-from lokirl.traces.types import RateSeries
+from lokirl.traces.types import Trace
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def rollout(
     env: LokiServingEnv,
     make_actor: Actor,
     seed: int,
-    trace: RateSeries | None = None,
+    trace: Trace | None = None,
     max_steps: int | None = None,
 ) -> Episode:
     """Play one episode.
@@ -87,7 +87,8 @@ def rollout(
             and swap mode first, and may refuse them).
         seed: Episode seed: the same seed gives the same trace draw and the same
             simulator randomness for every actor (common random numbers).
-        trace: Play this trace instead of drawing one from the env's mix.
+        trace: Play this trace (rates, or arrivals drawn beforehand) instead of drawing
+            one from the env's mix.
         max_steps: Stop after this many epochs (default: the whole trace).
 
     Returns:

@@ -49,6 +49,7 @@ examples:
   lokirl bench --trace my_trace.csv --workers 40 --load 0.3:2.0 --seeds 3
   lokirl bench --suite test --allow-test --json
   lokirl bench --suite validation --swap free --solver-time 0   # under Loki's own assumptions
+  lokirl bench --suite validation --arrival-jitter 4 --jitter-copy 2   # the same frames, ms later
   lokirl bench --from runs/bench__a,runs/bench__b --reference trigger-tuned
   lokirl bench --from OLD,NEW --allow-commits   # NEW played a new controller and a bridge
 """
@@ -166,6 +167,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mode it was not trained for",
     )
     p.add_argument(
+        "--arrival-jitter",
+        type=float,
+        metavar="MS",
+        help="a sensitivity check on timing: every controller plays each (case, seed)'s "
+        "arrivals drawn beforehand, each delayed independently by a uniform amount in "
+        "[0, MS) ms (e.g. 4, a network hop), instead of the simulator drawing them; "
+        "recorded in the run and its report",
+    )
+    p.add_argument(
+        "--jitter-copy",
+        type=int,
+        metavar="K",
+        help="with --arrival-jitter: which draw of the delays (default 1; 0 plays the "
+        "arrivals drawn beforehand undelayed); copies of one suite are separate runs",
+    )
+    p.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)"
     )
     p.add_argument("--stats-seed", type=seed, default=0, help="seed of the bootstrap (default: 0)")
@@ -278,6 +295,14 @@ def run(args: argparse.Namespace) -> int:
                 "played with (their reports say which)",
                 "drop --swap",
             )
+        if args.arrival_jitter is not None or args.jitter_copy is not None:
+            raise ConfigError(
+                "lokirl bench",
+                "--arrival-jitter",
+                "--from plays nothing: the merged runs keep the arrivals they were "
+                "played with (their reports say which)",
+                "drop --arrival-jitter and --jitter-copy",
+            )
         return _report(args, _merged(args, None if _pool_reference(args) else args.reference), None)
     if args.allow_commits:
         raise ConfigError(
@@ -327,6 +352,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
     solver_time = parse_solver_time(args.solver_time)
+    timing = _timing(args)
     controllers = split_specs(args.controllers) if args.controllers else None
     if args.controllers is not None and not controllers:
         raise ConfigError(
@@ -361,8 +387,26 @@ def run(args: argparse.Namespace) -> int:
             on_episode=tick,
             solver_time=solver_time,
             swap=args.swap if args.suite else None,
+            timing=timing,
         )
     return _report(args, results, suite)
+
+
+def _timing(args: argparse.Namespace):
+    """The ``--arrival-jitter`` copy to play (None: the simulator draws the arrivals)."""
+    from lokirl.experiments.timing import ArrivalTiming
+
+    if args.arrival_jitter is None:
+        if args.jitter_copy is not None:
+            raise ConfigError(
+                "lokirl bench",
+                "--jitter-copy",
+                "it picks a copy of --arrival-jitter's delays, and no --arrival-jitter was given",
+                "add --arrival-jitter MS, or drop --jitter-copy",
+            )
+        return None
+    copy = 1 if args.jitter_copy is None else args.jitter_copy
+    return ArrivalTiming(args.arrival_jitter, copy)
 
 
 def _pool_reference(args: argparse.Namespace) -> str | None:
@@ -510,6 +554,7 @@ def _log_mlflow(mlflow_run, args, summary: dict, folder: Path) -> None:
             "reference": meta["reference"],
             "solver_time": str(meta.get("solver_time", "model")),
             "swap": str(meta.get("swap") or "suite"),
+            "arrival_timing": str(meta.get("arrival_timing") or "drawn by the simulator"),
         },
     ) as ml:
         for c, per in summary["aggregate"].items():
@@ -572,6 +617,9 @@ def print_tables(summary: dict) -> None:
         title += f"; every solve {meta['solver_time']} s (not the modelled time)"
     if meta.get("swap"):
         title += f"; every case under --swap {meta['swap']} (not the suite's)"
+    if meta.get("arrival_timing"):
+        timing = meta["arrival_timing"]
+        title += f"; arrivals drawn beforehand, up to {timing['jitter_ms']:g} ms later, copy {timing['copy']}"
     t = Table(title=title)
     t.add_column("controller")
     cols = ("reward", "frame_violation_ratio", "effective_accuracy", "accuracy", "solves")

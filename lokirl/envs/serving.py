@@ -561,13 +561,15 @@ class LokiServingEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start an episode on a freshly drawn trace.
 
-        Options: ``trace`` plays that rate series instead; ``defer_first_plan``
+        Options: ``trace`` plays that rate series (or arrival trace) instead; ``defer_first_plan``
         leaves the first plan to the caller's first :meth:`advance` (by default it
         is solved for the initial demand and one epoch is played).
         """
         super().reset(seed=seed)
         info = self._draw_cluster(options or {})
-        trace = (options or {}).get("trace") or self._draw_trace()
+        trace = (options or {}).get("trace")
+        if trace is None:  # (an arrival trace without arrivals is falsy, and is still played)
+            trace = self._draw_trace()
         sim_rng = np.random.default_rng(int(self.np_random.integers(2**63 - 1)))
         sim_cfg = SimConfig(
             epoch_s=self.config.epoch_s,

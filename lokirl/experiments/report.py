@@ -216,6 +216,19 @@ def swap_note(meta: Mapping[str, Any]) -> str:
     return f"every case played under swap mode `{swap}` (`--swap`), not the suite's"
 
 
+def timing_note(meta: Mapping[str, Any]) -> str:
+    """What a run played under ``bench --arrival-jitter`` says of its arrivals ("" if drawn)."""
+    timing = meta.get("arrival_timing")
+    if not timing:
+        return ""
+    if timing["copy"] == 0 or timing["jitter_ms"] == 0:
+        return "arrivals drawn beforehand, undelayed (`--arrival-jitter`, copy 0)"
+    return (
+        f"arrivals drawn beforehand, each delayed by up to {timing['jitter_ms']:g} ms "
+        f"(`--arrival-jitter`, copy {timing['copy']})"
+    )
+
+
 def _across_commits(meta: Mapping[str, Any]) -> str:
     """The commit line's note for runs merged across commits (``bench --allow-commits``)."""
     across = meta.get("across_commits")
@@ -245,6 +258,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         f"- solves: {meta['solver']}, deterministic (work-bounded), {_solve_time(meta)}; "
         "common random numbers across controllers",
         *([f"- swaps: {swap_note(meta)}"] if swap_note(meta) else []),
+        *([f"- arrivals: {timing_note(meta)}"] if timing_note(meta) else []),
         f"- intervals: 95% expanded percentile (few cases), hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
         "resamples: cases within families, all together where a family has fewer than "
         f"{stats.MIN_STRATUM} cases, then seeds within cases)",

@@ -38,6 +38,7 @@ from lokirl.experiments.suites import (
     load_unit,
     matching_case_ids,
 )
+from lokirl.experiments.timing import ArrivalTiming, timed_arrivals
 from lokirl.sim.pool import process_pool
 
 #: Simulator figures of each episode, in table order (``lokirl.experiments.compare.METRICS``
@@ -177,7 +178,7 @@ def select_result_cases(results: Results, patterns: Sequence[str], strict: bool 
 
 
 #: Meta values of runs recorded before the key existed.
-_DEFAULT_META: dict[str, Any] = {"solver_time": "model", "swap": None}
+_DEFAULT_META: dict[str, Any] = {"solver_time": "model", "swap": None, "arrival_timing": None}
 
 
 def _meta(meta: dict[str, Any], key: str) -> Any:
@@ -191,8 +192,9 @@ def merge_results(
 
     The runs must agree on what makes their episodes comparable: the suite's
     content hash, the commit, the cases, the seeds (so that common random numbers
-    pair their episodes), the solver, the simulated solve time and the swap mode
-    (a run under ``--swap`` is not merged with one under the suite's). A controller
+    pair their episodes), the solver, the simulated solve time, the swap mode
+    (a run under ``--swap`` is not merged with one under the suite's) and the
+    arrival timing (``--arrival-jitter``: each copy is a run of its own). A controller
     played in several runs is kept once if its episodes came out the same in each
     (the solves are deterministic); otherwise the merge is refused.
 
@@ -225,7 +227,16 @@ def merge_results(
     across = across_commits and len(commits) > 1
     # across commits, the commit is what may differ, as between a recording and a replay
     volatile = VOLATILE_FIELDS if across else TIMING_FIELDS
-    keys = ("suite_hash", "commit", "cases", "seeds", "solver", "solver_time", "swap")
+    keys = (
+        "suite_hash",
+        "commit",
+        "cases",
+        "seeds",
+        "solver",
+        "solver_time",
+        "swap",
+        "arrival_timing",
+    )
     keys = tuple(k for k in keys if k not in volatile)
     controllers: list[str] = []
     kept: list[dict[str, Any]] = []
@@ -241,8 +252,9 @@ def merge_results(
                     key,
                     f"runs differ in {key} ({first_v!r} vs {mine_v!r}): their "
                     "episodes are not paired",
-                    "merge only runs of the same suite, commit, seeds, solver, --solver-time "
-                    "and --swap" + ("" if key != "commit" else " (or pass --allow-commits)"),
+                    "merge only runs of the same suite, commit, seeds, solver, --solver-time, "
+                    "--swap and --arrival-jitter/--jitter-copy"
+                    + ("" if key != "commit" else " (or pass --allow-commits)"),
                 )
         for c in m.get("controllers", []):
             mine = [r for r in part.rows if r["controller"] == c]
@@ -454,8 +466,13 @@ def play_case_seed(
     solver: str = "highs",
     max_nodes: int | None = None,
     solver_time: str | float = "model",
+    timing: ArrivalTiming | None = None,
 ) -> list[dict[str, Any]]:
     """Play every controller on one (case, seed) with common random numbers.
+
+    With ``timing`` every controller plays the seed's arrivals drawn beforehand,
+    delayed as that copy says (:mod:`lokirl.experiments.timing`), instead of the
+    simulator drawing them from the case's rates.
 
     Returns:
         One partial row per controller (case, seed, controller, metrics, steps,
@@ -469,13 +486,14 @@ def play_case_seed(
 
     env = make_env(case, solver, max_nodes, solver_time)
     trace = case_trace(case, load_unit(case, capacities(env.pipeline, env.cluster)), base_dir)
+    played = trace if timing is None else timed_arrivals(trace, seed, timing)
     cache: dict = {}
     rows = []
     for spec in controllers:
         t0, c0 = time.perf_counter(), time.process_time()
         row: dict[str, Any] = {"case": case.id, "seed": seed, "controller": spec}
         try:
-            ep = rollout(env, actor_factory(spec, trace, cache), seed, trace=trace)
+            ep = rollout(env, actor_factory(spec, trace, cache), seed, trace=played)
             s = summary(ep)
             row.update({m: float(s[m]) for m in METRICS if m in s})
             row["solver_time_s"] = float(ep.result.solver_time_s)
@@ -627,6 +645,7 @@ def run_suite(
     max_nodes: int | None = None,
     solver_time: str | float = "model",
     swap: str | None = None,
+    timing: ArrivalTiming | None = None,
 ) -> Results:
     """Play every controller on every (case, seed) of ``suite``.
 
@@ -648,6 +667,9 @@ def run_suite(
             (:func:`lokirl.experiments.suites.with_swap`; a sensitivity check);
             recorded in ``meta`` (``None``: as the suite says, also when every
             case already has that mode).
+        timing: Play arrivals drawn beforehand, delayed as this copy says (a
+            sensitivity check on timing, :mod:`lokirl.experiments.timing`);
+            recorded in ``meta`` (``None``: the simulator draws them).
 
     Returns:
         The per-episode table, in (case, seed, controller) order.
@@ -687,7 +709,7 @@ def run_suite(
     commit = commit or git_commit()
     common = {"suite": spec.name, "suite_hash": suite.hash, "commit": commit}
     tasks = [
-        (case, seed, tuple(ctrls), suite.base_dir, solver, max_nodes, solver_time)
+        (case, seed, tuple(ctrls), suite.base_dir, solver, max_nodes, solver_time, timing)
         for case in spec.cases
         for seed in spec.seeds_of(case)
     ]
@@ -738,5 +760,6 @@ def run_suite(
         "deterministic": True,
         "solver_time": solver_time,
         "swap": swap,
+        "arrival_timing": None if timing is None else timing.to_meta(),
     }
     return Results(rows=rows, meta=meta)

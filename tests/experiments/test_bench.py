@@ -358,6 +358,35 @@ def test_swap_override_plays_every_case_under_that_mode_and_is_not_merged(tmp_pa
     assert "drop --swap" in capsys.readouterr().err
 
 
+def test_arrival_jitter_runs_are_recorded_per_copy_and_not_merged(tmp_path, capsys):
+    base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
+    base += ["--cases", "sm10-*", "--controllers", "trigger"]
+    # refused before any work: a copy without a jitter, a bad jitter
+    assert main([*base, "--jitter-copy", "2", "--out", str(tmp_path)]) == 2
+    assert "add --arrival-jitter" in capsys.readouterr().err
+    assert main([*base, "--arrival-jitter", "-3", "--out", str(tmp_path)]) == 2
+    assert "--arrival-jitter" in capsys.readouterr().err
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+    runs = {}
+    for name, extra in (("c1", ["--jitter-copy", "1"]), ("c2", ["--jitter-copy", "2"])):
+        assert main([*base, "--arrival-jitter", "4", *extra, "--out", str(tmp_path / name)]) == 0
+        meta = json.loads(capsys.readouterr().out)["meta"]
+        assert meta["arrival_timing"] == {"jitter_ms": 4.0, "copy": int(name[1])}
+        (runs[name],) = (tmp_path / name).iterdir()
+    assert (
+        "each delayed by up to 4 ms (`--arrival-jitter`, copy 2)"
+        in (runs["c2"] / "report.md").read_text()
+    )
+    rows = {k: json.loads((f / "per_episode.json").read_text())["rows"] for k, f in runs.items()}
+    arrived = {k: [r["frames"]["arrived"] for r in rs] for k, rs in rows.items()}
+    assert arrived["c1"] == arrived["c2"]  # the same frames in every copy
+    # two copies are never paired with each other, and --from plays nothing
+    assert main(["bench", "--from", f"{runs['c1']},{runs['c2']}", "--no-mlflow"]) == 2
+    assert "differ in arrival_timing" in capsys.readouterr().err
+    assert main(["bench", "--from", str(runs["c1"]), "--arrival-jitter", "4", "--no-mlflow"]) == 2
+    assert "drop --arrival-jitter" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
