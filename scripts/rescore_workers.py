@@ -36,6 +36,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from lokirl.errors import ConfigError
+from lokirl.experiments.runner import Results
+
 #: The worker weight every recorded run was played under.
 RECORDED_WEIGHT = 0.05
 
@@ -59,12 +62,15 @@ def rescored_reward(row: dict, weight: float, recorded: float = RECORDED_WEIGHT)
 def rescore_run(src: Path, dst: Path, weight: float) -> int:
     """Copy run folder ``src`` to ``dst`` with every played row rescored; rows written.
 
+    ``src`` may be a record folder that keeps its table gzipped (``per_episode.json.gz``);
+    ``dst`` gets a plain ``per_episode.json``.
+
     Raises:
-        FileNotFoundError: ``src`` has no ``per_episode.json``.
+        ConfigError: ``src`` has no readable per-episode table (nothing is written).
         FileExistsError: ``dst`` exists.
 
     """
-    data = json.loads((src / "per_episode.json").read_text())
+    data = Results.read(src, "run").to_dict()
     recorded = float(data["meta"].get("rescored_worker_weight", {}).get("to", RECORDED_WEIGHT))
     dst.mkdir(parents=True)
     if (src / "config.yaml").is_file():
@@ -87,7 +93,9 @@ def rescore_run(src: Path, dst: Path, weight: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line: see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", help="a lokirl bench run folder (with per_episode.json)")
+    p.add_argument(
+        "run", help="a lokirl bench run folder or record folder (per_episode.json, or .json.gz)"
+    )
     p.add_argument("--weight", type=float, required=True, help="worker weight to score under")
     p.add_argument("--out", required=True, help="new run folder to write (must not exist)")
     args = p.parse_args(argv)
@@ -95,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rescore_workers: --weight {args.weight}: must be >= 0", file=sys.stderr)
         return 2
     src, dst = Path(args.run), Path(args.out)
-    if not (src / "per_episode.json").is_file():
-        print(f"rescore_workers: {src}: no per_episode.json there", file=sys.stderr)
-        return 2
     if dst.exists():
         print(f"rescore_workers: {dst} exists; give a new folder", file=sys.stderr)
         return 2
-    n = rescore_run(src, dst, args.weight)
+    try:
+        n = rescore_run(src, dst, args.weight)
+    except ConfigError as exc:
+        print(f"rescore_workers: {exc}", file=sys.stderr)
+        return 2
     print(
         f"{n} episodes rescored at worker weight {args.weight:g} into {dst}; pooled rows "
         "were dropped: name the pools again with lokirl bench --from DIR --pool NAME=PATTERN"

@@ -82,3 +82,23 @@ def test_a_rescored_folder_drops_pooled_rows_and_refuses_to_overwrite(tmp_path, 
     assert rw.main([str(src), "--weight", "0.25", "--out", str(tmp_path / "out")]) == 2
     assert rw.main([str(src), "--weight", "-1", "--out", str(tmp_path / "x")]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_record_folder_with_a_gzipped_table_is_rescored(tmp_path, capsys):
+    import gzip
+
+    src = tmp_path / "record"
+    src.mkdir()
+    row = {"controller": "loki", "case": "c", "seed": 0, "reward": 100.0, "steps": 120,
+           "mean_active_workers": 20.0, "workers": 20, "error": None}  # fmt: skip
+    table = json.dumps({"meta": {"controllers": ["loki"]}, "rows": [row]}).encode()
+    (src / "per_episode.json.gz").write_bytes(gzip.compress(table))
+    assert rw.main([str(src), "--weight", "0.15", "--out", str(tmp_path / "out")]) == 0
+    out = json.loads((tmp_path / "out" / "per_episode.json").read_text())
+    assert out["rows"][0]["reward"] == pytest.approx(100.0 - 0.1 * 120)
+    # a folder with no table: refused, saying so, and nothing written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert rw.main([str(empty), "--weight", "0.15", "--out", str(tmp_path / "none")]) == 2
+    assert "no per_episode.json" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
