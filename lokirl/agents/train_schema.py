@@ -172,6 +172,11 @@ class EnvSection(_Section):
     swap: Literal["overlap", "stop", "free"] = "overlap"
     feature_version: int = 1
     randomise: RandomiseSection | None = None
+    batch_overhead_s: NonNegativeFloat = Field(
+        0.0,
+        description="seconds each batch occupies its worker beyond its profiled latency "
+        "(simpy engine only): a per-batch cost no plan accounts for, as the live hop",
+    )
 
     @field_validator("feature_version")
     @classmethod
@@ -219,6 +224,16 @@ class EnvSection(_Section):
             raise ValueError(
                 "follow_settings: give follow_horizons or follow_settings, not both "
                 "(a setting names its horizon)"
+            )
+        if self.batch_overhead_s and self.engine == "fluid":
+            raise ValueError(
+                "batch_overhead_s: the fluid engine does not model a per-batch overhead; "
+                "write engine: simpy or batch_overhead_s: 0"
+            )
+        if self.batch_overhead_s >= self.epoch_s:
+            raise ValueError(
+                f"batch_overhead_s: {self.batch_overhead_s:g} s is not shorter than epoch_s "
+                f"({self.epoch_s:g} s)"
             )
         return self
 

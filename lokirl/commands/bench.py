@@ -183,6 +183,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "arrivals drawn beforehand undelayed); copies of one suite are separate runs",
     )
     p.add_argument(
+        "--batch-overhead",
+        type=float,
+        metavar="MS",
+        help="a sensitivity check on service time: every batch occupies its worker MS "
+        "ms beyond its profiled latency (e.g. 4, the live path's hop), a cost no plan "
+        "accounts for; recorded in the run and its report (default: 0)",
+    )
+    p.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)"
     )
     p.add_argument("--stats-seed", type=seed, default=0, help="seed of the bootstrap (default: 0)")
@@ -303,6 +311,14 @@ def run(args: argparse.Namespace) -> int:
                 "played with (their reports say which)",
                 "drop --arrival-jitter and --jitter-copy",
             )
+        if args.batch_overhead is not None:
+            raise ConfigError(
+                "lokirl bench",
+                "--batch-overhead",
+                "--from plays nothing: the merged runs keep the overhead they were "
+                "played with (their reports say which)",
+                "drop --batch-overhead",
+            )
         return _report(args, _merged(args, None if _pool_reference(args) else args.reference), None)
     if args.allow_commits:
         raise ConfigError(
@@ -353,6 +369,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--jobs", str(args.jobs), "must be >= 1", "pass e.g. --jobs 2")
     solver_time = parse_solver_time(args.solver_time)
     timing = _timing(args)
+    overhead_s = (args.batch_overhead or 0.0) / 1000.0
+    if not (math.isfinite(overhead_s) and overhead_s >= 0):
+        raise ConfigError(
+            "lokirl bench",
+            "--batch-overhead",
+            f"must be a number of milliseconds >= 0, got {args.batch_overhead!r}",
+            "pass e.g. --batch-overhead 4",
+        )
     controllers = split_specs(args.controllers) if args.controllers else None
     if args.controllers is not None and not controllers:
         raise ConfigError(
@@ -388,6 +412,7 @@ def run(args: argparse.Namespace) -> int:
             solver_time=solver_time,
             swap=args.swap if args.suite else None,
             timing=timing,
+            batch_overhead_s=overhead_s,
         )
     return _report(args, results, suite)
 
@@ -555,6 +580,7 @@ def _log_mlflow(mlflow_run, args, summary: dict, folder: Path) -> None:
             "solver_time": str(meta.get("solver_time", "model")),
             "swap": str(meta.get("swap") or "suite"),
             "arrival_timing": str(meta.get("arrival_timing") or "drawn by the simulator"),
+            "batch_overhead_s": str(meta.get("batch_overhead_s") or 0.0),
         },
     ) as ml:
         for c, per in summary["aggregate"].items():
@@ -620,6 +646,8 @@ def print_tables(summary: dict) -> None:
     if meta.get("arrival_timing"):
         timing = meta["arrival_timing"]
         title += f"; arrivals drawn beforehand, up to {timing['jitter_ms']:g} ms later, copy {timing['copy']}"
+    if meta.get("batch_overhead_s"):
+        title += f"; every batch {meta['batch_overhead_s'] * 1000:g} ms beyond its profile"
     t = Table(title=title)
     t.add_column("controller")
     cols = ("reward", "frame_violation_ratio", "effective_accuracy", "accuracy", "solves")

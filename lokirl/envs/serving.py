@@ -183,6 +183,10 @@ class EnvConfig:
             2 with demand over the capacity at any accuracy (with ``load_unit: max``).
         randomise: Per-episode cluster size, swap mode and load-time scale
             (:class:`EpisodeRandomisation`; needs ``feature_version`` 2 or 3).
+        batch_overhead_s: Seconds each batch occupies its worker beyond its profiled
+            latency in the ``simpy`` engine (:class:`~lokirl.sim.SimConfig`): a
+            per-batch cost no plan accounts for, as the live path's hop (default 0;
+            the ``fluid`` engine does not model it).
 
     """
 
@@ -221,9 +225,15 @@ class EnvConfig:
     swap: str = "overlap"
     feature_version: int = 1
     randomise: EpisodeRandomisation = field(default_factory=EpisodeRandomisation)
+    batch_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         check_swap_mode(self.swap)
+        if not (math.isfinite(self.batch_overhead_s) and 0 <= self.batch_overhead_s < self.epoch_s):
+            raise ValueError(
+                f"batch_overhead_s: must be at least 0 and shorter than epoch_s "
+                f"({self.epoch_s:g} s), got {self.batch_overhead_s!r}"
+            )
         if self.feature_version not in FEATURE_VERSIONS:
             raise ValueError(
                 f"feature_version: must be one of {list(FEATURE_VERSIONS)}, "
@@ -249,6 +259,11 @@ class EnvConfig:
         if not 0 < self.fluid_dt <= self.epoch_s:
             raise ValueError(
                 f"fluid_dt: must be in (0, epoch_s={self.epoch_s}], got {self.fluid_dt}"
+            )
+        if self.engine == "fluid" and self.batch_overhead_s:
+            raise ValueError(
+                "batch_overhead_s: the fluid engine does not model a per-batch overhead; "
+                "use engine 'simpy' or batch_overhead_s 0"
             )
 
     @classmethod
@@ -576,6 +591,7 @@ class LokiServingEnv(gym.Env):
             solver_time=self.config.solver_time,
             allocator=self.alloc,
             swap=check_swap_mode(self.swap),
+            batch_overhead_s=self.config.batch_overhead_s,
         )
         if self.config.engine == "fluid":
             self.sim = FluidSimulation(

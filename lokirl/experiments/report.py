@@ -229,6 +229,17 @@ def timing_note(meta: Mapping[str, Any]) -> str:
     )
 
 
+def overhead_note(meta: Mapping[str, Any]) -> str:
+    """What a run played under ``bench --batch-overhead`` says of its batches ("" if none)."""
+    secs = meta.get("batch_overhead_s") or 0.0
+    if not secs:
+        return ""
+    return (
+        f"every batch occupies its worker {secs * 1000:g} ms beyond its profiled latency "
+        "(`--batch-overhead`; no plan accounts for it)"
+    )
+
+
 def _across_commits(meta: Mapping[str, Any]) -> str:
     """The commit line's note for runs merged across commits (``bench --allow-commits``)."""
     across = meta.get("across_commits")
@@ -259,6 +270,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
         "common random numbers across controllers",
         *([f"- swaps: {swap_note(meta)}"] if swap_note(meta) else []),
         *([f"- arrivals: {timing_note(meta)}"] if timing_note(meta) else []),
+        *([f"- batches: {overhead_note(meta)}"] if overhead_note(meta) else []),
         f"- intervals: 95% expanded percentile (few cases), hierarchical bootstrap ({summary['bootstrap']['n_boot']} "
         "resamples: cases within families, all together where a family has fewer than "
         f"{stats.MIN_STRATUM} cases, then seeds within cases)",

@@ -178,7 +178,12 @@ def select_result_cases(results: Results, patterns: Sequence[str], strict: bool 
 
 
 #: Meta values of runs recorded before the key existed.
-_DEFAULT_META: dict[str, Any] = {"solver_time": "model", "swap": None, "arrival_timing": None}
+_DEFAULT_META: dict[str, Any] = {
+    "solver_time": "model",
+    "swap": None,
+    "arrival_timing": None,
+    "batch_overhead_s": 0.0,
+}
 
 
 def _meta(meta: dict[str, Any], key: str) -> Any:
@@ -193,8 +198,9 @@ def merge_results(
     The runs must agree on what makes their episodes comparable: the suite's
     content hash, the commit, the cases, the seeds (so that common random numbers
     pair their episodes), the solver, the simulated solve time, the swap mode
-    (a run under ``--swap`` is not merged with one under the suite's) and the
-    arrival timing (``--arrival-jitter``: each copy is a run of its own). A controller
+    (a run under ``--swap`` is not merged with one under the suite's), the
+    arrival timing (``--arrival-jitter``: each copy is a run of its own) and the
+    per-batch overhead (``--batch-overhead``). A controller
     played in several runs is kept once if its episodes came out the same in each
     (the solves are deterministic); otherwise the merge is refused.
 
@@ -236,6 +242,7 @@ def merge_results(
         "solver_time",
         "swap",
         "arrival_timing",
+        "batch_overhead_s",
     )
     keys = tuple(k for k in keys if k not in volatile)
     controllers: list[str] = []
@@ -253,7 +260,7 @@ def merge_results(
                     f"runs differ in {key} ({first_v!r} vs {mine_v!r}): their "
                     "episodes are not paired",
                     "merge only runs of the same suite, commit, seeds, solver, --solver-time, "
-                    "--swap and --arrival-jitter/--jitter-copy"
+                    "--swap, --arrival-jitter/--jitter-copy and --batch-overhead"
                     + ("" if key != "commit" else " (or pass --allow-commits)"),
                 )
         for c in m.get("controllers", []):
@@ -418,6 +425,7 @@ def make_env(
     solver: str = "highs",
     max_nodes: int | None = None,
     solver_time: str | float = "model",
+    batch_overhead_s: float = 0.0,
 ):
     """The serving environment of a case, with deterministic, work-bounded solves.
 
@@ -425,6 +433,9 @@ def make_env(
     (and what the reward's solver term charges): ``"model"`` (a fixed cost per
     allocator phase, :data:`lokirl.sim.config.SOLVE_TIME_BY_PHASE`) or a fixed number
     of seconds for every solve (a sensitivity check on that model).
+    ``batch_overhead_s`` adds that many seconds to every batch's service beyond the
+    profile (a per-batch cost no plan accounts for, as the live hop; a sensitivity
+    check: every reported table plays 0).
 
     A homogeneous cluster (``{workers: N}``) is the env's own; an accelerator mix
     replaces the env's cluster and recomputes its capacities (the env takes only a
@@ -440,6 +451,7 @@ def make_env(
         epoch_s=case.epoch_s,
         solver=solver,
         solver_time=solver_time,
+        batch_overhead_s=batch_overhead_s,
     )
     opts = replace(env.alloc, deterministic=True, threads=1)
     if max_nodes is not None:
@@ -467,12 +479,14 @@ def play_case_seed(
     max_nodes: int | None = None,
     solver_time: str | float = "model",
     timing: ArrivalTiming | None = None,
+    batch_overhead_s: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Play every controller on one (case, seed) with common random numbers.
 
     With ``timing`` every controller plays the seed's arrivals drawn beforehand,
     delayed as that copy says (:mod:`lokirl.experiments.timing`), instead of the
-    simulator drawing them from the case's rates.
+    simulator drawing them from the case's rates. ``batch_overhead_s``: see
+    :func:`make_env`.
 
     Returns:
         One partial row per controller (case, seed, controller, metrics, steps,
@@ -484,7 +498,7 @@ def play_case_seed(
     from lokirl.agents.rollout import rollout
     from lokirl.experiments.compare import summary
 
-    env = make_env(case, solver, max_nodes, solver_time)
+    env = make_env(case, solver, max_nodes, solver_time, batch_overhead_s)
     trace = case_trace(case, load_unit(case, capacities(env.pipeline, env.cluster)), base_dir)
     played = trace if timing is None else timed_arrivals(trace, seed, timing)
     cache: dict = {}
@@ -607,6 +621,19 @@ def check_load_units(suite: Suite) -> None:
             ) from None
 
 
+def check_batch_overhead(suite: Suite, batch_overhead_s: float) -> None:
+    """Refuse, before any work, a per-batch overhead that is negative or outlasts an epoch."""
+    shortest = min(c.epoch_s for c in suite.spec.cases)
+    if not (math.isfinite(batch_overhead_s) and 0 <= batch_overhead_s < shortest):
+        raise ConfigError(
+            "--batch-overhead",
+            f"{batch_overhead_s * 1000:g} ms",
+            f"must be at least 0 and shorter than the shortest decision epoch of the "
+            f"suite ({shortest:g} s)",
+            "pass milliseconds, e.g. 4 (a network hop)",
+        )
+
+
 def check_solver_time(suite: Suite, solver_time: str | float) -> None:
     """Refuse, before any work, a fixed solve time as long as a case's epoch.
 
@@ -646,6 +673,7 @@ def run_suite(
     solver_time: str | float = "model",
     swap: str | None = None,
     timing: ArrivalTiming | None = None,
+    batch_overhead_s: float = 0.0,
 ) -> Results:
     """Play every controller on every (case, seed) of ``suite``.
 
@@ -670,6 +698,9 @@ def run_suite(
         timing: Play arrivals drawn beforehand, delayed as this copy says (a
             sensitivity check on timing, :mod:`lokirl.experiments.timing`);
             recorded in ``meta`` (``None``: the simulator draws them).
+        batch_overhead_s: Seconds every batch occupies its worker beyond its
+            profiled latency (a sensitivity check, :func:`make_env`); recorded in
+            ``meta``.
 
     Returns:
         The per-episode table, in (case, seed, controller) order.
@@ -702,6 +733,7 @@ def run_suite(
             make_controller(c)
     check_policies_fit(suite, ctrls)
     check_solver_time(suite, solver_time)
+    check_batch_overhead(suite, batch_overhead_s)
     check_load_units(suite)
     ref = reference or (spec.reference if spec.reference in ctrls else ctrls[0])
     if ref not in ctrls:
@@ -709,7 +741,17 @@ def run_suite(
     commit = commit or git_commit()
     common = {"suite": spec.name, "suite_hash": suite.hash, "commit": commit}
     tasks = [
-        (case, seed, tuple(ctrls), suite.base_dir, solver, max_nodes, solver_time, timing)
+        (
+            case,
+            seed,
+            tuple(ctrls),
+            suite.base_dir,
+            solver,
+            max_nodes,
+            solver_time,
+            timing,
+            batch_overhead_s,
+        )
         for case in spec.cases
         for seed in spec.seeds_of(case)
     ]
@@ -761,5 +803,6 @@ def run_suite(
         "solver_time": solver_time,
         "swap": swap,
         "arrival_timing": None if timing is None else timing.to_meta(),
+        "batch_overhead_s": float(batch_overhead_s),
     }
     return Results(rows=rows, meta=meta)

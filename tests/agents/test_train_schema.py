@@ -27,6 +27,9 @@ CASES = {
     "env: {headrooms: [1.0, -1.3]}": "env.headrooms.1",
     "env: {weights: {violation: -1}}": "env.weights.violation",
     "env: {epoch_s: .nan}": "env.epoch_s",
+    "env: {batch_overhead_s: -0.004}": "env.batch_overhead_s",
+    "env: {batch_overhead_s: 0.004, engine: fluid}": "env.batch_overhead_s",
+    "env: {batch_overhead_s: 2}": "env.batch_overhead_s",
     "imitation: {steps: 0}": "imitation.steps",
     "constraint: {violation_budget: 2}": "constraint.violation_budget",
     # what the file names (loaded before training)

@@ -276,3 +276,25 @@ def test_sub_second_epochs_count_each_second_once(engine):
     assert done == pytest.approx(float(sim.s_frames_done[: sim.sec_done].sum()))
     assert reconf == pytest.approx(float(sim.s_reconf[: sim.sec_done].sum()))
     assert done > 0 and reconf > 0 and all(np.isfinite(rewards))
+
+
+def test_a_batch_overhead_slows_the_simulated_batches_and_is_refused_where_unmodelled():
+    trace = RateSeries(np.full(20, 60.0), 1.0, "flat")
+
+    def played(overhead):
+        e = LokiServingEnv(**SMALL, batch_overhead_s=overhead)
+        e.reset(seed=3, options={"trace": trace})
+        assert e.sim.config.batch_overhead_s == overhead
+        for _ in range(10):
+            e.step((0, 1))
+        return e.sim.finish()
+
+    plain, slow = played(0.0), played(0.05)
+    assert plain.frames.arrived == slow.frames.arrived  # the same arrivals
+    assert slow.frames.conserved
+    # the same plan, each batch held 50 ms longer: frames finish later
+    assert slow.frames.on_time < plain.frames.on_time
+    with pytest.raises(ValueError, match="fluid engine does not model"):
+        LokiServingEnv(**SMALL, engine="fluid", batch_overhead_s=0.004)
+    with pytest.raises(ValueError, match="batch_overhead_s"):
+        LokiServingEnv(**SMALL, batch_overhead_s=-0.001)

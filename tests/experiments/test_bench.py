@@ -442,3 +442,33 @@ def test_from_merges_a_run_of_every_case_with_one_of_a_subset_on_the_cases_asked
     assert set(out["aggregate"]) == {"static", "trigger"}
     assert main([*merge, "--cases", "sm10-*", "--out", str(tmp_path / "y")]) == 2
     assert "--cases" in capsys.readouterr().err
+
+
+def test_a_batch_overhead_run_is_recorded_slower_and_not_merged_with_a_plain_one(tmp_path, capsys):
+    base = ["bench", "--suite", "dev", "--no-mlflow", "--bootstrap", "100", "--json"]
+    base += ["--cases", "sm10-*", "--controllers", "loki"]
+    # refused before any work: a negative overhead, one as long as an epoch
+    for bad in ("-1", "5000"):
+        assert main([*base, "--batch-overhead", bad, "--out", str(tmp_path)]) == 2
+        assert "--batch-overhead" in capsys.readouterr().err
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+    runs, metas = {}, {}
+    for name, extra in (("plain", []), ("slow", ["--batch-overhead", "30"])):
+        assert main([*base, *extra, "--out", str(tmp_path / name)]) == 0
+        metas[name] = json.loads(capsys.readouterr().out)["meta"]
+        (runs[name],) = (tmp_path / name).iterdir()
+    assert metas["plain"]["batch_overhead_s"] == 0.0
+    assert metas["slow"]["batch_overhead_s"] == pytest.approx(0.03)
+    assert "30 ms beyond its profiled latency" in (runs["slow"] / "report.md").read_text()
+    rows = {k: json.loads((f / "per_episode.json").read_text())["rows"] for k, f in runs.items()}
+    for plain, slow in zip(rows["plain"], rows["slow"], strict=True):
+        assert plain["frames"]["arrived"] == slow["frames"]["arrived"]  # the same arrivals
+        f = slow["frames"]
+        assert f["arrived"] == f["on_time"] + f["late"] + f["dropped"] + f["in_flight"]
+    # batches held 30 ms longer, which no plan accounts for, lose frames
+    on_time = {k: sum(r["frames"]["on_time"] for r in rs) for k, rs in rows.items()}
+    assert on_time["slow"] < on_time["plain"]
+    assert main(["bench", "--from", f"{runs['plain']},{runs['slow']}", "--no-mlflow"]) == 2
+    assert "differ in batch_overhead_s" in capsys.readouterr().err
+    assert main(["bench", "--from", str(runs["slow"]), "--batch-overhead", "4", "--no-mlflow"]) == 2
+    assert "drop --batch-overhead" in capsys.readouterr().err
