@@ -5,7 +5,8 @@ Training may start by cloning a teacher controller (:mod:`lokirl.agents.imitatio
 Importing this package registers the shipped ``ppo`` and ``ppo-v1`` controllers
 (:data:`~lokirl.agents.adapter.SHIPPED_POLICIES`), the ``ppo:PATH`` (``ppo:A.zip+B.zip``:
 one policy per pipeline, :mod:`lokirl.agents.policy_set`) and ``gain:PATH`` controller
-specs and the ``trigger`` heuristic in the controller registry.
+specs, the ``trigger`` heuristic and the ``ppo-guard(...)`` guard
+(:mod:`lokirl.agents.guard`) in the controller registry.
 """
 
 import functools
@@ -18,6 +19,7 @@ from lokirl.agents.adapter import (
 )
 from lokirl.agents.fluid_chooser import FluidChooser  # registers fluid(...)
 from lokirl.agents.gain_policy import GainController
+from lokirl.agents.guard import GuardedPolicy
 from lokirl.agents.heuristics import OracleController, TriggerController
 from lokirl.agents.hindsight import HindsightController  # registers hindsight
 from lokirl.agents.policy_set import PolicySet, make_policy
@@ -44,6 +46,13 @@ _SHIPPED_HELP = {
     "ppo-v1": "the first round's policy (trigger clone + PPO; traffic_analysis on exactly "
     "20 workers), which records before the whole controller name 'ppo'",
 }
+if "ppo-guard" not in CONTROLLERS._keywords:
+    CONTROLLERS.register_keywords(
+        "ppo-guard",
+        GuardedPolicy,
+        "a learned controller (default: the shipped ppo) that re-solves when its plan keeps "
+        "under-delivering, e.g. ppo-guard(violation=0.05,hits=2,window=5,headroom=1.3)",
+    )
 for _name in SHIPPED_POLICIES:
     if _name not in CONTROLLERS.names():
         CONTROLLERS.register(_name, functools.partial(_shipped, _name), _SHIPPED_HELP[_name])
@@ -51,6 +60,7 @@ for _name in SHIPPED_POLICIES:
 __all__ = [
     "FluidChooser",
     "GainController",
+    "GuardedPolicy",
     "HindsightController",
     "OracleController",
     "PPOController",
